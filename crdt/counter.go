@@ -1,0 +1,317 @@
+package crdt
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"sort"
+)
+
+// ErrOverflow is returned when an update would take a counter's value, or one
+// of its slot totals, outside the representable range.
+var ErrOverflow = errors.New("crdt: value would overflow int64")
+
+// NodeID identifies a node's slot. It is derived from the node's name, so a
+// node restarted under the same name writes to the same slot.
+type NodeID uint64
+
+// Slot is one node's contribution to a counter: the sum of its increments (P)
+// and of its decrements (N). Both only grow.
+type Slot struct {
+	Node NodeID
+	P    uint64
+	N    uint64
+}
+
+// Reset records the latest reset (or delete) of a counter.
+type Reset struct {
+	// Epoch is a Lamport time: a reset issued after observing reset e has an
+	// epoch greater than e. Ties between concurrent resets break on Node,
+	// then on Value, so every replica picks the same winner.
+	Epoch uint64
+	Node  NodeID
+	Value int64
+	// Deleted marks the reset as a delete: the counter is hidden from
+	// listings while no slot has moved past the floor.
+	Deleted bool
+	// Floor holds the slot totals the resetting nodes had observed, sorted by
+	// Node. It merges by per-slot maximum, independently of which reset wins.
+	Floor []Slot
+}
+
+// Counter is a PN-counter with per-node slots and an observed reset. The zero
+// value is a counter that reads 0. Slots are sorted by Node with no
+// duplicates; every method keeps that invariant, and every floor entry is
+// dominated by the slot of the same node.
+type Counter struct {
+	Slots []Slot
+	Reset *Reset
+}
+
+// Clone returns a deep copy of c.
+func (c Counter) Clone() Counter {
+	out := Counter{Slots: slices.Clone(c.Slots)}
+	if c.Reset != nil {
+		r := *c.Reset
+		r.Floor = slices.Clone(c.Reset.Floor)
+		out.Reset = &r
+	}
+	return out
+}
+
+// Slot returns node's slot, or a zero slot for that node when it has none.
+func (c Counter) Slot(node NodeID) Slot {
+	if i, ok := findSlot(c.Slots, node); ok {
+		return c.Slots[i]
+	}
+	return Slot{Node: node}
+}
+
+// Value returns the counter's value, clamped to the int64 range when merged
+// concurrent updates carried it beyond (the node refuses local updates that
+// would do so; see Add).
+func (c Counter) Value() int64 {
+	v, _ := c.value()
+	return v
+}
+
+// value returns the exact value and whether it fits in an int64; when it does
+// not, the clamped bound is returned.
+func (c Counter) value() (int64, bool) {
+	// Accumulate in a 128-bit signed integer (hi:lo, two's complement).
+	var hi int64
+	var lo uint64
+	add := func(v int64) {
+		var carry uint64
+		lo, carry = addU64(lo, uint64(v))
+		hi += carryHi(v) + int64(carry)
+	}
+	var base int64
+	var floor []Slot
+	if c.Reset != nil {
+		base = c.Reset.Value
+		floor = c.Reset.Floor
+	}
+	add(base)
+	for _, s := range c.Slots {
+		f := slotIn(floor, s.Node)
+		addUnsigned(&hi, &lo, s.P-f.P)
+		subUnsigned(&hi, &lo, s.N-f.N)
+	}
+	switch {
+	case hi == 0 && lo <= math.MaxInt64:
+		return int64(lo), true
+	case hi == -1 && lo > math.MaxInt64:
+		return int64(lo), true
+	case hi < 0:
+		return math.MinInt64, false
+	default:
+		return math.MaxInt64, false
+	}
+}
+
+// Live reports whether the counter should appear in listings: false only
+// for a deleted counter that has not been incremented or decremented since.
+func (c Counter) Live() bool {
+	if c.Reset == nil || !c.Reset.Deleted {
+		return true
+	}
+	for _, s := range c.Slots {
+		f := slotIn(c.Reset.Floor, s.Node)
+		if s.P != f.P || s.N != f.N {
+			return true
+		}
+	}
+	return false
+}
+
+// Add applies an increment of by (a decrement when negative) to node's slot
+// and returns the resulting value. It refuses, changing nothing, an update
+// that would take the value or a slot total out of range.
+func (c *Counter) Add(node NodeID, by int64) (int64, error) {
+	cur, ok := c.value()
+	if !ok {
+		// The merged state is already out of range; allow only updates
+		// that move it back towards zero.
+		if (cur > 0 && by > 0) || (cur < 0 && by < 0) {
+			return cur, ErrOverflow
+		}
+	} else if (by > 0 && cur > math.MaxInt64-by) || (by < 0 && cur < math.MinInt64-by) {
+		return cur, ErrOverflow
+	}
+	i, found := findSlot(c.Slots, node)
+	if !found {
+		c.Slots = slices.Insert(c.Slots, i, Slot{Node: node})
+	}
+	s := &c.Slots[i]
+	if by >= 0 {
+		if s.P > math.MaxUint64-uint64(by) {
+			return cur, ErrOverflow
+		}
+		s.P += uint64(by)
+	} else {
+		mag := uint64(-(by + 1)) + 1 // |by| without overflowing at MinInt64
+		if s.N > math.MaxUint64-mag {
+			return cur, ErrOverflow
+		}
+		s.N += mag
+	}
+	return c.Value(), nil
+}
+
+// SetReset resets the counter to value, as seen from node: every increment
+// merged so far is covered; increments not yet seen will count on top of
+// value when they arrive. With deleted, the counter also leaves listings
+// until it is next updated. It returns the new reset record.
+func (c *Counter) SetReset(node NodeID, value int64, deleted bool) *Reset {
+	var epoch uint64 = 1
+	if c.Reset != nil {
+		epoch = c.Reset.Epoch + 1
+	}
+	r := &Reset{
+		Epoch:   epoch,
+		Node:    node,
+		Value:   value,
+		Deleted: deleted,
+		Floor:   slices.Clone(c.Slots),
+	}
+	c.Reset = r
+	return r
+}
+
+// Merge joins other into c. It is commutative, associative and idempotent,
+// and never moves any slot total backwards.
+func (c *Counter) Merge(other Counter) {
+	c.Slots = mergeSlots(c.Slots, other.Slots)
+	if other.Reset == nil {
+		return
+	}
+	if c.Reset == nil {
+		r := *other.Reset
+		r.Floor = slices.Clone(other.Reset.Floor)
+		c.Reset = &r
+	} else {
+		floor := mergeSlots(c.Reset.Floor, other.Reset.Floor)
+		if resetLess(c.Reset, other.Reset) {
+			r := *other.Reset
+			c.Reset = &r
+		}
+		c.Reset.Floor = floor
+	}
+	// A floor records totals that were observed, so the slots are at
+	// least that high.
+	c.Slots = mergeSlots(c.Slots, c.Reset.Floor)
+}
+
+// Delta returns the part of c that a replica needs to learn the given nodes'
+// slots, plus the reset record when withReset is set. Merging the delta into
+// a replica has the same effect on those slots as merging all of c.
+func (c Counter) Delta(withReset bool, nodes ...NodeID) Counter {
+	var d Counter
+	for _, n := range nodes {
+		if i, ok := findSlot(c.Slots, n); ok {
+			d.Slots = append(d.Slots, c.Slots[i])
+		}
+	}
+	sort.Slice(d.Slots, func(i, j int) bool { return d.Slots[i].Node < d.Slots[j].Node })
+	d.Slots = slices.CompactFunc(d.Slots, func(a, b Slot) bool { return a.Node == b.Node })
+	if withReset && c.Reset != nil {
+		r := *c.Reset
+		r.Floor = slices.Clone(c.Reset.Floor)
+		d.Reset = &r
+	}
+	return d
+}
+
+// Equal reports whether c and other hold the same state.
+func (c Counter) Equal(other Counter) bool {
+	if !slices.Equal(c.Slots, other.Slots) {
+		return false
+	}
+	if (c.Reset == nil) != (other.Reset == nil) {
+		return false
+	}
+	if c.Reset == nil {
+		return true
+	}
+	a, b := c.Reset, other.Reset
+	return a.Epoch == b.Epoch && a.Node == b.Node && a.Value == b.Value &&
+		a.Deleted == b.Deleted && slices.Equal(a.Floor, b.Floor)
+}
+
+// resetLess orders resets: by epoch, then node, then value, then deleted.
+func resetLess(a, b *Reset) bool {
+	if a.Epoch != b.Epoch {
+		return a.Epoch < b.Epoch
+	}
+	if a.Node != b.Node {
+		return a.Node < b.Node
+	}
+	if a.Value != b.Value {
+		return a.Value < b.Value
+	}
+	return !a.Deleted && b.Deleted
+}
+
+// mergeSlots returns the per-node maximum of two sorted slot lists. It reuses
+// a's storage when b adds nothing new.
+func mergeSlots(a, b []Slot) []Slot {
+	if len(b) == 0 {
+		return a
+	}
+	// Fast path: every node of b is already in a.
+	contained := len(b) <= len(a)
+	if contained {
+		j := 0
+		for _, s := range b {
+			for j < len(a) && a[j].Node < s.Node {
+				j++
+			}
+			if j == len(a) || a[j].Node != s.Node {
+				contained = false
+				break
+			}
+			a[j].P = max(a[j].P, s.P)
+			a[j].N = max(a[j].N, s.N)
+		}
+		if contained {
+			return a
+		}
+	}
+	out := make([]Slot, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && a[i].Node < b[j].Node):
+			out = append(out, a[i])
+			i++
+		case i == len(a) || b[j].Node < a[i].Node:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, Slot{Node: a[i].Node, P: max(a[i].P, b[j].P), N: max(a[i].N, b[j].N)})
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func findSlot(slots []Slot, node NodeID) (int, bool) {
+	return slices.BinarySearchFunc(slots, node, func(s Slot, n NodeID) int {
+		switch {
+		case s.Node < n:
+			return -1
+		case s.Node > n:
+			return 1
+		}
+		return 0
+	})
+}
+
+func slotIn(slots []Slot, node NodeID) Slot {
+	if i, ok := findSlot(slots, node); ok {
+		return slots[i]
+	}
+	return Slot{Node: node}
+}

@@ -1,0 +1,23 @@
+// Package crdt holds countmesh's replicated data types: pure values with a
+// merge that forms a join-semilattice, so that replicas which receive the same
+// updates in any order, any number of times, end in the same state.
+//
+// The central type is Counter, a PN-counter with one slot per node and an
+// observed-reset record. Each node only ever changes its own slot (P grows on
+// increments, N grows on decrements); Merge takes the per-slot maximum.
+//
+// Reset to V is "observed": the resetting node records, as the reset's floor,
+// the slot values it had seen, and the counter's value becomes
+//
+//	V + Σ_i (P_i − floorP_i) − (N_i − floorN_i)
+//
+// so increments the resetting node had not yet seen survive the reset, and
+// two concurrent resets that saw the same increments subtract them once (the
+// floors merge by maximum). Concurrent resets to different values are ordered
+// by a Lamport epoch, ties broken by node id: the later reset's value wins.
+// A delete is a reset to 0 that also hides the counter from listings until a
+// later increment arrives.
+//
+// Nothing in this package does I/O, starts goroutines or locks. Values are not
+// safe for concurrent use: callers (package node) serialise access.
+package crdt

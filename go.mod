@@ -1,0 +1,3 @@
+module github.com/countmesh/countmesh
+
+go 1.26
