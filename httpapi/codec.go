@@ -1,0 +1,100 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+const (
+	mediaJSON    = "application/json"
+	mediaMsgpack = "application/msgpack"
+)
+
+// mediaType returns the body's media type: JSON (also when unnamed) or
+// msgpack; anything else is 415.
+func mediaType(r *http.Request, allowMsgpack bool) (string, error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return mediaJSON, nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", &apiError{http.StatusUnsupportedMediaType, codeUnsupportedMediaType, fmt.Sprintf("bad Content-Type %q", ct)}
+	}
+	switch {
+	case mt == mediaJSON || strings.HasSuffix(mt, "+json"):
+		return mediaJSON, nil
+	case allowMsgpack && (mt == mediaMsgpack || mt == "application/x-msgpack" || mt == "application/vnd.msgpack"):
+		return mediaMsgpack, nil
+	}
+	accepted := mediaJSON
+	if allowMsgpack {
+		accepted += " or " + mediaMsgpack
+	}
+	return "", &apiError{http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
+		fmt.Sprintf("Content-Type %q is not accepted here; send %s", mt, accepted)}
+}
+
+// readBody reads the whole body, refusing more than MaxBodyBytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &apiError{http.StatusRequestEntityTooLarge, codeTooLarge,
+				fmt.Sprintf("the body is over %d bytes; split the request", MaxBodyBytes)}
+		}
+		return nil, badRequest(fmt.Sprintf("reading the body: %v", err))
+	}
+	return body, nil
+}
+
+// decodeJSON decodes an optional JSON body into v, refusing unknown fields
+// and trailing data. An empty body leaves v as it is.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if _, err := mediaType(r, false); err != nil {
+		return err
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	return unmarshalJSON(body, v)
+}
+
+func unmarshalJSON(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("malformed JSON body: " + jsonErrorText(err))
+	}
+	if dec.More() {
+		return badRequest("malformed JSON body: data after the JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return badRequest("malformed JSON body: data after the JSON value")
+	}
+	return nil
+}
+
+// jsonErrorText makes encoding/json's errors readable for a client.
+func jsonErrorText(err error) string {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) {
+		field := ute.Field
+		if field == "" {
+			field = "the body"
+		}
+		return fmt.Sprintf("%s must be %s, got %s", field, ute.Type.String(), ute.Value)
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}

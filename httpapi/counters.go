@@ -1,0 +1,197 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/countmesh/countmesh/node"
+)
+
+// incrBody is the optional body of incr and decr.
+type incrBody struct {
+	By          *int64            `json:"by"`
+	ID          string            `json:"id"`
+	Consistency string            `json:"consistency"`
+	Labels      map[string]string `json:"labels"`
+	At          string            `json:"at"`
+}
+
+type valueAnswer struct {
+	NS        string `json:"ns"`
+	Key       string `json:"key"`
+	Value     int64  `json:"value"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// parseTime parses an RFC 3339 time; empty is the zero time.
+func parseTime(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, badRequest(fmt.Sprintf("%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", field, s))
+	}
+	return t, nil
+}
+
+// incr serves incr (sign 1) and decr (sign -1).
+func (s *Server) incr(sign int64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ns, key, err := nsKey(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var body incrBody
+		if err := decodeJSON(w, r, &body); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		by := int64(1)
+		if body.By != nil {
+			by = *body.By
+		}
+		if err := node.ValidateBy(by); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		at, err := parseTime("at", body.At)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		res, err := s.node.Incr(r.Context(), ns, key, sign*by, node.WriteOptions{
+			ID: body.ID, Consistency: body.Consistency, Labels: body.Labels, At: at,
+		})
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, valueAnswer{NS: ns, Key: key, Value: res.Value, Duplicate: res.Duplicate})
+	}
+}
+
+type counterAnswer struct {
+	NS        string     `json:"ns"`
+	Key       string     `json:"key"`
+	Value     int64      `json:"value"`
+	UpdatedAt *time.Time `json:"updated_at"`
+}
+
+func (s *Server) getCounter(w http.ResponseWriter, r *http.Request) {
+	ns, key, err := nsKey(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	at, err := parseTime("at", q.Get("at"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c, err := s.node.Get(r.Context(), ns, key, node.ReadOptions{Consistency: q.Get("consistency"), At: at})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ans := counterAnswer{NS: ns, Key: key, Value: c.Value}
+	if !c.UpdatedAt.IsZero() {
+		t := c.UpdatedAt.UTC()
+		ans.UpdatedAt = &t
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
+
+type resetBody struct {
+	Value *int64 `json:"value"`
+}
+
+func (s *Server) resetCounter(w http.ResponseWriter, r *http.Request) {
+	ns, key, err := nsKey(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var body resetBody
+	if err := decodeJSON(w, r, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if body.Value == nil {
+		s.writeError(w, r, badRequest(`the body must give the new value, e.g. {"value": 0}`))
+		return
+	}
+	res, err := s.node.Reset(r.Context(), ns, key, *body.Value)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, valueAnswer{NS: ns, Key: key, Value: res.Value})
+}
+
+func (s *Server) deleteCounter(w http.ResponseWriter, r *http.Request) {
+	ns, key, err := nsKey(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.node.Delete(r.Context(), ns, key); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, valueAnswer{NS: ns, Key: key, Value: 0})
+}
+
+type listItem struct {
+	Key   string `json:"key"`
+	Value int64  `json:"value"`
+}
+
+type listAnswer struct {
+	Items      []listItem `json:"items"`
+	NextCursor string     `json:"next_cursor"`
+}
+
+func (s *Server) listCounters(w http.ResponseWriter, r *http.Request) {
+	ns, err := pathParam(r, "ns")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	limit := 100
+	if l := q.Get("limit"); l != "" {
+		limit, err = strconv.Atoi(l)
+		if err != nil || limit < 1 || limit > node.MaxListLimit {
+			s.writeError(w, r, badRequest(fmt.Sprintf("limit must be a whole number from 1 to %d, got %q", node.MaxListLimit, l)))
+			return
+		}
+	}
+	after := ""
+	if c := q.Get("cursor"); c != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(c)
+		if err != nil {
+			s.writeError(w, r, badRequest("cursor is not one this server issued; pass next_cursor from the previous page"))
+			return
+		}
+		after = string(raw)
+	}
+	page, err := s.node.List(r.Context(), ns, q.Get("prefix"), after, limit)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ans := listAnswer{Items: make([]listItem, len(page.Items))}
+	for i, c := range page.Items {
+		ans.Items[i] = listItem{Key: c.Key, Value: c.Value}
+	}
+	if page.NextCursor != "" {
+		ans.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(page.NextCursor))
+	}
+	writeJSON(w, http.StatusOK, ans)
+}

@@ -1,0 +1,188 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/node"
+)
+
+// MaxBodyBytes bounds a request body (413 past it).
+const MaxBodyBytes = 8 << 20
+
+// Config configures a Server.
+type Config struct {
+	// Node serves the requests.
+	Node *node.Node
+	// Registerer receives the HTTP metrics and Gatherer serves /metrics; nil
+	// means no metrics (and /metrics answers 404).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Logger; nil logs nothing.
+	Logger *zap.Logger
+}
+
+// Server is the HTTP API as an http.Handler.
+type Server struct {
+	node    *node.Node
+	log     *zap.Logger
+	router  chi.Router
+	latency *prometheus.HistogramVec
+}
+
+// New returns the API handler over cfg.Node.
+func New(cfg Config) (*Server, error) {
+	if cfg.Node == nil {
+		return nil, errors.New("httpapi: Config.Node is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	s := &Server{node: cfg.Node, log: cfg.Logger}
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "countmesh_http_request_duration_seconds",
+		Help:    "HTTP request latency by route and status code.",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 17), // 50µs .. 3.3s
+	}, []string{"route", "method", "code"})
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(s.latency); err != nil {
+			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+		}
+	}
+
+	r := chi.NewRouter()
+	r.Use(s.instrument)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &apiError{http.StatusNotFound, codeNotFound,
+			fmt.Sprintf("no route %s %s; see spec/API.md for the routes", r.Method, r.URL.Path)})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed,
+			fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
+	})
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	if cfg.Gatherer != nil {
+		r.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	r.Route("/v1", func(r chi.Router) {
+		r.Post("/counters/{ns}/{key}/incr", s.incr(1))
+		r.Post("/counters/{ns}/{key}/decr", s.incr(-1))
+		r.Get("/counters/{ns}/{key}", s.getCounter)
+		r.Put("/counters/{ns}/{key}", s.resetCounter)
+		r.Delete("/counters/{ns}/{key}", s.deleteCounter)
+		r.Get("/counters/{ns}", s.listCounters)
+		r.Post("/batch", s.batch)
+		r.Get("/namespaces", s.listNamespaces)
+		r.Put("/namespaces/{ns}", s.putNamespace)
+		r.Get("/namespaces/{ns}", s.getNamespace)
+	})
+	s.router = r
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.router.ServeHTTP(w, r)
+}
+
+// statusRecorder remembers the status code written.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming answers (Server-Sent Events) through the recorder.
+func (w *statusRecorder) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument records request latency by route pattern.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		s.latency.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
+	})
+}
+
+// pathParam returns the unescaped URL parameter name. chi routes on the raw
+// path when the URL holds escapes (so that a key may contain "/" as %2F), and
+// then hands back the escaped segment.
+func pathParam(r *http.Request, name string) (string, error) {
+	v := chi.URLParam(r, name)
+	if r.URL.RawPath == "" {
+		return v, nil
+	}
+	u, err := url.PathUnescape(v)
+	if err != nil {
+		return "", badRequest(fmt.Sprintf("%s: bad URL escape in %q", name, v))
+	}
+	return u, nil
+}
+
+// nsKey returns the {ns} and {key} parameters, validated.
+func nsKey(r *http.Request) (string, string, error) {
+	ns, err := pathParam(r, "ns")
+	if err != nil {
+		return "", "", err
+	}
+	if err := node.ValidateNamespace(ns); err != nil {
+		return "", "", err
+	}
+	key, err := pathParam(r, "key")
+	if err != nil {
+		return "", "", err
+	}
+	if err := node.ValidateKey(key); err != nil {
+		return "", "", err
+	}
+	return ns, key, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.node.Ready() {
+		s.writeError(w, r, fmt.Errorf("%w: not ready: recovering or storage failed", node.ErrUnavailable))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

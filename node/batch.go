@@ -1,0 +1,213 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"math"
+)
+
+// MaxBatchOps bounds the operations of one batch.
+const MaxBatchOps = 10_000
+
+// BatchOp is one increment of a batch.
+type BatchOp struct {
+	NS  string
+	Key string
+	By  int64
+	ID  string
+}
+
+// BatchResult is the answer to a batch.
+type BatchResult struct {
+	Applied    int
+	Duplicates int
+	Values     []int64 // value after each op, in op order, when asked for
+}
+
+// batchOp is a validated op with its place in the hot set.
+type batchOp struct {
+	ck     string
+	stripe int
+}
+
+// Batch applies ops atomically with respect to validation: either every op
+// is applied, or (bad input, overflow, overload) none is. It returns once the
+// changes are as durable as the strictest namespace involved asks.
+func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, returnValues bool) (BatchResult, error) {
+	if len(ops) > MaxBatchOps {
+		return BatchResult{}, fmt.Errorf("%w: a batch holds at most %d ops, got %d; split it", ErrTooLarge, MaxBatchOps, len(ops))
+	}
+	if err := validateConsistency(consistency); err != nil {
+		return BatchResult{}, err
+	}
+	for i, op := range ops {
+		if err := validateWrite(op.NS, op.Key, op.By, WriteOptions{ID: op.ID}); err != nil {
+			return BatchResult{}, fmt.Errorf("op %d: %w", i, err)
+		}
+	}
+	if err := n.checkWritable(len(ops)); err != nil {
+		return BatchResult{}, err
+	}
+	sync := false
+	lastNS := ""
+	for _, op := range ops {
+		if op.NS == lastNS {
+			continue
+		}
+		lastNS = op.NS
+		rec, err := n.namespaceForWrite(op.NS)
+		if err != nil {
+			return BatchResult{}, err
+		}
+		sync = sync || rec.Config.Durability == DurabilitySync
+	}
+
+	// Bring every counter into memory, one stripe lock at a time, so that
+	// the all-stripes critical section below does no I/O.
+	prepared := make([]batchOp, len(ops))
+	touched := make([]bool, len(n.stripes))
+	buf := make([]byte, 0, 600)
+	for i, op := range ops {
+		buf = compositeKey(buf[:0], op.NS, op.Key)
+		si := n.stripeOf(buf)
+		s := &n.stripes[si]
+		s.mu.Lock()
+		e, err := n.lookupLocked(s, buf, op.NS, op.Key, true)
+		s.mu.Unlock()
+		if err != nil {
+			return BatchResult{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		}
+		prepared[i] = batchOp{ck: e.ck, stripe: si}
+		touched[si] = true
+	}
+
+	for i := range touched {
+		if touched[i] {
+			n.stripes[i].mu.Lock()
+		}
+	}
+	entries, err := n.batchEntriesLocked(ops, prepared)
+	if err == nil {
+		err = n.batchCheckLocked(ops, entries)
+	}
+	var res BatchResult
+	if err == nil {
+		now := n.cfg.Now().UnixMilli()
+		if returnValues {
+			res.Values = make([]int64, len(ops))
+		}
+		for i, op := range ops {
+			e := entries[i]
+			v, addErr := e.c.Add(n.id, op.By)
+			if addErr != nil { // batchCheckLocked rules this out
+				panic(fmt.Sprintf("node: batch op %d failed after its check: %v", i, addErr))
+			}
+			e.updated = now
+			n.markDirtyLocked(&n.stripes[prepared[i].stripe], e)
+			if returnValues {
+				res.Values[i] = v
+			}
+		}
+		res.Applied = len(ops)
+	}
+	for i := range touched {
+		if touched[i] {
+			n.stripes[i].mu.Unlock()
+		}
+	}
+	if err != nil {
+		return BatchResult{}, err
+	}
+	n.metrics.batches.Inc()
+	n.metrics.increments.Add(float64(len(ops)))
+	return res, n.ackError(n.committer.Ticket(sync).Wait(ctx))
+}
+
+// batchEntriesLocked resolves each op's entry; the caller holds every
+// touched stripe. An entry evicted since it was prepared is read again.
+func (n *Node) batchEntriesLocked(ops []BatchOp, prepared []batchOp) ([]*entry, error) {
+	entries := make([]*entry, len(ops))
+	for i, p := range prepared {
+		s := &n.stripes[p.stripe]
+		e := s.m[p.ck]
+		if e == nil {
+			var err error
+			e, err = n.lookupLocked(s, []byte(p.ck), ops[i].NS, ops[i].Key, true)
+			if err != nil {
+				return nil, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+			}
+		}
+		entries[i] = e
+	}
+	return entries, nil
+}
+
+// batchCheckLocked refuses a batch any of whose ops would overflow, before
+// anything is applied.
+func (n *Node) batchCheckLocked(ops []BatchOp, entries []*entry) error {
+	// Fast path: when every counter is far from the int64 bounds and the
+	// batch's total magnitude is small, no op can overflow.
+	var total uint64
+	for _, op := range ops {
+		total += uint64(abs(op.By))
+	}
+	safe := total < 1<<61
+	for _, e := range entries {
+		if !safe {
+			break
+		}
+		own := e.c.Slot(n.id)
+		v := e.c.Value()
+		safe = abs(v) < 1<<61 && own.P < 1<<62 && own.N < 1<<62
+	}
+	if safe {
+		return nil
+	}
+	// Slow path: simulate the ops in order on copies.
+	sim := make(map[*entry]int64, len(ops))
+	for i, op := range ops {
+		e := entries[i]
+		v, ok := sim[e]
+		if !ok {
+			v = e.c.Value()
+		}
+		if !clampAdd(v, op.By) {
+			return fmt.Errorf("op %d: %w: %s/%s would be %d%+d, outside int64", i, ErrOverflow, op.NS, op.Key, v, op.By)
+		}
+		sim[e] = v + op.By
+	}
+	// Slot totals: simulate this node's P and N per counter.
+	type pn struct{ p, n uint64 }
+	slots := make(map[*entry]pn, len(ops))
+	for i, op := range ops {
+		e := entries[i]
+		s, ok := slots[e]
+		if !ok {
+			own := e.c.Slot(n.id)
+			s = pn{own.P, own.N}
+		}
+		if op.By >= 0 {
+			if s.p > math.MaxUint64-uint64(op.By) {
+				return fmt.Errorf("op %d: %w: %s/%s has counted too many increments on this node", i, ErrOverflow, op.NS, op.Key)
+			}
+			s.p += uint64(op.By)
+		} else {
+			if s.n > math.MaxUint64-uint64(-op.By) {
+				return fmt.Errorf("op %d: %w: %s/%s has counted too many decrements on this node", i, ErrOverflow, op.NS, op.Key)
+			}
+			s.n += uint64(-op.By)
+		}
+		slots[e] = s
+	}
+	return nil
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		if v == math.MinInt64 {
+			return math.MaxInt64
+		}
+		return -v
+	}
+	return v
+}

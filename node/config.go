@@ -1,0 +1,98 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/store"
+)
+
+// Config configures a Node. Start from DefaultConfig.
+type Config struct {
+	// Name is the node's unique name in the mesh; its slot id derives from it.
+	Name string
+	// Region is the data center the node belongs to.
+	Region string
+	// Store configures the Pebble store (its Dir is the data directory).
+	Store store.Config
+	// CacheCounters bounds the counters held in memory; the rest are read
+	// through from the store.
+	CacheCounters int
+	// DefaultDurability is the durability of namespaces created by a first
+	// write: DurabilitySync or DurabilityAsync.
+	DefaultDurability string
+	// Stripes is the number of lock stripes over the counters (a power of two).
+	Stripes int
+	// MaxPending bounds the changed counters waiting for the committer; past
+	// it, writes are refused with ErrOverloaded until the committer catches up.
+	MaxPending int
+	// CommitMaxDelay bounds how long an async write waits for the fsynced WAL.
+	CommitMaxDelay time.Duration
+	// Registerer receives the node's Prometheus metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Logger; nil logs nothing.
+	Logger *zap.Logger
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the embedded defaults: a node named after the host,
+// in region "local", storing in ./data, with one million cached counters.
+func DefaultConfig() Config {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		name = "countd"
+	}
+	st := store.DefaultConfig()
+	st.Dir = "./data"
+	return Config{
+		Name:              name,
+		Region:            "local",
+		Store:             st,
+		CacheCounters:     1_000_000,
+		DefaultDurability: DurabilitySync,
+		Stripes:           256,
+		MaxPending:        4_000_000,
+		CommitMaxDelay:    10 * time.Millisecond,
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("node name must not be empty"))
+	}
+	if c.Region == "" {
+		errs = append(errs, errors.New("region must not be empty"))
+	}
+	if c.CacheCounters < 1 {
+		errs = append(errs, fmt.Errorf("cache-counters must be at least 1, got %d", c.CacheCounters))
+	}
+	if c.DefaultDurability != DurabilitySync && c.DefaultDurability != DurabilityAsync {
+		errs = append(errs, fmt.Errorf("durability must be sync or async, got %q", c.DefaultDurability))
+	}
+	if c.Stripes < 1 || c.Stripes&(c.Stripes-1) != 0 {
+		errs = append(errs, fmt.Errorf("stripes must be a power of two, got %d", c.Stripes))
+	}
+	if c.MaxPending < 1 {
+		errs = append(errs, fmt.Errorf("max pending must be at least 1, got %d", c.MaxPending))
+	}
+	if c.CommitMaxDelay <= 0 {
+		errs = append(errs, fmt.Errorf("commit max delay must be positive, got %v", c.CommitMaxDelay))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("node: invalid config: %w", err)
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package node
+
+import (
+	"hash/maphash"
+	"sync"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// entry is one counter in the hot set. Every field is guarded by the lock of
+// the stripe that holds the entry.
+type entry struct {
+	ck      string       // composite key: ns + "\x00" + key
+	c       crdt.Counter // merged state
+	updated int64        // unix ms of the last change this node saw
+	lastUse uint32       // n.tick at the last access, for eviction
+	dirty   bool         // changed since the last Fill
+	filled  uint64       // the Fill sequence that last wrote the entry to a batch
+}
+
+// stripe is one lock stripe of the hot set.
+type stripe struct {
+	mu sync.Mutex // guards m and dirty, and every entry in m
+	m  map[string]*entry
+	// dirty lists the entries changed since the last Fill, in change order.
+	dirty []*entry
+	_     [40]byte // keep neighbouring stripes' locks off one cache line
+}
+
+var seed = maphash.MakeSeed()
+
+// compositeKey appends ns, 0x00 and key to buf; keys never contain control
+// characters, so the separator is unambiguous.
+func compositeKey(buf []byte, ns, key string) []byte {
+	buf = append(buf, ns...)
+	buf = append(buf, 0)
+	return append(buf, key...)
+}
+
+// splitKey undoes compositeKey.
+func splitKey(ck string) (ns, key string) {
+	for i := 0; i < len(ck); i++ {
+		if ck[i] == 0 {
+			return ck[:i], ck[i+1:]
+		}
+	}
+	return ck, ""
+}
+
+// stripeOf returns the stripe index of a composite key.
+func (n *Node) stripeOf(ck []byte) int {
+	return int(maphash.Bytes(seed, ck) & uint64(len(n.stripes)-1))
+}
+
+// evictableLocked reports whether e may leave memory: its last change must be
+// durable, so that a read-through finds it in the store.
+func (n *Node) evictableLocked(e *entry) bool {
+	return !e.dirty && e.filled <= n.committedSeq.Load()
+}
+
+// evictLocked removes entries from a stripe that is over its share of the
+// cache, choosing among a few sampled entries the least recently used one
+// that is durable (sampled LRU, as Redis does). A stripe whose sampled
+// entries are all waiting for the committer stays over its share until the
+// next insert.
+func (n *Node) evictLocked(s *stripe) {
+	for len(s.m) > n.stripeCap {
+		var victim *entry
+		sampled := 0
+		for _, e := range s.m {
+			if n.evictableLocked(e) && (victim == nil || int32(e.lastUse-victim.lastUse) < 0) {
+				victim = e
+			}
+			sampled++
+			if sampled == 5 {
+				break
+			}
+		}
+		if victim == nil {
+			return
+		}
+		delete(s.m, victim.ck)
+		n.metrics.evictions.Inc()
+	}
+}
+
+// lookupLocked returns the entry for the composite key ck, reading it through
+// from the store when it is not in memory. With create, a counter that does
+// not exist yet gets a new entry; without, nil is returned for it (reads of
+// unknown counters do not fill the cache).
+func (n *Node) lookupLocked(s *stripe, ck []byte, ns, key string, create bool) (*entry, error) {
+	tick := n.tick.Load()
+	if e := s.m[string(ck)]; e != nil {
+		e.lastUse = tick
+		return e, nil
+	}
+	c, found, err := n.store.GetCounter(ns, key)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics.readThrough.Inc()
+	if !found && !create {
+		return nil, nil
+	}
+	e := &entry{ck: string(ck), c: c, lastUse: tick}
+	if found {
+		e.updated = -1 // unknown until the store keeps it
+	}
+	s.m[e.ck] = e
+	if len(s.m) > n.stripeCap {
+		n.evictLocked(s)
+	}
+	return e, nil
+}
+
+// markDirtyLocked queues e for the next Fill.
+func (n *Node) markDirtyLocked(s *stripe, e *entry) {
+	if !e.dirty {
+		e.dirty = true
+		s.dirty = append(s.dirty, e)
+		n.pending.Add(1)
+	}
+}

@@ -1,0 +1,75 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the node's Prometheus metrics.
+type metrics struct {
+	increments  prometheus.Counter
+	batches     prometheus.Counter
+	reads       prometheus.Counter
+	readThrough prometheus.Counter
+	evictions   prometheus.Counter
+	shed        prometheus.Counter
+}
+
+func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		increments: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_increments_total", Help: "Increments and decrements applied by this node (single and batched).",
+		}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_batches_total", Help: "Batches applied by this node.",
+		}),
+		reads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_reads_total", Help: "Counter reads served.",
+		}),
+		readThrough: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_cache_misses_total", Help: "Counters read through from the store because they were not in memory.",
+		}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_cache_evictions_total", Help: "Counters evicted from memory (their state is durable in the store).",
+		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_shed_total", Help: "Writes refused with 429 because too many changes waited for the disk.",
+		}),
+	}
+	if reg == nil {
+		return m
+	}
+	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed)
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "countmesh_pending_changes", Help: "Changed counters waiting for the group committer.",
+		}, func() float64 { return float64(n.pending.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "countmesh_cached_counters", Help: "Counters held in memory.",
+		}, func() float64 { return float64(n.cachedCounters()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "countmesh_commits_total", Help: "Group commits written to the store.",
+		}, func() float64 { return float64(n.committer.Stats().Commits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "countmesh_fsyncs_total", Help: "WAL fsyncs.",
+		}, func() float64 { return float64(n.committer.Stats().Fsyncs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "countmesh_fsync_seconds_total", Help: "Time spent in commits that fsync the WAL.",
+		}, func() float64 { return n.committer.Stats().FsyncTime.Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "countmesh_disk_bytes", Help: "Bytes the store uses on disk.",
+		}, func() float64 { return float64(n.store.DiskUsage()) }),
+	)
+	return m
+}
+
+// cachedCounters counts the entries in memory.
+func (n *Node) cachedCounters() int {
+	total := 0
+	for i := range n.stripes {
+		s := &n.stripes[i]
+		s.mu.Lock()
+		total += len(s.m)
+		s.mu.Unlock()
+	}
+	return total
+}

@@ -1,0 +1,156 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// Namespace is a namespace as read.
+type Namespace struct {
+	Name   string
+	Config NamespaceConfig
+}
+
+// loadNamespaces reads every namespace config from the store.
+func (n *Node) loadNamespaces() error {
+	return n.store.ListNamespaces(func(ns string, decode func(out any) error) bool {
+		rec := new(namespaceRecord)
+		if err := decode(rec); err != nil {
+			n.log.Error("skipping unreadable namespace config", zap.String("ns", ns), zap.Error(err))
+			return true
+		}
+		n.ns.m[ns] = rec
+		n.clock.Observe(rec.HLC)
+		return true
+	})
+}
+
+// namespaceForWrite returns the config of ns, creating the namespace with the
+// default config when it does not exist (a first write creates it).
+func (n *Node) namespaceForWrite(ns string) (*namespaceRecord, error) {
+	n.ns.RLock()
+	rec := n.ns.m[ns]
+	n.ns.RUnlock()
+	if rec != nil {
+		return rec, nil
+	}
+	n.ns.Lock()
+	defer n.ns.Unlock()
+	if rec := n.ns.m[ns]; rec != nil {
+		return rec, nil
+	}
+	rec = &namespaceRecord{
+		Config:    DefaultNamespaceConfig(n.cfg.DefaultDurability),
+		HLC:       n.clock.Now(),
+		Origin:    uint64(n.id),
+		CreatedAt: n.cfg.Now().UnixMilli(),
+	}
+	if err := n.persistNamespaceLocked(ns, rec); err != nil {
+		return nil, err
+	}
+	n.log.Info("namespace created by first write", zap.String("ns", ns))
+	return rec, nil
+}
+
+// persistNamespaceLocked writes rec durably and installs it; n.ns is held.
+func (n *Node) persistNamespaceLocked(ns string, rec *namespaceRecord) error {
+	b := n.store.NewBatch()
+	defer b.Close()
+	if err := b.PutNamespace(ns, rec); err != nil {
+		return fmt.Errorf("%w: encode namespace: %v", ErrUnavailable, err)
+	}
+	if err := b.Commit(true); err != nil {
+		return fmt.Errorf("%w: store namespace: %v", ErrUnavailable, err)
+	}
+	n.ns.m[ns] = rec
+	return nil
+}
+
+// PutNamespace creates ns or updates its config with the fields of patch.
+// It refuses a change of type while the namespace holds counters.
+func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch) (Namespace, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return Namespace{}, err
+	}
+	if err := n.checkWritable(0); err != nil {
+		return Namespace{}, err
+	}
+	n.ns.Lock()
+	defer n.ns.Unlock()
+	cur := n.ns.m[ns]
+	base := DefaultNamespaceConfig(n.cfg.DefaultDurability)
+	if cur != nil {
+		base = cur.Config
+	}
+	cfg, err := patch.apply(base).normalize()
+	if err != nil {
+		return Namespace{}, err
+	}
+	if cur != nil && cfg.Type != cur.Config.Type {
+		has, err := n.hasCounters(ctx, ns)
+		if err != nil {
+			return Namespace{}, err
+		}
+		if has {
+			return Namespace{}, fmt.Errorf("%w: namespace %q holds counters of type %s; its type cannot change to %s (use a new namespace)", ErrConflict, ns, cur.Config.Type, cfg.Type)
+		}
+	}
+	rec := &namespaceRecord{Config: cfg, HLC: n.clock.Now(), Origin: uint64(n.id), CreatedAt: n.cfg.Now().UnixMilli()}
+	if cur != nil {
+		rec.CreatedAt = cur.CreatedAt
+	}
+	if err := n.persistNamespaceLocked(ns, rec); err != nil {
+		return Namespace{}, err
+	}
+	n.log.Info("namespace config set", zap.String("ns", ns), zap.Any("config", cfg))
+	return Namespace{Name: ns, Config: cfg}, nil
+}
+
+// hasCounters reports whether ns holds a live counter.
+func (n *Node) hasCounters(ctx context.Context, ns string) (bool, error) {
+	if err := n.committer.Ticket(false).Wait(ctx); err != nil {
+		return false, n.ackError(err)
+	}
+	found := false
+	err := n.store.ScanCounters(ns, "", "", func(key string, c crdt.Counter) bool {
+		_, live := n.overlay(ns, key, c)
+		found = live
+		return !found
+	})
+	if err != nil {
+		return false, fmt.Errorf("%w: scan counters: %v", ErrUnavailable, err)
+	}
+	return found, nil
+}
+
+// GetNamespace returns the config of ns, or ErrNotFound.
+func (n *Node) GetNamespace(ns string) (Namespace, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return Namespace{}, err
+	}
+	n.ns.RLock()
+	rec := n.ns.m[ns]
+	n.ns.RUnlock()
+	if rec == nil {
+		return Namespace{}, fmt.Errorf("%w: namespace %q does not exist (a first write or PUT /v1/namespaces/%s creates it)", ErrNotFound, ns, ns)
+	}
+	return Namespace{Name: ns, Config: rec.Config}, nil
+}
+
+// Namespaces lists every namespace, sorted by name.
+func (n *Node) Namespaces() []Namespace {
+	n.ns.RLock()
+	out := make([]Namespace, 0, len(n.ns.m))
+	for name, rec := range n.ns.m {
+		out = append(out, Namespace{Name: name, Config: rec.Config})
+	}
+	n.ns.RUnlock()
+	slices.SortFunc(out, func(a, b Namespace) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

@@ -1,0 +1,467 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/hlc"
+	"github.com/countmesh/countmesh/store"
+)
+
+// Node is one countmesh peer: it owns the in-memory hot set of counters, the
+// write path and its durability, and the namespaces. It is safe for
+// concurrent use.
+type Node struct {
+	cfg       Config
+	id        crdt.NodeID
+	log       *zap.Logger
+	store     *store.Store
+	committer *store.Committer
+	clock     *hlc.Clock
+	metrics   *metrics
+
+	stripes   []stripe
+	stripeCap int // entries per stripe before eviction
+
+	tick         atomic.Uint32 // seconds since start, for eviction recency
+	pending      atomic.Int64  // dirty entries waiting for a Fill
+	fillSeq      atomic.Uint64 // sequence of the last Fill
+	committedSeq atomic.Uint64 // highest Fill sequence known durable
+	failed       atomic.Pointer[error]
+	ready        atomic.Bool
+
+	ns struct {
+		sync.RWMutex // guards m; creation of a namespace holds the write lock
+		m            map[string]*namespaceRecord
+	}
+
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the store in cfg.Store.Dir, recovers the namespaces and starts
+// the committer. The node is ready when Open returns.
+func Open(cfg Config) (*Node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Store.Logger == nil {
+		cfg.Store.Logger = cfg.Logger
+	}
+	start := time.Now()
+	st, err := store.Open(cfg.Store)
+	if err != nil {
+		return nil, fmt.Errorf("node: open store: %w", err)
+	}
+	n := &Node{
+		cfg:     cfg,
+		id:      crdt.NodeIDFromName(cfg.Name),
+		log:     cfg.Logger,
+		store:   st,
+		clock:   hlc.New(cfg.Now),
+		stripes: make([]stripe, cfg.Stripes),
+		done:    make(chan struct{}),
+	}
+	n.stripeCap = max(1, (cfg.CacheCounters+cfg.Stripes-1)/cfg.Stripes)
+	for i := range n.stripes {
+		n.stripes[i].m = make(map[string]*entry)
+	}
+	n.ns.m = make(map[string]*namespaceRecord)
+	if err := n.loadNamespaces(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	n.metrics = newMetrics(n, cfg.Registerer)
+	ccfg := store.DefaultCommitterConfig()
+	ccfg.MaxDelay = cfg.CommitMaxDelay
+	ccfg.Logger = cfg.Logger
+	n.committer, err = st.NewCommitter(ccfg, n)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("node: start committer: %w", err)
+	}
+	n.wg.Add(1)
+	go n.ticker()
+	n.ready.Store(true)
+	n.log.Info("node open",
+		zap.String("name", cfg.Name), zap.String("region", cfg.Region),
+		zap.Uint64("slot", uint64(n.id)), zap.String("data_dir", cfg.Store.Dir),
+		zap.Int("namespaces", len(n.ns.m)), zap.Duration("took", time.Since(start)))
+	return n, nil
+}
+
+// ticker advances the coarse clock used for eviction recency.
+func (n *Node) ticker() {
+	defer n.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+			n.tick.Add(1)
+		}
+	}
+}
+
+// Close commits what is pending and closes the store. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.ready.Store(false)
+		close(n.done)
+		n.wg.Wait()
+		errC := n.committer.Close()
+		errS := n.store.Close()
+		n.closeErr = errors.Join(errC, errS)
+		n.log.Info("node closed", zap.Error(n.closeErr))
+	})
+	return n.closeErr
+}
+
+// Name returns the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Region returns the node's region.
+func (n *Node) Region() string { return n.cfg.Region }
+
+// Ready reports whether the node has recovered and can serve.
+func (n *Node) Ready() bool { return n.ready.Load() && n.failed.Load() == nil }
+
+// Store returns the node's store (for operations such as measuring disk use).
+func (n *Node) Store() *store.Store { return n.store }
+
+// Fill implements store.Source: it moves every dirty counter into b.
+func (n *Node) Fill(b *store.Batch) (any, error) {
+	seq := n.fillSeq.Add(1)
+	var filled int64
+	for i := range n.stripes {
+		s := &n.stripes[i]
+		s.mu.Lock()
+		for _, e := range s.dirty {
+			ns, key := splitKey(e.ck)
+			b.PutCounter(ns, key, e.c)
+			e.dirty = false
+			e.filled = seq
+		}
+		filled += int64(len(s.dirty))
+		clear(s.dirty)
+		s.dirty = s.dirty[:0]
+		s.mu.Unlock()
+	}
+	n.pending.Add(-filled)
+	return seq, nil
+}
+
+// Committed implements store.Source.
+func (n *Node) Committed(token any, err error) {
+	if err != nil {
+		n.failed.CompareAndSwap(nil, &err)
+		n.log.Error("commit failed: the node stops acknowledging writes and reports not ready", zap.Error(err))
+		return
+	}
+	n.committedSeq.Store(token.(uint64))
+}
+
+// ackError turns a failed durability wait into the error a client sees.
+func (n *Node) ackError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: the write was applied but not yet acknowledged as durable: %v", ErrUnavailable, err)
+	case errors.Is(err, store.ErrClosed):
+		return fmt.Errorf("%w: the node is shutting down", ErrUnavailable)
+	default:
+		return fmt.Errorf("%w: the write could not be made durable: %v", ErrUnavailable, err)
+	}
+}
+
+// checkWritable refuses writes while the node is failed or overloaded.
+func (n *Node) checkWritable(ops int) error {
+	if errp := n.failed.Load(); errp != nil {
+		return fmt.Errorf("%w: storage failed: %v", ErrUnavailable, *errp)
+	}
+	if !n.ready.Load() {
+		return fmt.Errorf("%w: the node is not ready", ErrUnavailable)
+	}
+	if n.pending.Load()+int64(ops) > int64(n.cfg.MaxPending) {
+		n.metrics.shed.Inc()
+		return fmt.Errorf("%w: %d changes are waiting for the disk; retry with backoff", ErrOverloaded, n.pending.Load())
+	}
+	return nil
+}
+
+// WriteOptions are the optional fields of an increment.
+type WriteOptions struct {
+	ID          string
+	Consistency string
+	Labels      map[string]string
+	At          time.Time
+}
+
+// Result is the answer to a counter write.
+type Result struct {
+	Value     int64
+	Duplicate bool
+}
+
+// Incr adds by (a decrement when negative) to the counter ns/key and returns
+// the value after the change, once it is as durable as the namespace asks.
+func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOptions) (Result, error) {
+	if err := validateWrite(ns, key, by, opts); err != nil {
+		return Result{}, err
+	}
+	if err := n.checkWritable(1); err != nil {
+		return Result{}, err
+	}
+	rec, err := n.namespaceForWrite(ns)
+	if err != nil {
+		return Result{}, err
+	}
+	var buf [600]byte
+	ck := compositeKey(buf[:0], ns, key)
+	s := &n.stripes[n.stripeOf(ck)]
+	s.mu.Lock()
+	e, err := n.lookupLocked(s, ck, ns, key, true)
+	if err != nil {
+		s.mu.Unlock()
+		return Result{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+	}
+	v, err := e.c.Add(n.id, by)
+	if err != nil {
+		s.mu.Unlock()
+		return Result{}, fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range", ErrOverflow, ns, key, v, by)
+	}
+	e.updated = n.cfg.Now().UnixMilli()
+	n.markDirtyLocked(s, e)
+	s.mu.Unlock()
+	n.metrics.increments.Add(float64(1))
+	return Result{Value: v}, n.ackError(n.committer.Ticket(rec.Config.Durability == DurabilitySync).Wait(ctx))
+}
+
+// Reset sets the counter ns/key to value. Increments concurrent with the reset
+// (not yet seen by this node) are kept on top of it.
+func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, error) {
+	return n.reset(ctx, ns, key, value, false)
+}
+
+// Delete makes the counter read 0 and leave listings until it is next
+// written.
+func (n *Node) Delete(ctx context.Context, ns, key string) error {
+	_, err := n.reset(ctx, ns, key, 0, true)
+	return err
+}
+
+func (n *Node) reset(ctx context.Context, ns, key string, value int64, deleted bool) (Result, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return Result{}, err
+	}
+	if err := ValidateKey(key); err != nil {
+		return Result{}, err
+	}
+	if err := n.checkWritable(1); err != nil {
+		return Result{}, err
+	}
+	rec, err := n.namespaceForWrite(ns)
+	if err != nil {
+		return Result{}, err
+	}
+	var buf [600]byte
+	ck := compositeKey(buf[:0], ns, key)
+	s := &n.stripes[n.stripeOf(ck)]
+	s.mu.Lock()
+	e, err := n.lookupLocked(s, ck, ns, key, !deleted)
+	if err != nil {
+		s.mu.Unlock()
+		return Result{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+	}
+	if e == nil { // deleting a counter this node has never seen changes nothing
+		s.mu.Unlock()
+		return Result{}, nil
+	}
+	e.c.SetReset(n.id, value, deleted)
+	e.updated = n.cfg.Now().UnixMilli()
+	v := e.c.Value()
+	n.markDirtyLocked(s, e)
+	s.mu.Unlock()
+	return Result{Value: v}, n.ackError(n.committer.Ticket(rec.Config.Durability == DurabilitySync).Wait(ctx))
+}
+
+// Counter is a counter as read.
+type Counter struct {
+	NS        string
+	Key       string
+	Value     int64
+	UpdatedAt time.Time // zero when unknown or never written
+}
+
+// ReadOptions are the optional fields of a read.
+type ReadOptions struct {
+	Consistency string
+	At          time.Time
+}
+
+// Get returns the counter ns/key; a counter never written reads 0.
+func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Counter, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return Counter{}, err
+	}
+	if err := ValidateKey(key); err != nil {
+		return Counter{}, err
+	}
+	if err := validateConsistency(opts.Consistency); err != nil {
+		return Counter{}, err
+	}
+	if !opts.At.IsZero() {
+		return Counter{}, fmt.Errorf("%w: at= needs a namespace with windows; %q keeps no history", ErrInvalidArgument, ns)
+	}
+	var buf [600]byte
+	ck := compositeKey(buf[:0], ns, key)
+	s := &n.stripes[n.stripeOf(ck)]
+	s.mu.Lock()
+	e, err := n.lookupLocked(s, ck, ns, key, false)
+	if err != nil {
+		s.mu.Unlock()
+		return Counter{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+	}
+	out := Counter{NS: ns, Key: key}
+	if e != nil {
+		out.Value = e.c.Value()
+		if e.updated > 0 {
+			out.UpdatedAt = time.UnixMilli(e.updated)
+		}
+	}
+	s.mu.Unlock()
+	n.metrics.reads.Inc()
+	return out, nil
+}
+
+// Page is one page of a listing.
+type Page struct {
+	Items      []Counter
+	NextCursor string // the last key of this page when more may follow
+}
+
+// MaxListLimit bounds the page size of List.
+const MaxListLimit = 1000
+
+// List returns the live counters of ns whose key starts with prefix, after
+// the key cursor, in key order.
+func (n *Node) List(ctx context.Context, ns, prefix, cursor string, limit int) (Page, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return Page{}, err
+	}
+	if limit < 1 || limit > MaxListLimit {
+		return Page{}, fmt.Errorf("%w: limit must be 1 to %d, got %d", ErrInvalidArgument, MaxListLimit, limit)
+	}
+	// Make everything acknowledged so far visible to the store scan.
+	if err := n.committer.Ticket(false).Wait(ctx); err != nil {
+		return Page{}, n.ackError(err)
+	}
+	var page Page
+	var scanErr error
+	err := n.store.ScanCounters(ns, prefix, cursor, func(key string, c crdt.Counter) bool {
+		item, live := n.overlay(ns, key, c)
+		if !live {
+			return true
+		}
+		if len(page.Items) == limit {
+			page.NextCursor = page.Items[limit-1].Key
+			return false
+		}
+		page.Items = append(page.Items, item)
+		return ctx.Err() == nil
+	})
+	if err == nil {
+		err = scanErr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return Page{}, fmt.Errorf("%w: list counters: %v", ErrUnavailable, err)
+	}
+	return page, nil
+}
+
+// overlay returns the freshest state of a counter found by a store scan: the
+// hot set's copy when it has one.
+func (n *Node) overlay(ns, key string, stored crdt.Counter) (Counter, bool) {
+	var buf [600]byte
+	ck := compositeKey(buf[:0], ns, key)
+	s := &n.stripes[n.stripeOf(ck)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Counter{NS: ns, Key: key}
+	if e := s.m[string(ck)]; e != nil {
+		out.Value = e.c.Value()
+		if e.updated > 0 {
+			out.UpdatedAt = time.UnixMilli(e.updated)
+		}
+		return out, e.c.Live()
+	}
+	out.Value = stored.Value()
+	return out, stored.Live()
+}
+
+// validateWrite checks the arguments of an increment.
+func validateWrite(ns, key string, by int64, opts WriteOptions) error {
+	if err := ValidateNamespace(ns); err != nil {
+		return err
+	}
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	if err := ValidateBy(by); err != nil {
+		return err
+	}
+	if err := validateConsistency(opts.Consistency); err != nil {
+		return err
+	}
+	if len(opts.ID) > 256 {
+		return fmt.Errorf("%w: id must be at most 256 bytes", ErrInvalidArgument)
+	}
+	return validateLabels(opts.Labels)
+}
+
+// MaxLabels bounds the labels of one increment.
+const MaxLabels = 8
+
+func validateLabels(labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return fmt.Errorf("%w: at most %d labels, got %d", ErrInvalidArgument, MaxLabels, len(labels))
+	}
+	for k, v := range labels {
+		if err := ValidateNamespace(k); err != nil {
+			return fmt.Errorf("%w: label name %q must match [a-z0-9][a-z0-9_.-]{0,63}", ErrInvalidArgument, k)
+		}
+		if len(v) > 256 {
+			return fmt.Errorf("%w: label %q: value must be at most 256 bytes", ErrInvalidArgument, k)
+		}
+	}
+	return nil
+}
+
+func validateConsistency(c string) error {
+	switch c {
+	case "", "local", "quorum", "all":
+		return nil
+	}
+	return fmt.Errorf("%w: consistency must be local, quorum or all; got %q", ErrInvalidArgument, c)
+}
+
+// clampAdd reports whether v+by stays in int64.
+func clampAdd(v, by int64) bool {
+	return !((by > 0 && v > math.MaxInt64-by) || (by < 0 && v < math.MinInt64-by))
+}
