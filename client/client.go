@@ -245,7 +245,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("client: %s %s: %w", r.method, r.path, err)
+		return nil, c.transportError(r.method, r.path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -298,7 +298,7 @@ func (c *Client) Send(ctx context.Context, method, path string, body []byte, con
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", method, path, err)
+		return c.transportError(method, path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -328,4 +328,15 @@ func checkName(what, v string) error {
 		return fmt.Errorf("client: %s is empty: %w", what, ErrInvalidArgument)
 	}
 	return nil
+}
+
+// transportError wraps a failure to get an answer. The *url.Error layer
+// is dropped (its message repeats the URL); what it wrapped is kept for
+// errors.Is.
+func (c *Client) transportError(method, path string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("client: %s %s%s: %w", method, c.base, path, err)
 }

@@ -55,7 +55,7 @@ func (c *Client) RateLimit(ctx context.Context, ns, key string, limit int64, win
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return out, fmt.Errorf("client: POST %s: %w", path, err)
+		return out, c.transportError(http.MethodPost, path, err)
 	}
 	defer resp.Body.Close()
 	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299

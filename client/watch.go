@@ -118,7 +118,7 @@ func (w *watcher) connect(ctx context.Context) (io.ReadCloser, error) {
 	}
 	resp, err := w.c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("client: GET %s: %w", w.r.path, err)
+		return nil, w.c.transportError(http.MethodGet, w.r.path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
