@@ -272,19 +272,29 @@ func TestRequests(t *testing.T) {
 			wantValue: []any{"exact", []string{"1m"}, int64(0), true, "0"},
 		},
 		{
-			name:   "put namespace",
-			answer: `{"type":"exact","min":0,"max":null}`,
+			name:   "put namespace sends only the patched fields",
+			answer: `{"name":"likes","type":"exact","min":0,"max":null}`,
 			call: func(ctx context.Context, c *Client) (any, error) {
-				n, err := c.PutNamespace(ctx, "likes", NamespaceConfig{
-					Type: "exact", Durability: "async", Windows: []string{"1m", "1h"},
-					Retention: map[string]string{"1m": "48h"}, Min: Int64(0), IdempotencyWindow: "24h",
+				n, err := c.PutNamespace(ctx, "likes", NamespacePatch{
+					Type: Ptr("exact"), Windows: Ptr([]string{"1m", "1h"}),
+					Retention: Ptr(map[string]string{"1m": "48h"}), Min: BoundAt(0), Max: NoBound(),
+					IdempotencyWindow: Ptr("24h"),
 				})
-				return n.Type, err
+				return []any{n.Name, n.Type, *n.Min}, err
 			},
 			method: "PUT", path: "/v1/namespaces/likes",
-			body: `{"type":"exact","durability":"async","windows":["1m","1h"],"retention":{"1m":"48h"},
+			body: `{"type":"exact","windows":["1m","1h"],"retention":{"1m":"48h"},
 				"min":0,"max":null,"idempotency_window":"24h"}`,
-			wantValue: "exact",
+			wantValue: []any{"likes", "exact", int64(0)},
+		},
+		{
+			name:   "empty namespace patch",
+			answer: `{"name":"n"}`,
+			call: func(ctx context.Context, c *Client) (any, error) {
+				n, err := c.PutNamespace(ctx, "n", NamespacePatch{Windows: Ptr([]string{})})
+				return n.Name, err
+			},
+			method: "PUT", path: "/v1/namespaces/n", body: `{"windows":[]}`, wantValue: "n",
 		},
 		{
 			name:   "healthz",

@@ -7,13 +7,15 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 )
 
-// NamespaceConfig is the configuration of a namespace (spec/API.md). Empty
-// strings and nil slices or maps are left out of a PUT, so the server's
-// defaults apply; Min and Max are always sent, null meaning no bound.
+// NamespaceConfig is the configuration of a namespace as the server
+// reports it (spec/API.md).
 type NamespaceConfig struct {
+	// Name is the namespace, when the server includes it.
+	Name string `json:"name,omitempty"`
 	// Type is "eventual" (default), "exact" or "approximate".
 	Type string `json:"type,omitempty"`
 	// Durability is "sync" or "async".
@@ -30,12 +32,53 @@ type NamespaceConfig struct {
 	Max *int64 `json:"max"`
 	// IdempotencyWindow is how long an increment id is remembered.
 	IdempotencyWindow string `json:"idempotency_window,omitempty"`
-	// Raw is the server's answer as sent (not part of a PUT body).
+	// Raw is the server's answer as sent.
 	Raw json.RawMessage `json:"-"`
 }
 
-// Int64 returns a pointer to v, for NamespaceConfig.Min and Max.
-func Int64(v int64) *int64 { return &v }
+// NamespacePatch is the body of PUT /v1/namespaces/{ns}: the fields to
+// change. A nil field (a zero Bound) is not sent and keeps its current value
+// (the default for a new namespace). Ptr helps fill it:
+//
+//	client.NamespacePatch{Type: client.Ptr("exact"), Min: client.BoundAt(0),
+//		Windows: client.Ptr([]string{"1m", "1h"})}
+type NamespacePatch struct {
+	Type              *string            `json:"type,omitempty"`
+	Durability        *string            `json:"durability,omitempty"`
+	Windows           *[]string          `json:"windows,omitempty"`
+	Retention         *map[string]string `json:"retention,omitempty"`
+	TTL               *string            `json:"ttl,omitempty"`
+	Min               Bound              `json:"min,omitzero"`
+	Max               Bound              `json:"max,omitzero"`
+	IdempotencyWindow *string            `json:"idempotency_window,omitempty"`
+}
+
+// Ptr returns a pointer to v, for the fields of NamespacePatch.
+func Ptr[T any](v T) *T { return &v }
+
+// Bound is a change of a namespace's min or max. The zero value changes
+// nothing; BoundAt sets the bound and NoBound removes it.
+type Bound struct {
+	set   bool
+	value *int64
+}
+
+// BoundAt sets a bound to v.
+func BoundAt(v int64) Bound { return Bound{set: true, value: &v} }
+
+// NoBound removes a bound (sent as null).
+func NoBound() Bound { return Bound{set: true} }
+
+// IsZero reports whether b changes nothing (and is then left out).
+func (b Bound) IsZero() bool { return !b.set }
+
+// MarshalJSON writes the bound, or null for NoBound.
+func (b Bound) MarshalJSON() ([]byte, error) {
+	if b.value == nil {
+		return []byte("null"), nil
+	}
+	return []byte(strconv.FormatInt(*b.value, 10)), nil
+}
 
 // GetNamespace returns the configuration of ns; an unknown namespace is a
 // *Error matching ErrNotFound. GET /v1/namespaces/{ns}.
@@ -49,25 +92,17 @@ func (c *Client) GetNamespace(ctx context.Context, ns string) (NamespaceConfig, 
 	return out, err
 }
 
-// PutNamespace creates or updates ns with cfg and returns the configuration
-// the server answers with (cfg itself when the answer is empty).
+// PutNamespace creates ns or changes the fields of its configuration that
+// patch sets, and returns the resulting configuration.
 // PUT /v1/namespaces/{ns}.
-func (c *Client) PutNamespace(ctx context.Context, ns string, cfg NamespaceConfig) (NamespaceConfig, error) {
-	if err := checkName("namespace", ns); err != nil {
-		return NamespaceConfig{}, err
-	}
-	in := cfg
-	in.Raw = nil
+func (c *Client) PutNamespace(ctx context.Context, ns string, patch NamespacePatch) (NamespaceConfig, error) {
 	var out NamespaceConfig
-	raw, err := c.call(ctx, request{method: http.MethodPut, path: namespacePath(ns)}, in, &out)
-	if err != nil {
-		return NamespaceConfig{}, err
+	if err := checkName("namespace", ns); err != nil {
+		return out, err
 	}
-	if len(bytes.TrimSpace(raw)) == 0 {
-		out = in
-	}
+	raw, err := c.call(ctx, request{method: http.MethodPut, path: namespacePath(ns)}, patch, &out)
 	out.Raw = raw
-	return out, nil
+	return out, err
 }
 
 // NamespaceInfo is one namespace of a listing. Config is filled when the

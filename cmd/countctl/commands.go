@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -485,19 +484,11 @@ func (c *cli) ns(ctx context.Context) error {
 		if len(rest) < 2 {
 			return usagef("ns set takes NS key=value...")
 		}
-		ns := rest[0]
-		// Check every assignment before touching the server.
-		if err := applyNamespaceSettings(&client.NamespaceConfig{}, rest[1:]); err != nil {
+		patch, err := namespacePatch(rest[1:])
+		if err != nil {
 			return err
 		}
-		cfg, err := c.c.GetNamespace(ctx, ns)
-		if err != nil && !errors.Is(err, client.ErrNotFound) {
-			return err
-		}
-		if err := applyNamespaceSettings(&cfg, rest[1:]); err != nil {
-			return err
-		}
-		out, err := c.c.PutNamespace(ctx, ns, cfg)
+		out, err := c.c.PutNamespace(ctx, rest[0], patch)
 		if err != nil {
 			return err
 		}
@@ -505,84 +496,73 @@ func (c *cli) ns(ctx context.Context) error {
 			c.printJSON(out.Raw)
 			return nil
 		}
-		return c.printNamespace(ns, out)
+		return c.printNamespace(rest[0], out)
 	}
 	return usagef("unknown ns command %q: want get, set or list", sub)
 }
 
-// applyNamespaceSettings applies key=value assignments to cfg.
-func applyNamespaceSettings(cfg *client.NamespaceConfig, settings []string) error {
+// namespacePatch turns key=value assignments into a patch: the keys not
+// named keep their value on the server.
+func namespacePatch(settings []string) (client.NamespacePatch, error) {
+	var p client.NamespacePatch
 	for _, s := range settings {
 		k, v, ok := strings.Cut(s, "=")
 		if !ok {
-			return usagef("ns set: %q is not key=value", s)
+			return p, usagef("ns set: %q is not key=value", s)
 		}
-		k = strings.ReplaceAll(k, "-", "_")
 		none := v == "" || v == "none" || v == "null"
-		switch {
-		case k == "type":
+		switch strings.ReplaceAll(k, "-", "_") {
+		case "type":
 			if v != "eventual" && v != "exact" && v != "approximate" {
-				return usagef("ns set: type %q: want eventual, exact or approximate", v)
+				return p, usagef("ns set: type %q: want eventual, exact or approximate", v)
 			}
-			cfg.Type = v
-		case k == "durability":
+			p.Type = client.Ptr(v)
+		case "durability":
 			if v != "sync" && v != "async" {
-				return usagef("ns set: durability %q: want sync or async", v)
+				return p, usagef("ns set: durability %q: want sync or async", v)
 			}
-			cfg.Durability = v
-		case k == "windows":
-			cfg.Windows = nil
+			p.Durability = client.Ptr(v)
+		case "windows":
+			w := []string{}
 			if !none {
-				cfg.Windows = strings.Split(v, ",")
+				w = strings.Split(v, ",")
 			}
-		case k == "retention":
-			cfg.Retention = nil
-			if none {
-				continue
-			}
-			for _, pair := range strings.Split(v, ",") {
-				g, keep, ok := strings.Cut(pair, ":")
-				if !ok || g == "" || keep == "" {
-					return usagef("ns set: retention %q: want granularity:duration,... such as 1m:48h,1h:90d", v)
+			p.Windows = &w
+		case "retention":
+			r := map[string]string{}
+			if !none {
+				for _, pair := range strings.Split(v, ",") {
+					g, keep, ok := strings.Cut(pair, ":")
+					if !ok || g == "" || keep == "" {
+						return p, usagef("ns set: retention %q: want granularity:duration,... such as 1m:48h,1h:90d", v)
+					}
+					r[g] = keep
 				}
-				if cfg.Retention == nil {
-					cfg.Retention = map[string]string{}
-				}
-				cfg.Retention[g] = keep
 			}
-		case strings.HasPrefix(k, "retention."):
-			if cfg.Retention == nil {
-				cfg.Retention = map[string]string{}
-			}
-			g := strings.TrimPrefix(k, "retention.")
-			if none {
-				delete(cfg.Retention, g)
-			} else {
-				cfg.Retention[g] = v
-			}
-		case k == "ttl":
-			cfg.TTL = v
-		case k == "idempotency_window":
-			cfg.IdempotencyWindow = v
-		case k == "min" || k == "max":
-			var bound *int64
+			p.Retention = &r
+		case "ttl":
+			p.TTL = client.Ptr(v)
+		case "idempotency_window":
+			p.IdempotencyWindow = client.Ptr(v)
+		case "min", "max":
+			b := client.NoBound()
 			if !none {
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil {
-					return usagef("ns set: %s %q: want an integer or none", k, v)
+					return p, usagef("ns set: %s %q: want an integer or none", k, v)
 				}
-				bound = &n
+				b = client.BoundAt(n)
 			}
 			if k == "min" {
-				cfg.Min = bound
+				p.Min = b
 			} else {
-				cfg.Max = bound
+				p.Max = b
 			}
 		default:
-			return usagef("ns set: unknown key %q: want type, durability, windows, retention, ttl, min, max or idempotency_window", k)
+			return p, usagef("ns set: unknown key %q: want type, durability, windows, retention, ttl, min, max or idempotency_window", k)
 		}
 	}
-	return nil
+	return p, nil
 }
 
 func (c *cli) printNamespace(ns string, cfg client.NamespaceConfig) error {

@@ -243,40 +243,37 @@ func sameJSON(a, b string) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-func TestNamespaceSetMergesWithCurrentConfig(t *testing.T) {
-	f := newFakeNode(t, map[string]route{
-		"GET /v1/namespaces/likes": {body: `{"type":"eventual","durability":"sync","windows":["1d"],"ttl":"0","min":null,"max":5}`},
-		"PUT /v1/namespaces/likes": {body: `{"type":"exact","durability":"sync","windows":["1m","1h"],"min":0,"max":null}`},
-	})
-	code, out, errOut := runCLI(t, f, "ns", "set", "likes", "type=exact", "min=0", "max=none", "windows=1m,1h", "retention=1m:48h,1h:90d")
-	if code != 0 {
-		t.Fatalf("exit status %d, stderr %q", code, errOut)
+func TestNamespaceSetSendsAPatch(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"type=exact", "min=0", "max=none", "windows=1m,1h", "retention=1m:48h,1h:90d"},
+			`{"type":"exact","windows":["1m","1h"],"retention":{"1m":"48h","1h":"90d"},"min":0,"max":null}`},
+		{[]string{"durability=async", "ttl=24h", "idempotency-window=1h"},
+			`{"durability":"async","ttl":"24h","idempotency_window":"1h"}`},
+		{[]string{"windows=none", "retention="}, `{"windows":[],"retention":{}}`},
 	}
-	reqs := f.requests()
-	if len(reqs) != 2 || reqs[0].method != "GET" || reqs[1].method != "PUT" {
-		t.Fatalf("requests = %+v, want GET then PUT", reqs)
-	}
-	want := `{"type":"exact","durability":"sync","windows":["1m","1h"],"retention":{"1m":"48h","1h":"90d"},
-		"ttl":"0","min":0,"max":null}`
-	if !sameJSON(reqs[1].body, want) {
-		t.Errorf("PUT body = %s, want %s", reqs[1].body, want)
-	}
-	if !strings.Contains(out, "type                exact") {
-		t.Errorf("stdout %q does not show the new config", out)
-	}
-}
-
-func TestNamespaceSetCreates(t *testing.T) {
-	f := newFakeNode(t, map[string]route{
-		"PUT /v1/namespaces/new": {body: ``},
-	})
-	code, _, errOut := runCLI(t, f, "ns", "set", "new", "durability=async")
-	if code != 0 {
-		t.Fatalf("exit status %d, stderr %q", code, errOut)
-	}
-	reqs := f.requests()
-	if len(reqs) != 2 || !sameJSON(reqs[1].body, `{"durability":"async","min":null,"max":null}`) {
-		t.Errorf("requests = %+v, want a 404 GET then a PUT of durability only", reqs)
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			f := newFakeNode(t, map[string]route{
+				"PUT /v1/namespaces/likes": {body: `{"name":"likes","type":"exact","durability":"sync","windows":["1m","1h"],"min":0,"max":null}`},
+			})
+			code, out, errOut := runCLI(t, f, append([]string{"ns", "set", "likes"}, tt.args...)...)
+			if code != 0 {
+				t.Fatalf("exit status %d, stderr %q", code, errOut)
+			}
+			reqs := f.requests()
+			if len(reqs) != 1 || reqs[0].method != "PUT" {
+				t.Fatalf("requests = %+v, want one PUT", reqs)
+			}
+			if !sameJSON(reqs[0].body, tt.want) {
+				t.Errorf("PUT body = %s, want %s", reqs[0].body, tt.want)
+			}
+			if !strings.Contains(out, "type                exact") || !strings.Contains(out, "windows             1m,1h") {
+				t.Errorf("stdout %q does not show the new config", out)
+			}
+		})
 	}
 }
 
