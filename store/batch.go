@@ -1,0 +1,159 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+var errBatchCommitted = errors.New("store: batch already committed; use a new batch")
+
+// Batch collects writes that commit atomically. Values are encoded when
+// added, so the caller may change them afterwards. A Batch is not safe for
+// concurrent use; it is committed at most once and must be closed.
+type Batch struct {
+	s  *Store
+	pb *pebble.Batch // nil after Close, or when the store was closed
+	sc *scratch      // nil after Close
+	n  int
+	// err is the first error of a method without an error result
+	// (PutCounter, DeleteCounter); Commit returns it and writes nothing.
+	err       error
+	committed bool
+}
+
+// scratch holds the reusable buffers of a Batch.
+type scratch struct {
+	enc *counterEncoder
+	key []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{enc: newCounterEncoder()} }}
+
+// NewBatch returns an empty batch. On a closed store the batch's Commit
+// returns ErrClosed.
+func (s *Store) NewBatch() *Batch {
+	b := &Batch{s: s}
+	if err := s.readLock(); err != nil {
+		b.err = err
+		return b
+	}
+	b.pb = s.db.NewBatch()
+	s.mu.RUnlock()
+	b.sc = scratchPool.Get().(*scratch)
+	return b
+}
+
+// usable reports whether a write may be added.
+func (b *Batch) usable() bool { return b.err == nil && b.pb != nil && !b.committed }
+
+// PutCounter writes c as the counter ns/key.
+func (b *Batch) PutCounter(ns, key string, c crdt.Counter) {
+	if !b.usable() {
+		return
+	}
+	if err := checkNamespace(ns); err != nil {
+		b.err = err
+		return
+	}
+	b.sc.key = appendCounterKey(b.sc.key[:0], ns, key)
+	// Set copies key and value into the batch.
+	_ = b.pb.Set(b.sc.key, b.sc.enc.encode(c), nil)
+	b.n++
+}
+
+// DeleteCounter removes the counter ns/key. (A user-facing delete is a
+// crdt reset with Deleted set, stored with PutCounter; this removes the
+// record itself, e.g. once a deleted counter's tombstone is no longer
+// needed.)
+func (b *Batch) DeleteCounter(ns, key string) {
+	if !b.usable() {
+		return
+	}
+	if err := checkNamespace(ns); err != nil {
+		b.err = err
+		return
+	}
+	b.sc.key = appendCounterKey(b.sc.key[:0], ns, key)
+	_ = b.pb.Delete(b.sc.key, nil)
+	b.n++
+}
+
+// PutNamespace writes the msgpack encoding of v as the config of ns.
+func (b *Batch) PutNamespace(ns string, v any) error {
+	if err := checkNamespace(ns); err != nil {
+		return err
+	}
+	return b.putMsgpack(appendNamespaceKey(b.keyBuf(), ns), v, "namespace "+ns)
+}
+
+// PutMeta writes the msgpack encoding of v as the meta value name.
+func (b *Batch) PutMeta(name string, v any) error {
+	return b.putMsgpack(appendMetaKey(b.keyBuf(), name), v, "meta "+name)
+}
+
+func (b *Batch) keyBuf() []byte {
+	if b.sc == nil {
+		return nil
+	}
+	return b.sc.key[:0]
+}
+
+func (b *Batch) putMsgpack(key []byte, v any, what string) error {
+	if !b.usable() {
+		if b.err != nil {
+			return b.err
+		}
+		if b.committed {
+			return errBatchCommitted
+		}
+		return ErrClosed
+	}
+	b.sc.key = key
+	data, err := msgpack.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("store: encode %s: %w", what, err)
+	}
+	_ = b.pb.Set(key, data, nil)
+	b.n++
+	return nil
+}
+
+// Len returns the number of writes in the batch.
+func (b *Batch) Len() int { return b.n }
+
+// Commit applies the batch atomically. With sync it returns after the WAL
+// holding the batch is fsynced; without, the batch is visible to reads at
+// once and reaches the disk with a later fsync (a sync commit, a Committer's
+// WAL sync, or Close). A batch commits at most once.
+func (b *Batch) Commit(sync bool) error {
+	switch {
+	case b.err != nil:
+		return b.err
+	case b.committed:
+		return errBatchCommitted
+	case b.pb == nil:
+		return ErrClosed
+	}
+	b.committed = true
+	return b.s.apply(b.pb, sync)
+}
+
+// Close releases the batch; a batch not committed is dropped. Close is
+// idempotent.
+func (b *Batch) Close() {
+	if b.pb != nil {
+		_ = b.pb.Close()
+		b.pb = nil
+	}
+	if b.sc != nil {
+		if cap(b.sc.key) <= 4096 && b.sc.enc.buf.Cap() <= 64<<10 {
+			scratchPool.Put(b.sc)
+		}
+		b.sc = nil
+	}
+}

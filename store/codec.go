@@ -1,0 +1,214 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// counterFormatV1 is the version that leads every encoded counter.
+//
+// Version 1 is a msgpack array, integers in their shortest form:
+//
+//	[1, [node, p, n, node, p, n, ...]]                     no reset
+//	[1, [slots...], [epoch, node, value, deleted, [floor]]] with a reset
+//
+// slots and floor are flat triples sorted by node. A decoder skips array
+// elements it does not know at the end of the outer array and of the reset
+// array, so that fields can be appended within version 1; anything else
+// needs a new version number.
+const counterFormatV1 = 1
+
+// counterEncoder encodes counters into a reused buffer without reflection.
+// It is not safe for concurrent use.
+type counterEncoder struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+func newCounterEncoder() *counterEncoder {
+	e := &counterEncoder{}
+	e.enc = msgpack.NewEncoder(&e.buf)
+	return e
+}
+
+// encode returns c's encoding. The result is valid until the next call.
+func (e *counterEncoder) encode(c crdt.Counter) []byte {
+	e.buf.Reset()
+	// Writes to a bytes.Buffer cannot fail, so the errors are dropped.
+	enc := e.enc
+	n := 2
+	if c.Reset != nil {
+		n = 3
+	}
+	_ = enc.EncodeArrayLen(n)
+	_ = enc.EncodeUint(counterFormatV1)
+	encodeSlots(enc, c.Slots)
+	if r := c.Reset; r != nil {
+		_ = enc.EncodeArrayLen(5)
+		_ = enc.EncodeUint(r.Epoch)
+		_ = enc.EncodeUint(uint64(r.Node))
+		_ = enc.EncodeInt(r.Value)
+		_ = enc.EncodeBool(r.Deleted)
+		encodeSlots(enc, r.Floor)
+	}
+	return e.buf.Bytes()
+}
+
+func encodeSlots(enc *msgpack.Encoder, slots []crdt.Slot) {
+	_ = enc.EncodeArrayLen(3 * len(slots))
+	for _, s := range slots {
+		_ = enc.EncodeUint(uint64(s.Node))
+		_ = enc.EncodeUint(s.P)
+		_ = enc.EncodeUint(s.N)
+	}
+}
+
+// encoderPool holds counterEncoders for Batches and EncodeCounter.
+var encoderPool = sync.Pool{New: func() any { return newCounterEncoder() }}
+
+// EncodeCounter appends c's stored encoding to dst. Package node may use it
+// to size or checksum counters; the store encodes by itself on PutCounter.
+func EncodeCounter(dst []byte, c crdt.Counter) []byte {
+	e := encoderPool.Get().(*counterEncoder)
+	dst = append(dst, e.encode(c)...)
+	encoderPool.Put(e)
+	return dst
+}
+
+// counterDecoder decodes counters without reflection.
+type counterDecoder struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+}
+
+var decoderPool = sync.Pool{New: func() any {
+	d := &counterDecoder{}
+	d.dec = msgpack.NewDecoder(&d.r)
+	return d
+}}
+
+// DecodeCounter decodes a counter encoded by EncodeCounter (or stored by
+// PutCounter). The result shares no memory with data. An error wraps
+// ErrCorrupt.
+func DecodeCounter(data []byte) (crdt.Counter, error) {
+	d := decoderPool.Get().(*counterDecoder)
+	d.r.Reset(data)
+	d.dec.ResetReader(&d.r)
+	c, err := d.decode(len(data))
+	if err == nil && d.r.Len() != 0 {
+		err = fmt.Errorf("%d trailing bytes", d.r.Len())
+	}
+	d.r.Reset(nil)
+	decoderPool.Put(d)
+	if err != nil {
+		return crdt.Counter{}, fmt.Errorf("%w: counter: %w", ErrCorrupt, err)
+	}
+	return c, nil
+}
+
+func (d *counterDecoder) decode(size int) (crdt.Counter, error) {
+	var c crdt.Counter
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil {
+		return c, err
+	}
+	if n < 2 {
+		return c, fmt.Errorf("outer array of %d elements, want at least 2", n)
+	}
+	v, err := d.dec.DecodeUint64()
+	if err != nil {
+		return c, err
+	}
+	if v != counterFormatV1 {
+		return c, fmt.Errorf("unknown format version %d (this build reads %d); upgrade", v, counterFormatV1)
+	}
+	if c.Slots, err = d.decodeSlots(size); err != nil {
+		return c, err
+	}
+	if n >= 3 {
+		if c.Reset, err = d.decodeReset(size); err != nil {
+			return c, err
+		}
+	}
+	return c, d.skip(n - 3)
+}
+
+func (d *counterDecoder) decodeReset(size int) (*crdt.Reset, error) {
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil {
+		return nil, err
+	}
+	if n == -1 { // nil: no reset
+		return nil, nil
+	}
+	if n < 5 {
+		return nil, fmt.Errorf("reset array of %d elements, want at least 5", n)
+	}
+	r := &crdt.Reset{}
+	if r.Epoch, err = d.dec.DecodeUint64(); err != nil {
+		return nil, err
+	}
+	node, err := d.dec.DecodeUint64()
+	if err != nil {
+		return nil, err
+	}
+	r.Node = crdt.NodeID(node)
+	if r.Value, err = d.dec.DecodeInt64(); err != nil {
+		return nil, err
+	}
+	if r.Deleted, err = d.dec.DecodeBool(); err != nil {
+		return nil, err
+	}
+	if r.Floor, err = d.decodeSlots(size); err != nil {
+		return nil, err
+	}
+	return r, d.skip(n - 5)
+}
+
+// decodeSlots reads a flat triple array; size bounds the allocation so that
+// a corrupt length cannot ask for more memory than the input could hold.
+func (d *counterDecoder) decodeSlots(size int) ([]crdt.Slot, error) {
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	if n%3 != 0 || n > size {
+		return nil, fmt.Errorf("slot array of %d elements in %d bytes", n, size)
+	}
+	slots := make([]crdt.Slot, n/3)
+	for i := range slots {
+		node, err := d.dec.DecodeUint64()
+		if err != nil {
+			return nil, err
+		}
+		s := &slots[i]
+		s.Node = crdt.NodeID(node)
+		if s.P, err = d.dec.DecodeUint64(); err != nil {
+			return nil, err
+		}
+		if s.N, err = d.dec.DecodeUint64(); err != nil {
+			return nil, err
+		}
+		if i > 0 && slots[i-1].Node >= s.Node {
+			return nil, fmt.Errorf("slots not sorted by node at %d", i)
+		}
+	}
+	return slots, nil
+}
+
+// skip discards n trailing elements written by a newer encoder.
+func (d *counterDecoder) skip(n int) error {
+	for ; n > 0; n-- {
+		if err := d.dec.Skip(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+package store
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+)
+
+// Config configures a Store. Start from DefaultConfig and set Dir.
+type Config struct {
+	// Dir is the data directory; it is created if missing.
+	Dir string
+	// FS is the file system; nil means the operating system's. Tests pass
+	// vfs.NewMem() or vfs.NewCrashableMem().
+	FS vfs.FS
+	// CacheSize is the Pebble block cache size in bytes; 0 means the
+	// default (64 MiB).
+	CacheSize int64
+	// MemTableSize is the size of one Pebble memtable in bytes; 0 means the
+	// default (64 MiB). Larger memtables absorb more overwrites of hot
+	// counters before anything reaches an sstable.
+	MemTableSize uint64
+	// Logger receives Pebble's messages and the store's own; nil means
+	// zap.NewNop().
+	Logger *zap.Logger
+}
+
+const (
+	defaultCacheSize    = 64 << 20
+	defaultMemTableSize = 64 << 20
+	// maxMemTableSize is Pebble's limit: memtable arenas are addressed with
+	// 32-bit offsets.
+	maxMemTableSize = 4<<30 - 1
+)
+
+// DefaultConfig returns the defaults; the caller sets Dir.
+func DefaultConfig() Config {
+	return Config{
+		CacheSize:    defaultCacheSize,
+		MemTableSize: defaultMemTableSize,
+	}
+}
+
+// withDefaults fills the zero fields that have a default.
+func (c Config) withDefaults() Config {
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = defaultCacheSize
+	}
+	if c.MemTableSize == 0 {
+		c.MemTableSize = defaultMemTableSize
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Dir == "" {
+		return fmt.Errorf("%w: Dir is empty; set the data directory", ErrInvalidConfig)
+	}
+	if c.CacheSize < 0 {
+		return fmt.Errorf("%w: CacheSize %d is negative; use 0 for the default", ErrInvalidConfig, c.CacheSize)
+	}
+	if c.MemTableSize > maxMemTableSize {
+		return fmt.Errorf("%w: MemTableSize %d is 4 GiB or more; use less", ErrInvalidConfig, c.MemTableSize)
+	}
+	return nil
+}
+
+// CommitterConfig configures a Committer.
+type CommitterConfig struct {
+	// MaxDelay bounds how long a change acknowledged with an async ticket
+	// waits for the WAL fsync: the committer starts that fsync at most
+	// MaxDelay/2 after the NoSync commit that carried the change, which
+	// leaves the other half for the fsync itself. 0 means the default
+	// (10 ms).
+	MaxDelay time.Duration
+	// Logger receives commit failures; nil means the store's logger.
+	Logger *zap.Logger
+}
+
+const defaultMaxDelay = 10 * time.Millisecond
+
+// DefaultCommitterConfig returns the defaults.
+func DefaultCommitterConfig() CommitterConfig {
+	return CommitterConfig{MaxDelay: defaultMaxDelay}
+}
+
+func (c CommitterConfig) validate() error {
+	if c.MaxDelay < 0 {
+		return fmt.Errorf("%w: MaxDelay %v is negative; use 0 for the default", ErrInvalidConfig, c.MaxDelay)
+	}
+	return nil
+}

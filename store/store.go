@@ -1,0 +1,435 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/vmihailenco/msgpack/v5"
+	"go.uber.org/zap"
+)
+
+// Sentinel errors. Check them with errors.Is; the returned errors wrap them
+// with details.
+var (
+	// ErrClosed is returned by every method of a closed Store or Committer.
+	ErrClosed = errors.New("store: closed")
+	// ErrInvalidConfig is returned by Open and NewCommitter for a bad Config.
+	ErrInvalidConfig = errors.New("store: invalid config")
+	// ErrInvalidName is returned for a namespace name the key layout cannot
+	// hold (empty, or holding a NUL byte).
+	ErrInvalidName = errors.New("store: invalid name")
+	// ErrCorrupt is returned when a stored value cannot be decoded.
+	ErrCorrupt = errors.New("store: corrupt value")
+	// ErrCommitFailed is returned when a commit, or the WAL fsync that makes
+	// it durable, failed. After that the Store refuses every later write
+	// with an error wrapping ErrCommitFailed: whether the failed write
+	// reached the disk is unknown, and only a restart, which replays the WAL
+	// from disk, finds out. Reads keep working.
+	ErrCommitFailed = errors.New("store: commit failed")
+)
+
+// Store is countmesh's durable state: counters, namespace configs and node
+// metadata in one Pebble database. It is safe for concurrent use.
+type Store struct {
+	db  *pebble.DB
+	log *zap.Logger
+
+	// failed holds the first write error; once set every write is refused
+	// (see ErrCommitFailed).
+	failed atomic.Pointer[error]
+
+	// mu guards closed. Every use of db holds mu for reading, so that Close
+	// (which holds it for writing) never closes Pebble under a reader;
+	// Pebble panics on use after Close.
+	mu struct {
+		sync.RWMutex
+		closed bool
+	}
+
+	// cmu guards committers and closing; Close stops the committers
+	// before it closes Pebble.
+	cmu struct {
+		sync.Mutex
+		closing    bool
+		committers map[*Committer]struct{}
+	}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the store in cfg.Dir. Pebble replays the
+// write-ahead log, so every commit that returned nil with sync, or whose
+// WAL fsync completed, is there; nothing is scanned.
+func Open(cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.FS.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: create data directory %q: %w", cfg.Dir, err)
+	}
+	log := cfg.Logger.Named("store")
+	db, err := pebble.Open(cfg.Dir, pebbleOptions(cfg, log))
+	if err != nil {
+		return nil, fmt.Errorf("store: open %q: %w", cfg.Dir, err)
+	}
+	s := &Store{db: db, log: log}
+	s.cmu.committers = make(map[*Committer]struct{})
+	log.Info("opened", zap.String("dir", cfg.Dir))
+	return s, nil
+}
+
+// pebbleOptions tunes Pebble for countmesh: many small keys (tens of bytes),
+// values of about 15-40 bytes, written far more often than read from disk
+// (the node serves hot counters from memory), with hot keys overwritten
+// again and again.
+func pebbleOptions(cfg Config, log *zap.Logger) *pebble.Options {
+	opts := &pebble.Options{
+		FS: cfg.FS,
+		// Pin the on-disk format instead of following Pebble's default,
+		// which may change between releases.
+		FormatMajorVersion: pebble.FormatNewest,
+		CacheSize:          cfg.CacheSize,
+		// A large memtable absorbs repeated overwrites of hot counters:
+		// only the last version of a key in a memtable reaches L0, so
+		// flushes carry distinct keys only and write amplification drops.
+		MemTableSize: cfg.MemTableSize,
+		// Up to 4 memtables (one mutable, three flushing) before writes
+		// stall, so that a burst can ride out a slow flush.
+		MemTableStopWritesThreshold: 4,
+		// Compact L0 once it has 4 sublevels (Pebble's default) to keep
+		// read amplification of cold reads low, but only stall writes at 32
+		// (default 12): with a write-heavy load a brief compaction backlog
+		// is better than refusing writes, and the node's queues shed load
+		// before Pebble would.
+		L0CompactionThreshold: 4,
+		L0StopWritesThreshold: 32,
+		// Lbase sized like a few memtable flushes (default 64 MiB), so that
+		// L0->Lbase compactions do not rewrite Lbase for every flush.
+		LBaseMaxBytes: 4 * int64(cfg.MemTableSize),
+		// Let compactions use up to 4 cores when they fall behind; one
+		// in the steady state.
+		CompactionConcurrencyRange: func() (int, int) {
+			return 1, max(1, min(4, runtime.GOMAXPROCS(0)/2))
+		},
+		Logger:        pebbleLogger{log.Sugar()},
+		EventListener: eventListener(log),
+	}
+	// Bloom filters (10 bits per key, ~1% false positives) on every level,
+	// L0 included: GetCounter is a point read of a whole key, usually of a
+	// cold counter, often of one never written; the filter answers most
+	// misses without reading a data block. They cost about 1.25 bytes per
+	// key on disk. Keys have no MVCC suffix, so the default Comparer's
+	// whole-key Split is right.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	// Fast compression in the upper levels, zstd in the bottom two where
+	// most data settles: values repeat the same 8-byte node ids and keys
+	// share long prefixes, both of which compress well.
+	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
+	return opts
+}
+
+// eventListener logs the Pebble events an operator needs to see.
+func eventListener(log *zap.Logger) *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			log.Error("pebble background error", zap.Error(err))
+		},
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			log.Error("pebble data corruption", zap.String("path", info.Path), zap.Error(info.Details))
+		},
+		DiskSlow: func(info pebble.DiskSlowInfo) {
+			log.Warn("disk slow", zap.String("path", info.Path), zap.Duration("duration", info.Duration))
+		},
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			log.Warn("pebble write stall", zap.String("reason", info.Reason))
+		},
+		WriteStallEnd: func() {
+			log.Info("pebble write stall ended")
+		},
+		LowDiskSpace: func(info pebble.LowDiskSpaceInfo) {
+			log.Warn("low disk space", zap.Uint64("avail_bytes", info.AvailBytes))
+		},
+	}
+}
+
+// pebbleLogger adapts zap to pebble.Logger.
+type pebbleLogger struct{ l *zap.SugaredLogger }
+
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Infof(format, args...) }
+func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
+
+// Fatalf is called by Pebble on broken invariants; it logs and panics
+// (rather than exiting) so that the panic carries a stack trace and tests
+// can see it.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Errorf(format, args...)
+	panic(fmt.Sprintf(format, args...))
+}
+
+// Close stops the store's committers (committing what they hold), then
+// closes Pebble. It is idempotent and returns the first error.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.cmu.Lock()
+		s.cmu.closing = true
+		committers := make([]*Committer, 0, len(s.cmu.committers))
+		for c := range s.cmu.committers {
+			committers = append(committers, c)
+		}
+		s.cmu.Unlock()
+		var errs []error
+		for _, c := range committers {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		s.mu.Lock()
+		s.mu.closed = true
+		if err := s.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("store: close pebble: %w", err))
+		}
+		s.mu.Unlock()
+		s.closeErr = errors.Join(errs...)
+		s.log.Info("closed", zap.Error(s.closeErr))
+	})
+	return s.closeErr
+}
+
+// readLock takes mu for reading and reports ErrClosed when closed. On nil
+// the caller must call s.mu.RUnlock.
+func (s *Store) readLock() error {
+	s.mu.RLock()
+	if s.mu.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// get reads key and hands its value to fn, which must not keep it.
+func (s *Store) get(key []byte, fn func(v []byte) error) (found bool, err error) {
+	if err := s.readLock(); err != nil {
+		return false, err
+	}
+	defer s.mu.RUnlock()
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: read: %w", err)
+	}
+	defer closer.Close()
+	return true, fn(v)
+}
+
+// GetCounter reads one counter. A counter never written (or deleted with
+// DeleteCounter) is not found and reads as the zero Counter.
+func (s *Store) GetCounter(ns, key string) (c crdt.Counter, found bool, err error) {
+	if err := checkNamespace(ns); err != nil {
+		return c, false, err
+	}
+	var kb [128]byte
+	found, err = s.get(appendCounterKey(kb[:0], ns, key), func(v []byte) error {
+		var err error
+		c, err = DecodeCounter(v)
+		if err != nil {
+			return fmt.Errorf("%w (ns %q, key %q)", err, ns, key)
+		}
+		return nil
+	})
+	return c, found, err
+}
+
+// ScanCounters calls fn, in ascending byte order of key, for each counter of
+// ns whose key starts with prefix and sorts strictly after `after` (use ""
+// to start at the beginning; pass the last key seen to resume a listing),
+// until fn returns false. It reads a consistent snapshot. fn must not call
+// Close. Deleted-but-stored counters (see crdt.Counter.Live) are passed
+// too; filtering is the caller's business.
+func (s *Store) ScanCounters(ns, prefix, after string, fn func(key string, c crdt.Counter) bool) error {
+	if err := checkNamespace(ns); err != nil {
+		return err
+	}
+	base := appendCounterKey(nil, ns, "")
+	lower := appendCounterKey(nil, ns, prefix)
+	if after >= prefix {
+		// The smallest key after `after` is after+"\x00".
+		lower = append(appendCounterKey(nil, ns, after), 0)
+	}
+	upper := prefixEnd(appendCounterKey(nil, ns, prefix))
+	// upper is never nil: the key starts with 'c'.
+	if bytes.Compare(lower, upper) >= 0 {
+		return nil // `after` is past every key with the prefix
+	}
+	return s.iterate(lower, upper, func(k, v []byte) (bool, error) {
+		key := string(k[len(base):])
+		c, err := DecodeCounter(v)
+		if err != nil {
+			return false, fmt.Errorf("%w (ns %q, key %q)", err, ns, key)
+		}
+		return fn(key, c), nil
+	})
+}
+
+// iterate calls fn for every key in [lower, upper) until it returns false
+// or an error.
+func (s *Store) iterate(lower, upper []byte, fn func(k, v []byte) (bool, error)) (err error) {
+	if err := s.readLock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("store: iterate: %w", err)
+	}
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("store: iterate: %w", cerr)
+		}
+	}()
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("store: iterate: %w", err)
+		}
+		more, err := fn(it.Key(), v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("store: iterate: %w", err)
+	}
+	return nil
+}
+
+// GetNamespace msgpack-decodes the config of ns into out.
+func (s *Store) GetNamespace(ns string, out any) (found bool, err error) {
+	if err := checkNamespace(ns); err != nil {
+		return false, err
+	}
+	return s.get(appendNamespaceKey(nil, ns), func(v []byte) error {
+		if err := msgpack.Unmarshal(v, out); err != nil {
+			return fmt.Errorf("%w: namespace %q: %w", ErrCorrupt, ns, err)
+		}
+		return nil
+	})
+}
+
+// ListNamespaces calls fn for every stored namespace in ascending order,
+// until fn returns false. decode msgpack-decodes that namespace's config into
+// out; it is valid only during the call to fn.
+func (s *Store) ListNamespaces(fn func(ns string, decode func(out any) error) bool) error {
+	lower := []byte{spaceNamespace}
+	return s.iterate(lower, prefixEnd(lower), func(k, v []byte) (bool, error) {
+		ns := string(k[1:])
+		decode := func(out any) error {
+			if err := msgpack.Unmarshal(v, out); err != nil {
+				return fmt.Errorf("%w: namespace %q: %w", ErrCorrupt, ns, err)
+			}
+			return nil
+		}
+		return fn(ns, decode), nil
+	})
+}
+
+// GetMeta msgpack-decodes the meta value name into out.
+func (s *Store) GetMeta(name string, out any) (found bool, err error) {
+	return s.get(appendMetaKey(nil, name), func(v []byte) error {
+		if err := msgpack.Unmarshal(v, out); err != nil {
+			return fmt.Errorf("%w: meta %q: %w", ErrCorrupt, name, err)
+		}
+		return nil
+	})
+}
+
+// DiskUsage returns the bytes the database occupies on disk: WAL, sstables
+// (live and obsolete) and manifests. It returns 0 once closed.
+func (s *Store) DiskUsage() uint64 {
+	if s.readLock() != nil {
+		return 0
+	}
+	defer s.mu.RUnlock()
+	return s.db.Metrics().DiskSpaceUsage()
+}
+
+// Flush writes the memtables to sstables and waits for it. Benchmarks use
+// it before measuring DiskUsage; normal operation never needs it.
+func (s *Store) Flush() error {
+	if err := s.readLock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := s.db.Flush(); err != nil {
+		return fmt.Errorf("store: flush: %w", err)
+	}
+	return nil
+}
+
+// apply commits pb. Any Pebble error makes the store refuse later writes
+// (see ErrCommitFailed).
+func (s *Store) apply(pb *pebble.Batch, sync bool) error {
+	if err := s.readLock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := s.failedErr(); err != nil {
+		return err
+	}
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	if err := s.db.Apply(pb, opts); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+// syncWAL makes every commit so far durable by writing an empty, synced
+// record to the WAL (the WAL is sequential, so its fsync covers all earlier
+// records).
+func (s *Store) syncWAL() error {
+	if err := s.readLock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := s.failedErr(); err != nil {
+		return err
+	}
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+// fail records err as the store's write failure and returns it wrapped.
+// Pebble treats a failed WAL write as fatal: a later commit would panic
+// inside Pebble, so refusing every later write is also what keeps the
+// process alive to report the error.
+func (s *Store) fail(err error) error {
+	err = fmt.Errorf("%w: %w", ErrCommitFailed, err)
+	if s.failed.CompareAndSwap(nil, &err) {
+		s.log.Error("write failed; refusing further writes until restart", zap.Error(err))
+	}
+	return err
+}
+
+func (s *Store) failedErr() error {
+	if p := s.failed.Load(); p != nil {
+		return fmt.Errorf("%w (refusing writes after an earlier failure; restart to recover)", *p)
+	}
+	return nil
+}
