@@ -205,7 +205,10 @@ func (c *Counter) Merge(other Counter) {
 
 // Delta returns the part of c that a replica needs to learn the given nodes'
 // slots, plus the reset record when withReset is set. Merging the delta into
-// a replica has the same effect on those slots as merging all of c.
+// a replica has the same effect on those slots as merging all of c. The
+// delta is itself a Counter state below c, so deltas may be merged with each
+// other before they are sent: with the reset it also holds, for every node
+// of the reset's floor, a slot at least as high as the floor entry.
 func (c Counter) Delta(withReset bool, nodes ...NodeID) Counter {
 	var d Counter
 	for _, n := range nodes {
@@ -219,6 +222,11 @@ func (c Counter) Delta(withReset bool, nodes ...NodeID) Counter {
 		r := *c.Reset
 		r.Floor = slices.Clone(c.Reset.Floor)
 		d.Reset = &r
+		// Keep the invariant that every floor entry is dominated by its
+		// slot; without it, merging this delta with an older one for the
+		// same node would read the floor above the slot (the subtraction
+		// in value wraps) and depend on the order of the merges.
+		d.Slots = mergeSlots(d.Slots, r.Floor)
 	}
 	return d
 }
