@@ -1,0 +1,27 @@
+// Command countbench is the countmesh load generator. It drives one running
+// node over the public HTTP API (only the --addr given) and prints progress
+// every second on stderr and, as the last line on stdout, a JSON summary:
+//
+//	{"mode","duration_s","ops","ops_per_s","requests","requests_per_s",
+//	 "errors","errors_by_code","latency_ms":{"p50","p90","p99","p999","max","mean"},"config"}
+//
+// Modes (--mode):
+//
+//	batch    closed loop: --concurrency workers each send batches of
+//	         --batch-size increments (msgpack, or --format json), cycling
+//	         through --pool bodies encoded before the run. ops are increments.
+//	incr     single increments at --rate requests/s in an open loop: requests
+//	         are scheduled at fixed intervals whatever the answers, latency is
+//	         measured from the scheduled time (no coordinated omission), up to
+//	         --concurrency requests in flight. --rate 0: closed loop.
+//	read     GET at --rate requests/s, open loop as incr; --rate 0 runs a
+//	         closed loop of --concurrency workers to find the maximum.
+//	prefill  write --keys distinct counters once by batches and stop.
+//
+// --prefill N writes N counters the same way before any mode runs. Every
+// run stops by itself after --warmup plus --duration (prefill when done, or
+// after --prefill-timeout).
+//
+// Exit status: 0 when the run completed, 1 when no request succeeded or a
+// prefill failed (the summary is still printed), 2 on bad usage.
+package main
