@@ -10,7 +10,9 @@
 //     answered) or in an open loop (requests scheduled at a fixed rate
 //     whatever the answers, with latency measured from each request's
 //     scheduled send time, so that a stalled server shows up in the
-//     latency of every request it delayed: no coordinated omission);
+//     latency of every request it delayed: no coordinated omission; only
+//     the up to ~1ms by which Go's timers wake the dispatcher late is not
+//     charged to the server);
 //   - a Recorder of latencies in HDR histograms and of errors by status;
 //   - Prefill, which writes N distinct counters once with batches;
 //   - the JSON Summary that countbench prints as its last line.

@@ -293,9 +293,6 @@ func (c *Client) Send(ctx context.Context, method, path string, body []byte, con
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return c.transportError(method, path, err)
