@@ -169,12 +169,34 @@ type pebbleLogger struct{ l *zap.SugaredLogger }
 func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Infof(format, args...) }
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
 
-// Fatalf is called by Pebble on broken invariants; it logs and panics
-// (rather than exiting) so that the panic carries a stack trace and tests
-// can see it.
+// Fatalf is called by Pebble when it gives up: on a failed commit (a WAL
+// write or fsync error) and on broken invariants. It logs and panics with a
+// pebbleFatal. On the commit path the store recovers that panic and turns it
+// into a permanent write failure (see ErrCommitFailed), so that the
+// committer can fail its waiters and the node can report it and shut down
+// cleanly; anywhere else (Pebble's background work) the panic ends the
+// process, as Pebble intends.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Errorf(format, args...)
-	panic(fmt.Sprintf(format, args...))
+	err := fmt.Errorf(format, args...)
+	p.l.Error(err.Error())
+	panic(pebbleFatal{err})
+}
+
+// pebbleFatal is the panic value of pebbleLogger.Fatalf.
+type pebbleFatal struct{ err error }
+
+// catchFatal runs fn and turns a pebbleFatal panic into an error.
+func catchFatal(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(pebbleFatal)
+			if !ok {
+				panic(r)
+			}
+			err = f.err
+		}
+	}()
+	return fn()
 }
 
 // Close stops the store's committers (committing what they hold), then
@@ -196,7 +218,7 @@ func (s *Store) Close() error {
 		}
 		s.mu.Lock()
 		s.mu.closed = true
-		if err := s.db.Close(); err != nil {
+		if err := catchFatal(s.db.Close); err != nil {
 			errs = append(errs, fmt.Errorf("store: close pebble: %w", err))
 		}
 		s.mu.Unlock()
@@ -253,8 +275,8 @@ func (s *Store) GetCounter(ns, key string) (c crdt.Counter, found bool, err erro
 }
 
 // ScanCounters calls fn, in ascending byte order of key, for each counter of
-// ns whose key starts with prefix and sorts strictly after `after` (use ""
-// to start at the beginning; pass the last key seen to resume a listing),
+// ns whose key starts with prefix and sorts strictly after `after` ("" starts
+// at the beginning; pass the last key seen to resume a listing),
 // until fn returns false. It reads a consistent snapshot. fn must not call
 // Close. Deleted-but-stored counters (see crdt.Counter.Live) are passed
 // too; filtering is the caller's business.
@@ -264,7 +286,7 @@ func (s *Store) ScanCounters(ns, prefix, after string, fn func(key string, c crd
 	}
 	base := appendCounterKey(nil, ns, "")
 	lower := appendCounterKey(nil, ns, prefix)
-	if after >= prefix {
+	if after != "" && after >= prefix {
 		// The smallest key after `after` is after+"\x00".
 		lower = append(appendCounterKey(nil, ns, after), 0)
 	}
@@ -392,7 +414,7 @@ func (s *Store) apply(pb *pebble.Batch, sync bool) error {
 	if sync {
 		opts = pebble.Sync
 	}
-	if err := s.db.Apply(pb, opts); err != nil {
+	if err := catchFatal(func() error { return s.db.Apply(pb, opts) }); err != nil {
 		return s.fail(err)
 	}
 	return nil
@@ -409,16 +431,18 @@ func (s *Store) syncWAL() error {
 	if err := s.failedErr(); err != nil {
 		return err
 	}
-	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+	if err := catchFatal(func() error { return s.db.LogData(nil, pebble.Sync) }); err != nil {
 		return s.fail(err)
 	}
 	return nil
 }
 
 // fail records err as the store's write failure and returns it wrapped.
-// Pebble treats a failed WAL write as fatal: a later commit would panic
-// inside Pebble, so refusing every later write is also what keeps the
-// process alive to report the error.
+// Pebble treats a failed WAL write or fsync as fatal (its commit pipeline is
+// left unusable and a later commit could panic inside Pebble), so refusing
+// every later write is also what keeps the process alive to report the
+// error. Whether the failed batch reached the disk is unknown; it is
+// visible to reads until the restart.
 func (s *Store) fail(err error) error {
 	err = fmt.Errorf("%w: %w", ErrCommitFailed, err)
 	if s.failed.CompareAndSwap(nil, &err) {

@@ -73,12 +73,12 @@ func sampleCounters() map[string]crdt.Counter {
 	many.SetReset(crdt.NodeID(3), 1<<62, false)
 
 	return map[string]crdt.Counter{
-		"zero":    {},
-		"incr":    incr,
-		"mixed":   mixed,
-		"reset":   reset,
-		"deleted": deleted,
-		"many":    many,
+		"zero":              {},
+		"incr":              incr,
+		"mixed":             mixed,
+		"reset":             reset,
+		"deleted":           deleted,
+		"many":              many,
 		"empty-reset-floor": {Reset: &crdt.Reset{Epoch: 1, Node: nodeA, Value: -1}},
 	}
 }
@@ -206,7 +206,7 @@ func TestNamespacesAndMeta(t *testing.T) {
 
 func TestScanCounters(t *testing.T) {
 	s := openTest(t, vfs.NewMem(), "db")
-	keys := []string{"a", "a/1", "a/2", "a/3", "ab", "b", "b/\xff", "b\xff\xff", "c"}
+	keys := []string{"", "a", "a/1", "a/2", "a/3", "ab", "b", "b/\xff", "b\xff\xff", "c"}
 	commit(t, s, func(b *Batch) {
 		for i, k := range keys {
 			var c crdt.Counter
@@ -233,7 +233,7 @@ func TestScanCounters(t *testing.T) {
 		{name: "after not a key", prefix: "a/", after: "a/15", want: []string{"a/2", "a/3"}},
 		{name: "prefix with 0xff", prefix: "b\xff", want: []string{"b\xff\xff"}},
 		{name: "no match", prefix: "zz", want: nil},
-		{name: "stop", limit: 2, want: []string{"a", "a/1"}},
+		{name: "stop", limit: 2, want: []string{"", "a"}},
 		{name: "stop with prefix and after", prefix: "a", after: "a/1", limit: 1, want: []string{"a/2"}},
 	}
 	value := map[string]int64{}
@@ -347,12 +347,12 @@ func TestClosed(t *testing.T) {
 			b.PutCounter("ns", "k", crdt.Counter{})
 			return b.Commit(true)
 		}(),
-		"GetCounter": func() error { _, _, err := s.GetCounter("ns", "k"); return err }(),
-		"ScanCounters": s.ScanCounters("ns", "", "", func(string, crdt.Counter) bool { return true }),
-		"GetNamespace": func() error { _, err := s.GetNamespace("ns", new(any)); return err }(),
+		"GetCounter":     func() error { _, _, err := s.GetCounter("ns", "k"); return err }(),
+		"ScanCounters":   s.ScanCounters("ns", "", "", func(string, crdt.Counter) bool { return true }),
+		"GetNamespace":   func() error { _, err := s.GetNamespace("ns", new(any)); return err }(),
 		"ListNamespaces": s.ListNamespaces(func(string, func(any) error) bool { return true }),
-		"GetMeta": func() error { _, err := s.GetMeta("m", new(any)); return err }(),
-		"Flush":   s.Flush(),
+		"GetMeta":        func() error { _, err := s.GetMeta("m", new(any)); return err }(),
+		"Flush":          s.Flush(),
 		"NewCommitter": func() error {
 			_, err := s.NewCommitter(DefaultCommitterConfig(), newMapSource())
 			return err
