@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -69,6 +70,8 @@ func New(cfg Config) (*Server, error) {
 		s.writeError(w, r, &apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
 	})
+	// Go's profiler, for operators chasing latency or CPU (docs/operations.md).
+	r.Mount("/debug", middleware.Profiler())
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	if cfg.Gatherer != nil {

@@ -120,7 +120,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	}
 	n.metrics.batches.Inc()
 	n.metrics.increments.Add(float64(len(ops)))
-	return res, n.ackError(n.committer.Ticket(sync).Wait(ctx))
+	return res, n.durable(ctx, sync)
 }
 
 // batchEntriesLocked resolves each op's entry; the caller holds every

@@ -187,6 +187,17 @@ func (n *Node) ackError(err error) error {
 	}
 }
 
+// durable makes the changes made so far durable: with sync it waits for the
+// group commit's WAL fsync; without, it only wakes the committer, which
+// commits and fsyncs within CommitMaxDelay.
+func (n *Node) durable(ctx context.Context, sync bool) error {
+	t := n.committer.Ticket(sync)
+	if !sync {
+		return nil
+	}
+	return n.ackError(t.Wait(ctx))
+}
+
 // checkWritable refuses writes while the node is failed or overloaded.
 func (n *Node) checkWritable(ops int) error {
 	if errp := n.failed.Load(); errp != nil {
@@ -247,7 +258,7 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	n.markDirtyLocked(s, e)
 	s.mu.Unlock()
 	n.metrics.increments.Add(float64(1))
-	return Result{Value: v}, n.ackError(n.committer.Ticket(rec.Config.Durability == DurabilitySync).Wait(ctx))
+	return Result{Value: v}, n.durable(ctx, rec.Config.Durability == DurabilitySync)
 }
 
 // Reset sets the counter ns/key to value. Increments concurrent with the reset
@@ -295,7 +306,7 @@ func (n *Node) reset(ctx context.Context, ns, key string, value int64, deleted b
 	v := e.c.Value()
 	n.markDirtyLocked(s, e)
 	s.mu.Unlock()
-	return Result{Value: v}, n.ackError(n.committer.Ticket(rec.Config.Durability == DurabilitySync).Wait(ctx))
+	return Result{Value: v}, n.durable(ctx, rec.Config.Durability == DurabilitySync)
 }
 
 // Counter is a counter as read.
