@@ -82,13 +82,18 @@ type Ticket struct {
 	done  chan struct{}
 	// err is written before done is closed.
 	err error
+	// visible is closed once the generation's batch is committed (or has
+	// failed); visibleErr is written before.
+	visible    chan struct{}
+	visibleErr error
 	// final generations are complete from birth (closed or failed
 	// committer); tickets never join them.
 	final bool
 
 	// Owned by the run goroutine.
-	token  any
-	filled bool
+	token         any
+	filled        bool
+	visibleClosed bool
 }
 
 const (
@@ -97,13 +102,26 @@ const (
 	countMask = syncBit - 1
 )
 
-func newGeneration() *Ticket { return &Ticket{done: make(chan struct{})} }
+func newGeneration() *Ticket {
+	return &Ticket{done: make(chan struct{}), visible: make(chan struct{})}
+}
 
 // finalGeneration returns a generation that is already complete with err.
 func finalGeneration(err error) *Ticket {
-	t := &Ticket{done: make(chan struct{}), err: err, final: true}
+	t := &Ticket{done: make(chan struct{}), err: err, visible: make(chan struct{}), visibleErr: err, final: true}
 	close(t.done)
+	close(t.visible)
+	t.visibleClosed = true
 	return t
+}
+
+// markVisible closes visible once, with err. Run goroutine only.
+func (t *Ticket) markVisible(err error) {
+	if !t.visibleClosed {
+		t.visibleErr = err
+		t.visibleClosed = true
+		close(t.visible)
+	}
 }
 
 // join adds a ticket to the generation unless it is sealed.
@@ -146,6 +164,25 @@ func (t *Ticket) Wait(ctx context.Context) error {
 // Done is closed when the ticket completes; Wait then returns at once with
 // its result.
 func (t *Ticket) Done() <-chan struct{} { return t.done }
+
+// WaitVisible returns nil once the change the ticket was taken for is
+// committed and visible to the store's reads (GetCounter, ScanCounters),
+// which for an async ticket is usually well before it is durable; or the
+// commit error, ErrClosed, or ctx.Err(). Use it as a barrier before reading
+// the store, and Wait before acknowledging a write.
+func (t *Ticket) WaitVisible(ctx context.Context) error {
+	select {
+	case <-t.visible:
+		return t.visibleErr
+	default:
+	}
+	select {
+	case <-t.visible:
+		return t.visibleErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // NewCommitter starts a committer goroutine that commits src's changes.
 // Close stops it; Store.Close closes every committer still running.
@@ -356,6 +393,7 @@ func (c *Committer) round(next *Ticket, last bool) {
 			return
 		}
 	}
+	g.markVisible(nil)
 	c.pending = append(c.pending, g)
 	if !c.unsynced {
 		c.completePending(nil)
@@ -390,6 +428,7 @@ func (c *Committer) countFsync(start time.Time) {
 // the source.
 func (c *Committer) completePending(err error) {
 	for _, g := range c.pending {
+		g.markVisible(err)
 		g.err = err
 		close(g.done)
 	}

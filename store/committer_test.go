@@ -179,14 +179,19 @@ func TestCommitterGroupsConcurrentWriters(t *testing.T) {
 						key := fmt.Sprintf("k%d", (w+i)%keys)
 						src.incr(node, key, 1)
 						mine[key]++
-						if err := wait(t, c.Ticket(syncTicket)); err != nil {
-							t.Errorf("Wait: %v", err)
-							return
-						}
-						got, found, err := s.GetCounter(testNS, key)
-						if err != nil || !found || got.Slot(node).P < mine[key] {
-							t.Errorf("after Wait %q: %+v, %v, %v; want slot %d >= %d", key, got, found, err, node, mine[key])
-							return
+						tk := c.Ticket(syncTicket)
+						// Visible first (for async tickets usually before
+						// durable), then durable; readable at both points.
+						for _, waitFn := range []func(context.Context) error{tk.WaitVisible, tk.Wait} {
+							if err := waitFn(context.Background()); err != nil {
+								t.Errorf("Wait: %v", err)
+								return
+							}
+							got, found, err := s.GetCounter(testNS, key)
+							if err != nil || !found || got.Slot(node).P < mine[key] {
+								t.Errorf("after Wait %q: %+v, %v, %v; want slot %d >= %d", key, got, found, err, node, mine[key])
+								return
+							}
 						}
 					}
 				})
@@ -255,6 +260,12 @@ func TestCommitterAsyncThenSync(t *testing.T) {
 	waitFor(t, "the NoSync commit", func() bool { return c.Stats().Commits == 1 })
 	if got := readP(t, s, "k", nodeA); got != 1 {
 		t.Fatalf("committed value %d, want 1", got)
+	}
+	// Visible to reads, not yet durable.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := async.WaitVisible(ctx); err != nil {
+		t.Fatalf("WaitVisible: %v", err)
 	}
 	select {
 	case <-async.Done():
@@ -351,8 +362,12 @@ func TestCommitterClose(t *testing.T) {
 		}
 	}
 	for _, sync := range []bool{true, false} {
-		if err := wait(t, c.Ticket(sync)); !errors.Is(err, ErrClosed) {
+		tk := c.Ticket(sync)
+		if err := wait(t, tk); !errors.Is(err, ErrClosed) {
 			t.Errorf("Ticket(%v) after Close: %v, want ErrClosed", sync, err)
+		}
+		if err := tk.WaitVisible(context.Background()); !errors.Is(err, ErrClosed) {
+			t.Errorf("Ticket(%v).WaitVisible after Close: %v, want ErrClosed", sync, err)
 		}
 	}
 }
@@ -434,8 +449,12 @@ func TestCommitterFailure(t *testing.T) {
 			src.setFillErr(nil)
 			src.incr(nodeA, "k", 1)
 			for _, sync := range []bool{true, false} {
-				if err := wait(t, c.Ticket(sync)); !errors.Is(err, ErrCommitFailed) {
+				tk := c.Ticket(sync)
+				if err := wait(t, tk); !errors.Is(err, ErrCommitFailed) {
 					t.Fatalf("later ticket(%v): %v, want ErrCommitFailed", sync, err)
+				}
+				if err := tk.WaitVisible(context.Background()); !errors.Is(err, ErrCommitFailed) {
+					t.Fatalf("later ticket(%v).WaitVisible: %v, want ErrCommitFailed", sync, err)
 				}
 			}
 			// The source hears about the failure (just after the tickets

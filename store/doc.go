@@ -75,9 +75,11 @@
 // its ticket after its change is visible, the Fill after its generation was
 // sealed includes the change. While one commit and its fsync are in flight,
 // new tickets pile up in the next generation, so batches grow with the load
-// and no fixed sleep is needed. A ticket completes when its change is
-// durable; then Source.Committed is called with the Fill's token (in Fill
-// order), which is when the node may stream the change to peers.
+// and no fixed sleep is needed. A ticket completes (Wait, Done) when its
+// change is durable; then Source.Committed is called with the Fill's token
+// (in Fill order), which is when the node may stream the change to peers.
+// Ticket.WaitVisible returns earlier, once the change is committed and
+// readable from the store, for use as a barrier before a scan.
 //
 // # Failures
 //
