@@ -20,6 +20,9 @@ type Batch struct {
 	pb *pebble.Batch // nil after Close, or when the store was closed
 	sc *scratch      // nil after Close
 	n  int
+	// log is the operation-log payload, written to the log (not to Pebble)
+	// on Commit; nil when the batch has none.
+	log []byte
 	// err is the first error of a method without an error result
 	// (PutCounter, DeleteCounter); Commit returns it and writes nothing.
 	err       error
@@ -53,6 +56,12 @@ func (b *Batch) usable() bool { return b.err == nil && b.pb != nil && !b.committ
 
 // PutCounter writes c as the counter ns/key.
 func (b *Batch) PutCounter(ns, key string, c crdt.Counter) {
+	b.PutRecord(ns, key, c, 0)
+}
+
+// PutRecord writes c as the counter ns/key, with the time of its last
+// change in unix milliseconds (0 for unknown).
+func (b *Batch) PutRecord(ns, key string, c crdt.Counter, updatedMs int64) {
 	if !b.usable() {
 		return
 	}
@@ -62,7 +71,7 @@ func (b *Batch) PutCounter(ns, key string, c crdt.Counter) {
 	}
 	b.sc.key = appendCounterKey(b.sc.key[:0], ns, key)
 	// Set copies key and value into the batch.
-	_ = b.pb.Set(b.sc.key, b.sc.enc.encode(c), nil)
+	_ = b.pb.Set(b.sc.key, b.sc.enc.encodeRecord(c, updatedMs), nil)
 	b.n++
 }
 
@@ -123,8 +132,27 @@ func (b *Batch) putMsgpack(key []byte, v any, what string) error {
 	return nil
 }
 
-// Len returns the number of writes in the batch.
-func (b *Batch) Len() int { return b.n }
+// Len returns the number of writes in the batch (an operation-log record
+// counts as one).
+func (b *Batch) Len() int {
+	if b.log != nil {
+		return b.n + 1
+	}
+	return b.n
+}
+
+// AppendLog sets the batch's operation-log record (see ReplayLog): Commit
+// appends it to the log instead of writing it to Pebble. A batch holds one
+// record at most; appending again extends it. The payload is copied.
+func (b *Batch) AppendLog(payload []byte) {
+	if !b.usable() {
+		return
+	}
+	if b.log == nil {
+		b.log = make([]byte, 0, len(payload))
+	}
+	b.log = append(b.log, payload...)
+}
 
 // Commit applies the batch atomically. With sync it returns after the WAL
 // holding the batch is fsynced; without, the batch is visible to reads at
@@ -140,7 +168,15 @@ func (b *Batch) Commit(sync bool) error {
 		return ErrClosed
 	}
 	b.committed = true
-	return b.s.apply(b.pb, sync)
+	if b.n > 0 || b.log == nil {
+		if err := b.s.apply(b.pb, sync); err != nil {
+			return err
+		}
+	}
+	if b.log != nil {
+		return b.s.appendLog(b.log, sync)
+	}
+	return nil
 }
 
 // Close releases the batch; a batch not committed is dropped. Close is

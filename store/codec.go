@@ -15,6 +15,7 @@ import (
 //
 //	[1, [node, p, n, node, p, n, ...]]                     no reset
 //	[1, [slots...], [epoch, node, value, deleted, [floor]]] with a reset
+//	[1, [slots...], reset-or-nil, updatedMs]              with the time of the last change
 //
 // slots and floor are flat triples sorted by node. A decoder skips array
 // elements it does not know at the end of the outer array and of the reset
@@ -37,12 +38,27 @@ func newCounterEncoder() *counterEncoder {
 
 // encode returns c's encoding. The result is valid until the next call.
 func (e *counterEncoder) encode(c crdt.Counter) []byte {
+	return e.encodeRecord(c, 0)
+}
+
+// encodeRecord returns the encoding of c with the time of its last change
+// (unix ms; 0 for unknown, which is not written). The result is valid until
+// the next call.
+func (e *counterEncoder) encodeRecord(c crdt.Counter, updatedMs int64) []byte {
 	e.buf.Reset()
-	// Writes to a bytes.Buffer cannot fail, so the errors are dropped.
-	enc := e.enc
+	encodeRecordTo(e.enc, c, updatedMs)
+	return e.buf.Bytes()
+}
+
+// encodeRecordTo writes one record with enc. Writes to a bytes.Buffer
+// cannot fail, so the errors are dropped.
+func encodeRecordTo(enc *msgpack.Encoder, c crdt.Counter, updatedMs int64) {
 	n := 2
 	if c.Reset != nil {
 		n = 3
+	}
+	if updatedMs != 0 {
+		n = 4
 	}
 	_ = enc.EncodeArrayLen(n)
 	_ = enc.EncodeUint(counterFormatV1)
@@ -54,8 +70,12 @@ func (e *counterEncoder) encode(c crdt.Counter) []byte {
 		_ = enc.EncodeInt(r.Value)
 		_ = enc.EncodeBool(r.Deleted)
 		encodeSlots(enc, r.Floor)
+	} else if n > 2 {
+		_ = enc.EncodeNil()
 	}
-	return e.buf.Bytes()
+	if n > 3 {
+		_ = enc.EncodeInt(updatedMs)
+	}
 }
 
 func encodeSlots(enc *msgpack.Encoder, slots []crdt.Slot) {
@@ -95,46 +115,65 @@ var decoderPool = sync.Pool{New: func() any {
 // PutCounter). The result shares no memory with data. An error wraps
 // ErrCorrupt.
 func DecodeCounter(data []byte) (crdt.Counter, error) {
+	r, err := DecodeRecord(data)
+	return r.Counter, err
+}
+
+// Record is a stored counter with the time of its last change.
+type Record struct {
+	Counter   crdt.Counter
+	UpdatedMs int64 // unix milliseconds; 0 when unknown
+}
+
+// DecodeRecord decodes a record stored by PutRecord or PutCounter. The
+// result shares no memory with data. An error wraps ErrCorrupt.
+func DecodeRecord(data []byte) (Record, error) {
 	d := decoderPool.Get().(*counterDecoder)
 	d.r.Reset(data)
 	d.dec.ResetReader(&d.r)
-	c, err := d.decode(len(data))
+	r, err := d.decode(len(data))
 	if err == nil && d.r.Len() != 0 {
 		err = fmt.Errorf("%d trailing bytes", d.r.Len())
 	}
 	d.r.Reset(nil)
 	decoderPool.Put(d)
 	if err != nil {
-		return crdt.Counter{}, fmt.Errorf("%w: counter: %w", ErrCorrupt, err)
+		return Record{}, fmt.Errorf("%w: counter: %w", ErrCorrupt, err)
 	}
-	return c, nil
+	return r, nil
 }
 
-func (d *counterDecoder) decode(size int) (crdt.Counter, error) {
-	var c crdt.Counter
+func (d *counterDecoder) decode(size int) (Record, error) {
+	var r Record
+	c := &r.Counter
 	n, err := d.dec.DecodeArrayLen()
 	if err != nil {
-		return c, err
+		return r, err
 	}
 	if n < 2 {
-		return c, fmt.Errorf("outer array of %d elements, want at least 2", n)
+		return r, fmt.Errorf("outer array of %d elements, want at least 2", n)
 	}
 	v, err := d.dec.DecodeUint64()
 	if err != nil {
-		return c, err
+		return r, err
 	}
 	if v != counterFormatV1 {
-		return c, fmt.Errorf("unknown format version %d (this build reads %d); upgrade", v, counterFormatV1)
+		return r, fmt.Errorf("unknown format version %d (this build reads %d); upgrade", v, counterFormatV1)
 	}
 	if c.Slots, err = d.decodeSlots(size); err != nil {
-		return c, err
+		return r, err
 	}
 	if n >= 3 {
 		if c.Reset, err = d.decodeReset(size); err != nil {
-			return c, err
+			return r, err
 		}
 	}
-	return c, d.skip(n - 3)
+	if n >= 4 {
+		if r.UpdatedMs, err = d.dec.DecodeInt64(); err != nil {
+			return r, err
+		}
+	}
+	return r, d.skip(n - 4)
 }
 
 func (d *counterDecoder) decodeReset(size int) (*crdt.Reset, error) {

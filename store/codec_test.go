@@ -92,7 +92,7 @@ func TestDecodeSkipsAppendedFields(t *testing.T) {
 	var buf []byte
 	w := &sliceWriter{&buf}
 	enc.Reset(w)
-	_ = enc.EncodeArrayLen(4)
+	_ = enc.EncodeArrayLen(5)
 	_ = enc.EncodeUint(1)
 	_ = enc.EncodeArrayLen(3)
 	for _, v := range []uint64{5, 6, 7} {
@@ -105,11 +105,16 @@ func TestDecodeSkipsAppendedFields(t *testing.T) {
 	_ = enc.EncodeBool(false)
 	_ = enc.EncodeArrayLen(0)
 	_ = enc.EncodeString("future reset field")
+	_ = enc.EncodeInt(1234)                     // updatedMs
 	_ = enc.Encode(map[string]int{"future": 1}) // extra outer field
-	got, err := DecodeCounter(buf)
+	rec, err := DecodeRecord(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if rec.UpdatedMs != 1234 {
+		t.Fatalf("UpdatedMs = %d, want 1234", rec.UpdatedMs)
+	}
+	got := rec.Counter
 	want := crdt.Counter{Slots: []crdt.Slot{{Node: 5, P: 6, N: 7}}, Reset: &crdt.Reset{Epoch: 2, Node: 5, Value: -1}}
 	if !got.Equal(want) {
 		t.Fatalf("got %+v, want %+v", got, want)

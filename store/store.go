@@ -38,8 +38,12 @@ var (
 // Store is countmesh's durable state: counters, namespace configs and node
 // metadata in one Pebble database. It is safe for concurrent use.
 type Store struct {
-	db  *pebble.DB
-	log *zap.Logger
+	db    *pebble.DB
+	log   *zap.Logger
+	oplog *opLog
+	// pebbleUnsynced is set by a NoSync Pebble commit and cleared by the
+	// WAL fsync that covers it.
+	pebbleUnsynced atomic.Bool
 
 	// failed holds the first write error; once set every write is refused
 	// (see ErrCommitFailed).
@@ -81,7 +85,12 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %q: %w", cfg.Dir, err)
 	}
-	s := &Store{db: db, log: log}
+	oplog, err := openOpLog(cfg.FS, cfg.Dir, log)
+	if err != nil {
+		_ = catchFatal(db.Close)
+		return nil, err
+	}
+	s := &Store{db: db, log: log, oplog: oplog}
 	s.cmu.committers = make(map[*Committer]struct{})
 	log.Info("opened", zap.String("dir", cfg.Dir))
 	return s, nil
@@ -218,6 +227,9 @@ func (s *Store) Close() error {
 		}
 		s.mu.Lock()
 		s.mu.closed = true
+		if err := s.oplog.close(); err != nil {
+			errs = append(errs, err)
+		}
 		if err := catchFatal(s.db.Close); err != nil {
 			errs = append(errs, fmt.Errorf("store: close pebble: %w", err))
 		}
@@ -259,19 +271,25 @@ func (s *Store) get(key []byte, fn func(v []byte) error) (found bool, err error)
 // GetCounter reads one counter. A counter never written (or deleted with
 // DeleteCounter) is not found and reads as the zero Counter.
 func (s *Store) GetCounter(ns, key string) (c crdt.Counter, found bool, err error) {
+	r, found, err := s.GetRecord(ns, key)
+	return r.Counter, found, err
+}
+
+// GetRecord reads one counter with the time of its last change.
+func (s *Store) GetRecord(ns, key string) (r Record, found bool, err error) {
 	if err := checkNamespace(ns); err != nil {
-		return c, false, err
+		return r, false, err
 	}
 	var kb [128]byte
 	found, err = s.get(appendCounterKey(kb[:0], ns, key), func(v []byte) error {
 		var err error
-		c, err = DecodeCounter(v)
+		r, err = DecodeRecord(v)
 		if err != nil {
 			return fmt.Errorf("%w (ns %q, key %q)", err, ns, key)
 		}
 		return nil
 	})
-	return c, found, err
+	return r, found, err
 }
 
 // ScanCounters calls fn, in ascending byte order of key, for each counter of
@@ -281,6 +299,11 @@ func (s *Store) GetCounter(ns, key string) (c crdt.Counter, found bool, err erro
 // Close. Deleted-but-stored counters (see crdt.Counter.Live) are passed
 // too; filtering is the caller's business.
 func (s *Store) ScanCounters(ns, prefix, after string, fn func(key string, c crdt.Counter) bool) error {
+	return s.ScanRecords(ns, prefix, after, func(key string, r Record) bool { return fn(key, r.Counter) })
+}
+
+// ScanRecords is ScanCounters with the time of each counter's last change.
+func (s *Store) ScanRecords(ns, prefix, after string, fn func(key string, r Record) bool) error {
 	if err := checkNamespace(ns); err != nil {
 		return err
 	}
@@ -297,11 +320,11 @@ func (s *Store) ScanCounters(ns, prefix, after string, fn func(key string, c crd
 	}
 	return s.iterate(lower, upper, func(k, v []byte) (bool, error) {
 		key := string(k[len(base):])
-		c, err := DecodeCounter(v)
+		r, err := DecodeRecord(v)
 		if err != nil {
 			return false, fmt.Errorf("%w (ns %q, key %q)", err, ns, key)
 		}
-		return fn(key, c), nil
+		return fn(key, r), nil
 	})
 }
 
@@ -417,8 +440,68 @@ func (s *Store) apply(pb *pebble.Batch, sync bool) error {
 	if err := catchFatal(func() error { return s.db.Apply(pb, opts) }); err != nil {
 		return s.fail(err)
 	}
+	if !sync {
+		s.pebbleUnsynced.Store(true)
+	}
 	return nil
 }
+
+// appendLog appends one operation-log record. Any error makes the store
+// refuse later writes, as for Pebble commits.
+func (s *Store) appendLog(payload []byte, sync bool) error {
+	if err := s.readLock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if err := s.failedErr(); err != nil {
+		return err
+	}
+	if err := s.oplog.append(payload, sync); err != nil {
+		return s.fail(err)
+	}
+	return nil
+}
+
+// ReplayLog hands every operation-log record left by the previous run to
+// fn, oldest first, and returns how many there were. It must be called
+// once, before anything is appended; the caller (package node) applies the
+// records to its state, writes that state to Pebble (a checkpoint) and then
+// drops the replayed segments with RotateLog and DropLogBefore.
+func (s *Store) ReplayLog(fn func(payload []byte) error) (int, error) {
+	if err := s.readLock(); err != nil {
+		return 0, err
+	}
+	defer s.mu.RUnlock()
+	return s.oplog.replay(fn)
+}
+
+// RotateLog fsyncs and closes the current log segment and returns a cut:
+// every record appended before the call is in a segment below the cut.
+// A checkpoint rotates first, then writes the state those records built to
+// Pebble with a synced batch, then calls DropLogBefore(cut).
+func (s *Store) RotateLog() (uint64, error) {
+	if err := s.readLock(); err != nil {
+		return 0, err
+	}
+	defer s.mu.RUnlock()
+	cut, err := s.oplog.rotate()
+	if err != nil && !errors.Is(err, ErrClosed) {
+		return 0, s.fail(err)
+	}
+	return cut, err
+}
+
+// DropLogBefore removes the log segments below cut.
+func (s *Store) DropLogBefore(cut uint64) error {
+	if err := s.readLock(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	return s.oplog.dropBefore(cut)
+}
+
+// LogBytes reports the bytes appended to the log since the last rotation.
+func (s *Store) LogBytes() int64 { return s.oplog.pendingBytes() }
 
 // syncWAL makes every commit so far durable by writing an empty, synced
 // record to the WAL (the WAL is sequential, so its fsync covers all earlier
@@ -431,7 +514,12 @@ func (s *Store) syncWAL() error {
 	if err := s.failedErr(); err != nil {
 		return err
 	}
-	if err := catchFatal(func() error { return s.db.LogData(nil, pebble.Sync) }); err != nil {
+	if s.pebbleUnsynced.Swap(false) {
+		if err := catchFatal(func() error { return s.db.LogData(nil, pebble.Sync) }); err != nil {
+			return s.fail(err)
+		}
+	}
+	if err := s.oplog.sync(); err != nil {
 		return s.fail(err)
 	}
 	return nil

@@ -1,0 +1,327 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	iofs "io/fs"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+)
+
+// The operation log.
+//
+// Pebble inserts every key of a batch into its memtable skiplist, which
+// costs about a microsecond a key once the memtable is large; at a million
+// increments a second that alone would fill a core. So the write path does
+// not write counters to Pebble one by one. Each group commit appends ONE
+// record (every counter changed since the previous commit, coalesced) to an
+// append-only log of segment files beside Pebble, and fsyncs it; a
+// checkpoint later writes the coalesced counters to Pebble in the
+// background and drops the log segments it covers.
+//
+// Files: <dir>/oplog/<segment number, 20 digits>.log. A record is
+//
+//	length (4 bytes, little endian) | CRC-32C of payload (4 bytes) | payload
+//
+// Segments are only ever appended to by one Store; a new Store replays the
+// existing ones (Store.ReplayLog), then writes to a new segment. A torn or
+// corrupt record at the end of the last segment is the trace of a crash in
+// the middle of an append that was never acknowledged, and ends the replay;
+// a bad record anywhere else is corruption and fails it.
+
+const (
+	opLogDir        = "oplog"
+	opLogExt        = ".log"
+	opLogHeaderSize = 8
+	// maxLogRecord bounds a record, so that a corrupt length cannot ask for
+	// more memory than that.
+	maxLogRecord = 256 << 20
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// opLog is the store's operation log.
+type opLog struct {
+	fs  vfs.FS
+	dir string
+	log *zap.Logger
+
+	mu       sync.Mutex // guards every field below
+	segments []uint64   // segment numbers on disk, ascending; the last is open when f != nil
+	f        vfs.File   // the segment being appended to; nil before the first append
+	size     int64      // bytes in f
+	unsynced bool       // f holds appended bytes not yet fsynced
+	replayed bool       // ReplayLog ran (appends are refused before, so that no record is missed)
+	bytes    int64      // bytes appended since the last rotation
+	closed   bool
+	hdr      [opLogHeaderSize]byte
+}
+
+func openOpLog(fs vfs.FS, dataDir string, log *zap.Logger) (*opLog, error) {
+	dir := fs.PathJoin(dataDir, opLogDir)
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: create log directory %q: %w", dir, err)
+	}
+	// Make the directory's own entry durable, so a crash cannot lose the
+	// segments with it.
+	if d, err := fs.OpenDir(dataDir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: sync data directory %q: %w", dataDir, err)
+		}
+	}
+	names, err := fs.List(dir)
+	if err != nil {
+		return nil, fmt.Errorf("store: list log directory %q: %w", dir, err)
+	}
+	l := &opLog{fs: fs, dir: dir, log: log}
+	for _, name := range names {
+		num, ok := strings.CutSuffix(name, opLogExt)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(num, 10, 64)
+		if err != nil {
+			continue
+		}
+		l.segments = append(l.segments, n)
+	}
+	slices.Sort(l.segments)
+	return l, nil
+}
+
+func (l *opLog) path(n uint64) string {
+	return l.fs.PathJoin(l.dir, fmt.Sprintf("%020d%s", n, opLogExt))
+}
+
+// replay hands every record of the existing segments to fn, in order.
+func (l *opLog) replay(fn func(payload []byte) error) (records int, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.replayed {
+		return 0, errors.New("store: the log was already replayed")
+	}
+	for i, n := range l.segments {
+		last := i == len(l.segments)-1
+		got, err := l.replaySegment(n, last, fn)
+		records += got
+		if err != nil {
+			return records, err
+		}
+	}
+	l.replayed = true
+	return records, nil
+}
+
+func (l *opLog) replaySegment(n uint64, last bool, fn func([]byte) error) (int, error) {
+	f, err := l.fs.Open(l.path(n))
+	if err != nil {
+		return 0, fmt.Errorf("store: open log segment %d: %w", n, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return 0, fmt.Errorf("store: read log segment %d: %w", n, err)
+	}
+	records := 0
+	for off := 0; off < len(data); {
+		bad := ""
+		var payload []byte
+		switch {
+		case len(data)-off < opLogHeaderSize:
+			bad = "truncated header"
+		default:
+			size := int(binary.LittleEndian.Uint32(data[off:]))
+			sum := binary.LittleEndian.Uint32(data[off+4:])
+			switch {
+			case size > maxLogRecord || size > len(data)-off-opLogHeaderSize:
+				bad = "truncated record"
+			default:
+				payload = data[off+opLogHeaderSize : off+opLogHeaderSize+size]
+				if crc32.Checksum(payload, crcTable) != sum {
+					bad = "checksum mismatch"
+				}
+			}
+		}
+		if bad != "" {
+			if last {
+				l.log.Warn("log ends in a torn record (a crash during an unacknowledged append); replay stops there",
+					zap.Uint64("segment", n), zap.Int("offset", off), zap.String("problem", bad))
+				return records, nil
+			}
+			return records, fmt.Errorf("%w: log segment %d at offset %d: %s (not the last segment, so this is not a torn write)", ErrCorrupt, n, off, bad)
+		}
+		if err := fn(payload); err != nil {
+			return records, err
+		}
+		records++
+		off += opLogHeaderSize + len(payload)
+	}
+	return records, nil
+}
+
+// openNextLocked starts a new segment after every existing one.
+func (l *opLog) openNextLocked() error {
+	var n uint64 = 1
+	if len(l.segments) > 0 {
+		n = l.segments[len(l.segments)-1] + 1
+	}
+	f, err := l.fs.Create(l.path(n), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("store: create log segment: %w", err)
+	}
+	if err := l.syncDir(); err != nil {
+		f.Close()
+		return err
+	}
+	l.segments = append(l.segments, n)
+	l.f, l.size, l.unsynced = f, 0, false
+	return nil
+}
+
+func (l *opLog) syncDir() error {
+	d, err := l.fs.OpenDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("store: open log directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("store: sync log directory: %w", err)
+	}
+	return nil
+}
+
+// append writes one record, and fsyncs it when sync is set.
+func (l *opLog) append(payload []byte, sync bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closed:
+		return ErrClosed
+	case !l.replayed:
+		return errors.New("store: ReplayLog must run before the log is appended to")
+	case len(payload) > maxLogRecord:
+		return fmt.Errorf("store: log record of %d bytes is over the limit of %d", len(payload), maxLogRecord)
+	}
+	if l.f == nil {
+		if err := l.openNextLocked(); err != nil {
+			return err
+		}
+	}
+	binary.LittleEndian.PutUint32(l.hdr[:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(l.hdr[4:], crc32.Checksum(payload, crcTable))
+	if _, err := l.f.Write(l.hdr[:]); err != nil {
+		return fmt.Errorf("store: append to log: %w", err)
+	}
+	if _, err := l.f.Write(payload); err != nil {
+		return fmt.Errorf("store: append to log: %w", err)
+	}
+	l.size += int64(opLogHeaderSize + len(payload))
+	l.bytes += int64(opLogHeaderSize + len(payload))
+	l.unsynced = true
+	if sync {
+		return l.syncLocked()
+	}
+	return nil
+}
+
+func (l *opLog) syncLocked() error {
+	if l.f == nil || !l.unsynced {
+		return nil
+	}
+	if err := l.f.SyncData(); err != nil {
+		return fmt.Errorf("store: fsync log: %w", err)
+	}
+	l.unsynced = false
+	return nil
+}
+
+func (l *opLog) sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return l.syncLocked()
+}
+
+// rotate fsyncs and closes the current segment, so that the next append
+// starts a new one, and returns a cut: every record appended before the
+// call lives in a segment below it.
+func (l *opLog) rotate() (cut uint64, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	if l.f != nil {
+		if err := l.syncLocked(); err != nil {
+			return 0, err
+		}
+		if err := l.f.Close(); err != nil {
+			return 0, fmt.Errorf("store: close log segment: %w", err)
+		}
+		l.f = nil
+	}
+	l.bytes = 0
+	if len(l.segments) == 0 {
+		return 1, nil
+	}
+	return l.segments[len(l.segments)-1] + 1, nil
+}
+
+// dropBefore removes the segments numbered below cut; the caller has made
+// their records durable elsewhere.
+func (l *opLog) dropBefore(cut uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	keep := l.segments[:0]
+	for _, n := range l.segments {
+		if n < cut && (l.f == nil || n != l.segments[len(l.segments)-1]) {
+			if err := l.fs.Remove(l.path(n)); err != nil && !errors.Is(err, iofs.ErrNotExist) && !os.IsNotExist(err) {
+				errs = append(errs, fmt.Errorf("store: remove log segment %d: %w", n, err))
+				keep = append(keep, n)
+			}
+			continue
+		}
+		keep = append(keep, n)
+	}
+	l.segments = keep
+	return errors.Join(errs...)
+}
+
+// size reports the bytes appended since the last rotation.
+func (l *opLog) pendingBytes() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.bytes
+}
+
+func (l *opLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	if l.f == nil {
+		return nil
+	}
+	err := l.syncLocked()
+	if cerr := l.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("store: close log segment: %w", cerr)
+	}
+	l.f = nil
+	return err
+}
