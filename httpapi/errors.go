@@ -74,7 +74,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var body errorBody
 	body.Error.Code = code
 	body.Error.Message = err.Error()
-	if status >= 500 {
+	if status >= 500 && r.Context().Err() == nil { // a client that hung up is not the server's failure
 		s.log.Warn("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.Int("status", status), zap.Error(err))
 	}

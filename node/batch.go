@@ -132,7 +132,7 @@ func (n *Node) batchEntriesLocked(ops []BatchOp, prepared []batchOp) ([]*entry, 
 		e := s.m[p.ck]
 		if e == nil {
 			var err error
-			e, err = n.lookupLocked(s, []byte(p.ck), ops[i].NS, ops[i].Key, true)
+			e, err = n.lookupEvictLocked(s, []byte(p.ck), ops[i].NS, ops[i].Key, true, false)
 			if err != nil {
 				return nil, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 			}

@@ -33,6 +33,12 @@ type Config struct {
 	MaxPending int
 	// CommitMaxDelay bounds how long an async write waits for the fsynced WAL.
 	CommitMaxDelay time.Duration
+	// CheckpointInterval is how often counters changed since the last
+	// checkpoint are written from the operation log's coalesced state to
+	// Pebble; CheckpointLogBytes of log start one sooner. Together they
+	// bound the log a restart replays.
+	CheckpointInterval time.Duration
+	CheckpointLogBytes int64
 	// Registerer receives the node's Prometheus metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// Logger; nil logs nothing.
@@ -51,14 +57,16 @@ func DefaultConfig() Config {
 	st := store.DefaultConfig()
 	st.Dir = "./data"
 	return Config{
-		Name:              name,
-		Region:            "local",
-		Store:             st,
-		CacheCounters:     1_000_000,
-		DefaultDurability: DurabilitySync,
-		Stripes:           256,
-		MaxPending:        4_000_000,
-		CommitMaxDelay:    10 * time.Millisecond,
+		Name:               name,
+		Region:             "local",
+		Store:              st,
+		CacheCounters:      1_000_000,
+		DefaultDurability:  DurabilitySync,
+		Stripes:            256,
+		MaxPending:         4_000_000,
+		CommitMaxDelay:     10 * time.Millisecond,
+		CheckpointInterval: 5 * time.Second,
+		CheckpointLogBytes: 128 << 20,
 	}
 }
 
@@ -84,6 +92,12 @@ func (c *Config) validate() error {
 	}
 	if c.CommitMaxDelay <= 0 {
 		errs = append(errs, fmt.Errorf("commit max delay must be positive, got %v", c.CommitMaxDelay))
+	}
+	if c.CheckpointInterval <= 0 {
+		errs = append(errs, fmt.Errorf("checkpoint interval must be positive, got %v", c.CheckpointInterval))
+	}
+	if c.CheckpointLogBytes <= 0 {
+		errs = append(errs, fmt.Errorf("checkpoint log bytes must be positive, got %d", c.CheckpointLogBytes))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("node: invalid config: %w", err)

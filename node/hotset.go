@@ -12,10 +12,11 @@ import (
 type entry struct {
 	ck      string       // composite key: ns + "\x00" + key
 	c       crdt.Counter // merged state
-	updated int64        // unix ms of the last change this node saw
+	updated int64        // unix ms of the last change this node saw; 0 unknown
+	savedAt uint64       // the checkpoint that last wrote the entry to Pebble
 	lastUse uint32       // n.tick at the last access, for eviction
-	dirty   bool         // changed since the last Fill
-	filled  uint64       // the Fill sequence that last wrote the entry to a batch
+	dirty   bool         // changed since the last Fill (in stripe.dirty)
+	unsaved bool         // logged or changed since the last checkpoint (in stripe.unsaved)
 }
 
 // stripe is one lock stripe of the hot set.
@@ -24,7 +25,9 @@ type stripe struct {
 	m  map[string]*entry
 	// dirty lists the entries changed since the last Fill, in change order.
 	dirty []*entry
-	_     [40]byte // keep neighbouring stripes' locks off one cache line
+	// unsaved lists the entries whose state Pebble does not have yet.
+	unsaved []*entry
+	_       [16]byte // keep neighbouring stripes' locks off one cache line
 }
 
 var seed = maphash.MakeSeed()
@@ -52,19 +55,19 @@ func (n *Node) stripeOf(ck []byte) int {
 	return int(maphash.Bytes(seed, ck) & uint64(len(n.stripes)-1))
 }
 
-// evictableLocked reports whether e may leave memory: its last change must be
-// durable, so that a read-through finds it in the store.
+// evictableLocked reports whether e may leave memory: Pebble must hold its
+// state (a checkpoint that has committed wrote it), so that a read-through
+// finds it there.
 func (n *Node) evictableLocked(e *entry) bool {
-	return !e.dirty && e.filled <= n.committedSeq.Load()
+	return !e.dirty && !e.unsaved && e.savedAt <= n.ckptDone.Load()
 }
 
-// evictLocked removes entries from a stripe that is over its share of the
-// cache, choosing among a few sampled entries the least recently used one
+// evictLocked removes entries from a stripe until it holds target, choosing among a few sampled entries the least recently used one
 // that is durable (sampled LRU, as Redis does). A stripe whose sampled
 // entries are all waiting for the committer stays over its share until the
 // next insert.
-func (n *Node) evictLocked(s *stripe) {
-	for len(s.m) > n.stripeCap {
+func (n *Node) evictLocked(s *stripe, target int) {
+	for len(s.m) > target {
 		var victim *entry
 		sampled := 0
 		for _, e := range s.m {
@@ -87,14 +90,21 @@ func (n *Node) evictLocked(s *stripe) {
 // lookupLocked returns the entry for the composite key ck, reading it through
 // from the store when it is not in memory. With create, a counter that does
 // not exist yet gets a new entry; without, nil is returned for it (reads of
-// unknown counters do not fill the cache).
+// unknown counters do not fill the cache). To make room it may evict other
+// entries of the stripe, never the one it returns.
 func (n *Node) lookupLocked(s *stripe, ck []byte, ns, key string, create bool) (*entry, error) {
+	return n.lookupEvictLocked(s, ck, ns, key, create, true)
+}
+
+// lookupEvictLocked is lookupLocked; without evict it never evicts, for
+// callers that hold pointers to other entries of the stripe.
+func (n *Node) lookupEvictLocked(s *stripe, ck []byte, ns, key string, create, evict bool) (*entry, error) {
 	tick := n.tick.Load()
 	if e := s.m[string(ck)]; e != nil {
 		e.lastUse = tick
 		return e, nil
 	}
-	c, found, err := n.store.GetCounter(ns, key)
+	r, found, err := n.store.GetRecord(ns, key)
 	if err != nil {
 		return nil, err
 	}
@@ -102,14 +112,11 @@ func (n *Node) lookupLocked(s *stripe, ck []byte, ns, key string, create bool) (
 	if !found && !create {
 		return nil, nil
 	}
-	e := &entry{ck: string(ck), c: c, lastUse: tick}
-	if found {
-		e.updated = -1 // unknown until the store keeps it
+	if evict && len(s.m) >= n.stripeCap {
+		n.evictLocked(s, n.stripeCap-1)
 	}
+	e := &entry{ck: string(ck), c: r.Counter, updated: r.UpdatedMs, lastUse: tick}
 	s.m[e.ck] = e
-	if len(s.m) > n.stripeCap {
-		n.evictLocked(s)
-	}
 	return e, nil
 }
 

@@ -12,6 +12,9 @@ type metrics struct {
 	readThrough prometheus.Counter
 	evictions   prometheus.Counter
 	shed        prometheus.Counter
+
+	checkpoints       prometheus.Counter
+	checkpointSeconds prometheus.Histogram
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
@@ -34,15 +37,28 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countmesh_shed_total", Help: "Writes refused with 429 because too many changes waited for the disk.",
 		}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_checkpoints_total", Help: "Checkpoints of changed counters from the operation log into Pebble.",
+		}),
+		checkpointSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "countmesh_checkpoint_duration_seconds", Help: "Time a checkpoint takes.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 	}
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed)
+	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed, m.checkpoints, m.checkpointSeconds)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_pending_changes", Help: "Changed counters waiting for the group committer.",
 		}, func() float64 { return float64(n.pending.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "countmesh_unsaved_counters", Help: "Changed counters whose state is in the operation log but not yet checkpointed to Pebble.",
+		}, func() float64 { return float64(n.unsaved.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "countmesh_oplog_bytes", Help: "Operation-log bytes since the last checkpoint (what a crash restart replays).",
+		}, func() float64 { return float64(n.store.LogBytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_cached_counters", Help: "Counters held in memory.",
 		}, func() float64 { return float64(n.cachedCounters()) }),

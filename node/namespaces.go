@@ -114,8 +114,8 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 
 // hasCounters reports whether ns holds a live counter.
 func (n *Node) hasCounters(ctx context.Context, ns string) (bool, error) {
-	if err := n.committer.Ticket(false).Wait(ctx); err != nil {
-		return false, n.ackError(err)
+	if err := n.Checkpoint(); err != nil {
+		return false, err
 	}
 	found := false
 	err := n.store.ScanCounters(ns, "", "", func(key string, c crdt.Counter) bool {

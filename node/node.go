@@ -35,6 +35,12 @@ type Node struct {
 	pending      atomic.Int64  // dirty entries waiting for a Fill
 	fillSeq      atomic.Uint64 // sequence of the last Fill
 	committedSeq atomic.Uint64 // highest Fill sequence known durable
+	unsaved      atomic.Int64  // entries waiting for a checkpoint
+	ckptDone     atomic.Uint64 // the last checkpoint committed to Pebble
+	logEnc       *store.LogEncoder
+	ckptMu       sync.Mutex // serialises checkpoints; guards ckptSeq
+	ckptSeq      uint64     // the last checkpoint started
+	ckptKick     chan struct{}
 	failed       atomic.Pointer[error]
 	ready        atomic.Bool
 
@@ -82,6 +88,12 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.metrics = newMetrics(n, cfg.Registerer)
+	n.logEnc = store.NewLogEncoder()
+	n.ckptKick = make(chan struct{}, 1)
+	if err := n.recoverLog(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	ccfg := store.DefaultCommitterConfig()
 	ccfg.MaxDelay = cfg.CommitMaxDelay
 	ccfg.Logger = cfg.Logger
@@ -90,8 +102,9 @@ func Open(cfg Config) (*Node, error) {
 		st.Close()
 		return nil, fmt.Errorf("node: start committer: %w", err)
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.ticker()
+	go n.checkpointLoop()
 	n.ready.Store(true)
 	n.log.Info("node open",
 		zap.String("name", cfg.Name), zap.String("region", cfg.Region),
@@ -122,8 +135,13 @@ func (n *Node) Close() error {
 		close(n.done)
 		n.wg.Wait()
 		errC := n.committer.Close()
+		var errK error
+		if errC == nil && n.failed.Load() == nil {
+			// A clean shutdown leaves no log to replay.
+			errK = n.checkpoint()
+		}
 		errS := n.store.Close()
-		n.closeErr = errors.Join(errC, errS)
+		n.closeErr = errors.Join(errC, errK, errS)
 		n.log.Info("node closed", zap.Error(n.closeErr))
 	})
 	return n.closeErr
@@ -141,18 +159,26 @@ func (n *Node) Ready() bool { return n.ready.Load() && n.failed.Load() == nil }
 // Store returns the node's store (for operations such as measuring disk use).
 func (n *Node) Store() *store.Store { return n.store }
 
-// Fill implements store.Source: it moves every dirty counter into b.
+// Fill implements store.Source: it writes every dirty counter into one
+// operation-log record of b, and queues those counters for the next
+// checkpoint. It runs on the committer goroutine only.
 func (n *Node) Fill(b *store.Batch) (any, error) {
 	seq := n.fillSeq.Add(1)
-	var filled int64
+	enc := n.logEnc
+	enc.Reset()
+	var filled, queued int64
 	for i := range n.stripes {
 		s := &n.stripes[i]
 		s.mu.Lock()
 		for _, e := range s.dirty {
 			ns, key := splitKey(e.ck)
-			b.PutCounter(ns, key, e.c)
+			enc.Add(ns, key, e.c, e.updated)
 			e.dirty = false
-			e.filled = seq
+			if !e.unsaved {
+				e.unsaved = true
+				s.unsaved = append(s.unsaved, e)
+				queued++
+			}
 		}
 		filled += int64(len(s.dirty))
 		clear(s.dirty)
@@ -160,7 +186,149 @@ func (n *Node) Fill(b *store.Batch) (any, error) {
 		s.mu.Unlock()
 	}
 	n.pending.Add(-filled)
+	if queued > 0 && n.unsaved.Add(queued) >= n.ckptThreshold() {
+		n.kickCheckpoint()
+	}
+	if enc.Len() > 0 {
+		b.AppendLog(enc.Bytes())
+	}
 	return seq, nil
+}
+
+// ckptThreshold is the number of unsaved counters that starts a checkpoint
+// early: they cannot be evicted, so they must not outgrow the cache much.
+func (n *Node) ckptThreshold() int64 {
+	return max(int64(n.cfg.CacheCounters)/4, 16)
+}
+
+func (n *Node) kickCheckpoint() {
+	select {
+	case n.ckptKick <- struct{}{}:
+	default:
+	}
+}
+
+// checkpointLoop writes unsaved counters to Pebble every CheckpointInterval,
+// or sooner when the log or the unsaved set grows large.
+func (n *Node) checkpointLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.CheckpointInterval / 4)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-n.ckptKick:
+		case <-t.C:
+			if time.Since(last) < n.cfg.CheckpointInterval && n.store.LogBytes() < n.cfg.CheckpointLogBytes {
+				continue
+			}
+		}
+		last = time.Now()
+		if err := n.checkpoint(); err != nil {
+			n.log.Error("checkpoint failed; the operation log keeps every change, and the checkpoint will be retried", zap.Error(err))
+		}
+	}
+}
+
+// checkpoint writes the state of every counter changed since the last
+// checkpoint to Pebble with one synced batch, then drops the log segments
+// that state covers. Counters still waiting for the committer are written
+// too (their state is at least what the log will hold), so that after a
+// checkpoint Pebble reflects every change made before it began.
+func (n *Node) checkpoint() error {
+	n.ckptMu.Lock()
+	defer n.ckptMu.Unlock()
+	start := time.Now()
+	// Every record appended before the rotation is in a segment below cut,
+	// and every counter it holds was queued (unsaved) before it was
+	// appended, so the collection below covers it.
+	cut, err := n.store.RotateLog()
+	if err != nil {
+		return fmt.Errorf("rotate log: %w", err)
+	}
+	n.ckptSeq++
+	num := n.ckptSeq
+	b := n.store.NewBatch()
+	defer b.Close()
+	var saved int64
+	for i := range n.stripes {
+		s := &n.stripes[i]
+		s.mu.Lock()
+		for _, e := range s.unsaved {
+			ns, key := splitKey(e.ck)
+			b.PutRecord(ns, key, e.c, e.updated)
+			e.unsaved = false
+			e.savedAt = num
+		}
+		saved += int64(len(s.unsaved))
+		clear(s.unsaved)
+		s.unsaved = s.unsaved[:0]
+		for _, e := range s.dirty {
+			ns, key := splitKey(e.ck)
+			b.PutRecord(ns, key, e.c, e.updated)
+		}
+		s.mu.Unlock()
+	}
+	n.unsaved.Add(-saved)
+	if err := b.Commit(true); err != nil {
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	n.ckptDone.Store(num)
+	if err := n.store.DropLogBefore(cut); err != nil {
+		return fmt.Errorf("drop checkpointed log: %w", err)
+	}
+	n.metrics.checkpoints.Inc()
+	n.metrics.checkpointSeconds.Observe(time.Since(start).Seconds())
+	n.log.Debug("checkpoint", zap.Uint64("num", num), zap.Int64("counters", saved), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// Checkpoint makes Pebble reflect every change made before the call (List
+// scans Pebble). It is safe for concurrent use.
+func (n *Node) Checkpoint() error {
+	if err := n.checkpoint(); err != nil {
+		return fmt.Errorf("%w: checkpoint: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// recoverLog replays the operation log left by the previous run into the
+// hot set and checkpoints it, before the node serves. The log holds at most
+// one checkpoint interval of changes, so this reads no more than it must.
+func (n *Node) recoverLog() error {
+	start := time.Now()
+	var counters int
+	records, err := n.store.ReplayLog(func(payload []byte) error {
+		return store.DecodeLog(payload, func(ns, key string, r store.Record) error {
+			ck := compositeKey(nil, ns, key)
+			s := &n.stripes[n.stripeOf(ck)]
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			e, err := n.lookupLocked(s, ck, ns, key, true)
+			if err != nil {
+				return err
+			}
+			e.c.Merge(r.Counter)
+			e.updated = max(e.updated, r.UpdatedMs)
+			if !e.unsaved {
+				e.unsaved = true
+				s.unsaved = append(s.unsaved, e)
+				n.unsaved.Add(1)
+			}
+			counters++
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("node: replay operation log: %w", err)
+	}
+	if err := n.checkpoint(); err != nil {
+		return fmt.Errorf("node: checkpoint the replayed log: %w", err)
+	}
+	n.log.Info("recovered", zap.Int("log_records", records), zap.Int("changes", counters), zap.Duration("took", time.Since(start)))
+	return nil
 }
 
 // Committed implements store.Source.
@@ -376,9 +544,9 @@ func (n *Node) List(ctx context.Context, ns, prefix, cursor string, limit int) (
 	if limit < 1 || limit > MaxListLimit {
 		return Page{}, fmt.Errorf("%w: limit must be 1 to %d, got %d", ErrInvalidArgument, MaxListLimit, limit)
 	}
-	// Make everything acknowledged so far visible to the store scan.
-	if err := n.committer.Ticket(false).Wait(ctx); err != nil {
-		return Page{}, n.ackError(err)
+	// Make every change so far visible to the store scan.
+	if err := n.Checkpoint(); err != nil {
+		return Page{}, err
 	}
 	var page Page
 	var scanErr error

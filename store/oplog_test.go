@@ -10,6 +10,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/countmesh/countmesh/crdt"
 )
 
 func openLogStore(t *testing.T, fs vfs.FS) *Store {
@@ -203,5 +205,38 @@ func TestLogCrashKeepsAcknowledgedRecords(t *testing.T) {
 				t.Fatalf("replayed %d records, but %d were acknowledged", len(got), acked+1)
 			}
 		})
+	}
+}
+
+func TestLogRecordRoundTrip(t *testing.T) {
+	e := NewLogEncoder()
+	a := crdt.Counter{Slots: []crdt.Slot{{Node: 1, P: 5, N: 2}}}
+	b := crdt.Counter{Slots: []crdt.Slot{{Node: 1, P: 1}, {Node: 9, P: 300, N: 4}}}
+	b.SetReset(9, 7, true)
+	e.Add("ns", "a", a, 0)
+	e.Add("other", "key/with spaces", b, 1700000000123)
+	if e.Len() != 2 {
+		t.Fatalf("Len = %d", e.Len())
+	}
+	var got []string
+	err := DecodeLog(e.Bytes(), func(ns, key string, r Record) error {
+		got = append(got, fmt.Sprintf("%s/%s=%d@%d", ns, key, r.Counter.Value(), r.UpdatedMs))
+		if key == "a" && !r.Counter.Equal(a) || key != "a" && !r.Counter.Equal(b) {
+			t.Errorf("%s: decoded %+v", key, r.Counter)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[ns/a=3@0 other/key/with spaces=7@1700000000123]" {
+		t.Fatalf("decoded %v", got)
+	}
+	if err := DecodeLog(e.Bytes()[:len(e.Bytes())-3], func(string, string, Record) error { return nil }); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("truncated record: %v, want ErrCorrupt", err)
+	}
+	e.Reset()
+	if e.Len() != 0 || len(e.Bytes()) != 0 {
+		t.Fatal("Reset left data")
 	}
 }
