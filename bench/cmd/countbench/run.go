@@ -14,6 +14,8 @@ import (
 
 // options are the command-line flags.
 type options struct {
+	clientKind     string
+	rawClient      bool
 	addr           string
 	mode           string
 	concurrency    int
@@ -57,6 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.StringVar(&o.dist, "dist", "uniform", "key distribution: uniform or zipf")
 	fs.Float64Var(&o.zipfS, "zipf-s", 1.1, "zipf exponent (> 1)")
 	fs.StringVar(&o.ns, "ns", "bench", "namespace")
+	fs.StringVar(&o.clientKind, "client", "raw", "incr and read modes: raw (a minimal keep-alive HTTP/1.1 client that costs the shared CPU little) or nethttp (Go's net/http client)")
 	fs.StringVar(&o.consistency, "consistency", "", "local, quorum or all (default: the server's)")
 	fs.Uint64Var(&o.prefill, "prefill", 0, "write this many distinct keys by batches before the run")
 	fs.DurationVar(&o.prefillTimeout, "prefill-timeout", 30*time.Minute, "bound on a prefill")
@@ -113,6 +116,13 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	}
 	if _, err := bench.NewKeyGen(bench.Dist(o.dist), o.keys, o.zipfS, o.seed); err != nil {
 		return o, fs, err
+	}
+	switch o.clientKind {
+	case "raw":
+		o.rawClient = true
+	case "nethttp":
+	default:
+		return o, fs, fmt.Errorf("--client must be raw or nethttp, got %q", o.clientKind)
 	}
 	return o, fs, nil
 }
@@ -228,8 +238,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "incr":
 		body := bench.IncrBody(consistency)
 		newOp = func(w int) bench.Op { return bench.IncrOp(c, o.ns, newGen(w), body) }
+		if o.rawClient {
+			newOp = func(w int) bench.Op {
+				op, _ := bench.RawIncrOp(c.BaseURL(), o.ns, newGen(w), body) // address checked below
+				return op
+			}
+		}
 	case "read":
 		newOp = func(w int) bench.Op { return bench.ReadOp(c, o.ns, newGen(w), consistency) }
+		if o.rawClient {
+			newOp = func(w int) bench.Op {
+				op, _ := bench.RawReadOp(c.BaseURL(), o.ns, newGen(w), consistency)
+				return op
+			}
+		}
+	}
+	if o.rawClient && o.mode != "batch" {
+		if _, err := bench.RawReadOp(c.BaseURL(), o.ns, newGen(0), consistency); err != nil {
+			fmt.Fprintf(stderr, "countbench: --client raw: %v\n", err)
+			return 2
+		}
 	}
 	rcfg := bench.RunConfig{
 		Rate: o.rate, Workers: o.concurrency, Warmup: o.warmup, Duration: o.duration,
