@@ -1,0 +1,286 @@
+package gossip
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+var errBusy = errors.New("gossip: peer is busy with other anti-entropy sessions")
+
+// antiEntropyLoop runs one exchange with a random peer every
+// AntiEntropyInterval (jittered by up to a quarter, so that nodes started
+// together do not stay in step).
+func (m *Mesh) antiEntropyLoop() {
+	defer m.loopWG.Done()
+	for {
+		d := m.cfg.AntiEntropyInterval
+		d += time.Duration(m.randFloat() * float64(d) / 4)
+		t := time.NewTimer(d)
+		select {
+		case <-m.loopDone:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		m.prunePeers()
+		p, ok := m.pickAntiEntropyPeer()
+		if !ok {
+			continue
+		}
+		if err := m.exchange(m.ctx, p); err != nil && !errors.Is(err, errBusy) {
+			m.log.Debug("anti-entropy failed", zap.String("peer", p.name), zap.Error(err))
+		}
+	}
+}
+
+// pickAntiEntropyPeer picks a random alive peer: from another region with
+// probability AntiEntropyRemote (or when the own region has no other
+// node), else from the own region.
+func (m *Mesh) pickAntiEntropyPeer() (peerInfo, bool) {
+	r := m.routes.Load()
+	var remote []peerInfo
+	for _, ps := range r.remote {
+		remote = append(remote, ps...)
+	}
+	slices.SortFunc(remote, func(a, b peerInfo) int { return cmp.Compare(a.name, b.name) })
+	pool := r.local
+	if len(pool) == 0 || (len(remote) > 0 && m.randFloat() < m.cfg.AntiEntropyRemote) {
+		pool = remote
+	}
+	if len(pool) == 0 {
+		return peerInfo{}, false
+	}
+	return pool[m.randN(len(pool))], true
+}
+
+// exchange runs one push-pull anti-entropy session with p, as initiator:
+//
+//	-> hello, aeReq{my vector, my config digest}
+//	<- chunks of what I lack, aeResp{its vector, its digest, its configs if the digests differ}
+//	-> chunks of what it lacks, aeEnd{my configs if the digests differ}
+//	<- aeFin (it has applied everything)
+func (m *Mesh) exchange(ctx context.Context, p peerInfo) (err error) {
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			m.stats.aeFailures.Add(1)
+		}
+	}()
+	dctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
+	c, err := m.netw.Dial(dctx, p.replAddr)
+	cancel()
+	m.setReachable(p.name, err == nil)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	fc := newFrameConn(c, &m.stats, p.region, m.cfg.IOTimeout, m.cfg.MaxFrameBytes)
+	defer fc.Close()
+
+	cfgs := m.replica.Configs()
+	digest := configDigest(cfgs)
+	if err := fc.writeFrame(frameHello, &helloMsg{Proto: protoVersion, Kind: kindAE, Name: m.cfg.Name, Region: m.cfg.Region}); err != nil {
+		return err
+	}
+	if err := fc.writeFrame(frameAEReq, &aeReqMsg{VV: toWireVV(m.replica.VersionVector()), CfgDigest: digest}); err != nil {
+		return err
+	}
+	if err := fc.flush(); err != nil {
+		return err
+	}
+	var resp aeRespMsg
+	if err := m.receiveChunks(fc, frameAEResp, &resp); err != nil {
+		return err
+	}
+	if len(resp.Configs) > 0 {
+		if err := m.replica.Apply(Batch{Configs: fromWireConfigs(resp.Configs)}); err != nil {
+			m.stats.applyErrors.Add(1)
+			return fmt.Errorf("gossip: apply configs: %w", err)
+		}
+	}
+	if _, err := m.sendDiff(fc, m.replica.VersionVector(), fromWireVV(resp.VV)); err != nil {
+		return err
+	}
+	var end aeEndMsg
+	if resp.CfgDigest != digest {
+		end.Configs = toWireConfigs(cfgs)
+	}
+	if err := fc.writeFrame(frameAEEnd, &end); err != nil {
+		return err
+	}
+	if err := fc.flush(); err != nil {
+		return err
+	}
+	if err := fc.readMsg(m.cfg.IOTimeout, frameAEFin, nil); err != nil {
+		return err
+	}
+	m.stats.aeRounds.Add(1)
+	m.markRepaired(p.name, start)
+	return nil
+}
+
+// serveAE answers an exchange that p started (see exchange).
+func (m *Mesh) serveAE(fc *frameConn, h helloMsg) (err error) {
+	start := time.Now()
+	select {
+	case m.aeSem <- struct{}{}:
+		defer func() { <-m.aeSem }()
+	default:
+		fc.writeFrame(frameAEBusy, nil)
+		return fc.flush()
+	}
+	defer func() {
+		if err != nil {
+			m.stats.aeFailures.Add(1)
+		}
+	}()
+	var req aeReqMsg
+	if err := fc.readMsg(m.cfg.IOTimeout, frameAEReq, &req); err != nil {
+		return err
+	}
+	if _, err := m.sendDiff(fc, m.replica.VersionVector(), fromWireVV(req.VV)); err != nil {
+		return err
+	}
+	cfgs := m.replica.Configs()
+	resp := aeRespMsg{VV: toWireVV(m.replica.VersionVector()), CfgDigest: configDigest(cfgs)}
+	if resp.CfgDigest != req.CfgDigest {
+		resp.Configs = toWireConfigs(cfgs)
+	}
+	if err := fc.writeFrame(frameAEResp, &resp); err != nil {
+		return err
+	}
+	if err := fc.flush(); err != nil {
+		return err
+	}
+	var end aeEndMsg
+	if err := m.receiveChunks(fc, frameAEEnd, &end); err != nil {
+		return err
+	}
+	if len(end.Configs) > 0 {
+		if err := m.replica.Apply(Batch{Configs: fromWireConfigs(end.Configs)}); err != nil {
+			m.stats.applyErrors.Add(1)
+			return fmt.Errorf("gossip: apply configs: %w", err)
+		}
+	}
+	if err := fc.writeFrame(frameAEFin, nil); err != nil {
+		return err
+	}
+	if err := fc.flush(); err != nil {
+		return err
+	}
+	m.stats.aeServed.Add(1)
+	m.markRepaired(h.Name, start)
+	return nil
+}
+
+// receiveChunks applies the chunks the other side sends until a frame of
+// type last arrives, which it decodes into v.
+func (m *Mesh) receiveChunks(fc *frameConn, last byte, v any) error {
+	for {
+		typ, body, err := fc.readFrame(m.cfg.IOTimeout)
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case frameAEChunk:
+			var w wireBatch
+			if err := decode(body, &w); err != nil {
+				return err
+			}
+			b, err := fromWire(w)
+			if err != nil {
+				return err
+			}
+			if err := m.replica.Apply(b); err != nil {
+				m.stats.applyErrors.Add(1)
+				return fmt.Errorf("gossip: apply anti-entropy chunk: %w", err)
+			}
+			m.stats.aeDeltasReceived.Add(uint64(len(b.Deltas)))
+		case last:
+			return decode(body, v)
+		case frameAEBusy:
+			return errBusy
+		default:
+			return fmt.Errorf("%w: frame type %d in an anti-entropy session", ErrProtocol, typ)
+		}
+	}
+}
+
+// sendDiff sends, for every origin where mine is ahead of theirs, the
+// changes the replica holds past theirs, in chunks of at most
+// MaxFrameDeltas. Each chunk carries the range it completes: the replica
+// scans in seq order, so a chunk ending at seq s holds (with the chunks
+// before it) every held change up to s, and changes up to mine[origin]
+// that are not held were superseded by a later change, which a later chunk
+// carries. The last chunk of an origin closes its range at mine[origin].
+func (m *Mesh) sendDiff(fc *frameConn, mine, theirs map[crdt.NodeID]uint64) (int, error) {
+	origins := make([]crdt.NodeID, 0, len(mine))
+	for o, upto := range mine {
+		if upto > theirs[o] {
+			origins = append(origins, o)
+		}
+	}
+	slices.Sort(origins)
+	sent := 0
+	for _, o := range origins {
+		upto, after := mine[o], theirs[o]
+		last := after // the vector the receiver will have reached
+		var chunk []Delta
+		var werr error
+		flush := func(rangeUpto uint64) {
+			var b Batch
+			b.Deltas = chunk
+			if rangeUpto > last {
+				b.Ranges = []Range{{Origin: o, After: last, Upto: rangeUpto}}
+				last = rangeUpto
+			}
+			if b.empty() {
+				return
+			}
+			w := toWire(b)
+			if werr = fc.writeFrame(frameAEChunk, &w); werr == nil {
+				sent += len(chunk)
+				m.stats.aeDeltasSent.Add(uint64(len(chunk)))
+			}
+			chunk = chunk[:0]
+		}
+		err := m.replica.ScanSince(o, after, func(d Delta) bool {
+			chunk = append(chunk, d)
+			if len(chunk) >= m.cfg.MaxFrameDeltas {
+				flush(min(d.Seq, upto))
+			}
+			return werr == nil
+		})
+		if werr != nil {
+			return sent, werr
+		}
+		if err != nil {
+			return sent, fmt.Errorf("gossip: scan changes of origin %d: %w", o, err)
+		}
+		flush(upto)
+		if werr != nil {
+			return sent, werr
+		}
+	}
+	return sent, nil
+}
+
+// markRepaired clears the drop gap of the stream to name: an exchange that
+// started after the drop has moved everything this node held to it.
+func (m *Mesh) markRepaired(name string, start time.Time) {
+	m.peers.RLock()
+	p := m.peers.m[name]
+	m.peers.RUnlock()
+	if p != nil {
+		p.repaired(start)
+	}
+}

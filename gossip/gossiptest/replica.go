@@ -1,0 +1,343 @@
+// Package gossiptest holds an in-memory gossip.Replica for tests of package
+// gossip and of its users.
+package gossiptest
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip"
+)
+
+// Key names a counter.
+type Key struct{ NS, Key string }
+
+// Replica is an in-memory gossip.Replica: counters, an (origin, seq) index
+// and a version vector under one mutex, applied "durably" at once. It also
+// plays the local node: Add and Reset change its own slot and assign the
+// next sequence number, as the node's write path and committer would.
+// It is safe for concurrent use.
+type Replica struct {
+	self crdt.NodeID
+
+	mu       sync.Mutex // guards the fields below
+	counters map[Key]crdt.Counter
+	index    map[crdt.NodeID]*originIndex
+	vv       map[crdt.NodeID]uint64
+	configs  map[string]gossip.ConfigRecord
+	hook     func(gossip.Batch) error
+	applied  int
+}
+
+// originIndex is one origin's changes: per counter the highest seq merged,
+// and the reverse map for scans.
+type originIndex struct {
+	byKey map[Key]uint64
+	bySeq map[uint64]Key
+}
+
+// NewReplica returns an empty replica of the node with slot self.
+func NewReplica(self crdt.NodeID) *Replica {
+	return &Replica{
+		self:     self,
+		counters: make(map[Key]crdt.Counter),
+		index:    make(map[crdt.NodeID]*originIndex),
+		vv:       make(map[crdt.NodeID]uint64),
+		configs:  make(map[string]gossip.ConfigRecord),
+	}
+}
+
+// Self returns the replica's own slot id.
+func (r *Replica) Self() crdt.NodeID { return r.self }
+
+// SetApplyHook installs a function that Apply calls first, without the
+// lock held: it may sleep (a slow disk) or fail (a refused batch).
+func (r *Replica) SetApplyHook(f func(gossip.Batch) error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hook = f
+}
+
+func (r *Replica) indexLocked(origin crdt.NodeID) *originIndex {
+	ix := r.index[origin]
+	if ix == nil {
+		ix = &originIndex{byKey: make(map[Key]uint64), bySeq: make(map[uint64]Key)}
+		r.index[origin] = ix
+	}
+	return ix
+}
+
+// noteLocked records that k holds origin's change seq.
+func (r *Replica) noteLocked(origin crdt.NodeID, k Key, seq uint64) {
+	ix := r.indexLocked(origin)
+	old, ok := ix.byKey[k]
+	if ok && old >= seq {
+		return
+	}
+	if ok {
+		delete(ix.bySeq, old)
+	}
+	ix.byKey[k] = seq
+	ix.bySeq[seq] = k
+}
+
+// update changes the own slot of a counter with f and returns the delta to
+// publish, as one committed change with the next sequence number.
+func (r *Replica) update(ns, key string, f func(c *crdt.Counter) error) (gossip.Delta, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := Key{ns, key}
+	c := r.counters[k].Clone()
+	if err := f(&c); err != nil {
+		return gossip.Delta{}, err
+	}
+	seq := r.vv[r.self] + 1
+	r.vv[r.self] = seq
+	r.counters[k] = c
+	r.noteLocked(r.self, k, seq)
+	return gossip.Delta{NS: ns, Key: key, Origin: r.self, Seq: seq, State: c.Delta(true, r.self)}, nil
+}
+
+// Add adds by to the own slot of ns/key and returns the change to publish.
+func (r *Replica) Add(ns, key string, by int64) (gossip.Delta, error) {
+	return r.update(ns, key, func(c *crdt.Counter) error {
+		_, err := c.Add(r.self, by)
+		return err
+	})
+}
+
+// Reset resets ns/key to value as seen here and returns the change to
+// publish and the reset record.
+func (r *Replica) Reset(ns, key string, value int64) (gossip.Delta, *crdt.Reset) {
+	var rec *crdt.Reset
+	d, _ := r.update(ns, key, func(c *crdt.Counter) error {
+		rec = c.SetReset(r.self, value, false)
+		// Keep the reset record's copy independent of the counter's.
+		cp := *rec
+		cp.Floor = slices.Clone(rec.Floor)
+		rec = &cp
+		return nil
+	})
+	return d, rec
+}
+
+// SetConfig stores a config record locally (last writer wins) and returns
+// whether it won.
+func (r *Replica) SetConfig(rec gossip.ConfigRecord) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.setConfigLocked(rec)
+}
+
+func (r *Replica) setConfigLocked(rec gossip.ConfigRecord) bool {
+	if old, ok := r.configs[rec.NS]; ok && !rec.Newer(old) {
+		return false
+	}
+	rec.Payload = slices.Clone(rec.Payload)
+	r.configs[rec.NS] = rec
+	return true
+}
+
+// Apply implements gossip.Replica.
+func (r *Replica) Apply(b gossip.Batch) error {
+	r.mu.Lock()
+	hook := r.hook
+	r.mu.Unlock()
+	if hook != nil {
+		if err := hook(b); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range b.Deltas {
+		k := Key{d.NS, d.Key}
+		c, ok := r.counters[k]
+		if !ok {
+			c = d.State.Clone()
+		} else {
+			c = c.Clone() // never share state with the batch
+			c.Merge(d.State)
+		}
+		r.counters[k] = c
+		r.noteLocked(d.Origin, k, d.Seq)
+	}
+	rs := slices.Clone(b.Ranges)
+	slices.SortFunc(rs, func(a, b gossip.Range) int {
+		return cmp.Or(cmp.Compare(a.Origin, b.Origin), cmp.Compare(a.After, b.After))
+	})
+	for _, rg := range rs {
+		if r.vv[rg.Origin] >= rg.After && rg.Upto > r.vv[rg.Origin] {
+			r.vv[rg.Origin] = rg.Upto
+		}
+	}
+	for _, c := range b.Configs {
+		r.setConfigLocked(c)
+	}
+	r.applied++
+	return nil
+}
+
+// VersionVector implements gossip.Replica.
+func (r *Replica) VersionVector() map[crdt.NodeID]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.vv)
+}
+
+// ScanSince implements gossip.Replica. It copies what it will send under
+// the lock and calls fn without it.
+func (r *Replica) ScanSince(origin crdt.NodeID, after uint64, fn func(gossip.Delta) bool) error {
+	r.mu.Lock()
+	var out []gossip.Delta
+	if ix := r.index[origin]; ix != nil {
+		seqs := make([]uint64, 0)
+		for s := range ix.bySeq {
+			if s > after {
+				seqs = append(seqs, s)
+			}
+		}
+		slices.Sort(seqs)
+		out = make([]gossip.Delta, 0, len(seqs))
+		for _, s := range seqs {
+			k := ix.bySeq[s]
+			out = append(out, gossip.Delta{NS: k.NS, Key: k.Key, Origin: origin, Seq: s, State: r.counters[k].Delta(true, origin)})
+		}
+	}
+	r.mu.Unlock()
+	for _, d := range out {
+		if !fn(d) {
+			break
+		}
+	}
+	return nil
+}
+
+// Configs implements gossip.Replica.
+func (r *Replica) Configs() []gossip.ConfigRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]gossip.ConfigRecord, 0, len(r.configs))
+	for _, c := range r.configs {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b gossip.ConfigRecord) int { return cmp.Compare(a.NS, b.NS) })
+	return out
+}
+
+// Counter returns a copy of the state of ns/key.
+func (r *Replica) Counter(ns, key string) crdt.Counter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counters[Key{ns, key}].Clone()
+}
+
+// Snapshot returns a copy of every counter.
+func (r *Replica) Snapshot() map[Key]crdt.Counter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[Key]crdt.Counter, len(r.counters))
+	for k, c := range r.counters {
+		out[k] = c.Clone()
+	}
+	return out
+}
+
+// Len returns the number of counters held.
+func (r *Replica) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.counters)
+}
+
+// Applied returns how many batches Apply accepted.
+func (r *Replica) Applied() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.applied
+}
+
+// Equal reports whether two replicas hold the same counters with the same
+// states, and if not, one counter where they differ.
+func Equal(a, b *Replica) (bool, Key) {
+	sa, sb := a.Snapshot(), b.Snapshot()
+	for k, ca := range sa {
+		cb, ok := sb[k]
+		if !ok || !ca.Equal(cb) {
+			return false, k
+		}
+	}
+	for k := range sb {
+		if _, ok := sa[k]; !ok {
+			return false, k
+		}
+	}
+	return true, Key{}
+}
+
+// Committer groups a node's changes as the node's group committer does and
+// publishes them as one batch: Ranges = [{self, first-1, last}], one delta
+// per counter (the latest).
+type Committer struct {
+	Replica *Replica
+	Publish func(gossip.Batch)
+
+	mu      sync.Mutex // guards pending, first and last
+	pending map[Key]gossip.Delta
+	first   uint64
+	last    uint64
+}
+
+// Add records a change made by the replica (the Delta its Add or Reset
+// returned).
+func (c *Committer) Add(d gossip.Delta) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending == nil {
+		c.pending = make(map[Key]gossip.Delta)
+	}
+	if c.first == 0 {
+		c.first = d.Seq
+	}
+	c.last = d.Seq
+	c.pending[Key{d.NS, d.Key}] = d
+}
+
+// Commit publishes what was added since the last commit.
+func (c *Committer) Commit() {
+	c.mu.Lock()
+	if len(c.pending) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	b := gossip.Batch{Ranges: []gossip.Range{{Origin: c.Replica.Self(), After: c.first - 1, Upto: c.last}}}
+	keys := slices.SortedFunc(maps.Keys(c.pending), func(a, b Key) int {
+		return cmp.Or(cmp.Compare(a.NS, b.NS), cmp.Compare(a.Key, b.Key))
+	})
+	for _, k := range keys {
+		b.Deltas = append(b.Deltas, c.pending[k])
+	}
+	c.pending = nil
+	c.first, c.last = 0, 0
+	c.mu.Unlock()
+	c.Publish(b)
+}
+
+// WaitFor polls cond every few milliseconds until it holds or timeout
+// passes, and reports whether it held.
+func WaitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,277 @@
+package gossip_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/gossip/fakenet"
+	"github.com/countmesh/countmesh/gossip/gossiptest"
+)
+
+// tnode is one node of a test cluster: a fake host, a replica (its "disk",
+// which survives restarts) and the mesh running on them.
+type tnode struct {
+	name, region string
+	host         *fakenet.Host
+	rep          *gossiptest.Replica
+	mesh         *gossip.Mesh // nil while stopped
+	com          *gossiptest.Committer
+}
+
+// cluster is a set of nodes on one fake network.
+type cluster struct {
+	t      testing.TB
+	nw     *fakenet.Network
+	nodes  []*tnode
+	tune   func(*gossip.Config)
+	logger *zap.Logger
+	seed   uint64
+}
+
+// spec is "name@region".
+func newCluster(t testing.TB, seed uint64, specs []string, tune func(*gossip.Config)) *cluster {
+	t.Helper()
+	c := &cluster{t: t, nw: fakenet.New(seed, 0), tune: tune, seed: seed}
+	c.logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	for _, s := range specs {
+		name, region, _ := strings.Cut(s, "@")
+		n := &tnode{name: name, region: region, host: c.nw.Host(name, region), rep: gossiptest.NewReplica(crdt.NodeIDFromName(name))}
+		c.nodes = append(c.nodes, n)
+	}
+	t.Cleanup(c.closeAll)
+	return c
+}
+
+// fastConfig is a config with timings for tests: 10 ms flushes, 50 ms
+// anti-entropy, failure detection in a few hundred milliseconds.
+func fastConfig(name, region string, h *fakenet.Host) gossip.Config {
+	cfg := gossip.DefaultConfig()
+	cfg.Name, cfg.Region = name, region
+	cfg.HTTPAddr = "http://" + name + ":7070"
+	cfg.GossipAddr = h.GossipAddr()
+	cfg.ReplAddr = h.ReplAddr()
+	cfg.Network = h
+	cfg.FlushInterval = 10 * time.Millisecond
+	cfg.AntiEntropyInterval = 50 * time.Millisecond
+	cfg.ReconnectInterval = 50 * time.Millisecond
+	cfg.IOTimeout = 2 * time.Second
+	cfg.DialTimeout = 200 * time.Millisecond
+	cfg.LeaveTimeout = 300 * time.Millisecond
+	cfg.Membership = gossip.Membership{
+		ProbeInterval:           60 * time.Millisecond,
+		ProbeTimeout:            30 * time.Millisecond,
+		IndirectChecks:          2,
+		SuspicionMult:           2,
+		SuspicionMaxTimeoutMult: 3,
+		GossipInterval:          15 * time.Millisecond,
+		GossipNodes:             3,
+		RetransmitMult:          3,
+		PushPullInterval:        300 * time.Millisecond,
+		TCPTimeout:              300 * time.Millisecond,
+		GossipToTheDeadTime:     300 * time.Millisecond,
+		DeadNodeReclaimTime:     100 * time.Millisecond,
+	}
+	return cfg
+}
+
+func (c *cluster) node(name string) *tnode {
+	for _, n := range c.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	c.t.Fatalf("no node %q", name)
+	return nil
+}
+
+// start runs a new mesh on n (a fresh memberlist transport on its host).
+func (c *cluster) start(n *tnode) {
+	c.t.Helper()
+	cfg := fastConfig(n.name, n.region, n.host)
+	cfg.Transport = n.host.NewTransport()
+	cfg.Logger = c.logger
+	cfg.Seed = c.seed*131 + uint64(len(n.name))*7 + 1
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
+	m, err := gossip.New(cfg, n.rep)
+	if err != nil {
+		c.t.Fatalf("new %s: %v", n.name, err)
+	}
+	if err := m.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", n.name, err)
+	}
+	n.mesh = m
+	n.com = &gossiptest.Committer{Replica: n.rep, Publish: m.Publish}
+}
+
+// startAll starts every node and joins each to the first.
+func (c *cluster) startAll() {
+	c.t.Helper()
+	for _, n := range c.nodes {
+		c.start(n)
+	}
+	for _, n := range c.nodes[1:] {
+		if _, err := n.mesh.Join([]string{c.nodes[0].host.GossipAddr()}); err != nil {
+			c.t.Fatalf("join %s: %v", n.name, err)
+		}
+	}
+	c.waitMembership(10 * time.Second)
+}
+
+// running returns the nodes whose mesh runs.
+func (c *cluster) running() []*tnode {
+	var out []*tnode
+	for _, n := range c.nodes {
+		if n.mesh != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// waitMembership waits until every running node sees every other running
+// node alive.
+func (c *cluster) waitMembership(timeout time.Duration) {
+	c.t.Helper()
+	run := c.running()
+	ok := gossiptest.WaitFor(timeout, func() bool {
+		for _, n := range run {
+			alive := 0
+			for _, mb := range n.mesh.Status().Members {
+				if mb.State == gossip.StateAlive {
+					alive++
+				}
+			}
+			if alive != len(run) {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		for _, n := range run {
+			c.t.Logf("%s sees %+v", n.name, n.mesh.Status().Members)
+		}
+		c.t.Fatalf("membership did not converge within %v", timeout)
+	}
+}
+
+// stop closes n's mesh; with crash the host first drops off the network,
+// so nothing is flushed and no leave is heard.
+func (c *cluster) stop(n *tnode, crash bool) {
+	if n.mesh == nil {
+		return
+	}
+	if crash {
+		n.host.Down()
+	}
+	n.mesh.Close()
+	n.mesh = nil
+	if crash {
+		n.host.Up()
+	}
+}
+
+// restart starts n again under the same name and joins the others, then
+// runs SyncOnce as the node does before it reports ready.
+func (c *cluster) restart(n *tnode) {
+	c.t.Helper()
+	c.start(n)
+	var addrs []string
+	for _, o := range c.nodes {
+		if o != n {
+			addrs = append(addrs, o.host.GossipAddr())
+		}
+	}
+	n.mesh.Join(addrs) // may fail while partitioned; the reconnect loop retries
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	n.mesh.SyncOnce(ctx)
+}
+
+func (c *cluster) closeAll() {
+	for _, n := range c.nodes {
+		if n.mesh != nil {
+			n.mesh.Close()
+			n.mesh = nil
+		}
+	}
+}
+
+// converged reports whether every node holds the same state of every
+// counter, and describes the first difference.
+func (c *cluster) converged() (bool, string) {
+	first := c.nodes[0]
+	for _, n := range c.nodes[1:] {
+		if ok, k := gossiptest.Equal(first.rep, n.rep); !ok {
+			return false, fmt.Sprintf("%s and %s differ on %v: %+v vs %+v", first.name, n.name, k,
+				first.rep.Counter(k.NS, k.Key), n.rep.Counter(k.NS, k.Key))
+		}
+	}
+	return true, ""
+}
+
+// waitConverged waits until converged or fails the test.
+func (c *cluster) waitConverged(timeout time.Duration) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	var why string
+	ok := gossiptest.WaitFor(timeout, func() bool {
+		var ok bool
+		ok, why = c.converged()
+		return ok
+	})
+	if !ok {
+		c.dump()
+		c.t.Fatalf("not converged after %v: %s", timeout, why)
+	}
+	return time.Since(start)
+}
+
+func (c *cluster) dump() {
+	for _, n := range c.nodes {
+		if n.mesh == nil {
+			c.t.Logf("%s: stopped; vv %v", n.name, n.rep.VersionVector())
+			continue
+		}
+		st := n.mesh.Status()
+		var ms []string
+		for _, m := range st.Members {
+			ms = append(ms, m.Name+":"+m.State)
+		}
+		c.t.Logf("%s: members %v repl %+v vv %v stats %+v", n.name, ms, st.Replication, n.rep.VersionVector(), n.mesh.Stats())
+	}
+}
+
+// names returns the names of nodes in region r.
+func (c *cluster) names(region string) []string {
+	var out []string
+	for _, n := range c.nodes {
+		if n.region == region {
+			out = append(out, n.name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// add changes n's own slot of ns/key and commits it at once.
+func (c *cluster) add(n *tnode, ns, key string, by int64) {
+	c.t.Helper()
+	d, err := n.rep.Add(ns, key, by)
+	if err != nil {
+		c.t.Fatalf("add: %v", err)
+	}
+	n.com.Add(d)
+	n.com.Commit()
+}

@@ -1,0 +1,219 @@
+package gossip
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/vmihailenco/msgpack/v5"
+	"go.uber.org/zap"
+)
+
+// metaVersion is the version of the node meta encoding.
+const metaVersion = 1
+
+// nodeMeta is what every member advertises through memberlist (msgpack,
+// well under memberlist's 512-byte limit).
+type nodeMeta struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Version  uint8
+	Region   string
+	HTTPAddr string
+	ReplAddr string
+	// Leaving is set, and broadcast, just before a graceful leave, so that
+	// the others can tell a member that left from one that failed
+	// (memberlist does not expose the difference to its event delegate).
+	Leaving bool
+}
+
+func (m *Mesh) setMeta(replAddr string, leaving bool) {
+	b, err := msgpack.Marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving})
+	if err != nil {
+		panic(fmt.Sprintf("gossip: encode node meta: %v", err)) // plain strings always encode
+	}
+	m.meta.Store(&b)
+}
+
+func decodeMeta(b []byte) (nodeMeta, error) {
+	var md nodeMeta
+	if err := msgpack.Unmarshal(b, &md); err != nil {
+		return md, fmt.Errorf("%w: node meta: %w", ErrProtocol, err)
+	}
+	if md.Version != metaVersion || md.Region == "" || md.ReplAddr == "" {
+		return md, fmt.Errorf("%w: node meta version %d, region %q, replication address %q", ErrProtocol, md.Version, md.Region, md.ReplAddr)
+	}
+	return md, nil
+}
+
+// memberRecord is what this node knows of another member.
+type memberRecord struct {
+	info  Member
+	state string    // StateAlive, StateDead or StateLeft (suspicion is memberlist's)
+	since time.Time // when state was entered
+}
+
+// delegate answers memberlist's questions: only the node meta; membership
+// messages carry no application data.
+type delegate struct{ m *Mesh }
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	b := *d.m.meta.Load()
+	if len(b) > limit {
+		d.m.log.Error("node meta exceeds memberlist's limit", zap.Int("size", len(b)), zap.Int("limit", limit))
+		return nil
+	}
+	return b
+}
+
+func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// eventDelegate receives memberlist's membership changes. memberlist calls
+// it with its own lock held, so it only updates this package's state and
+// never calls back into memberlist.
+type eventDelegate struct{ m *Mesh }
+
+func (e *eventDelegate) NotifyJoin(n *memberlist.Node)   { e.m.memberChanged(n, false) }
+func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) { e.m.memberChanged(n, false) }
+func (e *eventDelegate) NotifyLeave(n *memberlist.Node)  { e.m.memberChanged(n, true) }
+
+// memberChanged records a membership event. memberlist's Node.State is not
+// filled in for delegates, so a member that is gone counts as left when its
+// last meta announced the leave, else as dead.
+func (m *Mesh) memberChanged(n *memberlist.Node, gone bool) {
+	if n.Name == m.cfg.Name {
+		return
+	}
+	md, err := decodeMeta(n.Meta)
+	if err != nil {
+		m.log.Warn("ignoring a member without countmesh meta", zap.String("member", n.Name), zap.Error(err))
+		return
+	}
+	state := StateAlive
+	switch {
+	case md.Leaving:
+		state = StateLeft
+	case gone:
+		state = StateDead
+	}
+	info := Member{
+		Name:       n.Name,
+		Region:     md.Region,
+		HTTPAddr:   md.HTTPAddr,
+		GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))),
+		ReplAddr:   md.ReplAddr,
+	}
+	m.members.Lock()
+	old := m.members.m[n.Name]
+	if old != nil && gone && old.state == StateLeft {
+		state = StateLeft // announced its leave, then went
+	}
+	if old == nil || old.state != state || old.info != info {
+		m.members.m[n.Name] = &memberRecord{info: info, state: state, since: time.Now()}
+	}
+	m.rebuildRoutesLocked()
+	m.members.Unlock()
+	m.setReachable(n.Name, true) // a new state: forget old connection failures
+	if old == nil || old.state != state {
+		m.log.Info("member "+state, zap.String("member", n.Name), zap.String("region", md.Region), zap.String("gossip_addr", info.GossipAddr))
+	}
+	if state != StateAlive {
+		m.dropPeer(n.Name)
+	}
+	// A member whose address or region changed gets a new stream the next
+	// time it is a target (peer compares the info).
+}
+
+func (m *Mesh) rebuildRoutesLocked() {
+	alive := make(map[string]peerInfo)
+	for name, rec := range m.members.m {
+		if rec.state == StateAlive {
+			alive[name] = peerInfo{name: name, region: rec.info.Region, replAddr: rec.info.ReplAddr}
+		}
+	}
+	m.routes.Store(buildRoutes(m.cfg.Name, m.cfg.Region, m.selfID, alive, m.cfg.FanOut))
+}
+
+// reconnectLoop keeps trying to reach failed members and the join
+// addresses, as serf does: memberlist forgets a dead member, so without
+// this two sides of a healed partition would never meet again.
+func (m *Mesh) reconnectLoop() {
+	defer m.loopWG.Done()
+	t := time.NewTicker(m.cfg.ReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.loopDone:
+			return
+		case <-t.C:
+		}
+		m.reconnectOnce()
+	}
+}
+
+func (m *Mesh) reconnectOnce() {
+	now := time.Now()
+	var failed []string
+	var join []string
+	alive := make(map[string]bool)
+	m.members.Lock()
+	for name, rec := range m.members.m {
+		switch {
+		case rec.state == StateDead && now.Sub(rec.since) > m.cfg.ReconnectTimeout,
+			rec.state == StateLeft && now.Sub(rec.since) > m.cfg.TombstoneTimeout:
+			delete(m.members.m, name)
+		case rec.state == StateDead:
+			failed = append(failed, rec.info.GossipAddr)
+		case rec.state == StateAlive:
+			alive[rec.info.GossipAddr] = true
+		}
+	}
+	if len(failed) > 0 || len(alive) == 0 {
+		for _, a := range m.members.joinAddrs {
+			if !alive[a] {
+				join = append(join, a)
+			}
+		}
+	}
+	m.members.Unlock()
+	var targets []string
+	if len(failed) > 0 {
+		targets = append(targets, failed[m.randN(len(failed))])
+	}
+	if len(join) > 0 {
+		if a := join[m.randN(len(join))]; len(targets) == 0 || a != targets[0] {
+			targets = append(targets, a)
+		}
+	}
+	for _, a := range targets {
+		select {
+		case <-m.loopDone:
+			return
+		default:
+		}
+		if n, err := m.ml.Join([]string{a}); err == nil && n > 0 {
+			m.stats.reconnects.Add(1)
+			m.log.Debug("reconnected", zap.String("addr", a))
+		} else {
+			m.log.Debug("reconnect failed", zap.String("addr", a), zap.Error(err))
+		}
+	}
+}
+
+// setReachable records whether the last attempt to reach a member over
+// replication (a stream or an exchange) succeeded. Status reports an alive
+// member that cannot be reached as suspect: memberlist does not expose its
+// own suspicion.
+func (m *Mesh) setReachable(name string, ok bool) {
+	m.reach.Lock()
+	defer m.reach.Unlock()
+	if ok {
+		delete(m.reach.failing, name)
+	} else if _, ok := m.reach.failing[name]; !ok {
+		m.reach.failing[name] = time.Now()
+	}
+}

@@ -1,0 +1,574 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// Mesh states.
+const (
+	stateNew int32 = iota
+	stateStarted
+	stateLeft
+	stateClosed
+)
+
+// Mesh is this node's membership in the mesh and its replication with the
+// other nodes. Create it with New, then Start, Join and SyncOnce; Publish
+// every durable local change; Close on shutdown. It is safe for concurrent
+// use.
+type Mesh struct {
+	cfg     Config
+	log     *zap.Logger
+	replica Replica
+	selfID  crdt.NodeID
+	netw    Network
+	stats   counters
+	aeSem   chan struct{} // one token per inbound anti-entropy session
+
+	state atomic.Int32
+
+	// Set by Start, read-only afterwards.
+	ml       *memberlist.Memberlist
+	listener net.Listener
+	self     NodeInfo
+
+	meta   atomic.Pointer[[]byte] // this node's memberlist meta
+	routes atomic.Pointer[routes] // alive peers; never nil after New
+
+	members struct {
+		sync.Mutex                          // guards m and joinAddrs
+		m          map[string]*memberRecord // every member seen but self, by name
+		joinAddrs  []string                 // addresses given to Join, retried in the background
+	}
+
+	peers struct {
+		sync.RWMutex                  // guards m and closed
+		m            map[string]*peer // streams to peers, by name
+		closed       bool
+	}
+
+	reach struct {
+		sync.Mutex                      // guards failing
+		failing    map[string]time.Time // members whose last connection attempt failed, since
+	}
+
+	inbound struct {
+		sync.Mutex                       // guards conns and closed
+		conns      map[net.Conn]struct{} // accepted connections, closed by Close
+		closed     bool
+	}
+
+	rngMu sync.Mutex // guards rng
+	rng   *rand.Rand
+
+	ctx    context.Context // cancelled by Close: aborts dials and exchanges
+	cancel context.CancelFunc
+
+	loopDone chan struct{}  // closed to stop the anti-entropy and reconnect loops
+	loopWG   sync.WaitGroup // those loops
+	peerDone chan struct{}  // closed to stop peers, the accept loop and handlers
+	wg       sync.WaitGroup // those goroutines
+
+	leaveOnce sync.Once
+	leaveErr  error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg and returns a mesh that replicates replica. It does no
+// I/O; Start does.
+func New(cfg Config, replica Replica) (*Mesh, error) {
+	if replica == nil {
+		return nil, fmt.Errorf("%w: replica must not be nil", ErrInvalidConfig)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Network == nil {
+		cfg.Network = TCPNetwork{}
+	}
+	seed := cfg.Seed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	m := &Mesh{
+		cfg:      cfg,
+		log:      cfg.Logger.With(zap.String("node", cfg.Name)),
+		replica:  replica,
+		selfID:   crdt.NodeIDFromName(cfg.Name),
+		netw:     cfg.Network,
+		aeSem:    make(chan struct{}, cfg.MaxConcurrentAntiEntropy),
+		rng:      rand.New(rand.NewPCG(seed, uint64(crdt.NodeIDFromName(cfg.Name)))),
+		loopDone: make(chan struct{}),
+		peerDone: make(chan struct{}),
+	}
+	m.stats.selfRegion = cfg.Region
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.members.m = make(map[string]*memberRecord)
+	m.peers.m = make(map[string]*peer)
+	m.inbound.conns = make(map[net.Conn]struct{})
+	m.reach.failing = make(map[string]time.Time)
+	m.routes.Store(buildRoutes(cfg.Name, cfg.Region, m.selfID, nil, cfg.FanOut))
+	return m, nil
+}
+
+// Start listens for replication streams, starts memberlist (a mesh of one
+// until Join) and the background loops.
+func (m *Mesh) Start() error {
+	if !m.state.CompareAndSwap(stateNew, stateStarted) {
+		if m.state.Load() == stateStarted {
+			return errors.New("gossip: already started")
+		}
+		return ErrClosed
+	}
+	if err := m.start(); err != nil {
+		m.state.Store(stateClosed)
+		m.cancel()
+		return err
+	}
+	return nil
+}
+
+func (m *Mesh) start() error {
+	cfg := &m.cfg
+	l, err := m.netw.Listen(cfg.replBindAddr())
+	if err != nil {
+		return fmt.Errorf("gossip: listen for replication on %s: %w", cfg.replBindAddr(), err)
+	}
+	m.listener = l
+	replAdv := cfg.ReplAdvertiseAddr
+	if replAdv == "" {
+		replAdv = l.Addr().String()
+	}
+	m.setMeta(replAdv, false)
+	m.wg.Add(1)
+	go m.acceptLoop()
+
+	mc, err := cfg.memberlistConfig()
+	if err != nil {
+		l.Close()
+		return err
+	}
+	mc.Delegate = &delegate{m: m}
+	mc.Events = &eventDelegate{m: m}
+	mc.Logger = newMemberlistLogger(m.log)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		m.closeListener()
+		m.wg.Wait()
+		return fmt.Errorf("gossip: start memberlist on %s: %w", cfg.GossipAddr, err)
+	}
+	m.ml = ml
+	ln := ml.LocalNode()
+	gossipAddr := net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	// A replication listener on every interface is advertised at the
+	// gossip address's host.
+	if host, port, err := net.SplitHostPort(replAdv); err == nil && cfg.ReplAdvertiseAddr == "" {
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			replAdv = net.JoinHostPort(ln.Addr.String(), port)
+			m.setMeta(replAdv, false)
+			if err := ml.UpdateNode(cfg.Membership.TCPTimeout); err != nil {
+				m.log.Warn("advertise replication address", zap.Error(err))
+			}
+		}
+	}
+	m.self = NodeInfo{Name: cfg.Name, Region: cfg.Region, HTTPAddr: cfg.HTTPAddr, GossipAddr: gossipAddr, ReplAddr: replAdv}
+
+	m.loopWG.Add(2)
+	go m.antiEntropyLoop()
+	go m.reconnectLoop()
+	m.log.Info("gossip started",
+		zap.String("region", cfg.Region), zap.String("gossip_addr", gossipAddr),
+		zap.String("repl_addr", replAdv), zap.Stringer("fan_out", cfg.FanOut))
+	return nil
+}
+
+// Join contacts the given gossip addresses ("host:port") of members of an
+// existing mesh and returns how many answered; one is enough. The
+// addresses are remembered and retried in the background whenever this node
+// has failed members or no peers, so that a node that started before the
+// others, or a healed partition, joins up by itself.
+func (m *Mesh) Join(addrs []string) (int, error) {
+	if m.state.Load() != stateStarted {
+		return 0, m.notRunning()
+	}
+	m.members.Lock()
+	for _, a := range addrs {
+		if !slices.Contains(m.members.joinAddrs, a) {
+			m.members.joinAddrs = append(m.members.joinAddrs, a)
+		}
+	}
+	m.members.Unlock()
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	n, err := m.ml.Join(addrs)
+	if n > 0 {
+		err = nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("gossip: join %s: %w", strings.Join(addrs, ","), err)
+	}
+	return n, nil
+}
+
+func (m *Mesh) notRunning() error {
+	if m.state.Load() == stateNew {
+		return ErrNotStarted
+	}
+	return ErrClosed
+}
+
+// Publish queues the local node's durable changes for every peer that must
+// receive them: the peers of its region and one bridge per remote region
+// (FanOutBridge), or every peer (FanOutDirect). It never blocks on the
+// network: a peer whose queue is full misses the batch (counted in
+// Stats.Drops) and is repaired by anti-entropy. Publish takes ownership of
+// b: the caller must not modify it afterwards.
+func (m *Mesh) Publish(b Batch) {
+	if m.state.Load() != stateStarted || b.empty() {
+		return
+	}
+	m.stats.published.Add(1)
+	m.stats.publishedDeltas.Add(uint64(len(b.Deltas)))
+	r := m.routes.Load()
+	now := time.Now()
+	for i, pi := range r.publish {
+		if p := m.peer(pi, r.relay[i]); p != nil {
+			p.enqueue(b, now)
+		}
+	}
+}
+
+// forward relays a batch received from a node of another region to the
+// other nodes of this node's region.
+func (m *Mesh) forward(b Batch, from string) {
+	if m.state.Load() != stateStarted {
+		return
+	}
+	m.stats.forwarded.Add(1)
+	r := m.routes.Load()
+	now := time.Now()
+	for _, pi := range r.local {
+		if pi.name == from {
+			continue
+		}
+		if p := m.peer(pi, false); p != nil {
+			p.enqueue(b, now)
+		}
+	}
+}
+
+// peer returns the stream to pi, starting it on first use; nil when pi is
+// no longer an alive member or the mesh is closing.
+func (m *Mesh) peer(pi peerInfo, relay bool) *peer {
+	m.peers.RLock()
+	p := m.peers.m[pi.name]
+	m.peers.RUnlock()
+	if p != nil && p.info == pi && p.relay == relay {
+		return p
+	}
+	m.peers.Lock()
+	defer m.peers.Unlock()
+	if m.peers.closed {
+		return nil
+	}
+	if p = m.peers.m[pi.name]; p != nil {
+		if p.info == pi && p.relay == relay {
+			return p
+		}
+		p.close() // the member moved or changed role: start afresh
+		delete(m.peers.m, pi.name)
+	}
+	// Routes may have changed since the caller read them: only alive
+	// members get a stream (dropPeer runs after the routes are replaced).
+	if cur, ok := m.routes.Load().alive[pi.name]; !ok || cur != pi {
+		return nil
+	}
+	p = newPeer(m, pi, relay)
+	m.peers.m[pi.name] = p
+	m.wg.Add(1)
+	go p.run()
+	return p
+}
+
+// dropPeer stops the stream to a member that died, left or moved.
+func (m *Mesh) dropPeer(name string) {
+	m.peers.Lock()
+	p := m.peers.m[name]
+	delete(m.peers.m, name)
+	m.peers.Unlock()
+	if p != nil {
+		p.close()
+	}
+}
+
+// prunePeers stops idle streams to peers that are no longer targets (a
+// bridge that another member replaced, for example).
+func (m *Mesh) prunePeers() {
+	r := m.routes.Load()
+	wanted := make(map[string]bool)
+	for _, pi := range r.publish {
+		wanted[pi.name] = true
+	}
+	for _, pi := range r.local {
+		wanted[pi.name] = true
+	}
+	m.peers.Lock()
+	var stop []*peer
+	for name, p := range m.peers.m {
+		if !wanted[name] && p.idle() {
+			stop = append(stop, p)
+			delete(m.peers.m, name)
+		}
+	}
+	m.peers.Unlock()
+	for _, p := range stop {
+		p.close()
+	}
+}
+
+// SyncOnce runs an anti-entropy exchange with one reachable peer of every
+// region (trying the region's peers in random order until one answers), so
+// that this node holds, before it reports ready, everything those peers
+// hold, including their copies of its own slot. It returns nil when there
+// are no peers or at least one exchange succeeded, and an error wrapping
+// ErrSyncFailed when every region failed; ctx bounds it.
+func (m *Mesh) SyncOnce(ctx context.Context) error {
+	if m.state.Load() != stateStarted {
+		return m.notRunning()
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	context.AfterFunc(m.ctx, stop)
+	r := m.routes.Load()
+	groups := make(map[string][]peerInfo)
+	for _, p := range r.alive {
+		groups[p.region] = append(groups[p.region], p)
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	type result struct {
+		region string
+		err    error
+	}
+	results := make(chan result, len(groups))
+	for region, ps := range groups {
+		slices.SortFunc(ps, func(a, b peerInfo) int { return strings.Compare(a.name, b.name) })
+		m.shuffle(ps)
+		go func() {
+			var errs []error
+			for _, p := range ps {
+				if ctx.Err() != nil {
+					errs = append(errs, ctx.Err())
+					break
+				}
+				err := m.exchange(ctx, p)
+				if err == nil {
+					results <- result{region: region}
+					return
+				}
+				errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+			}
+			results <- result{region: region, err: errors.Join(errs...)}
+		}()
+	}
+	var ok int
+	var errs []error
+	for range groups {
+		res := <-results
+		if res.err == nil {
+			ok++
+			continue
+		}
+		m.log.Warn("sync: no peer of a region answered", zap.String("region", res.region), zap.Error(res.err))
+		errs = append(errs, fmt.Errorf("region %s: %w", res.region, res.err))
+	}
+	if ok == 0 {
+		return fmt.Errorf("%w: no peer answered (is the mesh reachable?): %w", ErrSyncFailed, errors.Join(errs...))
+	}
+	return nil
+}
+
+func (m *Mesh) shuffle(ps []peerInfo) {
+	m.rngMu.Lock()
+	defer m.rngMu.Unlock()
+	m.rng.Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] })
+}
+
+func (m *Mesh) randFloat() float64 {
+	m.rngMu.Lock()
+	defer m.rngMu.Unlock()
+	return m.rng.Float64()
+}
+
+func (m *Mesh) randN(n int) int {
+	m.rngMu.Lock()
+	defer m.rngMu.Unlock()
+	return m.rng.IntN(n)
+}
+
+// Self returns this node's description (valid after Start).
+func (m *Mesh) Self() NodeInfo { return m.self }
+
+// Status returns this node, the members it knows (itself included, sorted
+// by name) and the replication lag towards the peers it streams to.
+func (m *Mesh) Status() Status {
+	st := Status{Self: m.self}
+	if st.Self.Name == "" {
+		st.Self = NodeInfo{Name: m.cfg.Name, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, GossipAddr: m.cfg.GossipAddr}
+	}
+	selfState := StateAlive
+	switch m.state.Load() {
+	case stateNew:
+		selfState = StateDead
+	case stateLeft, stateClosed:
+		selfState = StateLeft
+	}
+	st.Members = append(st.Members, Member{Name: st.Self.Name, Region: st.Self.Region, State: selfState,
+		HTTPAddr: st.Self.HTTPAddr, GossipAddr: st.Self.GossipAddr, ReplAddr: st.Self.ReplAddr})
+	suspect := make(map[string]bool)
+	m.reach.Lock()
+	for name := range m.reach.failing {
+		suspect[name] = true
+	}
+	m.reach.Unlock()
+	m.members.Lock()
+	for _, rec := range m.members.m {
+		mb := rec.info
+		mb.State = rec.state
+		if mb.State == StateAlive && suspect[mb.Name] {
+			mb.State = StateSuspect
+		}
+		st.Members = append(st.Members, mb)
+	}
+	m.members.Unlock()
+	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+
+	now := time.Now()
+	m.peers.RLock()
+	for _, p := range m.peers.m {
+		st.Replication = append(st.Replication, PeerLag{Peer: p.info.name, Region: p.info.region, LagMS: p.lag(now).Milliseconds()})
+	}
+	m.peers.RUnlock()
+	slices.SortFunc(st.Replication, func(a, b PeerLag) int { return strings.Compare(a.Peer, b.Peer) })
+	return st
+}
+
+// Stats returns the cumulative counters.
+func (m *Mesh) Stats() Stats { return m.stats.snapshot() }
+
+// Leave flushes the peers' queues (for up to half of LeaveTimeout), tells
+// the mesh that this node leaves (the others mark it "left" and stop
+// retrying it) and stops membership and the background loops. The node
+// still answers anti-entropy until Close. It is idempotent.
+func (m *Mesh) Leave() error {
+	m.leaveOnce.Do(func() {
+		if !m.state.CompareAndSwap(stateStarted, stateLeft) {
+			m.leaveErr = m.notRunning()
+			return
+		}
+		close(m.loopDone)
+		m.loopWG.Wait()
+		m.drain(time.Now().Add(m.cfg.LeaveTimeout / 2))
+		// Announce the leave in the meta first, so that the others record
+		// "left" rather than "dead" and do not try to reconnect.
+		m.setMeta(m.self.ReplAddr, true)
+		if err := m.ml.UpdateNode(m.cfg.LeaveTimeout / 4); err != nil {
+			m.log.Debug("announce leave", zap.Error(err))
+		}
+		if err := m.ml.Leave(m.cfg.LeaveTimeout / 4); err != nil {
+			m.leaveErr = fmt.Errorf("gossip: leave: %w", err)
+		}
+		if err := m.ml.Shutdown(); err != nil && m.leaveErr == nil {
+			m.leaveErr = fmt.Errorf("gossip: stop memberlist: %w", err)
+		}
+		m.log.Info("left the mesh", zap.Error(m.leaveErr))
+	})
+	return m.leaveErr
+}
+
+// drain waits until every connected peer has sent and had acknowledged
+// what is queued for it, or until deadline.
+func (m *Mesh) drain(deadline time.Time) {
+	t := time.NewTicker(m.cfg.FlushInterval / 2)
+	defer t.Stop()
+	for {
+		busy := false
+		m.peers.RLock()
+		for _, p := range m.peers.m {
+			if p.draining() {
+				busy = true
+				p.kick()
+			}
+		}
+		m.peers.RUnlock()
+		if !busy || time.Now().After(deadline) {
+			return
+		}
+		<-t.C
+	}
+}
+
+// Close leaves the mesh (see Leave) and stops everything, in the reverse
+// order of Start: background loops, membership, peer streams, then the
+// replication listener and the connections it accepted. It is idempotent.
+func (m *Mesh) Close() error {
+	m.closeOnce.Do(func() {
+		var errL error
+		if m.state.Load() == stateStarted {
+			errL = m.Leave()
+		}
+		started := m.state.Load() != stateNew
+		m.state.Store(stateClosed)
+		m.cancel()
+		if !started {
+			return
+		}
+		m.peers.Lock()
+		m.peers.closed = true
+		ps := m.peers.m
+		m.peers.m = make(map[string]*peer)
+		m.peers.Unlock()
+		close(m.peerDone)
+		for _, p := range ps {
+			p.close()
+		}
+		m.closeListener()
+		m.wg.Wait()
+		m.closeErr = errL
+		m.log.Info("gossip closed")
+	})
+	return m.closeErr
+}
+
+func (m *Mesh) closeListener() {
+	if m.listener != nil {
+		m.listener.Close()
+	}
+	m.inbound.Lock()
+	m.inbound.closed = true
+	for c := range m.inbound.conns {
+		c.Close()
+	}
+	m.inbound.Unlock()
+}

@@ -1,0 +1,310 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+var errAckTimeout = errors.New("gossip: peer did not acknowledge in time")
+
+// frame is a sent batch awaiting its ack.
+type frame struct {
+	id   uint64
+	c    content
+	sent time.Time
+}
+
+// peer is the stream of this node's changes to one other node: a bounded
+// queue that Publish fills without blocking, and a goroutine that connects,
+// sends the queue's coalesced content every FlushInterval, and reads acks.
+type peer struct {
+	m     *Mesh
+	info  peerInfo
+	relay bool // frames ask the receiver to relay into its region
+
+	stop     chan struct{} // closed by close
+	stopOnce sync.Once
+	wakeCh   chan struct{} // a send opportunity (ack received, drain)
+
+	mu        sync.Mutex // guards the fields below
+	q         *outQueue
+	inflight  []*frame      // sent, not acknowledged, in id order
+	nextID    uint64        // id of the last frame sent
+	connected bool          // a connection is up
+	lastLag   time.Duration // publish-to-ack time of the last acked frame
+	gapSince  time.Time     // publish time of the first dropped batch not yet repaired
+}
+
+func newPeer(m *Mesh, info peerInfo, relay bool) *peer {
+	return &peer{m: m, info: info, relay: relay, stop: make(chan struct{}), wakeCh: make(chan struct{}, 1), q: newOutQueue()}
+}
+
+func (p *peer) close() { p.stopOnce.Do(func() { close(p.stop) }) }
+
+func (p *peer) kick() {
+	select {
+	case p.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues b for the peer, or counts a drop when the queue is full.
+func (p *peer) enqueue(b Batch, at time.Time) {
+	p.mu.Lock()
+	ok := p.q.add(b, at, p.m.cfg.MaxQueueBytes)
+	if !ok && p.gapSince.IsZero() {
+		p.gapSince = at
+	}
+	p.mu.Unlock()
+	if !ok {
+		p.m.stats.drops.Add(1)
+		p.m.stats.droppedDeltas.Add(uint64(len(b.Deltas)))
+	}
+}
+
+// repaired records that an anti-entropy exchange with the peer, started at
+// start, completed: drops before start are repaired.
+func (p *peer) repaired(start time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.gapSince.IsZero() && p.gapSince.Before(start) {
+		p.gapSince = time.Time{}
+	}
+}
+
+func (p *peer) idle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.q.empty() && len(p.inflight) == 0
+}
+
+// draining reports whether the peer is connected and still has something
+// to send or to see acknowledged.
+func (p *peer) draining() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.connected && (!p.q.empty() || len(p.inflight) > 0)
+}
+
+// lag returns the replication lag towards the peer (see PeerLag).
+func (p *peer) lag(now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lag := p.lastLag
+	oldest := p.q.oldest()
+	if len(p.inflight) > 0 {
+		if t := p.inflight[0].c.oldest; !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
+			oldest = t
+		}
+	}
+	if !p.gapSince.IsZero() && (oldest.IsZero() || p.gapSince.Before(oldest)) {
+		oldest = p.gapSince
+	}
+	if !oldest.IsZero() {
+		lag = max(lag, now.Sub(oldest))
+	}
+	return lag
+}
+
+// peerConn is one connection to the peer, with the goroutine reading acks.
+type peerConn struct {
+	fc       *frameConn
+	failed   chan struct{} // closed when the connection fails
+	failOnce sync.Once
+	err      error // set before failed is closed
+}
+
+func (pc *peerConn) fail(err error) {
+	pc.failOnce.Do(func() {
+		pc.err = err
+		close(pc.failed)
+		pc.fc.Close()
+	})
+}
+
+func (p *peer) run() {
+	defer p.m.wg.Done()
+	cfg := &p.m.cfg
+	t := time.NewTicker(cfg.FlushInterval)
+	defer t.Stop()
+	var pc *peerConn
+	var failed <-chan struct{}
+	var nextDial time.Time
+	var backoff time.Duration
+	defer func() {
+		if pc != nil {
+			pc.fail(errors.New("peer stopped"))
+		}
+	}()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-p.m.peerDone:
+			return
+		case <-t.C:
+		case <-p.wakeCh:
+		case <-failed:
+		}
+		if pc != nil && isDone(pc.failed) {
+			p.connectionLost(pc.err)
+			pc, failed = nil, nil
+			backoff = min(max(2*backoff, cfg.FlushInterval), 20*cfg.FlushInterval)
+			nextDial = time.Now().Add(backoff)
+		}
+		if p.idle() {
+			continue
+		}
+		if pc == nil {
+			if time.Now().Before(nextDial) {
+				continue
+			}
+			var err error
+			if pc, err = p.connect(); err != nil {
+				p.m.setReachable(p.info.name, false)
+				p.m.log.Debug("replication: dial failed", zap.String("peer", p.info.name), zap.Error(err))
+				backoff = min(max(2*backoff, cfg.FlushInterval), 20*cfg.FlushInterval)
+				nextDial = time.Now().Add(backoff)
+				continue
+			}
+			failed = pc.failed
+			backoff = 0
+			p.m.setReachable(p.info.name, true)
+		}
+		if err := p.send(pc); err != nil {
+			pc.fail(err)
+		}
+	}
+}
+
+func isDone(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// connectionLost puts the unacknowledged frames back in the queue, to be
+// sent again on the next connection.
+func (p *peer) connectionLost(err error) {
+	p.mu.Lock()
+	n := len(p.inflight)
+	for _, f := range p.inflight {
+		p.q.requeue(&f.c)
+	}
+	p.inflight = nil
+	p.connected = false
+	p.mu.Unlock()
+	lvl := zap.DebugLevel
+	if !errors.Is(err, io.EOF) && !errors.Is(err, errAckTimeout) {
+		lvl = zap.InfoLevel
+	}
+	p.m.log.Check(lvl, "replication: stream lost").Write(zap.String("peer", p.info.name), zap.Int("requeued_frames", n), zap.Error(err))
+}
+
+func (p *peer) connect() (*peerConn, error) {
+	m := p.m
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.DialTimeout)
+	defer cancel()
+	c, err := m.netw.Dial(ctx, p.info.replAddr)
+	if err != nil {
+		return nil, err
+	}
+	fc := newFrameConn(c, &m.stats, p.info.region, m.cfg.IOTimeout, m.cfg.MaxFrameBytes)
+	if err := fc.writeFrame(frameHello, &helloMsg{Proto: protoVersion, Kind: kindStream, Name: m.cfg.Name, Region: m.cfg.Region}); err != nil {
+		fc.Close()
+		return nil, err
+	}
+	if err := fc.flush(); err != nil {
+		fc.Close()
+		return nil, err
+	}
+	pc := &peerConn{fc: fc, failed: make(chan struct{})}
+	p.mu.Lock()
+	p.connected = true
+	p.mu.Unlock()
+	m.wg.Add(1)
+	go p.readAcks(pc)
+	return pc, nil
+}
+
+// readAcks reads the peer's acks until the connection fails.
+func (p *peer) readAcks(pc *peerConn) {
+	defer p.m.wg.Done()
+	for {
+		// No read deadline: an idle stream has nothing to acknowledge; send
+		// notices acks that are overdue.
+		typ, body, err := pc.fc.readFrame(0)
+		if err != nil {
+			pc.fail(err)
+			return
+		}
+		var ack ackMsg
+		if typ != frameAck {
+			pc.fail(fmt.Errorf("%w: frame type %d on a stream, want an ack", ErrProtocol, typ))
+			return
+		}
+		if err := decode(body, &ack); err != nil {
+			pc.fail(err)
+			return
+		}
+		p.acked(ack.ID)
+		p.kick()
+	}
+}
+
+func (p *peer) acked(id uint64) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := 0
+	for i < len(p.inflight) && p.inflight[i].id <= id {
+		if t := p.inflight[i].c.oldest; !t.IsZero() {
+			p.lastLag = now.Sub(t)
+		}
+		p.inflight[i] = nil
+		i++
+	}
+	p.inflight = p.inflight[i:]
+}
+
+// send writes as many frames as the in-flight window allows, then flushes.
+func (p *peer) send(pc *peerConn) error {
+	m := p.m
+	cfg := &m.cfg
+	wrote := false
+	for {
+		p.mu.Lock()
+		if len(p.inflight) > 0 && time.Since(p.inflight[0].sent) > cfg.IOTimeout {
+			p.mu.Unlock()
+			return errAckTimeout
+		}
+		if len(p.inflight) >= cfg.MaxInflightFrames || p.q.empty() {
+			p.mu.Unlock()
+			break
+		}
+		c := p.q.take(cfg.MaxFrameDeltas)
+		p.nextID++
+		f := &frame{id: p.nextID, c: c, sent: time.Now()}
+		p.inflight = append(p.inflight, f)
+		p.mu.Unlock()
+		msg := batchMsg{ID: f.id, Relay: p.relay, Batch: toWire(c.batch())}
+		if err := pc.fc.writeFrame(frameBatch, &msg); err != nil {
+			return err
+		}
+		m.stats.deltasStreamed.Add(uint64(len(c.deltas)))
+		wrote = true
+	}
+	if wrote {
+		return pc.fc.flush()
+	}
+	return nil
+}

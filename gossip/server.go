@@ -1,0 +1,119 @@
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// acceptLoop accepts replication connections until the listener closes.
+func (m *Mesh) acceptLoop() {
+	defer m.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := m.listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || isDone(m.peerDone) {
+				return
+			}
+			// Temporary failures (too many open files): back off.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			m.log.Warn("replication: accept failed", zap.Error(err), zap.Duration("retry_in", delay))
+			select {
+			case <-time.After(delay):
+				continue
+			case <-m.peerDone:
+				return
+			}
+		}
+		delay = 0
+		m.inbound.Lock()
+		if m.inbound.closed {
+			m.inbound.Unlock()
+			c.Close()
+			return
+		}
+		m.inbound.conns[c] = struct{}{}
+		m.wg.Add(1)
+		m.inbound.Unlock()
+		go m.serveConn(c)
+	}
+}
+
+func (m *Mesh) serveConn(c net.Conn) {
+	defer m.wg.Done()
+	defer func() {
+		c.Close()
+		m.inbound.Lock()
+		delete(m.inbound.conns, c)
+		m.inbound.Unlock()
+	}()
+	fc := newFrameConn(c, &m.stats, "", m.cfg.IOTimeout, m.cfg.MaxFrameBytes)
+	var h helloMsg
+	if err := fc.readMsg(m.cfg.IOTimeout, frameHello, &h); err != nil {
+		m.log.Debug("replication: bad hello", zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+		return
+	}
+	if h.Proto != protoVersion {
+		m.log.Warn("replication: peer speaks another protocol version; upgrade the older node",
+			zap.String("peer", h.Name), zap.Uint8("version", h.Proto), zap.Uint8("want", protoVersion))
+		return
+	}
+	fc.setRegion(h.Region)
+	var err error
+	switch h.Kind {
+	case kindStream:
+		err = m.serveStream(fc, h)
+	case kindAE:
+		err = m.serveAE(fc, h)
+	default:
+		err = fmt.Errorf("%w: connection kind %d", ErrProtocol, h.Kind)
+	}
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		m.log.Debug("replication: inbound connection ended", zap.String("peer", h.Name), zap.Error(err))
+	}
+}
+
+// serveStream applies the batches a peer streams, acknowledging each once
+// the replica has made it durable, and relays those marked for relay.
+func (m *Mesh) serveStream(fc *frameConn, h helloMsg) error {
+	for {
+		var msg batchMsg
+		// No deadline: a stream is idle while its sender has nothing.
+		typ, body, err := fc.readFrame(0)
+		if err != nil {
+			return err
+		}
+		if typ != frameBatch {
+			return fmt.Errorf("%w: frame type %d on a stream, want a batch", ErrProtocol, typ)
+		}
+		if err := decode(body, &msg); err != nil {
+			return err
+		}
+		b, err := fromWire(msg.Batch)
+		if err != nil {
+			return err
+		}
+		if !b.empty() {
+			if err := m.replica.Apply(b); err != nil {
+				m.stats.applyErrors.Add(1)
+				m.log.Warn("replication: replica refused a batch; the sender will retry", zap.String("peer", h.Name), zap.Error(err))
+				return err
+			}
+		}
+		m.stats.deltasReceived.Add(uint64(len(b.Deltas)))
+		if msg.Relay {
+			m.forward(b, h.Name)
+		}
+		if err := fc.writeFrame(frameAck, &ackMsg{ID: msg.ID}); err != nil {
+			return err
+		}
+		if err := fc.flush(); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package gossip
+
+import (
+	"errors"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// Sentinel errors. Errors returned by Mesh wrap one of these.
+var (
+	// ErrClosed is returned by a Mesh that was closed (or has left).
+	ErrClosed = errors.New("gossip: closed")
+	// ErrNotStarted is returned by methods that need Start first.
+	ErrNotStarted = errors.New("gossip: not started")
+	// ErrInvalidConfig wraps every problem validate finds in a Config.
+	ErrInvalidConfig = errors.New("gossip: invalid config")
+	// ErrSyncFailed is returned by SyncOnce when no peer could be reached.
+	ErrSyncFailed = errors.New("gossip: sync failed")
+	// ErrProtocol is a peer speaking something this node does not understand.
+	ErrProtocol = errors.New("gossip: protocol error")
+)
+
+// Delta is one change of one origin's slot of one counter.
+type Delta struct {
+	NS, Key string
+	Origin  crdt.NodeID
+	// Seq is the origin's sequence number for this change: dense per origin
+	// (1, 2, 3, ...); a later seq for the same counter supersedes earlier
+	// ones.
+	Seq uint64
+	// State holds at least Origin's slot, and the counter's reset record
+	// when there is one (always when the change was a reset). It is a
+	// crdt.Counter state below the origin's, so merging it is always safe.
+	State crdt.Counter
+}
+
+// Range says that a batch carries every change of Origin with
+// After < seq <= Upto that its sender still holds. Superseded changes are
+// omitted: a later change of the same counter, also in the batch (or sent
+// before it on the same stream), carries the full slot.
+type Range struct {
+	Origin      crdt.NodeID
+	After, Upto uint64
+}
+
+// Batch is the unit of replication: what Publish takes and Replica.Apply
+// receives. Ranges are sorted by (Origin, After) and do not overlap; a batch
+// may carry deltas that no range covers (their vector stays where it is).
+type Batch struct {
+	Ranges  []Range
+	Deltas  []Delta
+	Configs []ConfigRecord
+}
+
+func (b Batch) empty() bool {
+	return len(b.Ranges) == 0 && len(b.Deltas) == 0 && len(b.Configs) == 0
+}
+
+// ConfigRecord is a namespace config, replicated last-writer-wins by
+// (HLC, Origin). Payload is opaque to gossip.
+type ConfigRecord struct {
+	NS      string
+	HLC     uint64
+	Origin  crdt.NodeID
+	Payload []byte
+}
+
+// Newer reports whether c wins over o under last-writer-wins: a higher HLC,
+// or the same HLC and a higher Origin.
+func (c ConfigRecord) Newer(o ConfigRecord) bool {
+	if c.HLC != o.HLC {
+		return c.HLC > o.HLC
+	}
+	return c.Origin > o.Origin
+}
+
+// Replica is what gossip needs from the local node. Implementations are
+// safe for concurrent use; gossip calls them from several goroutines.
+type Replica interface {
+	// Apply merges a batch received from a peer and returns once it is
+	// durable. For each range, in order, the replica advances its version
+	// vector for r.Origin to r.Upto when it already held everything up to
+	// r.After (contiguity), atomically with the data. Applying the same
+	// batch twice is harmless (CRDT merge). Apply must neither modify b nor
+	// keep references into it after returning (gossip may still be sending
+	// the same states to other peers).
+	Apply(b Batch) error
+	// VersionVector returns origin -> highest seq such that every change
+	// of that origin up to it is durably held (or superseded by a held
+	// change).
+	VersionVector() map[crdt.NodeID]uint64
+	// ScanSince calls fn, in ascending seq order, for every change of
+	// origin with seq > after that the replica holds (from its
+	// (origin, seq) index: per counter, the highest seq merged from that
+	// origin), until fn returns false. Each Delta's State must hold the
+	// origin's slot and the counter's current reset record. fn may block
+	// on network I/O, so ScanSince must not hold locks that Apply needs
+	// while it calls fn.
+	ScanSince(origin crdt.NodeID, after uint64, fn func(Delta) bool) error
+	// Configs returns every namespace config record.
+	Configs() []ConfigRecord
+}
+
+// Member states in Status.
+const (
+	StateAlive   = "alive"
+	StateSuspect = "suspect"
+	StateDead    = "dead"
+	StateLeft    = "left"
+)
+
+// NodeInfo describes this node in Status.
+type NodeInfo struct {
+	Name       string `json:"name"`
+	Region     string `json:"region"`
+	HTTPAddr   string `json:"http_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	ReplAddr   string `json:"-"`
+}
+
+// Member is one node of the mesh as this node sees it.
+type Member struct {
+	Name     string `json:"name"`
+	Region   string `json:"region"`
+	State    string `json:"state"` // alive, suspect, dead or left
+	HTTPAddr string `json:"http_addr"`
+	// GossipAddr and ReplAddr are the member's memberlist and replication
+	// addresses; not part of the public cluster API.
+	GossipAddr string `json:"-"`
+	ReplAddr   string `json:"-"`
+}
+
+// PeerLag is the replication lag towards one peer this node streams to.
+type PeerLag struct {
+	Peer   string `json:"peer"`
+	Region string `json:"region"`
+	// LagMS is the larger of the age of the oldest change published but not
+	// yet acknowledged by the peer (queued, in flight, or dropped and not yet
+	// repaired by anti-entropy) and the publish-to-ack time of the last
+	// acknowledged frame, in milliseconds.
+	LagMS int64 `json:"lag_ms"`
+}
+
+// Status is the mesh as seen from this node, shaped like GET /v1/cluster.
+type Status struct {
+	Self        NodeInfo  `json:"node"`
+	Members     []Member  `json:"members"`
+	Replication []PeerLag `json:"replication"`
+}
+
+// Stats are cumulative counters since Start.
+type Stats struct {
+	// Bytes and frames on replication streams and anti-entropy sessions
+	// (framing included; memberlist's own traffic is not counted).
+	BytesSent, BytesReceived   uint64
+	FramesSent, FramesReceived uint64
+	// CrossRegionBytesSent and ...Received count the bytes above whose peer
+	// is in another region.
+	CrossRegionBytesSent, CrossRegionBytesReceived uint64
+	// BytesSentByRegion and BytesReceivedByRegion split the bytes by the
+	// peer's region: each key other than this node's region is one region
+	// boundary.
+	BytesSentByRegion     map[string]uint64
+	BytesReceivedByRegion map[string]uint64
+	// Published counts batches given to Publish; PublishedDeltas their deltas.
+	Published, PublishedDeltas uint64
+	// DeltasStreamed and DeltasReceived count deltas sent and received on
+	// streams (after coalescing).
+	DeltasStreamed, DeltasReceived uint64
+	// Forwarded counts batches this node relayed into its region as a bridge.
+	Forwarded uint64
+	// Drops counts batches not queued for a peer because its queue was full;
+	// DroppedDeltas their deltas. Anti-entropy repairs them.
+	Drops, DroppedDeltas uint64
+	// AntiEntropyRounds counts completed exchanges this node started;
+	// AntiEntropyServed those other nodes started; AntiEntropyFailures
+	// exchanges that failed (either side).
+	AntiEntropyRounds, AntiEntropyServed, AntiEntropyFailures uint64
+	// AntiEntropyDeltasSent and ...Received count deltas moved by
+	// anti-entropy.
+	AntiEntropyDeltasSent, AntiEntropyDeltasReceived uint64
+	// ApplyErrors counts batches the replica refused.
+	ApplyErrors uint64
+	// Reconnects counts background joins that reached a failed member or a
+	// join address.
+	Reconnects uint64
+}

@@ -1,0 +1,421 @@
+package gossip
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// protoVersion is the replication protocol spoken on streams and
+// anti-entropy sessions; a hello with another version is refused.
+const protoVersion = 1
+
+// Frame types. A frame is a 4-byte big-endian length n, then n bytes: one
+// type byte and a msgpack body.
+const (
+	frameHello   byte = 1 // helloMsg: first frame of every connection, dialer to listener
+	frameBatch   byte = 2 // batchMsg: stream data, sender to receiver
+	frameAck     byte = 3 // ackMsg: receiver to sender, after Apply returned
+	frameAEReq   byte = 4 // aeReqMsg: anti-entropy initiator's vector
+	frameAEChunk byte = 5 // wireBatch: deltas with their ranges, either way
+	frameAEResp  byte = 6 // aeRespMsg: responder's vector, after its chunks
+	frameAEEnd   byte = 7 // aeEndMsg: initiator done sending its chunks
+	frameAEFin   byte = 8 // empty: responder has applied everything
+	frameAEBusy  byte = 9 // empty: responder refuses, too many sessions
+)
+
+// Connection kinds in the hello.
+const (
+	kindStream = 1
+	kindAE     = 2
+)
+
+const frameHeader = 5 // length + type
+
+type helloMsg struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Proto    uint8
+	Kind     uint8
+	Name     string
+	Region   string
+}
+
+type batchMsg struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       uint64
+	// Relay asks the receiver, a bridge, to forward the batch to the other
+	// nodes of its region.
+	Relay bool
+	Batch wireBatch
+}
+
+type ackMsg struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       uint64
+}
+
+type vvEntry struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Origin   uint64
+	Seq      uint64
+}
+
+type aeReqMsg struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	VV        []vvEntry
+	CfgDigest uint64
+}
+
+type aeRespMsg struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	VV        []vvEntry
+	CfgDigest uint64
+	// Configs are the responder's config records, sent when the digests
+	// differ.
+	Configs []wireConfig
+}
+
+type aeEndMsg struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Configs  []wireConfig
+}
+
+// wireBatch is a Batch on the wire: deltas grouped by (namespace, origin)
+// so that neither is repeated per counter.
+type wireBatch struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Ranges   []wireRange
+	Groups   []wireGroup
+	Configs  []wireConfig
+}
+
+type wireRange struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Origin   uint64
+	After    uint64
+	Upto     uint64
+}
+
+type wireGroup struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	NS       string
+	Origin   uint64
+	Items    []wireItem
+}
+
+type wireItem struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Key      string
+	Seq      uint64
+	Slots    []wireSlot
+	Reset    *wireReset
+}
+
+type wireSlot struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Node     uint64
+	P        uint64
+	N        uint64
+}
+
+type wireReset struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Epoch    uint64
+	Node     uint64
+	Value    int64
+	Deleted  bool
+	Floor    []wireSlot
+}
+
+type wireConfig struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	NS       string
+	HLC      uint64
+	Origin   uint64
+	Payload  []byte
+}
+
+func toWireSlots(s []crdt.Slot) []wireSlot {
+	if len(s) == 0 {
+		return nil
+	}
+	out := make([]wireSlot, len(s))
+	for i, x := range s {
+		out[i] = wireSlot{Node: uint64(x.Node), P: x.P, N: x.N}
+	}
+	return out
+}
+
+// fromWireSlots converts slots and checks the crdt invariant (sorted by
+// node, no duplicates) that Merge relies on.
+func fromWireSlots(s []wireSlot) ([]crdt.Slot, error) {
+	if len(s) == 0 {
+		return nil, nil
+	}
+	out := make([]crdt.Slot, len(s))
+	for i, x := range s {
+		if i > 0 && x.Node <= s[i-1].Node {
+			return nil, fmt.Errorf("%w: slots not sorted by node", ErrProtocol)
+		}
+		out[i] = crdt.Slot{Node: crdt.NodeID(x.Node), P: x.P, N: x.N}
+	}
+	return out, nil
+}
+
+func toWireConfigs(cs []ConfigRecord) []wireConfig {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]wireConfig, len(cs))
+	for i, c := range cs {
+		out[i] = wireConfig{NS: c.NS, HLC: c.HLC, Origin: uint64(c.Origin), Payload: c.Payload}
+	}
+	return out
+}
+
+func fromWireConfigs(cs []wireConfig) []ConfigRecord {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]ConfigRecord, len(cs))
+	for i, c := range cs {
+		out[i] = ConfigRecord{NS: c.NS, HLC: c.HLC, Origin: crdt.NodeID(c.Origin), Payload: c.Payload}
+	}
+	return out
+}
+
+// toWire converts a batch, grouping its deltas by (namespace, origin) in
+// sorted order so that the encoding is deterministic.
+func toWire(b Batch) wireBatch {
+	w := wireBatch{Configs: toWireConfigs(b.Configs)}
+	for _, r := range b.Ranges {
+		w.Ranges = append(w.Ranges, wireRange{Origin: uint64(r.Origin), After: r.After, Upto: r.Upto})
+	}
+	if len(b.Deltas) == 0 {
+		return w
+	}
+	idx := make([]int, len(b.Deltas))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(i, j int) int {
+		a, b := &b.Deltas[i], &b.Deltas[j]
+		return cmp.Or(cmp.Compare(a.NS, b.NS), cmp.Compare(a.Origin, b.Origin), cmp.Compare(a.Key, b.Key), cmp.Compare(a.Seq, b.Seq))
+	})
+	for _, i := range idx {
+		d := &b.Deltas[i]
+		if n := len(w.Groups); n == 0 || w.Groups[n-1].NS != d.NS || w.Groups[n-1].Origin != uint64(d.Origin) {
+			w.Groups = append(w.Groups, wireGroup{NS: d.NS, Origin: uint64(d.Origin)})
+		}
+		g := &w.Groups[len(w.Groups)-1]
+		it := wireItem{Key: d.Key, Seq: d.Seq, Slots: toWireSlots(d.State.Slots)}
+		if r := d.State.Reset; r != nil {
+			it.Reset = &wireReset{Epoch: r.Epoch, Node: uint64(r.Node), Value: r.Value, Deleted: r.Deleted, Floor: toWireSlots(r.Floor)}
+		}
+		g.Items = append(g.Items, it)
+	}
+	return w
+}
+
+func fromWire(w wireBatch) (Batch, error) {
+	b := Batch{Configs: fromWireConfigs(w.Configs)}
+	for _, r := range w.Ranges {
+		b.Ranges = append(b.Ranges, Range{Origin: crdt.NodeID(r.Origin), After: r.After, Upto: r.Upto})
+	}
+	n := 0
+	for _, g := range w.Groups {
+		n += len(g.Items)
+	}
+	if n > 0 {
+		b.Deltas = make([]Delta, 0, n)
+	}
+	for _, g := range w.Groups {
+		for _, it := range g.Items {
+			slots, err := fromWireSlots(it.Slots)
+			if err != nil {
+				return Batch{}, err
+			}
+			d := Delta{NS: g.NS, Key: it.Key, Origin: crdt.NodeID(g.Origin), Seq: it.Seq, State: crdt.Counter{Slots: slots}}
+			if r := it.Reset; r != nil {
+				floor, err := fromWireSlots(r.Floor)
+				if err != nil {
+					return Batch{}, err
+				}
+				d.State.Reset = &crdt.Reset{Epoch: r.Epoch, Node: crdt.NodeID(r.Node), Value: r.Value, Deleted: r.Deleted, Floor: floor}
+			}
+			b.Deltas = append(b.Deltas, d)
+		}
+	}
+	return b, nil
+}
+
+func toWireVV(vv map[crdt.NodeID]uint64) []vvEntry {
+	out := make([]vvEntry, 0, len(vv))
+	for o, s := range vv {
+		out = append(out, vvEntry{Origin: uint64(o), Seq: s})
+	}
+	slices.SortFunc(out, func(a, b vvEntry) int { return cmp.Compare(a.Origin, b.Origin) })
+	return out
+}
+
+func fromWireVV(v []vvEntry) map[crdt.NodeID]uint64 {
+	out := make(map[crdt.NodeID]uint64, len(v))
+	for _, e := range v {
+		out[crdt.NodeID(e.Origin)] = e.Seq
+	}
+	return out
+}
+
+// configDigest summarises a set of config records, so that anti-entropy
+// sends them only when two nodes disagree.
+func configDigest(cs []ConfigRecord) uint64 {
+	cs = slices.Clone(cs)
+	slices.SortFunc(cs, func(a, b ConfigRecord) int { return cmp.Compare(a.NS, b.NS) })
+	h := fnv.New64a()
+	var buf [8]byte
+	for _, c := range cs {
+		h.Write([]byte(c.NS))
+		h.Write([]byte{0})
+		binary.BigEndian.PutUint64(buf[:], c.HLC)
+		h.Write(buf[:])
+		binary.BigEndian.PutUint64(buf[:], uint64(c.Origin))
+		h.Write(buf[:])
+		h.Write(c.Payload)
+	}
+	return h.Sum64()
+}
+
+// trafficCounter receives the bytes and frames a connection moves.
+type trafficCounter interface {
+	countSent(region string, bytes int)
+	countReceived(region string, bytes int)
+}
+
+// frameConn reads and writes frames on one connection and counts them.
+type frameConn struct {
+	c       net.Conn
+	r       *bufio.Reader
+	w       *bufio.Writer
+	tc      trafficCounter
+	region  atomic.Pointer[string] // the peer's region, for the counters
+	timeout time.Duration
+	maxSize int
+	encBuf  bytes.Buffer
+	enc     *msgpack.Encoder
+	wLen    [4]byte // used by the writer only
+	rLen    [4]byte // used by the reader only (they run in different goroutines)
+	body    []byte
+}
+
+func newFrameConn(c net.Conn, tc trafficCounter, region string, timeout time.Duration, maxSize int) *frameConn {
+	fc := &frameConn{
+		c:       c,
+		r:       bufio.NewReaderSize(c, 64<<10),
+		w:       bufio.NewWriterSize(c, 64<<10),
+		tc:      tc,
+		timeout: timeout,
+		maxSize: maxSize,
+	}
+	fc.region.Store(&region)
+	fc.enc = msgpack.NewEncoder(&fc.encBuf)
+	fc.enc.UseCompactInts(true)
+	return fc
+}
+
+func (fc *frameConn) setRegion(r string) { fc.region.Store(&r) }
+
+// writeFrame encodes v and buffers the frame; flush sends it. The write
+// deadline is renewed for every frame.
+func (fc *frameConn) writeFrame(typ byte, v any) error {
+	fc.encBuf.Reset()
+	fc.encBuf.WriteByte(typ)
+	if v != nil {
+		if err := fc.enc.Encode(v); err != nil {
+			return fmt.Errorf("gossip: encode frame %d: %w", typ, err)
+		}
+	}
+	n := fc.encBuf.Len()
+	if n > fc.maxSize {
+		return fmt.Errorf("%w: frame of %d bytes exceeds the limit of %d", ErrProtocol, n, fc.maxSize)
+	}
+	binary.BigEndian.PutUint32(fc.wLen[:], uint32(n))
+	fc.c.SetWriteDeadline(time.Now().Add(fc.timeout))
+	if _, err := fc.w.Write(fc.wLen[:]); err != nil {
+		return err
+	}
+	if _, err := fc.w.Write(fc.encBuf.Bytes()); err != nil {
+		return err
+	}
+	fc.tc.countSent(*fc.region.Load(), n+4)
+	return nil
+}
+
+func (fc *frameConn) flush() error {
+	fc.c.SetWriteDeadline(time.Now().Add(fc.timeout))
+	return fc.w.Flush()
+}
+
+// readFrame reads one frame; the body is valid until the next call. A zero
+// timeout waits without a deadline (an idle stream).
+func (fc *frameConn) readFrame(timeout time.Duration) (byte, []byte, error) {
+	if timeout > 0 {
+		fc.c.SetReadDeadline(time.Now().Add(timeout))
+	} else {
+		fc.c.SetReadDeadline(time.Time{})
+	}
+	if _, err := io.ReadFull(fc.r, fc.rLen[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(fc.rLen[:]))
+	if n < 1 || n > fc.maxSize {
+		return 0, nil, fmt.Errorf("%w: frame of %d bytes (limit %d)", ErrProtocol, n, fc.maxSize)
+	}
+	if cap(fc.body) < n {
+		fc.body = make([]byte, n)
+	}
+	fc.body = fc.body[:n]
+	if timeout > 0 {
+		fc.c.SetReadDeadline(time.Now().Add(timeout))
+	}
+	if _, err := io.ReadFull(fc.r, fc.body); err != nil {
+		return 0, nil, err
+	}
+	fc.tc.countReceived(*fc.region.Load(), n+4)
+	return fc.body[0], fc.body[1:], nil
+}
+
+// readMsg reads a frame that must be of type want and decodes it into v.
+func (fc *frameConn) readMsg(timeout time.Duration, want byte, v any) error {
+	typ, body, err := fc.readFrame(timeout)
+	if err != nil {
+		return err
+	}
+	if typ != want {
+		return fmt.Errorf("%w: got frame type %d, want %d", ErrProtocol, typ, want)
+	}
+	return decode(body, v)
+}
+
+func decode(body []byte, v any) error {
+	if v == nil {
+		return nil
+	}
+	if err := msgpack.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: decode: %w", ErrProtocol, err)
+	}
+	return nil
+}
+
+func (fc *frameConn) Close() error { return fc.c.Close() }
