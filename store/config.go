@@ -28,7 +28,12 @@ type Config struct {
 }
 
 const (
-	defaultCacheSize    = 64 << 20
+	// 256 MiB: Pebble splits its cache into 4 shards per core and will not
+	// cache a block larger than a shard, so with 64 MiB on 2 cores a table's
+	// bloom filter block (megabytes for a large table) was never cached and
+	// every point read of a cold counter re-read it: 33 µs instead of 2 µs
+	// per miss, measured on 3M keys.
+	defaultCacheSize    = 256 << 20
 	defaultMemTableSize = 64 << 20
 	// maxMemTableSize is Pebble's limit: memtable arenas are addressed with
 	// 32-bit offsets.

@@ -141,6 +141,14 @@ func pebbleOptions(cfg Config, log *zap.Logger) *pebble.Options {
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	// Tables of at most 8 MiB (Pebble doubles the target per level, to
+	// 64 MiB and more at the bottom), so that each table's filter block
+	// (about 1.25 bytes a key) stays small enough for the block cache to
+	// keep: see defaultCacheSize.
+	opts.TargetFileSizes[0] = 2 << 20
+	for i := 1; i < len(opts.TargetFileSizes); i++ {
+		opts.TargetFileSizes[i] = min(opts.TargetFileSizes[i-1]*2, 8<<20)
+	}
 	// Fast compression in the upper levels, zstd in the bottom two where
 	// most data settles: values repeat the same 8-byte node ids and keys
 	// share long prefixes, both of which compress well.
