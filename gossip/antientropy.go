@@ -31,11 +31,12 @@ func (m *Mesh) antiEntropyLoop() {
 		case <-t.C:
 		}
 		m.prunePeers()
+		m.settledVV(time.Now()) // keep the vector history going between exchanges
 		p, ok := m.pickAntiEntropyPeer()
 		if !ok {
 			continue
 		}
-		if err := m.exchange(m.ctx, p); err != nil && !errors.Is(err, errBusy) {
+		if err := m.exchange(m.ctx, p, false); err != nil && !errors.Is(err, errBusy) {
 			m.log.Debug("anti-entropy failed", zap.String("peer", p.name), zap.Error(err))
 		}
 	}
@@ -67,7 +68,10 @@ func (m *Mesh) pickAntiEntropyPeer() (peerInfo, bool) {
 //	<- chunks of what I lack, aeResp{its vector, its digest, its configs if the digests differ}
 //	-> chunks of what it lacks, aeEnd{my configs if the digests differ}
 //	<- aeFin (it has applied everything)
-func (m *Mesh) exchange(ctx context.Context, p peerInfo) (err error) {
+//
+// With full (SyncOnce) both sides send everything the other lacks;
+// otherwise only what they have held for AntiEntropyGrace.
+func (m *Mesh) exchange(ctx context.Context, p peerInfo, full bool) (err error) {
 	start := time.Now()
 	defer func() {
 		if err != nil {
@@ -91,7 +95,7 @@ func (m *Mesh) exchange(ctx context.Context, p peerInfo) (err error) {
 	if err := fc.writeFrame(frameHello, &helloMsg{Proto: protoVersion, Kind: kindAE, Name: m.cfg.Name, Region: m.cfg.Region}); err != nil {
 		return err
 	}
-	if err := fc.writeFrame(frameAEReq, &aeReqMsg{VV: toWireVV(m.replica.VersionVector()), CfgDigest: digest}); err != nil {
+	if err := fc.writeFrame(frameAEReq, &aeReqMsg{VV: toWireVV(m.replica.VersionVector()), CfgDigest: digest, Full: full}); err != nil {
 		return err
 	}
 	if err := fc.flush(); err != nil {
@@ -107,7 +111,7 @@ func (m *Mesh) exchange(ctx context.Context, p peerInfo) (err error) {
 			return fmt.Errorf("gossip: apply configs: %w", err)
 		}
 	}
-	if _, err := m.sendDiff(fc, m.replica.VersionVector(), fromWireVV(resp.VV)); err != nil {
+	if _, err := m.sendDiff(fc, fromWireVV(resp.VV), full); err != nil {
 		return err
 	}
 	var end aeEndMsg
@@ -147,7 +151,7 @@ func (m *Mesh) serveAE(fc *frameConn, h helloMsg) (err error) {
 	if err := fc.readMsg(m.cfg.IOTimeout, frameAEReq, &req); err != nil {
 		return err
 	}
-	if _, err := m.sendDiff(fc, m.replica.VersionVector(), fromWireVV(req.VV)); err != nil {
+	if _, err := m.sendDiff(fc, fromWireVV(req.VV), req.Full); err != nil {
 		return err
 	}
 	cfgs := m.replica.Configs()
@@ -215,14 +219,26 @@ func (m *Mesh) receiveChunks(fc *frameConn, last byte, v any) error {
 	}
 }
 
-// sendDiff sends, for every origin where mine is ahead of theirs, the
-// changes the replica holds past theirs, in chunks of at most
+// sendDiff sends, for every origin where this node's vector is ahead of
+// theirs, the changes the replica holds past theirs, in chunks of at most
 // MaxFrameDeltas. Each chunk carries the range it completes: the replica
 // scans in seq order, so a chunk ending at seq s holds (with the chunks
-// before it) every held change up to s, and changes up to mine[origin]
-// that are not held were superseded by a later change, which a later chunk
-// carries. The last chunk of an origin closes its range at mine[origin].
-func (m *Mesh) sendDiff(fc *frameConn, mine, theirs map[crdt.NodeID]uint64) (int, error) {
+// before it) every held change up to s, and changes up to the vector that
+// are not held were superseded by a later change, which a later chunk
+// carries (or, past a grace cap, the receiver's next transfer: its vector
+// stays below the superseding change). The last chunk of an origin closes
+// its range at the vector.
+//
+// Without full, the vector is the one of AntiEntropyGrace ago and the scan
+// stops there: newer changes are left to the streams. With full, the
+// current vector, and every held change past theirs goes.
+func (m *Mesh) sendDiff(fc *frameConn, theirs map[crdt.NodeID]uint64, full bool) (int, error) {
+	var mine map[crdt.NodeID]uint64
+	if full {
+		mine = m.replica.VersionVector()
+	} else {
+		mine = m.settledVV(time.Now())
+	}
 	origins := make([]crdt.NodeID, 0, len(mine))
 	for o, upto := range mine {
 		if upto > theirs[o] {
@@ -254,6 +270,9 @@ func (m *Mesh) sendDiff(fc *frameConn, mine, theirs map[crdt.NodeID]uint64) (int
 			chunk = chunk[:0]
 		}
 		err := m.replica.ScanSince(o, after, func(d Delta) bool {
+			if !full && d.Seq > upto {
+				return false
+			}
 			chunk = append(chunk, d)
 			if len(chunk) >= m.cfg.MaxFrameDeltas {
 				flush(min(d.Seq, upto))
@@ -283,4 +302,37 @@ func (m *Mesh) markRepaired(name string, start time.Time) {
 	if p != nil {
 		p.repaired(start)
 	}
+}
+
+// vvSnapshot is the replica's version vector at a time.
+type vvSnapshot struct {
+	at time.Time
+	vv map[crdt.NodeID]uint64
+}
+
+// settledVV records the replica's current version vector and returns the
+// newest one recorded at least AntiEntropyGrace ago (empty when there is
+// none yet): what this node has held long enough for the streams to have
+// delivered it.
+func (m *Mesh) settledVV(now time.Time) map[crdt.NodeID]uint64 {
+	cur := m.replica.VersionVector()
+	if m.cfg.AntiEntropyGrace == 0 {
+		return cur
+	}
+	cutoff := now.Add(-m.cfg.AntiEntropyGrace)
+	m.hist.Lock()
+	defer m.hist.Unlock()
+	m.hist.snaps = append(m.hist.snaps, vvSnapshot{at: now, vv: cur})
+	settled := -1
+	for i, s := range m.hist.snaps {
+		if s.at.After(cutoff) {
+			break
+		}
+		settled = i
+	}
+	if settled < 0 {
+		return nil
+	}
+	m.hist.snaps = m.hist.snaps[settled:] // older ones are no longer needed
+	return m.hist.snaps[0].vv
 }

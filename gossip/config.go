@@ -144,6 +144,13 @@ type Config struct {
 	// AntiEntropyRemote is the probability that the peer is chosen from
 	// another region when the own region has peers too. Default 0.25.
 	AntiEntropyRemote float64
+	// AntiEntropyGrace leaves the changes this node has held for less than
+	// this to the streams: a periodic exchange sends only what the peer
+	// lacks up to this node's version vector of AntiEntropyGrace ago, so
+	// that under load it does not resend changes still in flight (a bridge
+	// adds a hop). It should cover a flush, a cross-region round trip and a
+	// bridge's flush. SyncOnce ignores it. Default 500 ms.
+	AntiEntropyGrace time.Duration
 	// MaxConcurrentAntiEntropy bounds the exchanges other nodes run against
 	// this one at a time; more are refused. Default 4.
 	MaxConcurrentAntiEntropy int
@@ -188,6 +195,7 @@ func DefaultConfig() Config {
 		DialTimeout:              3 * time.Second,
 		AntiEntropyInterval:      time.Second,
 		AntiEntropyRemote:        0.25,
+		AntiEntropyGrace:         500 * time.Millisecond,
 		MaxConcurrentAntiEntropy: 4,
 		ReconnectInterval:        2 * time.Second,
 		ReconnectTimeout:         24 * time.Hour,
@@ -247,6 +255,9 @@ func (c *Config) validate() error {
 	pos("reconnect timeout", c.ReconnectTimeout)
 	pos("tombstone timeout", c.TombstoneTimeout)
 	pos("leave timeout", c.LeaveTimeout)
+	if c.AntiEntropyGrace < 0 {
+		bad("anti-entropy grace must not be negative, got %v", c.AntiEntropyGrace)
+	}
 	if c.MaxQueueBytes < 1<<10 {
 		bad("max queue bytes must be at least 1 KiB, got %d", c.MaxQueueBytes)
 	}

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/countmesh/countmesh/crdt"
@@ -41,7 +43,7 @@ type cluster struct {
 func newCluster(t testing.TB, seed uint64, specs []string, tune func(*gossip.Config)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, nw: fakenet.New(seed, 0), tune: tune, seed: seed}
-	c.logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	c.logger = testLogger(t)
 	for _, s := range specs {
 		name, region, _ := strings.Cut(s, "@")
 		n := &tnode{name: name, region: region, host: c.nw.Host(name, region), rep: gossiptest.NewReplica(crdt.NodeIDFromName(name))}
@@ -51,8 +53,56 @@ func newCluster(t testing.TB, seed uint64, specs []string, tune func(*gossip.Con
 	return c
 }
 
+// testLogger logs warnings and above through t until the test's cleanup,
+// then nothing: memberlist's goroutines may still log after Shutdown
+// returns (it does not wait for them), and t must not be used by then.
+func testLogger(t testing.TB) *zap.Logger {
+	g := &gate{}
+	t.Cleanup(g.close) // registered first, so it runs last
+	l := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel), zaptest.WrapOptions(zap.AddStacktrace(zap.DPanicLevel)))
+	return zap.New(&gatedCore{Core: l.Core(), gate: g})
+}
+
+// gate is closed once; writes in progress finish before close returns.
+type gate struct {
+	mu     sync.RWMutex // held for reading by writes, for writing by close
+	closed bool
+}
+
+func (g *gate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+}
+
+// gatedCore drops every entry once its gate is closed.
+type gatedCore struct {
+	zapcore.Core
+	gate *gate
+}
+
+func (g *gatedCore) With(fs []zapcore.Field) zapcore.Core {
+	return &gatedCore{Core: g.Core.With(fs), gate: g.gate}
+}
+
+func (g *gatedCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if !g.Enabled(e.Level) {
+		return ce
+	}
+	return ce.AddCore(e, g)
+}
+
+func (g *gatedCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
+	g.gate.mu.RLock()
+	defer g.gate.mu.RUnlock()
+	if g.gate.closed {
+		return nil
+	}
+	return g.Core.Write(e, fs)
+}
+
 // fastConfig is a config with timings for tests: 10 ms flushes, 50 ms
-// anti-entropy, failure detection in a few hundred milliseconds.
+// anti-entropy, failure detection in about half a second.
 func fastConfig(name, region string, h *fakenet.Host) gossip.Config {
 	cfg := gossip.DefaultConfig()
 	cfg.Name, cfg.Region = name, region
@@ -62,22 +112,26 @@ func fastConfig(name, region string, h *fakenet.Host) gossip.Config {
 	cfg.Network = h
 	cfg.FlushInterval = 10 * time.Millisecond
 	cfg.AntiEntropyInterval = 50 * time.Millisecond
+	cfg.AntiEntropyGrace = 60 * time.Millisecond
 	cfg.ReconnectInterval = 50 * time.Millisecond
 	cfg.IOTimeout = 2 * time.Second
 	cfg.DialTimeout = 200 * time.Millisecond
 	cfg.LeaveTimeout = 300 * time.Millisecond
+	// Failure detection within about half a second, forgiving enough that
+	// a CPU-starved test machine (race detector, parallel packages) does not
+	// declare healthy nodes dead.
 	cfg.Membership = gossip.Membership{
-		ProbeInterval:           60 * time.Millisecond,
-		ProbeTimeout:            30 * time.Millisecond,
+		ProbeInterval:           100 * time.Millisecond,
+		ProbeTimeout:            50 * time.Millisecond,
 		IndirectChecks:          2,
-		SuspicionMult:           2,
+		SuspicionMult:           3,
 		SuspicionMaxTimeoutMult: 3,
-		GossipInterval:          15 * time.Millisecond,
+		GossipInterval:          20 * time.Millisecond,
 		GossipNodes:             3,
 		RetransmitMult:          3,
-		PushPullInterval:        300 * time.Millisecond,
-		TCPTimeout:              300 * time.Millisecond,
-		GossipToTheDeadTime:     300 * time.Millisecond,
+		PushPullInterval:        500 * time.Millisecond,
+		TCPTimeout:              500 * time.Millisecond,
+		GossipToTheDeadTime:     500 * time.Millisecond,
 		DeadNodeReclaimTime:     100 * time.Millisecond,
 	}
 	return cfg
@@ -209,16 +263,37 @@ func (c *cluster) closeAll() {
 }
 
 // converged reports whether every node holds the same state of every
-// counter, and describes the first difference.
+// counter, and describes the first difference. It takes one snapshot per
+// node and compares those: with no new operations, states only grow
+// towards the join of all of them, so equal snapshots (however far apart
+// in time) mean nothing is left in flight. (Comparing each node with a
+// fresh snapshot of the first would not: the first may move between the
+// comparisons.)
 func (c *cluster) converged() (bool, string) {
-	first := c.nodes[0]
-	for _, n := range c.nodes[1:] {
-		if ok, k := gossiptest.Equal(first.rep, n.rep); !ok {
-			return false, fmt.Sprintf("%s and %s differ on %v: %+v vs %+v", first.name, n.name, k,
-				first.rep.Counter(k.NS, k.Key), n.rep.Counter(k.NS, k.Key))
+	snaps := make([]map[gossiptest.Key]crdt.Counter, len(c.nodes))
+	for i, n := range c.nodes {
+		snaps[i] = n.rep.Snapshot()
+	}
+	for i := 1; i < len(snaps); i++ {
+		if k, ok := firstDifference(snaps[0], snaps[i]); !ok {
+			return false, fmt.Sprintf("%s and %s differ on %v: %+v vs %+v", c.nodes[0].name, c.nodes[i].name, k, snaps[0][k], snaps[i][k])
 		}
 	}
 	return true, ""
+}
+
+func firstDifference(a, b map[gossiptest.Key]crdt.Counter) (gossiptest.Key, bool) {
+	for k, ca := range a {
+		if cb, ok := b[k]; !ok || !ca.Equal(cb) {
+			return k, false
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			return k, false
+		}
+	}
+	return gossiptest.Key{}, true
 }
 
 // waitConverged waits until converged or fails the test.

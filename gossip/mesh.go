@@ -67,6 +67,11 @@ type Mesh struct {
 		failing    map[string]time.Time // members whose last connection attempt failed, since
 	}
 
+	hist struct {
+		sync.Mutex              // guards snaps
+		snaps      []vvSnapshot // version vectors recently seen, oldest first
+	}
+
 	inbound struct {
 		sync.Mutex                       // guards conns and closed
 		conns      map[net.Conn]struct{} // accepted connections, closed by Close
@@ -382,7 +387,7 @@ func (m *Mesh) SyncOnce(ctx context.Context) error {
 					errs = append(errs, ctx.Err())
 					break
 				}
-				err := m.exchange(ctx, p)
+				err := m.exchange(ctx, p, true)
 				if err == nil {
 					results <- result{region: region}
 					return

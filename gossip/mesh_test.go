@@ -248,9 +248,9 @@ func TestBridgeFailoverMovesToAnotherMember(t *testing.T) {
 }
 
 func TestNewNodeReceivesEverythingInChunks(t *testing.T) {
-	const counters = 20_000
+	const counters, perFrame = 12_000, 300
 	c := newCluster(t, 6, []string{"a1@A", "b1@B", "a2@A"}, func(cfg *gossip.Config) {
-		cfg.MaxFrameDeltas = 500
+		cfg.MaxFrameDeltas = perFrame
 	})
 	a1, b1, a2 := c.nodes[0], c.nodes[1], c.nodes[2]
 	c.start(a1)
@@ -302,8 +302,8 @@ func TestNewNodeReceivesEverythingInChunks(t *testing.T) {
 	if st.AntiEntropyDeltasReceived < counters {
 		t.Fatalf("received %d deltas by anti-entropy, want at least %d", st.AntiEntropyDeltasReceived, counters)
 	}
-	if st.FramesReceived < counters/500 {
-		t.Fatalf("%d frames for %d deltas with 500 per frame: not chunked", st.FramesReceived, counters)
+	if st.FramesReceived < counters/perFrame {
+		t.Fatalf("%d frames for %d deltas with %d per frame: not chunked", st.FramesReceived, counters, perFrame)
 	}
 	c.waitConverged(10 * time.Second)
 	if cf := a2.rep.Configs(); len(cf) != 1 || string(cf[0].Payload) != "cfg" {
@@ -415,7 +415,7 @@ func TestPartitionHealsByItself(t *testing.T) {
 	c.startAll()
 	c.nw.PartitionRegions([]string{"A"}, []string{"B"})
 	// Long enough for each side to declare the other dead and memberlist
-	// to forget it (GossipToTheDeadTime is 300 ms in tests).
+	// to forget it (GossipToTheDeadTime is 500 ms in tests).
 	for _, n := range c.nodes {
 		if !gossiptest.WaitFor(10*time.Second, func() bool {
 			dead := 0
@@ -432,7 +432,7 @@ func TestPartitionHealsByItself(t *testing.T) {
 	}
 	c.add(c.node("a1"), "ns", "k", 1)
 	c.add(c.node("b2"), "ns", "k", 2)
-	time.Sleep(500 * time.Millisecond) // past GossipToTheDeadTime: memberlist has forgotten the other side
+	time.Sleep(700 * time.Millisecond) // past GossipToTheDeadTime: memberlist has forgotten the other side
 	if ok, _ := c.converged(); ok {
 		t.Fatal("the two sides converged through a partition; the cut does not hold")
 	}

@@ -78,13 +78,19 @@ func (m *Mesh) serveConn(c net.Conn) {
 	}
 }
 
+// streamIdleTimeout, times IOTimeout, is how long an inbound stream may
+// stay silent.
+const streamIdleTimeout = 6
+
 // serveStream applies the batches a peer streams, acknowledging each once
 // the replica has made it durable, and relays those marked for relay.
 func (m *Mesh) serveStream(fc *frameConn, h helloMsg) error {
 	for {
 		var msg batchMsg
-		// No deadline: a stream is idle while its sender has nothing.
-		typ, body, err := fc.readFrame(0)
+		// A stream is idle while its sender has nothing to send; one idle
+		// for long is closed (the sender reconnects when it has data), so a
+		// sender that vanished without a reset does not pin this goroutine.
+		typ, body, err := fc.readFrame(streamIdleTimeout * m.cfg.IOTimeout)
 		if err != nil {
 			return err
 		}

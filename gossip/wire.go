@@ -76,6 +76,9 @@ type aeReqMsg struct {
 	_msgpack  struct{} `msgpack:",as_array"`
 	VV        []vvEntry
 	CfgDigest uint64
+	// Full asks for every change the initiator lacks, without the grace
+	// (SyncOnce at start-up).
+	Full bool
 }
 
 type aeRespMsg struct {

@@ -262,7 +262,9 @@ func (r *Replica) Applied() int {
 }
 
 // Equal reports whether two replicas hold the same counters with the same
-// states, and if not, one counter where they differ.
+// states, and if not, one counter where they differ. It snapshots a, then
+// b: to check a whole cluster, compare one snapshot per replica instead of
+// calling Equal pairwise with a moving reference.
 func Equal(a, b *Replica) (bool, Key) {
 	sa, sb := a.Snapshot(), b.Snapshot()
 	for k, ca := range sa {

@@ -1,0 +1,136 @@
+package gossip_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/countmesh/countmesh/gossip"
+)
+
+// crossRegionLoad is the workload of the cross-region measurement.
+type crossRegionLoad struct {
+	hot       int           // hot counters, shared by every node
+	rounds    int           // rounds of writes
+	perRound  int           // increments per node per round
+	perCommit int           // increments per group commit
+	pace      time.Duration // time between rounds
+}
+
+type crossRegionResult struct {
+	increments int
+	crossBytes uint64 // replication bytes sent across region boundaries, all nodes
+	allBytes   uint64
+	deltas     uint64 // deltas streamed
+}
+
+func (r crossRegionResult) perIncrement() float64 {
+	return float64(r.crossBytes) / float64(r.increments)
+}
+
+// measureCrossRegion runs the load on 9 nodes in 3 regions (3 per region)
+// with the given fan-out and returns the replication bytes that crossed a
+// region boundary, streams and anti-entropy together, once every node holds
+// every increment.
+func measureCrossRegion(t testing.TB, mode gossip.FanOut, load crossRegionLoad, seed uint64) crossRegionResult {
+	c := newCluster(t, seed, []string{"a1@A", "a2@A", "a3@A", "b1@B", "b2@B", "b3@B", "c1@C", "c2@C", "c3@C"}, func(cfg *gossip.Config) {
+		cfg.FanOut = mode
+		cfg.FlushInterval = 50 * time.Millisecond // the production default
+		cfg.AntiEntropyInterval = 250 * time.Millisecond
+		cfg.AntiEntropyGrace = 500 * time.Millisecond // the production default
+	})
+	c.startAll()
+	base := make(map[string]gossip.Stats)
+	for _, n := range c.nodes {
+		base[n.name] = n.mesh.Stats()
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	res := crossRegionResult{}
+	tick := time.NewTicker(load.pace)
+	defer tick.Stop()
+	for r := 0; r < load.rounds; r++ {
+		for _, n := range c.nodes {
+			for i := 0; i < load.perRound; i++ {
+				d, err := n.rep.Add("ns", fmt.Sprintf("hot-%04d", rng.IntN(load.hot)), 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n.com.Add(d)
+				if (i+1)%load.perCommit == 0 {
+					n.com.Commit()
+				}
+			}
+			n.com.Commit()
+			res.increments += load.perRound
+		}
+		<-tick.C
+	}
+	c.waitConverged(30 * time.Second)
+	var total int64
+	for i := 0; i < load.hot; i++ {
+		total += c.nodes[4].rep.Counter("ns", fmt.Sprintf("hot-%04d", i)).Value()
+	}
+	if total != int64(res.increments) {
+		t.Fatalf("sum of the hot counters = %d, want %d", total, res.increments)
+	}
+	for _, n := range c.nodes {
+		s, b := n.mesh.Stats(), base[n.name]
+		res.crossBytes += s.CrossRegionBytesSent - b.CrossRegionBytesSent
+		res.allBytes += s.BytesSent - b.BytesSent
+		res.deltas += s.DeltasStreamed - b.DeltasStreamed
+	}
+	return res
+}
+
+var (
+	// hotLoad is the benchmark's: 90,000 increments.
+	hotLoad = crossRegionLoad{hot: 1000, rounds: 20, perRound: 500, perCommit: 50, pace: 50 * time.Millisecond}
+	// testLoad is lighter, for the test: 27,000.
+	testLoad = crossRegionLoad{hot: 1000, rounds: 12, perRound: 250, perCommit: 50, pace: 50 * time.Millisecond}
+	// raceLoad is lighter still, for the race detector: 3,600.
+	raceLoad = crossRegionLoad{hot: 1000, rounds: 4, perRound: 100, perCommit: 50, pace: 50 * time.Millisecond}
+)
+
+// TestCrossRegionBytesPerIncrement measures what bridging saves: with 3
+// nodes per region a bridged change crosses into each remote region once,
+// a direct one three times.
+func TestCrossRegionBytesPerIncrement(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measurement of about 3 s; skipped with -short")
+	}
+	load := testLoad
+	if raceEnabled {
+		load = raceLoad
+	}
+	bridge := measureCrossRegion(t, gossip.FanOutBridge, load, 41)
+	direct := measureCrossRegion(t, gossip.FanOutDirect, load, 41)
+	for _, r := range []struct {
+		name string
+		res  crossRegionResult
+	}{{"bridge", bridge}, {"direct", direct}} {
+		t.Logf("%s: %d increments of %d hot counters on 9 nodes in 3 regions: %.1f cross-region bytes per increment (%d cross-region of %d bytes; %d deltas streamed)",
+			r.name, r.res.increments, load.hot, r.res.perIncrement(), r.res.crossBytes, r.res.allBytes, r.res.deltas)
+	}
+	if ratio := bridge.perIncrement() / direct.perIncrement(); ratio > 0.6 {
+		t.Fatalf("bridged fan-out costs %.2f of direct fan-out across regions; want well under 1 (about 1/3 with 3 nodes per region)", ratio)
+	}
+}
+
+// BenchmarkCrossRegionBytesPerIncrement reports cross-region bytes per
+// increment for both fan-outs (go test -run '^$' -bench CrossRegion ./gossip/).
+func BenchmarkCrossRegionBytesPerIncrement(b *testing.B) {
+	for _, mode := range []gossip.FanOut{gossip.FanOutBridge, gossip.FanOutDirect} {
+		b.Run(mode.String(), func(b *testing.B) {
+			var res crossRegionResult
+			for i := 0; i < b.N; i++ {
+				r := measureCrossRegion(b, mode, hotLoad, uint64(i+1))
+				res.increments += r.increments
+				res.crossBytes += r.crossBytes
+				res.allBytes += r.allBytes
+			}
+			b.ReportMetric(res.perIncrement(), "cross-region-B/incr")
+			b.ReportMetric(float64(res.allBytes)/float64(res.increments), "B/incr")
+		})
+	}
+}
