@@ -86,7 +86,7 @@ func (c *countingReplica) VersionVector() map[crdt.NodeID]uint64 {
 }
 
 func (c *countingReplica) ScanSince(crdt.NodeID, uint64, func(gossip.Delta) bool) error { return nil }
-func (c *countingReplica) Configs() []gossip.ConfigRecord                            { return nil }
+func (c *countingReplica) Configs() []gossip.ConfigRecord                               { return nil }
 
 // TestNewNodeCatchesUpOnAMillionCounters checks that SyncOnce moves a
 // million counters to a new node in bounded frames, with the vector
