@@ -103,6 +103,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 				panic(fmt.Sprintf("node: batch op %d failed after its check: %v", i, addErr))
 			}
 			e.updated = now
+			e.own = true
 			n.markDirtyLocked(&n.stripes[prepared[i].stripe], e)
 			if returnValues {
 				res.Values[i] = v

@@ -39,6 +39,9 @@ type Config struct {
 	// bound the log a restart replays.
 	CheckpointInterval time.Duration
 	CheckpointLogBytes int64
+	// StartUnready keeps /readyz at 503 after Open until MarkReady, so that
+	// the daemon can first recover the node's own slot from its peers.
+	StartUnready bool
 	// Registerer receives the node's Prometheus metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// Logger; nil logs nothing.

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"cmp"
 	"hash/maphash"
+	"slices"
 	"sync"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/store"
 )
 
 // entry is one counter in the hot set. Every field is guarded by the lock of
@@ -14,9 +17,15 @@ type entry struct {
 	c       crdt.Counter // merged state
 	updated int64        // unix ms of the last change this node saw; 0 unknown
 	savedAt uint64       // the checkpoint that last wrote the entry to Pebble
-	lastUse uint32       // n.tick at the last access, for eviction
-	dirty   bool         // changed since the last Fill (in stripe.dirty)
-	unsaved bool         // logged or changed since the last checkpoint (in stripe.unsaved)
+	// seqs holds, per origin, the sequence number of the change that last
+	// set that origin's slot; ckSeqs is what the last checkpoint wrote to
+	// the (origin, seq) index. Both are replaced, never modified in place,
+	// so they may share storage.
+	seqs, ckSeqs []store.OriginSeq
+	lastUse      uint32 // n.tick at the last access, for eviction
+	dirty        bool   // changed since the last Fill (in stripe.dirty)
+	unsaved      bool   // logged or changed since the last checkpoint (in stripe.unsaved)
+	own          bool   // this node changed its own slot since the last Fill
 }
 
 // stripe is one lock stripe of the hot set.
@@ -115,7 +124,7 @@ func (n *Node) lookupEvictLocked(s *stripe, ck []byte, ns, key string, create, e
 	if evict && len(s.m) >= n.stripeCap {
 		n.evictLocked(s, n.stripeCap-1)
 	}
-	e := &entry{ck: string(ck), c: r.Counter, updated: r.UpdatedMs, lastUse: tick}
+	e := &entry{ck: string(ck), c: r.Counter, updated: r.UpdatedMs, seqs: r.Seqs, ckSeqs: r.Seqs, lastUse: tick}
 	s.m[e.ck] = e
 	return e, nil
 }
@@ -127,4 +136,34 @@ func (n *Node) markDirtyLocked(s *stripe, e *entry) {
 		s.dirty = append(s.dirty, e)
 		n.pending.Add(1)
 	}
+}
+
+// withSeq returns seqs with origin's sequence raised to seq, as a new slice
+// when anything changes (callers share these slices).
+func withSeq(seqs []store.OriginSeq, origin crdt.NodeID, seq uint64) []store.OriginSeq {
+	i, found := slices.BinarySearchFunc(seqs, origin, func(s store.OriginSeq, o crdt.NodeID) int {
+		return cmp.Compare(s.Origin, o)
+	})
+	if found {
+		if seqs[i].Seq >= seq {
+			return seqs
+		}
+		out := slices.Clone(seqs)
+		out[i].Seq = seq
+		return out
+	}
+	out := make([]store.OriginSeq, 0, len(seqs)+1)
+	out = append(out, seqs[:i]...)
+	out = append(out, store.OriginSeq{Origin: origin, Seq: seq})
+	return append(out, seqs[i:]...)
+}
+
+// seqOf returns origin's sequence in seqs, or 0.
+func seqOf(seqs []store.OriginSeq, origin crdt.NodeID) uint64 {
+	for _, s := range seqs {
+		if s.Origin == origin {
+			return s.Seq
+		}
+	}
+	return 0
 }

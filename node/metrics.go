@@ -13,6 +13,7 @@ type metrics struct {
 	evictions   prometheus.Counter
 	shed        prometheus.Counter
 
+	replicated        prometheus.Counter
 	checkpoints       prometheus.Counter
 	checkpointSeconds prometheus.Histogram
 }
@@ -37,6 +38,9 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countmesh_shed_total", Help: "Writes refused with 429 because too many changes waited for the disk.",
 		}),
+		replicated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_replicated_changes_total", Help: "Counter changes merged from peers.",
+		}),
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countmesh_checkpoints_total", Help: "Checkpoints of changed counters from the operation log into Pebble.",
 		}),
@@ -48,7 +52,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed, m.checkpoints, m.checkpointSeconds)
+	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed, m.replicated, m.checkpoints, m.checkpointSeconds)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_pending_changes", Help: "Changed counters waiting for the group committer.",

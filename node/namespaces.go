@@ -45,10 +45,10 @@ func (n *Node) namespaceForWrite(ns string) (*namespaceRecord, error) {
 	if rec := n.ns.m[ns]; rec != nil {
 		return rec, nil
 	}
+	// An implicit namespace carries the lowest clock, so that any config set
+	// explicitly anywhere in the mesh wins over it when it arrives.
 	rec = &namespaceRecord{
 		Config:    DefaultNamespaceConfig(n.cfg.DefaultDurability),
-		HLC:       n.clock.Now(),
-		Origin:    uint64(n.id),
 		CreatedAt: n.cfg.Now().UnixMilli(),
 	}
 	if err := n.persistNamespaceLocked(ns, rec); err != nil {
@@ -108,6 +108,7 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 	if err := n.persistNamespaceLocked(ns, rec); err != nil {
 		return Namespace{}, err
 	}
+	n.publishConfig(ns, rec)
 	n.log.Info("namespace config set", zap.String("ns", ns), zap.Any("config", cfg))
 	return Namespace{Name: ns, Config: cfg}, nil
 }

@@ -41,8 +41,17 @@ type Node struct {
 	ckptMu       sync.Mutex // serialises checkpoints; guards ckptSeq
 	ckptSeq      uint64     // the last checkpoint started
 	ckptKick     chan struct{}
-	failed       atomic.Pointer[error]
-	ready        atomic.Bool
+	ownSeq       uint64 // this node's last own sequence number; committer goroutine only (and recovery)
+	publisher    atomic.Pointer[Publisher]
+
+	vv struct {
+		sync.Mutex // guards m
+		// m is the version vector: origin -> highest seq such that every
+		// change of that origin up to it is durably held here.
+		m map[crdt.NodeID]uint64
+	}
+	failed atomic.Pointer[error]
+	ready  atomic.Bool
 
 	ns struct {
 		sync.RWMutex // guards m; creation of a namespace holds the write lock
@@ -50,6 +59,8 @@ type Node struct {
 	}
 
 	done      chan struct{}
+	baseCtx   context.Context // cancelled by Close
+	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -78,6 +89,8 @@ func Open(cfg Config) (*Node, error) {
 		stripes: make([]stripe, cfg.Stripes),
 		done:    make(chan struct{}),
 	}
+	n.baseCtx, n.cancel = context.WithCancel(context.Background())
+	n.vv.m = make(map[crdt.NodeID]uint64)
 	n.stripeCap = max(1, (cfg.CacheCounters+cfg.Stripes-1)/cfg.Stripes)
 	for i := range n.stripes {
 		n.stripes[i].m = make(map[string]*entry)
@@ -105,7 +118,7 @@ func Open(cfg Config) (*Node, error) {
 	n.wg.Add(2)
 	go n.ticker()
 	go n.checkpointLoop()
-	n.ready.Store(true)
+	n.ready.Store(!cfg.StartUnready)
 	n.log.Info("node open",
 		zap.String("name", cfg.Name), zap.String("region", cfg.Region),
 		zap.Uint64("slot", uint64(n.id)), zap.String("data_dir", cfg.Store.Dir),
@@ -132,6 +145,7 @@ func (n *Node) ticker() {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.ready.Store(false)
+		n.cancel()
 		close(n.done)
 		n.wg.Wait()
 		errC := n.committer.Close()
@@ -147,6 +161,18 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
+// ctx is a context that ends when the node closes.
+func (n *Node) ctx() context.Context { return n.baseCtx }
+
+// MarkReady reports the node ready (see Config.StartUnready).
+func (n *Node) MarkReady() {
+	select {
+	case <-n.done:
+	default:
+		n.ready.Store(true)
+	}
+}
+
 // Name returns the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
@@ -158,188 +184,6 @@ func (n *Node) Ready() bool { return n.ready.Load() && n.failed.Load() == nil }
 
 // Store returns the node's store (for operations such as measuring disk use).
 func (n *Node) Store() *store.Store { return n.store }
-
-// Fill implements store.Source: it writes every dirty counter into one
-// operation-log record of b, and queues those counters for the next
-// checkpoint. It runs on the committer goroutine only.
-func (n *Node) Fill(b *store.Batch) (any, error) {
-	seq := n.fillSeq.Add(1)
-	enc := n.logEnc
-	enc.Reset()
-	var filled, queued int64
-	for i := range n.stripes {
-		s := &n.stripes[i]
-		s.mu.Lock()
-		for _, e := range s.dirty {
-			ns, key := splitKey(e.ck)
-			enc.Add(ns, key, e.c, e.updated)
-			e.dirty = false
-			if !e.unsaved {
-				e.unsaved = true
-				s.unsaved = append(s.unsaved, e)
-				queued++
-			}
-		}
-		filled += int64(len(s.dirty))
-		clear(s.dirty)
-		s.dirty = s.dirty[:0]
-		s.mu.Unlock()
-	}
-	n.pending.Add(-filled)
-	if queued > 0 && n.unsaved.Add(queued) >= n.ckptThreshold() {
-		n.kickCheckpoint()
-	}
-	if enc.Len() > 0 {
-		b.AppendLog(enc.Bytes())
-	}
-	return seq, nil
-}
-
-// ckptThreshold is the number of unsaved counters that starts a checkpoint
-// early: they cannot be evicted, so they must not outgrow the cache much.
-func (n *Node) ckptThreshold() int64 {
-	return max(int64(n.cfg.CacheCounters)/4, 16)
-}
-
-func (n *Node) kickCheckpoint() {
-	select {
-	case n.ckptKick <- struct{}{}:
-	default:
-	}
-}
-
-// checkpointLoop writes unsaved counters to Pebble every CheckpointInterval,
-// or sooner when the log or the unsaved set grows large.
-func (n *Node) checkpointLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.CheckpointInterval / 4)
-	defer t.Stop()
-	last := time.Now()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-n.ckptKick:
-		case <-t.C:
-			if time.Since(last) < n.cfg.CheckpointInterval && n.store.LogBytes() < n.cfg.CheckpointLogBytes {
-				continue
-			}
-		}
-		last = time.Now()
-		if err := n.checkpoint(); err != nil {
-			n.log.Error("checkpoint failed; the operation log keeps every change, and the checkpoint will be retried", zap.Error(err))
-		}
-	}
-}
-
-// checkpoint writes the state of every counter changed since the last
-// checkpoint to Pebble with one synced batch, then drops the log segments
-// that state covers. Counters still waiting for the committer are written
-// too (their state is at least what the log will hold), so that after a
-// checkpoint Pebble reflects every change made before it began.
-func (n *Node) checkpoint() error {
-	n.ckptMu.Lock()
-	defer n.ckptMu.Unlock()
-	start := time.Now()
-	// Every record appended before the rotation is in a segment below cut,
-	// and every counter it holds was queued (unsaved) before it was
-	// appended, so the collection below covers it.
-	cut, err := n.store.RotateLog()
-	if err != nil {
-		return fmt.Errorf("rotate log: %w", err)
-	}
-	n.ckptSeq++
-	num := n.ckptSeq
-	b := n.store.NewBatch()
-	defer b.Close()
-	var saved int64
-	for i := range n.stripes {
-		s := &n.stripes[i]
-		s.mu.Lock()
-		for _, e := range s.unsaved {
-			ns, key := splitKey(e.ck)
-			b.PutRecord(ns, key, e.c, e.updated)
-			e.unsaved = false
-			e.savedAt = num
-		}
-		saved += int64(len(s.unsaved))
-		clear(s.unsaved)
-		s.unsaved = s.unsaved[:0]
-		for _, e := range s.dirty {
-			ns, key := splitKey(e.ck)
-			b.PutRecord(ns, key, e.c, e.updated)
-		}
-		s.mu.Unlock()
-	}
-	n.unsaved.Add(-saved)
-	if err := b.Commit(true); err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
-	}
-	n.ckptDone.Store(num)
-	if err := n.store.DropLogBefore(cut); err != nil {
-		return fmt.Errorf("drop checkpointed log: %w", err)
-	}
-	n.metrics.checkpoints.Inc()
-	n.metrics.checkpointSeconds.Observe(time.Since(start).Seconds())
-	n.log.Debug("checkpoint", zap.Uint64("num", num), zap.Int64("counters", saved), zap.Duration("took", time.Since(start)))
-	return nil
-}
-
-// Checkpoint makes Pebble reflect every change made before the call (List
-// scans Pebble). It is safe for concurrent use.
-func (n *Node) Checkpoint() error {
-	if err := n.checkpoint(); err != nil {
-		return fmt.Errorf("%w: checkpoint: %v", ErrUnavailable, err)
-	}
-	return nil
-}
-
-// recoverLog replays the operation log left by the previous run into the
-// hot set and checkpoints it, before the node serves. The log holds at most
-// one checkpoint interval of changes, so this reads no more than it must.
-func (n *Node) recoverLog() error {
-	start := time.Now()
-	var counters int
-	records, err := n.store.ReplayLog(func(payload []byte) error {
-		return store.DecodeLog(payload, func(ns, key string, r store.Record) error {
-			ck := compositeKey(nil, ns, key)
-			s := &n.stripes[n.stripeOf(ck)]
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			e, err := n.lookupLocked(s, ck, ns, key, true)
-			if err != nil {
-				return err
-			}
-			e.c.Merge(r.Counter)
-			e.updated = max(e.updated, r.UpdatedMs)
-			if !e.unsaved {
-				e.unsaved = true
-				s.unsaved = append(s.unsaved, e)
-				n.unsaved.Add(1)
-			}
-			counters++
-			return nil
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("node: replay operation log: %w", err)
-	}
-	if err := n.checkpoint(); err != nil {
-		return fmt.Errorf("node: checkpoint the replayed log: %w", err)
-	}
-	n.log.Info("recovered", zap.Int("log_records", records), zap.Int("changes", counters), zap.Duration("took", time.Since(start)))
-	return nil
-}
-
-// Committed implements store.Source.
-func (n *Node) Committed(token any, err error) {
-	if err != nil {
-		n.failed.CompareAndSwap(nil, &err)
-		n.log.Error("commit failed: the node stops acknowledging writes and reports not ready", zap.Error(err))
-		return
-	}
-	n.committedSeq.Store(token.(uint64))
-}
 
 // ackError turns a failed durability wait into the error a client sees.
 func (n *Node) ackError(err error) error {
@@ -423,6 +267,7 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 		return Result{}, fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range", ErrOverflow, ns, key, v, by)
 	}
 	e.updated = n.cfg.Now().UnixMilli()
+	e.own = true
 	n.markDirtyLocked(s, e)
 	s.mu.Unlock()
 	n.metrics.increments.Add(float64(1))
@@ -471,6 +316,7 @@ func (n *Node) reset(ctx context.Context, ns, key string, value int64, deleted b
 	}
 	e.c.SetReset(n.id, value, deleted)
 	e.updated = n.cfg.Now().UnixMilli()
+	e.own = true
 	v := e.c.Value()
 	n.markDirtyLocked(s, e)
 	s.mu.Unlock()

@@ -56,12 +56,11 @@ func (b *Batch) usable() bool { return b.err == nil && b.pb != nil && !b.committ
 
 // PutCounter writes c as the counter ns/key.
 func (b *Batch) PutCounter(ns, key string, c crdt.Counter) {
-	b.PutRecord(ns, key, c, 0)
+	b.PutRecord(ns, key, Record{Counter: c})
 }
 
-// PutRecord writes c as the counter ns/key, with the time of its last
-// change in unix milliseconds (0 for unknown).
-func (b *Batch) PutRecord(ns, key string, c crdt.Counter, updatedMs int64) {
+// PutRecord writes r as the counter ns/key.
+func (b *Batch) PutRecord(ns, key string, r Record) {
 	if !b.usable() {
 		return
 	}
@@ -71,7 +70,7 @@ func (b *Batch) PutRecord(ns, key string, c crdt.Counter, updatedMs int64) {
 	}
 	b.sc.key = appendCounterKey(b.sc.key[:0], ns, key)
 	// Set copies key and value into the batch.
-	_ = b.pb.Set(b.sc.key, b.sc.enc.encodeRecord(c, updatedMs), nil)
+	_ = b.pb.Set(b.sc.key, b.sc.enc.encodeRecord(r), nil)
 	b.n++
 }
 
@@ -130,6 +129,30 @@ func (b *Batch) putMsgpack(key []byte, v any, what string) error {
 	_ = b.pb.Set(key, data, nil)
 	b.n++
 	return nil
+}
+
+// PutIndex records that origin's change seq set a slot of ns/key.
+func (b *Batch) PutIndex(origin crdt.NodeID, seq uint64, ns, key string) {
+	if !b.usable() {
+		return
+	}
+	k := appendIndexKey(b.keyBuf(), uint64(origin), seq)
+	b.sc.key = k
+	v := make([]byte, 0, len(ns)+1+len(key))
+	v = append(append(append(v, ns...), sep), key...)
+	_ = b.pb.Set(k, v, nil)
+	b.n++
+}
+
+// DeleteIndex removes an index entry superseded by a later change.
+func (b *Batch) DeleteIndex(origin crdt.NodeID, seq uint64) {
+	if !b.usable() {
+		return
+	}
+	k := appendIndexKey(b.keyBuf(), uint64(origin), seq)
+	b.sc.key = k
+	_ = b.pb.Delete(k, nil)
+	b.n++
 }
 
 // Len returns the number of writes in the batch (an operation-log record

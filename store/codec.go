@@ -16,6 +16,7 @@ import (
 //	[1, [node, p, n, node, p, n, ...]]                     no reset
 //	[1, [slots...], [epoch, node, value, deleted, [floor]]] with a reset
 //	[1, [slots...], reset-or-nil, updatedMs]              with the time of the last change
+//	[1, [slots...], reset-or-nil, updatedMs, [origin, seq, ...]]  with replication sequences
 //
 // slots and floor are flat triples sorted by node. A decoder skips array
 // elements it does not know at the end of the outer array and of the reset
@@ -38,27 +39,31 @@ func newCounterEncoder() *counterEncoder {
 
 // encode returns c's encoding. The result is valid until the next call.
 func (e *counterEncoder) encode(c crdt.Counter) []byte {
-	return e.encodeRecord(c, 0)
+	return e.encodeRecord(Record{Counter: c})
 }
 
-// encodeRecord returns the encoding of c with the time of its last change
-// (unix ms; 0 for unknown, which is not written). The result is valid until
-// the next call.
-func (e *counterEncoder) encodeRecord(c crdt.Counter, updatedMs int64) []byte {
+// encodeRecord returns the encoding of r. The result is valid until the
+// next call.
+func (e *counterEncoder) encodeRecord(r Record) []byte {
 	e.buf.Reset()
-	encodeRecordTo(e.enc, c, updatedMs)
+	encodeRecordTo(e.enc, r)
 	return e.buf.Bytes()
 }
 
-// encodeRecordTo writes one record with enc. Writes to a bytes.Buffer
-// cannot fail, so the errors are dropped.
-func encodeRecordTo(enc *msgpack.Encoder, c crdt.Counter, updatedMs int64) {
+// encodeRecordTo writes one record with enc, leaving out trailing fields
+// that are empty. Writes to a bytes.Buffer cannot fail, so the errors are
+// dropped.
+func encodeRecordTo(enc *msgpack.Encoder, r Record) {
+	c := r.Counter
 	n := 2
 	if c.Reset != nil {
 		n = 3
 	}
-	if updatedMs != 0 {
+	if r.UpdatedMs != 0 {
 		n = 4
+	}
+	if len(r.Seqs) > 0 {
+		n = 5
 	}
 	_ = enc.EncodeArrayLen(n)
 	_ = enc.EncodeUint(counterFormatV1)
@@ -74,7 +79,18 @@ func encodeRecordTo(enc *msgpack.Encoder, c crdt.Counter, updatedMs int64) {
 		_ = enc.EncodeNil()
 	}
 	if n > 3 {
-		_ = enc.EncodeInt(updatedMs)
+		_ = enc.EncodeInt(r.UpdatedMs)
+	}
+	if n > 4 {
+		encodeSeqs(enc, r.Seqs)
+	}
+}
+
+func encodeSeqs(enc *msgpack.Encoder, seqs []OriginSeq) {
+	_ = enc.EncodeArrayLen(2 * len(seqs))
+	for _, s := range seqs {
+		_ = enc.EncodeUint(uint64(s.Origin))
+		_ = enc.EncodeUint(s.Seq)
 	}
 }
 
@@ -119,10 +135,19 @@ func DecodeCounter(data []byte) (crdt.Counter, error) {
 	return r.Counter, err
 }
 
-// Record is a stored counter with the time of its last change.
+// Record is a stored counter with the time of its last change and, per
+// origin node, the sequence number of the change that last set that node's
+// slot (replication's (origin, seq) index points at it).
 type Record struct {
 	Counter   crdt.Counter
-	UpdatedMs int64 // unix milliseconds; 0 when unknown
+	UpdatedMs int64       // unix milliseconds; 0 when unknown
+	Seqs      []OriginSeq // sorted by Origin
+}
+
+// OriginSeq is one origin's sequence number.
+type OriginSeq struct {
+	Origin crdt.NodeID
+	Seq    uint64
 }
 
 // DecodeRecord decodes a record stored by PutRecord or PutCounter. The
@@ -173,7 +198,38 @@ func (d *counterDecoder) decode(size int) (Record, error) {
 			return r, err
 		}
 	}
-	return r, d.skip(n - 4)
+	if n >= 5 {
+		if r.Seqs, err = d.decodeSeqs(size); err != nil {
+			return r, err
+		}
+	}
+	return r, d.skip(n - 5)
+}
+
+// decodeSeqs reads a flat [origin, seq, ...] array.
+func (d *counterDecoder) decodeSeqs(size int) ([]OriginSeq, error) {
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	if n%2 != 0 || n > size {
+		return nil, fmt.Errorf("sequence array of %d elements in %d bytes", n, size)
+	}
+	seqs := make([]OriginSeq, n/2)
+	for i := range seqs {
+		o, err := d.dec.DecodeUint64()
+		if err != nil {
+			return nil, err
+		}
+		seqs[i].Origin = crdt.NodeID(o)
+		if seqs[i].Seq, err = d.dec.DecodeUint64(); err != nil {
+			return nil, err
+		}
+	}
+	return seqs, nil
 }
 
 func (d *counterDecoder) decodeReset(size int) (*crdt.Reset, error) {

@@ -92,7 +92,7 @@ func TestDecodeSkipsAppendedFields(t *testing.T) {
 	var buf []byte
 	w := &sliceWriter{&buf}
 	enc.Reset(w)
-	_ = enc.EncodeArrayLen(5)
+	_ = enc.EncodeArrayLen(6)
 	_ = enc.EncodeUint(1)
 	_ = enc.EncodeArrayLen(3)
 	for _, v := range []uint64{5, 6, 7} {
@@ -105,14 +105,17 @@ func TestDecodeSkipsAppendedFields(t *testing.T) {
 	_ = enc.EncodeBool(false)
 	_ = enc.EncodeArrayLen(0)
 	_ = enc.EncodeString("future reset field")
-	_ = enc.EncodeInt(1234)                     // updatedMs
+	_ = enc.EncodeInt(1234)   // updatedMs
+	_ = enc.EncodeArrayLen(2) // seqs
+	_ = enc.EncodeUint(5)
+	_ = enc.EncodeUint(77)
 	_ = enc.Encode(map[string]int{"future": 1}) // extra outer field
 	rec, err := DecodeRecord(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.UpdatedMs != 1234 {
-		t.Fatalf("UpdatedMs = %d, want 1234", rec.UpdatedMs)
+	if rec.UpdatedMs != 1234 || len(rec.Seqs) != 1 || rec.Seqs[0] != (OriginSeq{Origin: 5, Seq: 77}) {
+		t.Fatalf("UpdatedMs = %d, Seqs = %v; want 1234, [{5 77}]", rec.UpdatedMs, rec.Seqs)
 	}
 	got := rec.Counter
 	want := crdt.Counter{Slots: []crdt.Slot{{Node: 5, P: 6, N: 7}}, Reset: &crdt.Reset{Epoch: 2, Node: 5, Value: -1}}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 )
@@ -10,8 +11,6 @@ import (
 // touching the existing ones. Reserved for planned kinds (nothing writes
 // them yet):
 //
-//	'a' origin(8, big endian) seq(8, big endian): the anti-entropy index of
-//	    ARCHITECTURE.md, (origin, sequence) -> counter reference
 //	't' granularity ns 0x00 key 0x00 bucketStart(8, big endian): time buckets
 //	'i' ns 0x00 id: increment ids remembered for idempotency
 //
@@ -23,7 +22,17 @@ const (
 	spaceNamespace byte = 'n'
 	// spaceMeta: 'm' name -> msgpack value (node identity, sequence numbers...).
 	spaceMeta byte = 'm'
+	// spaceIndex: 'a' origin(8, big endian) seq(8, big endian) -> ns 0x00 key:
+	// the anti-entropy index of ARCHITECTURE.md.
+	spaceIndex byte = 'a'
 )
+
+// appendIndexKey appends 'a' origin seq to dst.
+func appendIndexKey(dst []byte, origin uint64, seq uint64) []byte {
+	dst = append(dst, spaceIndex)
+	dst = binary.BigEndian.AppendUint64(dst, origin)
+	return binary.BigEndian.AppendUint64(dst, seq)
+}
 
 // sep ends the namespace inside a counter key. Namespace names never hold
 // it (spec/API.md allows [a-z0-9_.-] only) and checkNamespace makes sure.

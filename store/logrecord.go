@@ -5,52 +5,73 @@ import (
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
-
-	"github.com/countmesh/countmesh/crdt"
 )
 
-// A log record written by package node is a sequence of changed counters,
-// each three msgpack values: namespace (string), key (string), record (the
-// counter encoding of codec.go, with the time of the last change). Later
-// entries for the same counter supersede earlier ones; replaying merges.
+// A log record written by package node is a header followed by changed
+// counters. The header is a msgpack array [logFormatV2, [origin, seq, ...]]
+// holding the node's version vector once the record is applied; each
+// counter is three msgpack values: namespace (string), key (string), record
+// (the counter encoding of codec.go). Later entries for the same counter
+// supersede earlier ones; replaying merges.
+const logFormatV2 = 2
 
 // LogEncoder builds one log record. It is not safe for concurrent use.
 type LogEncoder struct {
-	buf bytes.Buffer
-	enc *msgpack.Encoder
-	n   int
+	head, body bytes.Buffer
+	hEnc, bEnc *msgpack.Encoder
+	n          int
 }
 
 // NewLogEncoder returns an empty encoder.
 func NewLogEncoder() *LogEncoder {
 	e := &LogEncoder{}
-	e.enc = msgpack.NewEncoder(&e.buf)
+	e.hEnc = msgpack.NewEncoder(&e.head)
+	e.bEnc = msgpack.NewEncoder(&e.body)
 	return e
 }
 
 // Add appends one counter.
-func (e *LogEncoder) Add(ns, key string, c crdt.Counter, updatedMs int64) {
-	_ = e.enc.EncodeString(ns)
-	_ = e.enc.EncodeString(key)
-	encodeRecordTo(e.enc, c, updatedMs)
+func (e *LogEncoder) Add(ns, key string, r Record) {
+	_ = e.bEnc.EncodeString(ns)
+	_ = e.bEnc.EncodeString(key)
+	encodeRecordTo(e.bEnc, r)
 	e.n++
 }
 
 // Len reports the counters added since the last Reset.
 func (e *LogEncoder) Len() int { return e.n }
 
-// Bytes returns the record; valid until the next Add or Reset.
-func (e *LogEncoder) Bytes() []byte { return e.buf.Bytes() }
+// AppendTo appends the record, with vv as its version vector, to b's
+// operation-log record (Batch.AppendLog).
+func (e *LogEncoder) AppendTo(b *Batch, vv []OriginSeq) {
+	e.writeHead(vv)
+	b.AppendLog(e.head.Bytes())
+	b.AppendLog(e.body.Bytes())
+}
 
-// Reset empties the encoder, keeping its buffer.
+// Encode returns the record with vv as its version vector, in a new slice.
+func (e *LogEncoder) Encode(vv []OriginSeq) []byte {
+	e.writeHead(vv)
+	return append(append([]byte(nil), e.head.Bytes()...), e.body.Bytes()...)
+}
+
+func (e *LogEncoder) writeHead(vv []OriginSeq) {
+	e.head.Reset()
+	_ = e.hEnc.EncodeArrayLen(2)
+	_ = e.hEnc.EncodeUint(logFormatV2)
+	encodeSeqs(e.hEnc, vv)
+}
+
+// Reset empties the encoder, keeping its buffers.
 func (e *LogEncoder) Reset() {
-	e.buf.Reset()
+	e.body.Reset()
 	e.n = 0
 }
 
-// DecodeLog calls fn for every counter of a log record, in order. An error
-// wraps ErrCorrupt, or is fn's.
-func DecodeLog(payload []byte, fn func(ns, key string, r Record) error) error {
+// DecodeLog calls fn for every counter of a log record, in order, and
+// returns the record's version vector. An error wraps ErrCorrupt, or is
+// fn's.
+func DecodeLog(payload []byte, fn func(ns, key string, r Record) error) ([]OriginSeq, error) {
 	d := decoderPool.Get().(*counterDecoder)
 	defer func() {
 		d.r.Reset(nil)
@@ -58,22 +79,37 @@ func DecodeLog(payload []byte, fn func(ns, key string, r Record) error) error {
 	}()
 	d.r.Reset(payload)
 	d.dec.ResetReader(&d.r)
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil || n < 2 {
+		return nil, fmt.Errorf("%w: log record header (%d elements): %v", ErrCorrupt, n, err)
+	}
+	v, err := d.dec.DecodeUint64()
+	if err != nil || v != logFormatV2 {
+		return nil, fmt.Errorf("%w: log record format %d, this build reads %d (%v)", ErrCorrupt, v, logFormatV2, err)
+	}
+	vv, err := d.decodeSeqs(len(payload))
+	if err == nil {
+		err = d.skip(n - 2)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: log record header: %w", ErrCorrupt, err)
+	}
 	for i := 0; d.r.Len() > 0; i++ {
 		ns, err := d.dec.DecodeString()
 		if err != nil {
-			return fmt.Errorf("%w: log entry %d: namespace: %w", ErrCorrupt, i, err)
+			return nil, fmt.Errorf("%w: log entry %d: namespace: %w", ErrCorrupt, i, err)
 		}
 		key, err := d.dec.DecodeString()
 		if err != nil {
-			return fmt.Errorf("%w: log entry %d: key: %w", ErrCorrupt, i, err)
+			return nil, fmt.Errorf("%w: log entry %d: key: %w", ErrCorrupt, i, err)
 		}
 		r, err := d.decode(len(payload))
 		if err != nil {
-			return fmt.Errorf("%w: log entry %d (%s/%s): %w", ErrCorrupt, i, ns, key, err)
+			return nil, fmt.Errorf("%w: log entry %d (%s/%s): %w", ErrCorrupt, i, ns, key, err)
 		}
 		if err := fn(ns, key, r); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return vv, nil
 }

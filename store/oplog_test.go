@@ -213,14 +213,17 @@ func TestLogRecordRoundTrip(t *testing.T) {
 	a := crdt.Counter{Slots: []crdt.Slot{{Node: 1, P: 5, N: 2}}}
 	b := crdt.Counter{Slots: []crdt.Slot{{Node: 1, P: 1}, {Node: 9, P: 300, N: 4}}}
 	b.SetReset(9, 7, true)
-	e.Add("ns", "a", a, 0)
-	e.Add("other", "key/with spaces", b, 1700000000123)
+	seqs := []OriginSeq{{Origin: 1, Seq: 4}, {Origin: 9, Seq: 1 << 40}}
+	e.Add("ns", "a", Record{Counter: a})
+	e.Add("other", "key/with spaces", Record{Counter: b, UpdatedMs: 1700000000123, Seqs: seqs})
 	if e.Len() != 2 {
 		t.Fatalf("Len = %d", e.Len())
 	}
+	vv := []OriginSeq{{Origin: 1, Seq: 10}, {Origin: 9, Seq: 1 << 41}}
+	payload := e.Encode(vv)
 	var got []string
-	err := DecodeLog(e.Bytes(), func(ns, key string, r Record) error {
-		got = append(got, fmt.Sprintf("%s/%s=%d@%d", ns, key, r.Counter.Value(), r.UpdatedMs))
+	gotVV, err := DecodeLog(payload, func(ns, key string, r Record) error {
+		got = append(got, fmt.Sprintf("%s/%s=%d@%d%v", ns, key, r.Counter.Value(), r.UpdatedMs, r.Seqs))
 		if key == "a" && !r.Counter.Equal(a) || key != "a" && !r.Counter.Equal(b) {
 			t.Errorf("%s: decoded %+v", key, r.Counter)
 		}
@@ -229,14 +232,47 @@ func TestLogRecordRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != "[ns/a=3@0 other/key/with spaces=7@1700000000123]" {
-		t.Fatalf("decoded %v", got)
+	if want := "[ns/a=3@0[] other/key/with spaces=7@1700000000123[{1 4} {9 1099511627776}]]"; fmt.Sprint(got) != want {
+		t.Fatalf("decoded %v, want %s", got, want)
 	}
-	if err := DecodeLog(e.Bytes()[:len(e.Bytes())-3], func(string, string, Record) error { return nil }); !errors.Is(err, ErrCorrupt) {
+	if fmt.Sprint(gotVV) != fmt.Sprint(vv) {
+		t.Fatalf("version vector %v, want %v", gotVV, vv)
+	}
+	if _, err := DecodeLog(payload[:len(payload)-3], func(string, string, Record) error { return nil }); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("truncated record: %v, want ErrCorrupt", err)
 	}
 	e.Reset()
-	if e.Len() != 0 || len(e.Bytes()) != 0 {
+	if e.Len() != 0 {
 		t.Fatal("Reset left data")
+	}
+}
+
+func TestIndexScan(t *testing.T) {
+	s := openLogStore(t, vfs.NewMem())
+	defer s.Close()
+	b := s.NewBatch()
+	b.PutIndex(7, 1, "ns", "a")
+	b.PutIndex(7, 2, "ns", "b/c")
+	b.PutIndex(7, 300, "x", "a")
+	b.PutIndex(8, 2, "ns", "other origin")
+	b.DeleteIndex(7, 2)
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	var got []string
+	if err := s.ScanIndex(7, 0, func(seq uint64, ns, key string) bool {
+		got = append(got, fmt.Sprintf("%d:%s/%s", seq, ns, key))
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "[1:ns/a 300:x/a]" {
+		t.Fatalf("scan from 0: %v", got)
+	}
+	got = nil
+	s.ScanIndex(7, 1, func(seq uint64, ns, key string) bool { got = append(got, fmt.Sprint(seq)); return true })
+	if fmt.Sprint(got) != "[300]" {
+		t.Fatalf("scan after 1: %v", got)
 	}
 }

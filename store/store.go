@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -366,6 +367,26 @@ func (s *Store) iterate(lower, upper []byte, fn func(k, v []byte) (bool, error))
 		return fmt.Errorf("store: iterate: %w", err)
 	}
 	return nil
+}
+
+// ScanIndex calls fn, in ascending seq order, for every index entry of
+// origin with seq > after, until fn returns false.
+func (s *Store) ScanIndex(origin crdt.NodeID, after uint64, fn func(seq uint64, ns, key string) bool) error {
+	if after == ^uint64(0) {
+		return nil
+	}
+	lower := appendIndexKey(nil, uint64(origin), after+1)
+	upper := prefixEnd(appendIndexKey(nil, uint64(origin), 0)[:9])
+	return s.iterate(lower, upper, func(k, v []byte) (bool, error) {
+		if len(k) != 17 {
+			return false, fmt.Errorf("%w: index key of %d bytes", ErrCorrupt, len(k))
+		}
+		i := bytes.IndexByte(v, sep)
+		if i < 0 {
+			return false, fmt.Errorf("%w: index value without separator", ErrCorrupt)
+		}
+		return fn(binary.BigEndian.Uint64(k[9:]), string(v[:i]), string(v[i+1:])), nil
+	})
 }
 
 // GetNamespace msgpack-decodes the config of ns into out.

@@ -1,0 +1,206 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip"
+)
+
+// Publisher takes the node's own durable changes for replication (a
+// gossip.Mesh). Publish must not block.
+type Publisher interface {
+	Publish(gossip.Batch)
+}
+
+// SetPublisher attaches the replication layer; nil detaches it. Changes
+// committed before it is attached are sent by anti-entropy.
+func (n *Node) SetPublisher(p Publisher) {
+	if p == nil {
+		n.publisher.Store(nil)
+		return
+	}
+	n.publisher.Store(&p)
+}
+
+// ID returns the node's slot id.
+func (n *Node) ID() crdt.NodeID { return n.id }
+
+// The node is a gossip.Replica.
+var _ gossip.Replica = (*Node)(nil)
+
+// Apply implements gossip.Replica: it merges a batch from a peer, waits until
+// it is durable, then advances the version vector by the batch's ranges.
+func (n *Node) Apply(b gossip.Batch) error {
+	if errp := n.failed.Load(); errp != nil {
+		return fmt.Errorf("%w: storage failed: %v", ErrUnavailable, *errp)
+	}
+	now := n.cfg.Now().UnixMilli()
+	var buf []byte
+	for i := range b.Deltas {
+		d := &b.Deltas[i]
+		if ValidateNamespace(d.NS) != nil || ValidateKey(d.Key) != nil {
+			n.log.Warn("dropping a replicated change with a bad name", zap.String("ns", d.NS), zap.String("key", d.Key))
+			continue
+		}
+		if _, err := n.namespaceForWrite(d.NS); err != nil {
+			return err
+		}
+		buf = compositeKey(buf[:0], d.NS, d.Key)
+		s := &n.stripes[n.stripeOf(buf)]
+		s.mu.Lock()
+		e, err := n.lookupLocked(s, buf, d.NS, d.Key, true)
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		}
+		before := e.c.Value()
+		e.c.Merge(d.State.Clone())
+		e.seqs = withSeq(e.seqs, d.Origin, d.Seq)
+		if e.c.Value() != before {
+			e.updated = now
+		}
+		n.markDirtyLocked(s, e)
+		s.mu.Unlock()
+	}
+	for _, rec := range b.Configs {
+		if err := n.applyConfig(rec); err != nil {
+			n.log.Warn("dropping a replicated namespace config", zap.String("ns", rec.NS), zap.Error(err))
+		}
+	}
+	if len(b.Deltas) > 0 {
+		if err := n.committer.Ticket(true).Wait(n.ctx()); err != nil {
+			return n.ackError(err)
+		}
+	}
+	if len(b.Ranges) > 0 {
+		n.vv.Lock()
+		for _, r := range b.Ranges {
+			if n.vv.m[r.Origin] >= r.After {
+				n.vv.m[r.Origin] = max(n.vv.m[r.Origin], r.Upto)
+			}
+		}
+		n.vv.Unlock()
+	}
+	n.metrics.replicated.Add(float64(len(b.Deltas)))
+	return nil
+}
+
+// VersionVector implements gossip.Replica.
+func (n *Node) VersionVector() map[crdt.NodeID]uint64 {
+	return n.vvSnapshot()
+}
+
+// ScanSince implements gossip.Replica. It checkpoints first, so that the
+// index in Pebble covers the version vector read before the call.
+func (n *Node) ScanSince(origin crdt.NodeID, after uint64, fn func(gossip.Delta) bool) error {
+	if err := n.checkpoint(); err != nil {
+		return fmt.Errorf("%w: checkpoint before a scan: %v", ErrUnavailable, err)
+	}
+	var scanErr error
+	err := n.store.ScanIndex(origin, after, func(seq uint64, ns, key string) bool {
+		d := gossip.Delta{NS: ns, Key: key, Origin: origin, Seq: seq}
+		state, ok, err := n.counterState(ns, key)
+		if err != nil {
+			scanErr = err
+			return false
+		}
+		if !ok {
+			return true
+		}
+		// The current state is at least what change seq set; sending it
+		// under seq keeps the scan's seq order.
+		d.State = state.Delta(true, origin)
+		return fn(d)
+	})
+	return errors.Join(err, scanErr)
+}
+
+// counterState returns a copy of a counter's state, from memory or Pebble.
+func (n *Node) counterState(ns, key string) (crdt.Counter, bool, error) {
+	ck := compositeKey(nil, ns, key)
+	s := &n.stripes[n.stripeOf(ck)]
+	s.mu.Lock()
+	if e := s.m[string(ck)]; e != nil {
+		c := e.c.Clone()
+		s.mu.Unlock()
+		return c, true, nil
+	}
+	s.mu.Unlock()
+	r, found, err := n.store.GetRecord(ns, key)
+	return r.Counter, found, err
+}
+
+// Configs implements gossip.Replica.
+func (n *Node) Configs() []gossip.ConfigRecord {
+	n.ns.RLock()
+	recs := maps.Clone(n.ns.m)
+	n.ns.RUnlock()
+	out := make([]gossip.ConfigRecord, 0, len(recs))
+	for name, rec := range recs {
+		cr, err := configRecord(name, rec)
+		if err != nil {
+			n.log.Error("cannot encode namespace config", zap.String("ns", name), zap.Error(err))
+			continue
+		}
+		out = append(out, cr)
+	}
+	return out
+}
+
+func configRecord(ns string, rec *namespaceRecord) (gossip.ConfigRecord, error) {
+	payload, err := msgpack.Marshal(rec)
+	if err != nil {
+		return gossip.ConfigRecord{}, err
+	}
+	return gossip.ConfigRecord{NS: ns, HLC: rec.HLC, Origin: crdt.NodeID(rec.Origin), Payload: payload}, nil
+}
+
+// publishConfig sends a namespace config set here to the mesh.
+func (n *Node) publishConfig(ns string, rec *namespaceRecord) {
+	p := n.publisher.Load()
+	if p == nil {
+		return
+	}
+	cr, err := configRecord(ns, rec)
+	if err != nil {
+		n.log.Error("cannot encode namespace config", zap.String("ns", ns), zap.Error(err))
+		return
+	}
+	(*p).Publish(gossip.Batch{Configs: []gossip.ConfigRecord{cr}})
+}
+
+// applyConfig installs a replicated namespace config when it is newer
+// (last writer wins by hybrid logical clock, then origin).
+func (n *Node) applyConfig(cr gossip.ConfigRecord) error {
+	if err := ValidateNamespace(cr.NS); err != nil {
+		return err
+	}
+	rec := new(namespaceRecord)
+	if err := msgpack.Unmarshal(cr.Payload, rec); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	if _, err := rec.Config.normalize(); err != nil {
+		return err
+	}
+	rec.HLC, rec.Origin = cr.HLC, uint64(cr.Origin)
+	n.clock.Observe(cr.HLC)
+	n.ns.Lock()
+	defer n.ns.Unlock()
+	if cur := n.ns.m[cr.NS]; cur != nil {
+		curRec := gossip.ConfigRecord{HLC: cur.HLC, Origin: crdt.NodeID(cur.Origin)}
+		if !cr.Newer(curRec) {
+			return nil
+		}
+	}
+	if err := n.persistNamespaceLocked(cr.NS, rec); err != nil {
+		return err
+	}
+	n.log.Info("namespace config replicated", zap.String("ns", cr.NS), zap.Any("config", rec.Config))
+	return nil
+}
