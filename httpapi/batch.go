@@ -50,6 +50,12 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if mt == mediaOther {
+		if err := sniffJSON(r, body, true); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	var ops []node.BatchOp
 	var consistency string
 	if mt == mediaMsgpack {

@@ -33,12 +33,28 @@ func mediaType(r *http.Request, allowMsgpack bool) (string, error) {
 	case allowMsgpack && (mt == mediaMsgpack || mt == "application/x-msgpack" || mt == "application/vnd.msgpack"):
 		return mediaMsgpack, nil
 	}
+	// Another type (curl -d sends application/x-www-form-urlencoded): the
+	// body decides, see sniffJSON.
+	return mediaOther, nil
+}
+
+// mediaOther marks a body whose declared type is neither JSON nor msgpack.
+const mediaOther = "other"
+
+// sniffJSON accepts a body of another declared type when it is a JSON
+// object (what `curl -d '{"by":5}'` sends), and refuses anything else with
+// 415: the spec refuses bodies that are neither JSON nor msgpack.
+func sniffJSON(r *http.Request, body []byte, allowMsgpack bool) error {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] == '{' {
+		return nil
+	}
 	accepted := mediaJSON
 	if allowMsgpack {
 		accepted += " or " + mediaMsgpack
 	}
-	return "", &apiError{http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
-		fmt.Sprintf("Content-Type %q is not accepted here; send %s", mt, accepted)}
+	return &apiError{http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
+		fmt.Sprintf("the body (Content-Type %q) is neither JSON nor msgpack; send %s", r.Header.Get("Content-Type"), accepted)}
 }
 
 // readBody reads the whole body, refusing more than MaxBodyBytes.
@@ -58,12 +74,18 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // decodeJSON decodes an optional JSON body into v, refusing unknown fields
 // and trailing data. An empty body leaves v as it is.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if _, err := mediaType(r, false); err != nil {
+	mt, err := mediaType(r, false)
+	if err != nil {
 		return err
 	}
 	body, err := readBody(w, r)
 	if err != nil {
 		return err
+	}
+	if mt == mediaOther {
+		if err := sniffJSON(r, body, false); err != nil {
+			return err
+		}
 	}
 	return unmarshalJSON(body, v)
 }

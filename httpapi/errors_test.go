@@ -79,6 +79,7 @@ func TestRefusedRequestsChangeNothing(t *testing.T) {
 		{"batch over 10,000 ops", "POST", "/v1/batch", "application/json", bigBody, 413, "too_large"},
 		{"text body", "POST", "/v1/counters/c/a/incr", "text/plain", "by=1", 415, "unsupported_media_type"},
 		{"XML batch", "POST", "/v1/batch", "application/xml", "<ops/>", 415, "unsupported_media_type"},
+		{"form body", "POST", "/v1/counters/c/a/incr", "application/x-www-form-urlencoded", "by=1", 415, "unsupported_media_type"},
 		{"overflow", "POST", "/v1/counters/c/big/incr", "application/json", `{"by":4}`, 422, "overflow"},
 		{"underflow", "POST", "/v1/counters/c/x/decr", "application/json", `{"by":9007199254740991}`, 200, ""},
 		{"batch overflow in its last op", "POST", "/v1/batch", "application/json", `{"ops":[{"ns":"c","key":"a"},{"ns":"c","key":"x","by":1},{"ns":"c","key":"big","by":4}]}`, 422, "overflow"},

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/node"
 )
 
@@ -28,13 +29,21 @@ type Config struct {
 	// means no metrics (and /metrics answers 404).
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// Cluster answers GET /v1/cluster; nil for a node without the mesh.
+	Cluster Cluster
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
+}
+
+// Cluster is the mesh as the API shows it (a *gossip.Mesh).
+type Cluster interface {
+	Status() gossip.Status
 }
 
 // Server is the HTTP API as an http.Handler.
 type Server struct {
 	node    *node.Node
+	cluster Cluster
 	log     *zap.Logger
 	router  chi.Router
 	latency *prometheus.HistogramVec
@@ -48,7 +57,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	s := &Server{node: cfg.Node, log: cfg.Logger}
+	s := &Server{node: cfg.Node, cluster: cfg.Cluster, log: cfg.Logger}
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "countmesh_http_request_duration_seconds",
 		Help:    "HTTP request latency by route and status code.",
@@ -88,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 		r.Get("/namespaces", s.listNamespaces)
 		r.Put("/namespaces/{ns}", s.putNamespace)
 		r.Get("/namespaces/{ns}", s.getNamespace)
+		r.Get("/cluster", s.getCluster)
 	})
 	s.router = r
 	return s, nil
@@ -182,9 +192,35 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// getCluster answers GET /v1/cluster. A node without the mesh lists itself
+// as the only member.
+func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
+	if s.cluster != nil {
+		st := s.cluster.Status()
+		if st.Members == nil {
+			st.Members = []gossip.Member{}
+		}
+		if st.Replication == nil {
+			st.Replication = []gossip.PeerLag{}
+		}
+		writeJSON(w, http.StatusOK, st)
+		return
+	}
+	self := gossip.NodeInfo{Name: s.node.Name(), Region: s.node.Region(), HTTPAddr: r.Host}
+	writeJSON(w, http.StatusOK, gossip.Status{
+		Self:        self,
+		Members:     []gossip.Member{{Name: self.Name, Region: self.Region, State: gossip.StateAlive, HTTPAddr: self.HTTPAddr}},
+		Replication: []gossip.PeerLag{},
+	})
+}
+
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if !s.node.Ready() {
-		s.writeError(w, r, fmt.Errorf("%w: not ready: recovering or storage failed", node.ErrUnavailable))
+		// Not logged: load balancers poll this while the node starts.
+		var body errorBody
+		body.Error.Code = codeUnavailable
+		body.Error.Message = "not ready: recovering, catching up with peers, shutting down, or storage failed (see the log)"
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -26,6 +27,12 @@ func (n *Node) SetPublisher(p Publisher) {
 		return
 	}
 	n.publisher.Store(&p)
+}
+
+// Flush waits until every change made so far is committed (and so handed
+// to the publisher).
+func (n *Node) Flush(ctx context.Context) error {
+	return n.ackError(n.committer.Ticket(true).Wait(ctx))
 }
 
 // ID returns the node's slot id.

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/httpapi"
 	"github.com/countmesh/countmesh/node"
 )
@@ -144,10 +145,13 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	cfg.DefaultDurability = o.durability
 	cfg.Registerer = reg
 	cfg.Logger = log
-	if o.gossipAddr != "off" || o.join != "" {
-		log.Warn("the mesh is not available in this build yet; running as a single node",
-			zap.String("gossip_addr", o.gossipAddr), zap.String("advertise_addr", o.advertiseAddr), zap.String("join", o.join))
+	meshOn := o.gossipAddr != "off"
+	if !meshOn && o.join != "" {
+		return fmt.Errorf("--join needs the mesh; it is off (--gossip-addr off)")
 	}
+	// With the mesh, /readyz waits until the node has asked its peers for
+	// the changes it may have lost (its own slot after a restart).
+	cfg.StartUnready = meshOn
 
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
@@ -158,9 +162,25 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 		ln.Close()
 		return err
 	}
-	api, err := httpapi.New(httpapi.Config{Node: n, Registerer: reg, Gatherer: reg, Logger: log})
+	var mesh *gossip.Mesh
+	if meshOn {
+		mesh, err = startMesh(o, ln.Addr().String(), n, log)
+		if err != nil {
+			ln.Close()
+			n.Close()
+			return err
+		}
+	}
+	apiCfg := httpapi.Config{Node: n, Registerer: reg, Gatherer: reg, Logger: log}
+	if mesh != nil {
+		apiCfg.Cluster = mesh
+	}
+	api, err := httpapi.New(apiCfg)
 	if err != nil {
 		ln.Close()
+		if mesh != nil {
+			mesh.Close()
+		}
 		n.Close()
 		return err
 	}
@@ -172,6 +192,9 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if mesh != nil {
+		go catchUp(mesh, n, log)
+	}
 	log.Info("countd serving", zap.String("http_addr", ln.Addr().String()), zap.String("node", cfg.Name),
 		zap.String("region", cfg.Region), zap.String("data_dir", cfg.Store.Dir),
 		zap.String("durability", cfg.DefaultDurability), zap.String("cache_counters", strconv.Itoa(cfg.CacheCounters)))
@@ -194,9 +217,59 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	shutErr := srv.Shutdown(ctx)
+	var meshErr error
+	if mesh != nil {
+		// Commit and stream what is pending, then leave the mesh.
+		if err := n.Flush(ctx); err != nil {
+			log.Warn("flush before leaving the mesh", zap.Error(err))
+		}
+		meshErr = mesh.Close()
+	}
 	closeErr := n.Close()
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
-	return errors.Join(serveErr, shutErr, closeErr)
+	return errors.Join(serveErr, shutErr, meshErr, closeErr)
+}
+
+// startMesh joins the node to the mesh.
+func startMesh(o options, httpAddr string, n *node.Node, log *zap.Logger) (*gossip.Mesh, error) {
+	gcfg := gossip.DefaultConfig()
+	gcfg.Name = o.nodeName
+	gcfg.Region = o.region
+	gcfg.HTTPAddr = httpAddr
+	gcfg.GossipAddr = o.gossipAddr
+	gcfg.AdvertiseAddr = o.advertiseAddr
+	gcfg.Logger = log.Named("gossip")
+	mesh, err := gossip.New(gcfg, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := mesh.Start(); err != nil {
+		return nil, fmt.Errorf("start the mesh on %s: %w", o.gossipAddr, err)
+	}
+	n.SetPublisher(mesh)
+	if o.join != "" {
+		addrs := strings.Split(o.join, ",")
+		if got, err := mesh.Join(addrs); err != nil {
+			// The mesh keeps retrying the join addresses in the background.
+			log.Warn("no join address answered yet; retrying in the background", zap.Strings("join", addrs), zap.Error(err))
+		} else {
+			log.Info("joined the mesh", zap.Int("answered", got), zap.Strings("join", addrs))
+		}
+	}
+	return mesh, nil
+}
+
+// catchUp runs one anti-entropy round with the peers (recovering this
+// node's own slot as max(disk, peers' copies)), then reports ready.
+func catchUp(mesh *gossip.Mesh, n *node.Node, log *zap.Logger) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := mesh.SyncOnce(ctx); err != nil {
+		log.Warn("could not sync with peers before serving; anti-entropy will catch up", zap.Error(err))
+	}
+	n.MarkReady()
+	log.Info("ready", zap.Duration("catch_up", time.Since(start)))
 }
