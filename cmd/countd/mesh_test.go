@@ -1,0 +1,208 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// freeGossipPort returns a loopback port p such that p (TCP and UDP, for
+// memberlist) and p+1 (TCP, replication) are free right now.
+func freeGossipPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if p >= 65535 {
+			continue
+		}
+		ok := true
+		for _, probe := range []func() (io.Closer, error){
+			func() (io.Closer, error) { return net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)) },
+			func() (io.Closer, error) { return net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p)) },
+			func() (io.Closer, error) { return net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)) },
+		} {
+			c, err := probe()
+			if err != nil {
+				ok = false
+				break
+			}
+			c.Close()
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatal("no free gossip port pair on 127.0.0.1")
+	return 0
+}
+
+func getJSON(t *testing.T, url string, out any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		ok, state := cond()
+		if ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v (%s)", what, d, state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestMeshOfProcesses runs three countd processes on loopback in two
+// regions: they find each other, converge on counts written to all of
+// them, and a node killed with SIGKILL and restarted with an empty disk
+// gets its own slot back from its peers before it reports ready.
+func TestMeshOfProcesses(t *testing.T) {
+	type proc struct {
+		name, region, dir string
+		gossip            int
+		d                 *daemon
+	}
+	procs := []*proc{{name: "n1", region: "r1"}, {name: "n2", region: "r2"}, {name: "n3", region: "r2"}}
+	for _, p := range procs {
+		p.dir = t.TempDir()
+		p.gossip = freeGossipPort(t)
+	}
+	start := func(p *proc) {
+		args := []string{"--node-name", p.name, "--region", p.region, "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", p.gossip)}
+		if p != procs[0] {
+			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", procs[0].gossip))
+		}
+		p.d = startDaemon(t, p.dir, args...)
+	}
+	for _, p := range procs {
+		start(p)
+	}
+	waitFor(t, 15*time.Second, "membership", func() (bool, string) {
+		for _, p := range procs {
+			var st struct {
+				Members []struct{ Name, State string }
+			}
+			getJSON(t, "http://"+p.d.addr+"/v1/cluster", &st)
+			alive := 0
+			for _, m := range st.Members {
+				if m.State == "alive" {
+					alive++
+				}
+			}
+			if alive != len(procs) {
+				return false, fmt.Sprintf("%s sees %+v", p.name, st.Members)
+			}
+		}
+		return true, ""
+	})
+
+	// Writers on every node for a while.
+	var acked atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(1500 * time.Millisecond)
+	for _, p := range procs {
+		for w := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(stop) {
+					resp, err := http.Post(fmt.Sprintf("http://%s/v1/counters/mesh/k%d/incr", p.d.addr, w), "application/json", strings.NewReader(`{"by":2}`))
+					if err != nil {
+						t.Errorf("incr on %s: %v", p.name, err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						t.Errorf("incr on %s: status %d", p.name, resp.StatusCode)
+						return
+					}
+					acked.Add(2)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	total := func(p *proc) int64 {
+		var sum int64
+		for k := range 3 {
+			var c struct{ Value int64 }
+			if getJSON(t, fmt.Sprintf("http://%s/v1/counters/mesh/k%d", p.d.addr, k), &c) != 200 {
+				return -1
+			}
+			sum += c.Value
+		}
+		return sum
+	}
+	want := acked.Load()
+	took := waitFor(t, 5*time.Second, "convergence", func() (bool, string) {
+		var got []string
+		ok := true
+		for _, p := range procs {
+			v := total(p)
+			got = append(got, fmt.Sprintf("%s=%d", p.name, v))
+			ok = ok && v == want
+		}
+		return ok, fmt.Sprintf("want %d, got %v", want, got)
+	})
+	t.Logf("%d acknowledged increments on 3 nodes converged %v after the last write", want/2, took)
+
+	// SIGKILL n2, wipe its disk, restart it under the same name.
+	n2 := procs[1]
+	if err := n2.d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-n2.d.exit
+	n2.d.exit <- nil
+	if err := os.RemoveAll(n2.dir); err != nil {
+		t.Fatal(err)
+	}
+	restart := time.Now()
+	start(n2) // returns once /readyz is 200
+	t.Logf("n2 ready %v after restart with an empty disk", time.Since(restart))
+	if got := total(n2); got != want {
+		t.Fatalf("n2 reads %d right after it is ready, want %d (its own slot back from peers)", got, want)
+	}
+	resp, err := http.Post("http://"+n2.d.addr+"/v1/counters/mesh/k0/incr", "application/json", strings.NewReader(`{"by":1}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("incr after restart: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	waitFor(t, 5*time.Second, "convergence after restart", func() (bool, string) {
+		var got []string
+		ok := true
+		for _, p := range procs {
+			v := total(p)
+			got = append(got, fmt.Sprintf("%s=%d", p.name, v))
+			ok = ok && v == want+1
+		}
+		return ok, fmt.Sprintf("want %d, got %v", want+1, got)
+	})
+}
