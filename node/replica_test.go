@@ -158,7 +158,9 @@ func TestAntiEntropyCatchesUpAndRestoresOwnSlot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	a.Checkpoint() // async writes: make them durable and counted
+	if err := a.Flush(ctx); err != nil { // async writes: make them durable and counted
+		t.Fatal(err)
+	}
 	// A new node catches up from nothing.
 	b := openNamed(t, "b", vfs.NewMem())
 	antiEntropy(t, a, b)
