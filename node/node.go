@@ -245,82 +245,86 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if err := validateWrite(ns, key, by, opts); err != nil {
 		return Result{}, err
 	}
-	if err := n.checkWritable(1); err != nil {
-		return Result{}, err
-	}
-	rec, err := n.namespaceForWrite(ns)
+	var v int64
+	sync, err := n.update(ns, key, true, func(e *entry) error {
+		var err error
+		if v, err = e.c.Add(n.id, by); err != nil {
+			return fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range", ErrOverflow, ns, key, v, by)
+		}
+		return nil
+	})
 	if err != nil {
 		return Result{}, err
 	}
-	var buf [600]byte
-	ck := compositeKey(buf[:0], ns, key)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	e, err := n.lookupLocked(s, ck, ns, key, true)
-	if err != nil {
-		s.mu.Unlock()
-		return Result{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
-	}
-	v, err := e.c.Add(n.id, by)
-	if err != nil {
-		s.mu.Unlock()
-		return Result{}, fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range", ErrOverflow, ns, key, v, by)
-	}
-	e.updated = n.cfg.Now().UnixMilli()
-	e.own = true
-	n.markDirtyLocked(s, e)
-	s.mu.Unlock()
-	n.metrics.increments.Add(float64(1))
-	return Result{Value: v}, n.durable(ctx, rec.Config.Durability == DurabilitySync)
+	n.metrics.increments.Inc()
+	return Result{Value: v}, n.durable(ctx, sync)
 }
 
 // Reset sets the counter ns/key to value. Increments concurrent with the reset
 // (not yet seen by this node) are kept on top of it.
 func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, error) {
-	return n.reset(ctx, ns, key, value, false)
+	if err := validateName(ns, key); err != nil {
+		return Result{}, err
+	}
+	var v int64
+	sync, err := n.update(ns, key, true, func(e *entry) error {
+		e.c.SetReset(n.id, value, false)
+		v = e.c.Value()
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Value: v}, n.durable(ctx, sync)
 }
 
 // Delete makes the counter read 0 and leave listings until it is next
-// written.
+// written. Deleting a counter this node has never seen changes nothing.
 func (n *Node) Delete(ctx context.Context, ns, key string) error {
-	_, err := n.reset(ctx, ns, key, 0, true)
-	return err
+	if err := validateName(ns, key); err != nil {
+		return err
+	}
+	sync, err := n.update(ns, key, false, func(e *entry) error {
+		e.c.SetReset(n.id, 0, true)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return n.durable(ctx, sync)
 }
 
-func (n *Node) reset(ctx context.Context, ns, key string, value int64, deleted bool) (Result, error) {
-	if err := ValidateNamespace(ns); err != nil {
-		return Result{}, err
-	}
-	if err := ValidateKey(key); err != nil {
-		return Result{}, err
-	}
+// update applies fn, a change of this node's own slot, to the counter
+// ns/key under its stripe lock, and queues it for the group commit. Without
+// create, a counter that does not exist is left alone (fn is not called).
+// It reports whether the namespace asks for sync durability.
+func (n *Node) update(ns, key string, create bool, fn func(e *entry) error) (sync bool, err error) {
 	if err := n.checkWritable(1); err != nil {
-		return Result{}, err
+		return false, err
 	}
 	rec, err := n.namespaceForWrite(ns)
 	if err != nil {
-		return Result{}, err
+		return false, err
 	}
 	var buf [600]byte
 	ck := compositeKey(buf[:0], ns, key)
 	s := &n.stripes[n.stripeOf(ck)]
 	s.mu.Lock()
-	e, err := n.lookupLocked(s, ck, ns, key, !deleted)
+	defer s.mu.Unlock()
+	e, err := n.lookupLocked(s, ck, ns, key, create)
 	if err != nil {
-		s.mu.Unlock()
-		return Result{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		return false, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 	}
-	if e == nil { // deleting a counter this node has never seen changes nothing
-		s.mu.Unlock()
-		return Result{}, nil
+	if e == nil {
+		return false, nil
 	}
-	e.c.SetReset(n.id, value, deleted)
+	if err := fn(e); err != nil {
+		return false, err
+	}
 	e.updated = n.cfg.Now().UnixMilli()
 	e.own = true
-	v := e.c.Value()
 	n.markDirtyLocked(s, e)
-	s.mu.Unlock()
-	return Result{Value: v}, n.durable(ctx, rec.Config.Durability == DurabilitySync)
+	return rec.Config.Durability == DurabilitySync, nil
 }
 
 // Counter is a counter as read.
@@ -339,10 +343,7 @@ type ReadOptions struct {
 
 // Get returns the counter ns/key; a counter never written reads 0.
 func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Counter, error) {
-	if err := ValidateNamespace(ns); err != nil {
-		return Counter{}, err
-	}
-	if err := ValidateKey(key); err != nil {
+	if err := validateName(ns, key); err != nil {
 		return Counter{}, err
 	}
 	if err := validateConsistency(opts.Consistency); err != nil {
@@ -440,12 +441,17 @@ func (n *Node) overlay(ns, key string, stored crdt.Counter) (Counter, bool) {
 	return out, stored.Live()
 }
 
-// validateWrite checks the arguments of an increment.
-func validateWrite(ns, key string, by int64, opts WriteOptions) error {
+// validateName checks a namespace and a key.
+func validateName(ns, key string) error {
 	if err := ValidateNamespace(ns); err != nil {
 		return err
 	}
-	if err := ValidateKey(key); err != nil {
+	return ValidateKey(key)
+}
+
+// validateWrite checks the arguments of an increment.
+func validateWrite(ns, key string, by int64, opts WriteOptions) error {
+	if err := validateName(ns, key); err != nil {
 		return err
 	}
 	if err := ValidateBy(by); err != nil {
