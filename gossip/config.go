@@ -122,7 +122,7 @@ type Config struct {
 	FlushInterval time.Duration
 	// MaxQueueBytes bounds each peer's queue of unsent changes (estimated
 	// encoded size). A batch that does not fit is dropped for that peer and
-	// left to anti-entropy. Default 32 MiB.
+	// left to anti-entropy. Default 16 MiB.
 	MaxQueueBytes int
 	// MaxInflightFrames bounds the frames sent to a peer and not yet
 	// acknowledged. Default 8.
@@ -187,7 +187,7 @@ func DefaultConfig() Config {
 		GossipAddr:               "127.0.0.1:7946",
 		FanOut:                   FanOutBridge,
 		FlushInterval:            50 * time.Millisecond,
-		MaxQueueBytes:            32 << 20,
+		MaxQueueBytes:            16 << 20,
 		MaxInflightFrames:        8,
 		MaxFrameDeltas:           10_000,
 		MaxFrameBytes:            64 << 20,

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -101,7 +102,7 @@ func (g *gatedCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 	return g.Core.Write(e, fs)
 }
 
-// fastConfig is a config with timings for tests: 10 ms flushes, 50 ms
+// fastConfig is a config with timings for tests: 10 ms flushes, 100 ms
 // anti-entropy, failure detection in about half a second.
 func fastConfig(name, region string, h *fakenet.Host) gossip.Config {
 	cfg := gossip.DefaultConfig()
@@ -111,7 +112,7 @@ func fastConfig(name, region string, h *fakenet.Host) gossip.Config {
 	cfg.ReplAddr = h.ReplAddr()
 	cfg.Network = h
 	cfg.FlushInterval = 10 * time.Millisecond
-	cfg.AntiEntropyInterval = 50 * time.Millisecond
+	cfg.AntiEntropyInterval = 100 * time.Millisecond
 	cfg.AntiEntropyGrace = 60 * time.Millisecond
 	cfg.ReconnectInterval = 50 * time.Millisecond
 	cfg.IOTimeout = 2 * time.Second
@@ -133,6 +134,8 @@ func fastConfig(name, region string, h *fakenet.Host) gossip.Config {
 		TCPTimeout:              500 * time.Millisecond,
 		GossipToTheDeadTime:     500 * time.Millisecond,
 		DeadNodeReclaimTime:     100 * time.Millisecond,
+		// Compression costs CPU that the race detector multiplies.
+		Tune: func(mc *memberlist.Config) { mc.EnableCompression = false },
 	}
 	return cfg
 }
@@ -253,13 +256,21 @@ func (c *cluster) restart(n *tnode) {
 	n.mesh.SyncOnce(ctx)
 }
 
+// closeAll closes every running mesh, all at once (each waits a little
+// for its leave to be broadcast).
 func (c *cluster) closeAll() {
+	var wg sync.WaitGroup
 	for _, n := range c.nodes {
-		if n.mesh != nil {
-			n.mesh.Close()
+		if m := n.mesh; m != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m.Close()
+			}()
 			n.mesh = nil
 		}
 	}
+	wg.Wait()
 }
 
 // converged reports whether every node holds the same state of every

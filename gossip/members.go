@@ -1,9 +1,12 @@
 package gossip
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -17,7 +20,6 @@ const metaVersion = 1
 // nodeMeta is what every member advertises through memberlist (msgpack,
 // well under memberlist's 512-byte limit).
 type nodeMeta struct {
-	_msgpack struct{} `msgpack:",as_array"`
 	Version  uint8
 	Region   string
 	HTTPAddr string
@@ -29,7 +31,7 @@ type nodeMeta struct {
 }
 
 func (m *Mesh) setMeta(replAddr string, leaving bool) {
-	b, err := msgpack.Marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving})
+	b, err := marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving})
 	if err != nil {
 		panic(fmt.Sprintf("gossip: encode node meta: %v", err)) // plain strings always encode
 	}
@@ -157,7 +159,7 @@ func (m *Mesh) reconnectLoop() {
 
 func (m *Mesh) reconnectOnce() {
 	now := time.Now()
-	var failed []string
+	var failed []Member
 	var join []string
 	alive := make(map[string]bool)
 	m.members.Lock()
@@ -167,7 +169,7 @@ func (m *Mesh) reconnectOnce() {
 			rec.state == StateLeft && now.Sub(rec.since) > m.cfg.TombstoneTimeout:
 			delete(m.members.m, name)
 		case rec.state == StateDead:
-			failed = append(failed, rec.info.GossipAddr)
+			failed = append(failed, rec.info)
 		case rec.state == StateAlive:
 			alive[rec.info.GossipAddr] = true
 		}
@@ -180,27 +182,47 @@ func (m *Mesh) reconnectOnce() {
 		}
 	}
 	m.members.Unlock()
-	var targets []string
+	slices.SortFunc(failed, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	if len(failed) > 0 {
-		targets = append(targets, failed[m.randN(len(failed))])
+		// Probe the member's replication address first: a dial that this
+		// node can cancel, where memberlist's join to a silently cut-off
+		// address would hold the loop for its whole TCP timeout.
+		f := failed[m.randN(len(failed))]
+		if m.probe(f.ReplAddr) {
+			m.rejoin(f.GossipAddr)
+		}
 	}
 	if len(join) > 0 {
-		if a := join[m.randN(len(join))]; len(targets) == 0 || a != targets[0] {
-			targets = append(targets, a)
-		}
+		m.rejoin(join[m.randN(len(join))])
 	}
-	for _, a := range targets {
-		select {
-		case <-m.loopDone:
-			return
-		default:
-		}
-		if n, err := m.ml.Join([]string{a}); err == nil && n > 0 {
-			m.stats.reconnects.Add(1)
-			m.log.Debug("reconnected", zap.String("addr", a))
-		} else {
-			m.log.Debug("reconnect failed", zap.String("addr", a), zap.Error(err))
-		}
+}
+
+// probe reports whether a replication listener answers at addr.
+func (m *Mesh) probe(addr string) bool {
+	ctx, cancel := context.WithTimeout(m.loopCtx, m.cfg.DialTimeout)
+	defer cancel()
+	c, err := m.netw.Dial(ctx, addr)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	fc := newFrameConn(c, &m.stats, "", m.cfg.IOTimeout, m.cfg.MaxFrameBytes)
+	if fc.writeFrame(frameHello, &helloMsg{Proto: protoVersion, Kind: kindPing, Name: m.cfg.Name, Region: m.cfg.Region}) != nil {
+		return false
+	}
+	return fc.flush() == nil
+}
+
+// rejoin asks memberlist to join addr (a push-pull with it).
+func (m *Mesh) rejoin(addr string) {
+	if isDone(m.loopDone) {
+		return
+	}
+	if n, err := m.ml.Join([]string{addr}); err == nil && n > 0 {
+		m.stats.reconnects.Add(1)
+		m.log.Debug("reconnected", zap.String("addr", addr))
+	} else {
+		m.log.Debug("reconnect failed", zap.String("addr", addr), zap.Error(err))
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 // Mesh states.
 const (
 	stateNew int32 = iota
+	stateStarting
 	stateStarted
 	stateLeft
 	stateClosed
@@ -84,7 +85,9 @@ type Mesh struct {
 	ctx    context.Context // cancelled by Close: aborts dials and exchanges
 	cancel context.CancelFunc
 
-	loopDone chan struct{}  // closed to stop the anti-entropy and reconnect loops
+	loopDone chan struct{}   // closed to stop the anti-entropy and reconnect loops
+	loopCtx  context.Context // cancelled with loopDone: aborts their dials
+	loopStop context.CancelFunc
 	loopWG   sync.WaitGroup // those loops
 	peerDone chan struct{}  // closed to stop peers, the accept loop and handlers
 	wg       sync.WaitGroup // those goroutines
@@ -127,6 +130,7 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 	}
 	m.stats.selfRegion = cfg.Region
 	m.ctx, m.cancel = context.WithCancel(context.Background())
+	m.loopCtx, m.loopStop = context.WithCancel(m.ctx)
 	m.members.m = make(map[string]*memberRecord)
 	m.peers.m = make(map[string]*peer)
 	m.inbound.conns = make(map[net.Conn]struct{})
@@ -138,8 +142,8 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 // Start listens for replication streams, starts memberlist (a mesh of one
 // until Join) and the background loops.
 func (m *Mesh) Start() error {
-	if !m.state.CompareAndSwap(stateNew, stateStarted) {
-		if m.state.Load() == stateStarted {
+	if !m.state.CompareAndSwap(stateNew, stateStarting) {
+		if st := m.state.Load(); st == stateStarting || st == stateStarted {
 			return errors.New("gossip: already started")
 		}
 		return ErrClosed
@@ -149,6 +153,7 @@ func (m *Mesh) Start() error {
 		m.cancel()
 		return err
 	}
+	m.state.Store(stateStarted)
 	return nil
 }
 
@@ -236,7 +241,7 @@ func (m *Mesh) Join(addrs []string) (int, error) {
 }
 
 func (m *Mesh) notRunning() error {
-	if m.state.Load() == stateNew {
+	if st := m.state.Load(); st == stateNew || st == stateStarting {
 		return ErrNotStarted
 	}
 	return ErrClosed
@@ -352,11 +357,13 @@ func (m *Mesh) prunePeers() {
 }
 
 // SyncOnce runs an anti-entropy exchange with one reachable peer of every
-// region (trying the region's peers in random order until one answers), so
-// that this node holds, before it reports ready, everything those peers
-// hold, including their copies of its own slot. It returns nil when there
-// are no peers or at least one exchange succeeded, and an error wrapping
-// ErrSyncFailed when every region failed; ctx bounds it.
+// region (trying the region's peers in random order until one answers),
+// without the grace of periodic exchanges, so that this node holds, before
+// it reports ready, everything those peers hold, including their copies of
+// its own slot. It returns nil when at least one exchange succeeded, or
+// when no peer is known and Join was never given an address (the first
+// node of a mesh); otherwise an error wrapping ErrSyncFailed (every region
+// failed, or Join found nobody). ctx bounds it.
 func (m *Mesh) SyncOnce(ctx context.Context) error {
 	if m.state.Load() != stateStarted {
 		return m.notRunning()
@@ -370,7 +377,13 @@ func (m *Mesh) SyncOnce(ctx context.Context) error {
 		groups[p.region] = append(groups[p.region], p)
 	}
 	if len(groups) == 0 {
-		return nil
+		m.members.Lock()
+		joined := len(m.members.joinAddrs) > 0
+		m.members.Unlock()
+		if joined {
+			return fmt.Errorf("%w: no peer is known although join addresses were given (none answered)", ErrSyncFailed)
+		}
+		return nil // the first node of a new mesh: nothing to catch up with
 	}
 	type result struct {
 		region string
@@ -432,19 +445,26 @@ func (m *Mesh) randN(n int) int {
 	return m.rng.IntN(n)
 }
 
-// Self returns this node's description (valid after Start).
-func (m *Mesh) Self() NodeInfo { return m.self }
+// Self returns this node's description: its advertised addresses once
+// Start has returned, the configured ones before.
+func (m *Mesh) Self() NodeInfo {
+	switch m.state.Load() {
+	case stateNew, stateStarting:
+		return NodeInfo{Name: m.cfg.Name, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, GossipAddr: m.cfg.GossipAddr, ReplAddr: m.cfg.ReplAddr}
+	}
+	if m.self.Name == "" { // Start failed
+		return NodeInfo{Name: m.cfg.Name, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, GossipAddr: m.cfg.GossipAddr, ReplAddr: m.cfg.ReplAddr}
+	}
+	return m.self
+}
 
 // Status returns this node, the members it knows (itself included, sorted
 // by name) and the replication lag towards the peers it streams to.
 func (m *Mesh) Status() Status {
-	st := Status{Self: m.self}
-	if st.Self.Name == "" {
-		st.Self = NodeInfo{Name: m.cfg.Name, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, GossipAddr: m.cfg.GossipAddr}
-	}
+	st := Status{Self: m.Self()}
 	selfState := StateAlive
 	switch m.state.Load() {
-	case stateNew:
+	case stateNew, stateStarting:
 		selfState = StateDead
 	case stateLeft, stateClosed:
 		selfState = StateLeft
@@ -482,26 +502,33 @@ func (m *Mesh) Status() Status {
 // Stats returns the cumulative counters.
 func (m *Mesh) Stats() Stats { return m.stats.snapshot() }
 
-// Leave flushes the peers' queues (for up to half of LeaveTimeout), tells
-// the mesh that this node leaves (the others mark it "left" and stop
-// retrying it) and stops membership and the background loops. The node
-// still answers anti-entropy until Close. It is idempotent.
+// Leave leaves the mesh gracefully: it stops the background loops, flushes
+// the peers' queues (Publish still works meanwhile), runs a last full
+// exchange with one peer so that every change this node holds is held
+// elsewhere too, announces the leave (the others mark this node "left" and
+// stop retrying it) and stops membership. LeaveTimeout bounds it (0.4 of it
+// for the flush, 0.2 each for the rest). The node still answers
+// anti-entropy until Close. It is idempotent.
 func (m *Mesh) Leave() error {
 	m.leaveOnce.Do(func() {
-		if !m.state.CompareAndSwap(stateStarted, stateLeft) {
+		if m.state.Load() != stateStarted {
 			m.leaveErr = m.notRunning()
 			return
 		}
+		lt := m.cfg.LeaveTimeout
 		close(m.loopDone)
+		m.loopStop()
 		m.loopWG.Wait()
-		m.drain(time.Now().Add(m.cfg.LeaveTimeout / 2))
+		m.drain(time.Now().Add(lt * 2 / 5))
+		m.state.Store(stateLeft) // Publish, Join and SyncOnce stop here
+		m.handOver(lt / 5)
 		// Announce the leave in the meta first, so that the others record
 		// "left" rather than "dead" and do not try to reconnect.
 		m.setMeta(m.self.ReplAddr, true)
-		if err := m.ml.UpdateNode(m.cfg.LeaveTimeout / 4); err != nil {
+		if err := m.ml.UpdateNode(lt / 5); err != nil {
 			m.log.Debug("announce leave", zap.Error(err))
 		}
-		if err := m.ml.Leave(m.cfg.LeaveTimeout / 4); err != nil {
+		if err := m.ml.Leave(lt / 5); err != nil {
 			m.leaveErr = fmt.Errorf("gossip: leave: %w", err)
 		}
 		if err := m.ml.Shutdown(); err != nil && m.leaveErr == nil {
@@ -510,6 +537,38 @@ func (m *Mesh) Leave() error {
 		m.log.Info("left the mesh", zap.Error(m.leaveErr))
 	})
 	return m.leaveErr
+}
+
+// handOver runs one full exchange with a peer (of this region if there is
+// one), so that what this node holds and no stream delivered (a dropped
+// batch, say) survives its departure.
+func (m *Mesh) handOver(timeout time.Duration) {
+	r := m.routes.Load()
+	pool := r.local
+	if len(pool) == 0 {
+		for _, ps := range r.remote {
+			pool = append(pool, ps...)
+		}
+	}
+	if len(pool) == 0 {
+		return
+	}
+	pool = slices.Clone(pool)
+	slices.SortFunc(pool, func(a, b peerInfo) int { return strings.Compare(a.name, b.name) })
+	m.shuffle(pool)
+	ctx, cancel := context.WithTimeout(m.ctx, timeout)
+	defer cancel()
+	for _, p := range pool {
+		err := m.exchange(ctx, p, true)
+		if err == nil {
+			return
+		}
+		m.log.Debug("hand-over exchange failed", zap.String("peer", p.name), zap.Error(err))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	m.log.Warn("leaving without a final exchange: no peer answered in time; changes that no stream delivered stay on this node's disk only")
 }
 
 // drain waits until every connected peer has sent and had acknowledged

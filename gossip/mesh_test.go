@@ -371,10 +371,17 @@ func TestRestartWithSameNameRejoinsAsItself(t *testing.T) {
 }
 
 func TestLeave(t *testing.T) {
-	c := newCluster(t, 8, []string{"a1@A", "a2@A", "b1@B"}, nil)
+	c := newCluster(t, 8, []string{"a1@A", "a2@A", "b1@B"}, func(cfg *gossip.Config) {
+		cfg.AntiEntropyInterval = time.Hour // only the leave's own exchange
+	})
 	c.startAll()
 	a1, a2, b1 := c.nodes[0], c.nodes[1], c.nodes[2]
 	c.add(a2, "ns", "k", 3)
+	// A change no stream carried (its batch was never published): the
+	// leave's hand-over exchange must give it to a peer.
+	if _, err := a2.rep.Add("ns", "quiet", 7); err != nil {
+		t.Fatal(err)
+	}
 	// Close leaves gracefully: queued changes are flushed first.
 	if err := a2.mesh.Close(); err != nil {
 		t.Fatalf("close: %v", err)
@@ -401,6 +408,9 @@ func TestLeave(t *testing.T) {
 		if v := n.rep.Counter("ns", "k").Value(); v != 3 {
 			t.Fatalf("%s: k = %d, want 3 (flushed before leaving)", n.name, v)
 		}
+	}
+	if a1.rep.Counter("ns", "quiet").Value() != 7 && b1.rep.Counter("ns", "quiet").Value() != 7 {
+		t.Fatal("the unpublished change left with the node: no peer got it in the hand-over")
 	}
 	// A member that left is not retried.
 	r := a1.mesh.Stats().Reconnects

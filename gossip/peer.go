@@ -21,8 +21,9 @@ type frame struct {
 }
 
 // peer is the stream of this node's changes to one other node: a bounded
-// queue that Publish fills without blocking, and a goroutine that connects,
-// sends the queue's coalesced content every FlushInterval, and reads acks.
+// queue that Publish fills without blocking, a goroutine that connects and
+// sends the queue's coalesced content FlushInterval after the first change,
+// and a goroutine per connection that reads acks.
 type peer struct {
 	m     *Mesh
 	info  peerInfo
@@ -30,7 +31,7 @@ type peer struct {
 
 	stop     chan struct{} // closed by close
 	stopOnce sync.Once
-	wakeCh   chan struct{} // a send opportunity (ack received, drain)
+	wakeCh   chan struct{} // something to do: a change queued, an ack, a drain
 
 	mu        sync.Mutex // guards the fields below
 	q         *outQueue
@@ -65,7 +66,9 @@ func (p *peer) enqueue(b Batch, at time.Time) {
 	if !ok {
 		p.m.stats.drops.Add(1)
 		p.m.stats.droppedDeltas.Add(uint64(len(b.Deltas)))
+		return
 	}
+	p.kick()
 }
 
 // repaired records that an anti-entropy exchange with the peer, started at
@@ -128,16 +131,27 @@ func (pc *peerConn) fail(err error) {
 	})
 }
 
+// run is the peer's goroutine. It sleeps while the peer is idle; the first
+// change queued (or an ack, or a drain) wakes it and arms a flush timer, so
+// the changes of one FlushInterval go out together, coalesced.
 func (p *peer) run() {
 	defer p.m.wg.Done()
 	cfg := &p.m.cfg
-	t := time.NewTicker(cfg.FlushInterval)
-	defer t.Stop()
+	flush := time.NewTimer(time.Hour)
+	flush.Stop()
+	armed := false
+	arm := func(d time.Duration) {
+		if !armed {
+			flush.Reset(d)
+			armed = true
+		}
+	}
 	var pc *peerConn
 	var failed <-chan struct{}
 	var nextDial time.Time
 	var backoff time.Duration
 	defer func() {
+		flush.Stop()
 		if pc != nil {
 			pc.fail(errors.New("peer stopped"))
 		}
@@ -148,8 +162,13 @@ func (p *peer) run() {
 			return
 		case <-p.m.peerDone:
 			return
-		case <-t.C:
 		case <-p.wakeCh:
+			if !p.idle() {
+				arm(cfg.FlushInterval)
+			}
+			continue
+		case <-flush.C:
+			armed = false
 		case <-failed:
 		}
 		if pc != nil && isDone(pc.failed) {
@@ -162,7 +181,8 @@ func (p *peer) run() {
 			continue
 		}
 		if pc == nil {
-			if time.Now().Before(nextDial) {
+			if wait := time.Until(nextDial); wait > 0 {
+				arm(wait)
 				continue
 			}
 			var err error
@@ -171,6 +191,7 @@ func (p *peer) run() {
 				p.m.log.Debug("replication: dial failed", zap.String("peer", p.info.name), zap.Error(err))
 				backoff = min(max(2*backoff, cfg.FlushInterval), 20*cfg.FlushInterval)
 				nextDial = time.Now().Add(backoff)
+				arm(backoff)
 				continue
 			}
 			failed = pc.failed
@@ -179,6 +200,9 @@ func (p *peer) run() {
 		}
 		if err := p.send(pc); err != nil {
 			pc.fail(err)
+		}
+		if !p.idle() {
+			arm(cfg.FlushInterval) // more queued, or acks to wait for (and time out)
 		}
 	}
 }

@@ -70,6 +70,7 @@ func (m *Mesh) serveConn(c net.Conn) {
 		err = m.serveStream(fc, h)
 	case kindAE:
 		err = m.serveAE(fc, h)
+	case kindPing:
 	default:
 		err = fmt.Errorf("%w: connection kind %d", ErrProtocol, h.Kind)
 	}

@@ -23,7 +23,8 @@ import (
 const protoVersion = 1
 
 // Frame types. A frame is a 4-byte big-endian length n, then n bytes: one
-// type byte and a msgpack body.
+// type byte and a msgpack body, with structs encoded as arrays (fields in
+// declaration order; new fields may only be appended) and compact ints.
 const (
 	frameHello   byte = 1 // helloMsg: first frame of every connection, dialer to listener
 	frameBatch   byte = 2 // batchMsg: stream data, sender to receiver
@@ -40,21 +41,18 @@ const (
 const (
 	kindStream = 1
 	kindAE     = 2
+	kindPing   = 3 // a reachability probe: the listener closes at once
 )
 
-const frameHeader = 5 // length + type
-
 type helloMsg struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Proto    uint8
-	Kind     uint8
-	Name     string
-	Region   string
+	Proto  uint8
+	Kind   uint8
+	Name   string
+	Region string
 }
 
 type batchMsg struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	ID       uint64
+	ID uint64
 	// Relay asks the receiver, a bridge, to forward the batch to the other
 	// nodes of its region.
 	Relay bool
@@ -62,18 +60,15 @@ type batchMsg struct {
 }
 
 type ackMsg struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	ID       uint64
+	ID uint64
 }
 
 type vvEntry struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Origin   uint64
-	Seq      uint64
+	Origin uint64
+	Seq    uint64
 }
 
 type aeReqMsg struct {
-	_msgpack  struct{} `msgpack:",as_array"`
 	VV        []vvEntry
 	CfgDigest uint64
 	// Full asks for every change the initiator lacks, without the grace
@@ -82,7 +77,6 @@ type aeReqMsg struct {
 }
 
 type aeRespMsg struct {
-	_msgpack  struct{} `msgpack:",as_array"`
 	VV        []vvEntry
 	CfgDigest uint64
 	// Configs are the responder's config records, sent when the digests
@@ -91,63 +85,55 @@ type aeRespMsg struct {
 }
 
 type aeEndMsg struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Configs  []wireConfig
+	Configs []wireConfig
 }
 
 // wireBatch is a Batch on the wire: deltas grouped by (namespace, origin)
 // so that neither is repeated per counter.
 type wireBatch struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Ranges   []wireRange
-	Groups   []wireGroup
-	Configs  []wireConfig
+	Ranges  []wireRange
+	Groups  []wireGroup
+	Configs []wireConfig
 }
 
 type wireRange struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Origin   uint64
-	After    uint64
-	Upto     uint64
+	Origin uint64
+	After  uint64
+	Upto   uint64
 }
 
 type wireGroup struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	NS       string
-	Origin   uint64
-	Items    []wireItem
+	NS     string
+	Origin uint64
+	Items  []wireItem
 }
 
 type wireItem struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Key      string
-	Seq      uint64
-	Slots    []wireSlot
-	Reset    *wireReset
+	Key   string
+	Seq   uint64
+	Slots []wireSlot
+	Reset *wireReset
 }
 
 type wireSlot struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Node     uint64
-	P        uint64
-	N        uint64
+	Node uint64
+	P    uint64
+	N    uint64
 }
 
 type wireReset struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	Epoch    uint64
-	Node     uint64
-	Value    int64
-	Deleted  bool
-	Floor    []wireSlot
+	Epoch   uint64
+	Node    uint64
+	Value   int64
+	Deleted bool
+	Floor   []wireSlot
 }
 
 type wireConfig struct {
-	_msgpack struct{} `msgpack:",as_array"`
-	NS       string
-	HLC      uint64
-	Origin   uint64
-	Payload  []byte
+	NS      string
+	HLC     uint64
+	Origin  uint64
+	Payload []byte
 }
 
 func toWireSlots(s []crdt.Slot) []wireSlot {
@@ -325,16 +311,33 @@ type frameConn struct {
 func newFrameConn(c net.Conn, tc trafficCounter, region string, timeout time.Duration, maxSize int) *frameConn {
 	fc := &frameConn{
 		c:       c,
-		r:       bufio.NewReaderSize(c, 64<<10),
-		w:       bufio.NewWriterSize(c, 64<<10),
+		r:       bufio.NewReaderSize(c, 16<<10),
+		w:       bufio.NewWriterSize(c, 16<<10),
 		tc:      tc,
 		timeout: timeout,
 		maxSize: maxSize,
 	}
 	fc.region.Store(&region)
-	fc.enc = msgpack.NewEncoder(&fc.encBuf)
-	fc.enc.UseCompactInts(true)
+	fc.enc = newEncoder(&fc.encBuf)
 	return fc
+}
+
+// newEncoder returns the encoder of the wire format: structs as arrays,
+// integers in their smallest form.
+func newEncoder(w io.Writer) *msgpack.Encoder {
+	enc := msgpack.NewEncoder(w)
+	enc.UseArrayEncodedStructs(true)
+	enc.UseCompactInts(true)
+	return enc
+}
+
+// marshal encodes v in the wire format.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := newEncoder(&buf).Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func (fc *frameConn) setRegion(r string) { fc.region.Store(&r) }

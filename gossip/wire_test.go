@@ -31,7 +31,7 @@ func TestWireBatchRoundTrip(t *testing.T) {
 		Configs: []ConfigRecord{{NS: "ns1", HLC: 42, Origin: b, Payload: []byte(`{"type":"eventual"}`)}},
 	}
 	w := toWire(in)
-	raw, err := msgpack.Marshal(&w)
+	raw, err := marshal(&w)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,169 @@
+// Package gossip is countmesh's membership and replication between nodes:
+// hashicorp/memberlist for membership and failure detection, a persistent
+// stream per peer for the node's own changes, and scuttlebutt anti-entropy
+// to repair whatever the streams missed. It sees the node only through the
+// Replica interface and never imports package node.
+//
+// # Using it
+//
+// The node creates a Mesh over its Replica, starts it, joins the mesh,
+// catches up before it reports ready, publishes every durable change, and
+// closes it on shutdown:
+//
+//	m, err := gossip.New(cfg, replica) // validates cfg; no I/O
+//	err = m.Start()                    // replication listener, then memberlist, then loops
+//	_, err = m.Join(joinAddrs)         // gossip addresses of any live members
+//	err = m.SyncOnce(ctx)              // before /readyz turns 200, ctx bounded
+//	m.Publish(batch)                   // after each group commit; never blocks
+//	st, stats := m.Status(), m.Stats() // GET /v1/cluster, /metrics
+//	err = m.Close()                    // flush, leave, stop; idempotent
+//
+// A node needs two addresses: Config.GossipAddr for memberlist (TCP and
+// UDP, 7946 by default) and Config.ReplAddr for replication (TCP; by
+// default the gossip host with the gossip port + 1, so 7947). Both are
+// advertised to the others (the replication address in the memberlist
+// node meta), so only the gossip address is ever given to Join.
+//
+// # What it guarantees
+//
+//   - Only durable data leaves a node: Publish takes changes after their
+//     commit, anti-entropy reads the replica, and a receiver acknowledges a
+//     frame only after Replica.Apply returned (durable).
+//   - Eventual delivery: every change a node holds reaches every node it
+//     stays connected to, directly or through others, whatever was lost on
+//     the way (dropped batches, broken streams, partitions, restarts):
+//     anti-entropy compares version vectors and sends the difference.
+//     Applying anything twice is harmless (CRDT merge).
+//   - A version vector never runs ahead of the data: a batch's Range
+//     {Origin, After, Upto} is sent only with (or after, on the same
+//     connection) every delta it covers, and a replica advances its vector
+//     only over contiguous ranges. Superseded changes are never needed: a
+//     later change of the same counter carries the whole slot.
+//   - Publish never blocks on the network. Memory per peer is bounded
+//     (MaxQueueBytes of queued changes plus MaxInflightFrames frames); a
+//     batch that does not fit is dropped for that peer, counted
+//     (Stats.Drops) and repaired by anti-entropy.
+//   - With FanOutBridge, a change crosses each region boundary once when
+//     the mesh is healthy: the origin streams to every node of its region
+//     and to one bridge per remote region, which relays it to the rest of
+//     its region. Every node picks the same bridge for an origin:
+//     the highest rendezvous hash of (origin, member name) among the
+//     region's alive members; when the bridge dies, that origin's traffic
+//     moves to the next member.
+//   - Healthy-case latency is one flush interval plus a round trip, plus
+//     one more flush and a local round trip through a bridge (about 0.2 s
+//     across continents with the defaults). A dropped change is repaired
+//     once it is AntiEntropyGrace old, by the next exchange with a peer
+//     that lacks it (about 1-2 s with the defaults and a few nodes).
+//
+// Nothing is ordered across counters, and nothing is transactional across
+// nodes: replicas converge by merging.
+//
+// # Streams
+//
+// Each node keeps one outgoing stream per peer it sends to (the peers of
+// its region, and the bridges; every peer with FanOutDirect). Publish adds
+// a batch to each target's queue, coalescing it: per (namespace, key,
+// origin) the queue holds one delta, the join of every state queued for it
+// under the highest seq, so many increments of a hot counter within one
+// flush cost one slot update on the wire. Ranges of an origin merge when
+// they touch; config records coalesce per namespace, last writer wins.
+// Every FlushInterval the peer's goroutine sends the queue as frames of at
+// most MaxFrameDeltas deltas, the ranges and configs in the last, keeping
+// at most MaxInflightFrames unacknowledged. The receiver applies each frame,
+// relays it into its region when the frame asks for it (it is a bridge),
+// and acknowledges it. Frames still unacknowledged when a connection fails
+// are put back in the queue and sent again on the next connection. The lag
+// reported per peer is the age of the oldest change published and not yet
+// acknowledged (or dropped and not yet repaired), or else the
+// publish-to-ack time of the last frame.
+//
+// # Anti-entropy
+//
+// Every AntiEntropyInterval (jittered) a node picks a random alive peer
+// (from another region with probability AntiEntropyRemote) and runs a
+// push-pull exchange on a fresh connection:
+//
+//	initiator -> responder: hello, aeReq{vector, config digest, full}
+//	responder -> initiator: chunks for each origin where its vector is ahead, aeResp{vector, digest, configs if the digests differ}
+//	initiator -> responder: chunks for each origin where its vector is ahead, aeEnd{configs if the digests differ}
+//	responder -> initiator: aeFin
+//
+// A side's chunks for an origin are its Replica.ScanSince(origin,
+// theirs[origin]) in seq order, at most MaxFrameDeltas per chunk, each
+// chunk with the range it completes, so that a transfer of a million
+// counters advances the receiver's vector chunk by chunk and resumes where
+// it stopped. Periodic exchanges cap each origin at the vector this node
+// had AntiEntropyGrace ago: younger changes are still on the streams and
+// sending them again would double the traffic under load. SyncOnce asks
+// for everything (full) from one peer of every region.
+//
+// # Membership
+//
+// One memberlist pool spans the regions. memberlist has one set of timings
+// per pool, so the defaults (Membership) keep LAN-like probing, 1 s, with a
+// probe timeout of 600 ms that covers cross-region round trips and a
+// WAN-like suspicion multiplier of 6, so that one lost packet across an
+// ocean does not kill a healthy node; memberlist's own gossip carries
+// membership only. The node meta (msgpack array: version, region, HTTP
+// address, replication address, leaving) is well under memberlist's 512
+// bytes. A graceful Leave first flushes the queues, then sets "leaving" in
+// the meta and broadcasts it, then leaves memberlist, so that the others
+// record the member as left (memberlist does not tell its event delegate
+// left from failed) and stop retrying it.
+//
+// memberlist forgets a dead member; like serf, every ReconnectInterval a
+// node probes one random failed member's replication address and, when it
+// answers, joins it; when it has failed members or no peers it also joins
+// one of the addresses once given to Join. A healed partition therefore
+// reconnects within a few intervals without an operator. Failed members are
+// retried for ReconnectTimeout, members that left are listed for
+// TombstoneTimeout. A node restarted under the same name rejoins as itself
+// (memberlist refutes the old incarnation; DeadNodeReclaimTime lets it
+// come back at a new address). Status reports a member memberlist still
+// counts alive as "suspect" while this node cannot reach its replication
+// address (memberlist does not expose its own suspicion).
+//
+// # Wire format
+//
+// A frame is a 4-byte big-endian length n and n bytes: a type byte and a
+// msgpack body (structs as arrays, compact integers). Every connection
+// starts with hello{proto, kind (1 stream, 2 anti-entropy, 3 probe), name,
+// region}; a version other than 1 is refused. Frame types:
+//
+//	1 hello    {proto, kind, name, region}
+//	2 batch    {id, relay, batch}                 stream, sender to receiver
+//	3 ack      {id}                               stream, receiver to sender, after Apply
+//	4 aeReq    {vector, config digest, full}
+//	5 aeChunk  batch
+//	6 aeResp   {vector, config digest, configs}
+//	7 aeEnd    {configs}
+//	8 aeFin    (empty)
+//	9 aeBusy   (empty: the responder runs MaxConcurrentAntiEntropy exchanges already)
+//
+// A batch is {ranges [[origin, after, upto]], groups [[ns, origin, items]],
+// configs [[ns, hlc, origin, payload]]}, an item [key, seq, slots [[node,
+// p, n]], reset [epoch, node, value, deleted, floor] or nil]: grouping by
+// namespace and origin keeps them out of every item. A vector is a list of
+// [origin, seq] pairs. Frames larger than MaxFrameBytes are refused.
+//
+// # Failure behaviour
+//
+//   - A slow or stalled peer: its queue coalesces, then fills; further
+//     batches for it are dropped and counted, its lag grows; anti-entropy
+//     repairs it. An unacknowledged frame older than IOTimeout resets the
+//     connection.
+//   - A peer or bridge that dies: its queue is discarded (anti-entropy
+//     repairs it when it returns); the bridge choice moves on.
+//   - A partition: both sides keep accepting writes and replicating among
+//     themselves; after the heal, the reconnect loop rejoins the sides and
+//     anti-entropy exchanges the difference.
+//   - A restart with its data: the node rejoins as itself and SyncOnce
+//     brings what it missed. A restart without its data: SyncOnce returns
+//     the peers' copies of its own slot, with the vector to continue from.
+//   - A replica that refuses a batch: the frame is not acknowledged and is
+//     sent again after a reconnect.
+//
+// Stats count replication and anti-entropy bytes, by peer region; memberlist
+// traffic is not included.
+package gossip
