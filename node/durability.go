@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"maps"
+	mathbits "math/bits"
 	"slices"
 	"time"
 
@@ -36,31 +37,19 @@ func (n *Node) Fill(b *store.Batch) (any, error) {
 	enc := n.logEnc
 	enc.Reset()
 	var filled, queued int64
-	for i := range n.stripes {
-		s := &n.stripes[i]
-		s.mu.Lock()
-		for _, e := range s.dirty {
-			ns, key := splitKey(e.ck)
-			if e.own {
-				n.ownSeq++
-				e.seqs = withSeq(e.seqs, n.id, n.ownSeq)
-				e.own = false
-				if publish {
-					tok.deltas = append(tok.deltas, gossip.Delta{NS: ns, Key: key, Origin: n.id, Seq: n.ownSeq, State: e.c.Delta(true, n.id)})
-				}
-			}
-			enc.Add(ns, key, store.Record{Counter: e.c, UpdatedMs: e.updated, Seqs: e.seqs})
-			e.dirty = false
-			if !e.unsaved {
-				e.unsaved = true
-				s.unsaved = append(s.unsaved, e)
-				queued++
-			}
+	// Visit the stripes marked dirty. A bit is set (under the stripe lock)
+	// when a stripe's dirty list becomes non-empty, and cleared here before
+	// the list is drained: a change racing with this Fill either is drained
+	// now or sets the bit again for the next one.
+	for w := range n.dirtyStripes {
+		bits := n.dirtyStripes[w].Swap(0)
+		for bits != 0 {
+			i := w*64 + mathbits.TrailingZeros64(bits)
+			bits &= bits - 1
+			f, q := n.fillStripe(&n.stripes[i], tok, publish, enc)
+			filled += f
+			queued += q
 		}
-		filled += int64(len(s.dirty))
-		clear(s.dirty)
-		s.dirty = s.dirty[:0]
-		s.mu.Unlock()
 	}
 	tok.to = n.ownSeq
 	// unsaved first: a checkpoint skips when both read zero, which must not
@@ -74,6 +63,34 @@ func (n *Node) Fill(b *store.Batch) (any, error) {
 		enc.AppendTo(b, vvList(vv))
 	}
 	return tok, nil
+}
+
+// fillStripe moves one stripe's dirty counters into the log record.
+func (n *Node) fillStripe(s *stripe, tok *fillToken, publish bool, enc *store.LogEncoder) (filled, queued int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.dirty {
+		ns, key := splitKey(e.ck)
+		if e.own {
+			n.ownSeq++
+			e.seqs = withSeq(e.seqs, n.id, n.ownSeq)
+			e.own = false
+			if publish {
+				tok.deltas = append(tok.deltas, gossip.Delta{NS: ns, Key: key, Origin: n.id, Seq: n.ownSeq, State: e.c.Delta(true, n.id)})
+			}
+		}
+		enc.Add(ns, key, store.Record{Counter: e.c, UpdatedMs: e.updated, Seqs: e.seqs})
+		e.dirty = false
+		if !e.unsaved {
+			e.unsaved = true
+			s.unsaved = append(s.unsaved, e)
+			queued++
+		}
+	}
+	filled = int64(len(s.dirty))
+	clear(s.dirty)
+	s.dirty = s.dirty[:0]
+	return filled, queued
 }
 
 // Committed implements store.Source: the commit is durable, so its own

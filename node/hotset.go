@@ -36,7 +36,8 @@ type stripe struct {
 	dirty []*entry
 	// unsaved lists the entries whose state Pebble does not have yet.
 	unsaved []*entry
-	_       [16]byte // keep neighbouring stripes' locks off one cache line
+	index   int     // position in Node.stripes
+	_       [8]byte // keep neighbouring stripes' locks off one cache line
 }
 
 var seed = maphash.MakeSeed()
@@ -133,6 +134,10 @@ func (n *Node) lookupEvictLocked(s *stripe, ck []byte, ns, key string, create, e
 func (n *Node) markDirtyLocked(s *stripe, e *entry) {
 	if !e.dirty {
 		e.dirty = true
+		if len(s.dirty) == 0 {
+			i := s.index
+			n.dirtyStripes[i/64].Or(1 << (i % 64))
+		}
 		s.dirty = append(s.dirty, e)
 		n.pending.Add(1)
 	}

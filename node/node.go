@@ -30,6 +30,9 @@ type Node struct {
 
 	stripes   []stripe
 	stripeCap int // entries per stripe before eviction
+	// dirtyStripes has a bit set for every stripe whose dirty list may be
+	// non-empty, so that a commit visits only those.
+	dirtyStripes []atomic.Uint64
 
 	tick         atomic.Uint32 // seconds since start, for eviction recency
 	pending      atomic.Int64  // dirty entries waiting for a Fill
@@ -94,7 +97,9 @@ func Open(cfg Config) (*Node, error) {
 	n.stripeCap = max(1, (cfg.CacheCounters+cfg.Stripes-1)/cfg.Stripes)
 	for i := range n.stripes {
 		n.stripes[i].m = make(map[string]*entry)
+		n.stripes[i].index = i
 	}
+	n.dirtyStripes = make([]atomic.Uint64, (len(n.stripes)+63)/64)
 	n.ns.m = make(map[string]*namespaceRecord)
 	if err := n.loadNamespaces(); err != nil {
 		st.Close()

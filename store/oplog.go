@@ -63,7 +63,7 @@ type opLog struct {
 	replayed bool       // ReplayLog ran (appends are refused before, so that no record is missed)
 	bytes    int64      // bytes appended since the last rotation
 	closed   bool
-	hdr      [opLogHeaderSize]byte
+	buf      []byte // reused record buffer
 }
 
 func openOpLog(fs vfs.FS, dataDir string, log *zap.Logger) (*opLog, error) {
@@ -218,12 +218,15 @@ func (l *opLog) append(payload []byte, sync bool) error {
 			return err
 		}
 	}
-	binary.LittleEndian.PutUint32(l.hdr[:], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(l.hdr[4:], crc32.Checksum(payload, crcTable))
-	if _, err := l.f.Write(l.hdr[:]); err != nil {
-		return fmt.Errorf("store: append to log: %w", err)
+	// One write per record: header and payload together.
+	buf := l.buf[:0]
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(payload)))
+	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(payload, crcTable))
+	buf = append(buf, payload...)
+	if cap(buf) <= 1<<20 {
+		l.buf = buf
 	}
-	if _, err := l.f.Write(payload); err != nil {
+	if _, err := l.f.Write(buf); err != nil {
 		return fmt.Errorf("store: append to log: %w", err)
 	}
 	l.size += int64(opLogHeaderSize + len(payload))
