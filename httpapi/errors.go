@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -73,7 +74,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
 	var body errorBody
 	body.Error.Code = code
-	body.Error.Message = err.Error()
+	body.Error.Message = userMessage(err)
 	if status >= 500 && r.Context().Err() == nil { // a client that hung up is not the server's failure
 		s.log.Warn("request failed", zap.String("method", r.Method), zap.String("path", r.URL.Path),
 			zap.Int("status", status), zap.Error(err))
@@ -89,4 +90,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	_ = enc.Encode(v)
+}
+
+// sentinels are the node errors whose text is a category, not news to the
+// client: the code already says it.
+var sentinels = []error{
+	node.ErrInvalidArgument, node.ErrNotFound, node.ErrConflict, node.ErrOverflow,
+	node.ErrOverloaded, node.ErrUnavailable, node.ErrTooLarge, node.ErrClosed,
+}
+
+// userMessage is err's text without the sentinel prefixes ("node: invalid
+// argument: key must be ..." reads "key must be ...").
+func userMessage(err error) string {
+	msg := err.Error()
+	for _, s := range sentinels {
+		msg = strings.Replace(msg, s.Error()+": ", "", 1)
+	}
+	return msg
 }
