@@ -88,6 +88,7 @@ func (m *Mesh) exchange(ctx context.Context, p peerInfo, full bool) (err error) 
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	fc := newFrameConn(c, &m.stats, p.region, m.cfg.IOTimeout, m.cfg.MaxFrameBytes)
+	fc.ae.Store(true)
 	defer fc.Close()
 
 	cfgs := m.replica.Configs()
@@ -135,6 +136,7 @@ func (m *Mesh) exchange(ctx context.Context, p peerInfo, full bool) (err error) 
 // serveAE answers an exchange that p started (see exchange).
 func (m *Mesh) serveAE(fc *frameConn, h helloMsg) (err error) {
 	start := time.Now()
+	fc.ae.Store(true)
 	select {
 	case m.aeSem <- struct{}{}:
 		defer func() { <-m.aeSem }()

@@ -105,8 +105,9 @@ type Config struct {
 	// GossipAddr's host with GossipAddr's port + 1 (7947 by default).
 	ReplAddr string
 	// ReplAdvertiseAddr is the replication address the others dial; empty
-	// derives it from ReplAddr, using the gossip advertise host when
-	// ReplAddr binds every interface.
+	// means the replication listener's port at the gossip advertise host
+	// when AdvertiseAddr is set or the listener binds every interface, else
+	// the listener's address.
 	ReplAdvertiseAddr string
 
 	// Transport replaces memberlist's UDP/TCP transport (tests use

@@ -164,6 +164,6 @@
 //   - A replica that refuses a batch: the frame is not acknowledged and is
 //     sent again after a reconnect.
 //
-// Stats count replication and anti-entropy bytes, by peer region; memberlist
-// traffic is not included.
+// Stats count replication bytes by peer region, with the part that
+// anti-entropy moved apart; memberlist's own traffic is not included.
 package gossip

@@ -189,14 +189,18 @@ func (m *Mesh) start() error {
 	m.ml = ml
 	ln := ml.LocalNode()
 	gossipAddr := net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
-	// A replication listener on every interface is advertised at the
-	// gossip address's host.
-	if host, port, err := net.SplitHostPort(replAdv); err == nil && cfg.ReplAdvertiseAddr == "" {
-		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-			replAdv = net.JoinHostPort(ln.Addr.String(), port)
-			m.setMeta(replAdv, false)
-			if err := ml.UpdateNode(cfg.Membership.TCPTimeout); err != nil {
-				m.log.Warn("advertise replication address", zap.Error(err))
+	// Without an explicit replication advertise address, the replication
+	// port is advertised at the gossip advertise host when one was given
+	// (NAT) or when the listener binds every interface.
+	if cfg.ReplAdvertiseAddr == "" {
+		if host, port, err := net.SplitHostPort(replAdv); err == nil {
+			ip := net.ParseIP(host)
+			if cfg.AdvertiseAddr != "" || ip == nil || ip.IsUnspecified() {
+				replAdv = net.JoinHostPort(ln.Addr.String(), port)
+				m.setMeta(replAdv, false)
+				if err := ml.UpdateNode(cfg.Membership.TCPTimeout); err != nil {
+					m.log.Warn("advertise replication address", zap.Error(err))
+				}
 			}
 		}
 	}
@@ -370,7 +374,7 @@ func (m *Mesh) SyncOnce(ctx context.Context) error {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	context.AfterFunc(m.ctx, stop)
+	defer context.AfterFunc(m.ctx, stop)() // Close aborts it
 	r := m.routes.Load()
 	groups := make(map[string][]peerInfo)
 	for _, p := range r.alive {

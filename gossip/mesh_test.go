@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -579,5 +580,29 @@ func TestNewRefusesBadConfig(t *testing.T) {
 	cfg.Name = "x"
 	if _, err := gossip.New(cfg, nil); !errors.Is(err, gossip.ErrInvalidConfig) {
 		t.Fatalf("nil replica: %v, want ErrInvalidConfig", err)
+	}
+}
+
+func TestReplicationAddressAdvertisedAtTheGossipHost(t *testing.T) {
+	cfg := gossip.DefaultConfig()
+	cfg.Name = "tcp-1"
+	cfg.GossipAddr = "127.0.0.1:0"
+	cfg.ReplAddr = "0.0.0.0:0" // every interface: not dialable as such
+	cfg.Logger = testLogger(t)
+	m, err := gossip.New(cfg, gossiptest.NewReplica(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	self := m.Self()
+	host, port, err := net.SplitHostPort(self.ReplAddr)
+	if err != nil || host != "127.0.0.1" || port == "0" {
+		t.Fatalf("replication address advertised as %q, want 127.0.0.1 and the bound port", self.ReplAddr)
+	}
+	if gh, _, _ := net.SplitHostPort(self.GossipAddr); gh != "127.0.0.1" {
+		t.Fatalf("gossip address %q", self.GossipAddr)
 	}
 }

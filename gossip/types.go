@@ -157,6 +157,10 @@ type Stats struct {
 	// CrossRegionBytesSent and ...Received count the bytes above whose peer
 	// is in another region.
 	CrossRegionBytesSent, CrossRegionBytesReceived uint64
+	// AntiEntropy... count the part of the bytes above (all, and across
+	// regions) that anti-entropy sessions moved; the rest is streams.
+	AntiEntropyBytesSent, AntiEntropyBytesReceived                       uint64
+	AntiEntropyCrossRegionBytesSent, AntiEntropyCrossRegionBytesReceived uint64
 	// BytesSentByRegion and BytesReceivedByRegion split the bytes by the
 	// peer's region: each key other than this node's region is one region
 	// boundary.

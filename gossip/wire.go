@@ -268,7 +268,9 @@ func fromWireVV(v []vvEntry) map[crdt.NodeID]uint64 {
 }
 
 // configDigest summarises a set of config records, so that anti-entropy
-// sends them only when two nodes disagree.
+// sends them only when two nodes disagree. Under last-writer-wins,
+// (namespace, HLC, origin) identifies a write, so the payload is left out:
+// its encoding need not be deterministic.
 func configDigest(cs []ConfigRecord) uint64 {
 	cs = slices.Clone(cs)
 	slices.SortFunc(cs, func(a, b ConfigRecord) int { return cmp.Compare(a.NS, b.NS) })
@@ -281,15 +283,14 @@ func configDigest(cs []ConfigRecord) uint64 {
 		h.Write(buf[:])
 		binary.BigEndian.PutUint64(buf[:], uint64(c.Origin))
 		h.Write(buf[:])
-		h.Write(c.Payload)
 	}
 	return h.Sum64()
 }
 
 // trafficCounter receives the bytes and frames a connection moves.
 type trafficCounter interface {
-	countSent(region string, bytes int)
-	countReceived(region string, bytes int)
+	countSent(region string, bytes int, ae bool)
+	countReceived(region string, bytes int, ae bool)
 }
 
 // frameConn reads and writes frames on one connection and counts them.
@@ -299,6 +300,7 @@ type frameConn struct {
 	w       *bufio.Writer
 	tc      trafficCounter
 	region  atomic.Pointer[string] // the peer's region, for the counters
+	ae      atomic.Bool            // an anti-entropy session, for the counters
 	timeout time.Duration
 	maxSize int
 	encBuf  bytes.Buffer
@@ -364,7 +366,7 @@ func (fc *frameConn) writeFrame(typ byte, v any) error {
 	if _, err := fc.w.Write(fc.encBuf.Bytes()); err != nil {
 		return err
 	}
-	fc.tc.countSent(*fc.region.Load(), n+4)
+	fc.tc.countSent(*fc.region.Load(), n+4, fc.ae.Load())
 	return nil
 }
 
@@ -398,7 +400,7 @@ func (fc *frameConn) readFrame(timeout time.Duration) (byte, []byte, error) {
 	if _, err := io.ReadFull(fc.r, fc.body); err != nil {
 		return 0, nil, err
 	}
-	fc.tc.countReceived(*fc.region.Load(), n+4)
+	fc.tc.countReceived(*fc.region.Load(), n+4, fc.ae.Load())
 	return fc.body[0], fc.body[1:], nil
 }
 

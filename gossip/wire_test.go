@@ -79,8 +79,8 @@ func TestWireRefusesUnsortedSlots(t *testing.T) {
 // nopCounter discards traffic counts.
 type nopCounter struct{}
 
-func (nopCounter) countSent(string, int)     {}
-func (nopCounter) countReceived(string, int) {}
+func (nopCounter) countSent(string, int, bool)     {}
+func (nopCounter) countReceived(string, int, bool) {}
 
 func TestFrameConnLimitsAndTypes(t *testing.T) {
 	a, b := net.Pipe()
@@ -115,6 +115,10 @@ func TestConfigDigestIgnoresOrder(t *testing.T) {
 	y := []ConfigRecord{x[1], x[0]}
 	if configDigest(x) != configDigest(y) {
 		t.Fatal("digest depends on order")
+	}
+	y[0].Payload = []byte("same write, another encoding")
+	if configDigest(x) != configDigest(y) {
+		t.Fatal("digest depends on the payload's encoding")
 	}
 	y[0].HLC++
 	if configDigest(x) == configDigest(y) {
