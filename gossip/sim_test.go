@@ -85,6 +85,7 @@ func (m model) key(k gossiptest.Key) *keyModel {
 type simStats struct {
 	schedules, ops, resets, partitions, crashes, restarts atomic.Int64
 	maxConverge                                           atomic.Int64
+	dropped, duplicated, resetConns                       atomic.Int64
 }
 
 // TestSimulation runs random schedules on meshes of 5 nodes in 3 regions:
@@ -109,8 +110,9 @@ func TestSimulation(t *testing.T) {
 			})
 		}
 	})
-	t.Logf("%d schedules (%d ops, %d resets, %d partitions, %d crashes/stops, %d restarts) in %v; slowest convergence %v",
+	t.Logf("%d schedules (%d ops, %d resets, %d partitions, %d crashes/stops, %d restarts; %d packets dropped, %d duplicated, %d connections reset) in %v; slowest convergence after a heal %v",
 		st.schedules.Load(), st.ops.Load(), st.resets.Load(), st.partitions.Load(), st.crashes.Load(), st.restarts.Load(),
+		st.dropped.Load(), st.duplicated.Load(), st.resetConns.Load(),
 		time.Since(start).Round(time.Millisecond), time.Duration(st.maxConverge.Load()).Round(time.Millisecond))
 }
 
@@ -145,6 +147,14 @@ func simulate(t *testing.T, seed uint64, schedules int, st *simStats) {
 			}
 		}
 	}
+	// The faults must have happened, or the schedules proved little.
+	ns := c.nw.Stats()
+	if ns.PacketsDropped == 0 || ns.PacketsDuplicated == 0 || ns.Resets == 0 {
+		t.Fatalf("seed %d: the network misbehaved too little: %+v", seed, ns)
+	}
+	st.dropped.Add(int64(ns.PacketsDropped))
+	st.duplicated.Add(int64(ns.PacketsDuplicated))
+	st.resetConns.Add(int64(ns.Resets))
 }
 
 func runSchedule(t *testing.T, c *cluster, rng *rand.Rand, m model, st *simStats) {
