@@ -67,7 +67,7 @@ func (n *Node) Apply(b gossip.Batch) error {
 			return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 		}
 		before := e.c.Value()
-		e.c.Merge(d.State.Clone())
+		e.c.Merge(d.State) // Merge copies what it keeps
 		e.seqs = withSeq(e.seqs, d.Origin, d.Seq)
 		if e.c.Value() != before {
 			e.updated = now

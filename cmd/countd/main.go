@@ -192,8 +192,10 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	catchUpCtx, stopCatchUp := context.WithCancel(context.Background())
+	defer stopCatchUp()
 	if mesh != nil {
-		go catchUp(mesh, n, log)
+		go catchUp(catchUpCtx, mesh, n, log)
 	}
 	log.Info("countd serving", zap.String("http_addr", ln.Addr().String()), zap.String("node", cfg.Name),
 		zap.String("region", cfg.Region), zap.String("data_dir", cfg.Store.Dir),
@@ -261,14 +263,30 @@ func startMesh(o options, httpAddr string, n *node.Node, log *zap.Logger) (*goss
 	return mesh, nil
 }
 
-// catchUp runs one anti-entropy round with the peers (recovering this
-// node's own slot as max(disk, peers' copies)), then reports ready.
-func catchUp(mesh *gossip.Mesh, n *node.Node, log *zap.Logger) {
+// catchUp runs an anti-entropy round with the peers, recovering this node's
+// own slot as max(own disk, peers' copies), then reports ready. When join
+// addresses were given it retries until a round succeeds: a node whose disk
+// was lost must not count from zero while its peers hold its slot (its new
+// increments would be masked by the higher copies). Without join
+// addresses it is the first node of a new mesh and is ready at once.
+func catchUp(ctx context.Context, mesh *gossip.Mesh, n *node.Node, log *zap.Logger) {
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := mesh.SyncOnce(ctx); err != nil {
-		log.Warn("could not sync with peers before serving; anti-entropy will catch up", zap.Error(err))
+	for attempt := 1; ; attempt++ {
+		syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := mesh.SyncOnce(syncCtx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("not ready: could not sync with peers yet; retrying", zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
 	}
 	n.MarkReady()
 	log.Info("ready", zap.Duration("catch_up", time.Since(start)))
