@@ -15,6 +15,30 @@ import (
 
 var errBusy = errors.New("gossip: peer is busy with other anti-entropy sessions")
 
+// claimPeer marks an exchange with the named peer as running and reports
+// whether none was. Two exchanges between the same pair of nodes would send
+// the same changes twice (each from the vector the receiver had when it
+// started): with a million counters to catch up, the periodic rounds of
+// both sides ran beside the start-up sync and moved 2.5 times the data.
+func (m *Mesh) claimPeer(name string) bool {
+	m.aeBusy.Lock()
+	defer m.aeBusy.Unlock()
+	if m.aeBusy.peers[name] {
+		return false
+	}
+	if m.aeBusy.peers == nil {
+		m.aeBusy.peers = make(map[string]bool)
+	}
+	m.aeBusy.peers[name] = true
+	return true
+}
+
+func (m *Mesh) releasePeer(name string) {
+	m.aeBusy.Lock()
+	delete(m.aeBusy.peers, name)
+	m.aeBusy.Unlock()
+}
+
 // antiEntropyLoop runs one exchange with a random peer every
 // AntiEntropyInterval (jittered by up to a quarter, so that nodes started
 // together do not stay in step).
@@ -72,6 +96,10 @@ func (m *Mesh) pickAntiEntropyPeer() (peerInfo, bool) {
 // With full (SyncOnce) both sides send everything the other lacks;
 // otherwise only what they have held for AntiEntropyGrace.
 func (m *Mesh) exchange(ctx context.Context, p peerInfo, full bool) (err error) {
+	if !m.claimPeer(p.name) {
+		return errBusy
+	}
+	defer m.releasePeer(p.name)
 	start := time.Now()
 	defer func() {
 		if err != nil {
@@ -144,6 +172,11 @@ func (m *Mesh) serveAE(fc *frameConn, h helloMsg) (err error) {
 		fc.writeFrame(frameAEBusy, nil)
 		return fc.flush()
 	}
+	if !m.claimPeer(h.Name) {
+		fc.writeFrame(frameAEBusy, nil)
+		return fc.flush()
+	}
+	defer m.releasePeer(h.Name)
 	defer func() {
 		if err != nil {
 			m.stats.aeFailures.Add(1)

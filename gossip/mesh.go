@@ -96,6 +96,13 @@ type Mesh struct {
 	leaveErr  error
 	closeOnce sync.Once
 	closeErr  error
+
+	// aeBusy holds the peers this node is running an anti-entropy exchange
+	// with, in either direction.
+	aeBusy struct {
+		sync.Mutex
+		peers map[string]bool
+	}
 }
 
 // New checks cfg and returns a mesh that replicates replica. It does no
