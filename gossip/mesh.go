@@ -103,6 +103,13 @@ type Mesh struct {
 		sync.Mutex
 		peers map[string]bool
 	}
+
+	// heal tracks the exchanges started for members that came back.
+	heal struct {
+		sync.Mutex // guards stopped and Add on wg
+		stopped    bool
+		wg         sync.WaitGroup
+	}
 }
 
 // New checks cfg and returns a mesh that replicates replica. It does no
@@ -530,6 +537,7 @@ func (m *Mesh) Leave() error {
 		close(m.loopDone)
 		m.loopStop()
 		m.loopWG.Wait()
+		m.stopHeals()
 		m.drain(time.Now().Add(lt * 2 / 5))
 		m.state.Store(stateLeft) // Publish, Join and SyncOnce stop here
 		m.handOver(lt / 5)
