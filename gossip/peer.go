@@ -150,6 +150,7 @@ func (p *peer) run() {
 	var failed <-chan struct{}
 	var nextDial time.Time
 	var backoff time.Duration
+	lost := false // the stream lost batches (a failed connection or dial) since it last connected
 	defer func() {
 		flush.Stop()
 		if pc != nil {
@@ -173,6 +174,7 @@ func (p *peer) run() {
 		}
 		if pc != nil && isDone(pc.failed) {
 			p.connectionLost(pc.err)
+			lost = true
 			pc, failed = nil, nil
 			backoff = min(max(2*backoff, cfg.FlushInterval), 20*cfg.FlushInterval)
 			nextDial = time.Now().Add(backoff)
@@ -187,6 +189,7 @@ func (p *peer) run() {
 			}
 			var err error
 			if pc, err = p.connect(); err != nil {
+				lost = true
 				p.m.setReachable(p.info.name, false)
 				p.m.log.Debug("replication: dial failed", zap.String("peer", p.info.name), zap.Error(err))
 				backoff = min(max(2*backoff, cfg.FlushInterval), 20*cfg.FlushInterval)
@@ -197,6 +200,13 @@ func (p *peer) run() {
 			failed = pc.failed
 			backoff = 0
 			p.m.setReachable(p.info.name, true)
+			if lost {
+				// What this stream lost while the peer was out of reach
+				// (a partition, a restart) is repaired now, not when a
+				// periodic round happens to pick this peer.
+				lost = false
+				p.m.healExchange(p.info)
+			}
 		}
 		if err := p.send(pc); err != nil {
 			pc.fail(err)
