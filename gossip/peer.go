@@ -176,7 +176,7 @@ func (p *peer) run() {
 			p.connectionLost(pc.err)
 			lost = true
 			pc, failed = nil, nil
-			backoff = min(max(2*backoff, cfg.FlushInterval), 20*cfg.FlushInterval)
+			backoff = min(max(2*backoff, cfg.FlushInterval), 10*cfg.FlushInterval)
 			nextDial = time.Now().Add(backoff)
 		}
 		if p.idle() {
@@ -192,7 +192,7 @@ func (p *peer) run() {
 				lost = true
 				p.m.setReachable(p.info.name, false)
 				p.m.log.Debug("replication: dial failed", zap.String("peer", p.info.name), zap.Error(err))
-				backoff = min(max(2*backoff, cfg.FlushInterval), 20*cfg.FlushInterval)
+				backoff = min(max(2*backoff, cfg.FlushInterval), 10*cfg.FlushInterval)
 				nextDial = time.Now().Add(backoff)
 				arm(backoff)
 				continue
