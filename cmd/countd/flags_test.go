@@ -60,3 +60,17 @@ func TestInvalidConfigIsRefusedAtStart(t *testing.T) {
 		t.Fatalf("bad durability: exit %d, want 1", code)
 	}
 }
+
+func TestAdvertisedHTTP(t *testing.T) {
+	for _, c := range []struct{ listen, advertise, gossip, want string }{
+		{"127.0.0.1:7070", "", "127.0.0.1:7946", "127.0.0.1:7070"},
+		{"0.0.0.0:7070", "10.0.0.5:7946", "0.0.0.0:7946", "10.0.0.5:7070"},
+		{"[::]:7070", "", "192.168.1.9:7946", "192.168.1.9:7070"},
+		{":7070", "", "0.0.0.0:7946", ":7070"},
+		{"0.0.0.0:7070", "node-3.example:7946", "0.0.0.0:7946", "node-3.example:7070"},
+	} {
+		if got := advertisedHTTP(c.listen, c.advertise, c.gossip); got != c.want {
+			t.Errorf("advertisedHTTP(%q, %q, %q) = %q, want %q", c.listen, c.advertise, c.gossip, got, c.want)
+		}
+	}
+}

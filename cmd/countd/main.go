@@ -219,19 +219,23 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	shutErr := srv.Shutdown(ctx)
-	var meshErr error
 	if mesh != nil {
 		// Commit and stream what is pending, then leave the mesh.
 		if err := n.Flush(ctx); err != nil {
 			log.Warn("flush before leaving the mesh", zap.Error(err))
 		}
-		meshErr = mesh.Close()
+		// Leaving is best effort: when the whole mesh stops at once nobody
+		// is left to hear the leave broadcast, which is not a failure of
+		// this node (the others will see it fail and forget it later).
+		if err := mesh.Close(); err != nil {
+			log.Warn("leaving the mesh", zap.Error(err))
+		}
 	}
 	closeErr := n.Close()
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
-	return errors.Join(serveErr, shutErr, meshErr, closeErr)
+	return errors.Join(serveErr, shutErr, closeErr)
 }
 
 // startMesh joins the node to the mesh.
@@ -239,7 +243,7 @@ func startMesh(o options, httpAddr string, n *node.Node, log *zap.Logger) (*goss
 	gcfg := gossip.DefaultConfig()
 	gcfg.Name = o.nodeName
 	gcfg.Region = o.region
-	gcfg.HTTPAddr = httpAddr
+	gcfg.HTTPAddr = advertisedHTTP(httpAddr, o.advertiseAddr, o.gossipAddr)
 	gcfg.GossipAddr = o.gossipAddr
 	gcfg.AdvertiseAddr = o.advertiseAddr
 	gcfg.Logger = log.Named("gossip")
@@ -290,4 +294,28 @@ func catchUp(ctx context.Context, mesh *gossip.Mesh, n *node.Node, log *zap.Logg
 	}
 	n.MarkReady()
 	log.Info("ready", zap.Duration("catch_up", time.Since(start)))
+}
+
+// advertisedHTTP is the HTTP address other nodes and /v1/cluster show: the
+// listen address, with an unspecified host (0.0.0.0, ::) replaced by the
+// host of --advertise-addr, or else of --gossip-addr when that is specific.
+func advertisedHTTP(listen, advertise, gossipAddr string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return listen
+	}
+	for _, a := range []string{advertise, gossipAddr} {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil || h == "" {
+			continue
+		}
+		if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+			continue
+		}
+		return net.JoinHostPort(h, port)
+	}
+	return listen
 }
