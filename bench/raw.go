@@ -55,6 +55,10 @@ func (r *rawConn) do(ctx context.Context, method string, path []byte, body []byt
 		r.c, r.br = c, bufio.NewReaderSize(c, 4096)
 	}
 	if dl, ok := ctx.Deadline(); ok {
+		if !time.Now().Before(dl) {
+			// The run is over (the context's timer may not have fired yet).
+			return 0, context.DeadlineExceeded
+		}
 		r.c.SetDeadline(dl)
 	} else {
 		r.c.SetDeadline(time.Time{})
@@ -77,11 +81,17 @@ func (r *rawConn) do(ctx context.Context, method string, path []byte, body []byt
 	r.req = req
 	if _, err := r.c.Write(req); err != nil {
 		r.close()
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			return 0, context.DeadlineExceeded
+		}
 		return 0, err
 	}
 	status, err := r.readResponse()
 	if err != nil {
 		r.close()
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			return 0, context.DeadlineExceeded // cut by the end of the run
+		}
 		return 0, err
 	}
 	return status, nil

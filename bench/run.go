@@ -113,7 +113,7 @@ func closedLoop(ctx context.Context, cfg RunConfig, rec *Recorder, newOp func(in
 				t0 := time.Now()
 				ops, err := op(ctx)
 				t1 := time.Now()
-				if err != nil && ctx.Err() != nil {
+				if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
 					return // cut by the end of the run, not a server error
 				}
 				rec.Record(t1.Sub(t0), ops, err, !t1.Before(measureFrom))
