@@ -258,29 +258,57 @@ func (l *opLog) sync() error {
 	return l.syncLocked()
 }
 
-// rotate fsyncs and closes the current segment, so that the next append
-// starts a new one, and returns a cut: every record appended before the
-// call lives in a segment below it.
+// rotate switches appends to a new segment and returns a cut: every record
+// appended before the call lives in a segment below it. The new segment is
+// created (and its directory entry synced) before the lock is taken, so
+// that the committer's next append does not wait for it; under the lock the
+// old segment is only fsynced when it holds unsynced appends, and closed.
+// rotate is called by one goroutine at a time (checkpoints are serialised).
 func (l *opLog) rotate() (cut uint64, err error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if !l.replayed {
+		l.mu.Unlock()
+		return 0, errors.New("store: ReplayLog must run before the log is rotated")
+	}
+	var next uint64 = 1
+	if len(l.segments) > 0 {
+		next = l.segments[len(l.segments)-1] + 1
+	}
+	l.mu.Unlock()
+
+	f, err := l.fs.Create(l.path(next), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return 0, fmt.Errorf("store: create log segment: %w", err)
+	}
+	if err := l.syncDir(); err != nil {
+		f.Close()
+		return 0, err
+	}
+
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
+		f.Close()
 		return 0, ErrClosed
 	}
 	if l.f != nil {
 		if err := l.syncLocked(); err != nil {
+			f.Close()
 			return 0, err
 		}
 		if err := l.f.Close(); err != nil {
+			f.Close()
 			return 0, fmt.Errorf("store: close log segment: %w", err)
 		}
-		l.f = nil
 	}
+	l.segments = append(l.segments, next)
+	l.f, l.size, l.unsynced = f, 0, false
 	l.bytes = 0
-	if len(l.segments) == 0 {
-		return 1, nil
-	}
-	return l.segments[len(l.segments)-1] + 1, nil
+	return next, nil
 }
 
 // dropBefore removes the segments numbered below cut; the caller has made
