@@ -400,6 +400,9 @@ func (n *Node) List(ctx context.Context, ns, prefix, cursor string, limit int) (
 	if err := n.Checkpoint(); err != nil {
 		return Page{}, err
 	}
+	if cursor < firstUserKey {
+		cursor = firstUserKey // internal counters are not listed
+	}
 	var page Page
 	var scanErr error
 	err := n.store.ScanCounters(ns, prefix, cursor, func(key string, c crdt.Counter) bool {

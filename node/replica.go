@@ -51,7 +51,7 @@ func (n *Node) Apply(b gossip.Batch) error {
 	var buf []byte
 	for i := range b.Deltas {
 		d := &b.Deltas[i]
-		if ValidateNamespace(d.NS) != nil || ValidateKey(d.Key) != nil {
+		if ValidateNamespace(d.NS) != nil || validReplicatedKey(d.Key) != nil {
 			n.log.Warn("dropping a replicated change with a bad name", zap.String("ns", d.NS), zap.String("key", d.Key))
 			continue
 		}
