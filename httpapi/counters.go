@@ -80,6 +80,15 @@ type counterAnswer struct {
 	Key       string     `json:"key"`
 	Value     int64      `json:"value"`
 	UpdatedAt *time.Time `json:"updated_at"`
+	// Window and BucketStart name the bucket a read with ?at= answered
+	// from: value is the change of the counter during it.
+	Window      string     `json:"window,omitempty"`
+	BucketStart *time.Time `json:"bucket_start,omitempty"`
+	// Estimate and ErrorBound mark a read of an approximate namespace:
+	// value is at least the true count and, with the namespace's
+	// confidence, at most error_bound above it.
+	Estimate   bool   `json:"estimate,omitempty"`
+	ErrorBound *int64 `json:"error_bound,omitempty"`
 }
 
 func (s *Server) getCounter(w http.ResponseWriter, r *http.Request) {
@@ -99,7 +108,15 @@ func (s *Server) getCounter(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ans := counterAnswer{NS: ns, Key: key, Value: c.Value}
+	ans := counterAnswer{NS: ns, Key: key, Value: c.Value, Window: c.Window, Estimate: c.Estimate}
+	if c.Estimate {
+		b := c.ErrorBound
+		ans.ErrorBound = &b
+	}
+	if !c.BucketStart.IsZero() {
+		t := c.BucketStart
+		ans.BucketStart = &t
+	}
 	if !c.UpdatedAt.IsZero() {
 		t := c.UpdatedAt.UTC()
 		ans.UpdatedAt = &t

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -47,7 +48,16 @@ type Server struct {
 	log     *zap.Logger
 	router  chi.Router
 	latency *prometheus.HistogramVec
+	// closing ends the watch streams when the server shuts down (see
+	// CloseStreams).
+	closing   chan struct{}
+	closeOnce sync.Once
 }
+
+// CloseStreams ends every open watch stream with a final event, so that a
+// graceful shutdown does not wait for them (register it with
+// http.Server.RegisterOnShutdown). It is idempotent.
+func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 // New returns the API handler over cfg.Node.
 func New(cfg Config) (*Server, error) {
@@ -57,7 +67,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	s := &Server{node: cfg.Node, cluster: cfg.Cluster, log: cfg.Logger}
+	s := &Server{node: cfg.Node, cluster: cfg.Cluster, log: cfg.Logger, closing: make(chan struct{})}
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "countmesh_http_request_duration_seconds",
 		Help:    "HTTP request latency by route and status code.",
@@ -90,6 +100,8 @@ func New(cfg Config) (*Server, error) {
 		r.Post("/counters/{ns}/{key}/incr", s.incr(1))
 		r.Post("/counters/{ns}/{key}/decr", s.incr(-1))
 		r.Get("/counters/{ns}/{key}", s.getCounter)
+		r.Get("/counters/{ns}/{key}/series", s.getSeries)
+		r.Get("/counters/{ns}/{key}/watch", s.watchCounter)
 		r.Put("/counters/{ns}/{key}", s.resetCounter)
 		r.Delete("/counters/{ns}/{key}", s.deleteCounter)
 		r.Get("/counters/{ns}", s.listCounters)
@@ -97,6 +109,9 @@ func New(cfg Config) (*Server, error) {
 		r.Get("/namespaces", s.listNamespaces)
 		r.Put("/namespaces/{ns}", s.putNamespace)
 		r.Get("/namespaces/{ns}", s.getNamespace)
+		r.Get("/namespaces/{ns}/top", s.getTop)
+		r.Get("/namespaces/{ns}/aggregate", s.getAggregate)
+		r.Get("/namespaces/{ns}/watch", s.watchNamespace)
 		r.Get("/cluster", s.getCluster)
 	})
 	s.router = r

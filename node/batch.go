@@ -50,6 +50,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	}
 	sync := false
 	lastNS := ""
+	var windowed map[string]*nsRuntime // namespaces whose ops also count in buckets
 	for _, op := range ops {
 		if op.NS == lastNS {
 			continue
@@ -60,6 +61,12 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 			return BatchResult{}, err
 		}
 		sync = sync || rec.Config.Durability == DurabilitySync
+		if rt := rec.runtime(); len(rt.windows) > 0 {
+			if windowed == nil {
+				windowed = make(map[string]*nsRuntime)
+			}
+			windowed[op.NS] = rt
+		}
 	}
 
 	// Bring every counter into memory, one stripe lock at a time, so that
@@ -98,6 +105,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		}
 		for i, op := range ops {
 			e := entries[i]
+			before := e.c.Value()
 			v, addErr := e.c.Add(n.id, op.By)
 			if addErr != nil { // batchCheckLocked rules this out
 				panic(fmt.Sprintf("node: batch op %d failed after its check: %v", i, addErr))
@@ -105,6 +113,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 			e.updated = now
 			e.own = true
 			n.markDirtyLocked(&n.stripes[prepared[i].stripe], e)
+			n.changedLocked(op.NS, op.Key, before, e)
 			if returnValues {
 				res.Values[i] = v
 			}
@@ -118,6 +127,14 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	}
 	if err != nil {
 		return BatchResult{}, err
+	}
+	if windowed != nil {
+		now := n.cfg.Now()
+		for _, op := range ops {
+			if rt := windowed[op.NS]; rt != nil {
+				n.applyDerived(rt, op.NS, op.Key, nil, now, op.By)
+			}
+		}
 	}
 	n.metrics.batches.Inc()
 	n.metrics.increments.Add(float64(len(ops)))

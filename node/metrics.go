@@ -16,6 +16,10 @@ type metrics struct {
 	replicated        prometheus.Counter
 	checkpoints       prometheus.Counter
 	checkpointSeconds prometheus.Histogram
+
+	bucketDrops prometheus.Counter
+	expired     prometheus.Counter
+	watchers    prometheus.Gauge
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
@@ -48,10 +52,20 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			Name: "countmesh_checkpoint_duration_seconds", Help: "Time a checkpoint takes.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		bucketDrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_bucket_range_drops_total", Help: "Range deletes of time buckets past their retention.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_expired_counters_total", Help: "Counters deleted because they were idle past their namespace's ttl.",
+		}),
+		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "countmesh_watch_subscriptions", Help: "Open watch subscriptions.",
+		}),
 	}
 	if reg == nil {
 		return m
 	}
+	reg.MustRegister(m.bucketDrops, m.expired, m.watchers)
 	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed, m.replicated, m.checkpoints, m.checkpointSeconds)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -25,6 +25,7 @@ func (n *Node) loadNamespaces() error {
 			n.log.Error("skipping unreadable namespace config", zap.String("ns", ns), zap.Error(err))
 			return true
 		}
+		rec.prepare()
 		n.ns.m[ns] = rec
 		n.clock.Observe(rec.HLC)
 		return true
@@ -68,6 +69,7 @@ func (n *Node) persistNamespaceLocked(ns string, rec *namespaceRecord) error {
 	if err := b.Commit(true); err != nil {
 		return fmt.Errorf("%w: store namespace: %v", ErrUnavailable, err)
 	}
+	rec.prepare()
 	n.ns.m[ns] = rec
 	return nil
 }

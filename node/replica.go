@@ -55,8 +55,12 @@ func (n *Node) Apply(b gossip.Batch) error {
 			n.log.Warn("dropping a replicated change with a bad name", zap.String("ns", d.NS), zap.String("key", d.Key))
 			continue
 		}
-		if _, err := n.namespaceForWrite(d.NS); err != nil {
+		rec, err := n.namespaceForWrite(d.NS)
+		if err != nil {
 			return err
+		}
+		if n.bucketExpired(rec, d.Key) {
+			continue // retention has dropped it here; keep it dropped
 		}
 		buf = compositeKey(buf[:0], d.NS, d.Key)
 		s := &n.stripes[n.stripeOf(buf)]
@@ -66,11 +70,12 @@ func (n *Node) Apply(b gossip.Batch) error {
 			s.mu.Unlock()
 			return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 		}
-		before := e.c.Value()
+		before, wasLive := e.c.Value(), e.c.Live()
 		e.c.Merge(d.State) // Merge copies what it keeps
 		e.seqs = withSeq(e.seqs, d.Origin, d.Seq)
-		if e.c.Value() != before {
+		if e.c.Value() != before || e.c.Live() != wasLive {
 			e.updated = now
+			n.changedLocked(d.NS, d.Key, before, e)
 		}
 		n.markDirtyLocked(s, e)
 		s.mu.Unlock()

@@ -91,6 +91,25 @@ func (b *Batch) DeleteCounter(ns, key string) {
 	b.n++
 }
 
+// DeleteCounterRange removes every counter of ns whose key k satisfies
+// from <= k < to, with one Pebble range tombstone: the cost does not depend
+// on how many counters the range holds (time buckets past their retention
+// are dropped this way).
+func (b *Batch) DeleteCounterRange(ns, from, to string) {
+	if !b.usable() {
+		return
+	}
+	if err := checkNamespace(ns); err != nil {
+		b.err = err
+		return
+	}
+	if from >= to {
+		return
+	}
+	_ = b.pb.DeleteRange(appendCounterKey(nil, ns, from), appendCounterKey(nil, ns, to), nil)
+	b.n++
+}
+
 // PutNamespace writes the msgpack encoding of v as the config of ns.
 func (b *Batch) PutNamespace(ns string, v any) error {
 	if err := checkNamespace(ns); err != nil {

@@ -190,6 +190,7 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          zap.NewStdLog(log.Named("http")),
 	}
+	srv.RegisterOnShutdown(api.CloseStreams) // watch streams would hold Shutdown
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	catchUpCtx, stopCatchUp := context.WithCancel(context.Background())

@@ -1,0 +1,177 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// Stats are count, sum, average, minimum and maximum over a set of counters.
+type Stats struct {
+	Count int64
+	Sum   int64
+	Avg   float64
+	Min   int64
+	Max   int64
+}
+
+// add counts one counter's value; it fails when the sum leaves int64.
+func (s *Stats) add(v int64) error {
+	if !clampAdd(s.Sum, v) {
+		return fmt.Errorf("%w: the sum leaves the int64 range", ErrOverflow)
+	}
+	if s.Count == 0 || v < s.Min {
+		s.Min = v
+	}
+	if s.Count == 0 || v > s.Max {
+		s.Max = v
+	}
+	s.Count++
+	s.Sum += v
+	s.Avg = float64(s.Sum) / float64(s.Count)
+	return nil
+}
+
+// AggregateResult is the answer to Aggregate: the stats over every counter,
+// and with a label, per value of the label.
+type AggregateResult struct {
+	Stats
+	Groups map[string]Stats // nil without group by
+	// Window and BucketStart name the bucket aggregated, for a windowed
+	// query.
+	Window      string
+	BucketStart int64
+}
+
+// Aggregate returns the stats of the counters of ns under prefix: of their
+// values, or with window of their changes in the window's current bucket.
+// With groupBy, the counters are also split by the value of that label: a
+// key's value in a group is the sum of its label series carrying that value
+// (keys written without the label are in no group).
+func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy string) (AggregateResult, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return AggregateResult{}, err
+	}
+	if groupBy != "" && ValidateNamespace(groupBy) != nil {
+		return AggregateResult{}, fmt.Errorf("%w: group_by %q is not a label name ([a-z0-9][a-z0-9_.-]{0,63})", ErrInvalidArgument, groupBy)
+	}
+	var out AggregateResult
+	base := "" // the key prefix of the counters aggregated: "" or a bucket's
+	if windowName != "" {
+		rt, err := n.windowedRuntime(ns)
+		if err != nil {
+			return out, err
+		}
+		w, ok := rt.window(windowName)
+		if !ok {
+			return out, fmt.Errorf("%w: namespace %q does not keep window %q", ErrInvalidArgument, ns, windowName)
+		}
+		start := n.cfg.Now().Unix() / w.g.secs * w.g.secs
+		base = string(bucketKey(nil, w.g, start, ""))
+		out.Window, out.BucketStart = w.g.name, start
+	}
+	n.ns.RLock()
+	_, exists := n.ns.m[ns]
+	n.ns.RUnlock()
+	if !exists && groupBy == "" {
+		return out, nil
+	}
+	if err := n.Checkpoint(); err != nil {
+		return out, err
+	}
+	// The counters themselves.
+	var scanErr error
+	after := ""
+	if base == "" {
+		after = firstUserKey
+	}
+	err := n.store.ScanCounters(ns, base+prefix, after, func(key string, c crdt.Counter) bool {
+		if isInternalKey(key[len(base):]) {
+			return true // a label series' bucket
+		}
+		cur, live := n.overlay(ns, key, c)
+		if !live {
+			return true
+		}
+		if scanErr = out.add(cur.Value); scanErr != nil {
+			return false
+		}
+		return ctx.Err() == nil
+	})
+	if err == nil {
+		err = scanErr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return out, aggregateError(err)
+	}
+	if groupBy == "" {
+		return out, nil
+	}
+	// The label series, summed per (label value, key).
+	perKey := make(map[string]map[string]int64)
+	seen := false
+	seriesPrefix := base + string([]byte{kindSeries}) + prefix
+	err = n.store.ScanCounters(ns, seriesPrefix, "", func(key string, c crdt.Counter) bool {
+		skey, labels, ok := parseSeriesKey(key[len(base):])
+		if !ok {
+			return true
+		}
+		v, has := labels[groupBy]
+		if !has {
+			return true
+		}
+		seen = true
+		cur, live := n.overlay(ns, key, c)
+		if !live {
+			return true
+		}
+		g := perKey[v]
+		if g == nil {
+			g = make(map[string]int64)
+			perKey[v] = g
+		}
+		sum := g[skey]
+		if !clampAdd(sum, cur.Value) {
+			scanErr = fmt.Errorf("%w: the sum leaves the int64 range", ErrOverflow)
+			return false
+		}
+		g[skey] = sum + cur.Value
+		return ctx.Err() == nil
+	})
+	if err == nil {
+		err = scanErr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return out, aggregateError(err)
+	}
+	if !seen {
+		return out, fmt.Errorf("%w: no counter of %q under prefix %q was written with label %q", ErrInvalidArgument, ns, prefix, groupBy)
+	}
+	out.Groups = make(map[string]Stats, len(perKey))
+	for v, keys := range perKey {
+		var st Stats
+		for _, val := range keys {
+			if err := st.add(val); err != nil {
+				return out, err
+			}
+		}
+		out.Groups[v] = st
+	}
+	return out, nil
+}
+
+// aggregateError passes the node's own errors and wraps the store's.
+func aggregateError(err error) error {
+	if errors.Is(err, ErrOverflow) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: scan counters: %v", ErrUnavailable, err)
+}

@@ -1,0 +1,397 @@
+package node
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// Top-K. For each namespace that has been asked for its top counters, the
+// node keeps the topCap largest counters (of all time, and of the current
+// bucket of each window asked for) in memory and updates them on every
+// change, local or replicated, so that a query sorts at most topCap entries
+// and never scans the namespace.
+//
+// A counter outside the set has a value of at most ceiling: every value seen
+// of a counter that was not admitted, or that was pushed out, raises it. The
+// first k of the set are the true top k when the k-th is >= ceiling; that is
+// always so while counters only grow, and can stop being so when a counter of
+// the set shrinks (a decrement, a reset, a delete). Then the answer is marked
+// inexact and the set is rebuilt from a scan, at most once per
+// topRebuildEvery.
+
+// topCap is how many counters a top set keeps; a query asks for at most
+// MaxTopK.
+const (
+	topCap          = 1024
+	MaxTopK         = 1000
+	topRebuildEvery = 30 * time.Second
+)
+
+type topItem struct {
+	key string
+	val int64
+	idx int
+}
+
+// topHeap is a min-heap of topItems by value.
+type topHeap []*topItem
+
+func (h topHeap) Len() int           { return len(h) }
+func (h topHeap) Less(i, j int) bool { return h[i].val < h[j].val }
+func (h topHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *topHeap) Push(x any) {
+	it := x.(*topItem)
+	it.idx = len(*h)
+	*h = append(*h, it)
+}
+func (h *topHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+// topSet is the top counters of one namespace (or of one bucket of it).
+type topSet struct {
+	start int64 // bucket start, for a window's set
+
+	mu    sync.Mutex
+	items map[string]*topItem
+	heap  topHeap
+	// building is set while the set is filled from a scan; touched holds
+	// the keys changed since, whose values the scan must not overwrite.
+	building bool
+	touched  map[string]struct{}
+	built    chan struct{} // closed when the first fill is done
+	rebuilt  time.Time
+
+	// floor is the smallest value in the set while it is full, and
+	// MinInt64 before: a counter below it that did not shrink is not in
+	// the set. ceiling bounds the values of counters outside the set.
+	floor   atomic.Int64
+	ceiling atomic.Int64
+}
+
+func newTopSet(start int64) *topSet {
+	t := &topSet{start: start, items: make(map[string]*topItem), built: make(chan struct{}), building: true, touched: make(map[string]struct{})}
+	t.floor.Store(math.MinInt64)
+	t.ceiling.Store(math.MinInt64)
+	return t
+}
+
+// observe records that key changed from before to after (live false: it was
+// deleted). Callers hold the counter's stripe lock, so one key's changes
+// arrive in order.
+func (t *topSet) observe(key string, before, after int64, live bool) {
+	if live && after >= before && after < t.floor.Load() {
+		t.raiseCeiling(after) // not a member (members are >= floor), not admitted
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.building {
+		t.touched[key] = struct{}{}
+	}
+	t.offerLocked(key, after, live)
+}
+
+// offerLocked updates the set with the value of key.
+func (t *topSet) offerLocked(key string, val int64, live bool) {
+	if it := t.items[key]; it != nil {
+		if !live {
+			heap.Remove(&t.heap, it.idx)
+			delete(t.items, key)
+		} else {
+			it.val = val
+			heap.Fix(&t.heap, it.idx)
+		}
+	} else if live {
+		switch {
+		case len(t.heap) < topCap:
+			it := &topItem{key: key, val: val}
+			heap.Push(&t.heap, it)
+			t.items[key] = it
+		case val > t.heap[0].val:
+			out := heap.Pop(&t.heap).(*topItem)
+			delete(t.items, out.key)
+			t.raiseCeiling(out.val)
+			it := &topItem{key: key, val: val}
+			heap.Push(&t.heap, it)
+			t.items[key] = it
+		default:
+			t.raiseCeiling(val)
+		}
+	}
+	if len(t.heap) == topCap {
+		t.floor.Store(t.heap[0].val)
+	} else {
+		t.floor.Store(math.MinInt64)
+	}
+}
+
+func (t *topSet) raiseCeiling(v int64) {
+	for {
+		c := t.ceiling.Load()
+		if v <= c || t.ceiling.CompareAndSwap(c, v) {
+			return
+		}
+	}
+}
+
+// top returns the k largest members under prefix (ties by key), and whether
+// they are certainly the true top k.
+func (t *topSet) top(k int, prefix string) ([]Counter, bool) {
+	t.mu.Lock()
+	items := make([]topItem, 0, min(k*4, len(t.heap)))
+	for _, it := range t.heap {
+		if strings.HasPrefix(it.key, prefix) {
+			items = append(items, *it)
+		}
+	}
+	t.mu.Unlock()
+	slices.SortFunc(items, func(a, b topItem) int {
+		if c := cmp.Compare(b.val, a.val); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	ceiling := t.ceiling.Load()
+	exact := ceiling == math.MinInt64 // nothing was ever left out
+	if len(items) >= k {
+		items = items[:k]
+		exact = exact || (k > 0 && items[k-1].val >= ceiling)
+		if k == 0 {
+			exact = true
+		}
+	}
+	out := make([]Counter, len(items))
+	for i, it := range items {
+		out[i] = Counter{Key: it.key, Value: it.val}
+	}
+	return out, exact
+}
+
+// nsTops are the top sets of one namespace: all time, and the current
+// bucket of each window.
+type nsTops struct {
+	total   atomic.Pointer[topSet]
+	windows [6]atomic.Pointer[topSet] // by granularity index
+}
+
+// topsFor returns the namespace's top sets, creating them when create.
+func (n *Node) topsFor(ns string, create bool) *nsTops {
+	if v, ok := n.tops.Load(ns); ok {
+		return v.(*nsTops)
+	}
+	if !create {
+		return nil
+	}
+	v, _ := n.tops.LoadOrStore(ns, new(nsTops))
+	n.anyTops.Store(true)
+	return v.(*nsTops)
+}
+
+// observeTop feeds a change of ns/key to the namespace's top sets, if any.
+// The caller holds the counter's stripe lock.
+func (n *Node) observeTop(ns, key string, before, after int64, live bool) {
+	tops := n.topsFor(ns, false)
+	if tops == nil {
+		return
+	}
+	if !isInternalKey(key) {
+		if t := tops.total.Load(); t != nil {
+			t.observe(key, before, after, live)
+		}
+		return
+	}
+	g, start, series, ok := parseBucketKey(key)
+	if !ok || isInternalKey(series) {
+		return
+	}
+	if t := tops.windows[g.idx].Load(); t != nil && t.start == start {
+		t.observe(series, before, after, live)
+	}
+}
+
+// TopResult is the answer to Top.
+type TopResult struct {
+	Items []Counter
+	Exact bool
+	// Window and BucketStart name the bucket ranked, for a windowed query.
+	Window      string
+	BucketStart time.Time
+}
+
+// Top returns the k largest counters of ns whose key starts with prefix, of
+// all time or, with window, of the window's current bucket.
+func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix string) (TopResult, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return TopResult{}, err
+	}
+	if k < 1 || k > MaxTopK {
+		return TopResult{}, fmt.Errorf("%w: k must be 1 to %d, got %d", ErrInvalidArgument, MaxTopK, k)
+	}
+	var w window
+	var out TopResult
+	if windowName != "" {
+		rt, err := n.windowedRuntime(ns)
+		if err != nil {
+			return TopResult{}, err
+		}
+		var ok bool
+		if w, ok = rt.window(windowName); !ok {
+			return TopResult{}, fmt.Errorf("%w: namespace %q does not keep window %q", ErrInvalidArgument, ns, windowName)
+		}
+	}
+	n.ns.RLock()
+	_, exists := n.ns.m[ns]
+	n.ns.RUnlock()
+	if !exists {
+		return TopResult{Items: []Counter{}, Exact: true}, nil
+	}
+	tops := n.topsFor(ns, true)
+	var t *topSet
+	if windowName == "" {
+		t = tops.total.Load()
+		if t == nil {
+			nt := newTopSet(0)
+			if tops.total.CompareAndSwap(nil, nt) {
+				go n.fillTop(nt, ns, "")
+			}
+			t = tops.total.Load()
+		}
+	} else {
+		now := n.cfg.Now().Unix()
+		start := now / w.g.secs * w.g.secs
+		out.Window, out.BucketStart = w.g.name, time.Unix(start, 0).UTC()
+		slot := &tops.windows[w.g.idx]
+		for {
+			t = slot.Load()
+			if t != nil && t.start >= start {
+				break
+			}
+			nt := newTopSet(start)
+			if slot.CompareAndSwap(t, nt) {
+				go n.fillTop(nt, ns, string(bucketKey(nil, w.g, start, "")))
+				t = nt
+				break
+			}
+		}
+	}
+	select {
+	case <-t.built:
+	case <-ctx.Done():
+		return TopResult{}, ctx.Err()
+	}
+	items, exact := t.top(k, prefix)
+	if !exact && prefix != "" && windowName == "" {
+		// A prefix's counters outside the set: rank the prefix itself.
+		var err error
+		if items, err = n.scanTop(ctx, ns, prefix, k); err != nil {
+			return TopResult{}, err
+		}
+		exact = true
+	} else if !exact {
+		t.mu.Lock()
+		stale := time.Since(t.rebuilt) > topRebuildEvery && !t.building
+		t.mu.Unlock()
+		if stale {
+			n.rebuildTop(tops, t, ns, w, windowName != "")
+		}
+	}
+	for i := range items {
+		items[i].NS = ns
+	}
+	n.metrics.reads.Inc()
+	out.Items, out.Exact = items, exact
+	return out, nil
+}
+
+// rebuildTop replaces an inexact set with a fresh one filled from a scan.
+func (n *Node) rebuildTop(tops *nsTops, old *topSet, ns string, w window, windowed bool) {
+	nt := newTopSet(old.start)
+	if !windowed {
+		if tops.total.CompareAndSwap(old, nt) {
+			go n.fillTop(nt, ns, "")
+		}
+		return
+	}
+	if tops.windows[w.g.idx].CompareAndSwap(old, nt) {
+		go n.fillTop(nt, ns, string(bucketKey(nil, w.g, old.start, "")))
+	}
+}
+
+// fillTop fills a new set from a scan of ns (bucketPrefix empty: the user
+// counters; else the counters of one bucket). The set is installed before
+// the scan, so changes during it are observed; the checkpoint makes every
+// change before it visible to the scan.
+func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
+	defer func() {
+		t.mu.Lock()
+		t.building, t.touched, t.rebuilt = false, nil, time.Now()
+		t.mu.Unlock()
+		close(t.built)
+	}()
+	if err := n.Checkpoint(); err != nil {
+		n.log.Warn("top-k: checkpoint before the scan failed; the set may miss recent changes")
+	}
+	prefix, after := bucketPrefix, ""
+	if prefix == "" {
+		after = firstUserKey
+	}
+	_ = n.store.ScanCounters(ns, prefix, after, func(key string, c crdt.Counter) bool {
+		user := key
+		if bucketPrefix != "" {
+			user = key[len(bucketPrefix):]
+			if isInternalKey(user) {
+				return true
+			}
+		}
+		cur, live := n.overlay(ns, key, c)
+		t.mu.Lock()
+		if _, seen := t.touched[user]; !seen {
+			t.offerLocked(user, cur.Value, live)
+		}
+		t.mu.Unlock()
+		select {
+		case <-n.done:
+			return false
+		default:
+			return true
+		}
+	})
+}
+
+// scanTop ranks the counters under prefix by scanning them.
+func (n *Node) scanTop(ctx context.Context, ns, prefix string, k int) ([]Counter, error) {
+	if err := n.Checkpoint(); err != nil {
+		return nil, err
+	}
+	t := newTopSet(0)
+	err := n.store.ScanCounters(ns, prefix, firstUserKey, func(key string, c crdt.Counter) bool {
+		cur, live := n.overlay(ns, key, c)
+		t.offerLocked(key, cur.Value, live)
+		return ctx.Err() == nil
+	})
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: scan counters: %v", ErrUnavailable, err)
+	}
+	items, _ := t.top(k, prefix)
+	return items, nil
+}
