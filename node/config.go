@@ -42,6 +42,13 @@ type Config struct {
 	// StartUnready keeps /readyz at 503 after Open until MarkReady, so that
 	// the daemon can first recover the node's own slot from its peers.
 	StartUnready bool
+	// Peers and PeerTransport reach the other nodes for the quorum and all
+	// consistency levels; with either nil the node is its own quorum.
+	// QuorumTimeout bounds one such operation (0: DefaultQuorumTimeout);
+	// past it the operation fails with ErrUnavailable.
+	Peers         Peers
+	PeerTransport PeerTransport
+	QuorumTimeout time.Duration
 	// Registerer receives the node's Prometheus metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// Logger; nil logs nothing.
@@ -70,6 +77,7 @@ func DefaultConfig() Config {
 		CommitMaxDelay:     10 * time.Millisecond,
 		CheckpointInterval: 5 * time.Second,
 		CheckpointLogBytes: 128 << 20,
+		QuorumTimeout:      DefaultQuorumTimeout,
 	}
 }
 
@@ -101,6 +109,9 @@ func (c *Config) validate() error {
 	}
 	if c.CheckpointLogBytes <= 0 {
 		errs = append(errs, fmt.Errorf("checkpoint log bytes must be positive, got %d", c.CheckpointLogBytes))
+	}
+	if c.QuorumTimeout < 0 {
+		errs = append(errs, fmt.Errorf("quorum timeout must not be negative, got %v", c.QuorumTimeout))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("node: invalid config: %w", err)

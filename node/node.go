@@ -262,7 +262,13 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 		return Result{}, err
 	}
 	n.metrics.increments.Inc()
-	return Result{Value: v}, n.durable(ctx, sync)
+	if err := n.durable(ctx, sync); err != nil {
+		return Result{Value: v}, err
+	}
+	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
+		return Result{Value: v}, n.replicateTo(ctx, lvl, ns, key)
+	}
+	return Result{Value: v}, nil
 }
 
 // Reset sets the counter ns/key to value. Increments concurrent with the reset
@@ -356,6 +362,11 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	}
 	if !opts.At.IsZero() {
 		return Counter{}, fmt.Errorf("%w: at= needs a namespace with windows; %q keeps no history", ErrInvalidArgument, ns)
+	}
+	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
+		if err := n.gatherFrom(ctx, lvl, ns, key); err != nil {
+			return Counter{}, err
+		}
 	}
 	var buf [600]byte
 	ck := compositeKey(buf[:0], ns, key)
