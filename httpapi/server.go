@@ -114,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 		r.Get("/namespaces/{ns}/watch", s.watchNamespace)
 		r.Get("/cluster", s.getCluster)
 	})
+	r.Route("/internal/v1", s.internalRoutes)
 	s.router = r
 	return s, nil
 }
