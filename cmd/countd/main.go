@@ -152,6 +152,11 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	// With the mesh, /readyz waits until the node has asked its peers for
 	// the changes it may have lost (its own slot after a restart).
 	cfg.StartUnready = meshOn
+	// The quorum and all consistency levels reach the peers the mesh lists
+	// over the internal HTTP routes; until the mesh starts, none.
+	peers, peerClient := new(httpapi.ClusterPeers), httpapi.NewPeerClient()
+	defer peerClient.Close()
+	cfg.Peers, cfg.PeerTransport = peers, peerClient
 
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
@@ -174,6 +179,7 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	apiCfg := httpapi.Config{Node: n, Registerer: reg, Gatherer: reg, Logger: log}
 	if mesh != nil {
 		apiCfg.Cluster = mesh
+		peers.Set(mesh)
 	}
 	api, err := httpapi.New(apiCfg)
 	if err != nil {
