@@ -17,6 +17,7 @@ import (
 
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/node"
+	"github.com/countmesh/countmesh/ratelimit"
 )
 
 // MaxBodyBytes bounds a request body (413 past it).
@@ -32,6 +33,9 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 	// Cluster answers GET /v1/cluster; nil for a node without the mesh.
 	Cluster Cluster
+	// RateLimit decides POST /v1/ratelimit/{ns}/{key} and answers the other
+	// nodes' lease calls; nil answers 503 there.
+	RateLimit *ratelimit.Limiter
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
 }
@@ -113,8 +117,10 @@ func New(cfg Config) (*Server, error) {
 		r.Get("/namespaces/{ns}/aggregate", s.getAggregate)
 		r.Get("/namespaces/{ns}/watch", s.watchNamespace)
 		r.Get("/cluster", s.getCluster)
+		r.Post("/ratelimit/{ns}/{key}", s.rateLimit(cfg.RateLimit))
 	})
 	r.Route("/internal/v1", s.internalRoutes)
+	r.Post("/internal/v1/ratelimit/lease", s.rateLimitLease(cfg.RateLimit)) // beside the /internal/v1 subrouter
 	s.router = r
 	return s, nil
 }
