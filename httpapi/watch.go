@@ -161,11 +161,20 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ns, key, pre
 		case <-sub.Ready():
 			if wait := time.Until(last.Add(interval)); wait > 0 {
 				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-t.C:
+			waiting:
+				for {
+					select {
+					case <-ctx.Done():
+						t.Stop()
+						return
+					case <-sub.Ready():
+						if sub.Overflowed() {
+							t.Stop()
+							break waiting // drop it now, not an interval later
+						}
+					case <-t.C:
+						break waiting
+					}
 				}
 			}
 			last = time.Now()

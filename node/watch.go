@@ -86,6 +86,13 @@ func (s *Subscription) Take() (keys []string, overflow bool) {
 	return keys, s.overflow
 }
 
+// Overflowed reports whether the subscription fell too far behind.
+func (s *Subscription) Overflowed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.overflow
+}
+
 // Close ends the subscription. It is idempotent.
 func (s *Subscription) Close() {
 	s.mu.Lock()

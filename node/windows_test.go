@@ -227,7 +227,10 @@ func TestWindowErrors(t *testing.T) {
 			_, err := n.Series(ctx, "w", "k", now.Add(-30*24*time.Hour), now, time.Minute)
 			return err
 		}()},
-		{"at beyond retention", func() error { _, err := n.Get(ctx, "w", "k", ReadOptions{At: now.Add(-1000 * 24 * time.Hour)}); return err }()},
+		{"at beyond retention", func() error {
+			_, err := n.Get(ctx, "w", "k", ReadOptions{At: now.Add(-1000 * 24 * time.Hour)})
+			return err
+		}()},
 		{"at in the future", func() error { _, err := n.Get(ctx, "w", "k", ReadOptions{At: now.Add(2 * time.Hour)}); return err }()},
 		{"at without windows", func() error { _, err := n.Get(ctx, "plain", "k", ReadOptions{At: now}); return err }()},
 		{"event too far ahead", func() error { _, err := n.Incr(ctx, "w", "k", 1, WriteOptions{At: now.Add(2 * time.Hour)}); return err }()},
