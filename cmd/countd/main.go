@@ -26,6 +26,7 @@ import (
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/httpapi"
 	"github.com/countmesh/countmesh/node"
+	"github.com/countmesh/countmesh/ratelimit"
 )
 
 func main() {
@@ -181,6 +182,22 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 		apiCfg.Cluster = mesh
 		peers.Set(mesh)
 	}
+	// Rate limits: one owner per limit among the mesh's live members (this
+	// node alone without the mesh); leases travel over the internal route.
+	rlCfg := ratelimit.DefaultConfig()
+	rlCfg.Membership, rlCfg.Transport, rlCfg.Logger = ratelimit.Single(cfg.Name), ratelimit.NewHTTPTransport(nil), log.Named("ratelimit")
+	if mesh != nil {
+		rlCfg.Membership = ratelimit.MeshMembership(mesh)
+	}
+	if apiCfg.RateLimit, err = ratelimit.New(rlCfg); err != nil {
+		ln.Close()
+		if mesh != nil {
+			mesh.Close()
+		}
+		n.Close()
+		return err
+	}
+	defer apiCfg.RateLimit.Close()
 	api, err := httpapi.New(apiCfg)
 	if err != nil {
 		ln.Close()
