@@ -62,21 +62,21 @@ func TestQueryRoutes(t *testing.T) {
 	// Errors: each a 400 that changes nothing.
 	bad := []string{
 		"/v1/counters/an/home/series?from=2026-03-02T12:30:00Z&to=2026-03-02T12:00:00Z", // from > to
-		"/v1/counters/an/home/series?from=yesterday",                                     // bad time
-		"/v1/counters/an/home/series?step=7s",                                            // not a multiple of a window
-		"/v1/counters/an/home/series?step=-1m",                                           // bad step
-		"/v1/counters/an/home/series?stpe=1m",                                            // unknown parameter
-		"/v1/counters/plain/home/series",                                                 // no windows
-		"/v1/counters/an/home?at=noon",                                                   // bad time
-		"/v1/counters/an/home?at=2020-01-01T00:00:00Z",                                   // past retention of 1h? (1h is kept forever: see below)
-		"/v1/namespaces/an/top?window=1d",                                                // bad window
-		"/v1/namespaces/an/top?k=0",                                                      // bad k
-		"/v1/namespaces/an/top?k=ten",                                                    // bad k
-		"/v1/namespaces/an/aggregate?window=2h",                                          // bad window
-		"/v1/namespaces/an/aggregate?group_by=device",                                    // unknown label
-		"/v1/namespaces/an/aggregate?group_by=Country",                                   // not a label name
-		"/v1/counters/an/home/watch?interval=1ns",                                        // bad interval
-		"/v1/namespaces/an/watch?interval=soon",                                          // bad interval
+		"/v1/counters/an/home/series?from=yesterday",                                    // bad time
+		"/v1/counters/an/home/series?step=7s",                                           // not a multiple of a window
+		"/v1/counters/an/home/series?step=-1m",                                          // bad step
+		"/v1/counters/an/home/series?stpe=1m",                                           // unknown parameter
+		"/v1/counters/plain/home/series",                                                // no windows
+		"/v1/counters/an/home?at=noon",                                                  // bad time
+		"/v1/counters/an/home?at=2020-01-01T00:00:00Z",                                  // past retention of 1h? (1h is kept forever: see below)
+		"/v1/namespaces/an/top?window=1d",                                               // bad window
+		"/v1/namespaces/an/top?k=0",                                                     // bad k
+		"/v1/namespaces/an/top?k=ten",                                                   // bad k
+		"/v1/namespaces/an/aggregate?window=2h",                                         // bad window
+		"/v1/namespaces/an/aggregate?group_by=device",                                   // unknown label
+		"/v1/namespaces/an/aggregate?group_by=Country",                                  // not a label name
+		"/v1/counters/an/home/watch?interval=1ns",                                       // bad interval
+		"/v1/namespaces/an/watch?interval=soon",                                         // bad interval
 	}
 	for _, path := range bad {
 		s, b := a.json("GET", path, "")
