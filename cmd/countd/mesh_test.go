@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/countmesh/countmesh/client"
 )
 
 // freeGossipPort returns a loopback port p such that p (TCP and UDP, for
@@ -123,6 +126,38 @@ func TestMeshOfProcesses(t *testing.T) {
 		return true, ""
 	})
 
+	// A watcher on n1 (region r1) sees an increment made on n3 (region r2)
+	// within a second (issue 4, acceptance 3).
+	wc, err := client.New(client.Config{BaseURL: "http://" + procs[0].d.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	events, err := wc.Watch(wctx, "watched", "post-1", client.WatchOptions{Interval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := <-events; ev.Value != 0 {
+		t.Fatalf("first watch event = %+v, want the current value 0", ev)
+	}
+	sent := time.Now()
+	resp, err := http.Post("http://"+procs[2].d.addr+"/v1/counters/watched/post-1/incr", "application/json", strings.NewReader(`{"by":3}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("incr on n3: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	select {
+	case ev := <-events:
+		seen := time.Since(sent)
+		if ev.Value != 3 || seen > time.Second {
+			t.Fatalf("watch on n1 got %+v after %s; want value 3 within 1s", ev, seen)
+		}
+		t.Logf("watch on n1 saw n3's increment after %s", seen)
+	case <-time.After(time.Second):
+		t.Fatal("watch on n1 saw nothing of n3's increment within 1s")
+	}
+	wcancel()
+
 	// Writers on every node for a while.
 	var acked atomic.Int64
 	var wg sync.WaitGroup
@@ -190,7 +225,7 @@ func TestMeshOfProcesses(t *testing.T) {
 	if got := total(n2); got != want {
 		t.Fatalf("n2 reads %d right after it is ready, want %d (its own slot back from peers)", got, want)
 	}
-	resp, err := http.Post("http://"+n2.d.addr+"/v1/counters/mesh/k0/incr", "application/json", strings.NewReader(`{"by":1}`))
+	resp, err = http.Post("http://"+n2.d.addr+"/v1/counters/mesh/k0/incr", "application/json", strings.NewReader(`{"by":1}`))
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("incr after restart: %v %v", err, resp)
 	}
