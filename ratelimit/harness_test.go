@@ -104,7 +104,7 @@ type mesh struct {
 
 // newMesh starts one limiter per name, all seeing each other, on a fake
 // clock set to start.
-func newMesh(t *testing.T, start time.Time, mutate func(*Config), names ...string) *mesh {
+func newMesh(t testing.TB, start time.Time, mutate func(*Config), names ...string) *mesh {
 	t.Helper()
 	m := &mesh{
 		net:   &memNet{nodes: map[string]*Limiter{}, cut: map[[2]string]bool{}, latency: 100 * time.Microsecond},

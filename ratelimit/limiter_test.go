@@ -16,7 +16,7 @@ var minute0 = time.Unix(1_800_000_000, 0)
 
 // keyOwnedBy returns a key of namespace "api" whose limit over w is owned
 // by want among names.
-func keyOwnedBy(t *testing.T, want string, w time.Duration, names ...string) string {
+func keyOwnedBy(t testing.TB, want string, w time.Duration, names ...string) string {
 	t.Helper()
 	for i := range 1000 {
 		k := fmt.Sprintf("user:%d", i)
