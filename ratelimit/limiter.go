@@ -246,7 +246,7 @@ func (l *Limiter) Decide(ctx context.Context, r Request) (Decision, error) {
 // admitted itself (the units it took under an earlier owner count here).
 func (l *Limiter) ownLocked(e *entry, v *view, id int64) *ownerState {
 	if e.own == nil {
-		e.own = &ownerState{c: e.adm, leases: make(map[string]leaseRec)}
+		e.own = &ownerState{c: e.adm} // leases made on the first grant
 		e.syncedWith, e.syncedEpoch = v.self, l.epoch
 	}
 	e.own.c.roll(id)
@@ -500,6 +500,9 @@ func (l *Limiter) grantLocked(e *entry, v *view, req LeaseRequest) LeaseResponse
 			// that the last units go where the requests are.
 			grant := min(max(req.Want, avail/int64(2*len(v.members))), avail)
 			o.c.curr += grant
+			if o.leases == nil {
+				o.leases = make(map[string]leaseRec)
+			}
 			o.nextID++
 			o.leases[req.From] = leaseRec{id: o.nextID, win: id, units: grant}
 			resp.Granted, resp.ID, resp.ValidFor = grant, o.nextID, req.Window-elapsed

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -391,4 +392,34 @@ func TestRetryAfter(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestMemoryPerLimit measures the heap held per limit on its owner (about
+// 440 bytes plus the key, docs/ratelimit.md) and fails past 1 KiB.
+func TestMemoryPerLimit(t *testing.T) {
+	l, err := New(Config{Membership: Single("solo"), LeaseTimeout: time.Second, SweepInterval: time.Hour, MaxKeys: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	keys := make([]string, 100_000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("user:%08d", i)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, k := range keys {
+		if _, err := l.Decide(context.Background(), Request{NS: "api", Key: k, Limit: 100, Window: time.Minute, Cost: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(len(keys))
+	t.Logf("%.0f bytes per limit (keys not counted)", per)
+	if per > 1024 {
+		t.Errorf("%.0f bytes per limit, want at most 1 KiB", per)
+	}
+	runtime.KeepAlive(keys)
 }
