@@ -363,10 +363,13 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	if !opts.At.IsZero() {
 		return Counter{}, fmt.Errorf("%w: at= needs a namespace with windows; %q keeps no history", ErrInvalidArgument, ns)
 	}
+	var merged *crdt.Counter // the quorum's state, which a quorum read answers
 	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
-		if err := n.gatherFrom(ctx, lvl, ns, key); err != nil {
+		c, err := n.gatherFrom(ctx, lvl, ns, key)
+		if err != nil {
 			return Counter{}, err
 		}
+		merged = &c
 	}
 	var buf [600]byte
 	ck := compositeKey(buf[:0], ns, key)
@@ -380,6 +383,9 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	out := Counter{NS: ns, Key: key}
 	if e != nil {
 		out.Value = e.c.Value()
+		if merged != nil {
+			out.Value = merged.Value()
+		}
 		if e.updated > 0 {
 			out.UpdatedAt = time.UnixMilli(e.updated)
 		}

@@ -213,14 +213,21 @@ func (n *Node) push(ctx context.Context, targets []Peer, need int, states []Coun
 // it. So a read returns every write that a quorum acknowledged before it
 // started, and a later read anywhere in the region returns at least as
 // much (a quorum read is linearizable for a counter of unit increments).
-// ErrUnavailable when that cannot be done within Config.QuorumTimeout.
-func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) error {
+// It returns the merged state, which the read must answer rather than the
+// local copy: that may have moved on since (a write in flight here, not yet
+// on a majority). ErrUnavailable when that cannot be done within
+// Config.QuorumTimeout.
+func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) (crdt.Counter, error) {
 	qs := n.quorumFor(level)
 	ctx, cancel := context.WithTimeout(ctx, n.quorumTimeout())
 	defer cancel()
 	if qs.need == 0 {
 		// This node alone: answer only what is durable here.
-		return n.Flush(ctx)
+		local, _, err := n.counterState(ns, key)
+		if err != nil {
+			return crdt.Counter{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		}
+		return local, n.Flush(ctx)
 	}
 	type fetched struct {
 		peer  Peer
@@ -258,14 +265,14 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) error {
 	}
 	fcancel()
 	if len(got) < qs.need {
-		return fmt.Errorf("%w: consistency %s needs %s to answer the read; %d did within %v (%w); "+
+		return crdt.Counter{}, fmt.Errorf("%w: consistency %s needs %s to answer the read; %d did within %v (%w); "+
 			"retry, or use consistency local for this node's value",
 			ErrUnavailable, level, qs.describe(n.cfg.Region), len(got)+1, n.quorumTimeout(), orUnknown(errors.Join(errs...)))
 	}
 
 	local, _, err := n.counterState(ns, key)
 	if err != nil {
-		return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		return crdt.Counter{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 	}
 	merged := local.Clone()
 	for _, f := range got {
@@ -273,13 +280,13 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) error {
 	}
 	if !merged.Equal(local) {
 		if err := n.mergeStates([]CounterState{{NS: ns, Key: key, State: merged}}); err != nil {
-			return err
+			return crdt.Counter{}, err
 		}
 	}
 	// Every write this node saw before the read is part of the answer:
 	// make it durable before it is shown.
 	if err := n.Flush(ctx); err != nil {
-		return err
+		return crdt.Counter{}, err
 	}
 	// Write back: the merged state must sit on enough nodes that any later
 	// read meets it. The nodes that returned it already hold it.
@@ -290,7 +297,7 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) error {
 		}
 	}
 	if len(behind) == 0 {
-		return nil
+		return merged, nil
 	}
 	held := len(got) - len(behind)
 	var others []Peer
@@ -307,9 +314,9 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) error {
 	}
 	acked, perr := n.push(ctx, others, qs.need-held, []CounterState{{NS: ns, Key: key, State: merged}})
 	if acked >= qs.need-held {
-		return nil
+		return merged, nil
 	}
-	return fmt.Errorf("%w: consistency %s: the read's value could not be written back to %s within %v (%w); retry",
+	return crdt.Counter{}, fmt.Errorf("%w: consistency %s: the read's value could not be written back to %s within %v (%w); retry",
 		ErrUnavailable, level, qs.describe(n.cfg.Region), n.quorumTimeout(), orUnknown(perr))
 }
 
