@@ -37,7 +37,19 @@ type NamespaceConfig struct {
 	Min               *int64            `json:"min" msgpack:"min"`
 	Max               *int64            `json:"max" msgpack:"max"`
 	IdempotencyWindow string            `json:"idempotency_window" msgpack:"idempotency_window"`
+	// Epsilon and Confidence size the Count-Min Sketch of an approximate
+	// namespace (docs/approximate.md); zero elsewhere. A config stored
+	// before they existed decodes as zero, which reads as the defaults.
+	Epsilon    float64 `json:"epsilon,omitempty" msgpack:"epsilon,omitempty"`
+	Confidence float64 `json:"confidence,omitempty" msgpack:"confidence,omitempty"`
 }
+
+// Defaults of an approximate namespace's sketch: estimates within 0.1 % of
+// the namespace's total with 99 % confidence.
+const (
+	DefaultEpsilon    = 0.001
+	DefaultConfidence = 0.99
+)
 
 // DefaultNamespaceConfig is the configuration of a namespace created by a
 // first write, given the node's default durability.
@@ -85,6 +97,8 @@ type NamespacePatch struct {
 	Min               NullableInt        `json:"min"`
 	Max               NullableInt        `json:"max"`
 	IdempotencyWindow *string            `json:"idempotency_window"`
+	Epsilon           *float64           `json:"epsilon"`
+	Confidence        *float64           `json:"confidence"`
 }
 
 // apply returns cfg with the patch's fields set.
@@ -116,6 +130,17 @@ func (p NamespacePatch) apply(cfg NamespaceConfig) NamespaceConfig {
 	}
 	if p.IdempotencyWindow != nil {
 		out.IdempotencyWindow = *p.IdempotencyWindow
+	}
+	if p.Type != nil && *p.Type != TypeApproximate {
+		// Leaving the approximate type drops its sketch parameters
+		// (unless the patch sets them, which normalize refuses).
+		out.Epsilon, out.Confidence = 0, 0
+	}
+	if p.Epsilon != nil {
+		out.Epsilon = *p.Epsilon
+	}
+	if p.Confidence != nil {
+		out.Confidence = *p.Confidence
 	}
 	return out
 }
@@ -173,6 +198,9 @@ func (cfg NamespaceConfig) normalize() (NamespaceConfig, error) {
 	out := cfg
 	out.Windows = windows
 	out.Retention = retention
+	if err := out.normalizeApprox(); err != nil {
+		return cfg, err
+	}
 	return out, nil
 }
 

@@ -55,6 +55,7 @@ type Node struct {
 	}
 	failed atomic.Pointer[error]
 	ready  atomic.Bool
+	approx approxSet // approximate namespaces' sketch layouts and heavy hitters (approx.go)
 
 	ns struct {
 		sync.RWMutex // guards m; creation of a namespace holds the write lock
@@ -250,6 +251,9 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if err := validateWrite(ns, key, by, opts); err != nil {
 		return Result{}, err
 	}
+	if rec := n.approxNamespace(ns); rec != nil {
+		return n.incrApprox(ctx, rec, ns, key, by, opts)
+	}
 	var v int64
 	sync, err := n.update(ns, key, true, func(e *entry) error {
 		var err error
@@ -277,6 +281,9 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err := validateName(ns, key); err != nil {
 		return Result{}, err
 	}
+	if n.approxNamespace(ns) != nil {
+		return Result{}, errApproxRefused(ns, "a key cannot be reset, since its count is spread over cells shared with other keys")
+	}
 	var v int64
 	sync, err := n.update(ns, key, true, func(e *entry) error {
 		e.c.SetReset(n.id, value, false)
@@ -294,6 +301,9 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := validateName(ns, key); err != nil {
 		return err
+	}
+	if n.approxNamespace(ns) != nil {
+		return errApproxRefused(ns, "a key cannot be deleted, since its count is spread over cells shared with other keys")
 	}
 	sync, err := n.update(ns, key, false, func(e *entry) error {
 		e.c.SetReset(n.id, 0, true)
@@ -344,6 +354,11 @@ type Counter struct {
 	Key       string
 	Value     int64
 	UpdatedAt time.Time // zero when unknown or never written
+	// Estimate marks a value read from an approximate namespace's sketch:
+	// at least the true count, and with the namespace's confidence at most
+	// ErrorBound above it.
+	Estimate   bool
+	ErrorBound int64
 }
 
 // ReadOptions are the optional fields of a read.
@@ -359,6 +374,9 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	}
 	if err := validateConsistency(opts.Consistency); err != nil {
 		return Counter{}, err
+	}
+	if rec := n.approxNamespace(ns); rec != nil {
+		return n.getApprox(ctx, rec, ns, key, opts)
 	}
 	if !opts.At.IsZero() {
 		return Counter{}, fmt.Errorf("%w: at= needs a namespace with windows; %q keeps no history", ErrInvalidArgument, ns)
