@@ -188,7 +188,8 @@ func errApproxRefused(ns, what string) error {
 // refused: with negative updates a Count-Min Sketch loses its one-sided
 // bound (an estimate could fall below the truth, and the ε·N bound no longer
 // holds). Ids, labels and event times are refused too, since the sketch
-// keeps no per-key record to honour them with.
+// keeps no per-key record to honour them with, and so are the quorum
+// consistency levels, not built for sketches.
 func (n *Node) incrApprox(ctx context.Context, rec *namespaceRecord, ns, key string, by int64, opts WriteOptions) (Result, error) {
 	switch {
 	case by < 0:
@@ -199,6 +200,8 @@ func (n *Node) incrApprox(ctx context.Context, rec *namespaceRecord, ns, key str
 		return Result{}, errApproxRefused(ns, "it keeps no label series; send the increment without labels")
 	case !opts.At.IsZero():
 		return Result{}, errApproxRefused(ns, "it keeps no time buckets; send the increment without at")
+	case opts.Consistency != "" && opts.Consistency != "local":
+		return Result{}, errApproxRefused(ns, "only consistency local is served there (quorum over the sketch's cells is not built); leave consistency out")
 	}
 	a, err := n.approxFor(ns, rec)
 	if err != nil {
@@ -251,6 +254,9 @@ func (n *Node) incrApprox(ctx context.Context, rec *namespaceRecord, ns, key str
 func (n *Node) getApprox(ctx context.Context, rec *namespaceRecord, ns, key string, opts ReadOptions) (Counter, error) {
 	if !opts.At.IsZero() {
 		return Counter{}, errApproxRefused(ns, "it keeps no history, so it cannot be read at a time; leave at out")
+	}
+	if opts.Consistency != "" && opts.Consistency != "local" {
+		return Counter{}, errApproxRefused(ns, "only consistency local is served there (quorum over the sketch's cells is not built); leave consistency out")
 	}
 	a, err := n.approxFor(ns, rec)
 	if err != nil {

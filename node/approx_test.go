@@ -152,6 +152,11 @@ func TestApproxRefusesWhatASketchCannotDo(t *testing.T) {
 		{"reset", func() error { _, err := n.Reset(ctx, "pv", "home", 0); return err }},
 		{"delete", func() error { return n.Delete(ctx, "pv", "home") }},
 		{"read at", func() error { _, err := n.Get(ctx, "pv", "home", ReadOptions{At: time.Now()}); return err }},
+		{"quorum write", func() error {
+			_, err := n.Incr(ctx, "pv", "home", 1, WriteOptions{Consistency: "quorum"})
+			return err
+		}},
+		{"quorum read", func() error { _, err := n.Get(ctx, "pv", "home", ReadOptions{Consistency: "all"}); return err }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := c.op(); !errors.Is(err, ErrInvalidArgument) {
@@ -565,6 +570,44 @@ func TestApproxSurvivesRestart(t *testing.T) {
 	for i := range want {
 		if got := approxGet(t, n, fmt.Sprintf("k%d", i)); got != want[i] {
 			t.Fatalf("k%d after restart: %+v, before %+v", i, got, want[i])
+		}
+	}
+}
+
+// BenchmarkIncrApproxParallel is BenchmarkIncrParallel (node_test.go) in an
+// approximate namespace (epsilon 0.1 %, confidence 99 %: d+1 = 6 cell
+// updates per increment), over 100,000 keys.
+func BenchmarkIncrApproxParallel(b *testing.B) {
+	cfg := testConfig(b, vfs.NewMem())
+	n := openTest(b, cfg)
+	putApprox(b, n, "bench", 0.001, 0.99)
+	ctx := context.Background()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := n.Incr(ctx, "bench", fmt.Sprintf("k%d", i%100_000), 1, WriteOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkGetApprox reads estimates (d+1 cell reads each).
+func BenchmarkGetApprox(b *testing.B) {
+	cfg := testConfig(b, vfs.NewMem())
+	n := openTest(b, cfg)
+	putApprox(b, n, "bench", 0.001, 0.99)
+	ctx := context.Background()
+	for i := range 100_000 {
+		if _, err := n.Incr(ctx, "bench", fmt.Sprintf("k%d", i), 1, WriteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := n.Get(ctx, "bench", fmt.Sprintf("k%d", i%100_000), ReadOptions{}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
