@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 )
 
 // MaxBatchOps bounds the operations of one batch.
@@ -27,6 +28,7 @@ type BatchResult struct {
 // batchOp is a validated op with its place in the hot set.
 type batchOp struct {
 	ck     string
+	rck    string // the op's id record, when it has an id
 	stripe int
 }
 
@@ -69,6 +71,13 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		}
 	}
 
+	// Ops with ids: each id names one increment, within the batch too.
+	repeatOf, unlockIDs, err := n.batchIDs(ops)
+	if err != nil {
+		return BatchResult{}, err
+	}
+	defer unlockIDs()
+
 	// Bring every counter into memory, one stripe lock at a time, so that
 	// the all-stripes critical section below does no I/O.
 	prepared := make([]batchOp, len(ops))
@@ -80,11 +89,19 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		s := &n.stripes[si]
 		s.mu.Lock()
 		e, err := n.lookupLocked(s, buf, op.NS, op.Key, true)
+		var re *entry
+		if err == nil && op.ID != "" {
+			rk := idKey(op.ID, op.Key)
+			re, err = n.lookupEvictLocked(s, compositeKey(nil, op.NS, rk), op.NS, rk, true, false)
+		}
 		s.mu.Unlock()
 		if err != nil {
 			return BatchResult{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 		}
 		prepared[i] = batchOp{ck: e.ck, stripe: si}
+		if re != nil {
+			prepared[i].rck = re.ck
+		}
 		touched[si] = true
 	}
 
@@ -94,31 +111,49 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		}
 	}
 	entries, err := n.batchEntriesLocked(ops, prepared)
+	var records []*entry
+	var dup []bool
 	if err == nil {
-		err = n.batchCheckLocked(ops, entries)
+		records, dup, err = n.batchDuplicatesLocked(ops, prepared, repeatOf)
+	}
+	if err == nil {
+		err = n.batchCheckLocked(ops, entries, dup)
 	}
 	var res BatchResult
 	if err == nil {
-		now := n.cfg.Now().UnixMilli()
+		now := n.cfg.Now()
+		ms := now.UnixMilli()
 		if returnValues {
 			res.Values = make([]int64, len(ops))
 		}
 		for i, op := range ops {
 			e := entries[i]
+			if dup[i] {
+				res.Duplicates++
+				if returnValues {
+					res.Values[i] = e.c.Value()
+				}
+				continue
+			}
 			before := e.c.Value()
 			v, addErr := e.c.Add(n.id, op.By)
 			if addErr != nil { // batchCheckLocked rules this out
 				panic(fmt.Sprintf("node: batch op %d failed after its check: %v", i, addErr))
 			}
-			e.updated = now
+			e.updated = ms
 			e.own = true
-			n.markDirtyLocked(&n.stripes[prepared[i].stripe], e)
+			s := &n.stripes[prepared[i].stripe]
+			n.markDirtyLocked(s, e)
 			n.changedLocked(op.NS, op.Key, before, e)
+			if re := records[i]; re != nil {
+				n.setIDLocked(s, re, op.By, now)
+				n.recent.add(op.NS, op.ID, op.Key)
+			}
 			if returnValues {
 				res.Values[i] = v
 			}
 		}
-		res.Applied = len(ops)
+		res.Applied = len(ops) - res.Duplicates
 	}
 	for i := range touched {
 		if touched[i] {
@@ -130,14 +165,15 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	}
 	if windowed != nil {
 		now := n.cfg.Now()
-		for _, op := range ops {
-			if rt := windowed[op.NS]; rt != nil {
+		for i, op := range ops {
+			if rt := windowed[op.NS]; rt != nil && !dup[i] {
 				n.applyDerived(rt, op.NS, op.Key, nil, now, op.By)
 			}
 		}
 	}
 	n.metrics.batches.Inc()
-	n.metrics.increments.Add(float64(len(ops)))
+	n.metrics.increments.Add(float64(res.Applied))
+	n.metrics.duplicates.Add(float64(res.Duplicates))
 	return res, n.durable(ctx, sync)
 }
 
@@ -162,7 +198,18 @@ func (n *Node) batchEntriesLocked(ops []BatchOp, prepared []batchOp) ([]*entry, 
 
 // batchCheckLocked refuses a batch any of whose ops would overflow, before
 // anything is applied.
-func (n *Node) batchCheckLocked(ops []BatchOp, entries []*entry) error {
+func (n *Node) batchCheckLocked(ops []BatchOp, entries []*entry, dup []bool) error {
+	if slices.Contains(dup, true) {
+		var keepOps []BatchOp
+		var keepEntries []*entry
+		for i := range ops {
+			if !dup[i] {
+				keepOps = append(keepOps, ops[i])
+				keepEntries = append(keepEntries, entries[i])
+			}
+		}
+		ops, entries = keepOps, keepEntries
+	}
 	// Fast path: when every counter is far from the int64 bounds and the
 	// batch's total magnitude is small, no op can overflow.
 	var total uint64

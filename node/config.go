@@ -39,6 +39,9 @@ type Config struct {
 	// bound the log a restart replays.
 	CheckpointInterval time.Duration
 	CheckpointLogBytes int64
+	// ExpiryInterval is how often time buckets past their retention and
+	// counters idle past their namespace's ttl are dropped.
+	ExpiryInterval time.Duration
 	// StartUnready keeps /readyz at 503 after Open until MarkReady, so that
 	// the daemon can first recover the node's own slot from its peers.
 	StartUnready bool
@@ -76,6 +79,7 @@ func DefaultConfig() Config {
 		MaxPending:         4_000_000,
 		CommitMaxDelay:     10 * time.Millisecond,
 		CheckpointInterval: 5 * time.Second,
+		ExpiryInterval:     10 * time.Second,
 		CheckpointLogBytes: 128 << 20,
 		QuorumTimeout:      DefaultQuorumTimeout,
 	}
@@ -103,6 +107,9 @@ func (c *Config) validate() error {
 	}
 	if c.CommitMaxDelay <= 0 {
 		errs = append(errs, fmt.Errorf("commit max delay must be positive, got %v", c.CommitMaxDelay))
+	}
+	if c.ExpiryInterval <= 0 {
+		errs = append(errs, fmt.Errorf("expiry interval must be positive, got %v", c.ExpiryInterval))
 	}
 	if c.CheckpointInterval <= 0 {
 		errs = append(errs, fmt.Errorf("checkpoint interval must be positive, got %v", c.CheckpointInterval))

@@ -202,6 +202,7 @@ func (n *Node) checkpoint() error {
 		// anti-entropy scan ask for one, and most find nothing to do.
 		return nil
 	}
+	n.recent.rotate()
 	start := time.Now()
 	vv := n.vvSnapshot() // durable before anything collected below
 	// Every record appended before the rotation is in a segment below cut,

@@ -62,7 +62,7 @@ func splitKey(ck string) (ns, key string) {
 
 // stripeOf returns the stripe index of a composite key.
 func (n *Node) stripeOf(ck []byte) int {
-	return int(maphash.Bytes(seed, ck) & uint64(len(n.stripes)-1))
+	return int(maphash.Bytes(seed, anchor(ck)) & uint64(len(n.stripes)-1))
 }
 
 // evictableLocked reports whether e may leave memory: Pebble must hold its

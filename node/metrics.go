@@ -17,9 +17,12 @@ type metrics struct {
 	checkpoints       prometheus.Counter
 	checkpointSeconds prometheus.Histogram
 
-	bucketDrops prometheus.Counter
-	expired     prometheus.Counter
-	watchers    prometheus.Gauge
+	duplicates    prometheus.Counter
+	compensations prometheus.Counter
+	expiredIDs    prometheus.Counter
+	bucketDrops   prometheus.Counter
+	expired       prometheus.Counter
+	watchers      prometheus.Gauge
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
@@ -52,6 +55,15 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			Name: "countmesh_checkpoint_duration_seconds", Help: "Time a checkpoint takes.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_duplicate_increments_total", Help: "Increments answered as duplicates of an id seen before.",
+		}),
+		compensations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_id_compensations_total", Help: "Increments this node took back because another node had applied the same id first.",
+		}),
+		expiredIDs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_expired_ids_total", Help: "Id records deleted past their namespace's idempotency window.",
+		}),
 		bucketDrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countmesh_bucket_range_drops_total", Help: "Range deletes of time buckets past their retention.",
 		}),
@@ -65,7 +77,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.bucketDrops, m.expired, m.watchers)
+	reg.MustRegister(m.bucketDrops, m.expired, m.watchers, m.duplicates, m.compensations, m.expiredIDs)
 	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed, m.replicated, m.checkpoints, m.checkpointSeconds)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -238,4 +238,6 @@ type namespaceRecord struct {
 	HLC       uint64          `msgpack:"t"`
 	Origin    uint64          `msgpack:"o"`
 	CreatedAt int64           `msgpack:"ca"`
+
+	rt *nsRuntime // the parsed config (see prepare); not stored
 }

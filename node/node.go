@@ -55,7 +55,19 @@ type Node struct {
 	}
 	failed atomic.Pointer[error]
 	ready  atomic.Bool
-	approx approxSet // approximate namespaces' sketch layouts and heavy hitters (approx.go)
+
+	tops    sync.Map    // namespace -> *nsTops, for namespaces asked for their top
+	anyTops atomic.Bool // tops is not empty
+	approx  approxSet   // approximate namespaces' sketch layouts and heavy hitters (approx.go)
+	watch   struct {
+		sync.RWMutex // guards byNS
+		byNS         map[string][]*Subscription
+		count        atomic.Int64 // subscriptions open
+	}
+	idLocks        idLocks          // serialise the writes of one id (idempotency.go)
+	recent         recentIDs        // ids not yet in the store, for the cross-key check
+	retentionMu    sync.Mutex       // serialises retention passes; guards retentionEdges
+	retentionEdges map[string]int64 // ns 0x00 window -> bucket start dropped up to
 
 	ns struct {
 		sync.RWMutex // guards m; creation of a namespace holds the write lock
@@ -121,9 +133,10 @@ func Open(cfg Config) (*Node, error) {
 		st.Close()
 		return nil, fmt.Errorf("node: start committer: %w", err)
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.ticker()
 	go n.checkpointLoop()
+	go n.expiryLoop()
 	n.ready.Store(!cfg.StartUnready)
 	n.log.Info("node open",
 		zap.String("name", cfg.Name), zap.String("region", cfg.Region),
@@ -247,6 +260,8 @@ type Result struct {
 
 // Incr adds by (a decrement when negative) to the counter ns/key and returns
 // the value after the change, once it is as durable as the namespace asks.
+// With labels it also counts in the key's label series; in a namespace with
+// windows, in the buckets of the event time opts.At (default now).
 func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOptions) (Result, error) {
 	if err := validateWrite(ns, key, by, opts); err != nil {
 		return Result{}, err
@@ -254,25 +269,35 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if rec := n.approxNamespace(ns); rec != nil {
 		return n.incrApprox(ctx, rec, ns, key, by, opts)
 	}
-	var v int64
-	sync, err := n.update(ns, key, true, func(e *entry) error {
-		var err error
-		if v, err = e.c.Add(n.id, by); err != nil {
-			return fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range", ErrOverflow, ns, key, v, by)
-		}
-		return nil
-	})
+	at, err := n.eventTime(opts.At)
 	if err != nil {
 		return Result{}, err
 	}
-	n.metrics.increments.Inc()
-	if err := n.durable(ctx, sync); err != nil {
-		return Result{Value: v}, err
+	if err := n.checkWritable(1 + len(opts.Labels)); err != nil {
+		return Result{}, err
+	}
+	rec, err := n.namespaceForWrite(ns)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := n.applyIncr(rec, ns, key, by, opts.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	if !res.Duplicate {
+		n.applyDerived(rec.runtime(), ns, key, opts.Labels, at, by)
+		n.metrics.increments.Inc()
+	} else {
+		n.metrics.duplicates.Inc()
+	}
+	// A duplicate waits too: the first attempt may not be durable yet.
+	if err := n.durable(ctx, rec.Config.Durability == DurabilitySync); err != nil {
+		return res, err
 	}
 	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
-		return Result{Value: v}, n.replicateTo(ctx, lvl, ns, key)
+		return res, n.replicateTo(ctx, lvl, ns, key)
 	}
-	return Result{Value: v}, nil
+	return res, nil
 }
 
 // Reset sets the counter ns/key to value. Increments concurrent with the reset
@@ -327,25 +352,36 @@ func (n *Node) update(ns, key string, create bool, fn func(e *entry) error) (syn
 	if err != nil {
 		return false, err
 	}
-	var buf [600]byte
+	if err := n.modify(ns, key, create, fn); err != nil {
+		return false, err
+	}
+	return rec.Config.Durability == DurabilitySync, nil
+}
+
+// modify is update's change under the stripe lock, for callers that have
+// checked the node is writable and resolved the namespace.
+func (n *Node) modify(ns, key string, create bool, fn func(e *entry) error) error {
+	var buf [700]byte
 	ck := compositeKey(buf[:0], ns, key)
 	s := &n.stripes[n.stripeOf(ck)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, err := n.lookupLocked(s, ck, ns, key, create)
 	if err != nil {
-		return false, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 	}
 	if e == nil {
-		return false, nil
+		return nil
 	}
+	before := e.c.Value()
 	if err := fn(e); err != nil {
-		return false, err
+		return err
 	}
 	e.updated = n.cfg.Now().UnixMilli()
 	e.own = true
 	n.markDirtyLocked(s, e)
-	return rec.Config.Durability == DurabilitySync, nil
+	n.changedLocked(ns, key, before, e)
+	return nil
 }
 
 // Counter is a counter as read.
@@ -354,6 +390,10 @@ type Counter struct {
 	Key       string
 	Value     int64
 	UpdatedAt time.Time // zero when unknown or never written
+	// Window and BucketStart name the bucket a read at a time answered
+	// from (see Get with ReadOptions.At).
+	Window      string
+	BucketStart time.Time
 	// Estimate marks a value read from an approximate namespace's sketch:
 	// at least the true count, and with the namespace's confidence at most
 	// ErrorBound above it.
@@ -379,7 +419,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		return n.getApprox(ctx, rec, ns, key, opts)
 	}
 	if !opts.At.IsZero() {
-		return Counter{}, fmt.Errorf("%w: at= needs a namespace with windows; %q keeps no history", ErrInvalidArgument, ns)
+		return n.valueAt(ns, key, opts.At)
 	}
 	var merged *crdt.Counter // the quorum's state, which a quorum read answers
 	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
@@ -399,7 +439,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		return Counter{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 	}
 	out := Counter{NS: ns, Key: key}
-	if e != nil {
+	if e != nil && !n.idle(ns, e.updated) {
 		out.Value = e.c.Value()
 		if merged != nil {
 			out.Value = merged.Value()
@@ -478,7 +518,7 @@ func (n *Node) overlay(ns, key string, stored crdt.Counter) (Counter, bool) {
 		if e.updated > 0 {
 			out.UpdatedAt = time.UnixMilli(e.updated)
 		}
-		return out, e.c.Live()
+		return out, e.c.Live() && !n.idle(ns, e.updated)
 	}
 	out.Value = stored.Value()
 	return out, stored.Live()
@@ -503,8 +543,10 @@ func validateWrite(ns, key string, by int64, opts WriteOptions) error {
 	if err := validateConsistency(opts.Consistency); err != nil {
 		return err
 	}
-	if len(opts.ID) > 256 {
-		return fmt.Errorf("%w: id must be at most 256 bytes", ErrInvalidArgument)
+	if opts.ID != "" {
+		if err := ValidateID(opts.ID); err != nil {
+			return err
+		}
 	}
 	return validateLabels(opts.Labels)
 }

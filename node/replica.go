@@ -59,8 +59,8 @@ func (n *Node) Apply(b gossip.Batch) error {
 		if err != nil {
 			return err
 		}
-		if n.bucketExpired(rec, d.Key) {
-			continue // retention has dropped it here; keep it dropped
+		if n.bucketExpired(rec, d.Key) || (len(d.Key) > 0 && d.Key[0] == kindID && n.idExpired(rec, &d.State)) {
+			continue // expiry has dropped it here; keep it dropped
 		}
 		buf = compositeKey(buf[:0], d.NS, d.Key)
 		s := &n.stripes[n.stripeOf(buf)]
@@ -78,6 +78,12 @@ func (n *Node) Apply(b gossip.Batch) error {
 			n.changedLocked(d.NS, d.Key, before, e)
 		}
 		n.markDirtyLocked(s, e)
+		if d.Key[0] == kindID {
+			n.compensateLocked(s, d.NS, d.Key, e)
+			if id, key, ok := parseIDKey(d.Key); ok {
+				n.recent.add(d.NS, id, key)
+			}
+		}
 		s.mu.Unlock()
 	}
 	for _, rec := range b.Configs {

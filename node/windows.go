@@ -55,8 +55,9 @@ func (w window) expiredBefore(now time.Time) int64 {
 // nsRuntime is the parsed form of a namespace config that the write and read
 // paths need.
 type nsRuntime struct {
-	windows []window // finest first
-	ttl     time.Duration
+	windows  []window // finest first
+	ttl      time.Duration
+	idWindow time.Duration // how long increment ids are remembered
 }
 
 // runtime returns the parsed config. Records are immutable once installed,
@@ -86,6 +87,7 @@ func parseRuntime(cfg NamespaceConfig) *nsRuntime {
 	}
 	slices.SortFunc(rt.windows, func(a, b window) int { return int(a.g.secs - b.g.secs) })
 	rt.ttl, _ = ParseDuration(cfg.TTL)
+	rt.idWindow, _ = ParseDuration(cfg.IdempotencyWindow)
 	return rt
 }
 
@@ -459,13 +461,16 @@ func (n *Node) dropExpiredBuckets() error {
 	return nil
 }
 
-// DropExpired runs retention and TTL expiry at once (they also run in the
-// background); tests and operators use it.
+// DropExpired runs retention, TTL and id expiry at once (they also run in
+// the background); tests and operators use it.
 func (n *Node) DropExpired(ctx context.Context) error {
 	if err := n.dropExpiredBuckets(); err != nil {
 		return err
 	}
-	return n.expireIdle(ctx)
+	if err := n.expireIdle(ctx); err != nil {
+		return err
+	}
+	return n.expireIDs(ctx)
 }
 
 // expiryLoop drops expired buckets and idle counters in the background.
@@ -473,7 +478,7 @@ func (n *Node) expiryLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.ExpiryInterval)
 	defer t.Stop()
-	for {
+	for pass := 1; ; pass++ {
 		select {
 		case <-n.done:
 			return
@@ -481,7 +486,16 @@ func (n *Node) expiryLoop() {
 			if !n.Ready() {
 				continue
 			}
-			if err := n.DropExpired(n.ctx()); err != nil {
+			err := n.dropExpiredBuckets()
+			if err == nil {
+				err = n.expireIdle(n.ctx())
+			}
+			if err == nil && pass%6 == 0 {
+				// Id records are scanned less often: they are many,
+				// and their windows are long.
+				err = n.expireIDs(n.ctx())
+			}
+			if err != nil {
 				n.log.Warn("expiry pass failed", zap.Error(err))
 			}
 		}

@@ -1,0 +1,459 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// Idempotent increments.
+//
+// An increment carrying an id leaves an id record beside the counter: an
+// internal counter under kindID, id, 0x00, key, in which the slot of every
+// node that applied the increment holds P = zigzag(by)+1 (the body) and
+// N = apply time in unix seconds << 1 | compensated. Id records replicate
+// and merge like any counter (per-slot max), which makes the set of appliers
+// a grow-only set: union by merge.
+//
+// A retry that reaches a node which holds the record (its own, or one
+// replicated from the first node) is answered as a duplicate and changes
+// nothing; with a different by it is 409. A retry that reaches a node before
+// the first attempt's record does is applied there too; once the records
+// meet, every applier but the one with the smallest node id compensates with
+// -by on its own slot, exactly once (the compensated bit). So the value is
+// exact once the nodes have exchanged the records, and over-counts by the
+// duplicated increments only until then (about the convergence time, or a
+// partition's length).
+//
+// A counter and its id records hash to the same lock stripe (stripeOf), so
+// they change under one lock and go into the same operation-log record: a
+// crash can never keep the increment and lose its id, or the reverse.
+//
+// Id records expire idempotency_window after the last apply: the expiry pass
+// deletes them and a replicated copy that old is dropped on arrival.
+
+// MaxIDBytes bounds an increment id.
+const MaxIDBytes = 256
+
+// ValidateID checks an increment id: 1 to 256 bytes of UTF-8 without control
+// characters.
+func ValidateID(id string) error {
+	if len(id) > MaxIDBytes {
+		return fmt.Errorf("%w: id must be at most %d bytes, got %d", ErrInvalidArgument, MaxIDBytes, len(id))
+	}
+	if err := ValidateKey(id); err != nil {
+		return fmt.Errorf("%w: id must be 1 to %d bytes of UTF-8 without control characters", ErrInvalidArgument, MaxIDBytes)
+	}
+	return nil
+}
+
+// idKey returns the internal key of the id record of (id, key).
+func idKey(id, key string) string { return string([]byte{kindID}) + id + "\x00" + key }
+
+// parseIDKey undoes idKey.
+func parseIDKey(k string) (id, key string, ok bool) {
+	if len(k) < 3 || k[0] != kindID {
+		return "", "", false
+	}
+	i := bytes.IndexByte([]byte(k[1:]), 0)
+	if i < 0 {
+		return "", "", false
+	}
+	return k[1 : 1+i], k[2+i:], true
+}
+
+// anchor returns the part of a composite key that picks its stripe: the user
+// key for a counter and for the counter's id records, so that they share a
+// lock; the whole key otherwise.
+func anchor(ck []byte) []byte {
+	i := bytes.IndexByte(ck, 0)
+	if i < 0 || i+1 >= len(ck) {
+		return ck
+	}
+	key := ck[i+1:]
+	if key[0] == kindID {
+		if j := bytes.IndexByte(key[1:], 0); j >= 0 {
+			return key[j+2:]
+		}
+		return ck
+	}
+	if key[0] < 0x20 {
+		return ck
+	}
+	return key
+}
+
+func zigzag(by int64) uint64  { return uint64((by << 1) ^ (by >> 63)) }
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+// idState summarises an id record.
+type idState struct {
+	seen     bool
+	winner   crdt.NodeID // the applier with the smallest id
+	by       int64       // the winner's body
+	lastSec  int64       // the latest apply time of any applier
+	self     crdt.Slot   // this node's slot
+	selfSeen bool
+}
+
+func readID(c *crdt.Counter, self crdt.NodeID) idState {
+	var st idState
+	for _, s := range c.Slots {
+		if s.P == 0 {
+			continue
+		}
+		if !st.seen || s.Node < st.winner {
+			st.winner, st.by = s.Node, unzigzag(s.P-1)
+		}
+		st.seen = true
+		st.lastSec = max(st.lastSec, int64(s.N>>1))
+		if s.Node == self {
+			st.self, st.selfSeen = s, true
+		}
+	}
+	return st
+}
+
+// idLocks serialise the writes of one id on this node (the cross-key check
+// and the apply).
+type idLocks [64]sync.Mutex
+
+var idSeed = maphash.MakeSeed()
+
+func (l *idLocks) of(ns, id string) *sync.Mutex { return &l[l.index(ns, id)] }
+
+func (l *idLocks) index(ns, id string) int {
+	return int(maphash.String(idSeed, ns+"\x00"+id) % uint64(len(l)))
+}
+
+// recentIDs remembers the ids written or received since the last two
+// checkpoints, for the cross-key check of ids the store does not hold yet.
+type recentIDs struct {
+	mu        sync.Mutex
+	cur, prev map[string]string // ns 0x00 id -> key
+}
+
+func (r *recentIDs) add(ns, id, key string) {
+	r.mu.Lock()
+	if r.cur == nil {
+		r.cur = make(map[string]string)
+	}
+	r.cur[ns+"\x00"+id] = key
+	r.mu.Unlock()
+}
+
+func (r *recentIDs) get(ns, id string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if k, ok := r.cur[ns+"\x00"+id]; ok {
+		return k, true
+	}
+	k, ok := r.prev[ns+"\x00"+id]
+	return k, ok
+}
+
+// rotate is called when a checkpoint starts: what was added before the
+// previous one is in the store now.
+func (r *recentIDs) rotate() {
+	r.mu.Lock()
+	r.prev, r.cur = r.cur, nil
+	r.mu.Unlock()
+}
+
+// idUsedElsewhere returns the key another increment with this id counted
+// in, if any.
+func (n *Node) idUsedElsewhere(ns, id, key string) (string, bool, error) {
+	if other, ok := n.recent.get(ns, id); ok && other != key {
+		return other, true, nil
+	}
+	var other string
+	found := false
+	prefix := string([]byte{kindID}) + id + "\x00"
+	err := n.store.ScanCounters(ns, prefix, "", func(k string, _ crdt.Counter) bool {
+		if _, kk, ok := parseIDKey(k); ok && kk != key {
+			other, found = kk, true
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("%w: read id records: %v", ErrUnavailable, err)
+	}
+	return other, found, nil
+}
+
+// applyIncr applies by to ns/key: at most once per id when id is set. It
+// returns the value after the change (or, for a duplicate, now).
+func (n *Node) applyIncr(rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
+	if id == "" {
+		var v int64
+		err := n.modify(ns, key, true, func(e *entry) error {
+			var err error
+			if v, err = n.checkedAdd(rec, ns, key, e, by); err != nil {
+				return err
+			}
+			return nil
+		})
+		return Result{Value: v}, err
+	}
+	mu := n.idLocks.of(ns, id)
+	mu.Lock()
+	defer mu.Unlock()
+	if other, found, err := n.idUsedElsewhere(ns, id, key); err != nil {
+		return Result{}, err
+	} else if found {
+		return Result{}, fmt.Errorf("%w: id %q was already used for counter %q of %s; an id names one increment", ErrConflict, id, other, ns)
+	}
+	rk := idKey(id, key)
+	ck := compositeKey(nil, ns, key)
+	rck := compositeKey(nil, ns, rk)
+	s := &n.stripes[n.stripeOf(ck)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	re, err := n.lookupLocked(s, rck, ns, rk, true)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: read id record: %v", ErrUnavailable, err)
+	}
+	e, err := n.lookupEvictLocked(s, ck, ns, key, true, false) // keeps re
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+	}
+	if st := readID(&re.c, n.id); st.seen {
+		if st.by != by {
+			return Result{}, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, id, st.by, ns, key, by)
+		}
+		return Result{Value: e.c.Value(), Duplicate: true}, nil
+	}
+	before := e.c.Value()
+	v, err := n.checkedAdd(rec, ns, key, e, by)
+	if err != nil {
+		return Result{}, err
+	}
+	now := n.cfg.Now()
+	e.updated, e.own = now.UnixMilli(), true
+	n.markDirtyLocked(s, e)
+	n.setIDLocked(s, re, by, now)
+	n.changedLocked(ns, key, before, e)
+	n.recent.add(ns, id, key)
+	return Result{Value: v}, nil
+}
+
+// checkedAdd adds by to this node's slot of e, refusing a result outside
+// int64 (and, in a namespace with bounds, outside them: bounds.go).
+func (n *Node) checkedAdd(rec *namespaceRecord, ns, key string, e *entry, by int64) (int64, error) {
+	v, err := e.c.Add(n.id, by)
+	if err != nil {
+		return v, fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range", ErrOverflow, ns, key, v, by)
+	}
+	return v, nil
+}
+
+// compensateLocked runs after an id record of this node changed by a merge:
+// when another node with a smaller id applied the same increment, this node
+// takes its own application back, once. The caller holds the stripe of the
+// record, which is the counter's stripe.
+func (n *Node) compensateLocked(s *stripe, ns, rk string, re *entry) {
+	st := readID(&re.c, n.id)
+	if !st.selfSeen || st.winner == n.id || st.self.N&1 == 1 {
+		return
+	}
+	_, key, ok := parseIDKey(rk)
+	if !ok {
+		return
+	}
+	e, err := n.lookupEvictLocked(s, compositeKey(nil, ns, key), ns, key, true, false)
+	if err != nil {
+		n.log.Error("cannot take back a duplicated increment; the next merge of its id retries", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
+		return
+	}
+	by := unzigzag(st.self.P - 1)
+	before := e.c.Value()
+	if _, err := e.c.Add(n.id, -by); err != nil {
+		n.log.Error("cannot take back a duplicated increment: overflow", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
+		return
+	}
+	if _, err := re.c.Add(n.id, -1); err != nil { // the compensated bit
+		panic(fmt.Sprintf("node: id record: %v", err))
+	}
+	ms := n.cfg.Now().UnixMilli()
+	for _, x := range []*entry{e, re} {
+		x.updated, x.own = ms, true
+		n.markDirtyLocked(s, x)
+	}
+	n.changedLocked(ns, key, before, e)
+	n.metrics.compensations.Inc()
+	n.log.Info("took back an increment another node applied first", zap.String("ns", ns), zap.String("key", key), zap.Int64("by", by))
+}
+
+// idExpired reports whether a replicated id record is older than the
+// namespace's idempotency window.
+func (n *Node) idExpired(rec *namespaceRecord, c *crdt.Counter) bool {
+	win := rec.runtime().idWindow
+	if win <= 0 {
+		return false
+	}
+	st := readID(c, n.id)
+	return st.seen && st.lastSec < n.cfg.Now().Add(-win).Unix()
+}
+
+// expireIDs deletes the id records older than their namespace's
+// idempotency window. Records are removed from the store (not reset): they
+// hold no value, and the window is the promise.
+func (n *Node) expireIDs(ctx context.Context) error {
+	type job struct {
+		ns  string
+		win time.Duration
+	}
+	var jobs []job
+	n.ns.RLock()
+	for ns, rec := range n.ns.m {
+		if w := rec.runtime().idWindow; w > 0 {
+			jobs = append(jobs, job{ns, w})
+		}
+	}
+	n.ns.RUnlock()
+	for _, j := range jobs {
+		edge := n.cfg.Now().Add(-j.win).Unix()
+		var old []string
+		err := n.store.ScanCounters(j.ns, string([]byte{kindID}), "", func(k string, c crdt.Counter) bool {
+			if st := readID(&c, n.id); st.seen && st.lastSec < edge {
+				old = append(old, k)
+			}
+			return len(old) < maxExpirePerPass && ctx.Err() == nil
+		})
+		if err != nil {
+			return fmt.Errorf("%w: scan id records: %v", ErrUnavailable, err)
+		}
+		if len(old) == 0 {
+			continue
+		}
+		b := n.store.NewBatch()
+		for _, k := range old {
+			ck := compositeKey(nil, j.ns, k)
+			s := &n.stripes[n.stripeOf(ck)]
+			s.mu.Lock()
+			if e := s.m[string(ck)]; e != nil {
+				if !n.evictableLocked(e) || readID(&e.c, n.id).lastSec >= edge {
+					s.mu.Unlock()
+					continue
+				}
+				delete(s.m, string(ck))
+			}
+			s.mu.Unlock()
+			b.DeleteCounter(j.ns, k)
+		}
+		err = b.Commit(false)
+		b.Close()
+		if err != nil {
+			return fmt.Errorf("%w: delete id records: %v", ErrUnavailable, err)
+		}
+		n.metrics.expiredIDs.Add(float64(len(old)))
+	}
+	return nil
+}
+
+// setIDLocked records in re that this node applied an increment of by.
+func (n *Node) setIDLocked(s *stripe, re *entry, by int64, now time.Time) {
+	if _, err := re.c.Add(n.id, int64(zigzag(by)+1)); err != nil {
+		panic(fmt.Sprintf("node: id record of a fresh id: %v", err))
+	}
+	if _, err := re.c.Add(n.id, -(now.Unix() << 1)); err != nil {
+		panic(fmt.Sprintf("node: id record of a fresh id: %v", err))
+	}
+	re.updated, re.own = now.UnixMilli(), true
+	n.markDirtyLocked(s, re)
+}
+
+// batchIDs checks the ids of a batch before anything is locked: an id used
+// twice in the batch must name the same increment (the repeat is a
+// duplicate), and an id must not have counted in another key. It locks the
+// batch's ids (the returned func unlocks them) and returns, per op, the
+// index of the earlier op it repeats, or -1.
+func (n *Node) batchIDs(ops []BatchOp) ([]int, func(), error) {
+	var locks []int // indexes into n.idLocks, locked in ascending order
+	repeatOf := make([]int, len(ops))
+	first := map[string]int{}
+	for i, op := range ops {
+		repeatOf[i] = -1
+		if op.ID == "" {
+			continue
+		}
+		k := op.NS + "\x00" + op.ID
+		if j, ok := first[k]; ok {
+			if ops[j].Key != op.Key || ops[j].By != op.By {
+				return nil, func() {}, fmt.Errorf("op %d: %w: id %q is also op %d's, with a different body; an id names one increment", i, ErrConflict, op.ID, j)
+			}
+			repeatOf[i] = j
+			continue
+		}
+		first[k] = i
+		if li := n.idLocks.index(op.NS, op.ID); !slices.Contains(locks, li) {
+			locks = append(locks, li)
+		}
+	}
+	slices.Sort(locks)
+	for _, li := range locks {
+		n.idLocks[li].Lock()
+	}
+	unlock := func() {
+		for _, li := range locks {
+			n.idLocks[li].Unlock()
+		}
+	}
+	for i, op := range ops {
+		if op.ID == "" || repeatOf[i] >= 0 {
+			continue
+		}
+		if other, found, err := n.idUsedElsewhere(op.NS, op.ID, op.Key); err != nil {
+			unlock()
+			return nil, func() {}, err
+		} else if found {
+			unlock()
+			return nil, func() {}, fmt.Errorf("op %d: %w: id %q was already used for counter %q of %s; an id names one increment", i, ErrConflict, op.ID, other, op.NS)
+		}
+	}
+	return repeatOf, unlock, nil
+}
+
+// batchDuplicatesLocked resolves the id records of a batch's ops and tells
+// which ops are duplicates; a known id with another body is 409. The caller
+// holds every touched stripe.
+func (n *Node) batchDuplicatesLocked(ops []BatchOp, prepared []batchOp, repeatOf []int) ([]*entry, []bool, error) {
+	records := make([]*entry, len(ops))
+	dup := make([]bool, len(ops))
+	for i, op := range ops {
+		if op.ID == "" {
+			continue
+		}
+		if repeatOf[i] >= 0 {
+			dup[i] = true
+			continue
+		}
+		s := &n.stripes[prepared[i].stripe]
+		re := s.m[prepared[i].rck]
+		if re == nil {
+			rk := idKey(op.ID, op.Key)
+			var err error
+			if re, err = n.lookupEvictLocked(s, []byte(prepared[i].rck), op.NS, rk, true, false); err != nil {
+				return nil, nil, fmt.Errorf("%w: read id record: %v", ErrUnavailable, err)
+			}
+		}
+		if st := readID(&re.c, n.id); st.seen {
+			if st.by != op.By {
+				return nil, nil, fmt.Errorf("op %d: %w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", i, ErrConflict, op.ID, st.by, op.NS, op.Key, op.By)
+			}
+			dup[i] = true
+			continue
+		}
+		records[i] = re
+	}
+	return records, dup, nil
+}
