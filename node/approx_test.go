@@ -580,12 +580,15 @@ func TestApproxSurvivesRestart(t *testing.T) {
 }
 
 // BenchmarkIncrApproxParallel is BenchmarkIncrParallel (node_test.go) in an
-// approximate namespace (epsilon 0.1 %, confidence 99 %: d+1 = 6 cell
-// updates per increment), over 100,000 keys.
+// approximate namespace with the same (sync) durability, epsilon 0.1 % and
+// confidence 99 % (d+1 = 6 cell updates per increment), over 100,000 keys.
 func BenchmarkIncrApproxParallel(b *testing.B) {
 	cfg := testConfig(b, vfs.NewMem())
 	n := openTest(b, cfg)
-	putApprox(b, n, "bench", 0.001, 0.99)
+	typ := TypeApproximate
+	if _, err := n.PutNamespace(context.Background(), "bench", NamespacePatch{Type: &typ}); err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
