@@ -46,6 +46,7 @@ type wireStates struct {
 func (s *Server) internalRoutes(r chi.Router) {
 	r.Get("/state/{ns}/{key}", s.getState)
 	r.Post("/state", s.postState)
+	r.Post("/rights", s.postRights)
 }
 
 // getState answers GET /internal/v1/state/{ns}/{key}. The key may be an

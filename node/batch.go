@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -53,6 +54,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	sync := false
 	lastNS := ""
 	var windowed map[string]*nsRuntime // namespaces whose ops also count in buckets
+	recs := make(map[string]*namespaceRecord)
 	for _, op := range ops {
 		if op.NS == lastNS {
 			continue
@@ -63,6 +65,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 			return BatchResult{}, err
 		}
 		sync = sync || rec.Config.Durability == DurabilitySync
+		recs[op.NS] = rec
 		if rt := rec.runtime(); len(rt.windows) > 0 {
 			if windowed == nil {
 				windowed = make(map[string]*nsRuntime)
@@ -71,6 +74,23 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		}
 	}
 
+	for attempt := 0; ; attempt++ {
+		res, err := n.batchOnce(ctx, ops, recs, sync, windowed, returnValues)
+		var need *errNeedRights
+		if !errors.As(err, &need) {
+			return res, err
+		}
+		if attempt == 3 {
+			return BatchResult{}, fmt.Errorf("%w: the rights for the batch's bounded counters moved away while this node was collecting them; retry", ErrUnavailable)
+		}
+		if err := n.acquireRights(ctx, need.ns, need.key, need); err != nil {
+			return BatchResult{}, err
+		}
+	}
+}
+
+// batchOnce is one attempt of Batch after validation.
+func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*namespaceRecord, sync bool, windowed map[string]*nsRuntime, returnValues bool) (BatchResult, error) {
 	// Ops with ids: each id names one increment, within the batch too.
 	repeatOf, unlockIDs, err := n.batchIDs(ops)
 	if err != nil {
@@ -118,6 +138,9 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	}
 	if err == nil {
 		err = n.batchCheckLocked(ops, entries, dup)
+	}
+	if err == nil {
+		err = n.batchBoundsLocked(ops, prepared, entries, dup, recs)
 	}
 	var res BatchResult
 	if err == nil {
@@ -275,4 +298,35 @@ func abs(v int64) int64 {
 		return -v
 	}
 	return v
+}
+
+// batchBoundsLocked checks the batch's net change of each counter of a
+// namespace with bounds (the batch applies at once, so only the net change
+// matters). The caller holds every touched stripe.
+func (n *Node) batchBoundsLocked(ops []BatchOp, prepared []batchOp, entries []*entry, dup []bool, recs map[string]*namespaceRecord) error {
+	var net map[*entry]int64
+	var at map[*entry]int
+	for i, op := range ops {
+		if dup[i] || !recs[op.NS].bounds().any() {
+			continue
+		}
+		if net == nil {
+			net, at = make(map[*entry]int64), make(map[*entry]int)
+		}
+		net[entries[i]] += op.By
+		at[entries[i]] = i
+	}
+	for e, by := range net {
+		i := at[e]
+		op := ops[i]
+		if err := n.checkBoundsLocked(&n.stripes[prepared[i].stripe], recs[op.NS], op.NS, op.Key, e, by); err != nil {
+			var need *errNeedRights
+			if errors.As(err, &need) {
+				need.ns, need.key = op.NS, op.Key
+				return need
+			}
+			return fmt.Errorf("op %d: %w", i, err)
+		}
+	}
+	return nil
 }

@@ -52,6 +52,10 @@ type Config struct {
 	Peers         Peers
 	PeerTransport PeerTransport
 	QuorumTimeout time.Duration
+	// Rights asks peers for rights on bounded counters of exact namespaces
+	// (bounds.go); with it or Peers nil, a node short of rights refuses
+	// with 409.
+	Rights RightsTransport
 	// Registerer receives the node's Prometheus metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// Logger; nil logs nothing.

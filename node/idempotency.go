@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -84,6 +85,9 @@ func anchor(ck []byte) []byte {
 			return key[j+2:]
 		}
 		return ck
+	}
+	if key[0] == kindRights && len(key) > 9 {
+		return key[9:]
 	}
 	if key[0] < 0x20 {
 		return ck
@@ -190,70 +194,78 @@ func (n *Node) idUsedElsewhere(ns, id, key string) (string, bool, error) {
 	return other, found, nil
 }
 
-// applyIncr applies by to ns/key: at most once per id when id is set. It
-// returns the value after the change (or, for a duplicate, now).
-func (n *Node) applyIncr(rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
-	if id == "" {
-		var v int64
-		err := n.modify(ns, key, true, func(e *entry) error {
-			var err error
-			if v, err = n.checkedAdd(rec, ns, key, e, by); err != nil {
-				return err
-			}
-			return nil
-		})
-		return Result{Value: v}, err
+// applyIncr applies by to ns/key: at most once per id when id is set, and
+// within the namespace's bounds (bounds.go). It returns the value after the
+// change (or, for a duplicate, now).
+func (n *Node) applyIncr(ctx context.Context, rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
+	if id != "" {
+		mu := n.idLocks.of(ns, id)
+		mu.Lock()
+		defer mu.Unlock()
+		if other, found, err := n.idUsedElsewhere(ns, id, key); err != nil {
+			return Result{}, err
+		} else if found {
+			return Result{}, fmt.Errorf("%w: id %q was already used for counter %q of %s; an id names one increment", ErrConflict, id, other, ns)
+		}
 	}
-	mu := n.idLocks.of(ns, id)
-	mu.Lock()
-	defer mu.Unlock()
-	if other, found, err := n.idUsedElsewhere(ns, id, key); err != nil {
-		return Result{}, err
-	} else if found {
-		return Result{}, fmt.Errorf("%w: id %q was already used for counter %q of %s; an id names one increment", ErrConflict, id, other, ns)
+	for attempt := 0; ; attempt++ {
+		res, err := n.applyIncrLocked(rec, ns, key, by, id)
+		var need *errNeedRights
+		if !errors.As(err, &need) {
+			return res, err
+		}
+		if attempt == 3 {
+			return Result{}, fmt.Errorf("%w: %s/%s: the rights to change it by %d moved away while this node was collecting them; retry", ErrUnavailable, ns, key, by)
+		}
+		if err := n.acquireRights(ctx, ns, key, need); err != nil {
+			return Result{}, err
+		}
 	}
-	rk := idKey(id, key)
+}
+
+// applyIncrLocked is one attempt of applyIncr under the counter's stripe.
+func (n *Node) applyIncrLocked(rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
 	ck := compositeKey(nil, ns, key)
-	rck := compositeKey(nil, ns, rk)
 	s := &n.stripes[n.stripeOf(ck)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	re, err := n.lookupLocked(s, rck, ns, rk, true)
-	if err != nil {
-		return Result{}, fmt.Errorf("%w: read id record: %v", ErrUnavailable, err)
+	var re *entry
+	if id != "" {
+		rk := idKey(id, key)
+		var err error
+		if re, err = n.lookupLocked(s, compositeKey(nil, ns, rk), ns, rk, true); err != nil {
+			return Result{}, fmt.Errorf("%w: read id record: %v", ErrUnavailable, err)
+		}
 	}
-	e, err := n.lookupEvictLocked(s, ck, ns, key, true, false) // keeps re
+	e, err := n.lookupEvictLocked(s, ck, ns, key, true, re == nil) // keeps re
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 	}
-	if st := readID(&re.c, n.id); st.seen {
-		if st.by != by {
-			return Result{}, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, id, st.by, ns, key, by)
+	if re != nil {
+		if st := readID(&re.c, n.id); st.seen {
+			if st.by != by {
+				return Result{}, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, id, st.by, ns, key, by)
+			}
+			return Result{Value: n.clampToBounds(ns, e.c.Value()), Duplicate: true}, nil
 		}
-		return Result{Value: e.c.Value(), Duplicate: true}, nil
+	}
+	if err := n.checkBoundsLocked(s, rec, ns, key, e, by); err != nil {
+		return Result{}, err
 	}
 	before := e.c.Value()
-	v, err := n.checkedAdd(rec, ns, key, e, by)
+	v, err := e.c.Add(n.id, by)
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range", ErrOverflow, ns, key, v, by)
 	}
 	now := n.cfg.Now()
 	e.updated, e.own = now.UnixMilli(), true
 	n.markDirtyLocked(s, e)
-	n.setIDLocked(s, re, by, now)
-	n.changedLocked(ns, key, before, e)
-	n.recent.add(ns, id, key)
-	return Result{Value: v}, nil
-}
-
-// checkedAdd adds by to this node's slot of e, refusing a result outside
-// int64 (and, in a namespace with bounds, outside them: bounds.go).
-func (n *Node) checkedAdd(rec *namespaceRecord, ns, key string, e *entry, by int64) (int64, error) {
-	v, err := e.c.Add(n.id, by)
-	if err != nil {
-		return v, fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range", ErrOverflow, ns, key, v, by)
+	if re != nil {
+		n.setIDLocked(s, re, by, now)
+		n.recent.add(ns, id, key)
 	}
-	return v, nil
+	n.changedLocked(ns, key, before, e)
+	return Result{Value: n.clampToBounds(ns, v)}, nil
 }
 
 // compensateLocked runs after an id record of this node changed by a merge:

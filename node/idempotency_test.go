@@ -149,11 +149,23 @@ func TestConcurrentRetriesOnTwoNodesCountOnce(t *testing.T) {
 // meshSim connects in-process nodes: each node's committed changes are
 // applied on every other live node, in the background.
 type meshSim struct {
-	t     *testing.T
-	mu    sync.RWMutex
-	nodes map[string]*Node
-	queue map[string]chan gossip.Batch
-	wg    sync.WaitGroup
+	t      *testing.T
+	mu     sync.RWMutex
+	nodes  map[string]*Node
+	cutOff string   // a node cut off from the others, or ""
+	calls  sync.Map // name -> *sync.WaitGroup of callers inside the node
+	queue  map[string]chan gossip.Batch
+	wg     sync.WaitGroup
+}
+
+// cut cuts name off from the other nodes (streams and rights); heal ends it.
+func (m *meshSim) cut(name string) { m.mu.Lock(); m.cutOff = name; m.mu.Unlock() }
+func (m *meshSim) heal()           { m.cut("") }
+
+func (m *meshSim) isCut(a, b string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.cutOff != "" && a != b && (a == m.cutOff || b == m.cutOff)
 }
 
 func newMeshSim(t *testing.T, names []string) *meshSim {
@@ -184,7 +196,7 @@ type simPublisher struct {
 
 func (p simPublisher) Publish(b gossip.Batch) {
 	for name, q := range p.m.queue {
-		if name == p.from {
+		if name == p.from || p.m.isCut(p.from, name) {
 			continue
 		}
 		select {
@@ -201,6 +213,27 @@ func (m *meshSim) set(name string, n *Node) {
 	if n != nil {
 		n.SetPublisher(simPublisher{m, name})
 	}
+}
+
+// acquire returns the live node name and a func to call when done with
+// it; drain waits until no caller holds name.
+func (m *meshSim) acquire(name string) (*Node, func()) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := m.nodes[name]
+	if n == nil {
+		return nil, func() {}
+	}
+	wg := m.inflight(name)
+	wg.Add(1)
+	return n, wg.Done
+}
+
+func (m *meshSim) drain(name string) { m.inflight(name).Wait() }
+
+func (m *meshSim) inflight(name string) *sync.WaitGroup {
+	v, _ := m.calls.LoadOrStore(name, new(sync.WaitGroup))
+	return v.(*sync.WaitGroup)
 }
 
 func (m *meshSim) get(name string) *Node {
@@ -276,12 +309,13 @@ func TestLargeRetriedIncrementsCountOnce(t *testing.T) {
 						t.Errorf("%s: never acknowledged", id)
 						return
 					}
-					n := m.get(names[rng.IntN(len(names))])
+					n, done := m.acquire(names[rng.IntN(len(names))])
 					if n == nil {
 						continue
 					}
 					attempts.Add(1)
 					r, err := n.Incr(ctx, "likes", "post", by, WriteOptions{ID: id})
+					done()
 					if err == nil {
 						acked = true
 						if r.Duplicate {
@@ -300,8 +334,12 @@ func TestLargeRetriedIncrementsCountOnce(t *testing.T) {
 	victim := "r2-a"
 	old := m.get(victim)
 	old.SetPublisher(nil)
-	crashed := fss[victim].CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	// The crash image is taken once no call is inside the old node: every
+	// answer it gave is in the image, as with a real kill, where a process
+	// answers nothing after it.
 	m.set(victim, nil)
+	m.drain(victim)
+	crashed := fss[victim].CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
 	old.Close()
 	cfg := cfgs[victim]
 	cfg.Store.FS = crashed

@@ -12,7 +12,8 @@ const (
 	kindBucket = 0x01 // kindBucket, granularity, bucket start (8 bytes), series key
 	kindSketch = 0x02 // kindSketch, ... (approximate namespaces)
 	kindSeries = 0x03 // kindSeries, key, 0x00, labels (see seriesKey)
-	kindID     = 0x04 // kindID, ... (idempotency records)
+	kindID     = 0x04 // kindID, id, 0x00, key (idempotency records)
+	kindRights = 0x05 // kindRights, receiver node id (8 bytes), key (bounds.go)
 
 	// firstUserKey is a bound below every user key and above every
 	// internal one: user keys start with a byte >= 0x20.
@@ -26,7 +27,7 @@ func isInternalKey(key string) bool { return len(key) > 0 && key[0] < 0x20 }
 // an internal one of a known kind.
 func validReplicatedKey(key string) error {
 	if isInternalKey(key) {
-		if len(key) < 2 || key[0] > kindID || len(key) > 4*MaxKeyBytes {
+		if len(key) < 2 || key[0] > kindRights || len(key) > 4*MaxKeyBytes {
 			return ErrInvalidArgument
 		}
 		return nil

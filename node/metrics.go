@@ -17,12 +17,14 @@ type metrics struct {
 	checkpoints       prometheus.Counter
 	checkpointSeconds prometheus.Histogram
 
-	duplicates    prometheus.Counter
-	compensations prometheus.Counter
-	expiredIDs    prometheus.Counter
-	bucketDrops   prometheus.Counter
-	expired       prometheus.Counter
-	watchers      prometheus.Gauge
+	rightsGiven    prometheus.Counter
+	rightsReceived prometheus.Counter
+	duplicates     prometheus.Counter
+	compensations  prometheus.Counter
+	expiredIDs     prometheus.Counter
+	bucketDrops    prometheus.Counter
+	expired        prometheus.Counter
+	watchers       prometheus.Gauge
 }
 
 func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
@@ -55,6 +57,12 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			Name: "countmesh_checkpoint_duration_seconds", Help: "Time a checkpoint takes.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		rightsGiven: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_bound_rights_given_total", Help: "Rights on bounded counters this node gave to peers.",
+		}),
+		rightsReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_bound_rights_received_total", Help: "Rights on bounded counters this node received from peers.",
+		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countmesh_duplicate_increments_total", Help: "Increments answered as duplicates of an id seen before.",
 		}),
@@ -77,7 +85,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	reg.MustRegister(m.bucketDrops, m.expired, m.watchers, m.duplicates, m.compensations, m.expiredIDs)
+	reg.MustRegister(m.bucketDrops, m.expired, m.watchers, m.duplicates, m.compensations, m.expiredIDs, m.rightsGiven, m.rightsReceived)
 	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed, m.replicated, m.checkpoints, m.checkpointSeconds)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

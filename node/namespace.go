@@ -238,6 +238,9 @@ type namespaceRecord struct {
 	HLC       uint64          `msgpack:"t"`
 	Origin    uint64          `msgpack:"o"`
 	CreatedAt int64           `msgpack:"ca"`
+	// Bank is the node that holds the initial rights of the bounds (the
+	// node that set them; bounds.go).
+	Bank uint64 `msgpack:"b"`
 
 	rt *nsRuntime // the parsed config (see prepare); not stored
 }

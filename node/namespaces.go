@@ -103,9 +103,27 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 			return Namespace{}, fmt.Errorf("%w: namespace %q holds counters of type %s; its type cannot change to %s (use a new namespace)", ErrConflict, ns, cur.Config.Type, cfg.Type)
 		}
 	}
-	rec := &namespaceRecord{Config: cfg, HLC: n.clock.Now(), Origin: uint64(n.id), CreatedAt: n.cfg.Now().UnixMilli()}
+	if cfg.Type == TypeExact && ((cfg.Min != nil && *cfg.Min > 0) || (cfg.Max != nil && *cfg.Max < 0)) {
+		return Namespace{}, fmt.Errorf("%w: the bounds of an exact namespace must include 0, where every counter starts (min <= 0 <= max)", ErrInvalidArgument)
+	}
+	rec := &namespaceRecord{Config: cfg, HLC: n.clock.Now(), Origin: uint64(n.id), CreatedAt: n.cfg.Now().UnixMilli(), Bank: uint64(n.id)}
 	if cur != nil {
 		rec.CreatedAt = cur.CreatedAt
+		rec.Bank = cur.Bank
+		if !sameBound(cur.Config.Min, cfg.Min) || !sameBound(cur.Config.Max, cfg.Max) {
+			// The rights of the bounds are spread over the nodes: they can
+			// be set only before the namespace holds counters.
+			if cfg.Type == TypeExact || cur.Config.Type == TypeExact {
+				has, err := n.hasCounters(ctx, ns)
+				if err != nil {
+					return Namespace{}, err
+				}
+				if has {
+					return Namespace{}, fmt.Errorf("%w: namespace %q holds counters; the bounds of an exact namespace cannot change then (use a new namespace)", ErrConflict, ns)
+				}
+			}
+			rec.Bank = uint64(n.id)
+		}
 	}
 	if err := n.persistNamespaceLocked(ns, rec); err != nil {
 		return Namespace{}, err
@@ -122,7 +140,7 @@ func (n *Node) hasCounters(ctx context.Context, ns string) (bool, error) {
 	}
 	found := false
 	err := n.store.ScanCounters(ns, "", "", func(key string, c crdt.Counter) bool {
-		_, live := n.overlay(ns, key, c)
+		_, live := n.overlayIdle(ns, key, c, false) // n.ns is held
 		found = live
 		return !found
 	})
@@ -156,4 +174,8 @@ func (n *Node) Namespaces() []Namespace {
 	n.ns.RUnlock()
 	slices.SortFunc(out, func(a, b Namespace) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+func sameBound(a, b *int64) bool {
+	return (a == nil && b == nil) || (a != nil && b != nil && *a == *b)
 }

@@ -280,7 +280,7 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if err != nil {
 		return Result{}, err
 	}
-	res, err := n.applyIncr(rec, ns, key, by, opts.ID)
+	res, err := n.applyIncr(ctx, rec, ns, key, by, opts.ID)
 	if err != nil {
 		return Result{}, err
 	}
@@ -309,6 +309,9 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if n.approxNamespace(ns) != nil {
 		return Result{}, errApproxRefused(ns, "a key cannot be reset, since its count is spread over cells shared with other keys")
 	}
+	if err := n.refuseBoundedReset(ns, "a reset"); err != nil {
+		return Result{}, err
+	}
 	var v int64
 	sync, err := n.update(ns, key, true, func(e *entry) error {
 		e.c.SetReset(n.id, value, false)
@@ -329,6 +332,9 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	}
 	if n.approxNamespace(ns) != nil {
 		return errApproxRefused(ns, "a key cannot be deleted, since its count is spread over cells shared with other keys")
+	}
+	if err := n.refuseBoundedReset(ns, "a delete"); err != nil {
+		return err
 	}
 	sync, err := n.update(ns, key, false, func(e *entry) error {
 		e.c.SetReset(n.id, 0, true)
@@ -449,6 +455,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		}
 	}
 	s.mu.Unlock()
+	out.Value = n.clampToBounds(ns, out.Value)
 	n.metrics.reads.Inc()
 	return out, nil
 }
@@ -507,6 +514,12 @@ func (n *Node) List(ctx context.Context, ns, prefix, cursor string, limit int) (
 // overlay returns the freshest state of a counter found by a store scan: the
 // hot set's copy when it has one.
 func (n *Node) overlay(ns, key string, stored crdt.Counter) (Counter, bool) {
+	return n.overlayIdle(ns, key, stored, true)
+}
+
+// overlayIdle is overlay; without checkIdle it ignores the namespace's ttl
+// (for callers that hold n.ns).
+func (n *Node) overlayIdle(ns, key string, stored crdt.Counter, checkIdle bool) (Counter, bool) {
 	var buf [600]byte
 	ck := compositeKey(buf[:0], ns, key)
 	s := &n.stripes[n.stripeOf(ck)]
@@ -518,7 +531,7 @@ func (n *Node) overlay(ns, key string, stored crdt.Counter) (Counter, bool) {
 		if e.updated > 0 {
 			out.UpdatedAt = time.UnixMilli(e.updated)
 		}
-		return out, e.c.Live() && !n.idle(ns, e.updated)
+		return out, e.c.Live() && !(checkIdle && n.idle(ns, e.updated))
 	}
 	out.Value = stored.Value()
 	return out, stored.Live()

@@ -424,18 +424,19 @@ func (c *Committer) countFsync(start time.Time) {
 	c.stats.fsyncNanos.Add(int64(time.Since(start)))
 }
 
-// completePending completes the pending generations with err, then tells
-// the source.
+// completePending tells the source, then completes the pending generations
+// with err: a waiter released by a commit finds the source's bookkeeping of
+// it (the node's version vector, the changes handed to replication) done.
 func (c *Committer) completePending(err error) {
 	for _, g := range c.pending {
-		g.markVisible(err)
-		g.err = err
-		close(g.done)
-	}
-	for i, g := range c.pending {
 		if g.filled {
 			c.src.Committed(g.token, err)
 		}
+	}
+	for i, g := range c.pending {
+		g.markVisible(err)
+		g.err = err
+		close(g.done)
 		c.pending[i] = nil
 	}
 	c.pending = c.pending[:0]

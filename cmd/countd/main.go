@@ -157,7 +157,7 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	// over the internal HTTP routes; until the mesh starts, none.
 	peers, peerClient := new(httpapi.ClusterPeers), httpapi.NewPeerClient()
 	defer peerClient.Close()
-	cfg.Peers, cfg.PeerTransport = peers, peerClient
+	cfg.Peers, cfg.PeerTransport, cfg.Rights = peers, peerClient, peerClient
 
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {

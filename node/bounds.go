@@ -1,0 +1,365 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// Bounds (min and max) of exact namespaces: a bounded counter with per-node
+// rights (escrow, as in AntidoteDB's bounded counter), chosen over routing
+// each counter's writes to one owner because it needs no round trip while a
+// node holds rights, and keeps serving on both sides of a partition as far
+// as the rights each side holds allow.
+//
+// For a lower bound min, node i may decrement only within its rights
+//
+//	r_i = P_i − N_i + bank_i + received_i − given_i
+//
+// where P_i and N_i are i's own slot of the counter, bank_i is −min for the
+// namespace's bank node (the node that set the config) and 0 for the others,
+// and received_i/given_i are the rights transferred to and from i. Summed
+// over the nodes, transfers cancel and Σ r_i = value − min, and every r_i
+// stays >= 0, so the value never goes below min. Node i knows its own terms
+// exactly (it writes its slot and its gifts) and its received rights at
+// least partly, so the rights it sees are never more than it has. Upper
+// bounds are the mirror image (u_i = N_i − P_i + max for the bank ...).
+//
+// Transfers are internal counters too: kindRights, the receiver's node id
+// (8 bytes), the key; the giver's slot holds P = down-rights and N =
+// up-rights given to that receiver. Only the giver writes its slot, so the
+// usual merge (max per slot) is right, and they replicate like any change.
+// A node short of rights asks its peers (its region first) over the peer
+// RPC; a peer gives half of what it holds (at least what was asked, if it
+// can), durably, and answers with the record, which the asker merges before
+// it retries. When no peer can give, the write is 409; when a peer that
+// might could not be reached, 503.
+//
+// Bounds need 0 within [min, max] (the counter starts at 0), and an exact
+// namespace with bounds refuses resets and deletes (they would move the
+// value outside the rights' accounting).
+
+// kindRights is declared with the other internal kinds (internal.go).
+
+// RightsRequest asks a peer for rights on a counter.
+type RightsRequest struct {
+	NS, Key string
+	Down    bool  // rights to decrement (min); else to increment (max)
+	Want    int64 // at least this many, if the peer can
+	To      crdt.NodeID
+}
+
+// RightsGrant is a peer's answer: how many rights it gave, and its record of
+// gifts to the asker, to merge.
+type RightsGrant struct {
+	Amount int64
+	Record crdt.Counter
+}
+
+// RightsTransport asks peers for rights (package httpapi implements it).
+type RightsTransport interface {
+	TransferRights(ctx context.Context, p Peer, req RightsRequest) (RightsGrant, error)
+}
+
+// bounds of a namespace.
+type bounds struct {
+	min, max *int64
+	bank     crdt.NodeID
+	exact    bool
+}
+
+func (b bounds) any() bool { return b.min != nil || b.max != nil }
+
+func (r *namespaceRecord) bounds() bounds {
+	return bounds{min: r.Config.Min, max: r.Config.Max, bank: crdt.NodeID(r.Bank), exact: r.Config.Type == TypeExact}
+}
+
+// rightsKey is the internal key of the rights given to node to on key.
+func rightsKey(to crdt.NodeID, key string) string {
+	b := make([]byte, 0, 9+len(key))
+	b = append(b, kindRights)
+	b = binary.BigEndian.AppendUint64(b, uint64(to))
+	return string(append(b, key...))
+}
+
+// rightsLocked returns this node's rights on ns/key: down (to decrement)
+// and up (to increment). The caller holds the counter's stripe.
+func (n *Node) rightsLocked(s *stripe, b bounds, ns, key string, c *crdt.Counter) (down, up int64, err error) {
+	own := c.Slot(n.id)
+	down = int64(own.P) - int64(own.N)
+	up = -down
+	if n.id == b.bank {
+		if b.min != nil {
+			down -= *b.min
+		}
+		if b.max != nil {
+			up += *b.max
+		}
+	}
+	// Received: the slots of the record addressed to this node.
+	if rec, err := n.peekLocked(s, ns, rightsKey(n.id, key)); err != nil {
+		return 0, 0, err
+	} else if rec != nil {
+		for _, sl := range rec.c.Slots {
+			down += int64(sl.P)
+			up += int64(sl.N)
+		}
+	}
+	// Given: this node's slot in the records of every node it may have
+	// given to (every origin it knows of).
+	for _, to := range n.knownNodes(c) {
+		if to == n.id {
+			continue
+		}
+		rec, err := n.peekLocked(s, ns, rightsKey(to, key))
+		if err != nil {
+			return 0, 0, err
+		}
+		if rec != nil {
+			g := rec.c.Slot(n.id)
+			down -= int64(g.P)
+			up -= int64(g.N)
+		}
+	}
+	return down, up, nil
+}
+
+// knownNodes lists the nodes this node has heard of: the origins of its
+// version vector and the counter's slots.
+func (n *Node) knownNodes(c *crdt.Counter) []crdt.NodeID {
+	vv := n.vvSnapshot()
+	out := make([]crdt.NodeID, 0, len(vv)+len(c.Slots))
+	for id := range vv {
+		out = append(out, id)
+	}
+	for _, sl := range c.Slots {
+		if !slices.Contains(out, sl.Node) {
+			out = append(out, sl.Node)
+		}
+	}
+	return out
+}
+
+// peekLocked returns the entry of an internal counter in the stripe the
+// caller holds, reading it through without creating or evicting.
+func (n *Node) peekLocked(s *stripe, ns, key string) (*entry, error) {
+	e, err := n.lookupEvictLocked(s, compositeKey(nil, ns, key), ns, key, false, false)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
+	}
+	return e, nil
+}
+
+// errNeedRights is returned under the lock when this node lacks rights.
+type errNeedRights struct {
+	down    bool
+	need    int64
+	ns, key string // set by batches, which may lack rights on any op's counter
+}
+
+func (e *errNeedRights) Error() string { return fmt.Sprintf("needs %d more rights", e.need) }
+
+// checkBoundsLocked refuses an increment by of e that the bounds forbid:
+// in an exact namespace by the node's rights (errNeedRights when it may get
+// more), elsewhere by the value this node sees.
+func (n *Node) checkBoundsLocked(s *stripe, rec *namespaceRecord, ns, key string, e *entry, by int64) error {
+	b := rec.bounds()
+	if !b.any() || by == 0 {
+		return nil
+	}
+	if !b.exact {
+		v := e.c.Value()
+		if b.min != nil && by < 0 && v+by < *b.min {
+			return fmt.Errorf("%w: %s/%s is %d; decrementing by %d would cross its minimum %d", ErrConflict, ns, key, v, -by, *b.min)
+		}
+		if b.max != nil && by > 0 && v+by > *b.max {
+			return fmt.Errorf("%w: %s/%s is %d; incrementing by %d would cross its maximum %d", ErrConflict, ns, key, v, by, *b.max)
+		}
+		return nil
+	}
+	down, up, err := n.rightsLocked(s, b, ns, key, &e.c)
+	if err != nil {
+		return err
+	}
+	switch {
+	case by < 0 && b.min != nil && -by > down:
+		return &errNeedRights{down: true, need: -by - max(down, 0)}
+	case by > 0 && b.max != nil && by > up:
+		return &errNeedRights{down: false, need: by - max(up, 0)}
+	}
+	return nil
+}
+
+// acquireRights asks the peers, this node's region first, for need rights.
+func (n *Node) acquireRights(ctx context.Context, ns, key string, r *errNeedRights) error {
+	dir, bound := "increment", "maximum"
+	if r.down {
+		dir, bound = "decrement", "minimum"
+	}
+	if n.cfg.Peers == nil || n.cfg.Rights == nil {
+		return fmt.Errorf("%w: %s/%s cannot %s by that much without crossing its %s", ErrConflict, ns, key, dir, bound)
+	}
+	peers := n.cfg.Peers.Peers()
+	slices.SortStableFunc(peers, func(a, b Peer) int {
+		ra, rb := a.Region == n.cfg.Region, b.Region == n.cfg.Region
+		switch {
+		case ra == rb:
+			return 0
+		case ra:
+			return -1
+		}
+		return 1
+	})
+	need := r.need
+	unreachable := 0
+	for _, p := range peers {
+		if p.Name == n.cfg.Name || need <= 0 {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, n.quorumTimeout())
+		g, err := n.cfg.Rights.TransferRights(cctx, p, RightsRequest{NS: ns, Key: key, Down: r.down, Want: need, To: n.id})
+		cancel()
+		if err != nil {
+			unreachable++
+			n.log.Debug("rights transfer failed", zap.String("peer", p.Name), zap.Error(err))
+			continue
+		}
+		if g.Amount <= 0 {
+			continue
+		}
+		if err := n.mergeRights(ns, key, g.Record); err != nil {
+			return err
+		}
+		need -= g.Amount
+		n.metrics.rightsReceived.Add(float64(g.Amount))
+	}
+	if need <= 0 {
+		return nil
+	}
+	if unreachable > 0 {
+		return fmt.Errorf("%w: %s/%s: this node holds too few rights to %s without crossing its %s, and %d peer(s) that may hold some could not be reached; retry", ErrUnavailable, ns, key, dir, bound, unreachable)
+	}
+	return fmt.Errorf("%w: %s/%s cannot %s by that much without crossing its %s", ErrConflict, ns, key, dir, bound)
+}
+
+// mergeRights merges a giver's record of gifts to this node.
+func (n *Node) mergeRights(ns, key string, rec crdt.Counter) error {
+	rk := rightsKey(n.id, key)
+	ck := compositeKey(nil, ns, rk)
+	s := &n.stripes[n.stripeOf(ck)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, err := n.lookupLocked(s, ck, ns, rk, true)
+	if err != nil {
+		return fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
+	}
+	e.c.Merge(rec)
+	e.updated = n.cfg.Now().UnixMilli()
+	n.markDirtyLocked(s, e)
+	return nil
+}
+
+// GrantRights answers a peer's RightsRequest: this node gives half of the
+// rights it holds on the counter (at least what was asked, if it holds that
+// many), durably, and returns its record of gifts to the asker.
+func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant, error) {
+	if err := validateName(req.NS, req.Key); err != nil {
+		return RightsGrant{}, err
+	}
+	if req.Want <= 0 || req.To == n.id {
+		return RightsGrant{}, fmt.Errorf("%w: a rights request wants a positive amount for another node", ErrInvalidArgument)
+	}
+	if err := n.checkWritable(1); err != nil {
+		return RightsGrant{}, err
+	}
+	n.ns.RLock()
+	rec := n.ns.m[req.NS]
+	n.ns.RUnlock()
+	if rec == nil || !rec.bounds().any() || !rec.bounds().exact {
+		return RightsGrant{}, nil // nothing to give (yet)
+	}
+	ck := compositeKey(nil, req.NS, req.Key)
+	s := &n.stripes[n.stripeOf(ck)]
+	s.mu.Lock()
+	// The bank holds rights on counters it has not seen yet.
+	e, err := n.lookupLocked(s, ck, req.NS, req.Key, n.id == rec.bounds().bank)
+	if err != nil || e == nil {
+		s.mu.Unlock()
+		if err != nil {
+			return RightsGrant{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		}
+		return RightsGrant{}, nil
+	}
+	down, up, err := n.rightsLocked(s, rec.bounds(), req.NS, req.Key, &e.c)
+	have := up
+	if req.Down {
+		have = down
+	}
+	if err != nil || have <= 0 {
+		s.mu.Unlock()
+		return RightsGrant{}, err
+	}
+	give := min(have, max(req.Want, (have+1)/2))
+	rk := rightsKey(req.To, req.Key)
+	re, err := n.lookupEvictLocked(s, compositeKey(nil, req.NS, rk), req.NS, rk, true, false)
+	if err != nil {
+		s.mu.Unlock()
+		return RightsGrant{}, fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
+	}
+	by := give
+	if !req.Down {
+		by = -give // up-rights are the N of the giver's slot
+	}
+	if _, err := re.c.Add(n.id, by); err != nil {
+		s.mu.Unlock()
+		return RightsGrant{}, fmt.Errorf("%w: rights record: %v", ErrOverflow, err)
+	}
+	re.updated, re.own = n.cfg.Now().UnixMilli(), true
+	n.markDirtyLocked(s, re)
+	out := RightsGrant{Amount: give, Record: re.c.Clone()}
+	s.mu.Unlock()
+	// Durable before the asker may spend it: a crash must not let this
+	// node give the same rights twice.
+	if err := n.durable(ctx, true); err != nil {
+		return RightsGrant{}, err
+	}
+	n.metrics.rightsGiven.Add(float64(give))
+	return out, nil
+}
+
+// clampToBounds keeps a read of a bounded exact counter within its bounds.
+// The merged state never crosses them; a node that has seen a decrement
+// before the increment or transfer that allowed it could, until that
+// arrives.
+func (n *Node) clampToBounds(ns string, v int64) int64 {
+	n.ns.RLock()
+	rec := n.ns.m[ns]
+	n.ns.RUnlock()
+	if rec == nil || rec.Config.Type != TypeExact {
+		return v
+	}
+	if rec.Config.Min != nil && v < *rec.Config.Min {
+		v = *rec.Config.Min
+	}
+	if rec.Config.Max != nil && v > *rec.Config.Max {
+		v = *rec.Config.Max
+	}
+	return v
+}
+
+// refuseBoundedReset refuses resets and deletes in an exact namespace with
+// bounds.
+func (n *Node) refuseBoundedReset(ns, what string) error {
+	n.ns.RLock()
+	rec := n.ns.m[ns]
+	n.ns.RUnlock()
+	if rec != nil && rec.Config.Type == TypeExact && rec.bounds().any() {
+		return fmt.Errorf("%w: %s in exact namespace %q with bounds is not supported (it would move the value outside the accounting that keeps the bounds); decrement or increment instead", ErrConflict, what, ns)
+	}
+	return nil
+}
