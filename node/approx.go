@@ -203,18 +203,32 @@ func (n *Node) incrApprox(ctx context.Context, rec *namespaceRecord, ns, key str
 	case opts.Consistency != "" && opts.Consistency != "local":
 		return Result{}, errApproxRefused(ns, "only consistency local is served there (quorum over the sketch's cells is not built); leave consistency out")
 	}
-	a, err := n.approxFor(ns, rec)
+	if by == 0 {
+		a, err := n.approxFor(ns, rec)
+		if err != nil {
+			return Result{}, err
+		}
+		est, _, err := n.estimate(ns, a, key)
+		return Result{Value: est}, err
+	}
+	est, sync, err := n.addApprox(rec, ns, key, by)
 	if err != nil {
 		return Result{}, err
 	}
-	if by == 0 {
-		est, _, err := n.estimate(ns, a, key)
-		return Result{Value: est}, err
+	return Result{Value: est}, n.durable(ctx, sync)
+}
+
+// addApprox is incrApprox's change, without waiting for durability (batches
+// wait once for all their ops). by must be positive.
+func (n *Node) addApprox(rec *namespaceRecord, ns, key string, by int64) (int64, bool, error) {
+	a, err := n.approxFor(ns, rec)
+	if err != nil {
+		return 0, false, err
 	}
 	// Refuse up front what the cell updates below would refuse one by one,
 	// so that an increment is not left in some rows only.
 	if err := n.checkWritable(a.params.Depth + 1); err != nil {
-		return Result{}, err
+		return 0, false, err
 	}
 	// The total first: every cell of this node's slot is at most the
 	// total's, so when the total does not overflow, no cell does.
@@ -225,7 +239,7 @@ func (n *Node) incrApprox(ctx context.Context, rec *namespaceRecord, ns, key str
 		return nil
 	})
 	if err != nil {
-		return Result{}, err
+		return 0, false, err
 	}
 	var cols [64]uint32
 	var buf [16]byte
@@ -240,14 +254,14 @@ func (n *Node) incrApprox(ctx context.Context, rec *namespaceRecord, ns, key str
 			est = min(est, v)
 			return nil
 		}); err != nil {
-			return Result{}, err
+			return 0, false, err
 		}
 	}
 	a.mu.Lock()
 	a.hh.Offer(key, uint64(by))
 	a.mu.Unlock()
 	n.metrics.increments.Inc()
-	return Result{Value: max(est, 0)}, n.durable(ctx, sync)
+	return max(est, 0), sync, nil
 }
 
 // getApprox reads the estimate of key in the approximate namespace ns.

@@ -51,6 +51,9 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	if err := n.checkWritable(len(ops)); err != nil {
 		return BatchResult{}, err
 	}
+	if res, done, err := n.batchWithApprox(ctx, ops, consistency, returnValues); done {
+		return res, err
+	}
 	sync := false
 	lastNS := ""
 	var windowed map[string]*nsRuntime // namespaces whose ops also count in buckets
@@ -78,6 +81,9 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		res, err := n.batchOnce(ctx, ops, recs, sync, windowed, returnValues)
 		var need *errNeedRights
 		if !errors.As(err, &need) {
+			if err == nil {
+				err = n.replicateBatch(ctx, ops, consistency)
+			}
 			return res, err
 		}
 		if attempt == 3 {
@@ -329,4 +335,113 @@ func (n *Node) batchBoundsLocked(ops []BatchOp, prepared []batchOp, entries []*e
 		}
 	}
 	return nil
+}
+
+// batchWithApprox serves a batch with ops on approximate namespaces: the
+// other ops as a batch, then the sketch ops (checked up front, so that only
+// an int64 overflow of a sketch total could fail after the rest applied).
+// done is false when the batch has no such op.
+func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency string, returnValues bool) (BatchResult, bool, error) {
+	var approx []int
+	for i, op := range ops {
+		rec := n.approxNamespace(op.NS)
+		if rec == nil {
+			continue
+		}
+		switch {
+		case op.By < 0:
+			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, errApproxRefused(op.NS, "decrements are refused because a sketch keeps its error bound only for non-negative counts"))
+		case op.ID != "":
+			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, errApproxRefused(op.NS, "increment ids are not remembered there; send the op without an id"))
+		case consistency != "" && consistency != ConsistencyLocal:
+			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, errApproxRefused(op.NS, "only consistency local is served there; leave consistency out"))
+		}
+		approx = append(approx, i)
+	}
+	if len(approx) == 0 {
+		return BatchResult{}, false, nil
+	}
+	rest := make([]BatchOp, 0, len(ops)-len(approx))
+	for i, op := range ops {
+		if !slices.Contains(approx, i) {
+			rest = append(rest, op)
+		}
+	}
+	var res BatchResult
+	if len(rest) > 0 {
+		var err error
+		if res, err = n.Batch(ctx, rest, consistency, returnValues); err != nil {
+			return BatchResult{}, true, err
+		}
+	}
+	var values []int64
+	if returnValues {
+		values = make([]int64, len(ops))
+		j := 0
+		for i := range ops {
+			if !slices.Contains(approx, i) {
+				values[i] = res.Values[j]
+				j++
+			}
+		}
+	}
+	sync := false
+	for _, i := range approx {
+		op := ops[i]
+		est, s, err := n.addApprox(n.approxNamespace(op.NS), op.NS, op.Key, op.By)
+		if err != nil {
+			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, err)
+		}
+		sync = sync || s
+		if returnValues {
+			values[i] = est
+		}
+	}
+	res.Applied += len(approx)
+	res.Values = values
+	return res, true, n.durable(ctx, sync)
+}
+
+// replicateBatch brings a batch's counters (and id records) to the nodes
+// the consistency level of each namespace asks for.
+func (n *Node) replicateBatch(ctx context.Context, ops []BatchOp, consistency string) error {
+	type group struct {
+		level string
+		keys  []string
+		seen  map[string]bool
+	}
+	var groups map[string]*group
+	for _, op := range ops {
+		g := groups[op.NS]
+		if g == nil {
+			lvl := n.consistencyFor(op.NS, consistency)
+			if lvl == ConsistencyLocal {
+				continue
+			}
+			if groups == nil {
+				groups = make(map[string]*group)
+			}
+			g = &group{level: lvl, seen: make(map[string]bool)}
+			groups[op.NS] = g
+		}
+		for _, k := range []string{op.Key, idKeyOrEmpty(op.ID, op.Key)} {
+			if k != "" && !g.seen[k] {
+				g.seen[k] = true
+				g.keys = append(g.keys, k)
+			}
+		}
+	}
+	for ns, g := range groups {
+		if err := n.replicateTo(ctx, g.level, ns, g.keys...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func idKeyOrEmpty(id, key string) string {
+	if id == "" {
+		return ""
+	}
+	return idKey(id, key)
 }

@@ -295,7 +295,13 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 		return res, err
 	}
 	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
-		return res, n.replicateTo(ctx, lvl, ns, key)
+		keys := []string{key}
+		if opts.ID != "" {
+			// The id record travels with the counter, so that a retry
+			// reaching any node of the quorum is known as a duplicate.
+			keys = append(keys, idKey(opts.ID, key))
+		}
+		return res, n.replicateTo(ctx, lvl, ns, keys...)
 	}
 	return res, nil
 }

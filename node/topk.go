@@ -244,6 +244,13 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 	if k < 1 || k > MaxTopK {
 		return TopResult{}, fmt.Errorf("%w: k must be 1 to %d, got %d", ErrInvalidArgument, MaxTopK, k)
 	}
+	if n.approxNamespace(ns) != nil {
+		if windowName != "" {
+			return TopResult{}, errApproxRefused(ns, "it keeps no time buckets, so it has no top of a window; leave window out")
+		}
+		items, err := n.topApprox(ns, k, prefix)
+		return TopResult{Items: items}, err // estimates: never exact
+	}
 	var w window
 	var out TopResult
 	if windowName != "" {
