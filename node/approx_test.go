@@ -619,3 +619,45 @@ func BenchmarkGetApprox(b *testing.B) {
 		}
 	}
 }
+
+// TestApproxThroughBatchTopAndConfig: batch ops on an approximate namespace
+// count in its sketch (beside ops on other namespaces), top-K answers from
+// its heavy hitters (never exact), and its sketch size cannot change once it
+// holds counts.
+func TestApproxThroughBatchTopAndConfig(t *testing.T) {
+	n := openTest(t, testConfig(t, vfs.NewMem()))
+	ctx := context.Background()
+	putApprox(t, n, "pv", 0.01, 0.99)
+	res, err := n.Batch(ctx, []BatchOp{
+		{NS: "pv", Key: "home", By: 7},
+		{NS: "plain", Key: "x", By: 2},
+		{NS: "pv", Key: "about", By: 3},
+		{NS: "pv", Key: "home", By: 1},
+	}, "", true)
+	if err != nil || res.Applied != 4 || res.Values[1] != 2 || res.Values[3] < 8 {
+		t.Fatalf("batch: %+v %v", res, err)
+	}
+	if c, err := n.Get(ctx, "pv", "home", ReadOptions{}); err != nil || c.Value < 8 || !c.Estimate {
+		t.Fatalf("home after the batch: %+v %v", c, err)
+	}
+	if got := mustGet(t, n, "plain", "x"); got != 2 {
+		t.Fatalf("plain/x = %d", got)
+	}
+	if _, err := n.Batch(ctx, []BatchOp{{NS: "plain", Key: "x", By: 1}, {NS: "pv", Key: "home", By: -1}}, "", false); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("a batch decrementing a sketch: %v", err)
+	}
+	if got := mustGet(t, n, "plain", "x"); got != 2 {
+		t.Fatalf("a refused batch changed plain/x to %d", got)
+	}
+	top, err := n.Top(ctx, "pv", 2, "", "")
+	if err != nil || len(top.Items) != 2 || top.Items[0].Key != "home" || top.Exact {
+		t.Fatalf("top: %+v %v", top, err)
+	}
+	if _, err := n.Top(ctx, "pv", 2, "1h", ""); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("top of a window in an approximate namespace: %v", err)
+	}
+	eps := 0.02
+	if _, err := n.PutNamespace(ctx, "pv", NamespacePatch{Epsilon: &eps}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("changing epsilon with counts: %v", err)
+	}
+}

@@ -103,6 +103,16 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 			return Namespace{}, fmt.Errorf("%w: namespace %q holds counters of type %s; its type cannot change to %s (use a new namespace)", ErrConflict, ns, cur.Config.Type, cfg.Type)
 		}
 	}
+	if cur != nil && cfg.Type == TypeApproximate && cur.Config.Type == TypeApproximate &&
+		(cfg.Epsilon != cur.Config.Epsilon || cfg.Confidence != cur.Config.Confidence) {
+		has, err := n.hasCounters(ctx, ns)
+		if err != nil {
+			return Namespace{}, err
+		}
+		if has {
+			return Namespace{}, fmt.Errorf("%w: approximate namespace %q holds counts; its epsilon and confidence size its sketch and cannot change now (use a new namespace)", ErrConflict, ns)
+		}
+	}
 	if cfg.Type == TypeExact && ((cfg.Min != nil && *cfg.Min > 0) || (cfg.Max != nil && *cfg.Max < 0)) {
 		return Namespace{}, fmt.Errorf("%w: the bounds of an exact namespace must include 0, where every counter starts (min <= 0 <= max)", ErrInvalidArgument)
 	}
