@@ -18,9 +18,10 @@ import (
 )
 
 // post sends a JSON body to n and returns the status and the decoded answer
-// (status 0 when there was no answer).
+// (status 0 when there was no answer within 15 s: every refusal of the
+// server comes well within that, a partition's included).
 func post(ctx context.Context, n *node, path, body string) (int, map[string]any) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.base+path, bytes.NewReader([]byte(body)))
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -195,7 +197,13 @@ func (n *Node) checkBoundsLocked(s *stripe, rec *namespaceRecord, ns, key string
 	return nil
 }
 
-// acquireRights asks the peers, this node's region first, for need rights.
+// rightsTimeout bounds one rights request to a peer.
+const rightsTimeout = 750 * time.Millisecond
+
+// acquireRights asks the peers for need rights: the live peers of this
+// node's region one by one, then the live peers elsewhere all at once (one
+// round trip, however many regions). Peers the failure detector does not
+// see alive are not asked; they count as unreachable.
 func (n *Node) acquireRights(ctx context.Context, ns, key string, r *errNeedRights) error {
 	dir, bound := "increment", "maximum"
 	if r.down {
@@ -204,39 +212,65 @@ func (n *Node) acquireRights(ctx context.Context, ns, key string, r *errNeedRigh
 	if n.cfg.Peers == nil || n.cfg.Rights == nil {
 		return fmt.Errorf("%w: %s/%s cannot %s by that much without crossing its %s", ErrConflict, ns, key, dir, bound)
 	}
-	peers := n.cfg.Peers.Peers()
-	slices.SortStableFunc(peers, func(a, b Peer) int {
-		ra, rb := a.Region == n.cfg.Region, b.Region == n.cfg.Region
-		switch {
-		case ra == rb:
-			return 0
-		case ra:
-			return -1
-		}
-		return 1
-	})
-	need := r.need
+	var local, remote []Peer
 	unreachable := 0
-	for _, p := range peers {
-		if p.Name == n.cfg.Name || need <= 0 {
-			continue
-		}
-		cctx, cancel := context.WithTimeout(ctx, n.quorumTimeout())
-		g, err := n.cfg.Rights.TransferRights(cctx, p, RightsRequest{NS: ns, Key: key, Down: r.down, Want: need, To: n.id})
-		cancel()
-		if err != nil {
+	for _, p := range n.cfg.Peers.Peers() {
+		switch {
+		case p.Name == n.cfg.Name:
+		case !p.Alive:
 			unreachable++
+		case p.Region == n.cfg.Region:
+			local = append(local, p)
+		default:
+			remote = append(remote, p)
+		}
+	}
+	need := r.need
+	ask := func(p Peer, want int64) (int64, error) {
+		cctx, cancel := context.WithTimeout(ctx, min(rightsTimeout, n.quorumTimeout()))
+		defer cancel()
+		g, err := n.cfg.Rights.TransferRights(cctx, p, RightsRequest{NS: ns, Key: key, Down: r.down, Want: want, To: n.id})
+		if err != nil {
 			n.log.Debug("rights transfer failed", zap.String("peer", p.Name), zap.Error(err))
-			continue
+			return 0, err
 		}
 		if g.Amount <= 0 {
-			continue
+			return 0, nil
 		}
 		if err := n.mergeRights(ns, key, g.Record); err != nil {
-			return err
+			return 0, err
 		}
-		need -= g.Amount
 		n.metrics.rightsReceived.Add(float64(g.Amount))
+		return g.Amount, nil
+	}
+	for _, p := range local {
+		if need <= 0 {
+			break
+		}
+		got, err := ask(p, need)
+		if err != nil {
+			unreachable++
+		}
+		need -= got
+	}
+	if need > 0 && len(remote) > 0 {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		want := need
+		for _, p := range remote {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got, err := ask(p, want)
+				mu.Lock()
+				need -= got
+				if err != nil {
+					unreachable++
+				}
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
 	}
 	if need <= 0 {
 		return nil

@@ -86,12 +86,7 @@ func TestIDsCountOnceOnOneNode(t *testing.T) {
 // window, and an expired copy from a peer is not taken back in.
 func TestConcurrentRetriesOnTwoNodesCountOnce(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}
-	open := func(name string) *Node {
-		cfg := testConfig(t, vfs.NewMem())
-		cfg.Name, cfg.Now = name, clock.Now
-		return openTest(t, cfg)
-	}
-	a, b := open("a"), open("b")
+	a, b := clock.open(t, "a"), clock.open(t, "b")
 	ctx := context.Background()
 	if _, err := a.PutNamespace(ctx, "likes", NamespacePatch{IdempotencyWindow: ptr("1h")}); err != nil {
 		t.Fatal(err)

@@ -115,12 +115,7 @@ func TestWatchOverflowDropsTheSubscriber(t *testing.T) {
 // expiry survives it, and the old value never comes back.
 func TestTTLExpiresIdleCountersMergeSafely(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}
-	open := func(name string) *Node {
-		cfg := testConfig(t, vfs.NewMem())
-		cfg.Name, cfg.Now = name, clock.Now
-		return openTest(t, cfg)
-	}
-	a, b := open("a"), open("b")
+	a, b := clock.open(t, "a"), clock.open(t, "b")
 	ctx := context.Background()
 	if _, err := a.PutNamespace(ctx, "rl", NamespacePatch{TTL: ptr("1h")}); err != nil {
 		t.Fatal(err)

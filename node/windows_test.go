@@ -26,6 +26,13 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
+// open opens a node named name on an in-memory disk, on this clock.
+func (c *fakeClock) open(t *testing.T, name string) *Node {
+	cfg := testConfig(t, vfs.NewMem())
+	cfg.Name, cfg.Now = name, c.Now
+	return openTest(t, cfg)
+}
+
 func (c *fakeClock) Set(t time.Time) {
 	c.mu.Lock()
 	c.now = t
@@ -256,12 +263,7 @@ func TestWindowErrors(t *testing.T) {
 // brought back.
 func TestReplicatedBucketsAndRetention(t *testing.T) {
 	clock := &fakeClock{now: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}
-	open := func(name string) *Node {
-		cfg := testConfig(t, vfs.NewMem())
-		cfg.Name, cfg.Now = name, clock.Now
-		return openTest(t, cfg)
-	}
-	a, b := open("a"), open("b")
+	a, b := clock.open(t, "a"), clock.open(t, "b")
 	ctx := context.Background()
 	putWindows(t, a, "w", []string{"1m"}, map[string]string{"1m": "10m"})
 	antiEntropy(t, a, b)
