@@ -54,7 +54,6 @@ type linCluster struct {
 	// late tracks pushes delivered after their sender gave up on them.
 	late   sync.WaitGroup
 	faulty atomic.Bool // the transport drops acknowledgements and delays calls
-	seed   atomic.Uint64
 }
 
 // linPeers is the Peers view every node shares: the harness's membership.

@@ -157,16 +157,6 @@ func parseSeriesKey(s string) (key string, labels map[string]string, ok bool) {
 	return parts[0], labels, true
 }
 
-// seriesLabel returns the value of label name in a label series key.
-func seriesLabel(s, name string) (string, bool) {
-	_, labels, ok := parseSeriesKey(s)
-	if !ok {
-		return "", false
-	}
-	v, found := labels[name]
-	return v, found
-}
-
 // MaxFutureEvent bounds how far ahead of the node's clock an event time may
 // be.
 const MaxFutureEvent = time.Hour

@@ -57,7 +57,7 @@ func TestLogReplayRotateDrop(t *testing.T) {
 	b.Close()
 	appendLog(t, s, "a", true)
 	appendLog(t, s, "b", false)
-	cut, err := s.RotateLog()
+	_, err := s.RotateLog()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestLogReplayRotateDrop(t *testing.T) {
 	if _, err := s.ReplayLog(func([]byte) error { return nil }); err == nil {
 		t.Fatal("a second replay was allowed")
 	}
-	cut, err = s.RotateLog()
+	cut, err := s.RotateLog()
 	if err != nil {
 		t.Fatal(err)
 	}
