@@ -166,19 +166,17 @@ func TestTopThroughTheNode(t *testing.T) {
 	}
 }
 
-// BenchmarkTopMillion measures top-10 queries over a namespace of 1,000,000
-// counters fed a Zipf workload (COUNTMESH_TOP_KEYS overrides the size).
-func BenchmarkTopMillion(b *testing.B) {
-	nkeys := 1_000_000
-	if v := os.Getenv("COUNTMESH_TOP_KEYS"); v != "" {
-		fmt.Sscan(v, &nkeys)
-	}
-	cfg := testConfig(b, vfs.NewMem())
+// topMillion fills a node with nkeys counters (each written once) and then
+// 2,000,000 Zipf-distributed increments, through batches; it returns the
+// node, the keys, their values and the Zipf source.
+func topMillion(tb testing.TB, nkeys int) (*Node, []string, []int64, *rand.Zipf) {
+	cfg := testConfig(tb, vfs.NewMem())
 	cfg.CacheCounters = nkeys + 1000
-	n := openTest(b, cfg)
+	cfg.Logger = nil
+	n := openTest(tb, cfg)
 	ctx := context.Background()
 	if _, err := n.PutNamespace(ctx, "pv", NamespacePatch{Durability: ptr(DurabilityAsync)}); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	keys := make([]string, nkeys)
 	vals := make([]int64, nkeys)
@@ -188,7 +186,7 @@ func BenchmarkTopMillion(b *testing.B) {
 	ops := make([]BatchOp, 0, MaxBatchOps)
 	flush := func() {
 		if _, err := n.Batch(ctx, ops, "", false); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		ops = ops[:0]
 	}
@@ -210,6 +208,53 @@ func BenchmarkTopMillion(b *testing.B) {
 		}
 	}
 	flush()
+	return n, keys, vals, zipf
+}
+
+// TestLargeTopMillionThroughTheNode is issue 4's top-K acceptance through
+// the node: 1,000,000 counters, a Zipf workload, the true top 10 (from the
+// first query's scan, then from the incrementally maintained set after
+// 200,000 more increments).
+func TestLargeTopMillionThroughTheNode(t *testing.T) {
+	n, keys, vals, zipf := topMillion(t, 1_000_000)
+	ctx := context.Background()
+	res, err := n.Top(ctx, "pv", 10, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := trueTop(keys, vals, 10, ""); !sameTop(res.Items, want) || !res.Exact {
+		t.Fatalf("top 10 = %v (exact %v), want %v", res.Items, res.Exact, want)
+	}
+	ops := make([]BatchOp, 0, MaxBatchOps)
+	for range 200_000 {
+		i := zipf.Uint64()
+		ops = append(ops, BatchOp{NS: "pv", Key: keys[i], By: 1})
+		vals[i]++
+		if len(ops) == cap(ops) {
+			if _, err := n.Batch(ctx, ops, "", false); err != nil {
+				t.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+	}
+	res, err = n.Top(ctx, "pv", 10, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := trueTop(keys, vals, 10, ""); !sameTop(res.Items, want) || !res.Exact {
+		t.Fatalf("top 10 after more writes = %v (exact %v), want %v", res.Items, res.Exact, want)
+	}
+}
+
+// BenchmarkTopMillion measures top-10 queries over a namespace of 1,000,000
+// counters fed a Zipf workload (COUNTMESH_TOP_KEYS overrides the size).
+func BenchmarkTopMillion(b *testing.B) {
+	nkeys := 1_000_000
+	if v := os.Getenv("COUNTMESH_TOP_KEYS"); v != "" {
+		fmt.Sscan(v, &nkeys)
+	}
+	n, keys, vals, zipf := topMillion(b, nkeys)
+	ctx := context.Background()
 	start := time.Now()
 	first, err := n.Top(ctx, "pv", 10, "", "")
 	if err != nil {
