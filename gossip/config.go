@@ -156,9 +156,10 @@ type Config struct {
 	// this one at a time; more are refused. Default 4.
 	MaxConcurrentAntiEntropy int
 
-	// ReconnectInterval is how often the node tries to reach one failed
-	// member (and, when it has failed members or no peers, one join
-	// address) in the background, as serf does. Default 2 s.
+	// ReconnectInterval is how often the node tries to reach failed
+	// members (up to 4 at once; and, when it has failed members or no
+	// peers, one join address) in the background, as serf does. It bounds
+	// how long a healed partition goes unnoticed. Default 500 ms.
 	ReconnectInterval time.Duration
 	// ReconnectTimeout is how long a failed member is retried before it is
 	// forgotten. Default 24 h.
@@ -198,7 +199,7 @@ func DefaultConfig() Config {
 		AntiEntropyRemote:        0.25,
 		AntiEntropyGrace:         500 * time.Millisecond,
 		MaxConcurrentAntiEntropy: 4,
-		ReconnectInterval:        2 * time.Second,
+		ReconnectInterval:        500 * time.Millisecond,
 		ReconnectTimeout:         24 * time.Hour,
 		TombstoneTimeout:         24 * time.Hour,
 		LeaveTimeout:             5 * time.Second,

@@ -112,9 +112,9 @@
 // record the member as left (memberlist does not tell its event delegate
 // left from failed) and stop retrying it.
 //
-// memberlist forgets a dead member; like serf, every ReconnectInterval a
-// node probes one random failed member's replication address and, when it
-// answers, joins it; when it has failed members or no peers it also joins
+// memberlist forgets a dead member; like serf, every ReconnectInterval
+// (500 ms) a node probes the replication addresses of up to 4 random failed
+// members at once and joins those that answer; when it has failed members or no peers it also joins
 // one of the addresses once given to Join. A healed partition therefore
 // reconnects within a few intervals without an operator. Failed members are
 // retried for ReconnectTimeout, members that left are listed for

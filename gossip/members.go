@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -191,23 +192,39 @@ func (m *Mesh) reconnectOnce() {
 	}
 	m.members.Unlock()
 	slices.SortFunc(failed, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
-	if len(failed) > 0 {
-		// Probe the member's replication address first: a dial that this
-		// node can cancel, where memberlist's join to a silently cut-off
-		// address would hold the loop for its whole TCP timeout.
-		f := failed[m.randN(len(failed))]
-		if m.probe(f.ReplAddr) {
-			m.rejoin(f.GossipAddr)
-		}
+	// Probe up to reconnectFanout failed members at once, so that a healed
+	// partition is found within about one interval whatever its size.
+	// Probe the member's replication address first: a dial that this node
+	// can cancel, where memberlist's join to a silently cut-off address
+	// would hold the loop for its whole TCP timeout.
+	for len(failed) > reconnectFanout {
+		i := m.randN(len(failed))
+		failed = append(failed[:i], failed[i+1:]...)
 	}
+	var wg sync.WaitGroup
+	for _, f := range failed {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if m.probe(f.ReplAddr) {
+				m.rejoin(f.GossipAddr)
+			}
+		}()
+	}
+	wg.Wait()
 	if len(join) > 0 {
 		m.rejoin(join[m.randN(len(join))])
 	}
 }
 
-// probe reports whether a replication listener answers at addr.
+// reconnectFanout bounds the failed members probed in one reconnect round.
+const reconnectFanout = 4
+
+// probe reports whether a replication listener answers at addr. It waits at
+// most one reconnect interval (or the dial timeout, if shorter): a member
+// still cut off is tried again next round.
 func (m *Mesh) probe(addr string) bool {
-	ctx, cancel := context.WithTimeout(m.loopCtx, m.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(m.loopCtx, min(m.cfg.DialTimeout, max(m.cfg.ReconnectInterval, 250*time.Millisecond)))
 	defer cancel()
 	c, err := m.netw.Dial(ctx, addr)
 	if err != nil {

