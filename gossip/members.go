@@ -201,17 +201,42 @@ func (m *Mesh) reconnectOnce() {
 		i := m.randN(len(failed))
 		failed = append(failed[:i], failed[i+1:]...)
 	}
+	// Alive members this node has not reached over replication for a while
+	// (shown as suspect): a heal exchange that ran while a partition was
+	// still half-healed may have been their last attempt. Probe them too;
+	// on an answer, clear the mark and run one ordinary exchange (what the
+	// streams carry anyway is left to them).
+	unreachable := m.unreachableAlive()
+	for len(unreachable) > reconnectFanout {
+		i := m.randN(len(unreachable))
+		unreachable = append(unreachable[:i], unreachable[i+1:]...)
+	}
 	var wg sync.WaitGroup
-	for _, f := range failed {
+	answered := make([]bool, len(failed))
+	for i, f := range failed {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if m.probe(f.ReplAddr) {
-				m.rejoin(f.GossipAddr)
+			answered[i] = m.probe(f.ReplAddr)
+		}()
+	}
+	for _, p := range unreachable {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if m.probe(p.replAddr) {
+				m.setReachable(p.name, true)
+				m.repairExchange(p)
 			}
 		}()
 	}
 	wg.Wait()
+	// Joins one at a time: each is a push-pull that merges membership.
+	for i, f := range failed {
+		if answered[i] {
+			m.rejoin(f.GossipAddr)
+		}
+	}
 	if len(join) > 0 {
 		m.rejoin(join[m.randN(len(join))])
 	}
@@ -283,6 +308,24 @@ func (m *Mesh) healExchange(p peerInfo) {
 	}()
 }
 
+// repairExchange runs one ordinary anti-entropy exchange with p in the
+// background (as healExchange, without full).
+func (m *Mesh) repairExchange(p peerInfo) {
+	m.heal.Lock()
+	if m.heal.stopped || m.state.Load() != stateStarted {
+		m.heal.Unlock()
+		return
+	}
+	m.heal.wg.Add(1)
+	m.heal.Unlock()
+	go func() {
+		defer m.heal.wg.Done()
+		if err := m.exchange(m.loopCtx, p, false); err != nil && !errors.Is(err, errBusy) {
+			m.log.Debug("exchange with a member reachable again failed; the periodic rounds will repair", zap.String("peer", p.name), zap.Error(err))
+		}
+	}()
+}
+
 // stopHeals stops new heal exchanges and waits for those running (their
 // context is loopCtx, already cancelled by the caller).
 func (m *Mesh) stopHeals() {
@@ -290,4 +333,35 @@ func (m *Mesh) stopHeals() {
 	m.heal.stopped = true
 	m.heal.Unlock()
 	m.heal.wg.Wait()
+}
+
+// unreachableFor is how long an alive member's replication must have been
+// failing before the reconnect loop probes it.
+const unreachableFor = time.Second
+
+// unreachableAlive lists the alive members whose replication has been
+// failing for unreachableFor.
+func (m *Mesh) unreachableAlive() []peerInfo {
+	edge := time.Now().Add(-unreachableFor)
+	m.reach.Lock()
+	names := make([]string, 0, len(m.reach.failing))
+	for name, since := range m.reach.failing {
+		if since.Before(edge) {
+			names = append(names, name)
+		}
+	}
+	m.reach.Unlock()
+	if len(names) == 0 {
+		return nil
+	}
+	slices.Sort(names)
+	var out []peerInfo
+	m.members.Lock()
+	for _, name := range names {
+		if rec := m.members.m[name]; rec != nil && rec.state == StateAlive {
+			out = append(out, peerInfo{name: name, region: rec.info.Region, replAddr: rec.info.ReplAddr})
+		}
+	}
+	m.members.Unlock()
+	return out
 }
