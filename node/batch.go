@@ -77,6 +77,14 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		}
 	}
 
+	// Each attempt may lack rights on one more bounded counter: allow one
+	// acquisition per bounded counter, and a few more for rights that move.
+	bounded := map[string]bool{}
+	for _, op := range ops {
+		if b := recs[op.NS].bounds(); b.exact && b.any() {
+			bounded[op.NS+"\x00"+op.Key] = true
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		res, err := n.batchOnce(ctx, ops, recs, sync, windowed, returnValues)
 		var need *errNeedRights
@@ -86,7 +94,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 			}
 			return res, err
 		}
-		if attempt == 3 {
+		if attempt == 3+len(bounded) {
 			return BatchResult{}, fmt.Errorf("%w: the rights for the batch's bounded counters moved away while this node was collecting them; retry", ErrUnavailable)
 		}
 		if err := n.acquireRights(ctx, need.ns, need.key, need); err != nil {
@@ -163,6 +171,9 @@ func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*na
 					res.Values[i] = e.c.Value()
 				}
 				continue
+			}
+			if n.idle(recs[op.NS].runtime().ttl, e.updated) && e.c.Live() {
+				e.c.SetReset(n.id, 0, true) // idle past its ttl: counts from 0
 			}
 			before := e.c.Value()
 			v, addErr := e.c.Add(n.id, op.By)

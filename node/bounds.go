@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -112,40 +111,21 @@ func (n *Node) rightsLocked(s *stripe, b bounds, ns, key string, c *crdt.Counter
 			up += int64(sl.N)
 		}
 	}
-	// Given: this node's slot in the records of every node it may have
-	// given to (every origin it knows of).
-	for _, to := range n.knownNodes(c) {
-		if to == n.id {
-			continue
-		}
-		rec, err := n.peekLocked(s, ns, rightsKey(to, key))
-		if err != nil {
-			return 0, 0, err
-		}
-		if rec != nil {
-			g := rec.c.Slot(n.id)
-			down -= int64(g.P)
-			up -= int64(g.N)
-		}
+	// Given: this node's slot of the record of its gifts to anyone, kept
+	// beside the per-receiver records (a receiver this node has never
+	// heard from otherwise is still counted).
+	if rec, err := n.peekLocked(s, ns, rightsKey(givenToAll, key)); err != nil {
+		return 0, 0, err
+	} else if rec != nil {
+		g := rec.c.Slot(n.id)
+		down -= int64(g.P)
+		up -= int64(g.N)
 	}
 	return down, up, nil
 }
 
-// knownNodes lists the nodes this node has heard of: the origins of its
-// version vector and the counter's slots.
-func (n *Node) knownNodes(c *crdt.Counter) []crdt.NodeID {
-	vv := n.vvSnapshot()
-	out := make([]crdt.NodeID, 0, len(vv)+len(c.Slots))
-	for id := range vv {
-		out = append(out, id)
-	}
-	for _, sl := range c.Slots {
-		if !slices.Contains(out, sl.Node) {
-			out = append(out, sl.Node)
-		}
-	}
-	return out
-}
+// givenToAll is the receiver id of the record of every node's total gifts.
+const givenToAll = crdt.NodeID(^uint64(0))
 
 // peekLocked returns the entry of an internal counter in the stripe the
 // caller holds, reading it through without creating or evicting.
@@ -320,16 +300,19 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	ck := compositeKey(nil, req.NS, req.Key)
 	s := &n.stripes[n.stripeOf(ck)]
 	s.mu.Lock()
-	// The bank holds rights on counters it has not seen yet.
-	e, err := n.lookupLocked(s, ck, req.NS, req.Key, n.id == rec.bounds().bank)
-	if err != nil || e == nil {
+	// A node may hold rights on a counter it does not hold (the bank's
+	// initial rights, rights received): its rights then come from an empty
+	// counter.
+	e, err := n.lookupLocked(s, ck, req.NS, req.Key, false)
+	if err != nil {
 		s.mu.Unlock()
-		if err != nil {
-			return RightsGrant{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
-		}
-		return RightsGrant{}, nil
+		return RightsGrant{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 	}
-	down, up, err := n.rightsLocked(s, rec.bounds(), req.NS, req.Key, &e.c)
+	var c crdt.Counter
+	if e != nil {
+		c = e.c
+	}
+	down, up, err := n.rightsLocked(s, rec.bounds(), req.NS, req.Key, &c)
 	have := up
 	if req.Down {
 		have = down
@@ -349,12 +332,24 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	if !req.Down {
 		by = -give // up-rights are the N of the giver's slot
 	}
+	tk := rightsKey(givenToAll, req.Key)
+	te, err := n.lookupEvictLocked(s, compositeKey(nil, req.NS, tk), req.NS, tk, true, false)
+	if err != nil {
+		s.mu.Unlock()
+		return RightsGrant{}, fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
+	}
 	if _, err := re.c.Add(n.id, by); err != nil {
 		s.mu.Unlock()
 		return RightsGrant{}, fmt.Errorf("%w: rights record: %v", ErrOverflow, err)
 	}
-	re.updated, re.own = n.cfg.Now().UnixMilli(), true
-	n.markDirtyLocked(s, re)
+	if _, err := te.c.Add(n.id, by); err != nil {
+		panic(fmt.Sprintf("node: the total of gifts moved unlike a gift: %v", err))
+	}
+	now := n.cfg.Now().UnixMilli()
+	for _, x := range []*entry{re, te} {
+		x.updated, x.own = now, true
+		n.markDirtyLocked(s, x)
+	}
 	out := RightsGrant{Amount: give, Record: re.c.Clone()}
 	s.mu.Unlock()
 	// Durable before the asker may spend it: a crash must not let this
@@ -374,6 +369,12 @@ func (n *Node) clampToBounds(ns string, v int64) int64 {
 	n.ns.RLock()
 	rec := n.ns.m[ns]
 	n.ns.RUnlock()
+	return clampRec(rec, v)
+}
+
+// clampRec is clampToBounds with the namespace's record (callers under a
+// stripe lock must not take n.ns).
+func clampRec(rec *namespaceRecord, v int64) int64 {
 	if rec == nil || rec.Config.Type != TypeExact {
 		return v
 	}

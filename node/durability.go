@@ -202,7 +202,6 @@ func (n *Node) checkpoint() error {
 		// anti-entropy scan ask for one, and most find nothing to do.
 		return nil
 	}
-	n.recent.rotate()
 	start := time.Now()
 	vv := n.vvSnapshot() // durable before anything collected below
 	// Every record appended before the rotation is in a segment below cut,
@@ -254,6 +253,9 @@ func (n *Node) checkpoint() error {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
 	n.ckptDone.Store(num)
+	// Ids recorded before the previous checkpoint ended are in the store
+	// now (this one wrote whatever that one had not).
+	n.recent.rotate()
 	if err := n.store.DropLogBefore(cut); err != nil {
 		return fmt.Errorf("drop checkpointed log: %w", err)
 	}

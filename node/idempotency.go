@@ -164,8 +164,8 @@ func (r *recentIDs) get(ns, id string) (string, bool) {
 	return k, ok
 }
 
-// rotate is called when a checkpoint starts: what was added before the
-// previous one is in the store now.
+// rotate is called when a checkpoint has committed: what was added before
+// the previous one ended is in the store now.
 func (r *recentIDs) rotate() {
 	r.mu.Lock()
 	r.prev, r.cur = r.cur, nil
@@ -246,8 +246,13 @@ func (n *Node) applyIncrLocked(rec *namespaceRecord, ns, key string, by int64, i
 			if st.by != by {
 				return Result{}, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, id, st.by, ns, key, by)
 			}
-			return Result{Value: n.clampToBounds(ns, e.c.Value()), Duplicate: true}, nil
+			return Result{Value: clampRec(rec, e.c.Value()), Duplicate: true}, nil
 		}
+	}
+	if n.idle(rec.runtime().ttl, e.updated) && e.c.Live() {
+		// Idle past its ttl, it reads 0 already: it counts from 0, as
+		// after the expiry pass.
+		e.c.SetReset(n.id, 0, true)
 	}
 	if err := n.checkBoundsLocked(s, rec, ns, key, e, by); err != nil {
 		return Result{}, err
@@ -265,7 +270,7 @@ func (n *Node) applyIncrLocked(rec *namespaceRecord, ns, key string, by int64, i
 		n.recent.add(ns, id, key)
 	}
 	n.changedLocked(ns, key, before, e)
-	return Result{Value: n.clampToBounds(ns, v)}, nil
+	return Result{Value: clampRec(rec, v)}, nil
 }
 
 // compensateLocked runs after an id record of this node changed by a merge:

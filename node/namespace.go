@@ -192,6 +192,9 @@ func (cfg NamespaceConfig) normalize() (NamespaceConfig, error) {
 	if _, err := ParseDuration(cfg.IdempotencyWindow); err != nil {
 		return bad("idempotency_window: %v", err)
 	}
+	if ttl, _ := ParseDuration(cfg.TTL); ttl > 0 && cfg.Type == TypeExact && (cfg.Min != nil || cfg.Max != nil) {
+		return bad("an exact namespace with bounds cannot have a ttl: expiring a counter would move its value outside the rights that keep the bounds")
+	}
 	if cfg.Min != nil && cfg.Max != nil && *cfg.Min > *cfg.Max {
 		return bad("min (%d) must not exceed max (%d)", *cfg.Min, *cfg.Max)
 	}

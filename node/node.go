@@ -441,6 +441,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		}
 		merged = &c
 	}
+	ttl := n.ttlOf(ns) // before the stripe lock
 	var buf [600]byte
 	ck := compositeKey(buf[:0], ns, key)
 	s := &n.stripes[n.stripeOf(ck)]
@@ -451,7 +452,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		return Counter{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 	}
 	out := Counter{NS: ns, Key: key}
-	if e != nil && !n.idle(ns, e.updated) {
+	if e != nil && !n.idle(ttl, e.updated) {
 		out.Value = e.c.Value()
 		if merged != nil {
 			out.Value = merged.Value()
@@ -526,6 +527,10 @@ func (n *Node) overlay(ns, key string, stored crdt.Counter) (Counter, bool) {
 // overlayIdle is overlay; without checkIdle it ignores the namespace's ttl
 // (for callers that hold n.ns).
 func (n *Node) overlayIdle(ns, key string, stored crdt.Counter, checkIdle bool) (Counter, bool) {
+	var ttl time.Duration
+	if checkIdle {
+		ttl = n.ttlOf(ns) // before the stripe lock
+	}
 	var buf [600]byte
 	ck := compositeKey(buf[:0], ns, key)
 	s := &n.stripes[n.stripeOf(ck)]
@@ -537,7 +542,7 @@ func (n *Node) overlayIdle(ns, key string, stored crdt.Counter, checkIdle bool) 
 		if e.updated > 0 {
 			out.UpdatedAt = time.UnixMilli(e.updated)
 		}
-		return out, e.c.Live() && !(checkIdle && n.idle(ns, e.updated))
+		return out, e.c.Live() && !n.idle(ttl, e.updated)
 	}
 	out.Value = stored.Value()
 	return out, stored.Live()

@@ -172,7 +172,9 @@ func (t *topSet) top(k int, prefix string) ([]Counter, bool) {
 	exact := ceiling == math.MinInt64 // nothing was ever left out
 	if len(items) >= k {
 		items = items[:k]
-		exact = exact || (k > 0 && items[k-1].val >= ceiling)
+		// Strictly above: a counter left out at the ceiling's value could
+		// tie with the k-th.
+		exact = exact || (k > 0 && items[k-1].val > ceiling)
 		if k == 0 {
 			exact = true
 		}

@@ -16,20 +16,22 @@ import (
 // peer's stale copy of the old value cannot bring it back: merge keeps the
 // reset's floor over the slots it observed.
 
-// idle reports whether a counter of ns last changed at updatedMs has
-// outlived the namespace's ttl.
-func (n *Node) idle(ns string, updatedMs int64) bool {
-	if updatedMs <= 0 {
-		return false
-	}
+// ttlOf returns the ttl of ns (0 for none). It takes n.ns: never call it
+// under a stripe lock (the lock order is n.ns, then stripes).
+func (n *Node) ttlOf(ns string) time.Duration {
 	n.ns.RLock()
 	rec := n.ns.m[ns]
 	n.ns.RUnlock()
 	if rec == nil {
-		return false
+		return 0
 	}
-	ttl := rec.runtime().ttl
-	return ttl > 0 && n.cfg.Now().UnixMilli()-updatedMs >= ttl.Milliseconds()
+	return rec.runtime().ttl
+}
+
+// idle reports whether a counter last changed at updatedMs has outlived
+// ttl.
+func (n *Node) idle(ttl time.Duration, updatedMs int64) bool {
+	return ttl > 0 && updatedMs > 0 && n.cfg.Now().UnixMilli()-updatedMs >= ttl.Milliseconds()
 }
 
 // maxExpirePerPass bounds the deletes of one expiry pass per namespace; the
