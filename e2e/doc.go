@@ -41,6 +41,18 @@
 //     after the cut, while the two nodes of the cut region still replicate
 //     to each other), and that after reconnection every node converges to
 //     acked <= value <= attempted. Times in results/partition.json.
+//   - TestRetriesCountOnce (exact_test.go): 10,000 increments with ids
+//     (COUNTMESH_E2E_IDS), each sent 2 to 4 times to random nodes of random
+//     regions, with COUNTMESH_E2E_IDS_KILL_NODE (default us-1) SIGKILLed
+//     and started a quarter of the way in; every node must read exactly the
+//     sum of the distinct ids. results/retries.json.
+//   - TestBoundedLikes: an exact namespace with min 0, a counter at 100,
+//     1,000 decrements of 1 over all six nodes, 400 of them with region ap
+//     cut off: exactly 100 succeed, the rest get 409 or 503, no read is ever
+//     below 0. results/bounded.json.
+//   - TestRateLimitAcrossTheMesh: one key limited to 1,000 per hour,
+//     hammered on all six nodes for 5 s: 990 to 1,001 admitted.
+//     results/ratelimit.json.
 //
 // # Network
 //
