@@ -110,7 +110,14 @@ func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*na
 	if err != nil {
 		return BatchResult{}, err
 	}
-	defer unlockIDs()
+	idsLocked := true
+	releaseIDs := func() {
+		if idsLocked {
+			idsLocked = false
+			unlockIDs()
+		}
+	}
+	defer releaseIDs()
 
 	// Bring every counter into memory, one stripe lock at a time, so that
 	// the all-stripes critical section below does no I/O.
@@ -200,6 +207,7 @@ func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*na
 			n.stripes[i].mu.Unlock()
 		}
 	}
+	releaseIDs() // applied with their records: other writes of these ids may go on
 	if err != nil {
 		return BatchResult{}, err
 	}

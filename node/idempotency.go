@@ -198,6 +198,26 @@ func (n *Node) idUsedElsewhere(ns, id, key string) (string, bool, error) {
 // within the namespace's bounds (bounds.go). It returns the value after the
 // change (or, for a duplicate, now).
 func (n *Node) applyIncr(ctx context.Context, rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
+	for attempt := 0; ; attempt++ {
+		res, err := n.applyIncrOnce(rec, ns, key, by, id)
+		var need *errNeedRights
+		if !errors.As(err, &need) {
+			return res, err
+		}
+		if attempt == 3 {
+			return Result{}, fmt.Errorf("%w: %s/%s: the rights to change it by %d moved away while this node was collecting them; retry", ErrUnavailable, ns, key, by)
+		}
+		// Without the id's lock: the peers' round trips must not hold up
+		// other ids (a retry of this one meanwhile is seen on the next
+		// attempt, which checks the id again).
+		if err := n.acquireRights(ctx, ns, key, need); err != nil {
+			return Result{}, err
+		}
+	}
+}
+
+// applyIncrOnce is one attempt of applyIncr, holding the id's lock.
+func (n *Node) applyIncrOnce(rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
 	if id != "" {
 		mu := n.idLocks.of(ns, id)
 		mu.Lock()
@@ -208,19 +228,7 @@ func (n *Node) applyIncr(ctx context.Context, rec *namespaceRecord, ns, key stri
 			return Result{}, fmt.Errorf("%w: id %q was already used for counter %q of %s; an id names one increment", ErrConflict, id, other, ns)
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		res, err := n.applyIncrLocked(rec, ns, key, by, id)
-		var need *errNeedRights
-		if !errors.As(err, &need) {
-			return res, err
-		}
-		if attempt == 3 {
-			return Result{}, fmt.Errorf("%w: %s/%s: the rights to change it by %d moved away while this node was collecting them; retry", ErrUnavailable, ns, key, by)
-		}
-		if err := n.acquireRights(ctx, ns, key, need); err != nil {
-			return Result{}, err
-		}
-	}
+	return n.applyIncrLocked(rec, ns, key, by, id)
 }
 
 // applyIncrLocked is one attempt of applyIncr under the counter's stripe.
