@@ -114,7 +114,9 @@
 //
 // memberlist forgets a dead member; like serf, every ReconnectInterval
 // (500 ms) a node probes the replication addresses of up to 4 random failed
-// members at once and joins those that answer; when it has failed members or no peers it also joins
+// members (in the background, one probe per member at a time, each with the
+// full dial timeout) and joins those that answer; it probes alive members
+// whose replication has failed for over a second the same way; when it has failed members or no peers it also joins
 // one of the addresses once given to Join. A healed partition therefore
 // reconnects within a few intervals without an operator. Failed members are
 // retried for ReconnectTimeout, members that left are listed for

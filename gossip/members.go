@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -193,13 +192,19 @@ func (m *Mesh) reconnectOnce() {
 	m.members.Unlock()
 	slices.SortFunc(failed, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	// Probe up to reconnectFanout failed members at once, so that a healed
-	// partition is found within about one interval whatever its size.
-	// Probe the member's replication address first: a dial that this node
-	// can cancel, where memberlist's join to a silently cut-off address
-	// would hold the loop for its whole TCP timeout.
+	// partition is found within about one interval whatever its size. A
+	// probe dials the member's replication address first: a dial that this
+	// node can cancel, where memberlist's join to a silently cut-off
+	// address would hold the loop for its whole TCP timeout. Probes run in
+	// the background with the full dial timeout (the first connection
+	// through a network that just came back may need a SYN retransmit), one
+	// at a time per member, while the loop keeps its pace.
 	for len(failed) > reconnectFanout {
 		i := m.randN(len(failed))
 		failed = append(failed[:i], failed[i+1:]...)
+	}
+	for _, f := range failed {
+		m.probeInBackground(f.ReplAddr, func() { m.rejoin(f.GossipAddr) })
 	}
 	// Alive members this node has not reached over replication for a while
 	// (shown as suspect): a heal exchange that ran while a partition was
@@ -211,31 +216,11 @@ func (m *Mesh) reconnectOnce() {
 		i := m.randN(len(unreachable))
 		unreachable = append(unreachable[:i], unreachable[i+1:]...)
 	}
-	var wg sync.WaitGroup
-	answered := make([]bool, len(failed))
-	for i, f := range failed {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			answered[i] = m.probe(f.ReplAddr)
-		}()
-	}
 	for _, p := range unreachable {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if m.probe(p.replAddr) {
-				m.setReachable(p.name, true)
-				m.repairExchange(p)
-			}
-		}()
-	}
-	wg.Wait()
-	// Joins one at a time: each is a push-pull that merges membership.
-	for i, f := range failed {
-		if answered[i] {
-			m.rejoin(f.GossipAddr)
-		}
+		m.probeInBackground(p.replAddr, func() {
+			m.setReachable(p.name, true)
+			m.repairExchange(p)
+		})
 	}
 	if len(join) > 0 {
 		m.rejoin(join[m.randN(len(join))])
@@ -245,11 +230,44 @@ func (m *Mesh) reconnectOnce() {
 // reconnectFanout bounds the failed members probed in one reconnect round.
 const reconnectFanout = 4
 
-// probe reports whether a replication listener answers at addr. It waits at
-// most one reconnect interval (or the dial timeout, if shorter): a member
-// still cut off is tried again next round.
+// probeInBackground probes addr unless a probe of it is in flight, and runs
+// then (serialised with the other probes' thens: joins merge membership)
+// when it answers. Leave waits for it (heal.wg).
+func (m *Mesh) probeInBackground(addr string, then func()) {
+	m.reach.Lock()
+	if m.reach.probing[addr] {
+		m.reach.Unlock()
+		return
+	}
+	m.reach.probing[addr] = true
+	m.reach.Unlock()
+	m.heal.Lock()
+	if m.heal.stopped {
+		m.heal.Unlock()
+		m.reach.Lock()
+		delete(m.reach.probing, addr)
+		m.reach.Unlock()
+		return
+	}
+	m.heal.wg.Add(1)
+	m.heal.Unlock()
+	go func() {
+		defer m.heal.wg.Done()
+		ok := m.probe(addr)
+		m.reach.Lock()
+		delete(m.reach.probing, addr)
+		m.reach.Unlock()
+		if ok && !isDone(m.loopDone) {
+			m.probeThen.Lock()
+			then()
+			m.probeThen.Unlock()
+		}
+	}()
+}
+
+// probe reports whether a replication listener answers at addr.
 func (m *Mesh) probe(addr string) bool {
-	ctx, cancel := context.WithTimeout(m.loopCtx, min(m.cfg.DialTimeout, max(m.cfg.ReconnectInterval, 250*time.Millisecond)))
+	ctx, cancel := context.WithTimeout(m.loopCtx, m.cfg.DialTimeout)
 	defer cancel()
 	c, err := m.netw.Dial(ctx, addr)
 	if err != nil {

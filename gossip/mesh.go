@@ -64,9 +64,11 @@ type Mesh struct {
 	}
 
 	reach struct {
-		sync.Mutex                      // guards failing
+		sync.Mutex                      // guards failing and probing
 		failing    map[string]time.Time // members whose last connection attempt failed, since
+		probing    map[string]bool      // replication addresses with a reconnect probe in flight
 	}
+	probeThen sync.Mutex // serialises what answered probes do (joins)
 
 	hist struct {
 		sync.Mutex              // guards snaps
@@ -149,6 +151,7 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 	m.peers.m = make(map[string]*peer)
 	m.inbound.conns = make(map[net.Conn]struct{})
 	m.reach.failing = make(map[string]time.Time)
+	m.reach.probing = make(map[string]bool)
 	m.routes.Store(buildRoutes(cfg.Name, cfg.Region, m.selfID, nil, cfg.FanOut))
 	return m, nil
 }
