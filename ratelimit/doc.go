@@ -42,8 +42,9 @@
 // Bounds, per window: limit while the nodes reach each other; limit +
 // (limit / members) × (nodes cut off from the owner) while a partition is
 // not yet noticed by the membership; limit × (number of sides) once each
-// side has its own owner; after an owner dies, limit + what the dead owner
-// admitted itself in that window. docs/ratelimit.md derives them.
+// side has its own owner; after an owner dies, at most 2 × limit (limit +
+// what the dead owner admitted itself + what the survivors admitted before
+// they first reach the new owner). docs/ratelimit.md derives them.
 //
 // # Expiry
 //
