@@ -241,18 +241,7 @@ func (m *Mesh) probeInBackground(addr string, then func()) {
 	}
 	m.reach.probing[addr] = true
 	m.reach.Unlock()
-	m.heal.Lock()
-	if m.heal.stopped {
-		m.heal.Unlock()
-		m.reach.Lock()
-		delete(m.reach.probing, addr)
-		m.reach.Unlock()
-		return
-	}
-	m.heal.wg.Add(1)
-	m.heal.Unlock()
-	go func() {
-		defer m.heal.wg.Done()
+	started := m.goHeal(func() {
 		ok := m.probe(addr)
 		m.reach.Lock()
 		delete(m.reach.probing, addr)
@@ -262,7 +251,12 @@ func (m *Mesh) probeInBackground(addr string, then func()) {
 			then()
 			m.probeThen.Unlock()
 		}
-	}()
+	})
+	if !started {
+		m.reach.Lock()
+		delete(m.reach.probing, addr)
+		m.reach.Unlock()
+	}
 }
 
 // probe reports whether a replication listener answers at addr.
@@ -310,38 +304,37 @@ func (m *Mesh) setReachable(name string, ok bool) {
 
 // healExchange runs a full anti-entropy exchange with a member that came
 // back, in the background; Leave stops and waits for these.
-func (m *Mesh) healExchange(p peerInfo) {
-	m.heal.Lock()
-	if m.heal.stopped || m.state.Load() != stateStarted {
-		m.heal.Unlock()
-		return
-	}
-	m.heal.wg.Add(1)
-	m.heal.Unlock()
-	go func() {
-		defer m.heal.wg.Done()
-		if err := m.exchange(m.loopCtx, p, true); err != nil && !errors.Is(err, errBusy) {
-			m.log.Debug("exchange with a member that came back failed; the periodic rounds will repair", zap.String("peer", p.name), zap.Error(err))
-		}
-	}()
-}
+func (m *Mesh) healExchange(p peerInfo) { m.exchangeInBackground(p, true) }
 
 // repairExchange runs one ordinary anti-entropy exchange with p in the
-// background (as healExchange, without full).
-func (m *Mesh) repairExchange(p peerInfo) {
+// background (a member reachable again: what the streams carry is left to
+// them).
+func (m *Mesh) repairExchange(p peerInfo) { m.exchangeInBackground(p, false) }
+
+func (m *Mesh) exchangeInBackground(p peerInfo, full bool) {
+	m.goHeal(func() {
+		if err := m.exchange(m.loopCtx, p, full); err != nil && !errors.Is(err, errBusy) {
+			m.log.Debug("exchange with a member back or reachable again failed; the periodic rounds will repair",
+				zap.String("peer", p.name), zap.Bool("full", full), zap.Error(err))
+		}
+	})
+}
+
+// goHeal runs fn in the background unless heals are stopped; Leave waits
+// for it (stopHeals). It reports whether fn was started.
+func (m *Mesh) goHeal(fn func()) bool {
 	m.heal.Lock()
 	if m.heal.stopped || m.state.Load() != stateStarted {
 		m.heal.Unlock()
-		return
+		return false
 	}
 	m.heal.wg.Add(1)
 	m.heal.Unlock()
 	go func() {
 		defer m.heal.wg.Done()
-		if err := m.exchange(m.loopCtx, p, false); err != nil && !errors.Is(err, errBusy) {
-			m.log.Debug("exchange with a member reachable again failed; the periodic rounds will repair", zap.String("peer", p.name), zap.Error(err))
-		}
+		fn()
 	}()
+	return true
 }
 
 // stopHeals stops new heal exchanges and waits for those running (their
