@@ -13,6 +13,15 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
+// putExactMin0 makes ns an exact namespace whose counters never go below 0.
+func putExactMin0(t *testing.T, n *Node, ns string) {
+	t.Helper()
+	zero := int64(0)
+	if _, err := n.PutNamespace(context.Background(), ns, NamespacePatch{Type: ptr(TypeExact), Min: NullableInt{Set: true, Value: &zero}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // simPeers lists the nodes of a meshSim.
 type simPeers struct {
 	names, regions []string
@@ -69,10 +78,7 @@ func TestBoundedCounterNeverCrossesMin(t *testing.T) {
 	defer m.close()
 	ctx := context.Background()
 	a, b, c := m.get("a"), m.get("b"), m.get("c")
-	zero := int64(0)
-	if _, err := a.PutNamespace(ctx, "likes", NamespacePatch{Type: ptr(TypeExact), Min: NullableInt{Set: true, Value: &zero}}); err != nil {
-		t.Fatal(err)
-	}
+	putExactMin0(t, a, "likes")
 	exchange := func() {
 		for _, x := range names {
 			if err := m.get(x).Flush(ctx); err != nil {

@@ -36,10 +36,7 @@ func TestRegressRightsGivenToUnknownNodeAreSpentTwice(t *testing.T) {
 	m := openRightsMesh(t, names, regions)
 	ctx := context.Background()
 	a, x := m.get("a"), m.get("x")
-	zero := int64(0)
-	if _, err := a.PutNamespace(ctx, "likes", NamespacePatch{Type: ptr(TypeExact), Min: NullableInt{Set: true, Value: &zero}}); err != nil {
-		t.Fatal(err)
-	}
+	putExactMin0(t, a, "likes")
 	antiEntropy(t, a, x) // x learns the config; a learns nothing about x
 	if _, err := a.Incr(ctx, "likes", "post", 10, WriteOptions{}); err != nil {
 		t.Fatal(err)
@@ -75,10 +72,7 @@ func TestRegressBatchOfFourBoundedCountersGets503(t *testing.T) {
 	m := openRightsMesh(t, names, regions)
 	ctx := context.Background()
 	a, x := m.get("a"), m.get("x")
-	zero := int64(0)
-	if _, err := a.PutNamespace(ctx, "likes", NamespacePatch{Type: ptr(TypeExact), Min: NullableInt{Set: true, Value: &zero}}); err != nil {
-		t.Fatal(err)
-	}
+	putExactMin0(t, a, "likes")
 	var ops []BatchOp
 	for _, k := range []string{"k1", "k2", "k3", "k4"} {
 		if _, err := a.Incr(ctx, "likes", k, 100, WriteOptions{}); err != nil {
@@ -110,10 +104,7 @@ func TestRegressRightsHeldWithoutCounterAreNotGiven(t *testing.T) {
 	m := openRightsMesh(t, names, regions)
 	ctx := context.Background()
 	a, x := m.get("a"), m.get("x")
-	zero := int64(0)
-	if _, err := a.PutNamespace(ctx, "likes", NamespacePatch{Type: ptr(TypeExact), Min: NullableInt{Set: true, Value: &zero}}); err != nil {
-		t.Fatal(err)
-	}
+	putExactMin0(t, a, "likes")
 	if _, err := x.Incr(ctx, "other", "warm", 1, WriteOptions{}); err != nil { // make x known to a
 		t.Fatal(err)
 	}
