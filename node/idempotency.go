@@ -233,7 +233,8 @@ func (n *Node) applyIncrOnce(rec *namespaceRecord, ns, key string, by int64, id 
 
 // applyIncrLocked is one attempt of applyIncr under the counter's stripe.
 func (n *Node) applyIncrLocked(rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
-	ck := compositeKey(nil, ns, key)
+	var buf [700]byte // the write path allocates no key
+	ck := compositeKey(buf[:0], ns, key)
 	s := &n.stripes[n.stripeOf(ck)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
