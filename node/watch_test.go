@@ -27,8 +27,16 @@ func waitKeys(t *testing.T, s *Subscription, d time.Duration) []string {
 func TestWatchSeesReplicatedChanges(t *testing.T) {
 	a := openNamed(t, "a", vfs.NewMem())
 	b := openNamed(t, "b", vfs.NewMem())
-	b.SetPublisher(newDirect(t, a))
+	toA := newDirect(t, a)
+	b.SetPublisher(toA)
 	ctx := context.Background()
+	defer func() { // every batch applied before the nodes close
+		if err := b.Flush(ctx); err != nil {
+			t.Error(err)
+		}
+		b.SetPublisher(nil)
+		toA.wait()
+	}()
 	one, err := a.Subscribe("likes", "post-1", "")
 	if err != nil {
 		t.Fatal(err)
