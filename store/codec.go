@@ -155,7 +155,7 @@ type OriginSeq struct {
 func DecodeRecord(data []byte) (Record, error) {
 	d := decoderPool.Get().(*counterDecoder)
 	d.r.Reset(data)
-	d.dec.ResetReader(&d.r)
+	d.dec.Reset(&d.r)
 	r, err := d.decode(len(data))
 	if err == nil && d.r.Len() != 0 {
 		err = fmt.Errorf("%d trailing bytes", d.r.Len())

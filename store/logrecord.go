@@ -78,7 +78,7 @@ func DecodeLog(payload []byte, fn func(ns, key string, r Record) error) ([]Origi
 		decoderPool.Put(d)
 	}()
 	d.r.Reset(payload)
-	d.dec.ResetReader(&d.r)
+	d.dec.Reset(&d.r)
 	n, err := d.dec.DecodeArrayLen()
 	if err != nil || n < 2 {
 		return nil, fmt.Errorf("%w: log record header (%d elements): %v", ErrCorrupt, n, err)
