@@ -106,24 +106,17 @@ func (m *Mesh) exchange(ctx context.Context, p peerInfo, full bool) (err error) 
 			m.stats.aeFailures.Add(1)
 		}
 	}()
-	dctx, cancel := context.WithTimeout(ctx, m.cfg.DialTimeout)
-	c, err := m.netw.Dial(dctx, p.replAddr)
-	cancel()
+	fc, err := m.dialPeer(ctx, p, kindAE)
 	m.setReachable(p.name, err == nil)
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close() })
+	stop := context.AfterFunc(ctx, func() { fc.Close() })
 	defer stop()
-	fc := newFrameConn(c, &m.stats, p.region, m.cfg.IOTimeout, m.cfg.MaxFrameBytes)
-	fc.ae.Store(true)
 	defer fc.Close()
 
 	cfgs := m.replica.Configs()
 	digest := configDigest(cfgs)
-	if err := fc.writeFrame(frameHello, &helloMsg{Proto: protoVersion, Kind: kindAE, Name: m.cfg.Name, Region: m.cfg.Region}); err != nil {
-		return err
-	}
 	if err := fc.writeFrame(frameAEReq, &aeReqMsg{VV: toWireVV(m.replica.VersionVector()), CfgDigest: digest, Full: full}); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -115,6 +116,23 @@ type Config struct {
 	Transport memberlist.Transport
 	// Network carries the replication streams; nil is TCP.
 	Network Network
+	// TLS, when set, runs every connection of the peer listener over
+	// mutual TLS: a peer that presents no certificate signed by the CA
+	// gets nothing but a closed connection, and a peer's hello must name
+	// the node its certificate was issued to (the certificate's common
+	// name). Nil runs plain TCP (loopback meshes and tests).
+	TLS *PeerTLS
+	// GossipKeys, when set, encrypts and authenticates memberlist's
+	// traffic (AES-GCM): the first key encrypts, every key decrypts, and a
+	// node without one of them cannot join. Each key is 16, 24 or 32
+	// bytes. SetGossipKeys rotates them at run time.
+	GossipKeys [][]byte
+	// MaxInboundConns bounds the connections the peer listener holds at
+	// once; more are closed as they arrive. Default 512.
+	MaxInboundConns int
+	// MaxIdleRPCConns bounds the idle connections Call keeps per member.
+	// Default 8.
+	MaxIdleRPCConns int
 
 	// FanOut chooses bridged or direct cross-region sends.
 	FanOut FanOut
@@ -199,6 +217,8 @@ func DefaultConfig() Config {
 		AntiEntropyRemote:        0.25,
 		AntiEntropyGrace:         500 * time.Millisecond,
 		MaxConcurrentAntiEntropy: 4,
+		MaxInboundConns:          512,
+		MaxIdleRPCConns:          8,
 		ReconnectInterval:        500 * time.Millisecond,
 		ReconnectTimeout:         24 * time.Hour,
 		TombstoneTimeout:         24 * time.Hour,
@@ -275,6 +295,18 @@ func (c *Config) validate() error {
 	if c.MaxConcurrentAntiEntropy < 1 {
 		bad("max concurrent anti-entropy must be at least 1, got %d", c.MaxConcurrentAntiEntropy)
 	}
+	if c.MaxInboundConns < 1 {
+		bad("max inbound connections must be at least 1, got %d", c.MaxInboundConns)
+	}
+	if c.MaxIdleRPCConns < 0 {
+		bad("max idle RPC connections must not be negative, got %d", c.MaxIdleRPCConns)
+	}
+	if c.TLS != nil && (c.TLS.Server == nil || c.TLS.Client == nil) {
+		bad("TLS needs both a server configuration and a client configuration")
+	}
+	if err := checkGossipKeys(c.GossipKeys); err != nil {
+		bad("%v", err)
+	}
 	if c.AntiEntropyRemote < 0 || c.AntiEntropyRemote > 1 {
 		bad("anti-entropy remote probability must be in [0, 1], got %v", c.AntiEntropyRemote)
 	}
@@ -331,6 +363,15 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 	mc.GossipToTheDeadTime = ms.GossipToTheDeadTime
 	mc.DeadNodeReclaimTime = ms.DeadNodeReclaimTime
 	mc.Label = ms.Label
+	if len(c.GossipKeys) > 0 {
+		kr, err := memberlist.NewKeyring(c.GossipKeys[1:], c.GossipKeys[0])
+		if err != nil {
+			return nil, fmt.Errorf("%w: gossip keys: %v", ErrInvalidConfig, err)
+		}
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming = true
+		mc.GossipVerifyOutgoing = true
+	}
 	if ms.Tune != nil {
 		ms.Tune(mc)
 	}
@@ -356,4 +397,34 @@ func (c *Config) replBindAddr() string {
 	}
 	host, port, _ := splitHostPort(c.GossipAddr)
 	return net.JoinHostPort(host, strconv.Itoa(port+1))
+}
+
+// PeerTLS is the mutual TLS of the peer listener (Config.TLS).
+type PeerTLS struct {
+	// Server configures inbound connections; it must require and verify
+	// a client certificate (tls.RequireAndVerifyClientCert).
+	Server *tls.Config
+	// Client returns the configuration for dialing the member called
+	// name ("" for a probe of an address whose member is not known); it
+	// must verify that the server's certificate chains to the CA and,
+	// when name is not empty, was issued to name.
+	Client func(name string) *tls.Config
+}
+
+// checkGossipKeys checks a memberlist keyring: at least one key when any,
+// each 16, 24 or 32 bytes (AES-128, -192 or -256), no duplicates.
+func checkGossipKeys(keys [][]byte) error {
+	seen := make(map[string]bool, len(keys))
+	for i, k := range keys {
+		switch len(k) {
+		case 16, 24, 32:
+		default:
+			return fmt.Errorf("gossip key %d is %d bytes; each key must be 16, 24 or 32 bytes", i+1, len(k))
+		}
+		if seen[string(k)] {
+			return fmt.Errorf("gossip key %d appears twice", i+1)
+		}
+		seen[string(k)] = true
+	}
+	return nil
 }

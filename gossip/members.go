@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -204,7 +203,7 @@ func (m *Mesh) reconnectOnce() {
 		failed = append(failed[:i], failed[i+1:]...)
 	}
 	for _, f := range failed {
-		m.probeInBackground(f.ReplAddr, func() { m.rejoin(f.GossipAddr) })
+		m.probeInBackground(peerInfo{name: f.Name, region: f.Region, replAddr: f.ReplAddr}, func() { m.rejoin(f.GossipAddr) })
 	}
 	// Alive members this node has not reached over replication for a while
 	// (shown as suspect): a heal exchange that ran while a partition was
@@ -217,7 +216,7 @@ func (m *Mesh) reconnectOnce() {
 		unreachable = append(unreachable[:i], unreachable[i+1:]...)
 	}
 	for _, p := range unreachable {
-		m.probeInBackground(p.replAddr, func() {
+		m.probeInBackground(p, func() {
 			m.setReachable(p.name, true)
 			m.repairExchange(p)
 		})
@@ -233,7 +232,8 @@ const reconnectFanout = 4
 // probeInBackground probes addr unless a probe of it is in flight, and runs
 // then (serialised with the other probes' thens: joins merge membership)
 // when it answers. Leave waits for it (heal.wg).
-func (m *Mesh) probeInBackground(addr string, then func()) {
+func (m *Mesh) probeInBackground(pi peerInfo, then func()) {
+	addr := pi.replAddr
 	m.reach.Lock()
 	if m.reach.probing[addr] {
 		m.reach.Unlock()
@@ -242,7 +242,7 @@ func (m *Mesh) probeInBackground(addr string, then func()) {
 	m.reach.probing[addr] = true
 	m.reach.Unlock()
 	started := m.goHeal(func() {
-		ok := m.probe(addr)
+		ok := m.probe(pi)
 		m.reach.Lock()
 		delete(m.reach.probing, addr)
 		m.reach.Unlock()
@@ -259,20 +259,15 @@ func (m *Mesh) probeInBackground(addr string, then func()) {
 	}
 }
 
-// probe reports whether a replication listener answers at addr.
-func (m *Mesh) probe(addr string) bool {
-	ctx, cancel := context.WithTimeout(m.loopCtx, m.cfg.DialTimeout)
-	defer cancel()
-	c, err := m.netw.Dial(ctx, addr)
+// probe reports whether the member's peer listener answers (and, with
+// TLS, proves to be that member).
+func (m *Mesh) probe(pi peerInfo) bool {
+	fc, err := m.dialPeer(m.loopCtx, pi, kindPing)
 	if err != nil {
 		return false
 	}
-	defer c.Close()
-	fc := newFrameConn(c, &m.stats, "", m.cfg.IOTimeout, m.cfg.MaxFrameBytes)
-	if fc.writeFrame(frameHello, &helloMsg{Proto: protoVersion, Kind: kindPing, Name: m.cfg.Name, Region: m.cfg.Region}) != nil {
-		return false
-	}
-	return fc.flush() == nil
+	fc.Close()
+	return true
 }
 
 // rejoin asks memberlist to join addr (a push-pull with it).

@@ -45,6 +45,7 @@ type Mesh struct {
 
 	// Set by Start, read-only afterwards.
 	ml       *memberlist.Memberlist
+	keyring  *memberlist.Keyring // nil without gossip encryption
 	listener net.Listener
 	self     NodeInfo
 
@@ -80,6 +81,18 @@ type Mesh struct {
 		conns      map[net.Conn]struct{} // accepted connections, closed by Close
 		closed     bool
 	}
+
+	// handlers answer peer calls, by method (copy on write).
+	handlers   atomic.Pointer[[methodLimit]Handler]
+	handlersMu sync.Mutex // serialises Handle
+
+	rpc struct {
+		sync.Mutex                       // guards idle and closed
+		idle       map[string][]idleConn // idle call connections, by member name
+		closed     bool
+	}
+
+	refusedOnce sync.Once // the connection limit is logged once
 
 	rngMu sync.Mutex // guards rng
 	rng   *rand.Rand
@@ -150,6 +163,7 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 	m.members.m = make(map[string]*memberRecord)
 	m.peers.m = make(map[string]*peer)
 	m.inbound.conns = make(map[net.Conn]struct{})
+	m.rpc.idle = make(map[string][]idleConn)
 	m.reach.failing = make(map[string]time.Time)
 	m.reach.probing = make(map[string]bool)
 	m.routes.Store(buildRoutes(cfg.Name, cfg.Region, m.selfID, nil, cfg.FanOut))
@@ -194,12 +208,14 @@ func (m *Mesh) start() error {
 		l.Close()
 		return err
 	}
+	m.keyring = mc.Keyring
 	mc.Delegate = &delegate{m: m}
 	mc.Events = &eventDelegate{m: m}
 	mc.Logger = newMemberlistLogger(m.log)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		m.closeListener()
+		m.closeRPCConns()
 		m.wg.Wait()
 		return fmt.Errorf("gossip: start memberlist on %s: %w", cfg.GossipAddr, err)
 	}
@@ -640,6 +656,7 @@ func (m *Mesh) Close() error {
 			p.close()
 		}
 		m.closeListener()
+		m.closeRPCConns()
 		m.wg.Wait()
 		m.closeErr = errL
 		m.log.Info("gossip closed")

@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -246,19 +245,8 @@ func (p *peer) connectionLost(err error) {
 
 func (p *peer) connect() (*peerConn, error) {
 	m := p.m
-	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.DialTimeout)
-	defer cancel()
-	c, err := m.netw.Dial(ctx, p.info.replAddr)
+	fc, err := m.dialPeer(m.ctx, p.info, kindStream)
 	if err != nil {
-		return nil, err
-	}
-	fc := newFrameConn(c, &m.stats, p.info.region, m.cfg.IOTimeout, m.cfg.MaxFrameBytes)
-	if err := fc.writeFrame(frameHello, &helloMsg{Proto: protoVersion, Kind: kindStream, Name: m.cfg.Name, Region: m.cfg.Region}); err != nil {
-		fc.Close()
-		return nil, err
-	}
-	if err := fc.flush(); err != nil {
-		fc.Close()
 		return nil, err
 	}
 	pc := &peerConn{fc: fc, failed: make(chan struct{})}

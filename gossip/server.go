@@ -37,6 +37,15 @@ func (m *Mesh) acceptLoop() {
 			c.Close()
 			return
 		}
+		if len(m.inbound.conns) >= m.cfg.MaxInboundConns {
+			m.inbound.Unlock()
+			c.Close()
+			m.stats.refusedConns.Add(1)
+			m.refusedOnce.Do(func() {
+				m.log.Warn("peer listener: connection limit reached; closing new connections", zap.Int("max_inbound_conns", m.cfg.MaxInboundConns))
+			})
+			continue
+		}
 		m.inbound.conns[c] = struct{}{}
 		m.wg.Add(1)
 		m.inbound.Unlock()
@@ -52,9 +61,18 @@ func (m *Mesh) serveConn(c net.Conn) {
 		delete(m.inbound.conns, c)
 		m.inbound.Unlock()
 	}()
-	fc := newFrameConn(c, &m.stats, "", m.cfg.IOTimeout, m.cfg.MaxFrameBytes)
+	tc, certName, err := m.peerIdentity(c)
+	if err != nil {
+		m.stats.refusedPeers.Add(1)
+		m.log.Debug("peer listener: refused a connection", zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+		return
+	}
+	c = tc
+	// Nothing larger than a hello is read before the peer says who it is.
+	fc := newFrameConn(c, &m.stats, "", m.cfg.IOTimeout, maxHelloBytes)
 	var h helloMsg
 	if err := fc.readMsg(m.cfg.IOTimeout, frameHello, &h); err != nil {
+		m.stats.refusedPeers.Add(1)
 		m.log.Debug("replication: bad hello", zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
 		return
 	}
@@ -63,13 +81,20 @@ func (m *Mesh) serveConn(c net.Conn) {
 			zap.String("peer", h.Name), zap.Uint8("version", h.Proto), zap.Uint8("want", protoVersion))
 		return
 	}
+	if err := m.checkHello(h, certName); err != nil {
+		m.stats.refusedPeers.Add(1)
+		m.log.Warn("peer listener: refused a peer", zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+		return
+	}
+	fc.maxSize = m.cfg.MaxFrameBytes
 	fc.setRegion(h.Region)
-	var err error
 	switch h.Kind {
 	case kindStream:
 		err = m.serveStream(fc, h)
 	case kindAE:
 		err = m.serveAE(fc, h)
+	case kindRPC:
+		err = m.serveRPC(fc, h.Name)
 	case kindPing:
 	default:
 		err = fmt.Errorf("%w: connection kind %d", ErrProtocol, h.Kind)
@@ -77,6 +102,31 @@ func (m *Mesh) serveConn(c net.Conn) {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		m.log.Debug("replication: inbound connection ended", zap.String("peer", h.Name), zap.Error(err))
 	}
+}
+
+// checkHello refuses a hello whose fields are out of bounds, whose name is
+// not the one the peer's certificate was issued to (with TLS), or, for
+// anything but a probe, whose name is not a member this node knows.
+func (m *Mesh) checkHello(h helloMsg, certName string) error {
+	if h.Name == "" || len(h.Name) > maxNameLen || len(h.Region) > maxRegionLen {
+		return fmt.Errorf("%w: hello with a name of %d bytes and a region of %d bytes", ErrProtocol, len(h.Name), len(h.Region))
+	}
+	if h.Name == m.cfg.Name {
+		return fmt.Errorf("%w: a peer calls itself %q, this node's own name", ErrProtocol, h.Name)
+	}
+	if certName != "" && certName != h.Name {
+		return fmt.Errorf("%w: the hello names %q but the certificate was issued to %q", ErrProtocol, h.Name, certName)
+	}
+	switch h.Kind {
+	case kindStream, kindAE, kindRPC:
+		if !m.knownMember(h.Name) {
+			return fmt.Errorf("%w: %q is not a member of this mesh (yet)", ErrProtocol, h.Name)
+		}
+	case kindPing:
+	default:
+		return fmt.Errorf("%w: connection kind %d", ErrProtocol, h.Kind)
+	}
+	return nil
 }
 
 // streamIdleTimeout, times IOTimeout, is how long an inbound stream may

@@ -19,6 +19,7 @@ type counters struct {
 	aeRounds, aeServed, aeFailures                       atomic.Uint64
 	aeDeltasSent, aeDeltasReceived                       atomic.Uint64
 	applyErrors, reconnects                              atomic.Uint64
+	refusedConns, refusedPeers                           atomic.Uint64
 
 	regionMu sync.RWMutex // guards byRegion (the counters inside are atomic)
 	byRegion map[string]*regionBytes
@@ -111,6 +112,8 @@ func (c *counters) snapshot() Stats {
 		AntiEntropyDeltasSent:               c.aeDeltasSent.Load(),
 		AntiEntropyDeltasReceived:           c.aeDeltasReceived.Load(),
 		ApplyErrors:                         c.applyErrors.Load(),
+		RefusedConns:                        c.refusedConns.Load(),
+		RefusedPeers:                        c.refusedPeers.Load(),
 		Reconnects:                          c.reconnects.Load(),
 		BytesSentByRegion:                   make(map[string]uint64),
 		BytesReceivedByRegion:               make(map[string]uint64),

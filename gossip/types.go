@@ -185,6 +185,11 @@ type Stats struct {
 	AntiEntropyDeltasSent, AntiEntropyDeltasReceived uint64
 	// ApplyErrors counts batches the replica refused.
 	ApplyErrors uint64
+	// RefusedConns counts inbound connections closed at once because the
+	// peer listener held MaxInboundConns already; RefusedPeers counts
+	// connections refused during the handshake or the hello (no valid
+	// certificate, a name that is not a member, a bad hello).
+	RefusedConns, RefusedPeers uint64
 	// Reconnects counts background joins that reached a failed member or a
 	// join address.
 	Reconnects uint64

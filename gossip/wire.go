@@ -26,15 +26,27 @@ const protoVersion = 1
 // type byte and a msgpack body, with structs encoded as arrays (fields in
 // declaration order; new fields may only be appended) and compact ints.
 const (
-	frameHello   byte = 1 // helloMsg: first frame of every connection, dialer to listener
-	frameBatch   byte = 2 // batchMsg: stream data, sender to receiver
-	frameAck     byte = 3 // ackMsg: receiver to sender, after Apply returned
-	frameAEReq   byte = 4 // aeReqMsg: anti-entropy initiator's vector
-	frameAEChunk byte = 5 // wireBatch: deltas with their ranges, either way
-	frameAEResp  byte = 6 // aeRespMsg: responder's vector, after its chunks
-	frameAEEnd   byte = 7 // aeEndMsg: initiator done sending its chunks
-	frameAEFin   byte = 8 // empty: responder has applied everything
-	frameAEBusy  byte = 9 // empty: responder refuses, too many sessions
+	frameHello   byte = 1  // helloMsg: first frame of every connection, dialer to listener
+	frameBatch   byte = 2  // batchMsg: stream data, sender to receiver
+	frameAck     byte = 3  // ackMsg: receiver to sender, after Apply returned
+	frameAEReq   byte = 4  // aeReqMsg: anti-entropy initiator's vector
+	frameAEChunk byte = 5  // wireBatch: deltas with their ranges, either way
+	frameAEResp  byte = 6  // aeRespMsg: responder's vector, after its chunks
+	frameAEEnd   byte = 7  // aeEndMsg: initiator done sending its chunks
+	frameAEFin   byte = 8  // empty: responder has applied everything
+	frameAEBusy  byte = 9  // empty: responder refuses, too many sessions
+	frameRPCReq  byte = 10 // rpcReqMsg: a peer call, caller to callee
+	frameRPCResp byte = 11 // rpcRespMsg: its answer
+)
+
+// maxHelloBytes bounds the first frame of a connection: nothing larger is
+// read (or allocated) before the peer has said who it is.
+const maxHelloBytes = 4 << 10
+
+// Limits on the hello's fields.
+const (
+	maxNameLen   = 256
+	maxRegionLen = 64
 )
 
 // Connection kinds in the hello.
@@ -42,6 +54,7 @@ const (
 	kindStream = 1
 	kindAE     = 2
 	kindPing   = 3 // a reachability probe: the listener closes at once
+	kindRPC    = 4 // peer calls (Mesh.Call), one at a time, answered in order
 )
 
 type helloMsg struct {
@@ -49,6 +62,19 @@ type helloMsg struct {
 	Kind   uint8
 	Name   string
 	Region string
+}
+
+// rpcReqMsg is one peer call.
+type rpcReqMsg struct {
+	Method Method
+	Body   []byte
+}
+
+// rpcRespMsg answers a call: Body when Err is empty, else the callee's
+// error message.
+type rpcRespMsg struct {
+	Err  string
+	Body []byte
 }
 
 type batchMsg struct {
@@ -390,18 +416,37 @@ func (fc *frameConn) readFrame(timeout time.Duration) (byte, []byte, error) {
 	if n < 1 || n > fc.maxSize {
 		return 0, nil, fmt.Errorf("%w: frame of %d bytes (limit %d)", ErrProtocol, n, fc.maxSize)
 	}
-	if cap(fc.body) < n {
-		fc.body = make([]byte, n)
-	}
-	fc.body = fc.body[:n]
 	if timeout > 0 {
 		fc.c.SetReadDeadline(time.Now().Add(timeout))
 	}
-	if _, err := io.ReadFull(fc.r, fc.body); err != nil {
+	if err := fc.readBody(n); err != nil {
 		return 0, nil, err
 	}
 	fc.tc.countReceived(*fc.region.Load(), n+4, fc.ae.Load())
 	return fc.body[0], fc.body[1:], nil
+}
+
+// readBody reads a body of n bytes into fc.body. The buffer grows with
+// the bytes that actually arrive, a chunk at a time, so that a peer that
+// announces a large frame and sends nothing costs no more than one chunk.
+func (fc *frameConn) readBody(n int) error {
+	const chunk = 1 << 20
+	if cap(fc.body) >= n {
+		fc.body = fc.body[:n]
+		_, err := io.ReadFull(fc.r, fc.body)
+		return err
+	}
+	fc.body = fc.body[:0]
+	for len(fc.body) < n {
+		step := min(n-len(fc.body), chunk)
+		fc.body = slices.Grow(fc.body, step)
+		start := len(fc.body)
+		fc.body = fc.body[:start+step]
+		if _, err := io.ReadFull(fc.r, fc.body[start:]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readMsg reads a frame that must be of type want and decodes it into v.
