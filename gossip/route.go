@@ -94,9 +94,17 @@ func Bridge(origin crdt.NodeID, candidates []string) string {
 }
 
 func rendezvous(origin crdt.NodeID, name string) uint64 {
+	return Rendezvous(uint64(origin), name)
+}
+
+// Rendezvous is the score of member name for key in rendezvous (highest
+// random weight) hashing, the one owner choice of the mesh: bridges per
+// origin here, rate-limit owners in package ratelimit. The member with the
+// highest score owns the key; when it goes, only its keys move.
+func Rendezvous(key uint64, name string) uint64 {
 	h := fnv.New64a()
 	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(origin))
+	binary.BigEndian.PutUint64(b[:], key)
 	h.Write(b[:])
 	h.Write([]byte(name))
 	// FNV's low bits mix poorly for inputs that differ in their last bytes;

@@ -106,28 +106,6 @@ func rateLimitRequest(ns, key string, body rateLimitBody) (ratelimit.Request, er
 	return req, nil
 }
 
-// rateLimitLease serves POST /internal/v1/ratelimit/lease, the lease call
-// of the other nodes (ratelimit.HTTPTransport).
-func (s *Server) rateLimitLease(l *ratelimit.Limiter) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var req ratelimit.LeaseRequest
-		if err := decodeJSON(w, r, &req); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if l == nil {
-			s.writeError(w, r, fmt.Errorf("%w: rate limiting is not configured on this node", node.ErrUnavailable))
-			return
-		}
-		resp, err := l.HandleLease(r.Context(), req)
-		if err != nil {
-			s.writeError(w, r, rateLimitError(err))
-			return
-		}
-		writeJSON(w, http.StatusOK, resp)
-	}
-}
-
 // rateLimitError maps the ratelimit sentinels to the codes of spec/API.md.
 func rateLimitError(err error) error {
 	msg := err.Error()

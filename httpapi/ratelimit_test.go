@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -28,6 +29,29 @@ type rlServer struct {
 	limiter *ratelimit.Limiter
 }
 
+// localLeases is an in-process ratelimit.Transport: addresses are node
+// names.
+type localLeases struct {
+	mu       sync.Mutex // guards limiters
+	limiters map[string]*ratelimit.Limiter
+}
+
+func (ll *localLeases) add(name string, l *ratelimit.Limiter) {
+	ll.mu.Lock()
+	defer ll.mu.Unlock()
+	ll.limiters[name] = l
+}
+
+func (ll *localLeases) Lease(ctx context.Context, addr string, req ratelimit.LeaseRequest) (ratelimit.LeaseResponse, error) {
+	ll.mu.Lock()
+	l := ll.limiters[addr]
+	ll.mu.Unlock()
+	if l == nil {
+		return ratelimit.LeaseResponse{}, errors.New("no such node")
+	}
+	return l.HandleLease(ctx, req)
+}
+
 // startRateLimitNodes starts n nodes on 127.0.0.1 whose limiters see each
 // other (n = 1: a single node); with noLimiter the API has none.
 func startRateLimitNodes(t *testing.T, n int, noLimiter bool) []rlServer {
@@ -40,8 +64,12 @@ func startRateLimitNodes(t *testing.T, n int, noLimiter bool) []rlServer {
 			(*handlers[i].Load()).ServeHTTP(w, r)
 		}))
 		t.Cleanup(srvs[i].Close)
-		all[i] = ratelimit.Member{Name: "node-" + strconv.Itoa(i), Addr: strings.TrimPrefix(srvs[i].URL, "http://")}
+		all[i] = ratelimit.Member{Name: "node-" + strconv.Itoa(i), Addr: "node-" + strconv.Itoa(i)}
 	}
+	// Leases go straight to the owner's limiter (the peer transport is
+	// tested in packages gossip and peerrpc); the public API is what runs
+	// over HTTP here.
+	leases := &localLeases{limiters: make(map[string]*ratelimit.Limiter)}
 	out := make([]rlServer, n)
 	for i := range n {
 		cfg := node.DefaultConfig()
@@ -58,11 +86,12 @@ func startRateLimitNodes(t *testing.T, n int, noLimiter bool) []rlServer {
 		if !noLimiter {
 			rcfg := ratelimit.DefaultConfig()
 			rcfg.Membership = ratelimit.Static{SelfName: all[i].Name, All: all}
-			rcfg.Transport = ratelimit.NewHTTPTransport(nil)
+			rcfg.Transport = leases
 			rcfg.Logger = cfg.Logger
 			if l, err = ratelimit.New(rcfg); err != nil {
 				t.Fatal(err)
 			}
+			leases.add(all[i].Name, l)
 			t.Cleanup(func() { l.Close() })
 		}
 		api, err := New(Config{Node: nd, RateLimit: l, Logger: cfg.Logger})
@@ -124,8 +153,10 @@ func TestRateLimitBadRequests(t *testing.T) {
 		{"trailing data", "/v1/ratelimit/api/u", `{"limit":10,"window":"1m"} {}`, 400, "invalid_argument"},
 		{"bad namespace", "/v1/ratelimit/Bad%20NS/u", `{"limit":10,"window":"1m"}`, 400, "invalid_argument"},
 		{"bad key", "/v1/ratelimit/api/a%01b", `{"limit":10,"window":"1m"}`, 400, "invalid_argument"},
-		{"unknown lease field", "/internal/v1/ratelimit/lease", `{"from":"x","bogus":1}`, 400, "invalid_argument"},
-		{"bad lease", "/internal/v1/ratelimit/lease", `{"from":"x","ns":"api","key":"u","window_ns":0,"limit":10,"want":1}`, 400, "invalid_argument"},
+		// Peer calls are not served on the public listener at all.
+		{"the old lease route", "/internal/v1/ratelimit/lease", `{"from":"x","ns":"api","key":"u","window_ns":60000000000,"limit":10,"want":1}`, 404, "not_found"},
+		{"the old state route", "/internal/v1/state", `{}`, 404, "not_found"},
+		{"the old rights route", "/internal/v1/rights", `{}`, 404, "not_found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

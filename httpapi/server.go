@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -93,8 +92,6 @@ func New(cfg Config) (*Server, error) {
 		s.writeError(w, r, &apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
 	})
-	// Go's profiler, for operators chasing latency or CPU (docs/operations.md).
-	r.Mount("/debug", middleware.Profiler())
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	if cfg.Gatherer != nil {
@@ -119,8 +116,6 @@ func New(cfg Config) (*Server, error) {
 		r.Get("/cluster", s.getCluster)
 		r.Post("/ratelimit/{ns}/{key}", s.rateLimit(cfg.RateLimit))
 	})
-	r.Route("/internal/v1", s.internalRoutes)
-	r.Post("/internal/v1/ratelimit/lease", s.rateLimitLease(cfg.RateLimit)) // beside the /internal/v1 subrouter
 	s.router = r
 	return s, nil
 }

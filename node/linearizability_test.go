@@ -25,7 +25,9 @@ import (
 
 // The linearizability check of issue 5: nodes in-process, each behind its
 // own httpapi server on 127.0.0.1, reaching each other through the peer RPC
-// over real HTTP (httpapi.PeerClient) wrapped in a transport that injects
+// (directPeers: the answering node's PeerState and MergeStates, the
+// handlers of the peer transport, which packages gossip and peerrpc test)
+// wrapped in a transport that injects
 // faults. Clients run quorum increments and reads of an exact namespace on
 // random nodes while a node is cut off and another killed and reopened from
 // its data directory; porcupine checks each run's history against a
@@ -50,7 +52,7 @@ type linNode struct {
 type linCluster struct {
 	tb     testing.TB
 	nodes  []*linNode
-	client *httpapi.PeerClient
+	client directPeers
 	// late tracks pushes delivered after their sender gave up on them.
 	late   sync.WaitGroup
 	faulty atomic.Bool // the transport drops acknowledgements and delays calls
@@ -146,7 +148,8 @@ func (c *linCluster) byName(name string) *linNode {
 // per node (it outlives the node, so a reopen still recovers from it).
 func newLinCluster(tb testing.TB, timeout time.Duration, onDisk bool, regions ...[2]string) *linCluster {
 	tb.Helper()
-	c := &linCluster{tb: tb, client: httpapi.NewPeerClient()}
+	c := &linCluster{tb: tb}
+	c.client = directPeers{c}
 	for i, nr := range regions {
 		ln := &linNode{name: nr[0], region: nr[1], dir: tb.TempDir()}
 		none := ""
@@ -226,7 +229,35 @@ func (c *linCluster) close() {
 	for _, ln := range c.nodes {
 		c.kill(ln)
 	}
-	c.client.Close()
+}
+
+// directPeers reaches the other nodes of the harness in-process: each call
+// runs the answering node's peer handler, and fails when that node is down.
+type directPeers struct{ c *linCluster }
+
+func (d directPeers) FetchState(ctx context.Context, p node.Peer, ns, key string) (crdt.Counter, error) {
+	to := d.c.byName(p.Name)
+	to.mu.RLock()
+	defer to.mu.RUnlock()
+	if to.n == nil {
+		return crdt.Counter{}, errDown
+	}
+	return to.n.PeerState(ctx, ns, key)
+}
+
+func (d directPeers) PushStates(ctx context.Context, p node.Peer, states []node.CounterState) error {
+	to := d.c.byName(p.Name)
+	to.mu.RLock()
+	defer to.mu.RUnlock()
+	if to.n == nil {
+		return errDown
+	}
+	// The receiver gets its own copy, as it would off the wire.
+	own := make([]node.CounterState, len(states))
+	for i, st := range states {
+		own[i] = node.CounterState{NS: st.NS, Key: st.Key, State: st.State.Clone()}
+	}
+	return to.n.MergeStates(ctx, own)
 }
 
 // errDown is what an operation on a node that is down returns.

@@ -16,11 +16,17 @@
 //
 // # Across the mesh
 //
+// A lease request is checked against what its sender could have admitted
+// before it counts: a want and a returned lease within the limit, reported
+// counts of recent windows only, each within the limit. A member cannot
+// make a refused key admit again or lock another key out.
+//
 // Each limit has one owner, chosen by rendezvous hashing over the live
 // members (Membership), which holds the authoritative window counts. The
 // owner decides its own requests directly. Another node asks the owner for
-// a lease (Transport; countd uses HTTPTransport on
-// POST /internal/v1/ratelimit/lease): a chunk of the remaining budget,
+// a lease (Transport; countd uses the mesh's peer transport, package
+// peerrpc, which names the caller from the connection, not from the body):
+// a chunk of the remaining budget,
 // max(cost, remaining / (2 × members)), counted as taken at once and valid
 // until the owner's window ends. The node admits from its lease locally and
 // asks again only when it runs out; as the budget runs low the chunks shrink

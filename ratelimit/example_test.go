@@ -9,7 +9,8 @@ import (
 )
 
 // A node alone owns every limit; in a mesh, set Membership to the live
-// members (MeshMembership) and Transport to NewHTTPTransport(nil).
+// members (MeshMembership) and Transport to the mesh's peer transport
+// (peerrpc.Client).
 func ExampleLimiter_Decide() {
 	cfg := ratelimit.DefaultConfig()
 	cfg.Membership = ratelimit.Single("node-1")

@@ -450,8 +450,8 @@ func (l *Limiter) HandleLease(ctx context.Context, req LeaseRequest) (LeaseRespo
 	if err := r.validate(); err != nil {
 		return LeaseResponse{}, err
 	}
-	if req.Want < 0 || req.From == "" {
-		return LeaseResponse{}, fmt.Errorf("%w: want must not be negative and from must name the sender", ErrInvalidArgument)
+	if err := req.validate(l.now()); err != nil {
+		return LeaseResponse{}, err
 	}
 	k := limKey{r.NS, r.Key, r.Window}
 	kh := keyHash(r.NS, r.Key, r.Window)
@@ -473,6 +473,45 @@ func (l *Limiter) HandleLease(ctx context.Context, req LeaseRequest) (LeaseRespo
 		e.mu.Unlock()
 		return resp, nil
 	}
+}
+
+// maxSyncWindows bounds the window counts one lease request may report
+// (a holder reports its current and previous windows).
+const maxSyncWindows = 4
+
+// validate checks a lease request against what its sender could have
+// admitted: a want within the limit, a return that gives units back (never
+// takes more), and reported counts of recent windows within the limit. A
+// count outside these could let a refused key admit again (a negative
+// count) or lock another key out (a huge one).
+func (req *LeaseRequest) validate(now time.Time) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: lease request: "+format, append([]any{ErrInvalidArgument}, args...)...)
+	}
+	if req.From == "" {
+		return bad("from must name the sender")
+	}
+	if req.Want < 0 || req.Want > req.Limit {
+		return bad("want %d is outside [0, limit %d]", req.Want, req.Limit)
+	}
+	if r := req.Return; r != nil && (r.Units < 0 || r.Units > req.Limit) {
+		return bad("a return of %d units is outside [0, limit %d]", r.Units, req.Limit)
+	}
+	if len(req.Sync) > maxSyncWindows {
+		return bad("%d window counts (at most %d)", len(req.Sync), maxSyncWindows)
+	}
+	id, _ := windowAt(now, req.Window)
+	for _, wc := range req.Sync {
+		// The current and previous windows, with one window of clock
+		// difference either way.
+		if wc.Window < id-2 || wc.Window > id+1 {
+			return bad("a count for window %d, which is not a recent window (now %d)", wc.Window, id)
+		}
+		if wc.Count < 0 || wc.Count > req.Limit {
+			return bad("a count of %d is outside [0, limit %d]", wc.Count, req.Limit)
+		}
+	}
+	return nil
 }
 
 func (l *Limiter) grantLocked(e *entry, v *view, req LeaseRequest) LeaseResponse {

@@ -12,7 +12,9 @@ import (
 type Member struct {
 	// Name identifies the node; owners are chosen by hashing it.
 	Name string
-	// Addr is the node's HTTP address (host:port) for the lease call.
+	// Addr is where the Transport reaches the node: its member name on
+	// the mesh's peer transport (MeshMembership), or whatever a test's
+	// transport understands.
 	Addr string
 }
 
@@ -62,7 +64,7 @@ func (mm meshMembership) Members() []Member {
 	out := make([]Member, 0, len(st.Members))
 	for _, mb := range st.Members {
 		if mb.State == gossip.StateAlive || mb.State == gossip.StateSuspect || mb.Name == st.Self.Name {
-			out = append(out, Member{Name: mb.Name, Addr: mb.HTTPAddr})
+			out = append(out, Member{Name: mb.Name, Addr: mb.Name})
 		}
 	}
 	return out
@@ -77,7 +79,6 @@ type view struct {
 
 type viewMember struct {
 	Member
-	h uint64
 }
 
 func newView(ms Membership, now time.Time, ttl time.Duration) *view {
@@ -89,34 +90,29 @@ func newView(ms Membership, now time.Time, ttl time.Duration) *view {
 			continue
 		}
 		seen[m.Name] = true
-		v.members = append(v.members, viewMember{Member: m, h: hashString(m.Name)})
+		v.members = append(v.members, viewMember{Member: m})
 	}
 	if !seen[self] {
-		v.members = append(v.members, viewMember{Member: Member{Name: self}, h: hashString(self)})
+		v.members = append(v.members, viewMember{Member: Member{Name: self}})
 	}
 	return v
 }
 
 // owner picks the member with the highest rendezvous score for the key
-// hash: when a member leaves, only its keys move; when one joins, it takes
-// about 1/n of the keys.
+// hash (gossip.Rendezvous, the mesh's one owner choice): when a member
+// leaves, only its keys move; when one joins, it takes about 1/n of the
+// keys.
 func (v *view) owner(kh uint64) *viewMember {
 	var best *viewMember
 	var bestScore uint64
 	for i := range v.members {
 		m := &v.members[i]
-		s := mix64(kh ^ m.h)
+		s := gossip.Rendezvous(kh, m.Name)
 		if best == nil || s > bestScore || (s == bestScore && m.Name > best.Name) {
 			best, bestScore = m, s
 		}
 	}
 	return best
-}
-
-func hashString(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	return h.Sum64()
 }
 
 // keyHash hashes a limit's identity: namespace, key and window.

@@ -1,20 +1,13 @@
 package ratelimit
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"time"
 )
 
-// LeasePath is the internal HTTP route of the lease call.
-const LeasePath = "/internal/v1/ratelimit/lease"
-
 // Transport carries a lease request to the owner of a limit. Tests use an
-// in-process transport; countd uses HTTPTransport.
+// in-process transport; countd uses the mesh's peer transport
+// (peerrpc.Client).
 type Transport interface {
 	// Lease sends req to the node at addr (its Member.Addr) and returns its
 	// answer. An error means no answer: the caller falls back.
@@ -72,51 +65,3 @@ type LeaseResponse struct {
 	RetryAfter time.Duration `json:"retry_ns,omitempty"`
 }
 
-// HTTPTransport posts lease requests as JSON to http://addr + LeasePath.
-type HTTPTransport struct {
-	Client *http.Client
-}
-
-// NewHTTPTransport returns an HTTPTransport over c, or over a client with
-// its own connection pool when c is nil.
-func NewHTTPTransport(c *http.Client) *HTTPTransport {
-	if c == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 64
-		c = &http.Client{Transport: tr}
-	}
-	return &HTTPTransport{Client: c}
-}
-
-// Lease implements Transport.
-func (t *HTTPTransport) Lease(ctx context.Context, addr string, req LeaseRequest) (LeaseResponse, error) {
-	var out LeaseResponse
-	if addr == "" {
-		return out, fmt.Errorf("ratelimit: node has no HTTP address")
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return out, fmt.Errorf("ratelimit: encoding lease request: %w", err)
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+LeasePath, bytes.NewReader(body))
-	if err != nil {
-		return out, fmt.Errorf("ratelimit: lease request to %s: %w", addr, err)
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := t.Client.Do(hr)
-	if err != nil {
-		return out, fmt.Errorf("ratelimit: lease request to %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return out, fmt.Errorf("ratelimit: lease answer from %s: %w", addr, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return out, fmt.Errorf("ratelimit: lease request to %s: status %d: %s", addr, resp.StatusCode, bytes.TrimSpace(raw))
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return out, fmt.Errorf("ratelimit: decoding lease answer from %s: %w", addr, err)
-	}
-	return out, nil
-}

@@ -1,0 +1,215 @@
+// Package peerrpc binds the node's peer services to the mesh's one peer
+// transport (gossip.Mesh.Call and Handle): the quorum and all consistency
+// levels' state reads and writes, the rights of bounded counters, and
+// rate-limit leases. Nodes talk to each other over nothing else; the
+// public HTTP listener serves clients only.
+//
+// Client is the calling side: it is node.Peers, node.PeerTransport,
+// node.RightsTransport and ratelimit.Transport at once, over a mesh
+// attached with Attach after the node has opened (the mesh needs the
+// node first). Serve registers the answering side on a mesh.
+//
+// Every request is bounded by the transport (gossip.Config.MaxFrameBytes)
+// and here (MaxStates per push), and validated by the node or the limiter
+// before use: a peer is trusted to be a member, never to be well-formed.
+// The caller's name comes from the transport (with TLS, the name its
+// certificate was issued to), never from the request body.
+package peerrpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/node"
+	"github.com/countmesh/countmesh/ratelimit"
+)
+
+// MaxStates bounds the counter states of one push (a quorum batch of
+// 10,000 operations pushes at most that many).
+const MaxStates = 10_000
+
+// ErrInvalid wraps every request refused here before it reaches the node.
+var ErrInvalid = errors.New("peerrpc: invalid request")
+
+// Mesh is what peerrpc needs of the mesh (a *gossip.Mesh).
+type Mesh interface {
+	Call(ctx context.Context, to string, method gossip.Method, req, resp any) error
+	Handle(method gossip.Method, h gossip.Handler)
+	Status() gossip.Status
+}
+
+// The bodies of the calls (msgpack, structs as arrays: fields may only be
+// appended).
+type (
+	fetchReq struct {
+		NS, Key string
+	}
+	fetchResp struct {
+		State crdt.Counter
+	}
+	wireState struct {
+		NS, Key string
+		State   crdt.Counter
+	}
+	pushReq struct {
+		States []wireState
+	}
+	rightsReq struct {
+		NS, Key string
+		Down    bool
+		Want    int64
+		To      uint64
+	}
+	rightsResp struct {
+		Amount int64
+		Record crdt.Counter
+	}
+)
+
+// Client calls the peers. The zero value is ready; until Attach it knows
+// no peer, so the node is its own quorum and owns every rate limit.
+type Client struct {
+	mesh atomic.Pointer[meshRef]
+}
+
+type meshRef struct{ m Mesh }
+
+var (
+	_ node.Peers           = (*Client)(nil)
+	_ node.PeerTransport   = (*Client)(nil)
+	_ node.RightsTransport = (*Client)(nil)
+	_ ratelimit.Transport  = (*Client)(nil)
+)
+
+// Attach sets the mesh the client calls through.
+func (c *Client) Attach(m Mesh) { c.mesh.Store(&meshRef{m}) }
+
+func (c *Client) call(ctx context.Context, to string, method gossip.Method, req, resp any) error {
+	ref := c.mesh.Load()
+	if ref == nil {
+		return fmt.Errorf("peerrpc: %s call to %s: the node is not in a mesh", method, to)
+	}
+	return ref.m.Call(ctx, to, method, req, resp)
+}
+
+// Peers implements node.Peers: every member but those that left the mesh
+// gracefully (the node skips itself by name).
+func (c *Client) Peers() []node.Peer {
+	ref := c.mesh.Load()
+	if ref == nil {
+		return nil
+	}
+	st := ref.m.Status()
+	out := make([]node.Peer, 0, len(st.Members))
+	for _, m := range st.Members {
+		if m.State == gossip.StateLeft {
+			continue
+		}
+		out = append(out, node.Peer{Name: m.Name, Region: m.Region, HTTPAddr: m.HTTPAddr, Alive: m.State == gossip.StateAlive})
+	}
+	return out
+}
+
+// FetchState implements node.PeerTransport.
+func (c *Client) FetchState(ctx context.Context, p node.Peer, ns, key string) (crdt.Counter, error) {
+	var out fetchResp
+	if err := c.call(ctx, p.Name, gossip.MethodFetchState, fetchReq{NS: ns, Key: key}, &out); err != nil {
+		return crdt.Counter{}, err
+	}
+	return out.State, nil
+}
+
+// PushStates implements node.PeerTransport.
+func (c *Client) PushStates(ctx context.Context, p node.Peer, states []node.CounterState) error {
+	in := pushReq{States: make([]wireState, len(states))}
+	for i, st := range states {
+		in.States[i] = wireState{NS: st.NS, Key: st.Key, State: st.State}
+	}
+	return c.call(ctx, p.Name, gossip.MethodPushStates, in, nil)
+}
+
+// TransferRights implements node.RightsTransport.
+func (c *Client) TransferRights(ctx context.Context, p node.Peer, req node.RightsRequest) (node.RightsGrant, error) {
+	var out rightsResp
+	in := rightsReq{NS: req.NS, Key: req.Key, Down: req.Down, Want: req.Want, To: uint64(req.To)}
+	if err := c.call(ctx, p.Name, gossip.MethodRights, in, &out); err != nil {
+		return node.RightsGrant{}, err
+	}
+	return node.RightsGrant{Amount: out.Amount, Record: out.Record}, nil
+}
+
+// Lease implements ratelimit.Transport; addr is the owner's member name
+// (Member.Addr of MeshMembership).
+func (c *Client) Lease(ctx context.Context, addr string, req ratelimit.LeaseRequest) (ratelimit.LeaseResponse, error) {
+	var out ratelimit.LeaseResponse
+	err := c.call(ctx, addr, gossip.MethodLease, req, &out)
+	return out, err
+}
+
+// Services are the answering side: the node, and the rate limiter (nil
+// when the node has none).
+type Services struct {
+	Node    *node.Node
+	Limiter *ratelimit.Limiter
+}
+
+// Serve registers the handlers of every peer call on m.
+func Serve(m Mesh, s Services) {
+	m.Handle(gossip.MethodFetchState, func(ctx context.Context, _ string, decode func(any) error) (any, error) {
+		var req fetchReq
+		if err := decode(&req); err != nil {
+			return nil, err
+		}
+		st, err := s.Node.PeerState(ctx, req.NS, req.Key)
+		if err != nil {
+			return nil, err
+		}
+		return fetchResp{State: st}, nil
+	})
+	m.Handle(gossip.MethodPushStates, func(ctx context.Context, _ string, decode func(any) error) (any, error) {
+		var req pushReq
+		if err := decode(&req); err != nil {
+			return nil, err
+		}
+		if len(req.States) > MaxStates {
+			return nil, fmt.Errorf("%w: %d states in one push (at most %d)", ErrInvalid, len(req.States), MaxStates)
+		}
+		states := make([]node.CounterState, len(req.States))
+		for i, st := range req.States {
+			states[i] = node.CounterState{NS: st.NS, Key: st.Key, State: st.State}
+		}
+		return struct{}{}, s.Node.MergeStates(ctx, states)
+	})
+	m.Handle(gossip.MethodRights, func(ctx context.Context, from string, decode func(any) error) (any, error) {
+		var req rightsReq
+		if err := decode(&req); err != nil {
+			return nil, err
+		}
+		// Rights go to the node that asks, as the transport names it.
+		if to := crdt.NodeIDFromName(from); req.To != uint64(to) {
+			return nil, fmt.Errorf("%w: %s asked for rights on behalf of another node", ErrInvalid, from)
+		}
+		g, err := s.Node.GrantRights(ctx, node.RightsRequest{NS: req.NS, Key: req.Key, Down: req.Down, Want: req.Want, To: crdt.NodeID(req.To)})
+		if err != nil {
+			return nil, err
+		}
+		return rightsResp{Amount: g.Amount, Record: g.Record}, nil
+	})
+	m.Handle(gossip.MethodLease, func(ctx context.Context, from string, decode func(any) error) (any, error) {
+		if s.Limiter == nil {
+			return nil, errors.New("peerrpc: rate limiting is not configured on this node")
+		}
+		var req ratelimit.LeaseRequest
+		if err := decode(&req); err != nil {
+			return nil, err
+		}
+		// The holder is who the transport says called, whatever the body
+		// claims: a member cannot return or sync another's lease.
+		req.From = from
+		return s.Limiter.HandleLease(ctx, req)
+	})
+}
