@@ -1,10 +1,11 @@
 // Command countd is the countmesh server: one peer of the counter mesh,
-// serving the HTTP/JSON API of spec/API.md. With no flags it runs a single
+// serving the HTTP/JSON API of docs/api.md. With no flags it runs a single
 // node on 127.0.0.1:7070 with its data in ./data.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/httpapi"
 	"github.com/countmesh/countmesh/node"
+	"github.com/countmesh/countmesh/peerrpc"
 	"github.com/countmesh/countmesh/ratelimit"
 )
 
@@ -46,7 +48,24 @@ type options struct {
 	durability    string
 	logLevel      string
 	logFormat     string
+
+	peerAddr        string
+	adminAddr       string
+	tlsCA           string
+	tlsCert         string
+	tlsKey          string
+	gossipKeyFile   string
+	apiTokensFile   string
+	apiTLSCert      string
+	apiTLSKey       string
+	insecure        bool
+	httpMaxConns    int
+	httpReadTimeout time.Duration
+	version         bool
 }
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
 
 // parseFlags reads flags, then COUNTMESH_<FLAG> environment variables for
 // the flags not given on the command line.
@@ -66,6 +85,19 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.StringVar(&o.durability, "durability", def.DefaultDurability, "default durability of new namespaces: sync or async")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&o.peerAddr, "peer-addr", "", "the one listener for node-to-node traffic (default: the gossip host, gossip port + 1)")
+	fs.StringVar(&o.adminAddr, "admin-addr", "off", "operator-only listener for /debug/pprof; off disables it")
+	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA certificate: peers must present a certificate it signed (mutual TLS on the peer listener)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate of this node for the peer listener (countctl certs create-node)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&o.gossipKeyFile, "gossip-key-file", "", "memberlist keyring: one base64 key per line, the first encrypts; re-read on SIGHUP")
+	fs.StringVar(&o.apiTokensFile, "api-tokens-file", "", "bearer tokens of the HTTP API (docs/security.md); re-read on SIGHUP")
+	fs.StringVar(&o.apiTLSCert, "api-tls-cert", "", "PEM certificate: HTTPS on the HTTP listener")
+	fs.StringVar(&o.apiTLSKey, "api-tls-key", "", "PEM private key of --api-tls-cert")
+	fs.BoolVar(&o.insecure, "insecure", false, "allow a listener on a non-loopback address without its security (tokens, TLS, gossip key)")
+	fs.IntVar(&o.httpMaxConns, "http-max-conns", 4096, "connections the HTTP listener holds at once; more are closed on arrival")
+	fs.DurationVar(&o.httpReadTimeout, "http-read-timeout", 30*time.Second, "time to read a whole request, body included")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -121,12 +153,32 @@ func run(args []string, stderr io.Writer, stop <-chan struct{}) int {
 		fmt.Fprintf(stderr, "countd: %v\n", err)
 		return 2
 	}
+	if o.version {
+		fmt.Printf("countd %s\n", version)
+		return 0
+	}
+	if err := o.check(); err != nil {
+		fmt.Fprintf(stderr, "countd: %v\n", err)
+		return 2
+	}
+	problems := protectedMode(o)
+	if len(problems) > 0 && !o.insecure {
+		fmt.Fprintf(stderr, "countd: refusing to start (protected mode):\n")
+		for _, p := range problems {
+			fmt.Fprintf(stderr, "  - %s\n", p)
+		}
+		fmt.Fprintf(stderr, "Give the flags named above (docs/security.md), listen on 127.0.0.1, or pass --insecure to run without them.\n")
+		return 2
+	}
 	log, err := newLogger(o.logLevel, o.logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "countd: %v\n", err)
 		return 2
 	}
 	defer log.Sync()
+	for _, p := range problems {
+		log.Warn("insecure: "+p, zap.Bool("insecure", true))
+	}
 	if err := serve(o, log, stop); err != nil {
 		log.Error("countd stopped with an error", zap.Error(err))
 		return 1
@@ -134,10 +186,45 @@ func run(args []string, stderr io.Writer, stop <-chan struct{}) int {
 	return 0
 }
 
+// check refuses flag combinations that cannot work.
+func (o options) check() error {
+	tls := []string{o.tlsCA, o.tlsCert, o.tlsKey}
+	if n := countSet(tls...); n != 0 && n != 3 {
+		return errors.New("--tls-ca, --tls-cert and --tls-key go together: give all three or none")
+	}
+	if n := countSet(o.apiTLSCert, o.apiTLSKey); n == 1 {
+		return errors.New("--api-tls-cert and --api-tls-key go together: give both or neither")
+	}
+	if o.gossipAddr == "off" && (o.gossipKeyFile != "" || countSet(tls...) > 0 || o.peerAddr != "") {
+		return errors.New("--gossip-key-file, --tls-* and --peer-addr need the mesh, which is off (--gossip-addr off)")
+	}
+	if o.httpMaxConns < 1 {
+		return fmt.Errorf("--http-max-conns must be at least 1, got %d", o.httpMaxConns)
+	}
+	if o.httpReadTimeout <= 0 {
+		return fmt.Errorf("--http-read-timeout must be positive, got %v", o.httpReadTimeout)
+	}
+	return nil
+}
+
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
 func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	sec, err := loadSecurity(o)
+	if err != nil {
+		return err
+	}
 	cfg := node.DefaultConfig()
 	cfg.Name = o.nodeName
 	cfg.Region = o.region
@@ -153,15 +240,22 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	// With the mesh, /readyz waits until the node has asked its peers for
 	// the changes it may have lost (its own slot after a restart).
 	cfg.StartUnready = meshOn
-	// The quorum and all consistency levels reach the peers the mesh lists
-	// over the internal HTTP routes; until the mesh starts, none.
-	peers, peerClient := new(httpapi.ClusterPeers), httpapi.NewPeerClient()
-	defer peerClient.Close()
-	cfg.Peers, cfg.PeerTransport, cfg.Rights = peers, peerClient, peerClient
+	// The quorum and all consistency levels, rights and rate-limit leases
+	// reach the peers over the mesh's peer transport; until the mesh
+	// starts, there are none.
+	peers := new(peerrpc.Client)
+	cfg.Peers, cfg.PeerTransport, cfg.Rights = peers, peers, peers
 
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen on http-addr %s: %w", o.httpAddr, err)
+	}
+	httpLn := newLimitListener(ln, o.httpMaxConns, func() {
+		log.Warn("HTTP connection limit reached; closing new connections until some close", zap.Int("http_max_conns", o.httpMaxConns))
+	})
+	var served net.Listener = httpLn
+	if sec.apiCert != nil {
+		served = tls.NewListener(httpLn, sec.apiCert.TLSConfig())
 	}
 	n, err := node.Open(cfg)
 	if err != nil {
@@ -170,22 +264,22 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	}
 	var mesh *gossip.Mesh
 	if meshOn {
-		mesh, err = startMesh(o, ln.Addr().String(), n, log)
+		mesh, err = startMesh(o, ln.Addr().String(), n, sec, log)
 		if err != nil {
 			ln.Close()
 			n.Close()
 			return err
 		}
+		peers.Attach(mesh)
 	}
-	apiCfg := httpapi.Config{Node: n, Registerer: reg, Gatherer: reg, Logger: log}
+	apiCfg := httpapi.Config{Node: n, Registerer: reg, Gatherer: reg, Logger: log, Tokens: sec.tokens}
 	if mesh != nil {
 		apiCfg.Cluster = mesh
-		peers.Set(mesh)
 	}
 	// Rate limits: one owner per limit among the mesh's live members (this
-	// node alone without the mesh); leases travel over the internal route.
+	// node alone without the mesh); leases travel over the peer transport.
 	rlCfg := ratelimit.DefaultConfig()
-	rlCfg.Membership, rlCfg.Transport, rlCfg.Logger = ratelimit.Single(cfg.Name), ratelimit.NewHTTPTransport(nil), log.Named("ratelimit")
+	rlCfg.Membership, rlCfg.Transport, rlCfg.Logger = ratelimit.Single(cfg.Name), peers, log.Named("ratelimit")
 	if mesh != nil {
 		rlCfg.Membership = ratelimit.MeshMembership(mesh)
 	}
@@ -198,6 +292,9 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 		return err
 	}
 	defer apiCfg.RateLimit.Close()
+	if mesh != nil {
+		peerrpc.Serve(mesh, peerrpc.Services{Node: n, Limiter: apiCfg.RateLimit})
+	}
 	api, err := httpapi.New(apiCfg)
 	if err != nil {
 		ln.Close()
@@ -210,32 +307,62 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		// A whole request, body included, within the read timeout: a body
+		// trickled byte by byte is cut off. Watch streams lift the write
+		// timeout for themselves.
+		ReadTimeout:    o.httpReadTimeout,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       zap.NewStdLog(log.Named("http")),
 	}
 	srv.RegisterOnShutdown(api.CloseStreams) // watch streams would hold Shutdown
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	servedErr := make(chan error, 1)
+	go func() { servedErr <- srv.Serve(served) }()
+	var admin *http.Server
+	if o.adminAddr != "off" && o.adminAddr != "" {
+		if admin, err = startAdmin(o.adminAddr, log); err != nil {
+			srv.Close()
+			if mesh != nil {
+				mesh.Close()
+			}
+			n.Close()
+			return err
+		}
+	}
 	catchUpCtx, stopCatchUp := context.WithCancel(context.Background())
 	defer stopCatchUp()
 	if mesh != nil {
 		go catchUp(catchUpCtx, mesh, n, log)
 	}
-	log.Info("countd serving", zap.String("http_addr", ln.Addr().String()), zap.String("node", cfg.Name),
+	scheme := "http"
+	if sec.apiCert != nil {
+		scheme = "https"
+	}
+	log.Info("countd serving", zap.String("http_addr", ln.Addr().String()), zap.String("scheme", scheme), zap.String("node", cfg.Name),
 		zap.String("region", cfg.Region), zap.String("data_dir", cfg.Store.Dir),
-		zap.String("durability", cfg.DefaultDurability), zap.String("cache_counters", strconv.Itoa(cfg.CacheCounters)))
+		zap.String("durability", cfg.DefaultDurability), zap.String("cache_counters", strconv.Itoa(cfg.CacheCounters)),
+		zap.Bool("tokens", sec.tokens != nil), zap.Bool("peer_tls", sec.peerTLS != nil), zap.Bool("gossip_encryption", len(sec.gossipKeys) > 0))
 
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	var serveErr error
-	select {
-	case s := <-sigs:
-		log.Info("shutting down", zap.String("signal", s.String()))
-	case <-stop:
-		log.Info("shutting down")
-	case serveErr = <-served:
-		log.Error("HTTP server failed", zap.Error(serveErr))
+wait:
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				sec.reload(o, mesh, log)
+				continue
+			}
+			log.Info("shutting down", zap.String("signal", s.String()))
+		case <-stop:
+			log.Info("shutting down")
+		case serveErr = <-servedErr:
+			log.Error("HTTP server failed", zap.Error(serveErr))
+		}
+		break wait
 	}
 
 	// Stop accepting, let requests in flight finish, then flush and close
@@ -243,6 +370,9 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	shutErr := srv.Shutdown(ctx)
+	if admin != nil {
+		admin.Close()
+	}
 	if mesh != nil {
 		// Commit and stream what is pending, then leave the mesh.
 		if err := n.Flush(ctx); err != nil {
@@ -262,14 +392,31 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	return errors.Join(serveErr, shutErr, closeErr)
 }
 
+// startAdmin serves the operator-only routes (the profiler) on addr.
+func startAdmin(addr string, log *zap.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on admin-addr %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: httpapi.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(log.Named("admin"))}
+	go srv.Serve(ln)
+	log.Info("admin listener (profiling)", zap.String("admin_addr", ln.Addr().String()))
+	return srv, nil
+}
+
 // startMesh joins the node to the mesh.
-func startMesh(o options, httpAddr string, n *node.Node, log *zap.Logger) (*gossip.Mesh, error) {
+func startMesh(o options, httpAddr string, n *node.Node, sec *security, log *zap.Logger) (*gossip.Mesh, error) {
 	gcfg := gossip.DefaultConfig()
 	gcfg.Name = o.nodeName
 	gcfg.Region = o.region
 	gcfg.HTTPAddr = advertisedHTTP(httpAddr, o.advertiseAddr, o.gossipAddr)
 	gcfg.GossipAddr = o.gossipAddr
 	gcfg.AdvertiseAddr = o.advertiseAddr
+	gcfg.ReplAddr = o.peerAddr
+	gcfg.GossipKeys = sec.gossipKeys
+	if sec.peerTLS != nil {
+		gcfg.TLS = &gossip.PeerTLS{Server: sec.peerTLS.ServerConfig(), Client: sec.peerTLS.ClientConfig}
+	}
 	gcfg.Logger = log.Named("gossip")
 	mesh, err := gossip.New(gcfg, n)
 	if err != nil {
