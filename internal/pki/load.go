@@ -349,7 +349,9 @@ func (s *ServerCert) Reload() error {
 func (s *ServerCert) NotAfter() time.Time { return s.cur.Load().Leaf.NotAfter }
 
 // TLSConfig returns a server tls.Config (TLS 1.2 and later) that serves the
-// certificate loaded last.
+// certificate loaded last. Use it as it is: setting Certificates as well
+// would make crypto/tls serve those, not the reloaded one, to clients that
+// send no server name (clients that dial an IP address).
 func (s *ServerCert) TLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
