@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -80,6 +83,14 @@ type Config struct {
 	BatchEncoding Encoding
 	// UserAgent is sent with every request.
 	UserAgent string
+	// Token, when not empty, is sent with every request as
+	// "Authorization: Bearer <Token>" (nodes started with --api-tokens-file
+	// refuse requests without one: ErrUnauthenticated).
+	Token string
+	// TLSConfig, when not nil, is used for https:// addresses, e.g. from
+	// TLSConfigForCA to trust a private CA. It is set on a clone of
+	// HTTPClient's transport, which must then be an *http.Transport.
+	TLSConfig *tls.Config
 }
 
 // DefaultConfig returns a configuration for a node on the default address
@@ -143,6 +154,9 @@ func (c Config) validate() (string, error) {
 	if c.Timeout < 0 {
 		return "", fmt.Errorf("client: Timeout %v is negative", c.Timeout)
 	}
+	if strings.ContainsFunc(c.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", errors.New("client: Token contains spaces or control characters; pass the token alone, without \"Bearer\"")
+	}
 	if c.BatchEncoding != EncodingJSON && c.BatchEncoding != EncodingMsgpack {
 		return "", fmt.Errorf("client: unknown BatchEncoding %d", c.BatchEncoding)
 	}
@@ -166,7 +180,48 @@ func New(cfg Config) (*Client, error) {
 	if hc == nil {
 		hc = NewHTTPClient(1024)
 	}
+	if cfg.TLSConfig != nil {
+		if hc, err = withTLS(hc, cfg.TLSConfig); err != nil {
+			return nil, err
+		}
+	}
 	return &Client{cfg: cfg, base: base, hc: hc}, nil
+}
+
+// withTLS returns a copy of hc whose transport (cloned) uses tc.
+func withTLS(hc *http.Client, tc *tls.Config) (*http.Client, error) {
+	var t *http.Transport
+	switch rt := hc.Transport.(type) {
+	case nil:
+		t = http.DefaultTransport.(*http.Transport).Clone()
+	case *http.Transport:
+		t = rt.Clone()
+	default:
+		return nil, fmt.Errorf("client: TLSConfig needs HTTPClient.Transport to be an *http.Transport, not %T; set the TLS config on your transport instead", rt)
+	}
+	own := tc.Clone()
+	if len(own.NextProtos) == 0 && t.TLSClientConfig != nil {
+		own.NextProtos = t.TLSClientConfig.NextProtos // keep HTTP/2 negotiation
+	}
+	t.TLSClientConfig = own
+	cp := *hc
+	cp.Transport = t
+	return &cp, nil
+}
+
+// TLSConfigForCA returns a tls.Config that trusts only the CA certificates in
+// the PEM file caFile, for Config.TLSConfig when the node's HTTPS
+// certificate comes from a private CA (countctl certs create-ca).
+func TLSConfigForCA(caFile string) (*tls.Config, error) {
+	data, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("client: reading the CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("client: %s holds no PEM certificate: %w", caFile, ErrBadCA)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // BaseURL returns the normalised base URL the client sends to.
@@ -223,6 +278,9 @@ func (c *Client) newHTTPRequest(ctx context.Context, r request) (*http.Request, 
 	req.Header.Set("Accept", accept)
 	if c.cfg.UserAgent != "" {
 		req.Header.Set("User-Agent", c.cfg.UserAgent)
+	}
+	if c.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	}
 	return req, nil
 }

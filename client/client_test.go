@@ -390,13 +390,30 @@ func TestErrors(t *testing.T) {
 			sentinel: ErrUnavailable,
 		},
 		{
+			name: "unauthenticated", status: 401,
+			answer:   `{"error":{"code":"unauthenticated","message":"missing bearer token"}}`,
+			want:     Error{Status: 401, Code: "unauthenticated", Message: "missing bearer token"},
+			sentinel: ErrUnauthenticated,
+		},
+		{
+			name: "permission denied", status: 403,
+			answer:   `{"error":{"code":"permission_denied","message":"token is read-only"}}`,
+			want:     Error{Status: 403, Code: "permission_denied", Message: "token is read-only"},
+			sentinel: ErrPermissionDenied,
+		},
+		{
+			name: "401 from a proxy without JSON", status: 401, answer: "",
+			want:     Error{Status: 401, Code: "unauthenticated", Message: "Unauthorized"},
+			sentinel: ErrUnauthenticated,
+		},
+		{
 			name: "code decides over status", status: 400,
 			answer:   `{"error":{"code":"not_found","message":"x"}}`,
 			want:     Error{Status: 400, Code: "not_found", Message: "x"},
 			sentinel: ErrNotFound,
 		},
 	}
-	all := []error{ErrInvalidArgument, ErrNotFound, ErrMethodNotAllowed, ErrConflict, ErrTooLarge,
+	all := []error{ErrInvalidArgument, ErrUnauthenticated, ErrPermissionDenied, ErrNotFound, ErrMethodNotAllowed, ErrConflict, ErrTooLarge,
 		ErrUnsupportedMediaType, ErrOverflow, ErrOverloaded, ErrUnavailable}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,6 +36,22 @@
 // cancelled contexts) are returned wrapped with %w, so errors.Is(err,
 // context.DeadlineExceeded) works as usual.
 //
+// A node that requires tokens answers 401 (ErrUnauthenticated) to a request
+// without a known token and 403 (ErrPermissionDenied) when the token's scope
+// or namespaces do not cover it.
+//
+// # Security
+//
+// Set Config.Token to send "Authorization: Bearer <token>" with every
+// request. For a node serving HTTPS with a certificate from a private CA
+// (countctl certs create-ca), trust that CA with Config.TLSConfig:
+//
+//	cfg := client.DefaultConfig()
+//	cfg.BaseURL = "https://node-1.internal:7070"
+//	cfg.Token = os.Getenv("COUNTMESH_TOKEN")
+//	if cfg.TLSConfig, err = client.TLSConfigForCA("certs/ca.crt"); err != nil { ... }
+//	c, err := client.New(cfg)
+//
 // # Raw answers
 //
 // Each result type carries the server's answer undecoded in its Raw field, so

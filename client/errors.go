@@ -34,6 +34,8 @@ func (e *Error) Error() string {
 // one of these). Client-side argument checks also wrap ErrInvalidArgument.
 var (
 	ErrInvalidArgument      = errors.New("client: invalid argument")
+	ErrUnauthenticated      = errors.New("client: unauthenticated")
+	ErrPermissionDenied     = errors.New("client: permission denied")
 	ErrNotFound             = errors.New("client: not found")
 	ErrMethodNotAllowed     = errors.New("client: method not allowed")
 	ErrConflict             = errors.New("client: conflict")
@@ -44,6 +46,9 @@ var (
 	ErrUnavailable          = errors.New("client: unavailable")
 )
 
+// ErrBadCA is a CA file that holds no PEM certificate (TLSConfigForCA).
+var ErrBadCA = errors.New("client: bad CA file")
+
 // The error table of spec/API.md.
 var errorTable = []struct {
 	status   int
@@ -51,6 +56,8 @@ var errorTable = []struct {
 	sentinel error
 }{
 	{http.StatusBadRequest, "invalid_argument", ErrInvalidArgument},
+	{http.StatusUnauthorized, "unauthenticated", ErrUnauthenticated},
+	{http.StatusForbidden, "permission_denied", ErrPermissionDenied},
 	{http.StatusNotFound, "not_found", ErrNotFound},
 	{http.StatusMethodNotAllowed, "method_not_allowed", ErrMethodNotAllowed},
 	{http.StatusConflict, "conflict", ErrConflict},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +22,7 @@ const (
 	exitUsage   = 2
 )
 
-const usage = `usage: countctl [--addr URL] [--json] [--timeout D] <command> [args]
+const usage = `usage: countctl [--addr URL] [--token T] [--ca FILE] [--json] [--timeout D] <command> [args]
 
 Counters:
   incr NS KEY [BY]            add BY (default 1); flags: --id ID --consistency C
@@ -49,9 +50,21 @@ Other:
                               exit status 1 when refused
   cluster                     this node, the members and replication lag
   health                      liveness and readiness
+  version                     print countctl's version
+Security (local, no node needed):
+  certs create-ca DIR         write a new CA: DIR/ca.crt and DIR/ca.key
+  certs create-node DIR NAME HOST...
+                              write DIR/NAME.crt and DIR/NAME.key signed by the CA
+                              in DIR; NAME is the node's --node-name, each HOST an
+                              IP address or DNS name it is reached at
+  keygen                      print a random gossip key (for --gossip-key-file)
+  token                       print a random API token (for --api-tokens-file)
 
 Global flags (anywhere on the line):
-  --addr URL     node address (default $COUNTMESH_ADDR, else http://127.0.0.1:7070)
+  --addr URL     node address (default $COUNTMESH_ADDR, else http://127.0.0.1:7070);
+                 https://HOST:PORT for a node with --api-tls-cert
+  --token T      API token sent as Authorization: Bearer (default $COUNTMESH_TOKEN)
+  --ca FILE      trust this CA (PEM) for an https:// address
   --json         print the server's JSON answers
   --timeout D    per-request timeout (default 10s)
 TIME is RFC 3339 (2024-05-06T07:08:09Z) or a duration ago (15m).
@@ -75,11 +88,12 @@ var flagSpec = map[string]bool{
 	"window": true, "prefix": true, "group-by": true,
 	"from": true, "to": true, "step": true,
 	"interval": true, "count": true, "n": true,
-	"cost": true,
+	"cost":  true,
+	"token": true, "ca": true,
 }
 
 // globalFlags are allowed with every command.
-var globalFlags = []string{"addr", "json", "timeout", "help", "h"}
+var globalFlags = []string{"addr", "json", "timeout", "help", "h", "token", "ca"}
 
 // commandFlags are the flags each command accepts besides the global ones.
 var commandFlags = map[string][]string{
@@ -97,6 +111,10 @@ var commandFlags = map[string][]string{
 	"ratelimit": {"cost"},
 	"cluster":   nil,
 	"health":    nil,
+	"certs":     nil,
+	"keygen":    nil,
+	"token":     nil,
+	"version":   nil,
 }
 
 // flags holds parsed flags; a flag given twice keeps every value.
@@ -205,6 +223,12 @@ func report(err error, stderr io.Writer) int {
 		return exitRefused
 	case errors.As(err, &apiErr):
 		fmt.Fprintf(stderr, "countctl: %s (%d %s)\n", apiErr.Message, apiErr.Status, apiErr.Code)
+		if errors.Is(err, client.ErrUnauthenticated) {
+			fmt.Fprintln(stderr, "(the node requires a token: set --token or COUNTMESH_TOKEN)")
+		}
+		return exitRefused
+	case errors.As(err, new(x509.UnknownAuthorityError)):
+		fmt.Fprintf(stderr, "countctl: %v\n(pass --ca FILE with the CA that signed the node's certificate)\n", err)
 		return exitRefused
 	case errors.Is(err, syscall.ECONNREFUSED):
 		fmt.Fprintf(stderr, "countctl: %v\n(is countd running there? set --addr or COUNTMESH_ADDR)\n", err)
@@ -245,6 +269,9 @@ func newCLI(pos []string, fl flags, stdout io.Writer, getenv func(string) string
 			return nil, usagef("flag --%s does not apply to %s", name, cmd)
 		}
 	}
+	if localCommands[cmd] {
+		return &cli{cmd: cmd, args: pos[1:], fl: fl, json: fl.has("json"), out: stdout}, nil
+	}
 	cfg := client.DefaultConfig()
 	cfg.BaseURL = client.DefaultBaseURL
 	if env := getenv("COUNTMESH_ADDR"); env != "" {
@@ -260,10 +287,24 @@ func newCLI(pos []string, fl flags, stdout io.Writer, getenv func(string) string
 		}
 		cfg.Timeout = d
 	}
+	cfg.Token = getenv("COUNTMESH_TOKEN")
+	if fl.has("token") {
+		cfg.Token = fl.get("token")
+	}
+	if fl.has("ca") {
+		if !strings.HasPrefix(strings.ToLower(strings.TrimSpace(cfg.BaseURL)), "https://") {
+			return nil, usagef("--ca applies to https:// addresses; use --addr https://HOST:PORT (the address is %s)", cfg.BaseURL)
+		}
+		tc, err := client.TLSConfigForCA(fl.get("ca"))
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		cfg.TLSConfig = tc
+	}
 	cfg.HTTPClient = client.NewHTTPClient(4)
 	c, err := client.New(cfg)
 	if err != nil {
-		return nil, usagef("bad address: %v", err)
+		return nil, usagef("%v", err)
 	}
 	return &cli{cmd: cmd, args: pos[1:], fl: fl, json: fl.has("json"), out: stdout, c: c}, nil
 }
@@ -313,6 +354,14 @@ func (c *cli) dispatch(ctx context.Context) error {
 		return c.cluster(ctx)
 	case "health":
 		return c.health(ctx)
+	case "certs":
+		return c.certs()
+	case "keygen":
+		return c.keygen()
+	case "token":
+		return c.token()
+	case "version":
+		return c.version()
 	}
 	return usagef("unknown command %q", c.cmd)
 }
