@@ -53,6 +53,9 @@ Other:
   version                     print countctl's version
 Security (local, no node needed):
   certs create-ca DIR         write a new CA: DIR/ca.crt and DIR/ca.key
+  certs init-mesh DIR NAME=HOST[,HOST...]...
+                              the CA, node certificates, a gossip key and an admin
+                              token in DIR, keeping what exists (prints the token)
   certs create-node DIR NAME HOST...
                               write DIR/NAME.crt and DIR/NAME.key signed by the CA
                               in DIR; NAME is the node's --node-name, each HOST an

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -79,8 +80,90 @@ func (c *cli) certs() error {
 			crt, key, p.Name(), strings.Join(hosts, ", "), p.NotAfter().UTC().Format(time.DateOnly))
 		fmt.Fprintf(c.out, "start it with: countd --node-name %s --tls-ca %s --tls-cert %s --tls-key %s\n", name, ca, crt, key)
 		return nil
+	case "init-mesh":
+		if len(rest) < 2 {
+			return usagef("certs init-mesh takes DIR NAME=HOST[,HOST...]... (one argument per node)")
+		}
+		return c.initMesh(rest[0], rest[1:])
 	}
-	return usagef("unknown certs command %q: want create-ca or create-node", sub)
+	return usagef("unknown certs command %q: want create-ca, create-node or init-mesh", sub)
+}
+
+// Files that certs init-mesh writes besides the certificates.
+const (
+	gossipKeyFile = "gossip.key"
+	tokensFile    = "tokens"
+)
+
+// initMesh makes everything a secured mesh needs in one directory, for
+// an init container or a first deployment: the CA, a certificate per
+// node, a gossip key and a tokens file with one admin token. It is
+// idempotent: what exists already is kept, so running it again (a
+// restarted compose project) changes nothing. It prints the admin token
+// last, alone on its line.
+func (c *cli) initMesh(dir string, nodes []string) error {
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join(dir, name))
+		return err == nil
+	}
+	if !exists(pki.CACertFile) {
+		if err := pki.CreateCA(dir); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "wrote the CA in %s\n", dir)
+	}
+	for _, spec := range nodes {
+		name, hostList, ok := strings.Cut(spec, "=")
+		if !ok || name == "" || hostList == "" {
+			return usagef("certs init-mesh: %q is not NAME=HOST[,HOST...]", spec)
+		}
+		if exists(name + ".crt") {
+			continue
+		}
+		if err := pki.CreateNode(dir, name, strings.Split(hostList, ",")); err != nil {
+			if errors.Is(err, pki.ErrBadName) || errors.Is(err, pki.ErrBadHost) {
+				return usagef("%v", err)
+			}
+			return err
+		}
+		fmt.Fprintf(c.out, "wrote the certificate of %s\n", name)
+	}
+	if !exists(gossipKeyFile) {
+		b, err := randomBytes(32)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, gossipKeyFile), []byte(base64.StdEncoding.EncodeToString(b)+"\n"), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "wrote %s\n", filepath.Join(dir, gossipKeyFile))
+	}
+	if !exists(tokensFile) {
+		b, err := randomBytes(32)
+		if err != nil {
+			return err
+		}
+		line := "# <token> <scope> [<namespace-pattern> ...]; see docs/security.md\n" + base64.RawURLEncoding.EncodeToString(b) + " admin\n"
+		if err := os.WriteFile(filepath.Join(dir, tokensFile), []byte(line), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "wrote %s with one admin token\n", filepath.Join(dir, tokensFile))
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, tokensFile))
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && !strings.HasPrefix(f[0], "#") && f[1] == "admin" {
+			if c.json {
+				return c.printJSONValue(map[string]string{"dir": dir, "token": f[0]})
+			}
+			fmt.Fprintln(c.out, f[0])
+			return nil
+		}
+	}
+	return fmt.Errorf("%s has no admin token", filepath.Join(dir, tokensFile))
 }
 
 // randomBytes returns n bytes from crypto/rand.

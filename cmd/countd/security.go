@@ -210,6 +210,11 @@ func loadSecurity(o options) (*security, error) {
 		if sec.peerTLS, err = pki.LoadPeerTLS(o.tlsCA, o.tlsCert, o.tlsKey); err != nil {
 			return nil, fmt.Errorf("--tls-ca/--tls-cert/--tls-key: %w", err)
 		}
+		// Peers check that a hello names the node its certificate was
+		// issued to, so the two must agree.
+		if name := sec.peerTLS.Name(); name != o.nodeName {
+			return nil, fmt.Errorf("--tls-cert was issued to %q but --node-name is %q: make a certificate for this node with `countctl certs create-node DIR %s HOST...`", name, o.nodeName, o.nodeName)
+		}
 	}
 	if o.apiTLSCert != "" {
 		if sec.apiCert, err = pki.LoadServerCert(o.apiTLSCert, o.apiTLSKey); err != nil {
