@@ -22,9 +22,18 @@ type testAPI struct {
 	t    *testing.T
 	url  string
 	node *node.Node
+	srv  *Server
+	// token, when set, is sent as "Authorization: Bearer <token>".
+	token string
 }
 
 func newTestAPI(t *testing.T, mutate func(*node.Config)) *testAPI {
+	t.Helper()
+	return newTestAPIWith(t, mutate, nil)
+}
+
+// newTestAPIWith is newTestAPI with a hook that changes the API's Config.
+func newTestAPIWith(t *testing.T, mutate func(*node.Config), mutateAPI func(*Config)) *testAPI {
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Name = "test-node"
@@ -40,7 +49,11 @@ func newTestAPI(t *testing.T, mutate func(*node.Config)) *testAPI {
 	if err != nil {
 		t.Fatalf("open node: %v", err)
 	}
-	api, err := New(Config{Node: n, Registerer: reg, Gatherer: reg, Logger: cfg.Logger})
+	apiCfg := Config{Node: n, Registerer: reg, Gatherer: reg, Logger: cfg.Logger}
+	if mutateAPI != nil {
+		mutateAPI(&apiCfg)
+	}
+	api, err := New(apiCfg)
 	if err != nil {
 		t.Fatalf("new api: %v", err)
 	}
@@ -49,11 +62,25 @@ func newTestAPI(t *testing.T, mutate func(*node.Config)) *testAPI {
 		srv.Close()
 		n.Close()
 	})
-	return &testAPI{t: t, url: srv.URL, node: n}
+	return &testAPI{t: t, url: srv.URL, node: n, srv: api}
+}
+
+// as returns a copy of a that sends token.
+func (a *testAPI) as(token string) *testAPI {
+	c := *a
+	c.token = token
+	return &c
 }
 
 // do sends a request and returns the status and the decoded JSON body.
 func (a *testAPI) do(method, path, contentType string, body []byte) (int, map[string]any) {
+	a.t.Helper()
+	status, _, out := a.doFull(method, path, contentType, body)
+	return status, out
+}
+
+// doFull is do that also returns the answer's header.
+func (a *testAPI) doFull(method, path, contentType string, body []byte) (int, http.Header, map[string]any) {
 	a.t.Helper()
 	req, err := http.NewRequest(method, a.url+path, bytes.NewReader(body))
 	if err != nil {
@@ -61,6 +88,9 @@ func (a *testAPI) do(method, path, contentType string, body []byte) (int, map[st
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -74,7 +104,7 @@ func (a *testAPI) do(method, path, contentType string, body []byte) (int, map[st
 			a.t.Fatalf("%s %s: answer is not JSON: %q", method, path, raw)
 		}
 	}
-	return resp.StatusCode, out
+	return resp.StatusCode, resp.Header, out
 }
 
 func (a *testAPI) json(method, path, body string) (int, map[string]any) {

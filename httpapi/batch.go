@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/countmesh/countmesh/auth"
 	"github.com/countmesh/countmesh/node"
 )
 
@@ -31,11 +32,6 @@ type batchAnswer struct {
 }
 
 func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
-	mt, err := mediaType(r, true)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	returnValues := false
 	switch rv := r.URL.Query().Get("return"); rv {
 	case "":
@@ -50,20 +46,12 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if mt == mediaOther {
-		if err := sniffJSON(r, body, true); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	var ops []node.BatchOp
-	var consistency string
-	if mt == mediaMsgpack {
-		ops, consistency, err = decodeBatchMsgpack(body)
-	} else {
-		ops, consistency, err = decodeBatchJSON(body)
-	}
+	ops, consistency, err := decodeBatch(r.Header.Get("Content-Type"), body)
 	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := batchAllowed(grantOf(r), ops); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -73,6 +61,41 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, batchAnswer{Applied: res.Applied, Duplicates: res.Duplicates, Values: res.Values})
+}
+
+// decodeBatch decodes a batch body with Content-Type ct, JSON or msgpack;
+// its errors are 400, 413 or 415.
+func decodeBatch(ct string, body []byte) ([]node.BatchOp, string, error) {
+	mt, err := mediaType(ct, true)
+	if err != nil {
+		return nil, "", err
+	}
+	if mt == mediaOther {
+		if err := sniffJSON(ct, body, true); err != nil {
+			return nil, "", err
+		}
+	}
+	if mt == mediaMsgpack {
+		return decodeBatchMsgpack(body)
+	}
+	return decodeBatchJSON(body)
+}
+
+// batchAllowed checks that grant (nil: no tokens) may write to the namespace
+// of every op, so that a batch with one foreign op is refused whole.
+func batchAllowed(grant *auth.Grant, ops []node.BatchOp) error {
+	if grant == nil {
+		return nil
+	}
+	for i, op := range ops {
+		if err := node.ValidateNamespace(op.NS); err != nil {
+			return fmt.Errorf("op %d: %w", i, err)
+		}
+		if err := grant.Allow(auth.ScopeWrite, op.NS); err != nil {
+			return fmt.Errorf("op %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 func tooManyOps(n int) error {

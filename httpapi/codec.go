@@ -16,10 +16,9 @@ const (
 	mediaMsgpack = "application/msgpack"
 )
 
-// mediaType returns the body's media type: JSON (also when unnamed) or
-// msgpack; anything else is 415.
-func mediaType(r *http.Request, allowMsgpack bool) (string, error) {
-	ct := r.Header.Get("Content-Type")
+// mediaType returns the media type of a body with Content-Type ct: JSON
+// (also when unnamed) or msgpack; mediaOther for another type.
+func mediaType(ct string, allowMsgpack bool) (string, error) {
 	if ct == "" {
 		return mediaJSON, nil
 	}
@@ -44,7 +43,7 @@ const mediaOther = "other"
 // sniffJSON accepts a body of another declared type when it is a JSON
 // object (what `curl -d '{"by":5}'` sends), and refuses anything else with
 // 415: the spec refuses bodies that are neither JSON nor msgpack.
-func sniffJSON(r *http.Request, body []byte, allowMsgpack bool) error {
+func sniffJSON(ct string, body []byte, allowMsgpack bool) error {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] == '{' {
 		return nil
@@ -54,7 +53,7 @@ func sniffJSON(r *http.Request, body []byte, allowMsgpack bool) error {
 		accepted += " or " + mediaMsgpack
 	}
 	return &apiError{http.StatusUnsupportedMediaType, codeUnsupportedMediaType,
-		fmt.Sprintf("the body (Content-Type %q) is neither JSON nor msgpack; send %s", r.Header.Get("Content-Type"), accepted)}
+		fmt.Sprintf("the body (Content-Type %q) is neither JSON nor msgpack; send %s", ct, accepted)}
 }
 
 // readBody reads the whole body, refusing more than MaxBodyBytes.
@@ -71,19 +70,26 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-// decodeJSON decodes an optional JSON body into v, refusing unknown fields
-// and trailing data. An empty body leaves v as it is.
+// decodeJSON reads an optional JSON body and decodes it into v (see
+// decodeJSONBody).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	mt, err := mediaType(r, false)
-	if err != nil {
-		return err
-	}
 	body, err := readBody(w, r)
 	if err != nil {
 		return err
 	}
+	return decodeJSONBody(r.Header.Get("Content-Type"), body, v)
+}
+
+// decodeJSONBody decodes an optional JSON body with Content-Type ct into v,
+// refusing other media types, unknown fields and trailing data. An empty
+// body leaves v as it is. Its errors are 400 or 415.
+func decodeJSONBody(ct string, body []byte, v any) error {
+	mt, err := mediaType(ct, false)
+	if err != nil {
+		return err
+	}
 	if mt == mediaOther {
-		if err := sniffJSON(r, body, false); err != nil {
+		if err := sniffJSON(ct, body, false); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/countmesh/countmesh/node"
 )
@@ -24,6 +26,81 @@ type valueAnswer struct {
 	Key       string `json:"key"`
 	Value     int64  `json:"value"`
 	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+// incrRequest is a decoded and validated incr or decr body.
+type incrRequest struct {
+	by   int64
+	opts node.WriteOptions
+}
+
+// decodeIncr decodes and validates the body of incr and decr (Content-Type
+// ct); its errors are 400 or 415.
+func decodeIncr(ct string, body []byte) (incrRequest, error) {
+	var b incrBody
+	if err := decodeJSONBody(ct, body, &b); err != nil {
+		return incrRequest{}, err
+	}
+	req := incrRequest{by: 1, opts: node.WriteOptions{ID: b.ID, Consistency: b.Consistency, Labels: b.Labels}}
+	if b.By != nil {
+		req.by = *b.By
+	}
+	if err := node.ValidateBy(req.by); err != nil {
+		return incrRequest{}, err
+	}
+	at, err := parseTime("at", b.At)
+	if err != nil {
+		return incrRequest{}, err
+	}
+	req.opts.At = at
+	if err := validateLabels(b.Labels); err != nil {
+		return incrRequest{}, err
+	}
+	return req, nil
+}
+
+// Bounds of labels (the node's too).
+const (
+	maxLabelNameBytes  = 64
+	maxLabelValueBytes = 256
+)
+
+// validateLabels checks the labels of an increment: at most node.MaxLabels,
+// names and values of valid UTF-8 without control characters and bounded
+// in length. The node keeps a label series under a key that separates the
+// labels with control bytes, so a control character in a value could forge
+// another label in group_by.
+func validateLabels(labels map[string]string) error {
+	if len(labels) > node.MaxLabels {
+		return badRequest(fmt.Sprintf("at most %d labels, got %d", node.MaxLabels, len(labels)))
+	}
+	for k, v := range labels {
+		if len(k) == 0 {
+			return badRequest("a label name is empty; label names match [a-z0-9][a-z0-9_.-]{0,63}")
+		}
+		if err := checkLabelText(fmt.Sprintf("label name %q", k), k, maxLabelNameBytes); err != nil {
+			return err
+		}
+		if err := checkLabelText(fmt.Sprintf("the value of label %q", k), v, maxLabelValueBytes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkLabelText(what, s string, maxBytes int) error {
+	if len(s) > maxBytes {
+		return badRequest(fmt.Sprintf("%s must be at most %d bytes, got %d", what, maxBytes, len(s)))
+	}
+	if !utf8.ValidString(s) {
+		return badRequest(what + " must be valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return badRequest(fmt.Sprintf("%s must not contain control characters (found U+%04X)", what, r))
+		}
+	}
+	return nil
 }
 
 // parseTime parses an RFC 3339 time; empty is the zero time.
@@ -46,27 +123,17 @@ func (s *Server) incr(sign int64) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		var body incrBody
-		if err := decodeJSON(w, r, &body); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		by := int64(1)
-		if body.By != nil {
-			by = *body.By
-		}
-		if err := node.ValidateBy(by); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		at, err := parseTime("at", body.At)
+		body, err := readBody(w, r)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		res, err := s.node.Incr(r.Context(), ns, key, sign*by, node.WriteOptions{
-			ID: body.ID, Consistency: body.Consistency, Labels: body.Labels, At: at,
-		})
+		req, err := decodeIncr(r.Header.Get("Content-Type"), body)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		res, err := s.node.Incr(r.Context(), ns, key, sign*req.by, req.opts)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -5,4 +5,18 @@
 // Every error answer is {"error":{"code","message"}} with the codes of
 // spec/API.md; the mapping from the node's sentinel errors lives in one
 // function, writeError. A refused request changes nothing.
+//
+// With Config.Tokens, every route but /healthz and /readyz needs
+// "Authorization: Bearer <token>" (401 unauthenticated without a valid one)
+// whose scope and namespace patterns cover the request (403
+// permission_denied otherwise). Each public route declares the scope it
+// needs in one table (access.go); the authenticate middleware checks it
+// before the handler runs, and a route that declares nothing needs an admin
+// token. A batch is checked op by op, and the namespace list shows only the
+// namespaces the token covers.
+//
+// Every input is bounded and validated before it reaches the node: bodies
+// (8 MiB, 10,000 ops), names, keys, label names and values (UTF-8 without
+// control characters), query strings (a bad percent escape is a 400), and
+// the number of open watch streams (Config.MaxWatchStreams, 429 past it).
 package httpapi

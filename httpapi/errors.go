@@ -8,12 +8,15 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/auth"
 	"github.com/countmesh/countmesh/node"
 )
 
 // Error codes of spec/API.md.
 const (
 	codeInvalidArgument      = "invalid_argument"
+	codeUnauthenticated      = "unauthenticated"
+	codePermissionDenied     = "permission_denied"
 	codeNotFound             = "not_found"
 	codeMethodNotAllowed     = "method_not_allowed"
 	codeConflict             = "conflict"
@@ -52,6 +55,10 @@ func classify(err error) (int, string) {
 		return ae.status, ae.code
 	case errors.Is(err, node.ErrInvalidArgument):
 		return http.StatusBadRequest, codeInvalidArgument
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return http.StatusUnauthorized, codeUnauthenticated
+	case errors.Is(err, auth.ErrPermissionDenied):
+		return http.StatusForbidden, codePermissionDenied
 	case errors.Is(err, node.ErrNotFound):
 		return http.StatusNotFound, codeNotFound
 	case errors.Is(err, node.ErrConflict):
@@ -82,6 +89,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="countmesh"`)
+	}
 	writeJSON(w, status, body)
 }
 
@@ -97,6 +107,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 var sentinels = []error{
 	node.ErrInvalidArgument, node.ErrNotFound, node.ErrConflict, node.ErrOverflow,
 	node.ErrOverloaded, node.ErrUnavailable, node.ErrTooLarge, node.ErrClosed,
+	auth.ErrUnauthenticated, auth.ErrPermissionDenied,
 }
 
 // userMessage is err's text without the sentinel prefixes ("node: invalid

@@ -17,8 +17,13 @@ func (s *Server) putNamespace(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var patch node.NamespacePatch
-	if err := decodeJSON(w, r, &patch); err != nil {
+	body, err := readBody(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	patch, err := decodeNamespacePatch(r.Header.Get("Content-Type"), body)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -28,6 +33,17 @@ func (s *Server) putNamespace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, namespaceAnswer{Name: got.Name, NamespaceConfig: got.Config})
+}
+
+// decodeNamespacePatch decodes the body of PUT /v1/namespaces/{ns}
+// (Content-Type ct); its errors are 400 or 415. The node validates the
+// values.
+func decodeNamespacePatch(ct string, body []byte) (node.NamespacePatch, error) {
+	var patch node.NamespacePatch
+	if err := decodeJSONBody(ct, body, &patch); err != nil {
+		return node.NamespacePatch{}, err
+	}
+	return patch, nil
 }
 
 func (s *Server) getNamespace(w http.ResponseWriter, r *http.Request) {
@@ -45,10 +61,14 @@ func (s *Server) getNamespace(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) {
+	grant := grantOf(r)
 	all := s.node.Namespaces()
-	items := make([]namespaceAnswer, len(all))
-	for i, ns := range all {
-		items[i] = namespaceAnswer{Name: ns.Name, NamespaceConfig: ns.Config}
+	items := make([]namespaceAnswer, 0, len(all))
+	for _, ns := range all {
+		if grant != nil && !grant.Covers(ns.Name) {
+			continue // a token sees only its namespaces
+		}
+		items = append(items, namespaceAnswer{Name: ns.Name, NamespaceConfig: ns.Config})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }

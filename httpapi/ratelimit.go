@@ -42,12 +42,12 @@ func (s *Server) rateLimit(l *ratelimit.Limiter) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		var body rateLimitBody
-		if err := decodeJSON(w, r, &body); err != nil {
+		body, err := readBody(w, r)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		req, err := rateLimitRequest(ns, key, body)
+		req, err := decodeRateLimit(ns, key, r.Header.Get("Content-Type"), body)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -73,6 +73,16 @@ func (s *Server) rateLimit(l *ratelimit.Limiter) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, ans)
 	}
+}
+
+// decodeRateLimit decodes and validates the body of POST
+// /v1/ratelimit/{ns}/{key} (Content-Type ct); its errors are 400 or 415.
+func decodeRateLimit(ns, key, ct string, body []byte) (ratelimit.Request, error) {
+	var b rateLimitBody
+	if err := decodeJSONBody(ct, body, &b); err != nil {
+		return ratelimit.Request{}, err
+	}
+	return rateLimitRequest(ns, key, b)
 }
 
 // rateLimitRequest validates the body: limit and window are required, cost

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/auth"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/node"
 	"github.com/countmesh/countmesh/ratelimit"
@@ -37,6 +40,40 @@ type Config struct {
 	RateLimit *ratelimit.Limiter
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
+	// Tokens are the API tokens (--api-tokens-file): with them every route
+	// but /healthz and /readyz needs "Authorization: Bearer <token>" whose
+	// scope and namespaces cover the request (docs/security-tokens.md).
+	// nil: no authentication.
+	Tokens *auth.Store
+	// MaxWatchStreams bounds the watch streams (Server-Sent Events) open
+	// at once on this node; past it a watch is refused with 429. 0 means
+	// DefaultMaxWatchStreams.
+	MaxWatchStreams int
+}
+
+// DefaultMaxWatchStreams is the default Config.MaxWatchStreams.
+const DefaultMaxWatchStreams = 1000
+
+// DefaultConfig returns a Config with the defaults; Node must still be set.
+func DefaultConfig() Config {
+	return Config{MaxWatchStreams: DefaultMaxWatchStreams}
+}
+
+// validate checks cfg and fills in the defaults of zero fields.
+func (cfg *Config) validate() error {
+	if cfg.Node == nil {
+		return errors.New("httpapi: Config.Node is required")
+	}
+	if cfg.MaxWatchStreams < 0 {
+		return fmt.Errorf("httpapi: Config.MaxWatchStreams must be positive (0: the default %d), got %d", DefaultMaxWatchStreams, cfg.MaxWatchStreams)
+	}
+	if cfg.MaxWatchStreams == 0 {
+		cfg.MaxWatchStreams = DefaultMaxWatchStreams
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return nil
 }
 
 // Cluster is the mesh as the API shows it (a *gossip.Mesh).
@@ -55,6 +92,14 @@ type Server struct {
 	// CloseStreams).
 	closing   chan struct{}
 	closeOnce sync.Once
+	// tokens are the API tokens; nil: no authentication.
+	tokens *auth.Store
+	// access is the declared access of each public route by method and
+	// pattern (see routes); read-only after New.
+	access map[string]access
+	// watchers counts the open watch streams, at most maxWatchers.
+	watchers    atomic.Int64
+	maxWatchers int64
 }
 
 // CloseStreams ends every open watch stream with a final event, so that a
@@ -64,13 +109,11 @@ func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
 
 // New returns the API handler over cfg.Node.
 func New(cfg Config) (*Server, error) {
-	if cfg.Node == nil {
-		return nil, errors.New("httpapi: Config.Node is required")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
-	}
-	s := &Server{node: cfg.Node, cluster: cfg.Cluster, log: cfg.Logger, closing: make(chan struct{})}
+	s := &Server{node: cfg.Node, cluster: cfg.Cluster, log: cfg.Logger, closing: make(chan struct{}),
+		tokens: cfg.Tokens, maxWatchers: int64(cfg.MaxWatchStreams)}
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "countmesh_http_request_duration_seconds",
 		Help:    "HTTP request latency by route and status code.",
@@ -83,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	r := chi.NewRouter()
-	r.Use(s.instrument)
+	r.Use(s.instrument, s.authenticate, s.checkQuery)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{http.StatusNotFound, codeNotFound,
 			fmt.Sprintf("no route %s %s; see spec/API.md for the routes", r.Method, r.URL.Path)})
@@ -92,29 +135,22 @@ func New(cfg Config) (*Server, error) {
 		s.writeError(w, r, &apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
 	})
-	r.Get("/healthz", s.healthz)
-	r.Get("/readyz", s.readyz)
-	if cfg.Gatherer != nil {
-		r.Handle("/metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	// The public routes, each with the access it declares (access.go).
+	// The profiler is not among them: it is on --admin-addr (AdminHandler).
+	routes := s.routes(cfg)
+	s.access = make(map[string]access, len(routes))
+	for _, rt := range routes {
+		s.access[accessKey(rt.method, rt.pattern)] = rt.access
+		if !strings.HasPrefix(rt.pattern, "/v1/") {
+			r.Method(rt.method, rt.pattern, rt.handler)
+		}
 	}
 	r.Route("/v1", func(r chi.Router) {
-		r.Post("/counters/{ns}/{key}/incr", s.incr(1))
-		r.Post("/counters/{ns}/{key}/decr", s.incr(-1))
-		r.Get("/counters/{ns}/{key}", s.getCounter)
-		r.Get("/counters/{ns}/{key}/series", s.getSeries)
-		r.Get("/counters/{ns}/{key}/watch", s.watchCounter)
-		r.Put("/counters/{ns}/{key}", s.resetCounter)
-		r.Delete("/counters/{ns}/{key}", s.deleteCounter)
-		r.Get("/counters/{ns}", s.listCounters)
-		r.Post("/batch", s.batch)
-		r.Get("/namespaces", s.listNamespaces)
-		r.Put("/namespaces/{ns}", s.putNamespace)
-		r.Get("/namespaces/{ns}", s.getNamespace)
-		r.Get("/namespaces/{ns}/top", s.getTop)
-		r.Get("/namespaces/{ns}/aggregate", s.getAggregate)
-		r.Get("/namespaces/{ns}/watch", s.watchNamespace)
-		r.Get("/cluster", s.getCluster)
-		r.Post("/ratelimit/{ns}/{key}", s.rateLimit(cfg.RateLimit))
+		for _, rt := range routes {
+			if sub, ok := strings.CutPrefix(rt.pattern, "/v1"); ok && strings.HasPrefix(sub, "/") {
+				r.Method(rt.method, sub, rt.handler)
+			}
+		}
 	})
 	s.router = r
 	return s, nil
@@ -175,15 +211,31 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 // path when the URL holds escapes (so that a key may contain "/" as %2F), and
 // then hands back the escaped segment.
 func pathParam(r *http.Request, name string) (string, error) {
-	v := chi.URLParam(r, name)
+	return unescapeParam(r, name, chi.URLParam(r, name))
+}
+
+// unescapeParam unescapes the value v of the URL parameter name of r.
+//
+// A bad escape in the path (/v1/counters/pages/a%G1) does not reach it
+// over net/http: the server's request-line parser refuses the URL and
+// answers a plain-text "400 Bad Request" before any handler runs (HTTP/2
+// parses :path the same way). The error below is reached only by a request
+// that net/http did not parse (built by the caller of ServeHTTP), and it is
+// the JSON error.
+func unescapeParam(r *http.Request, name, v string) (string, error) {
 	if r.URL.RawPath == "" {
 		return v, nil
 	}
 	u, err := url.PathUnescape(v)
 	if err != nil {
-		return "", badRequest(fmt.Sprintf("%s: bad URL escape in %q", name, v))
+		return "", badRequest(fmt.Sprintf("%s: bad URL escape in %q; escape %% as %%25", name, v))
 	}
 	return u, nil
+}
+
+// promHandler serves /metrics from g.
+func promHandler(g prometheus.Gatherer) http.HandlerFunc {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{}).ServeHTTP
 }
 
 // nsKey returns the {ns} and {key} parameters, validated.

@@ -84,6 +84,13 @@ func (s *Server) serveWatch(w http.ResponseWriter, r *http.Request, ns, key, pre
 			since = time.UnixMilli(ms)
 		}
 	}
+	if n := s.watchers.Add(1); n > s.maxWatchers {
+		s.watchers.Add(-1)
+		s.writeError(w, r, &apiError{http.StatusTooManyRequests, codeOverloaded,
+			fmt.Sprintf("this node already serves its limit of %d watch streams; retry later or watch from another node (a namespace watch with ?prefix= covers many counters in one stream)", s.maxWatchers)})
+		return
+	}
+	defer s.watchers.Add(-1)
 	sub, err := s.node.Subscribe(ns, key, prefix)
 	if err != nil {
 		s.writeError(w, r, err)
