@@ -106,6 +106,11 @@ func (m *Mesh) Call(ctx context.Context, to string, method Method, req, resp any
 		if ctx.Err() != nil {
 			return fmt.Errorf("gossip: %s call to %s: %w", method, to, ctx.Err())
 		}
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			// The read deadline (the context's) fired just before the
+			// context itself was marked done.
+			return fmt.Errorf("gossip: %s call to %s: %w", method, to, context.DeadlineExceeded)
+		}
 		if err != nil {
 			return fmt.Errorf("gossip: %s call to %s: %w", method, to, err)
 		}
