@@ -54,6 +54,16 @@ type memberRecord struct {
 	info  Member
 	state string    // StateAlive, StateDead or StateLeft (suspicion is memberlist's)
 	since time.Time // when state was entered
+	// verified: the member proved its name on the peer listener (with
+	// TLS: a certificate signed by the CA and issued to that name). Until
+	// then it is no member of this node's mesh: it is not listed, gets no
+	// stream, call or exchange, and counts in no quorum. Without TLS every
+	// member is verified at once.
+	verified bool
+	// healOnVerify: the member came back from dead; run a heal exchange
+	// once it is verified.
+	healOnVerify bool
+	warned       bool // a failed verification was logged
 }
 
 // delegate answers memberlist's questions: only the node meta; membership
@@ -114,11 +124,21 @@ func (m *Mesh) memberChanged(n *memberlist.Node, gone bool) {
 	if old != nil && gone && old.state == StateLeft {
 		state = StateLeft // announced its leave, then went
 	}
+	verify := false
 	if old == nil || old.state != state || old.info != info {
-		m.members.m[n.Name] = &memberRecord{info: info, state: state, since: time.Now()}
+		rec := &memberRecord{info: info, state: state, since: time.Now(), verified: m.cfg.TLS == nil}
+		if old != nil && old.verified && old.info.ReplAddr == info.ReplAddr && !(old.state != StateAlive && state == StateAlive) {
+			rec.verified = true
+		}
+		rec.healOnVerify = old != nil && old.state == StateDead && state == StateAlive
+		verify = !rec.verified && state == StateAlive
+		m.members.m[n.Name] = rec
 	}
 	m.rebuildRoutesLocked()
 	m.members.Unlock()
+	if verify {
+		m.verifyMember(peerInfo{name: n.Name, region: md.Region, replAddr: md.ReplAddr})
+	}
 	m.setReachable(n.Name, true) // a new state: forget old connection failures
 	if old == nil || old.state != state {
 		m.log.Info("member "+state, zap.String("member", n.Name), zap.String("region", md.Region), zap.String("gossip_addr", info.GossipAddr))
@@ -126,7 +146,7 @@ func (m *Mesh) memberChanged(n *memberlist.Node, gone bool) {
 	if state != StateAlive {
 		m.dropPeer(n.Name)
 	}
-	if old != nil && old.state == StateDead && state == StateAlive {
+	if m.cfg.TLS == nil && old != nil && old.state == StateDead && state == StateAlive {
 		// Back from a partition or a restart: what the streams dropped
 		// meanwhile is repaired now rather than whenever a random
 		// anti-entropy pick lands on it (measured: 3.1 s to converge after
@@ -140,7 +160,7 @@ func (m *Mesh) memberChanged(n *memberlist.Node, gone bool) {
 func (m *Mesh) rebuildRoutesLocked() {
 	alive := make(map[string]peerInfo)
 	for name, rec := range m.members.m {
-		if rec.state == StateAlive {
+		if rec.state == StateAlive && rec.verified {
 			alive[name] = peerInfo{name: name, region: rec.info.Region, replAddr: rec.info.ReplAddr}
 		}
 	}
@@ -167,6 +187,7 @@ func (m *Mesh) reconnectLoop() {
 func (m *Mesh) reconnectOnce() {
 	now := time.Now()
 	var failed []Member
+	var unverified []peerInfo
 	var join []string
 	alive := make(map[string]bool)
 	m.members.Lock()
@@ -177,6 +198,13 @@ func (m *Mesh) reconnectOnce() {
 			delete(m.members.m, name)
 		case rec.state == StateDead:
 			failed = append(failed, rec.info)
+		case rec.state == StateAlive && !rec.verified:
+			unverified = append(unverified, peerInfo{name: name, region: rec.info.Region, replAddr: rec.info.ReplAddr})
+			if !rec.warned && now.Sub(rec.since) > unverifiedWarnAfter {
+				rec.warned = true
+				m.log.Warn("a member has not proved its name on the peer listener; it is kept out of the mesh until it presents a certificate signed by the CA and issued to its name",
+					zap.String("member", name), zap.String("peer_addr", rec.info.ReplAddr))
+			}
 		case rec.state == StateAlive:
 			alive[rec.info.GossipAddr] = true
 		}
@@ -221,8 +249,40 @@ func (m *Mesh) reconnectOnce() {
 			m.repairExchange(p)
 		})
 	}
+	for _, p := range unverified {
+		m.verifyMember(p)
+	}
 	if len(join) > 0 {
 		m.rejoin(join[m.randN(len(join))])
+	}
+}
+
+// unverifiedWarnAfter is how long a member may stay unverified before it
+// is logged (once).
+const unverifiedWarnAfter = 5 * time.Second
+
+// verifyMember probes a member's peer listener in the background; when it
+// answers and (with TLS) proves its name, the member joins this node's
+// view of the mesh.
+func (m *Mesh) verifyMember(pi peerInfo) {
+	m.probeInBackground(pi, func() { m.markVerified(pi) })
+}
+
+func (m *Mesh) markVerified(pi peerInfo) {
+	m.members.Lock()
+	rec := m.members.m[pi.name]
+	if rec == nil || rec.verified || rec.state != StateAlive || rec.info.ReplAddr != pi.replAddr {
+		m.members.Unlock()
+		return
+	}
+	rec.verified = true
+	heal := rec.healOnVerify
+	rec.healOnVerify = false
+	m.rebuildRoutesLocked()
+	m.members.Unlock()
+	m.log.Debug("member verified", zap.String("member", pi.name))
+	if heal {
+		m.healExchange(pi)
 	}
 }
 

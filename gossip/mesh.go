@@ -516,6 +516,9 @@ func (m *Mesh) Status() Status {
 	m.reach.Unlock()
 	m.members.Lock()
 	for _, rec := range m.members.m {
+		if !rec.verified {
+			continue // not a member until it proves its name
+		}
 		mb := rec.info
 		mb.State = rec.state
 		if mb.State == StateAlive && suspect[mb.Name] {

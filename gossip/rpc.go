@@ -142,13 +142,13 @@ func (m *Mesh) roundTrip(fc *frameConn, method Method, body []byte, ctx context.
 	return out, err
 }
 
-// memberInfo returns what dialing a member needs: any member this node
-// knows but one that left.
+// memberInfo returns what dialing a member needs: any verified member
+// this node knows but one that left.
 func (m *Mesh) memberInfo(name string) (peerInfo, bool) {
 	m.members.Lock()
 	defer m.members.Unlock()
 	rec, ok := m.members.m[name]
-	if !ok || rec.state == StateLeft {
+	if !ok || rec.state == StateLeft || !rec.verified {
 		return peerInfo{}, false
 	}
 	return peerInfo{name: name, region: rec.info.Region, replAddr: rec.info.ReplAddr}, true
