@@ -456,11 +456,17 @@ func catchUp(ctx context.Context, mesh *gossip.Mesh, n *node.Node, log *zap.Logg
 		if ctx.Err() != nil {
 			return
 		}
-		log.Warn("not ready: could not sync with peers yet; retrying", zap.Int("attempt", attempt), zap.Error(err))
+		// Peers found through a join are members only once they have
+		// proved their name (with TLS), a moment later: retry soon, then
+		// every second.
+		wait := min(time.Duration(attempt)*100*time.Millisecond, time.Second)
+		if attempt > 3 {
+			log.Warn("not ready: could not sync with peers yet; retrying", zap.Int("attempt", attempt), zap.Error(err))
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
 	n.MarkReady()
