@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,6 +36,27 @@ type daemon struct {
 
 // startDaemon starts countd on dataDir with a free port and waits for /readyz.
 func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
+	t.Helper()
+	d := launchDaemon(t, dataDir, extra...)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + d.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("countd at %s not ready within 20 s", d.addr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// launchDaemon starts countd on dataDir with a free port and returns once
+// it serves HTTP (ready or not).
+func launchDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	args := append([]string{"--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--gossip-addr", "off", "--node-name", "crash-test", "--log-level", "info"}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
@@ -70,25 +92,16 @@ func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	})
 	select {
 	case d.addr = <-addrCh:
+		// A node listening on every interface is still called on loopback.
+		if host, port, err := net.SplitHostPort(d.addr); err == nil && (host == "0.0.0.0" || host == "::") {
+			d.addr = net.JoinHostPort("127.0.0.1", port)
+		}
 	case err := <-d.exit:
 		t.Fatalf("countd exited before serving: %v", err)
 	case <-time.After(20 * time.Second):
 		t.Fatal("countd did not start serving within 20 s")
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + d.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return d
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("countd at %s not ready within 20 s", d.addr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return d
 }
 
 func readCounter(t *testing.T, addr, ns, key string) int64 {
