@@ -42,7 +42,7 @@ bench:
 IMAGE ?= countmesh/countd:latest
 
 image: build
-	tar -cf - Dockerfile $(BIN)/countd | docker build -t $(IMAGE) -
+	tar -cf - Dockerfile $(BIN)/countd $(BIN)/countctl | docker build -t $(IMAGE) -
 
 # End-to-end: the image, docker-compose.yml's mesh of 3 regions x 2 nodes
 # under a unique project name (own subnets and ports, so a mesh started with
@@ -55,13 +55,14 @@ E2E_SUBNET      ?= 10.218
 E2E_PORT_PREFIX ?= 720
 
 e2e: build
-	tar -cf - Dockerfile $(BIN)/countd | docker build -q -t $(E2E_IMAGE) - >/dev/null
+	tar -cf - Dockerfile $(BIN)/countd $(BIN)/countctl | docker build -q -t $(E2E_IMAGE) - >/dev/null
 	@p=countmesh-e2e-$$$$; \
 	export COUNTMESH_E2E_PROJECT=$$p COUNTMESH_IMAGE=$(E2E_IMAGE) COUNTMESH_SUBNET=$(E2E_SUBNET) COUNTMESH_HTTP_PORT_PREFIX=$(E2E_PORT_PREFIX); \
 	down() { timeout 180 docker-compose -p $$p down -v --remove-orphans -t 5 >/dev/null 2>&1 || echo "e2e: could not remove compose project $$p" >&2; }; \
 	trap down EXIT; trap 'exit 130' INT TERM; \
 	echo "e2e: compose project $$p"; \
 	timeout 180 docker-compose -p $$p up -d --no-build || exit 1; \
+	export COUNTMESH_TOKEN=$$(docker-compose -p $$p logs --no-log-prefix init | tail -n 1); \
 	rc=0; timeout -k 30s 25m $(GO) test -tags e2e -count=1 -timeout 20m -v ./e2e/... || rc=$$?; \
 	if [ $$rc -ne 0 ]; then mkdir -p e2e/results; docker-compose -p $$p logs --no-color >e2e/results/$$p.log 2>&1; \
 		echo "e2e: FAILED; the nodes' logs are in e2e/results/$$p.log" >&2; fi; \
