@@ -210,14 +210,30 @@ func discover(ctx context.Context, project string) (*cluster, error) {
 
 // httpc talks to the nodes. Dialing a stopped container's address fails
 // within the dial timeout; a request that was sent has up to 10 s.
+// The compose mesh runs secured: every request carries the admin token
+// that make e2e reads from the init container (COUNTMESH_TOKEN).
 var httpc = &http.Client{
 	Timeout: 10 * time.Second,
-	Transport: &http.Transport{
+	Transport: bearer{token: os.Getenv("COUNTMESH_TOKEN"), next: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
-	},
+	}},
+}
+
+// bearer adds the API token to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.token != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return b.next.RoundTrip(r)
 }
 
 // getJSON GETs path from n and decodes a 200 answer into out.
