@@ -12,7 +12,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// MaxBatchOps is the most ops one batch may carry (spec/API.md).
+// MaxBatchOps is the most ops one batch may carry (docs/api.md).
 const MaxBatchOps = 10000
 
 // Op is one increment of a batch. By is always sent (a zero By is not

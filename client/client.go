@@ -20,12 +20,12 @@ import (
 // DefaultBaseURL is the address countd listens on by default.
 const DefaultBaseURL = "http://127.0.0.1:7070"
 
-// Consistency is the consistency level of a read or write (spec/API.md).
+// Consistency is the consistency level of a read or write (docs/api.md).
 // The zero value leaves the choice to the server (local, or quorum in exact
 // namespaces).
 type Consistency string
 
-// The consistency levels of spec/API.md.
+// The consistency levels of docs/api.md.
 const (
 	ConsistencyDefault Consistency = ""
 	ConsistencyLocal   Consistency = "local"

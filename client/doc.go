@@ -1,5 +1,5 @@
 // Package client is a Go client for countd, the countmesh server. It speaks
-// only the public HTTP API described in spec/API.md and is what countctl and
+// only the public HTTP API described in docs/api.md and is what countctl and
 // the countbench load generator are built on.
 //
 // # Usage

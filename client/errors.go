@@ -14,7 +14,7 @@ import (
 // Error is a request the server refused: a non-2xx answer. Status is the
 // HTTP status; Code and Message come from the server's JSON error body
 // {"error":{"code","message"}}. When the body is not such JSON (a proxy's
-// page, say), Code is derived from the status as in spec/API.md and Message
+// page, say), Code is derived from the status as in docs/api.md and Message
 // holds the start of the body or the status text.
 type Error struct {
 	Status  int
@@ -29,7 +29,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("countd: %d %s: %s", e.Status, e.Code, e.Message)
 }
 
-// Sentinels for the error codes of spec/API.md. A *Error matches the
+// Sentinels for the error codes of docs/api.md. A *Error matches the
 // sentinel of its code with errors.Is (or of its status when the code is not
 // one of these). Client-side argument checks also wrap ErrInvalidArgument.
 var (
@@ -49,7 +49,7 @@ var (
 // ErrBadCA is a CA file that holds no PEM certificate (TLSConfigForCA).
 var ErrBadCA = errors.New("client: bad CA file")
 
-// The error table of spec/API.md.
+// The error table of docs/api.md.
 var errorTable = []struct {
 	status   int
 	code     string
@@ -69,7 +69,7 @@ var errorTable = []struct {
 }
 
 // Is reports whether target is the sentinel of e's code (or, for a code not
-// in spec/API.md, of e's status).
+// in docs/api.md, of e's status).
 func (e *Error) Is(target error) bool {
 	for _, row := range errorTable {
 		if row.code == e.Code {
@@ -84,7 +84,7 @@ func (e *Error) Is(target error) bool {
 	return false
 }
 
-// codeForStatus is the spec/API.md code of an HTTP status, or "http_<status>".
+// codeForStatus is the docs/api.md code of an HTTP status, or "http_<status>".
 func codeForStatus(status int) string {
 	for _, row := range errorTable {
 		if row.status == status {

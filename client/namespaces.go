@@ -12,7 +12,7 @@ import (
 )
 
 // NamespaceConfig is the configuration of a namespace as the server
-// reports it (spec/API.md).
+// reports it (docs/api.md).
 type NamespaceConfig struct {
 	// Name is the namespace, when the server includes it.
 	Name string `json:"name,omitempty"`
@@ -120,7 +120,7 @@ type NamespaceList struct {
 
 // ListNamespaces lists the namespaces. GET /v1/namespaces.
 //
-// spec/API.md does not fix the shape of the answer, so this accepts an
+// docs/api.md does not fix the shape of the answer, so this accepts an
 // array, or an object holding it under "namespaces" or "items", or an object
 // keyed by name; each element may be a name or an object with "name" (or
 // "ns") and the configuration fields.

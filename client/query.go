@@ -127,7 +127,7 @@ type AggregateResult struct {
 // Aggregate returns count, sum, avg, min and max over the counters of ns.
 // GET /v1/namespaces/{ns}/aggregate?prefix=&window=&group_by=.
 //
-// With GroupBy, spec/API.md gives "one such object per group" without fixing
+// With GroupBy, docs/api.md gives "one such object per group" without fixing
 // the shape; accepted are {"groups": {value: stats}}, {"groups": [{"group"
 // (or "value", "key", "label", or the label's name): value, stats...}]} and
 // {value: stats}.

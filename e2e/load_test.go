@@ -248,7 +248,7 @@ func (l *load) send(n *node, st *nodeStat, rnd *rand.Rand) {
 			p.onAck(now)
 		}
 	case resp.StatusCode < 500 || resp.StatusCode == http.StatusServiceUnavailable:
-		// A refused request changes nothing (spec/API.md).
+		// A refused request changes nothing (docs/api.md).
 		st.refused.Add(1)
 	default:
 		for k, c := range counts {

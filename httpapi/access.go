@@ -40,7 +40,7 @@ var (
 	needAdmin = access{scope: auth.ScopeAdmin}
 )
 
-// routes returns the public routes (spec/API.md) with their access.
+// routes returns the public routes (docs/api.md) with their access.
 func (s *Server) routes(cfg Config) []route {
 	rs := []route{
 		{"GET", "/healthz", open, s.healthz},

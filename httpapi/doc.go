@@ -1,9 +1,9 @@
-// Package httpapi serves countmesh's public HTTP/JSON API (spec/API.md) over
+// Package httpapi serves countmesh's public HTTP/JSON API (docs/api.md) over
 // a node: chi routes, request validation, the JSON and msgpack codecs, and the
 // mapping of node errors to status codes. It holds no business logic.
 //
 // Every error answer is {"error":{"code","message"}} with the codes of
-// spec/API.md; the mapping from the node's sentinel errors lives in one
+// docs/api.md; the mapping from the node's sentinel errors lives in one
 // function, writeError. A refused request changes nothing.
 //
 // With Config.Tokens, every route but /healthz and /readyz needs

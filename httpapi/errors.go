@@ -12,7 +12,7 @@ import (
 	"github.com/countmesh/countmesh/node"
 )
 
-// Error codes of spec/API.md.
+// Error codes of docs/api.md.
 const (
 	codeInvalidArgument      = "invalid_argument"
 	codeUnauthenticated      = "unauthenticated"

@@ -116,7 +116,7 @@ func rateLimitRequest(ns, key string, body rateLimitBody) (ratelimit.Request, er
 	return req, nil
 }
 
-// rateLimitError maps the ratelimit sentinels to the codes of spec/API.md.
+// rateLimitError maps the ratelimit sentinels to the codes of docs/api.md.
 func rateLimitError(err error) error {
 	msg := err.Error()
 	for _, s := range []error{ratelimit.ErrInvalidArgument, ratelimit.ErrUnavailable, ratelimit.ErrOverloaded} {

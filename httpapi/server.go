@@ -129,7 +129,7 @@ func New(cfg Config) (*Server, error) {
 	r.Use(s.instrument, s.authenticate, s.checkQuery)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{http.StatusNotFound, codeNotFound,
-			fmt.Sprintf("no route %s %s; see spec/API.md for the routes", r.Method, r.URL.Path)})
+			fmt.Sprintf("no route %s %s; see docs/api.md for the routes", r.Method, r.URL.Path)})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed,

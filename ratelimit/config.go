@@ -9,7 +9,7 @@ import (
 )
 
 // Sentinel errors. Errors returned by Limiter wrap one of these; package
-// httpapi maps them to the codes of spec/API.md.
+// httpapi maps them to the codes of docs/api.md.
 var (
 	// ErrInvalidArgument: a bad limit, window, cost, namespace or key.
 	ErrInvalidArgument = errors.New("ratelimit: invalid argument")
