@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	mathbits "math/bits"
@@ -97,8 +98,15 @@ func (n *Node) fillStripe(s *stripe, tok *fillToken, publish bool, enc *store.Lo
 // changes count in the version vector and may leave the node.
 func (n *Node) Committed(token any, err error) {
 	if err != nil {
-		n.failed.CompareAndSwap(nil, &err)
-		n.log.Error("commit failed: the node stops acknowledging writes and reports not ready", zap.Error(err))
+		if !n.failed.CompareAndSwap(nil, &err) {
+			return // every generation pending at the failure reports it
+		}
+		if errors.Is(err, store.ErrDiskFailed) {
+			// The store logged the failure at error level, once.
+			n.log.Info("the disk failed: the node stops acknowledging writes and reports not ready until restarted")
+		} else {
+			n.log.Error("commit failed: the node stops acknowledging writes and reports not ready", zap.Error(err))
+		}
 		return
 	}
 	tok := token.(*fillToken)
@@ -180,6 +188,12 @@ func (n *Node) checkpointLoop() {
 		}
 		last = time.Now()
 		if err := n.checkpoint(); err != nil {
+			if errors.Is(err, store.ErrDiskFailed) {
+				// Nothing can be written until a restart; the store
+				// logged the failure once.
+				n.log.Info("checkpoints stop: the disk failed", zap.Error(err))
+				return
+			}
 			n.log.Error("checkpoint failed; the operation log keeps every change, and the checkpoint will be retried", zap.Error(err))
 		}
 	}

@@ -169,7 +169,7 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		errC := n.committer.Close()
 		var errK error
-		if errC == nil && n.failed.Load() == nil {
+		if errC == nil && n.failed.Load() == nil && n.store.Err() == nil {
 			// A clean shutdown leaves no log to replay.
 			errK = n.checkpoint()
 		}
@@ -198,13 +198,19 @@ func (n *Node) Name() string { return n.cfg.Name }
 // Region returns the node's region.
 func (n *Node) Region() string { return n.cfg.Region }
 
-// Ready reports whether the node has recovered and can serve.
-func (n *Node) Ready() bool { return n.ready.Load() && n.failed.Load() == nil }
+// Ready reports whether the node has recovered and can serve. A node whose
+// commits failed, or whose store failed (store.Store.Err: a write or fsync
+// error, a full disk), is not ready until it is restarted.
+func (n *Node) Ready() bool {
+	return n.ready.Load() && n.failed.Load() == nil && n.store.Err() == nil
+}
 
 // Store returns the node's store (for operations such as measuring disk use).
 func (n *Node) Store() *store.Store { return n.store }
 
-// ackError turns a failed durability wait into the error a client sees.
+// ackError turns a failed durability wait, or the store's failure, into the
+// error a client sees. It is the one place a store failure becomes
+// ErrUnavailable (503 unavailable) for a write.
 func (n *Node) ackError(err error) error {
 	switch {
 	case err == nil:
@@ -213,6 +219,9 @@ func (n *Node) ackError(err error) error {
 		return fmt.Errorf("%w: the write was applied but not yet acknowledged as durable: %v", ErrUnavailable, err)
 	case errors.Is(err, store.ErrClosed):
 		return fmt.Errorf("%w: the node is shutting down", ErrUnavailable)
+	case errors.Is(err, store.ErrDiskFailed):
+		return fmt.Errorf("%w: the disk failed, so this node acknowledges no more writes; "+
+			"free space or replace the disk, then restart the node: %v", ErrUnavailable, err)
 	default:
 		return fmt.Errorf("%w: the write could not be made durable: %v", ErrUnavailable, err)
 	}
@@ -232,7 +241,14 @@ func (n *Node) durable(ctx context.Context, sync bool) error {
 // checkWritable refuses writes while the node is failed or overloaded.
 func (n *Node) checkWritable(ops int) error {
 	if errp := n.failed.Load(); errp != nil {
+		if errors.Is(*errp, store.ErrDiskFailed) {
+			return n.ackError(*errp)
+		}
 		return fmt.Errorf("%w: storage failed: %v", ErrUnavailable, *errp)
+	}
+	if err := n.store.Err(); err != nil {
+		// Failed before the committer noticed (a checkpoint's commit).
+		return n.ackError(err)
 	}
 	if !n.ready.Load() {
 		return fmt.Errorf("%w: the node is not ready", ErrUnavailable)

@@ -2,7 +2,9 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/countmesh/countmesh/crdt"
@@ -301,9 +303,45 @@ func (d *counterDecoder) decodeSlots(size int) ([]crdt.Slot, error) {
 // skip discards n trailing elements written by a newer encoder.
 func (d *counterDecoder) skip(n int) error {
 	for ; n > 0; n-- {
+		if err := d.checkLen(); err != nil {
+			return err
+		}
 		if err := d.dec.Skip(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkLen fails when the next value is a string, binary or extension value
+// declared longer than the bytes left. msgpack would otherwise read it a
+// megabyte at a time into the decoder's buffer before finding out, and keep
+// the grown buffer in the pooled decoder: a few bytes of input made every
+// later decode slower (found by FuzzDecodeLog). Values nested in a skipped
+// array or map are not checked.
+func (d *counterDecoder) checkLen() error {
+	c, err := d.dec.PeekCode()
+	if err != nil {
+		return err
+	}
+	var hdr int
+	switch c {
+	case 0xd9, 0xc4, 0xc7: // str8, bin8, ext8
+		hdr = 1
+	case 0xda, 0xc5, 0xc8: // str16, bin16, ext16
+		hdr = 2
+	case 0xdb, 0xc6, 0xc9: // str32, bin32, ext32
+		hdr = 4
+	default:
+		return nil
+	}
+	var b [4]byte
+	pos := d.r.Size() - int64(d.r.Len())
+	if n, _ := d.r.ReadAt(b[4-hdr:], pos+1); n < hdr {
+		return io.ErrUnexpectedEOF
+	}
+	if n := int64(binary.BigEndian.Uint32(b[:])); n > int64(d.r.Len()-1-hdr) {
+		return fmt.Errorf("value of %d bytes with %d left", n, d.r.Len()-1-hdr)
 	}
 	return nil
 }

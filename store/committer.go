@@ -33,11 +33,12 @@ type Source interface {
 // commit (and its fsync) is in flight, new tickets pile up into the next
 // generation, so batches grow with the load, without any fixed sleep.
 //
-// Failure: when a commit, a WAL fsync or Fill fails, the committer logs the
-// error, fails every ticket it had not yet completed and every later ticket
-// with an error wrapping ErrCommitFailed, and commits nothing more: a node
-// that cannot make its writes durable must not acknowledge any. Close then
-// returns that error. Recovery is a restart.
+// Failure: when a commit, a WAL fsync or Fill fails, the committer fails
+// every ticket it had not yet completed and every later ticket with an error
+// wrapping ErrCommitFailed (and ErrDiskFailed when the disk failed; the
+// store has then logged it), and commits nothing more: a node that cannot
+// make its writes durable must not acknowledge any, and a failed fsync is
+// never retried. Close then returns that error. Recovery is a restart.
 //
 // Committer's methods are safe for concurrent use.
 type Committer struct {
@@ -448,7 +449,12 @@ func (c *Committer) fail(err error, gens ...*Ticket) {
 	if !errors.Is(err, ErrCommitFailed) && !errors.Is(err, ErrClosed) {
 		err = fmt.Errorf("%w: %w", ErrCommitFailed, err)
 	}
-	c.log.Error("commit failed; failing every waiting and later ticket", zap.Error(err))
+	if errors.Is(err, ErrDiskFailed) {
+		// The store logged it already, once for every committer.
+		c.log.Info("committer stopped: the disk failed; failing every waiting and later ticket")
+	} else {
+		c.log.Error("commit failed; failing every waiting and later ticket", zap.Error(err))
+	}
 	c.err = err
 	// Later tickets get the failed generation; the one published by this
 	// round may hold tickets already.

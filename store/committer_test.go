@@ -470,7 +470,7 @@ func TestCommitterFailure(t *testing.T) {
 			defer b.Close()
 			b.PutCounter(testNS, "other", crdt.Counter{})
 			err = b.Commit(true)
-			if tt.storeFailed != errors.Is(err, ErrCommitFailed) {
+			if tt.storeFailed != errors.Is(err, ErrDiskFailed) {
 				t.Fatalf("store write after the failure: %v (want refused: %v)", err, tt.storeFailed)
 			}
 			// Reads keep working; the first, acknowledged increment is there.

@@ -83,19 +83,24 @@
 //
 // # Failures
 //
-// Pebble treats a failed WAL write or fsync as fatal (it calls
-// Logger.Fatalf and leaves its commit pipeline unusable). The store turns
-// that into a permanent write failure: the commit returns an error wrapping
-// ErrCommitFailed, and every later write is refused the same way, while
-// reads keep working. Whether the failed write reached the disk is unknown
-// (after a failed fsync the kernel may even have dropped the dirty pages),
-// so the only recovery is a restart, which replays the WAL from disk.
+// A failed write or fsync of the operation log, and a failed Pebble commit
+// or WAL fsync (Pebble treats those as fatal: it calls Logger.Fatalf and
+// leaves its commit pipeline unusable), fail the store for good: the write
+// returns an error wrapping ErrDiskFailed that names the operation, the file
+// and the OS error ("no space left on device" for a full disk), every later
+// write is refused the same way, the failure is logged once at error level,
+// and Store.Err reports it. Reads keep working. Nothing is retried: whether
+// the failed write reached the disk is unknown, and after a failed fsync
+// the kernel may have dropped the dirty pages, so a retried fsync could
+// report success for data that is gone. The only recovery is a restart,
+// which replays what is durable; a record torn by the failed write ends the
+// replay, like a crash's.
 //
-// A Committer whose commit, fsync or Fill fails logs the error, fails every
-// ticket not yet completed and every later ticket with that error, and
-// commits nothing more: a node that cannot make writes durable must not
+// A Committer whose commit, fsync or Fill fails fails every ticket not yet
+// completed and every later ticket with an error wrapping ErrCommitFailed,
+// and commits nothing more: a node that cannot make writes durable must not
 // acknowledge any. Its Close returns the error. The node should report
-// itself unready and restart.
+// itself unready and be restarted once the disk is fixed.
 //
 // Pebble failures outside the commit path (a failed flush or compaction
 // that Pebble deems fatal) panic and end the process, as Pebble intends.

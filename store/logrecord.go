@@ -95,9 +95,15 @@ func DecodeLog(payload []byte, fn func(ns, key string, r Record) error) ([]Origi
 		return nil, fmt.Errorf("%w: log record header: %w", ErrCorrupt, err)
 	}
 	for i := 0; d.r.Len() > 0; i++ {
+		if err := d.checkLen(); err != nil {
+			return nil, fmt.Errorf("%w: log entry %d: namespace: %w", ErrCorrupt, i, err)
+		}
 		ns, err := d.dec.DecodeString()
 		if err != nil {
 			return nil, fmt.Errorf("%w: log entry %d: namespace: %w", ErrCorrupt, i, err)
+		}
+		if err := d.checkLen(); err != nil {
+			return nil, fmt.Errorf("%w: log entry %d: key: %w", ErrCorrupt, i, err)
 		}
 		key, err := d.dec.DecodeString()
 		if err != nil {

@@ -34,13 +34,23 @@ import (
 //
 // Segments are only ever appended to by one Store; a new Store replays the
 // existing ones (Store.ReplayLog), then writes to a new segment. A torn or
-// corrupt record at the end of the last segment is the trace of a crash in
-// the middle of an append that was never acknowledged, and ends the replay;
-// a bad record anywhere else is corruption and fails it.
+// corrupt record at the end of the last segment is the trace of a crash (or
+// a failed write, such as one that found the disk full) in the middle of an
+// append that was never acknowledged: it ends the replay, and the replay
+// cuts it off the segment (rewriting the good prefix and renaming it into
+// place) before any later segment exists, so that it never ends up in the
+// middle of the log. A bad record anywhere else is corruption and fails the
+// replay.
+//
+// A failed write or fsync breaks the log for good: every later append,
+// sync and rotation returns that error, and close does not fsync again.
+// Retrying an fsync is unsafe: after a failed fsync Linux may have dropped
+// the dirty pages, so a second fsync can succeed without writing them.
 
 const (
 	opLogDir        = "oplog"
 	opLogExt        = ".log"
+	opLogTmpExt     = ".tmp" // a segment being rewritten without its torn tail
 	opLogHeaderSize = 8
 	// maxLogRecord bounds a record, so that a corrupt length cannot ask for
 	// more memory than that.
@@ -63,7 +73,10 @@ type opLog struct {
 	replayed bool       // ReplayLog ran (appends are refused before, so that no record is missed)
 	bytes    int64      // bytes appended since the last rotation
 	closed   bool
-	buf      []byte // reused record buffer
+	// broken is the first write or fsync error of f; once set, the log
+	// refuses everything and never fsyncs again (see above).
+	broken error
+	buf    []byte // reused record buffer
 }
 
 func openOpLog(fs vfs.FS, dataDir string, log *zap.Logger) (*opLog, error) {
@@ -86,6 +99,14 @@ func openOpLog(fs vfs.FS, dataDir string, log *zap.Logger) (*opLog, error) {
 	}
 	l := &opLog{fs: fs, dir: dir, log: log}
 	for _, name := range names {
+		if strings.HasSuffix(name, opLogExt+opLogTmpExt) {
+			// Left by a crash while a torn tail was being cut off; the
+			// segment itself is still whole.
+			if err := fs.Remove(fs.PathJoin(dir, name)); err != nil {
+				return nil, fmt.Errorf("store: remove stale log file %q: %w", name, err)
+			}
+			continue
+		}
 		num, ok := strings.CutSuffix(name, opLogExt)
 		if !ok {
 			continue
@@ -155,9 +176,9 @@ func (l *opLog) replaySegment(n uint64, last bool, fn func([]byte) error) (int, 
 		}
 		if bad != "" {
 			if last {
-				l.log.Warn("log ends in a torn record (a crash during an unacknowledged append); replay stops there",
+				l.log.Warn("log ends in a torn record (a crash or failed write during an unacknowledged append); replay stops there and cuts it off",
 					zap.Uint64("segment", n), zap.Int("offset", off), zap.String("problem", bad))
-				return records, nil
+				return records, l.cutTornTail(n, data[:off])
 			}
 			return records, fmt.Errorf("%w: log segment %d at offset %d: %s (not the last segment, so this is not a torn write)", ErrCorrupt, n, off, bad)
 		}
@@ -168,6 +189,36 @@ func (l *opLog) replaySegment(n uint64, last bool, fn func([]byte) error) (int, 
 		off += opLogHeaderSize + len(payload)
 	}
 	return records, nil
+}
+
+// cutTornTail makes segment n hold only good, its records before a torn
+// tail: it writes them to a temporary file, fsyncs it and renames it over
+// the segment. A crash before the rename leaves the segment as it was (and
+// the temporary file, removed by the next open).
+func (l *opLog) cutTornTail(n uint64, good []byte) error {
+	path := l.path(n)
+	tmp := path + opLogTmpExt
+	f, err := l.fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return fmt.Errorf("store: cut the torn tail of log segment %d: create %q: %w", n, tmp, err)
+	}
+	_, err = f.Write(good)
+	if err == nil {
+		err = f.SyncData()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = l.fs.Rename(tmp, path)
+	}
+	if err == nil {
+		err = l.syncDir()
+	}
+	if err != nil {
+		return fmt.Errorf("store: cut the torn tail of log segment %d: %w", n, err)
+	}
+	return nil
 }
 
 // openNextLocked starts a new segment after every existing one.
@@ -208,6 +259,8 @@ func (l *opLog) append(payload []byte, sync bool) error {
 	switch {
 	case l.closed:
 		return ErrClosed
+	case l.broken != nil:
+		return l.broken
 	case !l.replayed:
 		return errors.New("store: ReplayLog must run before the log is appended to")
 	case len(payload) > maxLogRecord:
@@ -227,7 +280,9 @@ func (l *opLog) append(payload []byte, sync bool) error {
 		l.buf = buf
 	}
 	if _, err := l.f.Write(buf); err != nil {
-		return fmt.Errorf("store: append to log: %w", err)
+		// Part of the record may be in the file: nothing may follow it.
+		l.broken = fmt.Errorf("store: append to log segment %s: %w", l.currentNameLocked(), err)
+		return l.broken
 	}
 	l.size += int64(opLogHeaderSize + len(payload))
 	l.bytes += int64(opLogHeaderSize + len(payload))
@@ -239,14 +294,26 @@ func (l *opLog) append(payload []byte, sync bool) error {
 }
 
 func (l *opLog) syncLocked() error {
+	if l.broken != nil {
+		return l.broken
+	}
 	if l.f == nil || !l.unsynced {
 		return nil
 	}
 	if err := l.f.SyncData(); err != nil {
-		return fmt.Errorf("store: fsync log: %w", err)
+		l.broken = fmt.Errorf("store: fsync log segment %s: %w", l.currentNameLocked(), err)
+		return l.broken
 	}
 	l.unsynced = false
 	return nil
+}
+
+// currentNameLocked is the file name of the segment being appended to.
+func (l *opLog) currentNameLocked() string {
+	if len(l.segments) == 0 {
+		return "(none)"
+	}
+	return l.fs.PathBase(l.path(l.segments[len(l.segments)-1]))
 }
 
 func (l *opLog) sync() error {
@@ -269,6 +336,10 @@ func (l *opLog) rotate() (cut uint64, err error) {
 	if l.closed {
 		l.mu.Unlock()
 		return 0, ErrClosed
+	}
+	if l.broken != nil {
+		l.mu.Unlock()
+		return 0, l.broken
 	}
 	if !l.replayed {
 		l.mu.Unlock()
@@ -349,7 +420,10 @@ func (l *opLog) close() error {
 	if l.f == nil {
 		return nil
 	}
-	err := l.syncLocked()
+	var err error
+	if l.broken == nil { // never fsync again after a failure
+		err = l.syncLocked()
+	}
 	if cerr := l.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("store: close log segment: %w", cerr)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 
@@ -274,5 +275,78 @@ func TestIndexScan(t *testing.T) {
 	s.ScanIndex(7, 1, func(seq uint64, ns, key string) bool { got = append(got, fmt.Sprint(seq)); return true })
 	if fmt.Sprint(got) != "[300]" {
 		t.Fatalf("scan after 1: %v", got)
+	}
+}
+
+// logEntry is one decoded counter of a log record.
+type logEntry struct {
+	NS, Key string
+	R       Record
+}
+
+func decodeLogEntries(payload []byte) ([]OriginSeq, []logEntry, error) {
+	var got []logEntry
+	vv, err := DecodeLog(payload, func(ns, key string, r Record) error {
+		got = append(got, logEntry{ns, key, r})
+		return nil
+	})
+	return vv, got, err
+}
+
+// FuzzDecodeLog: DecodeLog never panics, every error it returns wraps
+// ErrCorrupt, and whatever it accepts encodes back to a record that decodes
+// to the same counters and version vector.
+func FuzzDecodeLog(f *testing.F) {
+	e := NewLogEncoder()
+	f.Add(e.Encode(nil))
+	for k, c := range sampleCounters() {
+		e.Add("ns", k, Record{Counter: c, UpdatedMs: 1700000000123, Seqs: []OriginSeq{{Origin: 3, Seq: 9}}})
+	}
+	f.Add(e.Encode([]OriginSeq{{Origin: 1, Seq: 2}, {Origin: 3, Seq: 1 << 40}}))
+	f.Add([]byte{0x92, 0x02, 0x90})
+	f.Add([]byte{0x93, 0x02, 0x90, 0xc0, 0xa1, 'n', 0xa1, 'k', 0x90})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		vv, entries, err := decodeLogEntries(data)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		e := NewLogEncoder()
+		for _, en := range entries {
+			e.Add(en.NS, en.Key, en.R)
+		}
+		vv2, again, err := decodeLogEntries(e.Encode(vv))
+		if err != nil {
+			t.Fatalf("re-encoded record does not decode: %v", err)
+		}
+		if fmt.Sprint(vv2) != fmt.Sprint(vv) || len(again) != len(entries) {
+			t.Fatalf("round trip: vv %v -> %v, %d -> %d entries", vv, vv2, len(entries), len(again))
+		}
+		for i := range entries {
+			a, b := entries[i], again[i]
+			if a.NS != b.NS || a.Key != b.Key || !a.R.Counter.Equal(b.R.Counter) ||
+				a.R.UpdatedMs != b.R.UpdatedMs || fmt.Sprint(a.R.Seqs) != fmt.Sprint(b.R.Seqs) {
+				t.Fatalf("entry %d: %+v -> %+v", i, a, b)
+			}
+		}
+	})
+}
+
+// TestDecodeLogRefusesOversizedString: a string declared longer than the
+// record is refused before msgpack reads (and the pooled decoder keeps) a
+// buffer for it.
+func TestDecodeLogRefusesOversizedString(t *testing.T) {
+	head := NewLogEncoder().Encode(nil)
+	for _, v := range [][]byte{
+		{0xdb, 0x6f, 0x00, 0x24, 0xce, 'x'}, // str32 of 1.8 GB
+		{0xc6, 0x6f, 0x00, 0x24, 0xce, 'x'}, // bin32
+		{0xa1, 'n', 0xda, 0xff, 0xff, 'x'},  // a key of 64 KiB
+	} {
+		_, _, err := decodeLogEntries(append(append([]byte(nil), head...), v...))
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "bytes with") {
+			t.Errorf("% x: %v, want ErrCorrupt naming the declared length", v, err)
+		}
 	}
 }

@@ -28,12 +28,19 @@ var (
 	ErrInvalidName = errors.New("store: invalid name")
 	// ErrCorrupt is returned when a stored value cannot be decoded.
 	ErrCorrupt = errors.New("store: corrupt value")
-	// ErrCommitFailed is returned when a commit, or the WAL fsync that makes
-	// it durable, failed. After that the Store refuses every later write
-	// with an error wrapping ErrCommitFailed: whether the failed write
-	// reached the disk is unknown, and only a restart, which replays the WAL
-	// from disk, finds out. Reads keep working.
+	// ErrCommitFailed is returned by a Committer whose commit failed: a
+	// write or fsync (then the error wraps ErrDiskFailed too) or the
+	// Source's Fill. The committer then fails every later ticket.
 	ErrCommitFailed = errors.New("store: commit failed")
+	// ErrDiskFailed is returned when a write or fsync of the operation log,
+	// or a Pebble commit or WAL fsync, failed; a full disk (ENOSPC) is one
+	// such failure. From then on the Store is failed (see Store.Err): it
+	// refuses every write with an error wrapping ErrDiskFailed and never
+	// retries, because after a failed fsync the kernel may have dropped the
+	// dirty pages and a later fsync could succeed without writing them.
+	// Whether the failed write reached the disk is unknown; only a restart,
+	// which replays what is durable, finds out. Reads keep working.
+	ErrDiskFailed = errors.New("store: disk failed")
 )
 
 // Store is countmesh's durable state: counters, namespace configs and node
@@ -46,8 +53,8 @@ type Store struct {
 	// WAL fsync that covers it.
 	pebbleUnsynced atomic.Bool
 
-	// failed holds the first write error; once set every write is refused
-	// (see ErrCommitFailed).
+	// failed holds the first write error, wrapping ErrDiskFailed; once set
+	// every write is refused.
 	failed atomic.Pointer[error]
 
 	// mu guards closed. Every use of db holds mu for reading, so that Close
@@ -190,7 +197,7 @@ func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, ar
 // Fatalf is called by Pebble when it gives up: on a failed commit (a WAL
 // write or fsync error) and on broken invariants. It logs and panics with a
 // pebbleFatal. On the commit path the store recovers that panic and turns it
-// into a permanent write failure (see ErrCommitFailed), so that the
+// into a permanent write failure (see ErrDiskFailed), so that the
 // committer can fail its waiters and the node can report it and shut down
 // cleanly; anywhere else (Pebble's background work) the panic ends the
 // process, as Pebble intends.
@@ -453,7 +460,7 @@ func (s *Store) Flush() error {
 }
 
 // apply commits pb. Any Pebble error makes the store refuse later writes
-// (see ErrCommitFailed).
+// (see ErrDiskFailed).
 func (s *Store) apply(pb *pebble.Batch, sync bool) error {
 	if err := s.readLock(); err != nil {
 		return err
@@ -507,12 +514,17 @@ func (s *Store) ReplayLog(fn func(payload []byte) error) (int, error) {
 // RotateLog fsyncs and closes the current log segment and returns a cut:
 // every record appended before the call is in a segment below the cut.
 // A checkpoint rotates first, then writes the state those records built to
-// Pebble with a synced batch, then calls DropLogBefore(cut).
+// Pebble with a synced batch, then calls DropLogBefore(cut). A failed
+// store (see Err) refuses: a new segment would leave a torn record of the
+// failed append in the middle of the log.
 func (s *Store) RotateLog() (uint64, error) {
 	if err := s.readLock(); err != nil {
 		return 0, err
 	}
 	defer s.mu.RUnlock()
+	if err := s.failedErr(); err != nil {
+		return 0, err
+	}
 	cut, err := s.oplog.rotate()
 	if err != nil && !errors.Is(err, ErrClosed) {
 		return 0, s.fail(err)
@@ -554,16 +566,30 @@ func (s *Store) syncWAL() error {
 	return nil
 }
 
+// Err returns nil while the store takes writes, and the error that failed
+// it (wrapping ErrDiskFailed) once a write or fsync failed. A failed store
+// stays failed until it is closed and opened again.
+func (s *Store) Err() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // fail records err as the store's write failure and returns it wrapped.
 // Pebble treats a failed WAL write or fsync as fatal (its commit pipeline is
 // left unusable and a later commit could panic inside Pebble), so refusing
 // every later write is also what keeps the process alive to report the
 // error. Whether the failed batch reached the disk is unknown; it is
 // visible to reads until the restart.
+// It logs the first failure, once, at error level: the one line an operator
+// needs, wherever the failure then surfaces.
 func (s *Store) fail(err error) error {
-	err = fmt.Errorf("%w: %w", ErrCommitFailed, err)
+	err = fmt.Errorf("%w: %w", ErrDiskFailed, err)
 	if s.failed.CompareAndSwap(nil, &err) {
-		s.log.Error("write failed; refusing further writes until restart", zap.Error(err))
+		s.log.Error("disk failed: refusing every write from now on, without retrying; "+
+			"free space or replace the disk, then restart the node (it recovers what was durable)",
+			zap.Error(err))
 	}
 	return err
 }
