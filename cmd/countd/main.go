@@ -108,7 +108,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+		// --version is an action, not a setting: no environment variable
+		// may turn a server into a version printer.
+		if set[f.Name] || f.Name == "version" {
 			return
 		}
 		env := "COUNTMESH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
