@@ -8,7 +8,7 @@ LDFLAGS := -s -w
 # without it, to keep `make test` fast.
 RACE_PKGS = $(shell $(GO) list ./... | grep -v -e /crdt$$)
 
-.PHONY: all build run test race lint bench image e2e clean
+.PHONY: all build run test race lint bench fuzz image e2e clean
 
 all: build
 
@@ -33,6 +33,13 @@ lint:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo 'gofmt: the files above need formatting'; exit 1)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
+
+# Every fuzz target for FUZZTIME each (make test runs their seed corpora);
+# JOBS targets at a time. docs/security.md records the long runs.
+FUZZTIME ?= 30s
+JOBS     ?= 1
+fuzz:
+	FUZZTIME=$(FUZZTIME) JOBS=$(JOBS) GO=$(GO) ./scripts/fuzz.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./crdt/ ./store/ ./node/
