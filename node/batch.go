@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/countmesh/countmesh/crdt"
 )
 
 // MaxBatchOps bounds the operations of one batch.
@@ -300,12 +302,12 @@ func (n *Node) batchCheckLocked(ops []BatchOp, entries []*entry, dup []bool) err
 			s = pn{own.P, own.N}
 		}
 		if op.By >= 0 {
-			if s.p > math.MaxUint64-uint64(op.By) {
+			if s.p > crdt.MaxSlotTotal-uint64(op.By) {
 				return fmt.Errorf("op %d: %w: %s/%s has counted too many increments on this node", i, ErrOverflow, op.NS, op.Key)
 			}
 			s.p += uint64(op.By)
 		} else {
-			if s.n > math.MaxUint64-uint64(-op.By) {
+			if s.n > crdt.MaxSlotTotal-uint64(-op.By) {
 				return fmt.Errorf("op %d: %w: %s/%s has counted too many decrements on this node", i, ErrOverflow, op.NS, op.Key)
 			}
 			s.n += uint64(-op.By)
