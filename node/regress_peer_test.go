@@ -229,3 +229,48 @@ func TestPeerInputWithinTheRulesIsAccepted(t *testing.T) {
 		})
 	}
 }
+
+// TestRegressBatchOnOutOfRangeCounterDoesNotPanic: valid peer states can
+// carry a counter's merged value beyond int64 (concurrent updates); a batch
+// that steps back into range and out again used to pass the batch check
+// (which simulated the clamped value) and panic in the apply loop with
+// every touched stripe locked. It is refused as an overflow now.
+func TestRegressBatchOnOutOfRangeCounterDoesNotPanic(t *testing.T) {
+	ctx := context.Background()
+	n := openTest(t, testConfig(t, vfs.NewMem()))
+	a, b := crdt.NodeIDFromName("n2"), crdt.NodeIDFromName("n3")
+	if a > b {
+		a, b = b, a
+	}
+	huge := crdt.Counter{Slots: []crdt.Slot{{Node: a, P: 1 << 62}, {Node: b, P: 1<<62 + 1<<61}}}
+	if err := n.MergeStates(ctx, []CounterState{{NS: "ns", Key: "k", State: huge}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		ops     []int64
+		wantErr error
+	}{
+		{"back then out again", []int64{-1, 1}, ErrOverflow},
+		{"further out", []int64{1}, ErrOverflow},
+		{"back towards zero", []int64{-5}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ops []BatchOp
+			for _, by := range tt.ops {
+				ops = append(ops, BatchOp{NS: "ns", Key: "k", By: by})
+			}
+			var err error
+			within(t, "the batch", func() { _, err = n.Batch(ctx, ops, "", false) })
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			within(t, "a read after the batch", func() {
+				if got := mustGet(t, n, "ns", "k"); got != math.MaxInt64 {
+					t.Errorf("ns/k = %d, want the clamped %d", got, int64(math.MaxInt64))
+				}
+			})
+		})
+	}
+}
