@@ -360,6 +360,10 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 // malformed or out of bounds (peerinput.go) are refused, all of them, with
 // an error wrapping ErrInvalidPeerData, and nothing is merged.
 func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
+	if len(states) > MaxBatchOps {
+		n.metrics.peerRefused.Inc()
+		return fmt.Errorf("%w: %d states in one merge, more than %d", ErrInvalidPeerData, len(states), MaxBatchOps)
+	}
 	for _, s := range states {
 		if err := ValidateNamespace(s.NS); err != nil {
 			return err
