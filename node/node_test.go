@@ -30,9 +30,9 @@ func testConfig(t testing.TB, fs vfs.FS) Config {
 // its own quorum.
 type testMembers struct{}
 
-func (testMembers) Peers() []Peer {
+func (testMembers) Peers() []Peer { // "src" is BenchmarkCatchUp's source
 	var out []Peer
-	for _, name := range []string{"n1", "n2", "n3", "a", "b", "c", "other"} {
+	for _, name := range []string{"n1", "n2", "n3", "a", "b", "c", "other", "src"} {
 		out = append(out, Peer{Name: name, Region: "local", Alive: true})
 	}
 	return out
