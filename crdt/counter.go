@@ -127,7 +127,8 @@ func (c Counter) Live() bool {
 
 // Add applies an increment of by (a decrement when negative) to node's slot
 // and returns the resulting value. It refuses, changing nothing, an update
-// that would take the value or a slot total out of range.
+// that would take the value out of the int64 range or a slot total past
+// MaxSlotTotal.
 func (c *Counter) Add(node NodeID, by int64) (int64, error) {
 	cur, ok := c.value()
 	if !ok {
@@ -145,13 +146,13 @@ func (c *Counter) Add(node NodeID, by int64) (int64, error) {
 	}
 	s := &c.Slots[i]
 	if by >= 0 {
-		if s.P > math.MaxUint64-uint64(by) {
+		if s.P > MaxSlotTotal-uint64(by) {
 			return cur, ErrOverflow
 		}
 		s.P += uint64(by)
 	} else {
 		mag := uint64(-(by + 1)) + 1 // |by| without overflowing at MinInt64
-		if s.N > math.MaxUint64-mag {
+		if s.N > MaxSlotTotal-mag {
 			return cur, ErrOverflow
 		}
 		s.N += mag
@@ -162,11 +163,12 @@ func (c *Counter) Add(node NodeID, by int64) (int64, error) {
 // SetReset resets the counter to value, as seen from node: every increment
 // merged so far is covered; increments not yet seen will count on top of
 // value when they arrive. With deleted, the counter also leaves listings
-// until it is next updated. It returns the new reset record.
+// until it is next updated. It returns the new reset record. The epoch
+// stops at MaxEpoch rather than wrap (see MaxEpoch).
 func (c *Counter) SetReset(node NodeID, value int64, deleted bool) *Reset {
 	var epoch uint64 = 1
 	if c.Reset != nil {
-		epoch = c.Reset.Epoch + 1
+		epoch = min(c.Reset.Epoch, MaxEpoch-1) + 1
 	}
 	r := &Reset{
 		Epoch:   epoch,

@@ -204,9 +204,9 @@ func (h *history) delta(k knowledge, withReset bool, nodes []crdt.NodeID) knowle
 }
 
 var (
-	bigMaxInt64  = big.NewInt(math.MaxInt64)
-	bigMinInt64  = big.NewInt(math.MinInt64)
-	bigMaxUint64 = new(big.Int).SetUint64(math.MaxUint64)
+	bigMaxInt64     = big.NewInt(math.MaxInt64)
+	bigMinInt64     = big.NewInt(math.MinInt64)
+	bigMaxSlotTotal = new(big.Int).SetUint64(crdt.MaxSlotTotal)
 )
 
 func inInt64(v *big.Int) bool { return v.Cmp(bigMinInt64) >= 0 && v.Cmp(bigMaxInt64) <= 0 }
@@ -224,7 +224,7 @@ func clamp(v *big.Int) int64 {
 // addRefused is the model of Add's overflow rule: an update is refused when
 // it takes an in-range value out of range, moves an already out-of-range
 // value (reachable by merging concurrent updates) further out, or takes a
-// slot total past what a uint64 holds.
+// slot total past crdt.MaxSlotTotal.
 func (h *history) addRefused(k knowledge, node crdt.NodeID, by int64) bool {
 	v := h.value(k)
 	if inInt64(v) {
@@ -236,9 +236,9 @@ func (h *history) addRefused(k knowledge, node crdt.NodeID, by int64) bool {
 	}
 	p, n := h.totals(k, node)
 	if by > 0 {
-		return p.Add(p, big.NewInt(by)).Cmp(bigMaxUint64) > 0
+		return p.Add(p, big.NewInt(by)).Cmp(bigMaxSlotTotal) > 0
 	}
-	return n.Sub(n, big.NewInt(by)).Cmp(bigMaxUint64) > 0
+	return n.Sub(n, big.NewInt(by)).Cmp(bigMaxSlotTotal) > 0
 }
 
 // ---------------------------------------------------------------------------
@@ -947,13 +947,13 @@ func TestPropAddRefusesOverflow(t *testing.T) {
 		by := amountGen(5).Draw(t, "by")
 		sum := new(big.Int).Add(big.NewInt(base), big.NewInt(by))
 		p, nn := s.h.totals(s.know[r], s.ids[r])
-		slotFull := (by > 0 && p.Add(p, big.NewInt(by)).Cmp(bigMaxUint64) > 0) ||
-			(by < 0 && nn.Sub(nn, big.NewInt(by)).Cmp(bigMaxUint64) > 0)
+		slotFull := (by > 0 && p.Add(p, big.NewInt(by)).Cmp(bigMaxSlotTotal) > 0) ||
+			(by < 0 && nn.Sub(nn, big.NewInt(by)).Cmp(bigMaxSlotTotal) > 0)
 		before := s.reps[r].Clone()
 		accepted := s.step(t, op{Kind: opAdd, R: r, Amount: by})
 		// Stated without the model's value: right after the reset the value
 		// is base, so base+by out of range is refused, and in range it is
-		// accepted unless the node's slot total would pass uint64.
+		// accepted unless the node's slot total would pass MaxSlotTotal.
 		if want := inInt64(sum) && !slotFull; accepted != want {
 			t.Fatalf("reset to %d then Add(%d): accepted = %v, want %v (slot full %v)", base, by, accepted, want, slotFull)
 		}

@@ -18,6 +18,12 @@
 // A delete is a reset to 0 that also hides the counter from listings until a
 // later increment arrives.
 //
+// A state received from elsewhere is checked with Counter.Validate before it
+// is merged: slots sorted without duplicates, totals within MaxSlotTotal,
+// the reset's epoch within MaxEpoch and its floor dominated by the slots.
+// Merging valid states yields a valid state, and Add and SetReset never
+// leave those bounds, so every state a replica holds validates.
+//
 // Nothing in this package does I/O, starts goroutines or locks. Values are not
 // safe for concurrent use: callers (package node) serialise access.
 package crdt

@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
 )
 
 // MaxBatchOps bounds the operations of one batch.
@@ -158,7 +162,7 @@ func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*na
 		records, dup, err = n.batchDuplicatesLocked(ops, prepared, repeatOf)
 	}
 	if err == nil {
-		err = n.batchCheckLocked(ops, entries, dup)
+		err = n.batchCheckLocked(ops, entries, dup, recs)
 	}
 	if err == nil {
 		err = n.batchBoundsLocked(ops, prepared, entries, dup, recs)
@@ -184,8 +188,13 @@ func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*na
 			}
 			before := e.c.Value()
 			v, addErr := e.c.Add(n.id, op.By)
-			if addErr != nil { // batchCheckLocked rules this out
-				panic(fmt.Sprintf("node: batch op %d failed after its check: %v", i, addErr))
+			if addErr != nil {
+				// batchCheckLocked ran these very updates on copies, so
+				// this cannot happen; were it to, refuse rather than crash
+				// with every touched stripe locked.
+				n.log.Error("batch op failed after its check", zap.Int("op", i), zap.Error(addErr))
+				err = fmt.Errorf("op %d: %w: %s/%s: %v", i, ErrOverflow, op.NS, op.Key, addErr)
+				break
 			}
 			e.updated = ms
 			e.own = true
@@ -246,7 +255,7 @@ func (n *Node) batchEntriesLocked(ops []BatchOp, prepared []batchOp) ([]*entry, 
 
 // batchCheckLocked refuses a batch any of whose ops would overflow, before
 // anything is applied.
-func (n *Node) batchCheckLocked(ops []BatchOp, entries []*entry, dup []bool) error {
+func (n *Node) batchCheckLocked(ops []BatchOp, entries []*entry, dup []bool, recs map[string]*namespaceRecord) error {
 	if slices.Contains(dup, true) {
 		var keepOps []BatchOp
 		var keepEntries []*entry
@@ -276,41 +285,25 @@ func (n *Node) batchCheckLocked(ops []BatchOp, entries []*entry, dup []bool) err
 	if safe {
 		return nil
 	}
-	// Slow path: simulate the ops in order on copies.
-	sim := make(map[*entry]int64, len(ops))
+	// Slow path: run the ops in order on copies of the counters, exactly as
+	// the apply loop will (the idle reset included): the value's range and
+	// this node's slot totals are Add's to judge, out-of-range merged states
+	// included.
+	sims := make(map[*entry]*crdt.Counter, len(ops))
 	for i, op := range ops {
 		e := entries[i]
-		v, ok := sim[e]
+		c, ok := sims[e]
 		if !ok {
-			v = e.c.Value()
-		}
-		if !clampAdd(v, op.By) {
-			return fmt.Errorf("op %d: %w: %s/%s would be %d%+d, outside int64", i, ErrOverflow, op.NS, op.Key, v, op.By)
-		}
-		sim[e] = v + op.By
-	}
-	// Slot totals: simulate this node's P and N per counter.
-	type pn struct{ p, n uint64 }
-	slots := make(map[*entry]pn, len(ops))
-	for i, op := range ops {
-		e := entries[i]
-		s, ok := slots[e]
-		if !ok {
-			own := e.c.Slot(n.id)
-			s = pn{own.P, own.N}
-		}
-		if op.By >= 0 {
-			if s.p > math.MaxUint64-uint64(op.By) {
-				return fmt.Errorf("op %d: %w: %s/%s has counted too many increments on this node", i, ErrOverflow, op.NS, op.Key)
+			cp := e.c.Clone()
+			if n.idle(recs[op.NS].runtime().ttl, e.updated) && cp.Live() {
+				cp.SetReset(n.id, 0, true)
 			}
-			s.p += uint64(op.By)
-		} else {
-			if s.n > math.MaxUint64-uint64(-op.By) {
-				return fmt.Errorf("op %d: %w: %s/%s has counted too many decrements on this node", i, ErrOverflow, op.NS, op.Key)
-			}
-			s.n += uint64(-op.By)
+			c = &cp
+			sims[e] = c
 		}
-		slots[e] = s
+		if v, err := c.Add(n.id, op.By); err != nil {
+			return fmt.Errorf("op %d: %w: %s/%s is %d; adding %d would leave the int64 range (or this node's count of its changes to it is full)", i, ErrOverflow, op.NS, op.Key, v, op.By)
+		}
 	}
 	return nil
 }

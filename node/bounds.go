@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -89,17 +91,22 @@ func rightsKey(to crdt.NodeID, key string) string {
 }
 
 // rightsLocked returns this node's rights on ns/key: down (to decrement)
-// and up (to increment). The caller holds the counter's stripe.
+// and up (to increment). The caller holds the counter's stripe. The sums
+// are checked: rights out of the int64 range (only reachable by records
+// that were out of bounds) are an error, never a wrapped number.
 func (n *Node) rightsLocked(s *stripe, b bounds, ns, key string, c *crdt.Counter) (down, up int64, err error) {
 	own := c.Slot(n.id)
-	down = int64(own.P) - int64(own.N)
-	up = -down
+	d, u := newRights(0), newRights(0)
+	d.addU(own.P)
+	d.subU(own.N)
+	u.addU(own.N)
+	u.subU(own.P)
 	if n.id == b.bank {
 		if b.min != nil {
-			down -= *b.min
+			d.sub(*b.min)
 		}
 		if b.max != nil {
-			up += *b.max
+			u.add(*b.max)
 		}
 	}
 	// Received: the slots of the record addressed to this node.
@@ -107,8 +114,8 @@ func (n *Node) rightsLocked(s *stripe, b bounds, ns, key string, c *crdt.Counter
 		return 0, 0, err
 	} else if rec != nil {
 		for _, sl := range rec.c.Slots {
-			down += int64(sl.P)
-			up += int64(sl.N)
+			d.addU(sl.P)
+			u.addU(sl.N)
 		}
 	}
 	// Given: this node's slot of the record of its gifts to anyone, kept
@@ -118,10 +125,13 @@ func (n *Node) rightsLocked(s *stripe, b bounds, ns, key string, c *crdt.Counter
 		return 0, 0, err
 	} else if rec != nil {
 		g := rec.c.Slot(n.id)
-		down -= int64(g.P)
-		up -= int64(g.N)
+		d.subU(g.P)
+		u.subU(g.N)
 	}
-	return down, up, nil
+	if !d.ok || !u.ok {
+		return 0, 0, fmt.Errorf("%w: %s/%s: the rights records of this counter sum beyond int64", ErrOverflow, ns, key)
+	}
+	return d.v, u.v, nil
 }
 
 // givenToAll is the receiver id of the record of every node's total gifts.
@@ -220,8 +230,11 @@ func (n *Node) acquireRights(ctx context.Context, ns, key string, r *errNeedRigh
 		if err := n.mergeRights(ns, key, g.Record); err != nil {
 			return 0, err
 		}
-		n.metrics.rightsReceived.Add(float64(g.Amount))
-		return g.Amount, nil
+		// The amount only counts down what is still needed (the rights
+		// themselves are in the record): bounded, so that no sum wraps.
+		got := min(g.Amount, MaxBy)
+		n.metrics.rightsReceived.Add(float64(got))
+		return got, nil
 	}
 	for _, p := range local {
 		if need <= 0 {
@@ -261,9 +274,14 @@ func (n *Node) acquireRights(ctx context.Context, ns, key string, r *errNeedRigh
 	return fmt.Errorf("%w: %s/%s cannot %s by that much without crossing its %s", ErrConflict, ns, key, dir, bound)
 }
 
-// mergeRights merges a giver's record of gifts to this node.
+// mergeRights merges a giver's record of gifts to this node, after the
+// checks of every peer state (peerinput.go): the record comes from a peer.
 func (n *Node) mergeRights(ns, key string, rec crdt.Counter) error {
 	rk := rightsKey(n.id, key)
+	if err := n.checkPeerState(n.knownOrigins(), ns, rk, n.id, &rec); err != nil {
+		n.metrics.peerRefused.Inc()
+		return err
+	}
 	ck := compositeKey(nil, ns, rk)
 	s := &n.stripes[n.stripeOf(ck)]
 	s.mu.Lock()
@@ -272,9 +290,33 @@ func (n *Node) mergeRights(ns, key string, rec crdt.Counter) error {
 	if err != nil {
 		return fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
 	}
+	if err := n.checkAgainstLocalLocked(ns, rk, &e.c, &rec); err != nil {
+		n.metrics.peerRefused.Inc()
+		return err
+	}
 	e.c.Merge(rec)
 	e.updated = n.cfg.Now().UnixMilli()
 	n.markDirtyLocked(s, e)
+	return nil
+}
+
+// checkRightsRequest refuses a rights request that is malformed: a bad
+// name, an amount that is not positive or beyond what one write can need
+// (MaxBy), or a receiver that is this node, the gifts total, or not a known
+// node.
+func (n *Node) checkRightsRequest(req RightsRequest) error {
+	if err := validateName(req.NS, req.Key); err != nil {
+		return err
+	}
+	if req.Want <= 0 || req.Want > MaxBy {
+		return fmt.Errorf("%w: a rights request wants between 1 and %d rights, got %d", ErrInvalidPeerData, MaxBy, req.Want)
+	}
+	if req.To == n.id || req.To == givenToAll {
+		return fmt.Errorf("%w: a rights request is for another node, not %d", ErrInvalidPeerData, req.To)
+	}
+	if !n.knownOrigins().has(req.To) {
+		return fmt.Errorf("%w: a rights request for node %d, which is neither an origin this node holds data of nor a member", ErrInvalidPeerData, req.To)
+	}
 	return nil
 }
 
@@ -282,11 +324,11 @@ func (n *Node) mergeRights(ns, key string, rec crdt.Counter) error {
 // rights it holds on the counter (at least what was asked, if it holds that
 // many), durably, and returns its record of gifts to the asker.
 func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant, error) {
-	if err := validateName(req.NS, req.Key); err != nil {
+	if err := n.checkRightsRequest(req); err != nil {
+		if errors.Is(err, ErrInvalidPeerData) {
+			n.metrics.peerRefused.Inc()
+		}
 		return RightsGrant{}, err
-	}
-	if req.Want <= 0 || req.To == n.id {
-		return RightsGrant{}, fmt.Errorf("%w: a rights request wants a positive amount for another node", ErrInvalidArgument)
 	}
 	if err := n.checkWritable(1); err != nil {
 		return RightsGrant{}, err
@@ -297,15 +339,31 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	if rec == nil || !rec.bounds().any() || !rec.bounds().exact {
 		return RightsGrant{}, nil // nothing to give (yet)
 	}
+	out, err := n.grantLocked(rec, req)
+	if err != nil || out.Amount == 0 {
+		return RightsGrant{}, err
+	}
+	// Durable before the asker may spend it: a crash must not let this
+	// node give the same rights twice.
+	if err := n.durable(ctx, true); err != nil {
+		return RightsGrant{}, err
+	}
+	n.metrics.rightsGiven.Add(float64(out.Amount))
+	return out, nil
+}
+
+// grantLocked is GrantRights under the counter's stripe, which it takes and
+// releases on every path. It changes nothing unless it gives.
+func (n *Node) grantLocked(rec *namespaceRecord, req RightsRequest) (RightsGrant, error) {
 	ck := compositeKey(nil, req.NS, req.Key)
 	s := &n.stripes[n.stripeOf(ck)]
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	// A node may hold rights on a counter it does not hold (the bank's
 	// initial rights, rights received): its rights then come from an empty
 	// counter.
 	e, err := n.lookupLocked(s, ck, req.NS, req.Key, false)
 	if err != nil {
-		s.mu.Unlock()
 		return RightsGrant{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 	}
 	var c crdt.Counter
@@ -313,52 +371,50 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 		c = e.c
 	}
 	down, up, err := n.rightsLocked(s, rec.bounds(), req.NS, req.Key, &c)
+	if err != nil {
+		return RightsGrant{}, err
+	}
 	have := up
 	if req.Down {
 		have = down
 	}
-	if err != nil || have <= 0 {
-		s.mu.Unlock()
-		return RightsGrant{}, err
+	if have <= 0 {
+		return RightsGrant{}, nil
 	}
-	give := min(have, max(req.Want, (have+1)/2))
+	give := min(have, max(req.Want, have/2+have%2))
 	rk := rightsKey(req.To, req.Key)
 	re, err := n.lookupEvictLocked(s, compositeKey(nil, req.NS, rk), req.NS, rk, true, false)
 	if err != nil {
-		s.mu.Unlock()
 		return RightsGrant{}, fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
-	}
-	by := give
-	if !req.Down {
-		by = -give // up-rights are the N of the giver's slot
 	}
 	tk := rightsKey(givenToAll, req.Key)
 	te, err := n.lookupEvictLocked(s, compositeKey(nil, req.NS, tk), req.NS, tk, true, false)
 	if err != nil {
-		s.mu.Unlock()
 		return RightsGrant{}, fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
 	}
-	if _, err := re.c.Add(n.id, by); err != nil {
-		s.mu.Unlock()
-		return RightsGrant{}, fmt.Errorf("%w: rights record: %v", ErrOverflow, err)
+	// This node's slots of both records grow by give: down-rights are the
+	// P of the giver's slot, up-rights its N. Both new totals are checked
+	// before either changes, and set by merging this node's own slot,
+	// which cannot fail whatever the other slots hold.
+	gift, total := re.c.Slot(n.id), te.c.Slot(n.id)
+	for _, sl := range []*crdt.Slot{&gift, &total} {
+		t := &sl.N
+		if req.Down {
+			t = &sl.P
+		}
+		if *t > math.MaxInt64-uint64(give) {
+			return RightsGrant{}, fmt.Errorf("%w: %s/%s: this node's record of rights given would leave int64", ErrOverflow, req.NS, req.Key)
+		}
+		*t += uint64(give)
 	}
-	if _, err := te.c.Add(n.id, by); err != nil {
-		panic(fmt.Sprintf("node: the total of gifts moved unlike a gift: %v", err))
-	}
+	re.c.Merge(crdt.Counter{Slots: []crdt.Slot{gift}})
+	te.c.Merge(crdt.Counter{Slots: []crdt.Slot{total}})
 	now := n.cfg.Now().UnixMilli()
 	for _, x := range []*entry{re, te} {
 		x.updated, x.own = now, true
 		n.markDirtyLocked(s, x)
 	}
-	out := RightsGrant{Amount: give, Record: re.c.Clone()}
-	s.mu.Unlock()
-	// Durable before the asker may spend it: a crash must not let this
-	// node give the same rights twice.
-	if err := n.durable(ctx, true); err != nil {
-		return RightsGrant{}, err
-	}
-	n.metrics.rightsGiven.Add(float64(give))
-	return out, nil
+	return RightsGrant{Amount: give, Record: re.c.Clone()}, nil
 }
 
 // clampToBounds keeps a read of a bounded exact counter within its bounds.

@@ -56,6 +56,22 @@ type Config struct {
 	// (bounds.go); with it or Peers nil, a node short of rights refuses
 	// with 409.
 	Rights RightsTransport
+	// MaxClockOffset bounds how far ahead of this node's clock a hybrid
+	// logical timestamp from a peer (a namespace config record) may be; one
+	// further ahead is refused with ErrInvalidPeerData, so that no peer can
+	// move this node's clock, or win last-writer-wins, by a timestamp from
+	// the future. 0 means DefaultMaxClockOffset (500 ms, CockroachDB's
+	// default --max-offset). The nodes' clocks must agree within it.
+	MaxClockOffset time.Duration
+	// MaxNamespaces bounds the namespaces of the node, whoever creates them
+	// (a first write, PUT, or a config record replicated from a peer); past
+	// it they are refused with ErrTooManyNamespaces. 0 means
+	// DefaultMaxNamespaces (10,000).
+	MaxNamespaces int
+	// MaxSeriesPerKey bounds the label series of one counter key; an
+	// increment that would create one more is refused with ErrTooManySeries.
+	// 0 means DefaultMaxSeriesPerKey (1,000).
+	MaxSeriesPerKey int
 	// Registerer receives the node's Prometheus metrics; nil registers none.
 	Registerer prometheus.Registerer
 	// Logger; nil logs nothing.
@@ -63,6 +79,13 @@ type Config struct {
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 }
+
+// Defaults of the Config fields of the same names.
+const (
+	DefaultMaxClockOffset  = 500 * time.Millisecond
+	DefaultMaxNamespaces   = 10_000
+	DefaultMaxSeriesPerKey = 1_000
+)
 
 // DefaultConfig returns the embedded defaults: a node named after the host,
 // in region "local", storing in ./data, with one million cached counters.
@@ -86,6 +109,9 @@ func DefaultConfig() Config {
 		ExpiryInterval:     10 * time.Second,
 		CheckpointLogBytes: 128 << 20,
 		QuorumTimeout:      DefaultQuorumTimeout,
+		MaxClockOffset:     DefaultMaxClockOffset,
+		MaxNamespaces:      DefaultMaxNamespaces,
+		MaxSeriesPerKey:    DefaultMaxSeriesPerKey,
 	}
 }
 
@@ -124,6 +150,15 @@ func (c *Config) validate() error {
 	if c.QuorumTimeout < 0 {
 		errs = append(errs, fmt.Errorf("quorum timeout must not be negative, got %v", c.QuorumTimeout))
 	}
+	if c.MaxClockOffset < 0 {
+		errs = append(errs, fmt.Errorf("max clock offset must not be negative, got %v", c.MaxClockOffset))
+	}
+	if c.MaxNamespaces < 0 {
+		errs = append(errs, fmt.Errorf("max namespaces must not be negative, got %d", c.MaxNamespaces))
+	}
+	if c.MaxSeriesPerKey < 0 {
+		errs = append(errs, fmt.Errorf("max series per key must not be negative, got %d", c.MaxSeriesPerKey))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("node: invalid config: %w", err)
 	}
@@ -132,6 +167,15 @@ func (c *Config) validate() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.MaxClockOffset == 0 {
+		c.MaxClockOffset = DefaultMaxClockOffset
+	}
+	if c.MaxNamespaces == 0 {
+		c.MaxNamespaces = DefaultMaxNamespaces
+	}
+	if c.MaxSeriesPerKey == 0 {
+		c.MaxSeriesPerKey = DefaultMaxSeriesPerKey
 	}
 	return nil
 }

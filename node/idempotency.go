@@ -306,9 +306,10 @@ func (n *Node) compensateLocked(s *stripe, ns, rk string, re *entry) {
 		n.log.Error("cannot take back a duplicated increment: overflow", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
 		return
 	}
-	if _, err := re.c.Add(n.id, -1); err != nil { // the compensated bit
-		panic(fmt.Sprintf("node: id record: %v", err))
-	}
+	// The compensated bit: N's low bit, clear above. Set by a merge of this
+	// node's own slot, which cannot fail whatever the other slots hold
+	// (Add would refuse when their sum left int64).
+	re.c.Merge(crdt.Counter{Slots: []crdt.Slot{{Node: n.id, P: st.self.P, N: st.self.N | 1}}})
 	ms := n.cfg.Now().UnixMilli()
 	for _, x := range []*entry{e, re} {
 		x.updated, x.own = ms, true
@@ -386,14 +387,13 @@ func (n *Node) expireIDs(ctx context.Context) error {
 	return nil
 }
 
-// setIDLocked records in re that this node applied an increment of by.
+// setIDLocked records in re that this node applied an increment of by: its
+// slot becomes P = zigzag(by)+1, N = apply time << 1. re has no applier yet
+// (its slots' P are 0), so this node's slot is below that; it is set by a
+// merge, which cannot fail whatever the other slots hold.
 func (n *Node) setIDLocked(s *stripe, re *entry, by int64, now time.Time) {
-	if _, err := re.c.Add(n.id, int64(zigzag(by)+1)); err != nil {
-		panic(fmt.Sprintf("node: id record of a fresh id: %v", err))
-	}
-	if _, err := re.c.Add(n.id, -(now.Unix() << 1)); err != nil {
-		panic(fmt.Sprintf("node: id record of a fresh id: %v", err))
-	}
+	applied := uint64(max(now.Unix(), 0)) << 1
+	re.c.Merge(crdt.Counter{Slots: []crdt.Slot{{Node: n.id, P: zigzag(by) + 1, N: applied}}})
 	re.updated, re.own = now.UnixMilli(), true
 	n.markDirtyLocked(s, re)
 }

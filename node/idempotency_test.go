@@ -258,6 +258,7 @@ func TestLargeRetriedIncrementsCountOnce(t *testing.T) {
 		fss[name] = vfs.NewCrashableMem()
 		cfg := testConfig(t, fss[name])
 		cfg.Name, cfg.Logger = name, nil
+		cfg.Peers = simPeers{names: names, regions: make([]string, len(names))} // members accept each other's slots
 		cfgs[name] = cfg
 		n, err := Open(cfg)
 		if err != nil {

@@ -12,6 +12,7 @@ type metrics struct {
 	readThrough prometheus.Counter
 	evictions   prometheus.Counter
 	shed        prometheus.Counter
+	peerRefused prometheus.Counter // peer inputs refused as invalid (peerinput.go)
 
 	replicated        prometheus.Counter
 	checkpoints       prometheus.Counter
@@ -46,6 +47,9 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		}),
 		shed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countmesh_shed_total", Help: "Writes refused with 429 because too many changes waited for the disk.",
+		}),
+		peerRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_peer_input_refused_total", Help: "Batches, states and rights messages from peers refused as malformed or out of bounds.",
 		}),
 		replicated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countmesh_replicated_changes_total", Help: "Counter changes merged from peers.",
@@ -86,7 +90,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		return m
 	}
 	reg.MustRegister(m.bucketDrops, m.expired, m.watchers, m.duplicates, m.compensations, m.expiredIDs, m.rightsGiven, m.rightsReceived)
-	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed, m.replicated, m.checkpoints, m.checkpointSeconds)
+	reg.MustRegister(m.increments, m.batches, m.reads, m.readThrough, m.evictions, m.shed, m.peerRefused, m.replicated, m.checkpoints, m.checkpointSeconds)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_pending_changes", Help: "Changed counters waiting for the group committer.",

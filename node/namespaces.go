@@ -60,7 +60,13 @@ func (n *Node) namespaceForWrite(ns string) (*namespaceRecord, error) {
 }
 
 // persistNamespaceLocked writes rec durably and installs it; n.ns is held.
+// A new namespace past Config.MaxNamespaces is refused, whoever creates it
+// (a first write, PUT, or a config record from a peer).
 func (n *Node) persistNamespaceLocked(ns string, rec *namespaceRecord) error {
+	if n.ns.m[ns] == nil && len(n.ns.m) >= n.cfg.MaxNamespaces {
+		return fmt.Errorf("%w: this node holds %d namespaces, its limit; %q would be one more (delete unused namespaces' counters or raise the limit)",
+			ErrTooManyNamespaces, len(n.ns.m), ns)
+	}
 	b := n.store.NewBatch()
 	defer b.Close()
 	if err := b.PutNamespace(ns, rec); err != nil {

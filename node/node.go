@@ -66,6 +66,7 @@ type Node struct {
 	}
 	idLocks        idLocks          // serialise the writes of one id (idempotency.go)
 	recent         recentIDs        // ids not yet in the store, for the cross-key check
+	series         seriesCaps       // label series per key, for Config.MaxSeriesPerKey (series.go)
 	retentionMu    sync.Mutex       // serialises retention passes; guards retentionEdges
 	retentionEdges map[string]int64 // ns 0x00 window -> bucket start dropped up to
 
@@ -294,6 +295,9 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	}
 	rec, err := n.namespaceForWrite(ns)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := n.reserveSeries(ns, key, opts.Labels); err != nil {
 		return Result{}, err
 	}
 	res, err := n.applyIncr(ctx, rec, ns, key, by, opts.ID)

@@ -17,10 +17,25 @@ func testConfig(t testing.TB, fs vfs.FS) Config {
 	cfg.Name = "n1"
 	cfg.Store.Dir = "data"
 	cfg.Store.FS = fs
+	cfg.Peers = testMembers{}
 	if tt, ok := t.(*testing.T); ok {
 		cfg.Logger = zaptest.NewLogger(tt)
 	}
 	return cfg
+}
+
+// testMembers are the members of every test node that sets no Peers of its
+// own: the names the tests open nodes under, so that the nodes accept each
+// other's slots (peerinput.go). No transport goes with them: a test node is
+// its own quorum.
+type testMembers struct{}
+
+func (testMembers) Peers() []Peer { // "src" is BenchmarkCatchUp's source
+	var out []Peer
+	for _, name := range []string{"n1", "n2", "n3", "a", "b", "c", "other", "src"} {
+		out = append(out, Peer{Name: name, Region: "local", Alive: true})
+	}
+	return out
 }
 
 func openTest(t testing.TB, cfg Config) *Node {

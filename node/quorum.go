@@ -249,9 +249,18 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) (crdt.Coun
 	var got []fetched
 	var errs []error
 	failed := 0
+	known := n.knownOrigins()
 	for len(got) < qs.need && len(qs.targets)-failed >= qs.need {
 		select {
 		case f := <-results:
+			if f.err == nil {
+				// A peer's answer is peer input: checked like a pushed
+				// state before it is merged or answered.
+				if err := n.checkPeerState(known, ns, key, n.id, &f.state); err != nil {
+					n.metrics.peerRefused.Inc()
+					f.err = fmt.Errorf("%s: %w", f.peer.Name, err)
+				}
+			}
 			if f.err != nil {
 				failed++
 				errs = append(errs, f.err)
@@ -347,8 +356,14 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 }
 
 // MergeStates answers a peer's quorum write: it merges the states into this
-// node's counters and returns once they are durable.
+// node's counters and returns once they are durable. States that are
+// malformed or out of bounds (peerinput.go) are refused, all of them, with
+// an error wrapping ErrInvalidPeerData, and nothing is merged.
 func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
+	if len(states) > MaxBatchOps {
+		n.metrics.peerRefused.Inc()
+		return fmt.Errorf("%w: %d states in one merge, more than %d", ErrInvalidPeerData, len(states), MaxBatchOps)
+	}
 	for _, s := range states {
 		if err := ValidateNamespace(s.NS); err != nil {
 			return err

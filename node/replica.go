@@ -42,10 +42,17 @@ func (n *Node) ID() crdt.NodeID { return n.id }
 var _ gossip.Replica = (*Node)(nil)
 
 // Apply implements gossip.Replica: it merges a batch from a peer, waits until
-// it is durable, then advances the version vector by the batch's ranges.
+// it is durable, then advances the version vector by the batch's ranges. A
+// batch with any malformed or out-of-bounds part is refused whole with an
+// error wrapping ErrInvalidPeerData, before anything of it is applied
+// (peerinput.go).
 func (n *Node) Apply(b gossip.Batch) error {
 	if errp := n.failed.Load(); errp != nil {
 		return fmt.Errorf("%w: storage failed: %v", ErrUnavailable, *errp)
+	}
+	if err := n.checkBatch(&b); err != nil {
+		n.metrics.peerRefused.Inc()
+		return err
 	}
 	now := n.cfg.Now().UnixMilli()
 	var buf []byte
@@ -69,6 +76,12 @@ func (n *Node) Apply(b gossip.Batch) error {
 		if err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		}
+		// checkBatch passed this; the node's state only grew since, so this
+		// cannot fail, but nothing unchecked is merged.
+		if err := n.checkAgainstLocalLocked(d.NS, d.Key, &e.c, &d.State); err != nil {
+			s.mu.Unlock()
+			return err
 		}
 		before, wasLive := e.c.Value(), e.c.Live()
 		e.c.Merge(d.State) // Merge copies what it keeps
@@ -199,15 +212,14 @@ func (n *Node) applyConfig(cr gossip.ConfigRecord) error {
 	if err := ValidateNamespace(cr.NS); err != nil {
 		return err
 	}
-	rec := new(namespaceRecord)
-	if err := msgpack.Unmarshal(cr.Payload, rec); err != nil {
-		return fmt.Errorf("decode: %w", err)
-	}
-	if _, err := rec.Config.normalize(); err != nil {
+	rec, err := n.checkConfigRecord(n.knownOrigins(), &cr)
+	if err != nil {
 		return err
 	}
 	rec.HLC, rec.Origin = cr.HLC, uint64(cr.Origin)
-	n.clock.Observe(cr.HLC)
+	if err := n.clock.ObserveWithin(cr.HLC, n.cfg.MaxClockOffset); err != nil {
+		return fmt.Errorf("%w: config record of namespace %q: %v", ErrInvalidPeerData, cr.NS, err)
+	}
 	n.ns.Lock()
 	defer n.ns.Unlock()
 	if cur := n.ns.m[cr.NS]; cur != nil {

@@ -176,9 +176,14 @@ func TestAntiEntropyCatchesUpAndRestoresOwnSlot(t *testing.T) {
 	seqBefore := a.VersionVector()[a.ID()]
 	// a loses its disk and comes back under the same name: its own slot
 	// comes back from b, and its next changes get fresh sequence numbers.
+	// As countd does it in a mesh, a2 stays unready until it has caught
+	// up: only then does it take its own slot from a peer.
 	a.Close()
-	a2 := openNamed(t, "a", vfs.NewMem())
+	cfg := testConfig(t, vfs.NewMem())
+	cfg.Name, cfg.StartUnready = "a", true
+	a2 := openTest(t, cfg)
 	antiEntropy(t, b, a2)
+	a2.MarkReady()
 	if got := a2.VersionVector()[a2.ID()]; got != seqBefore {
 		t.Fatalf("a's own sequence after recovery = %d, want %d", got, seqBefore)
 	}

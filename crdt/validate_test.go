@@ -1,0 +1,178 @@
+package crdt_test
+
+import (
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/countmesh/countmesh/crdt"
+)
+
+func TestValidate(t *testing.T) {
+	a, b, c := crdt.NodeID(1), crdt.NodeID(2), crdt.NodeID(3)
+	tests := []struct {
+		name    string
+		c       crdt.Counter
+		lim     crdt.Limits
+		wantErr bool
+	}{
+		{"zero", crdt.Counter{}, crdt.Limits{}, false},
+		{"sorted", crdt.Counter{Slots: []crdt.Slot{{a, 1, 2}, {b, 3, 4}}}, crdt.Limits{}, false},
+		{"unsorted", crdt.Counter{Slots: []crdt.Slot{{b, 1, 0}, {a, 1, 0}}}, crdt.Limits{}, true},
+		{"duplicate", crdt.Counter{Slots: []crdt.Slot{{a, 1, 0}, {a, 2, 0}}}, crdt.Limits{}, true},
+		{"P at the bound", crdt.Counter{Slots: []crdt.Slot{{a, crdt.MaxSlotTotal, 0}}}, crdt.Limits{}, false},
+		{"P past the bound", crdt.Counter{Slots: []crdt.Slot{{a, crdt.MaxSlotTotal + 1, 0}}}, crdt.Limits{}, true},
+		{"N max uint64", crdt.Counter{Slots: []crdt.Slot{{a, 0, math.MaxUint64}}}, crdt.Limits{}, true},
+		{"P past a tighter bound", crdt.Counter{Slots: []crdt.Slot{{a, 11, 0}}}, crdt.Limits{MaxTotal: 10}, true},
+		{"too many slots", crdt.Counter{Slots: []crdt.Slot{{a, 1, 0}, {b, 1, 0}, {c, 1, 0}}}, crdt.Limits{MaxSlots: 2}, true},
+		{"reset", crdt.Counter{Slots: []crdt.Slot{{a, 5, 1}}, Reset: &crdt.Reset{Epoch: 3, Node: a, Floor: []crdt.Slot{{a, 5, 1}}}}, crdt.Limits{}, false},
+		{"epoch at the bound", crdt.Counter{Reset: &crdt.Reset{Epoch: crdt.MaxEpoch}}, crdt.Limits{}, false},
+		{"epoch max uint64", crdt.Counter{Reset: &crdt.Reset{Epoch: math.MaxUint64}}, crdt.Limits{}, true},
+		{"epoch past a tighter bound", crdt.Counter{Reset: &crdt.Reset{Epoch: 11}}, crdt.Limits{MaxEpoch: 10}, true},
+		{"floor unsorted", crdt.Counter{Slots: []crdt.Slot{{a, 5, 0}, {b, 5, 0}}, Reset: &crdt.Reset{Epoch: 1, Floor: []crdt.Slot{{b, 1, 0}, {a, 1, 0}}}}, crdt.Limits{}, true},
+		{"floor above its slot", crdt.Counter{Slots: []crdt.Slot{{a, 5, 0}}, Reset: &crdt.Reset{Epoch: 1, Floor: []crdt.Slot{{a, 6, 0}}}}, crdt.Limits{}, true},
+		{"floor without a slot", crdt.Counter{Reset: &crdt.Reset{Epoch: 1, Floor: []crdt.Slot{{a, 1, 0}}}}, crdt.Limits{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.c.Validate(tt.lim)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Validate = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil && !errors.Is(err, crdt.ErrInvalid) {
+				t.Fatalf("Validate = %v, want it to wrap ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// SetReset never wraps the epoch: at MaxEpoch it stays there, and the state
+// still validates.
+func TestSetResetEpochDoesNotWrap(t *testing.T) {
+	c := crdt.Counter{Reset: &crdt.Reset{Epoch: crdt.MaxEpoch}}
+	r := c.SetReset(1, 7, false)
+	if r.Epoch != crdt.MaxEpoch {
+		t.Fatalf("epoch after a reset at MaxEpoch = %d, want %d", r.Epoch, uint64(crdt.MaxEpoch))
+	}
+	if err := c.Validate(crdt.Limits{}); err != nil {
+		t.Fatalf("Validate after the reset: %v", err)
+	}
+}
+
+// Add never takes a slot total past MaxSlotTotal, so a node's own states
+// always validate.
+func TestAddStopsAtMaxSlotTotal(t *testing.T) {
+	var c crdt.Counter
+	if _, err := c.Add(1, math.MinInt64); err != nil { // N = 2^63, exactly the bound
+		t.Fatalf("Add(MinInt64): %v", err)
+	}
+	c.SetReset(1, 0, false)
+	if _, err := c.Add(1, -1); !errors.Is(err, crdt.ErrOverflow) {
+		t.Fatalf("Add past MaxSlotTotal: err = %v, want ErrOverflow", err)
+	}
+	if err := c.Validate(crdt.Limits{}); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+}
+
+// fuzzReader decodes counters from fuzz bytes: small node ids (so that
+// states share nodes) and totals and epochs that hit the bounds often.
+type fuzzReader struct{ b []byte }
+
+func (r *fuzzReader) byte() byte {
+	if len(r.b) == 0 {
+		return 0
+	}
+	x := r.b[0]
+	r.b = r.b[1:]
+	return x
+}
+
+func (r *fuzzReader) u64() uint64 {
+	x := r.byte()
+	if x < 0xf0 {
+		return uint64(x)
+	}
+	return [...]uint64{
+		crdt.MaxSlotTotal - 1, crdt.MaxSlotTotal, crdt.MaxSlotTotal + 1, math.MaxUint64,
+		crdt.MaxEpoch - 1, crdt.MaxEpoch, crdt.MaxEpoch + 1, math.MaxInt64,
+		1 << 32, 1 << 53, 300, 65536, 1e12, 1e15, math.MaxUint64 - 1, 2,
+	}[x&0x0f]
+}
+
+func (r *fuzzReader) slots() []crdt.Slot {
+	n := int(r.byte() % 6)
+	var out []crdt.Slot
+	for range n {
+		out = append(out, crdt.Slot{Node: crdt.NodeID(r.byte() % 8), P: r.u64(), N: r.u64()})
+	}
+	return out
+}
+
+func (r *fuzzReader) counter() crdt.Counter {
+	c := crdt.Counter{Slots: r.slots()}
+	if r.byte()%2 == 1 {
+		c.Reset = &crdt.Reset{
+			Epoch:   r.u64(),
+			Node:    crdt.NodeID(r.byte() % 8),
+			Value:   int64(r.u64()),
+			Deleted: r.byte()%2 == 1,
+			Floor:   r.slots(),
+		}
+	}
+	return c
+}
+
+func mergedCopy(a, b crdt.Counter) crdt.Counter {
+	m := a.Clone()
+	m.Merge(b.Clone())
+	return m
+}
+
+// FuzzValidateMerge: Validate never panics and refuses with ErrInvalid;
+// on states it accepts, Merge is commutative and idempotent, its result
+// validates (given room for both states' slots), and updates on it neither
+// panic nor produce a state that fails Validate.
+func FuzzValidateMerge(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{2, 1, 5, 0, 2, 3, 0, 1, 0, 1, 1, 1, 1, 4, 0})
+	f.Add([]byte{2, 2, 5, 0, 1, 3, 0, 0, 1, 1, 0xf1, 0xf2})
+	f.Add([]byte{1, 1, 0xf1, 0xf3, 1, 0xf5, 1, 0, 0, 1, 1, 0xf1, 0, 1, 1, 0xf5, 2, 0, 0, 0})
+	f.Add([]byte{3, 1, 1, 1, 2, 2, 2, 3, 3, 3, 1, 0xf6, 1, 7, 1, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := &fuzzReader{b: data}
+		a, b := r.counter(), r.counter()
+		lim := crdt.Limits{MaxSlots: 6}
+		errA, errB := a.Validate(lim), b.Validate(lim)
+		for _, err := range []error{errA, errB} {
+			if err != nil && !errors.Is(err, crdt.ErrInvalid) {
+				t.Fatalf("Validate = %v, want it to wrap ErrInvalid", err)
+			}
+		}
+		if errA != nil || errB != nil {
+			return
+		}
+		ab, ba := mergedCopy(a, b), mergedCopy(b, a)
+		if !ab.Equal(ba) {
+			t.Fatalf("merge not commutative:\n a⊔b = %+v\n b⊔a = %+v", ab, ba)
+		}
+		if err := ab.Validate(crdt.Limits{MaxSlots: 2 * lim.MaxSlots}); err != nil {
+			t.Fatalf("merge of valid states does not validate: %v\n%+v", err, ab)
+		}
+		if m := mergedCopy(ab, ab); !m.Equal(ab) {
+			t.Fatalf("merge not idempotent:\n m = %+v\n m⊔m = %+v", ab, m)
+		}
+		if m := mergedCopy(ab, a); !m.Equal(ab) {
+			t.Fatalf("merging a part again changed the state:\n %+v\n %+v", ab, m)
+		}
+		if ab.Value() != ba.Value() {
+			t.Fatalf("values differ: %d and %d", ab.Value(), ba.Value())
+		}
+		up := ab.Clone()
+		_, _ = up.Add(crdt.NodeID(r.byte()%8), int64(r.u64()))
+		up.SetReset(crdt.NodeID(1), 0, false)
+		if err := up.Validate(crdt.Limits{MaxSlots: 2*lim.MaxSlots + 1}); err != nil {
+			t.Fatalf("updates on a valid state made it invalid: %v\n%+v", err, up)
+		}
+	})
+}

@@ -1,0 +1,136 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip"
+)
+
+// peerFuzz decodes peer input from fuzz bytes: node ids, keys and numbers
+// from small pools that hit the rules' edges often.
+type peerFuzz struct {
+	b     []byte
+	nodes []crdt.NodeID
+	keys  []struct{ ns, key string }
+}
+
+func (f *peerFuzz) byte() byte {
+	if len(f.b) == 0 {
+		return 0
+	}
+	x := f.b[0]
+	f.b = f.b[1:]
+	return x
+}
+
+func (f *peerFuzz) u64() uint64 {
+	x := f.byte()
+	if x < 0xf0 {
+		return uint64(x)
+	}
+	return [...]uint64{
+		crdt.MaxSlotTotal, crdt.MaxSlotTotal + 1, math.MaxUint64, math.MaxInt64,
+		crdt.MaxEpoch, crdt.MaxEpoch + 1, 1 << 32, 1<<32 + 1,
+		2*MaxBy + 1, 2*MaxBy + 2, 1e12, 1 << 53, 3, 300, 65536, 1 << 40,
+	}[x&0x0f]
+}
+
+func (f *peerFuzz) node() crdt.NodeID { return f.nodes[int(f.byte())%len(f.nodes)] }
+
+func (f *peerFuzz) slots() []crdt.Slot {
+	var out []crdt.Slot
+	for range f.byte() % 4 {
+		out = append(out, crdt.Slot{Node: f.node(), P: f.u64(), N: f.u64()})
+	}
+	return out
+}
+
+func (f *peerFuzz) counter() crdt.Counter {
+	c := crdt.Counter{Slots: f.slots()}
+	if f.byte()%3 == 0 {
+		c.Reset = &crdt.Reset{Epoch: f.u64(), Node: f.node(), Value: int64(f.u64()), Deleted: f.byte()%2 == 0, Floor: f.slots()}
+	}
+	return c
+}
+
+// FuzzPeerInput feeds fuzzed states to MergeStates and Apply of a real
+// in-memory node: nothing panics, a refused input wraps ErrInvalidPeerData
+// and leaves every counter as it was, and what is accepted is stored as a
+// valid state.
+func FuzzPeerInput(f *testing.F) {
+	n := openTest(f, testConfig(f, vfs.NewMem()))
+	ctx := context.Background()
+	if _, err := n.Incr(ctx, "ns", "k", 5, WriteOptions{ID: "i"}); err != nil {
+		f.Fatal(err)
+	}
+	zero := int64(0)
+	if _, err := n.PutNamespace(ctx, "ex", NamespacePatch{Type: ptr(TypeExact), Min: NullableInt{Set: true, Value: &zero}}); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := n.Incr(ctx, "ex", "k", 10, WriteOptions{}); err != nil {
+		f.Fatal(err)
+	}
+	pool := &peerFuzz{
+		nodes: []crdt.NodeID{n.ID(), crdt.NodeIDFromName("n2"), crdt.NodeIDFromName("n3"), 0xdeadbeef, 0, math.MaxUint64},
+		keys: []struct{ ns, key string }{
+			{"ns", "k"}, {"ns", "k2"}, {"ns", idKey("i", "k")}, {"ns", idKey("j", "k")},
+			{"ex", "k"}, {"ex", rightsKey(givenToAll, "k")}, {"ex", rightsKey(n.ID(), "k")},
+		},
+	}
+	snapshot := func(t *testing.T) []crdt.Counter {
+		out := make([]crdt.Counter, len(pool.keys))
+		for i, k := range pool.keys {
+			c, _, err := n.counterState(k.ns, k.key)
+			if err != nil {
+				t.Fatalf("read %s/%q: %v", k.ns, k.key, err)
+			}
+			out[i] = c
+		}
+		return out
+	}
+	f.Add([]byte{0, 0, 1, 1, 3, 0, 1})
+	f.Add([]byte{1, 2, 1, 1, 0, 0, 0xf2, 0, 1, 0})
+	f.Add([]byte{0, 2, 2, 1, 0xf0, 0, 2, 0xf0, 0, 0, 0xf5, 1, 0, 1, 0})
+	f.Add([]byte{1, 3, 1, 1, 9, 0xf4, 1, 0, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := *pool
+		in.b = data
+		door := in.byte() % 2
+		k := in.keys[int(in.byte())%len(in.keys)]
+		origin := in.node()
+		state := in.counter()
+		before := snapshot(t)
+		var err error
+		if door == 0 {
+			err = n.MergeStates(ctx, []CounterState{{NS: k.ns, Key: k.key, State: state}})
+		} else {
+			err = n.Apply(gossip.Batch{Deltas: []gossip.Delta{{NS: k.ns, Key: k.key, Origin: origin, Seq: 1, State: state}}})
+		}
+		after := snapshot(t)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidPeerData) {
+				t.Fatalf("refused with %v, want ErrInvalidPeerData", err)
+			}
+			for i := range before {
+				if !before[i].Equal(after[i]) {
+					t.Fatalf("refused input (%v) changed %s/%q: %+v -> %+v", err, pool.keys[i].ns, pool.keys[i].key, before[i], after[i])
+				}
+			}
+			return
+		}
+		for i, c := range after {
+			if verr := c.Validate(crdt.Limits{}); verr != nil {
+				t.Fatalf("accepted input left %s/%q invalid: %v", pool.keys[i].ns, pool.keys[i].key, verr)
+			}
+		}
+		if own, was := after[0].Slot(n.ID()), before[0].Slot(n.ID()); own != was {
+			t.Fatalf("accepted input moved this node's own slot: %+v -> %+v", was, own)
+		}
+	})
+}
