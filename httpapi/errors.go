@@ -55,6 +55,10 @@ func classify(err error) (int, string) {
 		return ae.status, ae.code
 	case errors.Is(err, node.ErrInvalidArgument):
 		return http.StatusBadRequest, codeInvalidArgument
+	case errors.Is(err, node.ErrTooManyNamespaces), errors.Is(err, node.ErrTooManySeries):
+		// A cap of the node: retrying will not help, so not 429 (which
+		// says the node sheds load); the message names the cap.
+		return http.StatusBadRequest, codeInvalidArgument
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return http.StatusUnauthorized, codeUnauthenticated
 	case errors.Is(err, auth.ErrPermissionDenied):

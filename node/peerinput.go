@@ -27,10 +27,14 @@ import (
 //     and rights with checked int64 arithmetic), the reset's epoch at most
 //     crdt.MaxEpoch (2^62, so that epoch+1 never wraps), every floor entry
 //     dominated by its slot (else the value wraps).
-//   - Every node named (the delta's origin, every slot, the reset's node)
-//     is a known origin: this node, an origin of its version vector (it has
-//     held data of it before), or a current member (Config.Peers). A made-up
-//     node would add a slot nobody can ever take back.
+//   - Every node whose slot adds to the value (the delta's origin, every
+//     slot but those equal to their reset floor entry, which add nothing) is
+//     a known origin: this node, an origin of its version vector (it has
+//     held data of it before), a current member (Config.Peers), or an
+//     origin the batch carries a range of (the sending member holds that
+//     origin's changes: how a node that joins learns the origins that left
+//     before it came). A made-up node would add a slot nobody can ever take
+//     back. The node that did a reset is not checked: it adds no count.
 //   - Once the node is ready, a state may not set this node's own slot above
 //     what this node holds: only durable data leaves a node, so no peer can
 //     legitimately hold more of it. (Before MarkReady the node is catching up
@@ -85,6 +89,21 @@ func (n *Node) knownOrigins() origins {
 	return set
 }
 
+// coveredByFloor reports whether slot s is exactly its reset floor entry:
+// it then adds nothing to the value (a delta carries such slots to keep
+// every floor entry dominated, for nodes that may have left long ago).
+func coveredByFloor(r *crdt.Reset, s crdt.Slot) bool {
+	if r == nil {
+		return false
+	}
+	for _, f := range r.Floor {
+		if f.Node == s.Node {
+			return f.P == s.P && f.N == s.N
+		}
+	}
+	return false
+}
+
 func (o origins) has(id crdt.NodeID) bool {
 	_, ok := o[id]
 	return ok
@@ -106,15 +125,12 @@ func (n *Node) checkPeerState(known origins, ns, key string, origin crdt.NodeID,
 		return invalidPeerData(ns, key, "%v", err)
 	}
 	if !known.has(origin) {
-		return invalidPeerData(ns, key, "origin %d is neither this node, an origin it holds data of, nor a member", origin)
+		return invalidPeerData(ns, key, "origin %d is neither this node, an origin it holds data of, a member, nor an origin the batch carries a range of", origin)
 	}
 	for _, s := range c.Slots {
-		if !known.has(s.Node) {
+		if !known.has(s.Node) && !coveredByFloor(c.Reset, s) {
 			return invalidPeerData(ns, key, "slot of node %d, which is neither this node, an origin it holds data of, nor a member", s.Node)
 		}
-	}
-	if c.Reset != nil && !known.has(c.Reset.Node) {
-		return invalidPeerData(ns, key, "reset by node %d, which is neither this node, an origin it holds data of, nor a member", c.Reset.Node)
 	}
 	switch key[0] {
 	case kindID:
@@ -191,9 +207,23 @@ func (n *Node) checkBatch(b *gossip.Batch) error {
 		return nil
 	}
 	known := n.knownOrigins()
+	// A range of an origin this node does not know, sent with changes of
+	// that origin, is the sending member's word that it holds them: that
+	// is how a node that joins learns the origins that left before it
+	// came (anti-entropy sends each origin's chunks with their ranges). A
+	// range alone vouches for nothing.
+	carried := make(map[crdt.NodeID]bool)
+	for i := range b.Deltas {
+		carried[b.Deltas[i].Origin] = true
+	}
+	for _, r := range b.Ranges {
+		if !known.has(r.Origin) && carried[r.Origin] {
+			known[r.Origin] = struct{}{}
+		}
+	}
 	for _, r := range b.Ranges {
 		if !known.has(r.Origin) {
-			return fmt.Errorf("%w: range of origin %d, which is neither this node, an origin it holds data of, nor a member", ErrInvalidPeerData, r.Origin)
+			return fmt.Errorf("%w: range of origin %d, which is neither this node, an origin it holds data of, a member, nor an origin whose changes the batch carries", ErrInvalidPeerData, r.Origin)
 		}
 		if r.After > r.Upto {
 			return fmt.Errorf("%w: range of origin %d ends (%d) before it starts (%d)", ErrInvalidPeerData, r.Origin, r.Upto, r.After)

@@ -1,9 +1,11 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,7 +90,13 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		{"merge: slot of a made-up node", merge(slot(madeUp, 1e12, 0))},
 		{"apply: delta of a made-up origin", apply("ns", "k", madeUp, slot(peer, 1, 0))},
 		{"apply: slot of a made-up node", apply("ns", "k", peer, slot(madeUp, 1e12, 0))},
-		{"merge: reset by a made-up node", merge(crdt.Counter{Reset: &crdt.Reset{Epoch: 2, Node: madeUp}})},
+		// The node that did a reset is not checked: a reset adds no count,
+		// and a delta may carry the reset of a node that left long ago.
+		{"merge: slot of a made-up node beside a reset", merge(crdt.Counter{Slots: []crdt.Slot{{Node: madeUp, P: 7}}, Reset: &crdt.Reset{Epoch: 2, Node: peer}})},
+		{"apply: made-up origin vouched only by a range", func() error {
+			return n.Apply(gossip.Batch{Ranges: []gossip.Range{{Origin: madeUp, After: 0, Upto: 1}},
+				Deltas: []gossip.Delta{{NS: "ns", Key: "k", Origin: peer, Seq: 1, State: slot(madeUp, 1e12, 0)}}})
+		}},
 		{"merge: own slot at MaxUint64", merge(slot(self, math.MaxUint64, 0))},
 		{"merge: own slot above what it holds", merge(slot(self, 1000, 0))},
 		{"apply: own slot N above what it holds", apply("ns", "k", peer, slot(self, 5, 1e9))},
@@ -272,5 +280,40 @@ func TestRegressBatchOnOutOfRangeCounterDoesNotPanic(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// A node that joins after another left for good still takes that node's
+// data: anti-entropy sends a departed origin's changes with its range, and
+// another origin's delta may carry the departed node's reset and floor.
+func TestDataOfAnOriginThatLeftIsAccepted(t *testing.T) {
+	n := openTest(t, testConfig(t, vfs.NewMem()))
+	gone := crdt.NodeIDFromName("left-last-year") // no member, not in the vector
+	peer := crdt.NodeIDFromName("n2")
+	// gone's own chunk: its delta and its range.
+	err := n.Apply(gossip.Batch{
+		Ranges: []gossip.Range{{Origin: gone, After: 0, Upto: 1}},
+		Deltas: []gossip.Delta{{NS: "ns", Key: "a", Origin: gone, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: gone, P: 4}}}}},
+	})
+	if err != nil {
+		t.Fatalf("a departed origin's chunk: %v", err)
+	}
+	if got := mustGet(t, n, "ns", "a"); got != 4 {
+		t.Fatalf("ns/a = %d, want 4", got)
+	}
+	// A member's delta that carries gone's reset and its floor entry, in a
+	// batch without gone's range.
+	floor := []crdt.Slot{{Node: crdt.NodeIDFromName("gone-too"), P: 9}}
+	st := crdt.Counter{Slots: append([]crdt.Slot{{Node: peer, P: 2}}, floor...), Reset: &crdt.Reset{Epoch: 1, Node: crdt.NodeIDFromName("gone-too"), Floor: floor}}
+	slices.SortFunc(st.Slots, func(a, b crdt.Slot) int { return cmp.Compare(a.Node, b.Node) })
+	err = n.Apply(gossip.Batch{
+		Ranges: []gossip.Range{{Origin: peer, After: 0, Upto: 1}},
+		Deltas: []gossip.Delta{{NS: "ns", Key: "b", Origin: peer, Seq: 1, State: st}},
+	})
+	if err != nil {
+		t.Fatalf("a member's delta with a departed node's reset and floor: %v", err)
+	}
+	if got := mustGet(t, n, "ns", "b"); got != 2 {
+		t.Fatalf("ns/b = %d, want 2 (the floor entry adds nothing)", got)
 	}
 }
