@@ -19,10 +19,39 @@
 //	err = m.Close()                    // flush, leave, stop; idempotent
 //
 // A node needs two addresses: Config.GossipAddr for memberlist (TCP and
-// UDP, 7946 by default) and Config.ReplAddr for replication (TCP; by
-// default the gossip host with the gossip port + 1, so 7947). Both are
-// advertised to the others (the replication address in the memberlist
-// node meta), so only the gossip address is ever given to Join.
+// UDP, 7946 by default) and Config.ReplAddr for the peer listener (TCP; by
+// default the gossip host with the gossip port + 1, so 7947), which
+// carries every node-to-node exchange: replication streams, anti-entropy
+// and the peer calls (Call, Handle). Both are advertised to the others
+// (the peer address in the memberlist node meta), so only the gossip
+// address is ever given to Join.
+//
+// # Peer calls
+//
+// Call sends a request to a member and waits for its answer; Handle
+// registers the answering side of a Method (quorum state reads and
+// writes, rights, rate-limit leases: package peerrpc binds them). A call
+// runs on a pooled connection of kind 4 (at most MaxIdleRPCConns idle per
+// member), one request at a time per connection; the handler learns the
+// caller's name from the connection, and a handler that panics answers
+// with an error.
+//
+// # Security
+//
+// With Config.TLS every connection of the peer listener runs mutual TLS:
+// a peer without a certificate signed by the CA gets nothing but a closed
+// connection, and a hello must name the node its certificate was issued
+// to. A member joins this node's view (Status, routes, calls) only once a
+// probe of its peer listener proved its name; until then memberlist may
+// gossip with it, but no counter data goes to or comes from it. With
+// Config.GossipKeys memberlist encrypts with a keyring, rotated at run
+// time by SetGossipKeys. Without TLS a hello must still name a member this
+// node knows (any state), for streams, exchanges and calls.
+//
+// The listener holds at most MaxInboundConns connections (more are closed
+// on arrival), reads at most 4 KiB before the hello, and reads a frame's
+// body as it arrives, in chunks of 1 MiB, so that a peer announcing a
+// 64 MiB frame and sending nothing costs one chunk.
 //
 // # What it guarantees
 //
@@ -130,8 +159,8 @@
 //
 // A frame is a 4-byte big-endian length n and n bytes: a type byte and a
 // msgpack body (structs as arrays, compact integers). Every connection
-// starts with hello{proto, kind (1 stream, 2 anti-entropy, 3 probe), name,
-// region}; a version other than 1 is refused. Frame types:
+// starts with hello{proto, kind (1 stream, 2 anti-entropy, 3 probe, 4
+// calls), name, region}; a version other than 1 is refused. Frame types:
 //
 //	1 hello    {proto, kind, name, region}
 //	2 batch    {id, relay, batch}                 stream, sender to receiver
@@ -142,6 +171,8 @@
 //	7 aeEnd    {configs}
 //	8 aeFin    (empty)
 //	9 aeBusy   (empty: the responder runs MaxConcurrentAntiEntropy exchanges already)
+//	10 rpcReq  {method, body}                      caller to callee
+//	11 rpcResp {err, body}                         callee to caller
 //
 // A batch is {ranges [[origin, after, upto]], groups [[ns, origin, items]],
 // configs [[ns, hlc, origin, payload]]}, an item [key, seq, slots [[node,
