@@ -33,7 +33,9 @@ type nodeMeta struct {
 func (m *Mesh) setMeta(replAddr string, leaving bool) {
 	b, err := marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving})
 	if err != nil {
-		panic(fmt.Sprintf("gossip: encode node meta: %v", err)) // plain strings always encode
+		// Plain strings and a bool always encode; keep the old meta if not.
+		m.log.Error("encode node meta; keeping the previous one", zap.Error(err))
+		return
 	}
 	m.meta.Store(&b)
 }
@@ -71,7 +73,11 @@ type memberRecord struct {
 type delegate struct{ m *Mesh }
 
 func (d *delegate) NodeMeta(limit int) []byte {
-	b := *d.m.meta.Load()
+	p := d.m.meta.Load()
+	if p == nil {
+		return nil
+	}
+	b := *p
 	if len(b) > limit {
 		d.m.log.Error("node meta exceeds memberlist's limit", zap.Int("size", len(b)), zap.Int("limit", limit))
 		return nil
