@@ -164,6 +164,9 @@ func discover(ctx context.Context, project string) (*cluster, error) {
 	}
 	cl := &cluster{project: project, regionNw: map[string]string{}}
 	for _, in := range infos {
+		if in.Config.Labels["com.docker.compose.service"] == "init" {
+			continue // the one-shot step that made the secrets
+		}
 		env := map[string]string{}
 		for _, kv := range in.Config.Env {
 			k, v, _ := strings.Cut(kv, "=")
