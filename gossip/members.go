@@ -130,14 +130,18 @@ func (m *Mesh) memberChanged(n *memberlist.Node, gone bool) {
 	if old != nil && gone && old.state == StateLeft {
 		state = StateLeft // announced its leave, then went
 	}
-	verify := false
+	verify, heal := false, false
+	backFromDead := old != nil && old.state == StateDead && state == StateAlive
 	if old == nil || old.state != state || old.info != info {
-		rec := &memberRecord{info: info, state: state, since: time.Now(), verified: m.cfg.TLS == nil}
-		if old != nil && old.verified && old.info.ReplAddr == info.ReplAddr && !(old.state != StateAlive && state == StateAlive) {
-			rec.verified = true
-		}
-		rec.healOnVerify = old != nil && old.state == StateDead && state == StateAlive
+		// A member that proved its name at an address keeps that proof
+		// across a partition or a restart there: every connection to it
+		// is mutually authenticated anyway (TLS checks the name on each
+		// dial); the proof only decides whether it is listed at all.
+		rec := &memberRecord{info: info, state: state, since: time.Now(),
+			verified: m.cfg.TLS == nil || (old != nil && old.verified && old.info.ReplAddr == info.ReplAddr)}
+		rec.healOnVerify = backFromDead && !rec.verified
 		verify = !rec.verified && state == StateAlive
+		heal = backFromDead && rec.verified
 		m.members.m[n.Name] = rec
 	}
 	m.rebuildRoutesLocked()
@@ -152,7 +156,7 @@ func (m *Mesh) memberChanged(n *memberlist.Node, gone bool) {
 	if state != StateAlive {
 		m.dropPeer(n.Name)
 	}
-	if m.cfg.TLS == nil && old != nil && old.state == StateDead && state == StateAlive {
+	if heal {
 		// Back from a partition or a restart: what the streams dropped
 		// meanwhile is repaired now rather than whenever a random
 		// anti-entropy pick lands on it (measured: 3.1 s to converge after
