@@ -23,6 +23,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/pki"
 )
 
@@ -440,6 +441,98 @@ func TestAttacksOnARealNode(t *testing.T) {
 	msg := append(peerFrame(t, 1, attackHello{1, 1, "n2", "local"}), peerFrame(t, 2, bmsg{ID: 1, Batch: forged})...)
 	sendRaw(t, peer, msg, 3*time.Second)
 
+	// More forged states on the stream, each on its own connection under
+	// n2's name: n1's own slot at the maximum (every later write of the
+	// counter would be 422), a reset at epoch MaxUint64 (the next real
+	// reset would wrap to 0), an id record whose body overflows (it
+	// panicked Apply), a namespace config with HLC MaxUint64 (it would win
+	// last-writer-wins forever).
+	type wreset struct {
+		Epoch   uint64
+		Node    uint64
+		Value   int64
+		Deleted bool
+		Floor   []slot
+	}
+	type ritem struct {
+		Key   string
+		Seq   uint64
+		Slots []slot
+		Reset *wreset
+	}
+	type rgroup struct {
+		NS     string
+		Origin uint64
+		Items  []ritem
+	}
+	type wconfig struct {
+		NS      string
+		HLC     uint64
+		Origin  uint64
+		Payload []byte
+	}
+	type rbatch struct {
+		Ranges  []struct{}
+		Groups  []rgroup
+		Configs []wconfig
+	}
+	type rmsg struct {
+		ID    uint64
+		Relay bool
+		Batch rbatch
+	}
+	n1ID, n2ID := uint64(crdt.NodeIDFromName("n1")), uint64(crdt.NodeIDFromName("n2"))
+	const maxU = ^uint64(0)
+	for _, b := range []rbatch{
+		{Groups: []rgroup{{NS: "pages", Origin: n2ID, Items: []ritem{{Key: "a", Seq: 9, Slots: []slot{{Node: n2ID, P: 1}, {Node: n2ID, P: 2}}}}}}},
+		{Groups: []rgroup{{NS: "pages", Origin: n2ID, Items: []ritem{{Key: "a", Seq: 9, Slots: []slot{{Node: n1ID, P: maxU}}}}}}},
+		{Groups: []rgroup{{NS: "pages", Origin: n2ID, Items: []ritem{{Key: "a", Seq: 9, Slots: []slot{{Node: n2ID, P: 1}}, Reset: &wreset{Epoch: maxU, Node: n2ID}}}}}},
+		{Groups: []rgroup{{NS: "pages", Origin: n2ID, Items: []ritem{{Key: "\x04id-1\x00a", Seq: 9, Slots: []slot{{Node: n2ID, P: maxU, N: maxU}}}}}}},
+		{Configs: []wconfig{{NS: "pages", HLC: maxU, Origin: n2ID, Payload: []byte{0x80}}}},
+	} {
+		sendRaw(t, peer, append(peerFrame(t, 1, attackHello{1, 1, "n2", "local"}), peerFrame(t, 2, rmsg{ID: 1, Batch: b})...), 3*time.Second)
+	}
+	// Peer calls under n2's name: rights for an absurd amount, and a lease
+	// report that would make a refused key admit again.
+	type rpcReq struct {
+		Method uint8
+		Body   []byte
+	}
+	enc := func(v any) []byte {
+		var buf bytes.Buffer
+		e := msgpack.NewEncoder(&buf)
+		e.UseArrayEncodedStructs(true)
+		if err := e.Encode(v); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	for _, call := range []rpcReq{
+		{Method: 3, Body: enc([]any{"pages", "a", true, int64(1 << 62), n2ID})},
+		{Method: 4, Body: enc([]any{"n2", "api", "u", int64(time.Minute), int64(10), int64(0), nil, []any{[]any{int64(0), int64(-1000)}}})},
+		{Method: 2, Body: []byte{0x91, 0xdd, 0x7f, 0xff, 0xff, 0xff}},
+	} {
+		c, err := net.Dial("tcp", peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(append(peerFrame(t, 1, attackHello{1, 4, "n2", "local"}), peerFrame(t, 10, call)...))
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		var hdr [5]byte
+		if _, err := io.ReadFull(c, hdr[:]); err == nil && hdr[4] == 11 {
+			body := make([]byte, binary.BigEndian.Uint32(hdr[:4])-1)
+			io.ReadFull(c, body)
+			var resp struct {
+				Err  string
+				Body []byte
+			}
+			if msgpack.Unmarshal(body, &resp) != nil || resp.Err == "" {
+				t.Errorf("peer call %d was answered without an error: %+v", call.Method, resp)
+			}
+		}
+		c.Close()
+	}
+
 	// The node is up, ready, and reads what it read before.
 	if code := getJSON(t, base+"/readyz", nil); code != 200 {
 		t.Fatalf("readyz after the attacks: %d", code)
@@ -460,6 +553,20 @@ func TestAttacksOnARealNode(t *testing.T) {
 		v := value(t, n2.addr, "", "pages", "a")
 		return v == 6, fmt.Sprintf("n2 reads %d", v)
 	})
+	// A real reset and a real config change still work: the forged epoch
+	// and the forged clock did not win.
+	if code, body := call(t, "PUT", base+"/v1/counters/pages/b", "", `{"value":1}`); code != 200 {
+		t.Fatalf("reset after the attacks: %d %v", code, body)
+	}
+	if v := value(t, n1.addr, "", "pages", "b"); v != 1 {
+		t.Fatalf("pages/b reads %d after a reset to 1", v)
+	}
+	if code, body := call(t, "PUT", base+"/v1/namespaces/pages", "", `{"durability":"async"}`); code != 200 {
+		t.Fatalf("namespace config after the attacks: %d %v", code, body)
+	}
+	if code, body := call(t, "GET", base+"/v1/namespaces/pages", "", ""); code != 200 || !strings.Contains(fmt.Sprint(body), "async") {
+		t.Fatalf("the namespace config did not take: %d %v", code, body)
+	}
 	// Label values with control characters, a bad escape: JSON errors.
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/v1/counters/pages/c/incr", `{"labels":{"country":"fr\u0000x"}}`},
