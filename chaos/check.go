@@ -71,6 +71,9 @@ type Failure struct {
 	// Finals holds the final value of the key per node, for the checks
 	// on final values (final, ids, bounds, windows); nil otherwise.
 	Finals map[string]int64
+	// Start is the invoke time of the history's first op: String shows
+	// times relative to it.
+	Start time.Time
 }
 
 // OK reports whether every check held.
@@ -130,14 +133,8 @@ func (r Report) String() string {
 		return b.String()
 	}
 	fmt.Fprintf(&b, "\nFAIL %s seed=%d: %s", f.Check, f.Seed, f.Why)
-	var t0 time.Time
-	if len(f.Slice) > 0 {
-		t0 = f.Slice[0].Invoke
-	}
+	t0 := f.Start
 	for _, fl := range f.Faults {
-		if t0.IsZero() {
-			t0 = fl.Start
-		}
 		fmt.Fprintf(&b, "\n  fault %s", faultLine(fl, t0))
 	}
 	for _, n := range slices.Sorted(maps.Keys(f.Finals)) {
@@ -223,7 +220,8 @@ type checker struct {
 	groups map[string][]*group
 	// ops holds the indices of each key's ops, in invoke order.
 	ops      map[string][]int
-	incrKeys []string // every key an Incr touched, sorted
+	incrKeys []string  // every key an Incr touched, sorted
+	t0       time.Time // the invoke time of the first op
 	fail     map[string]*Failure
 }
 
@@ -327,6 +325,9 @@ func Check(h *History) Report {
 func newChecker(h *History) *checker {
 	c := &checker{h: h, eff: make([]Outcome, len(h.Ops)), groups: map[string][]*group{}, ops: map[string][]int{}, fail: map[string]*Failure{}}
 	for i, op := range h.Ops {
+		if i == 0 || op.Invoke.Before(c.t0) {
+			c.t0 = op.Invoke
+		}
 		c.eff[i] = op.Outcome
 		if op.Outcome != OK && op.Outcome != Fail {
 			c.eff[i] = Unknown
@@ -704,12 +705,7 @@ var counterModel = porcupine.Model{
 
 func (c *checker) linearizable() Verdict {
 	v := Verdict{Name: CheckLinearizable, OK: true}
-	var t0 time.Time
-	for i, op := range c.h.Ops {
-		if i == 0 || op.Invoke.Before(t0) {
-			t0 = op.Invoke
-		}
-	}
+	t0 := c.t0
 	keys, skipped, unknown, bad := 0, 0, 0, 0
 	for _, k := range slices.Sorted(maps.Keys(c.ops)) {
 		var ops []porcupine.Operation
@@ -935,7 +931,7 @@ func (c *checker) failure(check, why string, idx []int, finals map[string]int64)
 		why += fmt.Sprintf(" (%d earlier ops of the slice left out)", len(idx)-maxSlice)
 		idx = idx[len(idx)-maxSlice:]
 	}
-	f := &Failure{Check: check, Seed: c.h.Seed, Why: why, Finals: finals}
+	f := &Failure{Check: check, Seed: c.h.Seed, Why: why, Finals: finals, Start: c.t0}
 	var from, to time.Time
 	for j, i := range idx {
 		op := c.h.Ops[i]
