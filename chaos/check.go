@@ -33,6 +33,10 @@ const maxSlice = 40
 // linTimeout bounds porcupine per key.
 const linTimeout = 10 * time.Second
 
+// shrinkBudget bounds the search for a small slice of a history that is
+// not linearizable; past it the slice is the key's whole history.
+const shrinkBudget = 30 * time.Second
+
 // Verdict is the result of one check.
 type Verdict struct {
 	Name string
@@ -791,27 +795,38 @@ func shrinkLin(ops []porcupine.Operation) []porcupine.Operation {
 		}
 		return out
 	}
+	deadline := time.Now().Add(shrinkBudget)
 	illegal := func(rs []porcupine.Operation) bool {
-		return porcupine.CheckOperationsTimeout(counterModel, build(rs), linTimeout) == porcupine.Illegal
-	}
-	// The shortest illegal prefix of the reads by return time.
-	n := len(reads)
-	for p := 1; p < len(reads); p++ {
-		if illegal(reads[:p]) {
-			n = p
-			break
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
 		}
-		if p >= 200 {
-			break // too long to shrink further: keep the whole history
+		return porcupine.CheckOperationsTimeout(counterModel, build(rs), min(left, linTimeout)) == porcupine.Illegal
+	}
+	// A short illegal prefix of the reads by return time: exponential
+	// then binary search (legality is not monotone in the prefix, as a
+	// longer prefix brings increments too, so the result is checked).
+	hi := 1
+	for hi < len(reads) && !illegal(reads[:hi]) {
+		hi *= 2
+	}
+	hi = min(hi, len(reads))
+	lo := hi / 2 // reads[:lo] was found legal (or lo is 0)
+	for lo+1 < hi {
+		mid := (lo + hi) / 2
+		if illegal(reads[:mid]) {
+			hi = mid
+		} else {
+			lo = mid
 		}
 	}
-	if n == len(reads) && !illegal(reads) {
-		return ops
+	if !illegal(reads[:hi]) {
+		return ops // out of time or not monotone: the whole history shows it
 	}
-	kept := slices.Clone(reads[:n])
+	kept := slices.Clone(reads[:hi])
 	// Drop the earlier reads that are not needed (the last one fixes the
 	// increments kept).
-	for j := len(kept) - 2; j >= 0 && len(kept) <= 100; j-- {
+	for j := len(kept) - 2; j >= 0 && time.Now().Before(deadline); j-- {
 		try := slices.Delete(slices.Clone(kept), j, j+1)
 		if illegal(try) {
 			kept = try
