@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/vmihailenco/msgpack/v5"
 	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/internal/msgpackguard"
 )
 
 // metaVersion is the version of the node meta encoding.
@@ -42,6 +44,9 @@ func (m *Mesh) setMeta(replAddr string, leaving bool) {
 
 func decodeMeta(b []byte) (nodeMeta, error) {
 	var md nodeMeta
+	if err := msgpackguard.CheckDepth(b, msgpackguard.MaxDepth); err != nil {
+		return md, fmt.Errorf("%w: node meta: %w", ErrProtocol, err)
+	}
 	if err := msgpack.Unmarshal(b, &md); err != nil {
 		return md, fmt.Errorf("%w: node meta: %w", ErrProtocol, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/msgpackguard"
 )
 
 // protoVersion is the replication protocol spoken on streams and
@@ -464,6 +465,11 @@ func (fc *frameConn) readMsg(timeout time.Duration, want byte, v any) error {
 func decode(body []byte, v any) error {
 	if v == nil {
 		return nil
+	}
+	// The decoder recurses when it skips a nested value: a few MiB of
+	// nesting would overflow the stack and kill the process.
+	if err := msgpackguard.CheckDepth(body, msgpackguard.MaxDepth); err != nil {
+		return fmt.Errorf("%w: decode: %w", ErrProtocol, err)
 	}
 	if err := msgpack.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("%w: decode: %w", ErrProtocol, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/countmesh/countmesh/auth"
+	"github.com/countmesh/countmesh/internal/msgpackguard"
 	"github.com/countmesh/countmesh/node"
 )
 
@@ -126,6 +127,11 @@ func decodeBatchJSON(body []byte) ([]node.BatchOp, string, error) {
 func decodeBatchMsgpack(body []byte) ([]node.BatchOp, string, error) {
 	bad := func(format string, args ...any) error {
 		return badRequest("malformed msgpack body: " + fmt.Sprintf(format, args...))
+	}
+	// The decoder recurses when it skips a nested value: refuse deep
+	// nesting first (a few MiB of it would overflow the stack).
+	if err := msgpackguard.CheckDepth(body, msgpackguard.MaxDepth); err != nil {
+		return nil, "", bad("%v", err)
 	}
 	dec := msgpack.NewDecoder(bytes.NewReader(body))
 	n, err := dec.DecodeMapLen()

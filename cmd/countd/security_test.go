@@ -385,6 +385,23 @@ func TestAttacksOnARealNode(t *testing.T) {
 			t.Errorf("POST %s with the 15-byte body: %d, want 404 or 400", path, resp.StatusCode)
 		}
 	}
+	// Deep nesting under an unknown field: the msgpack decoder recursed
+	// once per level while skipping it, and 8 MiB of it overflowed the
+	// stack (a fatal error no recover catches). On the public batch route
+	// and on the peer port.
+	deep := append([]byte{0x81, 0xa2, 'z', 'z'}, bytes.Repeat([]byte{0x91}, 8<<20-64)...)
+	req, _ := http.NewRequest("POST", base+"/v1/batch", bytes.NewReader(deep))
+	req.Header.Set("Content-Type", "application/msgpack")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST /v1/batch with 8 MiB of nesting: %v (did the node die?)", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("8 MiB of nesting in a batch: %d, want 400", resp.StatusCode)
+	}
+	deepFrame := append([]byte{2}, deep...)
+	sendRaw(t, peer, append(append(peerFrame(t, 1, attackHello{1, 1, "n2", "local"}), binary.BigEndian.AppendUint32(nil, uint32(len(deepFrame)))...), deepFrame...), 10*time.Second)
 	// The same on the peer port, under a member's name: a hello, then a
 	// batch whose array claims 2^31 elements.
 	batch := append([]byte{2}, 0x93, 0x01, 0xc2, 0x93, 0xdd, 0x7f, 0xff, 0xff, 0xff)
