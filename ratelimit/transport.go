@@ -64,4 +64,3 @@ type LeaseResponse struct {
 	// RetryAfter, when refused: until Want is expected to fit.
 	RetryAfter time.Duration `json:"retry_ns,omitempty"`
 }
-

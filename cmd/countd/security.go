@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,23 +70,6 @@ func isOrAre(missing []string) string {
 		return "is"
 	}
 	return "are"
-}
-
-// peerAddr returns the peer listener's address: --peer-addr, or the
-// gossip host with the gossip port + 1.
-func peerAddr(o options) string {
-	if o.peerAddr != "" {
-		return o.peerAddr
-	}
-	host, port, err := net.SplitHostPort(o.gossipAddr)
-	if err != nil {
-		return ""
-	}
-	p, err := strconv.Atoi(port)
-	if err != nil {
-		return ""
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p+1))
 }
 
 // maxGossipKeysFile bounds the gossip key file.
