@@ -26,7 +26,16 @@
 // sabotage has a test in the package it breaks, built only with its tag, that
 // shows the bug happens:
 //
+//	go test -tags sabotage_ack_before_fsync -run Sabotage ./store/
 //	go test -tags sabotage_id_twice -run Sabotage ./node/
+//
+// What a campaign sees: under sabotage_ack_before_fsync each sync commit
+// is acknowledged, then written CommitMaxDelay later (10ms by default) and
+// only replicated after its fsync, so a SIGKILL under write load loses
+// acknowledged increments that no peer holds. Under
+// sabotage_bounds_no_rights reads still clamp to the bounds; the merged
+// state crosses them, and more decrements are acknowledged than the value
+// allowed.
 //
 // Never ship such a build.
 package sabotage
