@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/sabotage"
 )
 
 // Idempotent increments.
@@ -255,7 +256,10 @@ func (n *Node) applyIncrLocked(rec *namespaceRecord, ns, key string, by int64, i
 			if st.by != by {
 				return Result{}, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, id, st.by, ns, key, by)
 			}
-			return Result{Value: clampRec(rec, e.c.Value()), Duplicate: true}, nil
+			if !sabotage.IDTwice {
+				return Result{Value: clampRec(rec, e.c.Value()), Duplicate: true}, nil
+			}
+			re = nil // sabotage (test builds only): counted again, the record left as it was
 		}
 	}
 	if n.idle(rec.runtime().ttl, e.updated) && e.c.Live() {
@@ -475,6 +479,9 @@ func (n *Node) batchDuplicatesLocked(ops []BatchOp, prepared []batchOp, repeatOf
 		if st := readID(&re.c, n.id); st.seen {
 			if st.by != op.By {
 				return nil, nil, fmt.Errorf("op %d: %w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", i, ErrConflict, op.ID, st.by, op.NS, op.Key, op.By)
+			}
+			if sabotage.IDTwice {
+				continue // sabotage (test builds only): counted again, without a record
 			}
 			dup[i] = true
 			continue

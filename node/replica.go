@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"maps"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/internal/sabotage"
 )
 
 // Publisher takes the node's own durable changes for replication (a
@@ -61,6 +64,9 @@ func (n *Node) Apply(b gossip.Batch) error {
 		if ValidateNamespace(d.NS) != nil || validReplicatedKey(d.Key) != nil {
 			n.log.Warn("dropping a replicated change with a bad name", zap.String("ns", d.NS), zap.String("key", d.Key))
 			continue
+		}
+		if sabotage.DropDelta && sabotageDrops(d) {
+			continue // sabotage (test builds only): lost, yet b.Ranges still count it
 		}
 		rec, err := n.namespaceForWrite(d.NS)
 		if err != nil {
@@ -120,6 +126,17 @@ func (n *Node) Apply(b gossip.Batch) error {
 	}
 	n.metrics.replicated.Add(float64(len(b.Deltas)))
 	return nil
+}
+
+// sabotageDrops picks about one delta in 50, the same on every node, for
+// the sabotage_drop_delta build.
+func sabotageDrops(d *gossip.Delta) bool {
+	h := fnv.New64a()
+	h.Write([]byte(d.NS))
+	h.Write([]byte{0})
+	h.Write([]byte(d.Key))
+	h.Write(binary.BigEndian.AppendUint64(nil, d.Seq))
+	return h.Sum64()%50 == 0
 }
 
 // VersionVector implements gossip.Replica.

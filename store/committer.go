@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/internal/sabotage"
 )
 
 // Source supplies a Committer with changes. Both methods run on the
@@ -369,6 +371,20 @@ func (c *Committer) round(next *Ticket, last bool) {
 	if err != nil {
 		c.fail(fmt.Errorf("%w: fill: %w", ErrCommitFailed, err), g)
 		return
+	}
+	if sabotage.AckBeforeFsync && sync && !last {
+		// Sabotage (test builds only): release the waiters first, then
+		// write a while later without fsync. A stand-in generation carries
+		// the token, so the source's bookkeeping (replication) still
+		// follows the write; a kill in between loses acknowledged changes.
+		g.markVisible(nil)
+		close(g.done)
+		g = &Ticket{done: make(chan struct{}), visible: make(chan struct{}), token: token, filled: true}
+		sync = false
+		select {
+		case <-time.After(c.maxDelay):
+		case <-c.closing:
+		}
 	}
 	switch n := b.Len(); {
 	case n > 0 || b.err != nil:

@@ -26,6 +26,7 @@ import (
 
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/httpapi"
+	"github.com/countmesh/countmesh/internal/sabotage"
 	"github.com/countmesh/countmesh/node"
 	"github.com/countmesh/countmesh/peerrpc"
 	"github.com/countmesh/countmesh/ratelimit"
@@ -220,6 +221,9 @@ func countSet(vals ...string) int {
 }
 
 func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
+	if tags := sabotage.Active(); len(tags) > 0 {
+		log.Warn("THIS IS A SABOTAGED TEST BUILD: it has bugs on purpose (for the chaos campaign); never run it in production", zap.Strings("sabotage", tags))
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
