@@ -10,10 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
-	"github.com/vmihailenco/msgpack/v5"
 	"go.uber.org/zap"
-
-	"github.com/countmesh/countmesh/internal/msgpackguard"
 )
 
 // metaVersion is the version of the node meta encoding.
@@ -44,11 +41,8 @@ func (m *Mesh) setMeta(replAddr string, leaving bool) {
 
 func decodeMeta(b []byte) (nodeMeta, error) {
 	var md nodeMeta
-	if err := msgpackguard.CheckDepth(b, msgpackguard.MaxDepth); err != nil {
-		return md, fmt.Errorf("%w: node meta: %w", ErrProtocol, err)
-	}
-	if err := msgpack.Unmarshal(b, &md); err != nil {
-		return md, fmt.Errorf("%w: node meta: %w", ErrProtocol, err)
+	if err := decode(b, &md); err != nil {
+		return md, fmt.Errorf("node meta: %w", err)
 	}
 	if md.Version != metaVersion || md.Region == "" || md.ReplAddr == "" {
 		return md, fmt.Errorf("%w: node meta version %d, region %q, replication address %q", ErrProtocol, md.Version, md.Region, md.ReplAddr)

@@ -468,10 +468,12 @@ func decode(body []byte, v any) error {
 	}
 	// The decoder recurses when it skips a nested value: a few MiB of
 	// nesting would overflow the stack and kill the process.
-	if err := msgpackguard.CheckDepth(body, msgpackguard.MaxDepth); err != nil {
+	if err := msgpackguard.Check(body, msgpackguard.MaxDepth); err != nil {
 		return fmt.Errorf("%w: decode: %w", ErrProtocol, err)
 	}
-	if err := msgpack.Unmarshal(body, v); err != nil {
+	// A decoder of its own, not msgpack's pool: pooled decoders keep the
+	// largest buffer they ever grew.
+	if err := msgpack.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
 		return fmt.Errorf("%w: decode: %w", ErrProtocol, err)
 	}
 	return nil

@@ -130,7 +130,7 @@ func decodeBatchMsgpack(body []byte) ([]node.BatchOp, string, error) {
 	}
 	// The decoder recurses when it skips a nested value: refuse deep
 	// nesting first (a few MiB of it would overflow the stack).
-	if err := msgpackguard.CheckDepth(body, msgpackguard.MaxDepth); err != nil {
+	if err := msgpackguard.Check(body, msgpackguard.MaxDepth); err != nil {
 		return nil, "", bad("%v", err)
 	}
 	dec := msgpack.NewDecoder(bytes.NewReader(body))

@@ -1,10 +1,20 @@
 // Package msgpackguard checks msgpack input from the network before it is
-// decoded. The msgpack decoder recurses once per level of nesting when it
-// skips a value (an unknown map key's value, say), so a body of a few MiB
-// of nested one-element arrays overflows the goroutine stack, which Go
-// cannot recover from: the process dies. CheckDepth walks the input
-// without recursion and refuses nesting deeper than a bound, in time
-// linear in the input and constant memory per level.
+// decoded, for the two ways the msgpack decoder (vmihailenco/msgpack v5)
+// can be made to use far more than the input's size:
+//
+//   - it recurses once per level of nesting when it skips a value (an
+//     unknown map key's value, say), so a body of a few MiB of nested
+//     one-element arrays overflows the goroutine stack, which Go cannot
+//     recover from: the process dies;
+//   - it allocates up to 1 MiB for a string or byte slice whose declared
+//     length the input does not hold, and its pooled decoders keep what
+//     they allocated: a stream of small frames each declaring a huge
+//     string grew a process by about 1 MiB per frame, without bound.
+//
+// Check walks the input once, without recursion, and refuses nesting
+// deeper than a bound and any declared length (of a string, a byte slice,
+// an extension or a container's elements) that the rest of the input
+// cannot hold.
 package msgpackguard
 
 import (
@@ -15,13 +25,17 @@ import (
 // ErrTooDeep is returned for input nested deeper than the bound.
 var ErrTooDeep = errors.New("msgpack: nested too deeply")
 
+// ErrTruncated is returned for a declared length the input does not hold.
+var ErrTruncated = errors.New("msgpack: a declared length runs past the end of the input")
+
 // MaxDepth is the nesting countmesh's own messages stay far below.
 const MaxDepth = 32
 
-// CheckDepth returns ErrTooDeep when b nests arrays and maps deeper than
-// max. It checks nothing else: truncated or malformed input passes and is
-// left to the decoder, which reports it.
-func CheckDepth(b []byte, max int) error {
+// Check returns ErrTooDeep when b nests arrays and maps deeper than max,
+// and ErrTruncated when a string, byte slice, extension or container
+// declares more than the rest of b could hold. Other malformed input
+// passes and is left to the decoder, which reports it.
+func Check(b []byte, max int) error {
 	// remaining[i] is how many values the i-th open container still holds.
 	var remaining []uint64
 	i := 0
@@ -90,6 +104,13 @@ func CheckDepth(b []byte, max int) error {
 			i += 4
 		default: // 0xc1, never used: the decoder refuses it
 		}
+		if i > len(b) {
+			return fmt.Errorf("%w: at byte %d", ErrTruncated, i)
+		}
+		// Every element takes at least one byte.
+		if container && n > uint64(len(b)-i) {
+			return fmt.Errorf("%w: %d elements declared with %d bytes left", ErrTruncated, n, len(b)-i)
+		}
 		if container && n > 0 {
 			remaining = append(remaining, n)
 			if len(remaining) > max {
@@ -100,11 +121,11 @@ func CheckDepth(b []byte, max int) error {
 	return nil
 }
 
-// at reads a big-endian length of size bytes at b[i:] (0 past the end:
-// the walk then ends, and the decoder reports the truncation).
+// at reads a big-endian length of size bytes at b[i:] (past the end, a
+// length that no input holds).
 func at(b []byte, i, size int) uint64 {
 	if i+size > len(b) {
-		return 0
+		return 1 << 40
 	}
 	var v uint64
 	for _, x := range b[i : i+size] {
