@@ -83,7 +83,7 @@ e2e: build
 # countd with build tags. Histories land in chaos/results/<seed>.jsonl.
 CHAOS_MINUTES ?= 5
 CHAOS_TAGS    ?=
-CHAOS_TIMEOUT  = $(shell awk 'BEGIN { print int( + 10.99) }')m
+CHAOS_TIMEOUT  = $(shell awk 'BEGIN { print int($(CHAOS_MINUTES) + 10.99) }')m
 
 chaos: build
 	CHAOS_MINUTES=$(CHAOS_MINUTES) CHAOS_TAGS='$(CHAOS_TAGS)' $(if $(CHAOS_TAGS),,CHAOS_COUNTD=$(CURDIR)/$(BIN)/countd) \
