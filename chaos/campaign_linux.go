@@ -359,9 +359,16 @@ func (c *campaign) nemesis(ctx context.Context) (int, error) {
 		}
 		c.faults = append(c.faults, f)
 		cycles++
-		if err := c.m.waitReady(ctx, 15*time.Second); err != nil {
+		if stuck, err := c.m.waitReadyNames(ctx, 15*time.Second); err != nil {
+			// A node whose store failed stays unready until restarted, as
+			// its log says: do what an operator would, once per cycle.
 			c.unready++
-			c.cfg.Logf("chaos: cycle %d (%s): %v", cycles, kind, err)
+			c.cfg.Logf("chaos: cycle %d (%s): %v; restarting them", cycles, kind, err)
+			for _, n := range stuck {
+				if err := c.m.restart(n, nil); err != nil {
+					return cycles, fmt.Errorf("cycle %d: restart unready %s: %w", cycles, n.name, err)
+				}
+			}
 		}
 		if cycles%50 == 0 {
 			c.cfg.Logf("chaos: %d cycles, %v", cycles, time.Since(c.start).Round(time.Second))

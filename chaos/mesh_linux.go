@@ -35,8 +35,11 @@ import (
 const (
 	httpPort   = 7070
 	gossipPort = 7946
-	tmpfsSize  = "128m"
-	chain      = "CHAOS"
+	// Pebble preallocates each WAL at about 1.1 x its 64 MiB memtable, and
+	// a restart holds the old WAL and a new one: 128 MiB filled up on a
+	// plain restart. 384 MiB leaves room; the disk-full fault fills the rest.
+	tmpfsSize = "384m"
+	chain     = "CHAOS"
 )
 
 // state of a member's process.
@@ -477,19 +480,25 @@ func (m *mesh) ready(ctx context.Context, n *member) bool {
 
 // waitReady waits until every running member is ready, up to timeout.
 func (m *mesh) waitReady(ctx context.Context, timeout time.Duration) error {
+	_, err := m.waitReadyNames(ctx, timeout)
+	return err
+}
+
+// waitReadyNames is waitReady that also returns the members not ready.
+func (m *mesh) waitReadyNames(ctx context.Context, timeout time.Duration) ([]*member, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		var notReady []string
+		var notReady []*member
 		for _, n := range m.runningMembers() {
 			if !m.ready(ctx, n) {
-				notReady = append(notReady, n.name)
+				notReady = append(notReady, n)
 			}
 		}
 		if len(notReady) == 0 {
-			return nil
+			return nil, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("chaos: not ready after %v: %v", timeout, notReady)
+			return notReady, fmt.Errorf("chaos: not ready after %v: %v", timeout, names(notReady))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
