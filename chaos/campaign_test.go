@@ -95,6 +95,9 @@ func TestChaosCampaign(t *testing.T) {
 			cfg.Duration = time.Duration(v) * 10 * time.Second
 		}
 	}
+	if s := os.Getenv("CHAOS_FAULTS"); s != "" {
+		cfg.Faults = parseFaults(t, s)
+	}
 	t.Logf("chaos: seed=%d (CHAOS_SEED=%d reruns it) secure=%v tags=%q for %v or %d cycles", cfg.Seed, cfg.Seed, cfg.Secure, os.Getenv("CHAOS_TAGS"), cfg.Duration, cfg.Cycles)
 	res, err := Run(context.Background(), cfg)
 	if res != nil {
@@ -107,6 +110,22 @@ func TestChaosCampaign(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chaos: the campaign failed (seed %d): %v", cfg.Seed, err)
 	}
+}
+
+// parseFaults reads CHAOS_FAULTS, "kind=weight,..." (e.g.
+// "kill=3,clock-skew=1"), to run a campaign on some faults only.
+func parseFaults(t *testing.T, s string) map[FaultKind]int {
+	t.Helper()
+	out := map[FaultKind]int{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		w, err := strconv.Atoi(v)
+		if _, known := DefaultFaults[FaultKind(k)]; !ok || err != nil || w < 0 || !known {
+			t.Fatalf("CHAOS_FAULTS=%q: want kind=weight,... with kinds from %v", s, DefaultFaults)
+		}
+		out[FaultKind(k)] = w
+	}
+	return out
 }
 
 // TestChaosCatchesSabotage runs a short campaign against each deliberately
