@@ -239,6 +239,12 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	cfg.DefaultDurability = o.durability
 	cfg.Registerer = reg
 	cfg.Logger = log
+	if cfg.Now, err = testClock(os.Getenv, log); err != nil {
+		return err
+	}
+	fs, stopFaults := fsyncFaults(os.Getenv, log)
+	defer stopFaults()
+	cfg.Store.FS = fs
 	meshOn := o.gossipAddr != "off"
 	if !meshOn && o.join != "" {
 		return fmt.Errorf("--join needs the mesh; it is off (--gossip-addr off)")
@@ -286,6 +292,7 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	// node alone without the mesh); leases travel over the peer transport.
 	rlCfg := ratelimit.DefaultConfig()
 	rlCfg.Membership, rlCfg.Transport, rlCfg.Logger = ratelimit.Single(cfg.Name), peers, log.Named("ratelimit")
+	rlCfg.Now = cfg.Now // nil: time.Now (a test-only offset otherwise)
 	if mesh != nil {
 		rlCfg.Membership = ratelimit.MeshMembership(mesh)
 	}
