@@ -16,7 +16,7 @@ var base = time.Unix(1_700_000_000, 0)
 
 func at(ms float64) time.Time { return base.Add(time.Duration(ms * float64(time.Millisecond))) }
 
-func ptr(v int64) *int64 { return &v }
+func i64p(v int64) *int64 { return &v }
 
 // op builds an Op of key "ns/key" from from to to milliseconds after base.
 func op(client int, kind Kind, node, key, cons string, from, to float64, out Outcome) Op {
@@ -67,7 +67,7 @@ func simulate(seed uint64) *History {
 	nodes := []string{"n1", "n2", "n3"}
 	h := hist(nil, nil)
 	h.Seed = seed
-	h.Bounds = map[string]Bounds{"b": {Min: ptr(0), Max: ptr(1000)}}
+	h.Bounds = map[string]Bounds{"b": {Min: i64p(0), Max: i64p(1000)}}
 	const rlWindow = 50 * time.Millisecond
 	type pending struct {
 		op    Op
@@ -281,7 +281,7 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 				read(1, "n2", "b/k", "quorum", 20, 30, -1),
 			}, everywhere(map[string]int64{"b/k": -1}))
 			h.Ops[0].Value = -1
-			h.Bounds = map[string]Bounds{"b": {Min: ptr(0)}}
+			h.Bounds = map[string]Bounds{"b": {Min: i64p(0)}}
 			return h
 		}(), 0},
 		{"a stale quorum read", CheckLinearizable, hist([]Op{
