@@ -206,6 +206,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	sort.SliceStable(h.Ops, func(i, j int) bool { return h.Ops[i].Invoke.Before(h.Ops[j].Invoke) })
 	h.RateLimitSlack = c.slack()
+	h.Regions = m.regions()
 	if err := m.waitReady(ctx, 60*time.Second); err != nil {
 		nemErr = errors.Join(nemErr, err)
 	}

@@ -416,3 +416,24 @@ func TestLinearizableSliceIsSmall(t *testing.T) {
 		}
 	}
 }
+
+// Quorum is a majority of one region: a quorum read need not see a quorum
+// write made in another region (the seed-11 campaign's first "failure"),
+// but must see one made in its own.
+func TestQuorumIsPerRegion(t *testing.T) {
+	ops := []Op{
+		incr(0, "n5", "q/k", "quorum", 1, 0, 10, OK),
+		read(1, "n3", "q/k", "quorum", 20, 30, 0),
+	}
+	h := hist(ops, map[string]map[string]int64{"n3": {"q/k": 1}, "n5": {"q/k": 1}})
+	h.Nodes = []string{"n3", "n5"}
+	h.Regions = map[string]string{"n3": "r2", "n5": "r3"}
+	if r := Check(h); !r.OK() {
+		t.Fatalf("a quorum read in r2 that missed a quorum write of r3 was reported:\n%s", r)
+	}
+	h.Regions = map[string]string{"n3": "r2", "n5": "r2"}
+	r := Check(h)
+	if r.OK() || r.Failure == nil || (r.Failure.Check != CheckLinearizable && r.Failure.Check != CheckReads) {
+		t.Fatalf("a quorum read that missed its own region's quorum write was not reported:\n%s", r)
+	}
+}

@@ -60,6 +60,22 @@ func (cl *client) pick(not *member) *member {
 	return ms[cl.rng.IntN(len(ms))]
 }
 
+// pickIn returns a random member of region, nil when it has none.
+func (cl *client) pickIn(region string) *member {
+	ms := slices.DeleteFunc(cl.c.m.members(), func(n *member) bool { return n.region != region })
+	if len(ms) == 0 {
+		return nil
+	}
+	return ms[cl.rng.IntN(len(ms))]
+}
+
+// linRegion is the region a linearizable key lives in: lin-0 in r1,
+// lin-1 in r2, and so on around the three regions.
+func linRegion(key string) string {
+	i := slices.Index(keysLin, key)
+	return fmt.Sprintf("r%d", i%3+1)
+}
+
 func (cl *client) key(ks []string) string { return ks[cl.rng.IntN(len(ks))] }
 
 func (cl *client) newID() string {
@@ -88,13 +104,22 @@ func (cl *client) do(w Work) {
 		}
 		cl.write(nsLikes, cl.key(keysLikes), -1, id, "")
 	case WorkLinIncr:
-		cl.write(nsLin, cl.key(keysLin), 1, "", "quorum")
+		// Quorum is a majority of one region, so each linearizable key
+		// lives in one region: its writes and reads go to that region's
+		// nodes only.
+		k := cl.key(keysLin)
+		if n := cl.pickIn(linRegion(k)); n != nil {
+			cl.ops = append(cl.ops, cl.writeOnce(n, nsLin, k, 1, "", "quorum"))
+		}
 	case WorkLinRead:
 		cons := "quorum"
 		if cl.rng.IntN(2) == 0 {
 			cons = "all"
 		}
-		cl.readOp(cl.pick(nil), nsLin, cl.key(keysLin), cons)
+		k := cl.key(keysLin)
+		if n := cl.pickIn(linRegion(k)); n != nil {
+			cl.readOp(n, nsLin, k, cons)
+		}
 	case WorkLocalRead:
 		if cl.rng.IntN(2) == 0 {
 			cl.readOp(cl.pick(nil), nsEventual, cl.key(keysEventual), "local")

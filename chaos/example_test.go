@@ -34,7 +34,7 @@ func ExampleCheck() {
 	//   final: checked 1: every node agrees, within [acked, acked + unknown]
 	//   ids: checked 0: 0 id-only keys counted each id at most once, 0 duplicate answers had an earlier attempt
 	//   bounds: checked 0: 0 bounded namespaces, every value within its bounds
-	//   linearizable: checked 3: 1 of 1 keys not linearizable; first: q/k: strong increments and reads not linearizable (3 of 3 ops show it); 0 keys skipped (local or id'd increments)
+	//   linearizable: checked 3: 1 of 1 keys not linearizable; first: q/k: strong increments and reads not linearizable (3 of 3 ops show it); 0 keys skipped (local or id'd increments), 0 with strong operations in several regions (quorum is per region)
 	//   windows: checked 0: 0 series totals equal their counters
 	//   ratelimit: checked 0: no admitted rate-limit requests
 	// FAIL linearizable seed=7: q/k: strong increments and reads not linearizable (3 of 3 ops show it)

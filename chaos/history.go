@@ -141,4 +141,9 @@ type History struct {
 	// RateLimitSlack is the documented factor by which a partitioned mesh
 	// may over-admit: at most Slack x limit per window (docs/ratelimit.md).
 	RateLimitSlack int64 `json:"rate_limit_slack"`
+	// Regions maps every node that took part to its region. Quorum is a
+	// majority of the node's own region (docs/consistency.md), so a strong
+	// read need only see the strong writes made in its region. Nil: one
+	// region.
+	Regions map[string]string `json:"regions,omitempty"`
 }

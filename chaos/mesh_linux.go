@@ -399,6 +399,18 @@ func (m *mesh) members() []*member {
 	return out
 }
 
+// regions maps every member the run ever had, gone ones too, to its
+// region.
+func (m *mesh) regions() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]string, len(m.mu.members))
+	for _, n := range m.mu.members {
+		out[n.name] = n.region
+	}
+	return out
+}
+
 // runningMembers returns the members whose process runs unpaused.
 func (m *mesh) runningMembers() []*member {
 	m.mu.Lock()
