@@ -75,7 +75,6 @@ const (
 var (
 	keysEventual = keys("ev-", 16)
 	keysLikes    = keys("likes-", 8)
-	keysLin      = keys("lin-", 4)
 	keysWindow   = keys("win-", 4)
 	keysRate     = keys("rl-", 3)
 )
@@ -676,8 +675,12 @@ func (c *campaign) converge(ctx context.Context, h *History) error {
 	for _, k := range keysLikes {
 		all = append(all, nk{nsLikes, k})
 	}
-	for _, k := range keysLin {
-		all = append(all, nk{nsLin, k})
+	lin := map[string]bool{}
+	for _, op := range h.Ops {
+		if op.NS == nsLin && !lin[op.Key] {
+			lin[op.Key] = true
+			all = append(all, nk{nsLin, op.Key})
+		}
 	}
 	for _, k := range keysWindow {
 		all = append(all, nk{nsWindow, k})

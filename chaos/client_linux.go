@@ -69,12 +69,23 @@ func (cl *client) pickIn(region string) *member {
 	return ms[cl.rng.IntN(len(ms))]
 }
 
-// linRegion is the region a linearizable key lives in: lin-0 in r1,
-// lin-1 in r2, and so on around the three regions.
-func linRegion(key string) string {
-	i := slices.Index(keysLin, key)
-	return fmt.Sprintf("r%d", i%3+1)
+// linKey picks a linearizable key and the region it lives in. Keys are
+// fresh every linEpoch (lin-<epoch>-<i>), so that each key's history stays
+// short enough for porcupine: a quorum write left unknown by a partition
+// stays concurrent with everything after it, and the search grows
+// exponentially with their number. Key i lives in region r(i%3+1).
+func (cl *client) linKey() (key, region string) {
+	epoch := int(time.Since(cl.c.start) / linEpoch)
+	i := cl.rng.IntN(linKeysPerEpoch)
+	return fmt.Sprintf("lin-%d-%d", epoch, i), fmt.Sprintf("r%d", i%3+1)
 }
+
+// linEpoch is how long a set of linearizable keys is used.
+const linEpoch = 10 * time.Second
+
+// linKeysPerEpoch is how many linearizable keys each epoch uses: two per
+// region.
+const linKeysPerEpoch = 6
 
 func (cl *client) key(ks []string) string { return ks[cl.rng.IntN(len(ks))] }
 
@@ -107,8 +118,8 @@ func (cl *client) do(w Work) {
 		// Quorum is a majority of one region, so each linearizable key
 		// lives in one region: its writes and reads go to that region's
 		// nodes only.
-		k := cl.key(keysLin)
-		if n := cl.pickIn(linRegion(k)); n != nil {
+		k, region := cl.linKey()
+		if n := cl.pickIn(region); n != nil {
 			cl.ops = append(cl.ops, cl.writeOnce(n, nsLin, k, 1, "", "quorum"))
 		}
 	case WorkLinRead:
@@ -116,8 +127,8 @@ func (cl *client) do(w Work) {
 		if cl.rng.IntN(2) == 0 {
 			cons = "all"
 		}
-		k := cl.key(keysLin)
-		if n := cl.pickIn(linRegion(k)); n != nil {
+		k, region := cl.linKey()
+		if n := cl.pickIn(region); n != nil {
 			cl.readOp(n, nsLin, k, cons)
 		}
 	case WorkLocalRead:
