@@ -34,6 +34,10 @@ const (
 	WorkLikesIncr Work = "likes-incr"
 	// WorkLikesDecr: a -1 in "likes" (409 at 0), half of them id'd.
 	WorkLikesDecr Work = "likes-decr"
+	// WorkVotes: an id'd +1 in the exact namespace "votes", nothing else on
+	// its keys, retried on other nodes with the same id when the outcome is
+	// unknown: the keys on which the checker counts each id exactly.
+	WorkVotes Work = "votes"
 	// WorkLinIncr: a quorum +1 in the unbounded exact namespace "lin".
 	WorkLinIncr Work = "lin-incr"
 	// WorkLinRead: a quorum or all read of "lin".
@@ -49,7 +53,7 @@ const (
 // DefaultWorkload weighs the client operations.
 var DefaultWorkload = map[Work]int{
 	WorkEventual: 4, WorkLikesIncr: 3, WorkLikesDecr: 2, WorkLinIncr: 2,
-	WorkLinRead: 2, WorkLocalRead: 2, WorkWindow: 2, WorkRateLimit: 2,
+	WorkLinRead: 2, WorkLocalRead: 2, WorkWindow: 2, WorkRateLimit: 2, WorkVotes: 2,
 }
 
 // DefaultFaults weighs the faults the nemesis picks.
@@ -63,6 +67,7 @@ var DefaultFaults = map[FaultKind]int{
 const (
 	nsEventual = "ev"
 	nsLikes    = "likes"
+	nsVotes    = "votes"
 	nsLin      = "lin"
 	nsWindow   = "win"
 	nsRate     = "rl"
@@ -75,6 +80,7 @@ const (
 var (
 	keysEventual = keys("ev-", 16)
 	keysLikes    = keys("likes-", 8)
+	keysVotes    = keys("votes-", 8)
 	keysWindow   = keys("win-", 4)
 	keysRate     = keys("rl-", 3)
 )
@@ -249,6 +255,7 @@ func (c *campaign) setUp(ctx context.Context) error {
 		{nsEventual, `{"type":"eventual"}`},
 		{nsProbe, `{"type":"eventual"}`},
 		{nsLikes, `{"type":"exact","min":0}`},
+		{nsVotes, `{"type":"exact"}`},
 		{nsLin, `{"type":"exact"}`},
 		{nsWindow, `{"type":"eventual","windows":["1m"]}`},
 	} {
@@ -269,7 +276,7 @@ func (c *campaign) setUp(ctx context.Context) error {
 	// create the namespace as eventual: wait until every node has it.
 	return retry(ctx, 30*time.Second, func() error {
 		for _, n := range c.m.members() {
-			for _, ns := range []string{nsLikes, nsLin, nsWindow} {
+			for _, ns := range []string{nsLikes, nsVotes, nsLin, nsWindow} {
 				resp, body, err := c.m.do(ctx, n, http.MethodGet, "/v1/namespaces/"+ns, nil)
 				if err != nil {
 					return err
@@ -674,6 +681,9 @@ func (c *campaign) converge(ctx context.Context, h *History) error {
 	}
 	for _, k := range keysLikes {
 		all = append(all, nk{nsLikes, k})
+	}
+	for _, k := range keysVotes {
+		all = append(all, nk{nsVotes, k})
 	}
 	lin := map[string]bool{}
 	for _, op := range h.Ops {

@@ -106,6 +106,8 @@ func (cl *client) do(w Work) {
 			id = cl.newID()
 		}
 		cl.write(nsEventual, cl.key(keysEventual), by, id, "local")
+	case WorkVotes:
+		cl.write(nsVotes, cl.key(keysVotes), 1, cl.newID(), "")
 	case WorkLikesIncr:
 		cl.write(nsLikes, cl.key(keysLikes), 1, cl.newID(), "")
 	case WorkLikesDecr:
