@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/crdt/crdtfuzz"
 )
 
 func TestValidate(t *testing.T) {
@@ -75,52 +76,16 @@ func TestAddStopsAtMaxSlotTotal(t *testing.T) {
 	}
 }
 
-// fuzzReader decodes counters from fuzz bytes: small node ids (so that
-// states share nodes) and totals and epochs that hit the bounds often.
-type fuzzReader struct{ b []byte }
-
-func (r *fuzzReader) byte() byte {
-	if len(r.b) == 0 {
-		return 0
-	}
-	x := r.b[0]
-	r.b = r.b[1:]
-	return x
-}
-
-func (r *fuzzReader) u64() uint64 {
-	x := r.byte()
-	if x < 0xf0 {
-		return uint64(x)
-	}
-	return [...]uint64{
-		crdt.MaxSlotTotal - 1, crdt.MaxSlotTotal, crdt.MaxSlotTotal + 1, math.MaxUint64,
-		crdt.MaxEpoch - 1, crdt.MaxEpoch, crdt.MaxEpoch + 1, math.MaxInt64,
-		1 << 32, 1 << 53, 300, 65536, 1e12, 1e15, math.MaxUint64 - 1, 2,
-	}[x&0x0f]
-}
-
-func (r *fuzzReader) slots() []crdt.Slot {
-	n := int(r.byte() % 6)
-	var out []crdt.Slot
-	for range n {
-		out = append(out, crdt.Slot{Node: crdt.NodeID(r.byte() % 8), P: r.u64(), N: r.u64()})
-	}
-	return out
-}
-
-func (r *fuzzReader) counter() crdt.Counter {
-	c := crdt.Counter{Slots: r.slots()}
-	if r.byte()%2 == 1 {
-		c.Reset = &crdt.Reset{
-			Epoch:   r.u64(),
-			Node:    crdt.NodeID(r.byte() % 8),
-			Value:   int64(r.u64()),
-			Deleted: r.byte()%2 == 1,
-			Floor:   r.slots(),
-		}
-	}
-	return c
+// fuzzReader decodes counters from fuzz bytes: node ids 0..7 (so that
+// states share nodes), and totals and epochs that hit the bounds often.
+func fuzzReader(data []byte) *crdtfuzz.Reader {
+	return &crdtfuzz.Reader{B: data, MaxSlots: 6,
+		Nodes: []crdt.NodeID{0, 1, 2, 3, 4, 5, 6, 7},
+		Edges: []uint64{
+			crdt.MaxSlotTotal - 1, crdt.MaxSlotTotal, crdt.MaxSlotTotal + 1, math.MaxUint64,
+			crdt.MaxEpoch - 1, crdt.MaxEpoch, crdt.MaxEpoch + 1, math.MaxInt64,
+			1 << 32, 1 << 53, 300, 65536, 1e12, 1e15, math.MaxUint64 - 1, 2,
+		}}
 }
 
 func mergedCopy(a, b crdt.Counter) crdt.Counter {
@@ -140,8 +105,8 @@ func FuzzValidateMerge(f *testing.F) {
 	f.Add([]byte{1, 1, 0xf1, 0xf3, 1, 0xf5, 1, 0, 0, 1, 1, 0xf1, 0, 1, 1, 0xf5, 2, 0, 0, 0})
 	f.Add([]byte{3, 1, 1, 1, 2, 2, 2, 3, 3, 3, 1, 0xf6, 1, 7, 1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := &fuzzReader{b: data}
-		a, b := r.counter(), r.counter()
+		r := fuzzReader(data)
+		a, b := r.Counter(), r.Counter()
 		lim := crdt.Limits{MaxSlots: 6}
 		errA, errB := a.Validate(lim), b.Validate(lim)
 		for _, err := range []error{errA, errB} {
@@ -169,7 +134,7 @@ func FuzzValidateMerge(f *testing.F) {
 			t.Fatalf("values differ: %d and %d", ab.Value(), ba.Value())
 		}
 		up := ab.Clone()
-		_, _ = up.Add(crdt.NodeID(r.byte()%8), int64(r.u64()))
+		_, _ = up.Add(r.Node(), int64(r.U64()))
 		up.SetReset(crdt.NodeID(1), 0, false)
 		if err := up.Validate(crdt.Limits{MaxSlots: 2*lim.MaxSlots + 1}); err != nil {
 			t.Fatalf("updates on a valid state made it invalid: %v\n%+v", err, up)

@@ -1,7 +1,6 @@
 package gossip_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -10,9 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/gossip/gossiptest"
 )
 
 type echoReq struct {
@@ -89,17 +87,11 @@ func TestCallRoundTrip(t *testing.T) {
 // type byte and a msgpack body of array-encoded structs.
 func rawFrame(t *testing.T, typ byte, v any) []byte {
 	t.Helper()
-	var body bytes.Buffer
-	body.WriteByte(typ)
-	if v != nil {
-		enc := msgpack.NewEncoder(&body)
-		enc.UseArrayEncodedStructs(true)
-		if err := enc.Encode(v); err != nil {
-			t.Fatal(err)
-		}
+	b, err := gossiptest.Frame(typ, v)
+	if err != nil {
+		t.Fatal(err)
 	}
-	out := binary.BigEndian.AppendUint32(nil, uint32(body.Len()))
-	return append(out, body.Bytes()...)
+	return b
 }
 
 type rawHello struct {

@@ -9,54 +9,22 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/crdt/crdtfuzz"
 	"github.com/countmesh/countmesh/gossip"
 )
 
 // peerFuzz decodes peer input from fuzz bytes: node ids, keys and numbers
 // from small pools that hit the rules' edges often.
 type peerFuzz struct {
-	b     []byte
-	nodes []crdt.NodeID
-	keys  []struct{ ns, key string }
+	*crdtfuzz.Reader
+	keys []struct{ ns, key string }
 }
 
-func (f *peerFuzz) byte() byte {
-	if len(f.b) == 0 {
-		return 0
-	}
-	x := f.b[0]
-	f.b = f.b[1:]
-	return x
-}
-
-func (f *peerFuzz) u64() uint64 {
-	x := f.byte()
-	if x < 0xf0 {
-		return uint64(x)
-	}
-	return [...]uint64{
-		crdt.MaxSlotTotal, crdt.MaxSlotTotal + 1, math.MaxUint64, math.MaxInt64,
-		crdt.MaxEpoch, crdt.MaxEpoch + 1, 1 << 32, 1<<32 + 1,
-		2*MaxBy + 1, 2*MaxBy + 2, 1e12, 1 << 53, 3, 300, 65536, 1 << 40,
-	}[x&0x0f]
-}
-
-func (f *peerFuzz) node() crdt.NodeID { return f.nodes[int(f.byte())%len(f.nodes)] }
-
-func (f *peerFuzz) slots() []crdt.Slot {
-	var out []crdt.Slot
-	for range f.byte() % 4 {
-		out = append(out, crdt.Slot{Node: f.node(), P: f.u64(), N: f.u64()})
-	}
-	return out
-}
-
-func (f *peerFuzz) counter() crdt.Counter {
-	c := crdt.Counter{Slots: f.slots()}
-	if f.byte()%3 == 0 {
-		c.Reset = &crdt.Reset{Epoch: f.u64(), Node: f.node(), Value: int64(f.u64()), Deleted: f.byte()%2 == 0, Floor: f.slots()}
-	}
-	return c
+// peerEdges are the numbers at the edges of the peer-input rules.
+var peerEdges = []uint64{
+	crdt.MaxSlotTotal, crdt.MaxSlotTotal + 1, math.MaxUint64, math.MaxInt64,
+	crdt.MaxEpoch, crdt.MaxEpoch + 1, 1 << 32, 1<<32 + 1,
+	2*MaxBy + 1, 2*MaxBy + 2, 1e12, 1 << 53, 3, 300, 65536, 1 << 40,
 }
 
 // FuzzPeerInput feeds fuzzed states to MergeStates and Apply of a real
@@ -77,7 +45,8 @@ func FuzzPeerInput(f *testing.F) {
 		f.Fatal(err)
 	}
 	pool := &peerFuzz{
-		nodes: []crdt.NodeID{n.ID(), crdt.NodeIDFromName("n2"), crdt.NodeIDFromName("n3"), 0xdeadbeef, 0, math.MaxUint64},
+		Reader: &crdtfuzz.Reader{MaxSlots: 4, Edges: peerEdges,
+			Nodes: []crdt.NodeID{n.ID(), crdt.NodeIDFromName("n2"), crdt.NodeIDFromName("n3"), 0xdeadbeef, 0, math.MaxUint64}},
 		keys: []struct{ ns, key string }{
 			{"ns", "k"}, {"ns", "k2"}, {"ns", idKey("i", "k")}, {"ns", idKey("j", "k")},
 			{"ex", "k"}, {"ex", rightsKey(givenToAll, "k")}, {"ex", rightsKey(n.ID(), "k")},
@@ -99,12 +68,12 @@ func FuzzPeerInput(f *testing.F) {
 	f.Add([]byte{0, 2, 2, 1, 0xf0, 0, 2, 0xf0, 0, 0, 0xf5, 1, 0, 1, 0})
 	f.Add([]byte{1, 3, 1, 1, 9, 0xf4, 1, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		in := *pool
-		in.b = data
-		door := in.byte() % 2
-		k := in.keys[int(in.byte())%len(in.keys)]
-		origin := in.node()
-		state := in.counter()
+		r := *pool.Reader
+		r.B = data
+		door := r.Byte() % 2
+		k := pool.keys[int(r.Byte())%len(pool.keys)]
+		origin := r.Node()
+		state := r.Counter()
 		before := snapshot(t)
 		var err error
 		if door == 0 {

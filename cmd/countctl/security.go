@@ -129,21 +129,21 @@ func (c *cli) initMesh(dir string, nodes []string) error {
 		fmt.Fprintf(c.out, "wrote the certificate of %s\n", name)
 	}
 	if !exists(gossipKeyFile) {
-		b, err := randomBytes(32)
+		key, err := newGossipKey()
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, gossipKeyFile), []byte(base64.StdEncoding.EncodeToString(b)+"\n"), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, gossipKeyFile), []byte(key+"\n"), 0o600); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.out, "wrote %s\n", filepath.Join(dir, gossipKeyFile))
 	}
 	if !exists(tokensFile) {
-		b, err := randomBytes(32)
+		tok, err := newToken()
 		if err != nil {
 			return err
 		}
-		line := "# <token> <scope> [<namespace-pattern> ...]; see docs/security.md\n" + base64.RawURLEncoding.EncodeToString(b) + " admin\n"
+		line := "# <token> <scope> [<namespace-pattern> ...]; see docs/security.md\n" + tok + " admin\n"
 		if err := os.WriteFile(filepath.Join(dir, tokensFile), []byte(line), 0o600); err != nil {
 			return err
 		}
@@ -175,39 +175,46 @@ func randomBytes(n int) ([]byte, error) {
 	return b, nil
 }
 
-// keygen prints a 32-byte gossip key, standard base64, as --gossip-key-file
-// takes it (one key a line).
-func (c *cli) keygen() error {
-	if err := c.nargs(0, 0, "no arguments"); err != nil {
-		return err
-	}
+// newGossipKey returns a random 32-byte gossip key, standard base64, as
+// --gossip-key-file takes it (one key a line).
+func newGossipKey() (string, error) {
 	b, err := randomBytes(32)
 	if err != nil {
-		return err
+		return "", err
 	}
-	key := base64.StdEncoding.EncodeToString(b)
-	if c.json {
-		return c.printJSONValue(map[string]string{"key": key})
-	}
-	fmt.Fprintln(c.out, key)
-	return nil
+	return base64.StdEncoding.EncodeToString(b), nil
 }
 
-// token prints a random API token: 32 random bytes, base64url without
+// newToken returns a random API token: 32 random bytes, base64url without
 // padding (43 characters).
-func (c *cli) token() error {
+func newToken() (string, error) {
+	b, err := randomBytes(32)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// keygen prints a new gossip key.
+func (c *cli) keygen() error { return c.printSecret("key", newGossipKey) }
+
+// token prints a new API token.
+func (c *cli) token() error { return c.printSecret("token", newToken) }
+
+// printSecret prints what gen makes, alone on its line, or as {name: ...}
+// with --json.
+func (c *cli) printSecret(name string, gen func() (string, error)) error {
 	if err := c.nargs(0, 0, "no arguments"); err != nil {
 		return err
 	}
-	b, err := randomBytes(32)
+	v, err := gen()
 	if err != nil {
 		return err
 	}
-	tok := base64.RawURLEncoding.EncodeToString(b)
 	if c.json {
-		return c.printJSONValue(map[string]string{"token": tok})
+		return c.printJSONValue(map[string]string{name: v})
 	}
-	fmt.Fprintln(c.out, tok)
+	fmt.Fprintln(c.out, v)
 	return nil
 }
 

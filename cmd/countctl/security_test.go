@@ -285,3 +285,52 @@ func TestUsageNamesTheNewCommands(t *testing.T) {
 		t.Errorf("status %d, want 2", code)
 	}
 }
+
+// certs init-mesh makes a whole mesh's secrets once and keeps them: a
+// second run (a restarted compose project) changes no file and prints the
+// same admin token.
+func TestCertsInitMesh(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "secrets")
+	code, out, errOut := runEnv(t, nil, "certs", "init-mesh", dir, "a=127.0.0.1", "b=127.0.0.2,b.internal")
+	if code != 0 {
+		t.Fatalf("init-mesh: exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	token := lines[len(lines)-1]
+	if len(token) != 43 {
+		t.Fatalf("the last line %q is not a 43-character token", token)
+	}
+	read := func() map[string]string {
+		files := map[string]string{}
+		for _, f := range []string{"ca.crt", "ca.key", "a.crt", "a.key", "b.crt", "b.key", "gossip.key", "tokens"} {
+			b, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatalf("init-mesh did not write %s: %v", f, err)
+			}
+			files[f] = string(b)
+		}
+		return files
+	}
+	before := read()
+	if _, err := pki.LoadPeerTLS(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "b.crt"), filepath.Join(dir, "b.key")); err != nil {
+		t.Fatalf("b's certificate does not load: %v", err)
+	}
+	if !strings.Contains(before["tokens"], token+" admin") {
+		t.Fatalf("the tokens file does not hold the printed token as admin:\n%s", before["tokens"])
+	}
+	code, out, errOut = runEnv(t, nil, "certs", "init-mesh", dir, "a=127.0.0.1", "b=127.0.0.2,b.internal")
+	if code != 0 {
+		t.Fatalf("second init-mesh: exit %d: %s", code, errOut)
+	}
+	if got := strings.TrimSpace(out); got != token {
+		t.Fatalf("second init-mesh printed %q, want only the same token", got)
+	}
+	for f, content := range read() {
+		if content != before[f] {
+			t.Fatalf("second init-mesh changed %s", f)
+		}
+	}
+	if code, _, _ := runEnv(t, nil, "certs", "init-mesh", dir, "c"); code != 2 {
+		t.Fatalf("a node without =HOST: exit %d, want 2", code)
+	}
+}

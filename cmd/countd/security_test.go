@@ -24,6 +24,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/gossiptest"
 	"github.com/countmesh/countmesh/internal/pki"
 )
 
@@ -318,16 +319,11 @@ func rssBytes(t *testing.T, pid int) int64 {
 // peerFrame is one frame of the peer protocol as an attacker writes it.
 func peerFrame(t *testing.T, typ byte, v any) []byte {
 	t.Helper()
-	var body bytes.Buffer
-	body.WriteByte(typ)
-	if v != nil {
-		enc := msgpack.NewEncoder(&body)
-		enc.UseArrayEncodedStructs(true)
-		if err := enc.Encode(v); err != nil {
-			t.Fatal(err)
-		}
+	b, err := gossiptest.Frame(typ, v)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return append(binary.BigEndian.AppendUint32(nil, uint32(body.Len())), body.Bytes()...)
+	return b
 }
 
 type attackHello struct {
