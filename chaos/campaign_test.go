@@ -103,10 +103,10 @@ func TestChaosCampaign(t *testing.T) {
 	res, err := Run(context.Background(), cfg)
 	if res != nil {
 		t.Log(res.Summary)
-	if res.Report.OK() {
-		// The verdicts, each with what it checked.
-		t.Log(res.Report.String())
-	}
+		if res.Report.OK() {
+			// The verdicts, each with what it checked.
+			t.Log(res.Report.String())
+		}
 		t.Logf("chaos: history in %s", res.Path)
 		if !res.Report.OK() {
 			t.Errorf("chaos: the checker found a fault (seed %d):\n%s", cfg.Seed, res.Report.String())
