@@ -218,6 +218,14 @@ func (n *Node) push(ctx context.Context, targets []Peer, need int, states []Coun
 // on a majority). ErrUnavailable when that cannot be done within
 // Config.QuorumTimeout.
 func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) (crdt.Counter, error) {
+	// A node that is not ready may have lost what it acknowledged (a
+	// restart with an empty disk): its copy cannot count toward a quorum,
+	// least of all when it is the whole quorum (a region of one). Found
+	// by the chaos campaign (seed 20261201): a wiped node of a one-node
+	// region answered a quorum read with 0 before it had caught up.
+	if !n.ready.Load() {
+		return crdt.Counter{}, fmt.Errorf("%w: the node is not ready (it is catching up with its peers after a restart); retry, or read from another node", ErrUnavailable)
+	}
 	qs := n.quorumFor(level)
 	ctx, cancel := context.WithTimeout(ctx, n.quorumTimeout())
 	defer cancel()
