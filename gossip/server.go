@@ -119,14 +119,40 @@ func (m *Mesh) checkHello(h helloMsg, certName string) error {
 	}
 	switch h.Kind {
 	case kindStream, kindAE, kindRPC:
-		if !m.knownMember(h.Name) {
-			return fmt.Errorf("%w: %q is not a member of this mesh (yet)", ErrProtocol, h.Name)
+		if !m.awaitMember(h.Name) {
+			return fmt.Errorf("%w: %q is not a member of this mesh", ErrProtocol, h.Name)
 		}
 	case kindPing:
 	default:
 		return fmt.Errorf("%w: connection kind %d", ErrProtocol, h.Kind)
 	}
 	return nil
+}
+
+// memberWait bounds how long a hello from a name this node does not know
+// yet waits for membership to catch up: a node that just joined through
+// another member syncs with this one before the join's gossip has reached
+// it.
+const memberWait = 2 * time.Second
+
+// awaitMember reports whether name is a member this node knows, waiting
+// up to memberWait (or the I/O timeout, if shorter) for membership to
+// learn of it.
+func (m *Mesh) awaitMember(name string) bool {
+	deadline := time.Now().Add(min(memberWait, m.cfg.IOTimeout))
+	for {
+		if m.knownMember(name) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-m.peerDone:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // streamIdleTimeout, times IOTimeout, is how long an inbound stream may
