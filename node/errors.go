@@ -4,7 +4,7 @@ import "errors"
 
 // Sentinel errors. Errors returned by Node wrap one of these with a message
 // that says what was wrong and how to fix it; package httpapi maps them to the
-// status codes of spec/API.md in one place.
+// status codes of docs/api.md in one place.
 var (
 	ErrInvalidArgument = errors.New("node: invalid argument")
 	ErrNotFound        = errors.New("node: not found")

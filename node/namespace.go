@@ -26,7 +26,7 @@ const (
 var Windows = []string{"1s", "10s", "1m", "5m", "1h", "1d"}
 
 // NamespaceConfig is the stored configuration of a namespace, with the JSON
-// shape of spec/API.md. Durations are strings: "0" or a Go duration ("48h",
+// shape of docs/api.md. Durations are strings: "0" or a Go duration ("48h",
 // "90s") or a whole number of days ("90d").
 type NamespaceConfig struct {
 	Type              string            `json:"type" msgpack:"type"`

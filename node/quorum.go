@@ -12,7 +12,7 @@ import (
 	"github.com/countmesh/countmesh/gossip"
 )
 
-// Consistency levels of a read or a write (spec/API.md, "Consistency").
+// Consistency levels of a read or a write (docs/api.md, "Consistency").
 const (
 	ConsistencyLocal  = "local"
 	ConsistencyQuorum = "quorum"

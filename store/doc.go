@@ -38,7 +38,7 @@
 //	't' ...           reserved: time-window buckets
 //	'i' ...           reserved: idempotency ids
 //
-// Namespace names never hold 0x00 (spec/API.md allows [a-z0-9_.-]); the
+// Namespace names never hold 0x00 (docs/api.md allows [a-z0-9_.-]); the
 // store refuses one that does, with ErrInvalidName. Counter keys are stored
 // as given, so ScanCounters lists in byte order and a prefix scan is one
 // range read.

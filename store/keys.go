@@ -35,7 +35,7 @@ func appendIndexKey(dst []byte, origin uint64, seq uint64) []byte {
 }
 
 // sep ends the namespace inside a counter key. Namespace names never hold
-// it (spec/API.md allows [a-z0-9_.-] only) and checkNamespace makes sure.
+// it (docs/api.md allows [a-z0-9_.-] only) and checkNamespace makes sure.
 const sep = 0x00
 
 // checkNamespace refuses namespace names that would make the key layout
