@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -58,59 +59,107 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	if res, done, err := n.batchWithApprox(ctx, ops, consistency, returnValues); done {
 		return res, err
 	}
+	w := writeReq{ops: make([]writeOp, len(ops)), consistency: consistency, values: returnValues, numbered: true}
+	for i, op := range ops {
+		w.ops[i] = writeOp{BatchOp: op}
+	}
+	res, err := n.apply(ctx, w)
+	if err == nil {
+		n.metrics.batches.Inc()
+	}
+	return res, err
+}
+
+// writeOp is one increment on the write path: a batch's op, or Incr's
+// increment with its labels and event time.
+type writeOp struct {
+	BatchOp
+	Labels map[string]string
+	At     time.Time // the event time, for the window buckets; zero is now
+}
+
+// writeReq is what apply applies: validated ops, and how to answer.
+type writeReq struct {
+	ops         []writeOp
+	consistency string
+	values      bool // answer the value after each op
+	numbered    bool // errors name the op ("op 3: ..."), as a batch's do
+}
+
+// opErr names op i in err when the request's errors are numbered.
+func (w *writeReq) opErr(i int, err error) error {
+	if !w.numbered {
+		return err
+	}
+	return fmt.Errorf("op %d: %w", i, err)
+}
+
+// apply is the write path of Incr and Batch: it applies validated ops on
+// non-approximate namespaces at most once per id, within their namespaces'
+// bounds (collecting rights from peers when this node lacks them), counts
+// them in their derived counters (label series, window buckets), waits until
+// they are as durable as the strictest namespace asks, and replicates them
+// to the nodes their consistency level asks for. Values are clamped to the
+// namespace's bounds, as reads are. Either every op is applied or none is.
+func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 	sync := false
 	lastNS := ""
-	var windowed map[string]*nsRuntime // namespaces whose ops also count in buckets
-	recs := make(map[string]*namespaceRecord)
-	for _, op := range ops {
+	recs := make(map[string]*namespaceRecord, 1)
+	for _, op := range w.ops {
 		if op.NS == lastNS {
 			continue
 		}
 		lastNS = op.NS
+		if recs[op.NS] != nil {
+			continue
+		}
 		rec, err := n.namespaceForWrite(op.NS)
 		if err != nil {
 			return BatchResult{}, err
 		}
 		sync = sync || rec.Config.Durability == DurabilitySync
 		recs[op.NS] = rec
-		if rt := rec.runtime(); len(rt.windows) > 0 {
-			if windowed == nil {
-				windowed = make(map[string]*nsRuntime)
-			}
-			windowed[op.NS] = rt
+	}
+	for i, op := range w.ops {
+		if err := n.reserveSeries(op.NS, op.Key, op.Labels); err != nil {
+			return BatchResult{}, w.opErr(i, err)
 		}
 	}
 
 	// Each attempt may lack rights on one more bounded counter: allow one
 	// acquisition per bounded counter, and a few more for rights that move.
-	bounded := map[string]bool{}
-	for _, op := range ops {
+	bounded := 0
+	for _, op := range w.ops {
 		if b := recs[op.NS].bounds(); b.exact && b.any() {
-			bounded[op.NS+"\x00"+op.Key] = true
+			bounded++
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := n.batchOnce(ctx, ops, recs, sync, windowed, returnValues)
+		res, err := n.applyOnce(ctx, w, recs, sync)
 		var need *errNeedRights
 		if !errors.As(err, &need) {
 			if err == nil {
-				err = n.replicateBatch(ctx, ops, consistency)
+				err = n.replicateBatch(ctx, w.ops, w.consistency)
 			}
 			return res, err
 		}
-		if attempt == 3+len(bounded) {
-			return BatchResult{}, fmt.Errorf("%w: the rights for the batch's bounded counters moved away while this node was collecting them; retry", ErrUnavailable)
+		if attempt == 3+bounded {
+			return BatchResult{}, fmt.Errorf("%w: the rights for the bounded counters written moved away while this node was collecting them; retry", ErrUnavailable)
 		}
+		// Without the ids' locks: the peers' round trips must not hold up
+		// other ids (a retry of one of them meanwhile is seen on the next
+		// attempt, which checks the ids again).
 		if err := n.acquireRights(ctx, need.ns, need.key, need); err != nil {
 			return BatchResult{}, err
 		}
 	}
 }
 
-// batchOnce is one attempt of Batch after validation.
-func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*namespaceRecord, sync bool, windowed map[string]*nsRuntime, returnValues bool) (BatchResult, error) {
+// applyOnce is one attempt of apply.
+func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*namespaceRecord, sync bool) (BatchResult, error) {
+	ops := w.ops
 	// Ops with ids: each id names one increment, within the batch too.
-	repeatOf, unlockIDs, err := n.batchIDs(ops)
+	repeatOf, unlockIDs, err := n.batchIDs(w)
 	if err != nil {
 		return BatchResult{}, err
 	}
@@ -126,7 +175,7 @@ func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*na
 	// Bring every counter into memory, one stripe lock at a time, so that
 	// the all-stripes critical section below does no I/O.
 	prepared := make([]batchOp, len(ops))
-	touched := make([]bool, len(n.stripes))
+	var touched []int // stripe indexes, locked in ascending order
 	buf := make([]byte, 0, 600)
 	for i, op := range ops {
 		buf = compositeKey(buf[:0], op.NS, op.Key)
@@ -147,39 +196,39 @@ func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*na
 		if re != nil {
 			prepared[i].rck = re.ck
 		}
-		touched[si] = true
+		if j, found := slices.BinarySearch(touched, si); !found {
+			touched = slices.Insert(touched, j, si)
+		}
 	}
 
-	for i := range touched {
-		if touched[i] {
-			n.stripes[i].mu.Lock()
-		}
+	for _, si := range touched {
+		n.stripes[si].mu.Lock()
 	}
 	entries, err := n.batchEntriesLocked(ops, prepared)
 	var records []*entry
 	var dup []bool
 	if err == nil {
-		records, dup, err = n.batchDuplicatesLocked(ops, prepared, repeatOf)
+		records, dup, err = n.batchDuplicatesLocked(w, prepared, repeatOf)
 	}
 	if err == nil {
-		err = n.batchCheckLocked(ops, entries, dup, recs)
+		err = n.batchCheckLocked(w, entries, dup, recs)
 	}
 	if err == nil {
-		err = n.batchBoundsLocked(ops, prepared, entries, dup, recs)
+		err = n.batchBoundsLocked(w, prepared, entries, dup, recs)
 	}
 	var res BatchResult
 	if err == nil {
 		now := n.cfg.Now()
 		ms := now.UnixMilli()
-		if returnValues {
+		if w.values {
 			res.Values = make([]int64, len(ops))
 		}
 		for i, op := range ops {
 			e := entries[i]
 			if dup[i] {
 				res.Duplicates++
-				if returnValues {
-					res.Values[i] = e.c.Value()
+				if w.values {
+					res.Values[i] = clampRec(recs[op.NS], e.c.Value())
 				}
 				continue
 			}
@@ -192,8 +241,8 @@ func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*na
 				// batchCheckLocked ran these very updates on copies, so
 				// this cannot happen; were it to, refuse rather than crash
 				// with every touched stripe locked.
-				n.log.Error("batch op failed after its check", zap.Int("op", i), zap.Error(addErr))
-				err = fmt.Errorf("op %d: %w: %s/%s: %v", i, ErrOverflow, op.NS, op.Key, addErr)
+				n.log.Error("write op failed after its check", zap.Int("op", i), zap.Error(addErr))
+				err = w.opErr(i, fmt.Errorf("%w: %s/%s: %v", ErrOverflow, op.NS, op.Key, addErr))
 				break
 			}
 			e.updated = ms
@@ -205,38 +254,40 @@ func (n *Node) batchOnce(ctx context.Context, ops []BatchOp, recs map[string]*na
 				n.setIDLocked(s, re, op.By, now)
 				n.recent.add(op.NS, op.ID, op.Key)
 			}
-			if returnValues {
-				res.Values[i] = v
+			if w.values {
+				res.Values[i] = clampRec(recs[op.NS], v)
 			}
 		}
 		res.Applied = len(ops) - res.Duplicates
 	}
-	for i := range touched {
-		if touched[i] {
-			n.stripes[i].mu.Unlock()
-		}
+	for _, si := range touched {
+		n.stripes[si].mu.Unlock()
 	}
 	releaseIDs() // applied with their records: other writes of these ids may go on
 	if err != nil {
 		return BatchResult{}, err
 	}
-	if windowed != nil {
-		now := n.cfg.Now()
-		for i, op := range ops {
-			if rt := windowed[op.NS]; rt != nil && !dup[i] {
-				n.applyDerived(rt, op.NS, op.Key, nil, now, op.By)
+	for i, op := range ops {
+		if dup[i] {
+			continue
+		}
+		if rt := recs[op.NS].runtime(); len(rt.windows) > 0 || len(op.Labels) > 0 {
+			at := op.At
+			if at.IsZero() {
+				at = n.cfg.Now()
 			}
+			n.applyDerived(rt, op.NS, op.Key, op.Labels, at, op.By)
 		}
 	}
-	n.metrics.batches.Inc()
 	n.metrics.increments.Add(float64(res.Applied))
 	n.metrics.duplicates.Add(float64(res.Duplicates))
+	// A duplicate waits too: the first attempt may not be durable yet.
 	return res, n.durable(ctx, sync)
 }
 
 // batchEntriesLocked resolves each op's entry; the caller holds every
 // touched stripe. An entry evicted since it was prepared is read again.
-func (n *Node) batchEntriesLocked(ops []BatchOp, prepared []batchOp) ([]*entry, error) {
+func (n *Node) batchEntriesLocked(ops []writeOp, prepared []batchOp) ([]*entry, error) {
 	entries := make([]*entry, len(ops))
 	for i, p := range prepared {
 		s := &n.stripes[p.stripe]
@@ -255,17 +306,22 @@ func (n *Node) batchEntriesLocked(ops []BatchOp, prepared []batchOp) ([]*entry, 
 
 // batchCheckLocked refuses a batch any of whose ops would overflow, before
 // anything is applied.
-func (n *Node) batchCheckLocked(ops []BatchOp, entries []*entry, dup []bool, recs map[string]*namespaceRecord) error {
+func (n *Node) batchCheckLocked(w writeReq, entries []*entry, dup []bool, recs map[string]*namespaceRecord) error {
+	ops := w.ops
+	index := func(i int) int { return i }
 	if slices.Contains(dup, true) {
-		var keepOps []BatchOp
+		var kept []int
+		var keepOps []writeOp
 		var keepEntries []*entry
 		for i := range ops {
 			if !dup[i] {
+				kept = append(kept, i)
 				keepOps = append(keepOps, ops[i])
 				keepEntries = append(keepEntries, entries[i])
 			}
 		}
 		ops, entries = keepOps, keepEntries
+		index = func(i int) int { return kept[i] }
 	}
 	// Fast path: when every counter is far from the int64 bounds and the
 	// batch's total magnitude is small, no op can overflow.
@@ -302,7 +358,7 @@ func (n *Node) batchCheckLocked(ops []BatchOp, entries []*entry, dup []bool, rec
 			sims[e] = c
 		}
 		if v, err := c.Add(n.id, op.By); err != nil {
-			return fmt.Errorf("op %d: %w: %s/%s is %d; adding %d would leave the int64 range (or this node's count of its changes to it is full)", i, ErrOverflow, op.NS, op.Key, v, op.By)
+			return w.opErr(index(i), fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range (or this node's count of its changes to it is full)", ErrOverflow, op.NS, op.Key, v, op.By))
 		}
 	}
 	return nil
@@ -321,7 +377,8 @@ func abs(v int64) int64 {
 // batchBoundsLocked checks the batch's net change of each counter of a
 // namespace with bounds (the batch applies at once, so only the net change
 // matters). The caller holds every touched stripe.
-func (n *Node) batchBoundsLocked(ops []BatchOp, prepared []batchOp, entries []*entry, dup []bool, recs map[string]*namespaceRecord) error {
+func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*entry, dup []bool, recs map[string]*namespaceRecord) error {
+	ops := w.ops
 	var net map[*entry]int64
 	var at map[*entry]int
 	for i, op := range ops {
@@ -343,7 +400,7 @@ func (n *Node) batchBoundsLocked(ops []BatchOp, prepared []batchOp, entries []*e
 				need.ns, need.key = op.NS, op.Key
 				return need
 			}
-			return fmt.Errorf("op %d: %w", i, err)
+			return w.opErr(i, err)
 		}
 	}
 	return nil
@@ -416,7 +473,7 @@ func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency s
 
 // replicateBatch brings a batch's counters (and id records) to the nodes
 // the consistency level of each namespace asks for.
-func (n *Node) replicateBatch(ctx context.Context, ops []BatchOp, consistency string) error {
+func (n *Node) replicateBatch(ctx context.Context, ops []writeOp, consistency string) error {
 	type group struct {
 		level string
 		keys  []string

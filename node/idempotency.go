@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
@@ -195,97 +194,6 @@ func (n *Node) idUsedElsewhere(ns, id, key string) (string, bool, error) {
 	return other, found, nil
 }
 
-// applyIncr applies by to ns/key: at most once per id when id is set, and
-// within the namespace's bounds (bounds.go). It returns the value after the
-// change (or, for a duplicate, now).
-func (n *Node) applyIncr(ctx context.Context, rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
-	for attempt := 0; ; attempt++ {
-		res, err := n.applyIncrOnce(rec, ns, key, by, id)
-		var need *errNeedRights
-		if !errors.As(err, &need) {
-			return res, err
-		}
-		if attempt == 3 {
-			return Result{}, fmt.Errorf("%w: %s/%s: the rights to change it by %d moved away while this node was collecting them; retry", ErrUnavailable, ns, key, by)
-		}
-		// Without the id's lock: the peers' round trips must not hold up
-		// other ids (a retry of this one meanwhile is seen on the next
-		// attempt, which checks the id again).
-		if err := n.acquireRights(ctx, ns, key, need); err != nil {
-			return Result{}, err
-		}
-	}
-}
-
-// applyIncrOnce is one attempt of applyIncr, holding the id's lock.
-func (n *Node) applyIncrOnce(rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
-	if id != "" {
-		mu := n.idLocks.of(ns, id)
-		mu.Lock()
-		defer mu.Unlock()
-		if other, found, err := n.idUsedElsewhere(ns, id, key); err != nil {
-			return Result{}, err
-		} else if found {
-			return Result{}, fmt.Errorf("%w: id %q was already used for counter %q of %s; an id names one increment", ErrConflict, id, other, ns)
-		}
-	}
-	return n.applyIncrLocked(rec, ns, key, by, id)
-}
-
-// applyIncrLocked is one attempt of applyIncr under the counter's stripe.
-func (n *Node) applyIncrLocked(rec *namespaceRecord, ns, key string, by int64, id string) (Result, error) {
-	var buf [700]byte // the write path allocates no key
-	ck := compositeKey(buf[:0], ns, key)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var re *entry
-	if id != "" {
-		rk := idKey(id, key)
-		var err error
-		if re, err = n.lookupLocked(s, compositeKey(nil, ns, rk), ns, rk, true); err != nil {
-			return Result{}, fmt.Errorf("%w: read id record: %v", ErrUnavailable, err)
-		}
-	}
-	e, err := n.lookupEvictLocked(s, ck, ns, key, true, re == nil) // keeps re
-	if err != nil {
-		return Result{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
-	}
-	if re != nil {
-		if st := readID(&re.c, n.id); st.seen {
-			if st.by != by {
-				return Result{}, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, id, st.by, ns, key, by)
-			}
-			if !sabotage.IDTwice {
-				return Result{Value: clampRec(rec, e.c.Value()), Duplicate: true}, nil
-			}
-			re = nil // sabotage (test builds only): counted again, the record left as it was
-		}
-	}
-	if n.idle(rec.runtime().ttl, e.updated) && e.c.Live() {
-		// Idle past its ttl, it reads 0 already: it counts from 0, as
-		// after the expiry pass.
-		e.c.SetReset(n.id, 0, true)
-	}
-	if err := n.checkBoundsLocked(s, rec, ns, key, e, by); err != nil {
-		return Result{}, err
-	}
-	before := e.c.Value()
-	v, err := e.c.Add(n.id, by)
-	if err != nil {
-		return Result{}, fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range", ErrOverflow, ns, key, v, by)
-	}
-	now := n.cfg.Now()
-	e.updated, e.own = now.UnixMilli(), true
-	n.markDirtyLocked(s, e)
-	if re != nil {
-		n.setIDLocked(s, re, by, now)
-		n.recent.add(ns, id, key)
-	}
-	n.changedLocked(ns, key, before, e)
-	return Result{Value: clampRec(rec, v)}, nil
-}
-
 // compensateLocked runs after an id record of this node changed by a merge:
 // when another node with a smaller id applied the same increment, this node
 // takes its own application back, once. The caller holds the stripe of the
@@ -407,7 +315,8 @@ func (n *Node) setIDLocked(s *stripe, re *entry, by int64, now time.Time) {
 // duplicate), and an id must not have counted in another key. It locks the
 // batch's ids (the returned func unlocks them) and returns, per op, the
 // index of the earlier op it repeats, or -1.
-func (n *Node) batchIDs(ops []BatchOp) ([]int, func(), error) {
+func (n *Node) batchIDs(w writeReq) ([]int, func(), error) {
+	ops := w.ops
 	var locks []int // indexes into n.idLocks, locked in ascending order
 	repeatOf := make([]int, len(ops))
 	first := map[string]int{}
@@ -419,7 +328,7 @@ func (n *Node) batchIDs(ops []BatchOp) ([]int, func(), error) {
 		k := op.NS + "\x00" + op.ID
 		if j, ok := first[k]; ok {
 			if ops[j].Key != op.Key || ops[j].By != op.By {
-				return nil, func() {}, fmt.Errorf("op %d: %w: id %q is also op %d's, with a different body; an id names one increment", i, ErrConflict, op.ID, j)
+				return nil, func() {}, w.opErr(i, fmt.Errorf("%w: id %q is also op %d's, with a different body; an id names one increment", ErrConflict, op.ID, j))
 			}
 			repeatOf[i] = j
 			continue
@@ -447,7 +356,7 @@ func (n *Node) batchIDs(ops []BatchOp) ([]int, func(), error) {
 			return nil, func() {}, err
 		} else if found {
 			unlock()
-			return nil, func() {}, fmt.Errorf("op %d: %w: id %q was already used for counter %q of %s; an id names one increment", i, ErrConflict, op.ID, other, op.NS)
+			return nil, func() {}, w.opErr(i, fmt.Errorf("%w: id %q was already used for counter %q of %s; an id names one increment", ErrConflict, op.ID, other, op.NS))
 		}
 	}
 	return repeatOf, unlock, nil
@@ -456,7 +365,8 @@ func (n *Node) batchIDs(ops []BatchOp) ([]int, func(), error) {
 // batchDuplicatesLocked resolves the id records of a batch's ops and tells
 // which ops are duplicates; a known id with another body is 409. The caller
 // holds every touched stripe.
-func (n *Node) batchDuplicatesLocked(ops []BatchOp, prepared []batchOp, repeatOf []int) ([]*entry, []bool, error) {
+func (n *Node) batchDuplicatesLocked(w writeReq, prepared []batchOp, repeatOf []int) ([]*entry, []bool, error) {
+	ops := w.ops
 	records := make([]*entry, len(ops))
 	dup := make([]bool, len(ops))
 	for i, op := range ops {
@@ -478,7 +388,7 @@ func (n *Node) batchDuplicatesLocked(ops []BatchOp, prepared []batchOp, repeatOf
 		}
 		if st := readID(&re.c, n.id); st.seen {
 			if st.by != op.By {
-				return nil, nil, fmt.Errorf("op %d: %w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", i, ErrConflict, op.ID, st.by, op.NS, op.Key, op.By)
+				return nil, nil, w.opErr(i, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, op.ID, st.by, op.NS, op.Key, op.By))
 			}
 			if sabotage.IDTwice {
 				continue // sabotage (test builds only): counted again, without a record

@@ -293,37 +293,17 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if err := n.checkWritable(1 + len(opts.Labels)); err != nil {
 		return Result{}, err
 	}
-	rec, err := n.namespaceForWrite(ns)
-	if err != nil {
+	// An increment is a batch of one.
+	w := writeReq{
+		ops:         []writeOp{{BatchOp: BatchOp{NS: ns, Key: key, By: by, ID: opts.ID}, Labels: opts.Labels, At: at}},
+		consistency: opts.Consistency,
+		values:      true,
+	}
+	res, err := n.apply(ctx, w)
+	if res.Values == nil {
 		return Result{}, err
 	}
-	if err := n.reserveSeries(ns, key, opts.Labels); err != nil {
-		return Result{}, err
-	}
-	res, err := n.applyIncr(ctx, rec, ns, key, by, opts.ID)
-	if err != nil {
-		return Result{}, err
-	}
-	if !res.Duplicate {
-		n.applyDerived(rec.runtime(), ns, key, opts.Labels, at, by)
-		n.metrics.increments.Inc()
-	} else {
-		n.metrics.duplicates.Inc()
-	}
-	// A duplicate waits too: the first attempt may not be durable yet.
-	if err := n.durable(ctx, rec.Config.Durability == DurabilitySync); err != nil {
-		return res, err
-	}
-	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
-		keys := []string{key}
-		if opts.ID != "" {
-			// The id record travels with the counter, so that a retry
-			// reaching any node of the quorum is known as a duplicate.
-			keys = append(keys, idKey(opts.ID, key))
-		}
-		return res, n.replicateTo(ctx, lvl, ns, keys...)
-	}
-	return res, nil
+	return Result{Value: res.Values[0], Duplicate: res.Duplicates == 1}, err
 }
 
 // Reset sets the counter ns/key to value. Increments concurrent with the reset
