@@ -287,7 +287,7 @@ func (m *Mesh) sendDiff(fc *frameConn, theirs map[crdt.NodeID]uint64, full bool)
 				b.Ranges = []Range{{Origin: o, After: last, Upto: rangeUpto}}
 				last = rangeUpto
 			}
-			if b.empty() {
+			if b.Empty() {
 				return
 			}
 			w := toWire(b)

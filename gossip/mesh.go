@@ -291,7 +291,7 @@ func (m *Mesh) notRunning() error {
 // Stats.Drops) and is repaired by anti-entropy. Publish takes ownership of
 // b: the caller must not modify it afterwards.
 func (m *Mesh) Publish(b Batch) {
-	if m.state.Load() != stateStarted || b.empty() {
+	if m.state.Load() != stateStarted || b.Empty() {
 		return
 	}
 	m.stats.published.Add(1)

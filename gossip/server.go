@@ -181,7 +181,7 @@ func (m *Mesh) serveStream(fc *frameConn, h helloMsg) error {
 		if err != nil {
 			return err
 		}
-		if !b.empty() {
+		if !b.Empty() {
 			if err := m.replica.Apply(b); err != nil {
 				m.stats.applyErrors.Add(1)
 				m.log.Warn("replication: replica refused a batch; the sender will retry", zap.String("peer", h.Name), zap.Error(err))

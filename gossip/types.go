@@ -3,7 +3,9 @@ package gossip
 import (
 	"errors"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/meshstatus"
 )
 
 // Sentinel errors. Errors returned by Mesh wrap one of these.
@@ -20,59 +22,13 @@ var (
 	ErrProtocol = errors.New("gossip: protocol error")
 )
 
-// Delta is one change of one origin's slot of one counter.
-type Delta struct {
-	NS, Key string
-	Origin  crdt.NodeID
-	// Seq is the origin's sequence number for this change: dense per origin
-	// (1, 2, 3, ...); a later seq for the same counter supersedes earlier
-	// ones.
-	Seq uint64
-	// State holds at least Origin's slot, and the counter's reset record
-	// when there is one (always when the change was a reset). It is a
-	// crdt.Counter state below the origin's, so merging it is always safe.
-	State crdt.Counter
-}
-
-// Range says that a batch carries every change of Origin with
-// After < seq <= Upto that its sender still holds. Superseded changes are
-// omitted: a later change of the same counter, also in the batch (or sent
-// before it on the same stream), carries the full slot.
-type Range struct {
-	Origin      crdt.NodeID
-	After, Upto uint64
-}
-
-// Batch is the unit of replication: what Publish takes and Replica.Apply
-// receives. Ranges are sorted by (Origin, After) and do not overlap; a batch
-// may carry deltas that no range covers (their vector stays where it is).
-type Batch struct {
-	Ranges  []Range
-	Deltas  []Delta
-	Configs []ConfigRecord
-}
-
-func (b Batch) empty() bool {
-	return len(b.Ranges) == 0 && len(b.Deltas) == 0 && len(b.Configs) == 0
-}
-
-// ConfigRecord is a namespace config, replicated last-writer-wins by
-// (HLC, Origin). Payload is opaque to gossip.
-type ConfigRecord struct {
-	NS      string
-	HLC     uint64
-	Origin  crdt.NodeID
-	Payload []byte
-}
-
-// Newer reports whether c wins over o under last-writer-wins: a higher HLC,
-// or the same HLC and a higher Origin.
-func (c ConfigRecord) Newer(o ConfigRecord) bool {
-	if c.HLC != o.HLC {
-		return c.HLC > o.HLC
-	}
-	return c.Origin > o.Origin
-}
+// The replication types live in package change, below gossip and node.
+type (
+	Delta        = change.Delta
+	Range        = change.Range
+	Batch        = change.Batch
+	ConfigRecord = change.ConfigRecord
+)
 
 // Replica is what gossip needs from the local node. Implementations are
 // safe for concurrent use; gossip calls them from several goroutines.
@@ -101,52 +57,21 @@ type Replica interface {
 	Configs() []ConfigRecord
 }
 
-// Member states in Status.
+// The status types live in package meshstatus, which the HTTP layer
+// imports without importing gossip.
 const (
-	StateAlive   = "alive"
-	StateSuspect = "suspect"
-	StateDead    = "dead"
-	StateLeft    = "left"
+	StateAlive   = meshstatus.StateAlive
+	StateSuspect = meshstatus.StateSuspect
+	StateDead    = meshstatus.StateDead
+	StateLeft    = meshstatus.StateLeft
 )
 
-// NodeInfo describes this node in Status.
-type NodeInfo struct {
-	Name       string `json:"name"`
-	Region     string `json:"region"`
-	HTTPAddr   string `json:"http_addr"`
-	GossipAddr string `json:"gossip_addr"`
-	ReplAddr   string `json:"-"`
-}
-
-// Member is one node of the mesh as this node sees it.
-type Member struct {
-	Name     string `json:"name"`
-	Region   string `json:"region"`
-	State    string `json:"state"` // alive, suspect, dead or left
-	HTTPAddr string `json:"http_addr"`
-	// GossipAddr and ReplAddr are the member's memberlist and replication
-	// addresses; not part of the public cluster API.
-	GossipAddr string `json:"-"`
-	ReplAddr   string `json:"-"`
-}
-
-// PeerLag is the replication lag towards one peer this node streams to.
-type PeerLag struct {
-	Peer   string `json:"peer"`
-	Region string `json:"region"`
-	// LagMS is the larger of the age of the oldest change published but not
-	// yet acknowledged by the peer (queued, in flight, or dropped and not yet
-	// repaired by anti-entropy) and the publish-to-ack time of the last
-	// acknowledged frame, in milliseconds.
-	LagMS int64 `json:"lag_ms"`
-}
-
-// Status is the mesh as seen from this node, shaped like GET /v1/cluster.
-type Status struct {
-	Self        NodeInfo  `json:"node"`
-	Members     []Member  `json:"members"`
-	Replication []PeerLag `json:"replication"`
-}
+type (
+	NodeInfo = meshstatus.NodeInfo
+	Member   = meshstatus.Member
+	PeerLag  = meshstatus.PeerLag
+	Status   = meshstatus.Status
+)
 
 // Stats are cumulative counters since Start.
 type Stats struct {

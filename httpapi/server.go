@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/auth"
-	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/meshstatus"
 	"github.com/countmesh/countmesh/node"
 	"github.com/countmesh/countmesh/ratelimit"
 )
@@ -78,7 +78,7 @@ func (cfg *Config) validate() error {
 
 // Cluster is the mesh as the API shows it (a *gossip.Mesh).
 type Cluster interface {
-	Status() gossip.Status
+	Status() meshstatus.Status
 }
 
 // Server is the HTTP API as an http.Handler.
@@ -267,19 +267,19 @@ func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
 	if s.cluster != nil {
 		st := s.cluster.Status()
 		if st.Members == nil {
-			st.Members = []gossip.Member{}
+			st.Members = []meshstatus.Member{}
 		}
 		if st.Replication == nil {
-			st.Replication = []gossip.PeerLag{}
+			st.Replication = []meshstatus.PeerLag{}
 		}
 		writeJSON(w, http.StatusOK, st)
 		return
 	}
-	self := gossip.NodeInfo{Name: s.node.Name(), Region: s.node.Region(), HTTPAddr: r.Host}
-	writeJSON(w, http.StatusOK, gossip.Status{
+	self := meshstatus.NodeInfo{Name: s.node.Name(), Region: s.node.Region(), HTTPAddr: r.Host}
+	writeJSON(w, http.StatusOK, meshstatus.Status{
 		Self:        self,
-		Members:     []gossip.Member{{Name: self.Name, Region: self.Region, State: gossip.StateAlive, HTTPAddr: self.HTTPAddr}},
-		Replication: []gossip.PeerLag{},
+		Members:     []meshstatus.Member{{Name: self.Name, Region: self.Region, State: meshstatus.StateAlive, HTTPAddr: self.HTTPAddr}},
+		Replication: []meshstatus.PeerLag{},
 	})
 }
 

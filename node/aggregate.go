@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/countmesh/countmesh/crdt"
 )
 
 // Stats are count, sum, average, minimum and maximum over a set of counters.
@@ -78,24 +76,20 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 	if !exists && groupBy == "" {
 		return out, nil
 	}
-	if err := n.Checkpoint(); err != nil {
-		return out, err
-	}
 	// The counters themselves.
 	var scanErr error
 	after := ""
 	if base == "" {
 		after = firstUserKey
 	}
-	err := n.store.ScanCounters(ns, base+prefix, after, func(key string, c crdt.Counter) bool {
+	err := n.scanLive(ns, base+prefix, after, true, func(key string, c scanned) bool {
 		if isInternalKey(key[len(base):]) {
 			return true // a label series' bucket
 		}
-		cur, live := n.overlay(ns, key, c)
-		if !live {
+		if !c.live {
 			return true
 		}
-		if scanErr = out.add(cur.Value); scanErr != nil {
+		if scanErr = out.add(c.Value); scanErr != nil {
 			return false
 		}
 		return ctx.Err() == nil
@@ -116,7 +110,7 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 	perKey := make(map[string]map[string]int64)
 	seen := false
 	seriesPrefix := base + string([]byte{kindSeries}) + prefix
-	err = n.store.ScanCounters(ns, seriesPrefix, "", func(key string, c crdt.Counter) bool {
+	err = n.scanLive(ns, seriesPrefix, "", true, func(key string, c scanned) bool {
 		skey, labels, ok := parseSeriesKey(key[len(base):])
 		if !ok {
 			return true
@@ -126,8 +120,7 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 			return true
 		}
 		seen = true
-		cur, live := n.overlay(ns, key, c)
-		if !live {
+		if !c.live {
 			return true
 		}
 		g := perKey[v]
@@ -136,11 +129,11 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 			perKey[v] = g
 		}
 		sum := g[skey]
-		if !clampAdd(sum, cur.Value) {
+		if !clampAdd(sum, c.Value) {
 			scanErr = fmt.Errorf("%w: the sum leaves the int64 range", ErrOverflow)
 			return false
 		}
-		g[skey] = sum + cur.Value
+		g[skey] = sum + c.Value
 		return ctx.Err() == nil
 	})
 	if err == nil {

@@ -9,8 +9,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/gossip"
 )
 
 func TestNamespaceCapCountsEveryCreator(t *testing.T) {
@@ -37,10 +37,10 @@ func TestNamespaceCapCountsEveryCreator(t *testing.T) {
 		{"first write", func(ns string) error { _, err := n.Incr(ctx, ns, "k", 1, WriteOptions{}); return err }, true},
 		{"put", func(ns string) error { _, err := n.PutNamespace(ctx, ns, NamespacePatch{}); return err }, true},
 		{"replicated delta", func(ns string) error {
-			return n.Apply(gossip.Batch{Deltas: []gossip.Delta{{NS: ns, Key: "k", Origin: peer, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: peer, P: 1}}}}}})
+			return n.Apply(change.Batch{Deltas: []change.Delta{{NS: ns, Key: "k", Origin: peer, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: peer, P: 1}}}}}})
 		}, true},
 		{"replicated config", func(ns string) error {
-			return n.Apply(gossip.Batch{Configs: []gossip.ConfigRecord{{NS: ns, HLC: hlc, Origin: peer, Payload: payload}}})
+			return n.Apply(change.Batch{Configs: []change.ConfigRecord{{NS: ns, HLC: hlc, Origin: peer, Payload: payload}}})
 		}, false},
 	}
 	for _, tt := range tests {

@@ -9,7 +9,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
-	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/change"
 )
 
 // BenchmarkCatchUp measures the node's side of a new node's catch-up:
@@ -38,10 +38,10 @@ func BenchmarkCatchUp(b *testing.B) {
 		var scan, apply time.Duration
 		t0 := time.Now()
 		vv := src.VersionVector()
-		var chunk gossip.Batch
+		var chunk change.Batch
 		last := uint64(0)
 		flush := func(upto uint64) {
-			chunk.Ranges = []gossip.Range{{Origin: src.ID(), After: last, Upto: upto}}
+			chunk.Ranges = []change.Range{{Origin: src.ID(), After: last, Upto: upto}}
 			last = upto
 			t1 := time.Now()
 			if err := dst.Apply(chunk); err != nil {
@@ -50,7 +50,7 @@ func BenchmarkCatchUp(b *testing.B) {
 			apply += time.Since(t1)
 			chunk.Deltas = chunk.Deltas[:0]
 		}
-		err := src.ScanSince(src.ID(), 0, func(d gossip.Delta) bool {
+		err := src.ScanSince(src.ID(), 0, func(d change.Delta) bool {
 			chunk.Deltas = append(chunk.Deltas, d)
 			if len(chunk.Deltas) == 10_000 {
 				flush(d.Seq)

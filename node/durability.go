@@ -10,8 +10,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -20,7 +20,7 @@ import (
 type fillToken struct {
 	seq      uint64 // the Fill's sequence
 	from, to uint64 // own changes (from, to] are in this commit
-	deltas   []gossip.Delta
+	deltas   []change.Delta
 }
 
 // Fill implements store.Source: it writes every dirty counter into one
@@ -77,7 +77,7 @@ func (n *Node) fillStripe(s *stripe, tok *fillToken, publish bool, enc *store.Lo
 			e.seqs = withSeq(e.seqs, n.id, n.ownSeq)
 			e.own = false
 			if publish {
-				tok.deltas = append(tok.deltas, gossip.Delta{NS: ns, Key: key, Origin: n.id, Seq: n.ownSeq, State: e.c.Delta(true, n.id)})
+				tok.deltas = append(tok.deltas, change.Delta{NS: ns, Key: key, Origin: n.id, Seq: n.ownSeq, State: e.c.Delta(true, n.id)})
 			}
 		}
 		enc.Add(ns, key, store.Record{Counter: e.c, UpdatedMs: e.updated, Seqs: e.seqs})
@@ -116,8 +116,8 @@ func (n *Node) Committed(token any, err error) {
 		n.vv.m[n.id] = max(n.vv.m[n.id], tok.to)
 		n.vv.Unlock()
 		if p := n.publisher.Load(); p != nil {
-			(*p).Publish(gossip.Batch{
-				Ranges: []gossip.Range{{Origin: n.id, After: tok.from, Upto: tok.to}},
+			(*p).Publish(change.Batch{
+				Ranges: []change.Range{{Origin: n.id, After: tok.from, Upto: tok.to}},
 				Deltas: tok.deltas,
 			})
 		}
@@ -251,6 +251,7 @@ func (n *Node) checkpoint() error {
 			e.savedAt = num
 		}
 		saved += int64(len(s.unsaved))
+		s.saving = append(s.saving[:0], s.unsaved...)
 		clear(s.unsaved)
 		s.unsaved = s.unsaved[:0]
 		for _, e := range s.dirty {
@@ -260,10 +261,12 @@ func (n *Node) checkpoint() error {
 		s.mu.Unlock()
 	}
 	n.unsaved.Add(-saved)
-	if err := b.PutMeta(metaVV, vvList(vv)); err != nil {
-		return fmt.Errorf("write checkpoint: %w", err)
+	err = b.PutMeta(metaVV, vvList(vv))
+	if err == nil {
+		err = b.Commit(true)
 	}
-	if err := b.Commit(true); err != nil {
+	n.endSaving(err != nil)
+	if err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
 	n.ckptDone.Store(num)
@@ -277,6 +280,27 @@ func (n *Node) checkpoint() error {
 	n.metrics.checkpointSeconds.Observe(time.Since(start).Seconds())
 	n.log.Debug("checkpoint", zap.Uint64("num", num), zap.Int64("counters", saved), zap.Duration("took", time.Since(start)))
 	return nil
+}
+
+// endSaving ends a checkpoint's saving lists; when it failed, their entries
+// are unsaved again, for the next checkpoint to write.
+func (n *Node) endSaving(failed bool) {
+	for i := range n.stripes {
+		s := &n.stripes[i]
+		s.mu.Lock()
+		if failed {
+			for _, e := range s.saving {
+				if !e.unsaved {
+					e.unsaved = true
+					s.unsaved = append(s.unsaved, e)
+					n.unsaved.Add(1)
+				}
+			}
+		}
+		clear(s.saving)
+		s.saving = s.saving[:0]
+		s.mu.Unlock()
+	}
 }
 
 // Checkpoint makes Pebble reflect every change made before the call (List

@@ -8,9 +8,9 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/crdt/crdtfuzz"
-	"github.com/countmesh/countmesh/gossip"
 )
 
 // peerFuzz decodes peer input from fuzz bytes: node ids, keys and numbers
@@ -79,7 +79,7 @@ func FuzzPeerInput(f *testing.F) {
 		if door == 0 {
 			err = n.MergeStates(ctx, []CounterState{{NS: k.ns, Key: k.key, State: state}})
 		} else {
-			err = n.Apply(gossip.Batch{Deltas: []gossip.Delta{{NS: k.ns, Key: k.key, Origin: origin, Seq: 1, State: state}}})
+			err = n.Apply(change.Batch{Deltas: []change.Delta{{NS: k.ns, Key: k.key, Origin: origin, Seq: 1, State: state}}})
 		}
 		after := snapshot(t)
 		if err != nil {

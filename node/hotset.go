@@ -30,14 +30,17 @@ type entry struct {
 
 // stripe is one lock stripe of the hot set.
 type stripe struct {
-	mu sync.Mutex // guards m and dirty, and every entry in m
+	mu sync.Mutex // guards m, dirty, unsaved and saving, and every entry in m
 	m  map[string]*entry
 	// dirty lists the entries changed since the last Fill, in change order.
 	dirty []*entry
 	// unsaved lists the entries whose state Pebble does not have yet.
 	unsaved []*entry
-	index   int     // position in Node.stripes
-	_       [8]byte // keep neighbouring stripes' locks off one cache line
+	// saving lists the entries the checkpoint in progress writes: Pebble
+	// holds their state once it commits, and scans look here until then.
+	saving []*entry
+	index  int     // position in Node.stripes
+	_      [8]byte // keep neighbouring stripes' locks off one cache line
 }
 
 var seed = maphash.MakeSeed()

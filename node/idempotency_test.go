@@ -12,7 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/change"
 )
 
 func TestIDsCountOnceOnOneNode(t *testing.T) {
@@ -149,7 +149,7 @@ type meshSim struct {
 	nodes  map[string]*Node
 	cutOff string   // a node cut off from the others, or ""
 	calls  sync.Map // name -> *sync.WaitGroup of callers inside the node
-	queue  map[string]chan gossip.Batch
+	queue  map[string]chan change.Batch
 	wg     sync.WaitGroup
 }
 
@@ -164,9 +164,9 @@ func (m *meshSim) isCut(a, b string) bool {
 }
 
 func newMeshSim(t *testing.T, names []string) *meshSim {
-	m := &meshSim{t: t, nodes: map[string]*Node{}, queue: map[string]chan gossip.Batch{}}
+	m := &meshSim{t: t, nodes: map[string]*Node{}, queue: map[string]chan change.Batch{}}
 	for _, name := range names {
-		q := make(chan gossip.Batch, 4096)
+		q := make(chan change.Batch, 4096)
 		m.queue[name] = q
 		m.wg.Add(1)
 		go func() {
@@ -189,7 +189,7 @@ type simPublisher struct {
 	from string
 }
 
-func (p simPublisher) Publish(b gossip.Batch) {
+func (p simPublisher) Publish(b change.Batch) {
 	for name, q := range p.m.queue {
 		if name == p.from || p.m.isCut(p.from, name) {
 			continue

@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
-
-	"github.com/countmesh/countmesh/crdt"
 )
 
 // Namespace is a namespace as read.
@@ -151,13 +149,9 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 
 // hasCounters reports whether ns holds a live counter.
 func (n *Node) hasCounters(ctx context.Context, ns string) (bool, error) {
-	if err := n.Checkpoint(); err != nil {
-		return false, err
-	}
 	found := false
-	err := n.store.ScanCounters(ns, "", "", func(key string, c crdt.Counter) bool {
-		_, live := n.overlayIdle(ns, key, c, false) // n.ns is held
-		found = live
+	err := n.scanLive(ns, "", "", false, func(_ string, c scanned) bool { // n.ns is held
+		found = c.live
 		return !found
 	})
 	if err != nil {

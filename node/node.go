@@ -485,30 +485,21 @@ func (n *Node) List(ctx context.Context, ns, prefix, cursor string, limit int) (
 	if limit < 1 || limit > MaxListLimit {
 		return Page{}, fmt.Errorf("%w: limit must be 1 to %d, got %d", ErrInvalidArgument, MaxListLimit, limit)
 	}
-	// Make every change so far visible to the store scan.
-	if err := n.Checkpoint(); err != nil {
-		return Page{}, err
-	}
 	if cursor < firstUserKey {
 		cursor = firstUserKey // internal counters are not listed
 	}
 	var page Page
-	var scanErr error
-	err := n.store.ScanCounters(ns, prefix, cursor, func(key string, c crdt.Counter) bool {
-		item, live := n.overlay(ns, key, c)
-		if !live {
+	err := n.scanLive(ns, prefix, cursor, true, func(key string, c scanned) bool {
+		if !c.live {
 			return true
 		}
 		if len(page.Items) == limit {
 			page.NextCursor = page.Items[limit-1].Key
 			return false
 		}
-		page.Items = append(page.Items, item)
+		page.Items = append(page.Items, c.Counter)
 		return ctx.Err() == nil
 	})
-	if err == nil {
-		err = scanErr
-	}
 	if err == nil {
 		err = ctx.Err()
 	}
@@ -516,36 +507,6 @@ func (n *Node) List(ctx context.Context, ns, prefix, cursor string, limit int) (
 		return Page{}, fmt.Errorf("%w: list counters: %v", ErrUnavailable, err)
 	}
 	return page, nil
-}
-
-// overlay returns the freshest state of a counter found by a store scan: the
-// hot set's copy when it has one.
-func (n *Node) overlay(ns, key string, stored crdt.Counter) (Counter, bool) {
-	return n.overlayIdle(ns, key, stored, true)
-}
-
-// overlayIdle is overlay; without checkIdle it ignores the namespace's ttl
-// (for callers that hold n.ns).
-func (n *Node) overlayIdle(ns, key string, stored crdt.Counter, checkIdle bool) (Counter, bool) {
-	var ttl time.Duration
-	if checkIdle {
-		ttl = n.ttlOf(ns) // before the stripe lock
-	}
-	var buf [600]byte
-	ck := compositeKey(buf[:0], ns, key)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := Counter{NS: ns, Key: key}
-	if e := s.m[string(ck)]; e != nil {
-		out.Value = e.c.Value()
-		if e.updated > 0 {
-			out.UpdatedAt = time.UnixMilli(e.updated)
-		}
-		return out, e.c.Live() && !n.idle(ttl, e.updated)
-	}
-	out.Value = stored.Value()
-	return out, stored.Live()
 }
 
 // validateName checks a namespace and a key.

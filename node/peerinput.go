@@ -7,8 +7,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/gossip"
 )
 
 // Validation of what peers send.
@@ -202,7 +202,7 @@ func (n *Node) needsLocalCheck(c *crdt.Counter) bool {
 // checkBatch checks a batch from a peer before anything of it is applied:
 // every rule above, for every delta and config record. Deltas with a bad
 // name are skipped here as in Apply (which drops them).
-func (n *Node) checkBatch(b *gossip.Batch) error {
+func (n *Node) checkBatch(b *change.Batch) error {
 	if len(b.Deltas) == 0 && len(b.Configs) == 0 && len(b.Ranges) == 0 {
 		return nil
 	}
@@ -281,7 +281,7 @@ func (n *Node) checkLocal(ck []byte, ns, key string, c *crdt.Counter) error {
 
 // checkConfigRecord checks a config record from a peer and returns its
 // decoded record.
-func (n *Node) checkConfigRecord(known origins, cr *gossip.ConfigRecord) (*namespaceRecord, error) {
+func (n *Node) checkConfigRecord(known origins, cr *change.ConfigRecord) (*namespaceRecord, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: config record of namespace %q: %s", ErrInvalidPeerData, cr.NS, fmt.Sprintf(format, args...))
 	}

@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/gossip"
 )
 
 // Consistency levels of a read or a write (docs/api.md, "Consistency").
@@ -391,9 +391,9 @@ func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
 // they advance no version vector, and the origins' own changes still come
 // with their sequence numbers by the delta streams and anti-entropy.
 func (n *Node) mergeStates(states []CounterState) error {
-	b := gossip.Batch{Deltas: make([]gossip.Delta, len(states))}
+	b := change.Batch{Deltas: make([]change.Delta, len(states))}
 	for i, s := range states {
-		b.Deltas[i] = gossip.Delta{NS: s.NS, Key: s.Key, Origin: n.id, State: s.State}
+		b.Deltas[i] = change.Delta{NS: s.NS, Key: s.Key, Origin: n.id, State: s.State}
 	}
 	return n.Apply(b)
 }

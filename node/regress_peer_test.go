@@ -12,8 +12,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/gossip"
 )
 
 // within runs fn and fails the test when it does not return in time: a
@@ -60,7 +60,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 	}
 	apply := func(ns, key string, origin crdt.NodeID, c crdt.Counter) func() error {
 		return func() error {
-			return n.Apply(gossip.Batch{Deltas: []gossip.Delta{{NS: ns, Key: key, Origin: origin, Seq: 1, State: c}}})
+			return n.Apply(change.Batch{Deltas: []change.Delta{{NS: ns, Key: key, Origin: origin, Seq: 1, State: c}}})
 		}
 	}
 	config := func(ns string, hlc uint64, origin crdt.NodeID, bank uint64) func() error {
@@ -70,7 +70,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		return func() error {
-			return n.Apply(gossip.Batch{Configs: []gossip.ConfigRecord{{NS: ns, HLC: hlc, Origin: origin, Payload: payload}}})
+			return n.Apply(change.Batch{Configs: []change.ConfigRecord{{NS: ns, HLC: hlc, Origin: origin, Payload: payload}}})
 		}
 	}
 	grant := func(req RightsRequest) func() error {
@@ -94,8 +94,8 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		// and a delta may carry the reset of a node that left long ago.
 		{"merge: slot of a made-up node beside a reset", merge(crdt.Counter{Slots: []crdt.Slot{{Node: madeUp, P: 7}}, Reset: &crdt.Reset{Epoch: 2, Node: peer}})},
 		{"apply: made-up origin vouched only by a range", func() error {
-			return n.Apply(gossip.Batch{Ranges: []gossip.Range{{Origin: madeUp, After: 0, Upto: 1}},
-				Deltas: []gossip.Delta{{NS: "ns", Key: "k", Origin: peer, Seq: 1, State: slot(madeUp, 1e12, 0)}}})
+			return n.Apply(change.Batch{Ranges: []change.Range{{Origin: madeUp, After: 0, Upto: 1}},
+				Deltas: []change.Delta{{NS: "ns", Key: "k", Origin: peer, Seq: 1, State: slot(madeUp, 1e12, 0)}}})
 		}},
 		{"merge: own slot at MaxUint64", merge(slot(self, math.MaxUint64, 0))},
 		{"merge: own slot above what it holds", merge(slot(self, 1000, 0))},
@@ -115,7 +115,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		{"apply: gifts total past int64", apply("ex", rightsKey(givenToAll, "k"), peer, slot(peer, math.MaxInt64+1, 0))},
 		{"apply: rights received past int64", apply("ex", rightsKey(self, "k"), peer, slot(peer, 0, math.MaxInt64+1))},
 		{"apply: range of a made-up origin", func() error {
-			return n.Apply(gossip.Batch{Ranges: []gossip.Range{{Origin: madeUp, After: 0, Upto: math.MaxUint64}}})
+			return n.Apply(change.Batch{Ranges: []change.Range{{Origin: madeUp, After: 0, Upto: math.MaxUint64}}})
 		}},
 		{"apply: config with HLC MaxUint64", config("ns", math.MaxUint64, peer, uint64(peer))},
 		{"apply: new namespace with HLC MaxUint64", config("fresh", math.MaxUint64, peer, uint64(peer))},
@@ -123,7 +123,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		{"apply: config of a made-up origin", config("ns", uint64(time.Now().UnixMilli())<<16, madeUp, uint64(peer))},
 		{"apply: config with a made-up bank", config("ns", uint64(time.Now().UnixMilli())<<16, peer, uint64(madeUp))},
 		{"apply: config that does not decode", func() error {
-			return n.Apply(gossip.Batch{Configs: []gossip.ConfigRecord{{NS: "ns", HLC: 1, Origin: peer, Payload: []byte{0xc1}}}})
+			return n.Apply(change.Batch{Configs: []change.ConfigRecord{{NS: "ns", HLC: 1, Origin: peer, Payload: []byte{0xc1}}}})
 		}},
 		{"rights: negative want", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: -1, To: peer})},
 		{"rights: absurd want", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: math.MaxInt64, To: peer})},
@@ -131,7 +131,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		{"rights: to the gifts total", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: 1, To: givenToAll})},
 		{"rights: to this node", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: 1, To: self})},
 		{"batch: one bad delta refuses the good ones before it", func() error {
-			return n.Apply(gossip.Batch{Deltas: []gossip.Delta{
+			return n.Apply(change.Batch{Deltas: []change.Delta{
 				{NS: "ns", Key: "k", Origin: peer, Seq: 1, State: slot(peer, 7, 0)},
 				{NS: "ns", Key: "k2", Origin: peer, Seq: 2, State: slot(madeUp, 7, 0)},
 			}})
@@ -190,7 +190,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 	if err != nil || len(page.Items) != 1 || page.Items[0].Value != 5 {
 		t.Fatalf("listing after restart = %+v, %v; want k = 5", page, err)
 	}
-	if err := n.ScanSince(n.ID(), 0, func(gossip.Delta) bool { return true }); err != nil {
+	if err := n.ScanSince(n.ID(), 0, func(change.Delta) bool { return true }); err != nil {
 		t.Fatalf("anti-entropy scan of the node's origin after restart: %v", err)
 	}
 	if res, err := n.Incr(ctx, "ns", "k", 5, WriteOptions{ID: "first"}); err != nil || !res.Duplicate {
@@ -291,9 +291,9 @@ func TestDataOfAnOriginThatLeftIsAccepted(t *testing.T) {
 	gone := crdt.NodeIDFromName("left-last-year") // no member, not in the vector
 	peer := crdt.NodeIDFromName("n2")
 	// gone's own chunk: its delta and its range.
-	err := n.Apply(gossip.Batch{
-		Ranges: []gossip.Range{{Origin: gone, After: 0, Upto: 1}},
-		Deltas: []gossip.Delta{{NS: "ns", Key: "a", Origin: gone, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: gone, P: 4}}}}},
+	err := n.Apply(change.Batch{
+		Ranges: []change.Range{{Origin: gone, After: 0, Upto: 1}},
+		Deltas: []change.Delta{{NS: "ns", Key: "a", Origin: gone, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: gone, P: 4}}}}},
 	})
 	if err != nil {
 		t.Fatalf("a departed origin's chunk: %v", err)
@@ -306,9 +306,9 @@ func TestDataOfAnOriginThatLeftIsAccepted(t *testing.T) {
 	floor := []crdt.Slot{{Node: crdt.NodeIDFromName("gone-too"), P: 9}}
 	st := crdt.Counter{Slots: append([]crdt.Slot{{Node: peer, P: 2}}, floor...), Reset: &crdt.Reset{Epoch: 1, Node: crdt.NodeIDFromName("gone-too"), Floor: floor}}
 	slices.SortFunc(st.Slots, func(a, b crdt.Slot) int { return cmp.Compare(a.Node, b.Node) })
-	err = n.Apply(gossip.Batch{
-		Ranges: []gossip.Range{{Origin: peer, After: 0, Upto: 1}},
-		Deltas: []gossip.Delta{{NS: "ns", Key: "b", Origin: peer, Seq: 1, State: st}},
+	err = n.Apply(change.Batch{
+		Ranges: []change.Range{{Origin: peer, After: 0, Upto: 1}},
+		Deltas: []change.Delta{{NS: "ns", Key: "b", Origin: peer, Seq: 1, State: st}},
 	})
 	if err != nil {
 		t.Fatalf("a member's delta with a departed node's reset and floor: %v", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/internal/sabotage"
@@ -19,7 +20,7 @@ import (
 // Publisher takes the node's own durable changes for replication (a
 // gossip.Mesh). Publish must not block.
 type Publisher interface {
-	Publish(gossip.Batch)
+	Publish(change.Batch)
 }
 
 // SetPublisher attaches the replication layer; nil detaches it. Changes
@@ -49,7 +50,7 @@ var _ gossip.Replica = (*Node)(nil)
 // batch with any malformed or out-of-bounds part is refused whole with an
 // error wrapping ErrInvalidPeerData, before anything of it is applied
 // (peerinput.go).
-func (n *Node) Apply(b gossip.Batch) error {
+func (n *Node) Apply(b change.Batch) error {
 	if errp := n.failed.Load(); errp != nil {
 		return fmt.Errorf("%w: storage failed: %v", ErrUnavailable, *errp)
 	}
@@ -130,7 +131,7 @@ func (n *Node) Apply(b gossip.Batch) error {
 
 // sabotageDrops picks about one delta in 50, the same on every node, for
 // the sabotage_drop_delta build.
-func sabotageDrops(d *gossip.Delta) bool {
+func sabotageDrops(d *change.Delta) bool {
 	h := fnv.New64a()
 	h.Write([]byte(d.NS))
 	h.Write([]byte{0})
@@ -146,13 +147,13 @@ func (n *Node) VersionVector() map[crdt.NodeID]uint64 {
 
 // ScanSince implements gossip.Replica. It checkpoints first, so that the
 // index in Pebble covers the version vector read before the call.
-func (n *Node) ScanSince(origin crdt.NodeID, after uint64, fn func(gossip.Delta) bool) error {
+func (n *Node) ScanSince(origin crdt.NodeID, after uint64, fn func(change.Delta) bool) error {
 	if err := n.checkpoint(); err != nil {
 		return fmt.Errorf("%w: checkpoint before a scan: %v", ErrUnavailable, err)
 	}
 	var scanErr error
 	err := n.store.ScanIndex(origin, after, func(seq uint64, ns, key string) bool {
-		d := gossip.Delta{NS: ns, Key: key, Origin: origin, Seq: seq}
+		d := change.Delta{NS: ns, Key: key, Origin: origin, Seq: seq}
 		state, ok, err := n.counterState(ns, key)
 		if err != nil {
 			scanErr = err
@@ -185,11 +186,11 @@ func (n *Node) counterState(ns, key string) (crdt.Counter, bool, error) {
 }
 
 // Configs implements gossip.Replica.
-func (n *Node) Configs() []gossip.ConfigRecord {
+func (n *Node) Configs() []change.ConfigRecord {
 	n.ns.RLock()
 	recs := maps.Clone(n.ns.m)
 	n.ns.RUnlock()
-	out := make([]gossip.ConfigRecord, 0, len(recs))
+	out := make([]change.ConfigRecord, 0, len(recs))
 	for name, rec := range recs {
 		cr, err := configRecord(name, rec)
 		if err != nil {
@@ -201,12 +202,12 @@ func (n *Node) Configs() []gossip.ConfigRecord {
 	return out
 }
 
-func configRecord(ns string, rec *namespaceRecord) (gossip.ConfigRecord, error) {
+func configRecord(ns string, rec *namespaceRecord) (change.ConfigRecord, error) {
 	payload, err := msgpack.Marshal(rec)
 	if err != nil {
-		return gossip.ConfigRecord{}, err
+		return change.ConfigRecord{}, err
 	}
-	return gossip.ConfigRecord{NS: ns, HLC: rec.HLC, Origin: crdt.NodeID(rec.Origin), Payload: payload}, nil
+	return change.ConfigRecord{NS: ns, HLC: rec.HLC, Origin: crdt.NodeID(rec.Origin), Payload: payload}, nil
 }
 
 // publishConfig sends a namespace config set here to the mesh.
@@ -220,12 +221,12 @@ func (n *Node) publishConfig(ns string, rec *namespaceRecord) {
 		n.log.Error("cannot encode namespace config", zap.String("ns", ns), zap.Error(err))
 		return
 	}
-	(*p).Publish(gossip.Batch{Configs: []gossip.ConfigRecord{cr}})
+	(*p).Publish(change.Batch{Configs: []change.ConfigRecord{cr}})
 }
 
 // applyConfig installs a replicated namespace config when it is newer
 // (last writer wins by hybrid logical clock, then origin).
-func (n *Node) applyConfig(cr gossip.ConfigRecord) error {
+func (n *Node) applyConfig(cr change.ConfigRecord) error {
 	if err := ValidateNamespace(cr.NS); err != nil {
 		return err
 	}
@@ -240,7 +241,7 @@ func (n *Node) applyConfig(cr gossip.ConfigRecord) error {
 	n.ns.Lock()
 	defer n.ns.Unlock()
 	if cur := n.ns.m[cr.NS]; cur != nil {
-		curRec := gossip.ConfigRecord{HLC: cur.HLC, Origin: crdt.NodeID(cur.Origin)}
+		curRec := change.ConfigRecord{HLC: cur.HLC, Origin: crdt.NodeID(cur.Origin)}
 		if !cr.Newer(curRec) {
 			return nil
 		}

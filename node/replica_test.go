@@ -9,7 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/change"
 )
 
 // direct is a Publisher that applies every batch to other nodes, in order,
@@ -18,7 +18,7 @@ type direct struct {
 	t       *testing.T
 	to      []*Node
 	mu      sync.Mutex
-	queue   []gossip.Batch
+	queue   []change.Batch
 	working bool
 	idle    *sync.Cond
 }
@@ -29,7 +29,7 @@ func newDirect(t *testing.T, to ...*Node) *direct {
 	return d
 }
 
-func (d *direct) Publish(b gossip.Batch) {
+func (d *direct) Publish(b change.Batch) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.queue = append(d.queue, b)
@@ -83,19 +83,19 @@ func antiEntropy(t *testing.T, src, dst *Node) {
 		if upto <= after {
 			continue
 		}
-		var b gossip.Batch
-		if err := src.ScanSince(origin, after, func(d gossip.Delta) bool {
+		var b change.Batch
+		if err := src.ScanSince(origin, after, func(d change.Delta) bool {
 			b.Deltas = append(b.Deltas, d)
 			return true
 		}); err != nil {
 			t.Fatal(err)
 		}
-		b.Ranges = []gossip.Range{{Origin: origin, After: after, Upto: upto}}
+		b.Ranges = []change.Range{{Origin: origin, After: after, Upto: upto}}
 		if err := dst.Apply(b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var cfgs gossip.Batch
+	var cfgs change.Batch
 	cfgs.Configs = src.Configs()
 	if err := dst.Apply(cfgs); err != nil {
 		t.Fatal(err)

@@ -8,8 +8,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/gossip"
 )
 
 // Under sabotage_drop_delta a batch of 200 replicated deltas leaves some
@@ -18,17 +18,17 @@ import (
 func TestSabotageDropDeltaLeavesCountersUnapplied(t *testing.T) {
 	n := openTest(t, testConfig(t, vfs.NewMem()))
 	const origin = crdt.NodeID(7777)
-	var b gossip.Batch
+	var b change.Batch
 	wantDropped := 0
 	for i := range 200 {
-		d := gossip.Delta{NS: "likes", Key: fmt.Sprintf("k%03d", i), Origin: origin, Seq: uint64(i + 1),
+		d := change.Delta{NS: "likes", Key: fmt.Sprintf("k%03d", i), Origin: origin, Seq: uint64(i + 1),
 			State: crdt.Counter{Slots: []crdt.Slot{{Node: origin, P: 1}}}}
 		if sabotageDrops(&d) {
 			wantDropped++
 		}
 		b.Deltas = append(b.Deltas, d)
 	}
-	b.Ranges = []gossip.Range{{Origin: origin, After: 0, Upto: 200}}
+	b.Ranges = []change.Range{{Origin: origin, After: 0, Upto: 200}}
 	if wantDropped == 0 {
 		t.Fatal("the sabotage's hash drops none of these 200 deltas; pick other keys")
 	}

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/countmesh/countmesh/crdt"
+	"go.uber.org/zap"
 )
 
 // Top-K. For each namespace that has been asked for its top counters, the
@@ -345,8 +345,8 @@ func (n *Node) rebuildTop(tops *nsTops, old *topSet, ns string, w window, window
 
 // fillTop fills a new set from a scan of ns (bucketPrefix empty: the user
 // counters; else the counters of one bucket). The set is installed before
-// the scan, so changes during it are observed; the checkpoint makes every
-// change before it visible to the scan.
+// the scan, so changes during it are observed; the scan sees every change
+// before it (scanLive).
 func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
 	defer func() {
 		t.mu.Lock()
@@ -354,14 +354,11 @@ func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
 		t.mu.Unlock()
 		close(t.built)
 	}()
-	if err := n.Checkpoint(); err != nil {
-		n.log.Warn("top-k: checkpoint before the scan failed; the set may miss recent changes")
-	}
 	prefix, after := bucketPrefix, ""
 	if prefix == "" {
 		after = firstUserKey
 	}
-	_ = n.store.ScanCounters(ns, prefix, after, func(key string, c crdt.Counter) bool {
+	err := n.scanLive(ns, prefix, after, true, func(key string, c scanned) bool {
 		user := key
 		if bucketPrefix != "" {
 			user = key[len(bucketPrefix):]
@@ -369,10 +366,9 @@ func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
 				return true
 			}
 		}
-		cur, live := n.overlay(ns, key, c)
 		t.mu.Lock()
 		if _, seen := t.touched[user]; !seen {
-			t.offerLocked(user, cur.Value, live)
+			t.offerLocked(user, c.Value, c.live)
 		}
 		t.mu.Unlock()
 		select {
@@ -382,17 +378,16 @@ func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
 			return true
 		}
 	})
+	if err != nil {
+		n.log.Warn("top-k: the scan that fills the set failed; it may miss counters until it is rebuilt", zap.String("ns", ns), zap.Error(err))
+	}
 }
 
 // scanTop ranks the counters under prefix by scanning them.
 func (n *Node) scanTop(ctx context.Context, ns, prefix string, k int) ([]Counter, error) {
-	if err := n.Checkpoint(); err != nil {
-		return nil, err
-	}
 	t := newTopSet(0)
-	err := n.store.ScanCounters(ns, prefix, firstUserKey, func(key string, c crdt.Counter) bool {
-		cur, live := n.overlay(ns, key, c)
-		t.offerLocked(key, cur.Value, live)
+	err := n.scanLive(ns, prefix, firstUserKey, true, func(key string, c scanned) bool {
+		t.offerLocked(key, c.Value, c.live)
 		return ctx.Err() == nil
 	})
 	if err == nil {

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/countmesh/countmesh/crdt"
 )
 
 // changedLocked tells the top sets and the watchers that ns/key changed
@@ -181,15 +179,11 @@ func (n *Node) ChangedSince(ctx context.Context, ns, prefix string, since time.T
 	if err := ValidateNamespace(ns); err != nil {
 		return nil, err
 	}
-	if err := n.Checkpoint(); err != nil {
-		return nil, err
-	}
 	var out []Counter
 	edge := since.UnixMilli()
-	err := n.store.ScanCounters(ns, prefix, firstUserKey, func(key string, c crdt.Counter) bool {
-		cur, live := n.overlay(ns, key, c)
-		if (live || c.Reset != nil) && cur.UpdatedAt.UnixMilli() >= edge {
-			out = append(out, cur)
+	err := n.scanLive(ns, prefix, firstUserKey, true, func(key string, c scanned) bool {
+		if (c.live || c.hasReset) && c.UpdatedAt.UnixMilli() >= edge {
+			out = append(out, c.Counter)
 		}
 		return len(out) < limit && ctx.Err() == nil
 	})

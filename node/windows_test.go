@@ -10,8 +10,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/gossip"
 )
 
 // fakeClock is a settable clock for Config.Now.
@@ -294,7 +294,7 @@ func TestReplicatedBucketsAndRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	var batch []string
-	if err := a.ScanSince(a.ID(), 0, func(d gossip.Delta) bool { batch = append(batch, d.Key); return true }); err != nil {
+	if err := a.ScanSince(a.ID(), 0, func(d change.Delta) bool { batch = append(batch, d.Key); return true }); err != nil {
 		t.Fatal(err)
 	}
 	if len(batch) == 0 {
@@ -358,11 +358,11 @@ func TestLabelsSumAndSplit(t *testing.T) {
 
 func resendAll(t *testing.T, src, dst *Node) {
 	t.Helper()
-	var ds []gossip.Delta
-	if err := src.ScanSince(src.ID(), 0, func(d gossip.Delta) bool { ds = append(ds, d); return true }); err != nil {
+	var ds []change.Delta
+	if err := src.ScanSince(src.ID(), 0, func(d change.Delta) bool { ds = append(ds, d); return true }); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.Apply(gossip.Batch{Deltas: ds}); err != nil {
+	if err := dst.Apply(change.Batch{Deltas: ds}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -6,8 +6,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/gossip"
 )
 
 // TestIncrAndBatchClampAlike: Incr and Batch share one write path, so for a
@@ -22,9 +22,9 @@ func TestIncrAndBatchClampAlike(t *testing.T) {
 	}
 	peer := crdt.NodeIDFromName("peer")
 	for _, key := range []string{"a", "b"} {
-		err := n.Apply(gossip.Batch{
-			Ranges: []gossip.Range{{Origin: peer, After: 0, Upto: 2}},
-			Deltas: []gossip.Delta{{NS: "q", Key: key, Origin: peer, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: peer, N: 5}}}}},
+		err := n.Apply(change.Batch{
+			Ranges: []change.Range{{Origin: peer, After: 0, Upto: 2}},
+			Deltas: []change.Delta{{NS: "q", Key: key, Origin: peer, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: peer, N: 5}}}}},
 		})
 		if err != nil {
 			t.Fatalf("apply the peer's decrement of %s: %v", key, err)
