@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // Stats are count, sum, average, minimum and maximum over a set of counters.
@@ -80,10 +82,10 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 	var scanErr error
 	after := ""
 	if base == "" {
-		after = firstUserKey
+		after = keyspace.FirstUserKey
 	}
 	err := n.scanLive(ns, base+prefix, after, true, func(key string, c scanned) bool {
-		if isInternalKey(key[len(base):]) {
+		if keyspace.IsInternal(key[len(base):]) {
 			return true // a label series' bucket
 		}
 		if !c.live {
@@ -109,7 +111,7 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 	// The label series, summed per (label value, key).
 	perKey := make(map[string]map[string]int64)
 	seen := false
-	seriesPrefix := base + string([]byte{kindSeries}) + prefix
+	seriesPrefix := base + string([]byte{keyspace.KindSeries}) + prefix
 	err = n.scanLive(ns, seriesPrefix, "", true, func(key string, c scanned) bool {
 		skey, labels, ok := parseSeriesKey(key[len(base):])
 		if !ok {
@@ -166,5 +168,5 @@ func aggregateError(err error) error {
 	if errors.Is(err, ErrOverflow) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("%w: scan counters: %v", ErrUnavailable, err)
+	return kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
 }

@@ -11,11 +11,13 @@ import (
 	"sync"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // Approximate namespaces (docs/approximate.md). A namespace of type
 // approximate keeps no counter per key: it keeps one Count-Min Sketch of
-// w×d cells, and each cell is an internal counter (kindSketch) with one slot
+// w×d cells, and each cell is an internal counter (keyspace.KindSketch) with one slot
 // per node, stored, group-committed, replicated and repaired exactly like a
 // user's counter. An increment of key k by `by` adds `by` to this node's slot
 // of the d cells (r, h_r(k)) and of the namespace's total; a read is the
@@ -32,9 +34,9 @@ import (
 
 // Cell keys. A sketch's cells are
 //
-//	kindSketch, width (4 bytes, big endian), depth (1 byte), row (1 byte), column (4 bytes, big endian)
+//	keyspace.KindSketch, width (4 bytes, big endian), depth (1 byte), row (1 byte), column (4 bytes, big endian)
 //
-// and its total is kindSketch, width, depth, 0xff. The dimensions are part
+// and its total is keyspace.KindSketch, width, depth, 0xff. The dimensions are part
 // of the key, so that a namespace whose epsilon or confidence changes starts
 // a new sketch instead of reading the old cells under another placement.
 const (
@@ -46,7 +48,7 @@ const (
 // dimensions.
 func sketchPrefix(p crdt.SketchParams) string {
 	b := make([]byte, 0, sketchPrefixLen)
-	b = append(b, kindSketch)
+	b = append(b, keyspace.KindSketch)
 	b = binary.BigEndian.AppendUint32(b, uint32(p.Width))
 	b = append(b, byte(p.Depth))
 	return string(b)
@@ -144,7 +146,7 @@ func (n *Node) namespaceIfExists(ns string) *namespaceRecord {
 // approxNamespace returns the record of ns when ns exists and is
 // approximate, else nil.
 func (n *Node) approxNamespace(ns string) *namespaceRecord {
-	if rec := n.namespaceIfExists(ns); rec != nil && rec.Config.Type == TypeApproximate {
+	if rec := n.namespaceIfExists(ns); rec != nil && rec.counterType().sketch() {
 		return rec
 	}
 	return nil
@@ -155,7 +157,7 @@ func (n *Node) approxNamespace(ns string) *namespaceRecord {
 func (n *Node) approxFor(ns string, rec *namespaceRecord) (*approxNS, error) {
 	p, err := rec.Config.sketchParams()
 	if err != nil {
-		return nil, fmt.Errorf("%w: namespace %q: %v", ErrInvalidArgument, ns, err)
+		return nil, kinderr.New(ErrInvalidArgument, err, "namespace %q: %v", ns, err)
 	}
 	n.approx.mu.RLock()
 	a := n.approx.m[ns]
@@ -232,8 +234,8 @@ func (n *Node) addApprox(rec *namespaceRecord, ns, key string, by int64) (int64,
 	}
 	// The total first: every cell of this node's slot is at most the
 	// total's, so when the total does not overflow, no cell does.
-	sync, err := n.update(ns, a.totalKey, true, func(e *entry) error {
-		if v, err := e.c.Add(n.id, by); err != nil {
+	sync, err := n.update(ns, a.totalKey, true, func(e *keyspace.Entry) error {
+		if v, err := e.C.Add(n.id, by); err != nil {
 			return fmt.Errorf("%w: the total of approximate namespace %q is %d; adding %d would leave the int64 range", ErrOverflow, ns, v, by)
 		}
 		return nil
@@ -246,8 +248,8 @@ func (n *Node) addApprox(rec *namespaceRecord, ns, key string, by int64) (int64,
 	est := int64(math.MaxInt64)
 	for r, col := range a.params.Columns(key, cols[:0]) {
 		ck := appendCellKey(buf[:0], a.prefix, r, col)
-		if _, err := n.update(ns, string(ck), true, func(e *entry) error {
-			v, err := e.c.Add(n.id, by)
+		if _, err := n.update(ns, string(ck), true, func(e *keyspace.Entry) error {
+			v, err := e.C.Add(n.id, by)
 			if err != nil {
 				return fmt.Errorf("%w: a sketch cell of %q is %d; adding %d would leave the int64 range", ErrOverflow, ns, v, by)
 			}
@@ -307,18 +309,18 @@ func (n *Node) estimate(ns string, a *approxNS, key string) (est, bound int64, e
 // cellValue reads an internal counter of ns; one never written reads 0.
 func (n *Node) cellValue(ns, key string) (int64, error) {
 	var buf [64]byte
-	ck := compositeKey(buf[:0], ns, key)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := n.lookupLocked(s, ck, ns, key, false)
+	ck := keyspace.Composite(buf[:0], ns, key)
+	s := n.keys.StripeOf(ck)
+	s.Lock()
+	defer s.Unlock()
+	e, err := n.keys.Lookup(s, ck, ns, key, false)
 	if err != nil {
-		return 0, fmt.Errorf("%w: read sketch cell: %v", ErrUnavailable, err)
+		return 0, kinderr.New(ErrUnavailable, err, "read sketch cell: %v", err)
 	}
 	if e == nil {
 		return 0, nil
 	}
-	return e.c.Value(), nil
+	return e.C.Value(), nil
 }
 
 // topApprox returns the k keys of the approximate namespace ns with the

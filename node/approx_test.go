@@ -17,6 +17,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // putApprox creates an approximate namespace with async durability (so that
@@ -46,7 +47,7 @@ func sketchCells(t testing.TB, n *Node, ns string) int {
 		t.Fatal(err)
 	}
 	cells := 0
-	if err := n.store.ScanCounters(ns, string([]byte{kindSketch}), "", func(key string, c crdt.Counter) bool {
+	if err := n.store.ScanCounters(ns, string([]byte{keyspace.KindSketch}), "", func(key string, c crdt.Counter) bool {
 		cells++
 		return true
 	}); err != nil {
@@ -201,7 +202,7 @@ func pageName(i uint32) string { return fmt.Sprintf("page/%d", i) }
 
 // approxSize is the size of the Zipf acceptance run: views over keys, then
 // fresh more views over as many new keys for the memory check. With
-// COUNTMESH_APPROX_FULL=1 it is the full size of issue 5 (about a minute
+// COUNTMESH_APPROX_FULL=1 it is the full size (10,000,000 views; about a minute
 // without -race); by default a hundredth of the views, and a third of that
 // under -race (where the node path runs ~10 times slower), to keep `make
 // test` short. crdt's TestCountMinZipfAcceptance runs the full size on the
@@ -216,7 +217,7 @@ func approxSize() (views, keys, fresh int) {
 	return 100_000, 10_000, 100_000
 }
 
-// The acceptance of issue 5 through the node: page views over keys (Zipf,
+// The approximate namespaces' accuracy and memory through the node: page views over keys (Zipf,
 // s = 1.1) in a namespace with epsilon 0.1 % and confidence 99 %. Every
 // estimate is at least the truth and at most ε·N above it for at least 99 %
 // of the keys; the node's estimates are exactly those of the reference
@@ -356,21 +357,7 @@ func TestApproxZipfAcceptance(t *testing.T) {
 }
 
 // cachedIn counts the counters of ns in the hot set.
-func cachedIn(n *Node, ns string) int {
-	prefix := ns + "\x00"
-	count := 0
-	for i := range n.stripes {
-		s := &n.stripes[i]
-		s.mu.Lock()
-		for ck := range s.m {
-			if strings.HasPrefix(ck, prefix) {
-				count++
-			}
-		}
-		s.mu.Unlock()
-	}
-	return count
-}
+func cachedIn(n *Node, ns string) int { return n.keys.Count(ns) }
 
 // liveHeap returns the live heap (bytes of allocated objects) after
 // everything n holds is durable and checkpointed, and after a collection.

@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // MaxBatchOps bounds the operations of one batch.
@@ -178,23 +180,23 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 	var touched []int // stripe indexes, locked in ascending order
 	buf := make([]byte, 0, 600)
 	for i, op := range ops {
-		buf = compositeKey(buf[:0], op.NS, op.Key)
-		si := n.stripeOf(buf)
-		s := &n.stripes[si]
-		s.mu.Lock()
-		e, err := n.lookupLocked(s, buf, op.NS, op.Key, true)
-		var re *entry
+		buf = keyspace.Composite(buf[:0], op.NS, op.Key)
+		si := n.keys.StripeIndex(buf)
+		s := n.keys.Stripe(si)
+		s.Lock()
+		e, err := n.keys.Lookup(s, buf, op.NS, op.Key, true)
+		var re *keyspace.Entry
 		if err == nil && op.ID != "" {
 			rk := idKey(op.ID, op.Key)
-			re, err = n.lookupEvictLocked(s, compositeKey(nil, op.NS, rk), op.NS, rk, true, false)
+			re, err = n.keys.LookupEvict(s, keyspace.Composite(nil, op.NS, rk), op.NS, rk, true, false)
 		}
-		s.mu.Unlock()
+		s.Unlock()
 		if err != nil {
-			return BatchResult{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+			return BatchResult{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 		}
-		prepared[i] = batchOp{ck: e.ck, stripe: si}
+		prepared[i] = batchOp{ck: e.CK(), stripe: si}
 		if re != nil {
-			prepared[i].rck = re.ck
+			prepared[i].rck = re.CK()
 		}
 		if j, found := slices.BinarySearch(touched, si); !found {
 			touched = slices.Insert(touched, j, si)
@@ -202,10 +204,10 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 	}
 
 	for _, si := range touched {
-		n.stripes[si].mu.Lock()
+		n.keys.Stripe(si).Lock()
 	}
 	entries, err := n.batchEntriesLocked(ops, prepared)
-	var records []*entry
+	var records []*keyspace.Entry
 	var dup []bool
 	if err == nil {
 		records, dup, err = n.batchDuplicatesLocked(w, prepared, repeatOf)
@@ -228,27 +230,27 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 			if dup[i] {
 				res.Duplicates++
 				if w.values {
-					res.Values[i] = clampRec(recs[op.NS], e.c.Value())
+					res.Values[i] = clampRec(recs[op.NS], e.C.Value())
 				}
 				continue
 			}
-			if n.idle(recs[op.NS].runtime().ttl, e.updated) && e.c.Live() {
-				e.c.SetReset(n.id, 0, true) // idle past its ttl: counts from 0
+			if n.idle(recs[op.NS].runtime().ttl, e.Updated) && e.C.Live() {
+				e.C.SetReset(n.id, 0, true) // idle past its ttl: counts from 0
 			}
-			before := e.c.Value()
-			v, addErr := e.c.Add(n.id, op.By)
+			before := e.C.Value()
+			v, addErr := e.C.Add(n.id, op.By)
 			if addErr != nil {
 				// batchCheckLocked ran these very updates on copies, so
 				// this cannot happen; were it to, refuse rather than crash
 				// with every touched stripe locked.
 				n.log.Error("write op failed after its check", zap.Int("op", i), zap.Error(addErr))
-				err = w.opErr(i, fmt.Errorf("%w: %s/%s: %v", ErrOverflow, op.NS, op.Key, addErr))
+				err = w.opErr(i, kinderr.New(ErrOverflow, addErr, "%s/%s: %v", op.NS, op.Key, addErr))
 				break
 			}
-			e.updated = ms
-			e.own = true
-			s := &n.stripes[prepared[i].stripe]
-			n.markDirtyLocked(s, e)
+			e.Updated = ms
+			e.Own = true
+			s := n.keys.Stripe(prepared[i].stripe)
+			n.keys.MarkDirty(s, e)
 			n.changedLocked(op.NS, op.Key, before, e)
 			if re := records[i]; re != nil {
 				n.setIDLocked(s, re, op.By, now)
@@ -261,7 +263,7 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 		res.Applied = len(ops) - res.Duplicates
 	}
 	for _, si := range touched {
-		n.stripes[si].mu.Unlock()
+		n.keys.Stripe(si).Unlock()
 	}
 	releaseIDs() // applied with their records: other writes of these ids may go on
 	if err != nil {
@@ -287,16 +289,16 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 
 // batchEntriesLocked resolves each op's entry; the caller holds every
 // touched stripe. An entry evicted since it was prepared is read again.
-func (n *Node) batchEntriesLocked(ops []writeOp, prepared []batchOp) ([]*entry, error) {
-	entries := make([]*entry, len(ops))
+func (n *Node) batchEntriesLocked(ops []writeOp, prepared []batchOp) ([]*keyspace.Entry, error) {
+	entries := make([]*keyspace.Entry, len(ops))
 	for i, p := range prepared {
-		s := &n.stripes[p.stripe]
-		e := s.m[p.ck]
+		s := n.keys.Stripe(p.stripe)
+		e := s.Get(p.ck)
 		if e == nil {
 			var err error
-			e, err = n.lookupEvictLocked(s, []byte(p.ck), ops[i].NS, ops[i].Key, true, false)
+			e, err = n.keys.LookupEvict(s, []byte(p.ck), ops[i].NS, ops[i].Key, true, false)
 			if err != nil {
-				return nil, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+				return nil, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 			}
 		}
 		entries[i] = e
@@ -306,13 +308,13 @@ func (n *Node) batchEntriesLocked(ops []writeOp, prepared []batchOp) ([]*entry, 
 
 // batchCheckLocked refuses a batch any of whose ops would overflow, before
 // anything is applied.
-func (n *Node) batchCheckLocked(w writeReq, entries []*entry, dup []bool, recs map[string]*namespaceRecord) error {
+func (n *Node) batchCheckLocked(w writeReq, entries []*keyspace.Entry, dup []bool, recs map[string]*namespaceRecord) error {
 	ops := w.ops
 	index := func(i int) int { return i }
 	if slices.Contains(dup, true) {
 		var kept []int
 		var keepOps []writeOp
-		var keepEntries []*entry
+		var keepEntries []*keyspace.Entry
 		for i := range ops {
 			if !dup[i] {
 				kept = append(kept, i)
@@ -334,8 +336,8 @@ func (n *Node) batchCheckLocked(w writeReq, entries []*entry, dup []bool, recs m
 		if !safe {
 			break
 		}
-		own := e.c.Slot(n.id)
-		v := e.c.Value()
+		own := e.C.Slot(n.id)
+		v := e.C.Value()
 		safe = abs(v) < 1<<61 && own.P < 1<<62 && own.N < 1<<62
 	}
 	if safe {
@@ -345,13 +347,13 @@ func (n *Node) batchCheckLocked(w writeReq, entries []*entry, dup []bool, recs m
 	// the apply loop will (the idle reset included): the value's range and
 	// this node's slot totals are Add's to judge, out-of-range merged states
 	// included.
-	sims := make(map[*entry]*crdt.Counter, len(ops))
+	sims := make(map[*keyspace.Entry]*crdt.Counter, len(ops))
 	for i, op := range ops {
 		e := entries[i]
 		c, ok := sims[e]
 		if !ok {
-			cp := e.c.Clone()
-			if n.idle(recs[op.NS].runtime().ttl, e.updated) && cp.Live() {
+			cp := e.C.Clone()
+			if n.idle(recs[op.NS].runtime().ttl, e.Updated) && cp.Live() {
 				cp.SetReset(n.id, 0, true)
 			}
 			c = &cp
@@ -377,16 +379,16 @@ func abs(v int64) int64 {
 // batchBoundsLocked checks the batch's net change of each counter of a
 // namespace with bounds (the batch applies at once, so only the net change
 // matters). The caller holds every touched stripe.
-func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*entry, dup []bool, recs map[string]*namespaceRecord) error {
+func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keyspace.Entry, dup []bool, recs map[string]*namespaceRecord) error {
 	ops := w.ops
-	var net map[*entry]int64
-	var at map[*entry]int
+	var net map[*keyspace.Entry]int64
+	var at map[*keyspace.Entry]int
 	for i, op := range ops {
 		if dup[i] || !recs[op.NS].bounds().any() {
 			continue
 		}
 		if net == nil {
-			net, at = make(map[*entry]int64), make(map[*entry]int)
+			net, at = make(map[*keyspace.Entry]int64), make(map[*keyspace.Entry]int)
 		}
 		net[entries[i]] += op.By
 		at[entries[i]] = i
@@ -394,7 +396,7 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*entr
 	for e, by := range net {
 		i := at[e]
 		op := ops[i]
-		if err := n.checkBoundsLocked(&n.stripes[prepared[i].stripe], recs[op.NS], op.NS, op.Key, e, by); err != nil {
+		if err := n.checkBoundsLocked(n.keys.Stripe(prepared[i].stripe), recs[op.NS], op.NS, op.Key, e, by); err != nil {
 			var need *errNeedRights
 			if errors.As(err, &need) {
 				need.ns, need.key = op.NS, op.Key

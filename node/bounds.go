@@ -12,7 +12,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/internal/sabotage"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // Bounds (min and max) of exact namespaces: a bounded counter with per-node
@@ -34,7 +36,7 @@ import (
 // least partly, so the rights it sees are never more than it has. Upper
 // bounds are the mirror image (u_i = N_i − P_i + max for the bank ...).
 //
-// Transfers are internal counters too: kindRights, the receiver's node id
+// Transfers are internal counters too: keyspace.KindRights, the receiver's node id
 // (8 bytes), the key; the giver's slot holds P = down-rights and N =
 // up-rights given to that receiver. Only the giver writes its slot, so the
 // usual merge (max per slot) is right, and they replicate like any change.
@@ -48,7 +50,7 @@ import (
 // namespace with bounds refuses resets and deletes (they would move the
 // value outside the rights' accounting).
 
-// kindRights is declared with the other internal kinds (internal.go).
+// keyspace.KindRights is declared with the other internal kinds (internal.go).
 
 // RightsRequest asks a peer for rights on a counter.
 type RightsRequest struct {
@@ -80,13 +82,13 @@ type bounds struct {
 func (b bounds) any() bool { return b.min != nil || b.max != nil }
 
 func (r *namespaceRecord) bounds() bounds {
-	return bounds{min: r.Config.Min, max: r.Config.Max, bank: crdt.NodeID(r.Bank), exact: r.Config.Type == TypeExact}
+	return bounds{min: r.Config.Min, max: r.Config.Max, bank: crdt.NodeID(r.Bank), exact: r.counterType().escrow()}
 }
 
 // rightsKey is the internal key of the rights given to node to on key.
 func rightsKey(to crdt.NodeID, key string) string {
 	b := make([]byte, 0, 9+len(key))
-	b = append(b, kindRights)
+	b = append(b, keyspace.KindRights)
 	b = binary.BigEndian.AppendUint64(b, uint64(to))
 	return string(append(b, key...))
 }
@@ -95,7 +97,7 @@ func rightsKey(to crdt.NodeID, key string) string {
 // and up (to increment). The caller holds the counter's stripe. The sums
 // are checked: rights out of the int64 range (only reachable by records
 // that were out of bounds) are an error, never a wrapped number.
-func (n *Node) rightsLocked(s *stripe, b bounds, ns, key string, c *crdt.Counter) (down, up int64, err error) {
+func (n *Node) rightsLocked(s *keyspace.Stripe, b bounds, ns, key string, c *crdt.Counter) (down, up int64, err error) {
 	own := c.Slot(n.id)
 	d, u := newRights(0), newRights(0)
 	d.addU(own.P)
@@ -114,7 +116,7 @@ func (n *Node) rightsLocked(s *stripe, b bounds, ns, key string, c *crdt.Counter
 	if rec, err := n.peekLocked(s, ns, rightsKey(n.id, key)); err != nil {
 		return 0, 0, err
 	} else if rec != nil {
-		for _, sl := range rec.c.Slots {
+		for _, sl := range rec.C.Slots {
 			d.addU(sl.P)
 			u.addU(sl.N)
 		}
@@ -125,7 +127,7 @@ func (n *Node) rightsLocked(s *stripe, b bounds, ns, key string, c *crdt.Counter
 	if rec, err := n.peekLocked(s, ns, rightsKey(givenToAll, key)); err != nil {
 		return 0, 0, err
 	} else if rec != nil {
-		g := rec.c.Slot(n.id)
+		g := rec.C.Slot(n.id)
 		d.subU(g.P)
 		u.subU(g.N)
 	}
@@ -140,10 +142,10 @@ const givenToAll = crdt.NodeID(^uint64(0))
 
 // peekLocked returns the entry of an internal counter in the stripe the
 // caller holds, reading it through without creating or evicting.
-func (n *Node) peekLocked(s *stripe, ns, key string) (*entry, error) {
-	e, err := n.lookupEvictLocked(s, compositeKey(nil, ns, key), ns, key, false, false)
+func (n *Node) peekLocked(s *keyspace.Stripe, ns, key string) (*keyspace.Entry, error) {
+	e, err := n.keys.LookupEvict(s, keyspace.Composite(nil, ns, key), ns, key, false, false)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
+		return nil, kinderr.New(ErrUnavailable, err, "read rights: %v", err)
 	}
 	return e, nil
 }
@@ -160,13 +162,13 @@ func (e *errNeedRights) Error() string { return fmt.Sprintf("needs %d more right
 // checkBoundsLocked refuses an increment by of e that the bounds forbid:
 // in an exact namespace by the node's rights (errNeedRights when it may get
 // more), elsewhere by the value this node sees.
-func (n *Node) checkBoundsLocked(s *stripe, rec *namespaceRecord, ns, key string, e *entry, by int64) error {
+func (n *Node) checkBoundsLocked(s *keyspace.Stripe, rec *namespaceRecord, ns, key string, e *keyspace.Entry, by int64) error {
 	b := rec.bounds()
 	if !b.any() || by == 0 {
 		return nil
 	}
 	if !b.exact {
-		v := e.c.Value()
+		v := e.C.Value()
 		if b.min != nil && by < 0 && v+by < *b.min {
 			return fmt.Errorf("%w: %s/%s is %d; decrementing by %d would cross its minimum %d", ErrConflict, ns, key, v, -by, *b.min)
 		}
@@ -175,7 +177,7 @@ func (n *Node) checkBoundsLocked(s *stripe, rec *namespaceRecord, ns, key string
 		}
 		return nil
 	}
-	down, up, err := n.rightsLocked(s, b, ns, key, &e.c)
+	down, up, err := n.rightsLocked(s, b, ns, key, &e.C)
 	if err != nil {
 		return err
 	}
@@ -286,21 +288,21 @@ func (n *Node) mergeRights(ns, key string, rec crdt.Counter) error {
 		n.metrics.peerRefused.Inc()
 		return err
 	}
-	ck := compositeKey(nil, ns, rk)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := n.lookupLocked(s, ck, ns, rk, true)
+	ck := keyspace.Composite(nil, ns, rk)
+	s := n.keys.StripeOf(ck)
+	s.Lock()
+	defer s.Unlock()
+	e, err := n.keys.Lookup(s, ck, ns, rk, true)
 	if err != nil {
-		return fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "read rights: %v", err)
 	}
-	if err := n.checkAgainstLocalLocked(ns, rk, &e.c, &rec); err != nil {
+	if err := n.checkAgainstLocalLocked(ns, rk, &e.C, &rec); err != nil {
 		n.metrics.peerRefused.Inc()
 		return err
 	}
-	e.c.Merge(rec)
-	e.updated = n.cfg.Now().UnixMilli()
-	n.markDirtyLocked(s, e)
+	e.C.Merge(rec)
+	e.Updated = n.cfg.Now().UnixMilli()
+	n.keys.MarkDirty(s, e)
 	return nil
 }
 
@@ -359,20 +361,20 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 // grantLocked is GrantRights under the counter's stripe, which it takes and
 // releases on every path. It changes nothing unless it gives.
 func (n *Node) grantLocked(rec *namespaceRecord, req RightsRequest) (RightsGrant, error) {
-	ck := compositeKey(nil, req.NS, req.Key)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	ck := keyspace.Composite(nil, req.NS, req.Key)
+	s := n.keys.StripeOf(ck)
+	s.Lock()
+	defer s.Unlock()
 	// A node may hold rights on a counter it does not hold (the bank's
 	// initial rights, rights received): its rights then come from an empty
 	// counter.
-	e, err := n.lookupLocked(s, ck, req.NS, req.Key, false)
+	e, err := n.keys.Lookup(s, ck, req.NS, req.Key, false)
 	if err != nil {
-		return RightsGrant{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		return RightsGrant{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
 	var c crdt.Counter
 	if e != nil {
-		c = e.c
+		c = e.C
 	}
 	down, up, err := n.rightsLocked(s, rec.bounds(), req.NS, req.Key, &c)
 	if err != nil {
@@ -387,20 +389,20 @@ func (n *Node) grantLocked(rec *namespaceRecord, req RightsRequest) (RightsGrant
 	}
 	give := min(have, max(req.Want, have/2+have%2))
 	rk := rightsKey(req.To, req.Key)
-	re, err := n.lookupEvictLocked(s, compositeKey(nil, req.NS, rk), req.NS, rk, true, false)
+	re, err := n.keys.LookupEvict(s, keyspace.Composite(nil, req.NS, rk), req.NS, rk, true, false)
 	if err != nil {
-		return RightsGrant{}, fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
+		return RightsGrant{}, kinderr.New(ErrUnavailable, err, "read rights: %v", err)
 	}
 	tk := rightsKey(givenToAll, req.Key)
-	te, err := n.lookupEvictLocked(s, compositeKey(nil, req.NS, tk), req.NS, tk, true, false)
+	te, err := n.keys.LookupEvict(s, keyspace.Composite(nil, req.NS, tk), req.NS, tk, true, false)
 	if err != nil {
-		return RightsGrant{}, fmt.Errorf("%w: read rights: %v", ErrUnavailable, err)
+		return RightsGrant{}, kinderr.New(ErrUnavailable, err, "read rights: %v", err)
 	}
 	// This node's slots of both records grow by give: down-rights are the
 	// P of the giver's slot, up-rights its N. Both new totals are checked
 	// before either changes, and set by merging this node's own slot,
 	// which cannot fail whatever the other slots hold.
-	gift, total := re.c.Slot(n.id), te.c.Slot(n.id)
+	gift, total := re.C.Slot(n.id), te.C.Slot(n.id)
 	for _, sl := range []*crdt.Slot{&gift, &total} {
 		t := &sl.N
 		if req.Down {
@@ -411,14 +413,14 @@ func (n *Node) grantLocked(rec *namespaceRecord, req RightsRequest) (RightsGrant
 		}
 		*t += uint64(give)
 	}
-	re.c.Merge(crdt.Counter{Slots: []crdt.Slot{gift}})
-	te.c.Merge(crdt.Counter{Slots: []crdt.Slot{total}})
+	re.C.Merge(crdt.Counter{Slots: []crdt.Slot{gift}})
+	te.C.Merge(crdt.Counter{Slots: []crdt.Slot{total}})
 	now := n.cfg.Now().UnixMilli()
-	for _, x := range []*entry{re, te} {
-		x.updated, x.own = now, true
-		n.markDirtyLocked(s, x)
+	for _, x := range []*keyspace.Entry{re, te} {
+		x.Updated, x.Own = now, true
+		n.keys.MarkDirty(s, x)
 	}
-	return RightsGrant{Amount: give, Record: re.c.Clone()}, nil
+	return RightsGrant{Amount: give, Record: re.C.Clone()}, nil
 }
 
 // clampToBounds keeps a read of a bounded exact counter within its bounds.
@@ -435,16 +437,10 @@ func (n *Node) clampToBounds(ns string, v int64) int64 {
 // clampRec is clampToBounds with the namespace's record (callers under a
 // stripe lock must not take n.ns).
 func clampRec(rec *namespaceRecord, v int64) int64 {
-	if rec == nil || rec.Config.Type != TypeExact {
+	if rec == nil {
 		return v
 	}
-	if rec.Config.Min != nil && v < *rec.Config.Min {
-		v = *rec.Config.Min
-	}
-	if rec.Config.Max != nil && v > *rec.Config.Max {
-		v = *rec.Config.Max
-	}
-	return v
+	return rec.counterType().clamp(&rec.Config, v)
 }
 
 // refuseBoundedReset refuses resets and deletes in an exact namespace with
@@ -453,7 +449,7 @@ func (n *Node) refuseBoundedReset(ns, what string) error {
 	n.ns.RLock()
 	rec := n.ns.m[ns]
 	n.ns.RUnlock()
-	if rec != nil && rec.Config.Type == TypeExact && rec.bounds().any() {
+	if rec != nil && rec.counterType().escrow() && rec.bounds().any() {
 		return fmt.Errorf("%w: %s in exact namespace %q with bounds is not supported (it would move the value outside the accounting that keeps the bounds); decrement or increment instead", ErrConflict, what, ns)
 	}
 	return nil

@@ -52,7 +52,7 @@ func (r simRights) TransferRights(ctx context.Context, p Peer, req RightsRequest
 	return n.GrantRights(ctx, req)
 }
 
-// TestBoundedCounterNeverCrossesMin is issue 5's second acceptance test at
+// TestBoundedCounterNeverCrossesMin checks that bounds hold at
 // the node level: three nodes in three regions, a counter at 100 in an exact
 // namespace with min 0, 1,000 concurrent decrements spread over the nodes,
 // a third of them while one region is cut off. The value never reads below

@@ -12,13 +12,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/internal/sabotage"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // Idempotent increments.
 //
 // An increment carrying an id leaves an id record beside the counter: an
-// internal counter under kindID, id, 0x00, key, in which the slot of every
+// internal counter under keyspace.KindID, id, 0x00, key, in which the slot of every
 // node that applied the increment holds P = zigzag(by)+1 (the body) and
 // N = apply time in unix seconds << 1 | compensated. Id records replicate
 // and merge like any counter (per-slot max), which makes the set of appliers
@@ -57,11 +59,11 @@ func ValidateID(id string) error {
 }
 
 // idKey returns the internal key of the id record of (id, key).
-func idKey(id, key string) string { return string([]byte{kindID}) + id + "\x00" + key }
+func idKey(id, key string) string { return string([]byte{keyspace.KindID}) + id + "\x00" + key }
 
 // parseIDKey undoes idKey.
 func parseIDKey(k string) (id, key string, ok bool) {
-	if len(k) < 3 || k[0] != kindID {
+	if len(k) < 3 || k[0] != keyspace.KindID {
 		return "", "", false
 	}
 	i := bytes.IndexByte([]byte(k[1:]), 0)
@@ -80,13 +82,13 @@ func anchor(ck []byte) []byte {
 		return ck
 	}
 	key := ck[i+1:]
-	if key[0] == kindID {
+	if key[0] == keyspace.KindID {
 		if j := bytes.IndexByte(key[1:], 0); j >= 0 {
 			return key[j+2:]
 		}
 		return ck
 	}
-	if key[0] == kindRights && len(key) > 9 {
+	if key[0] == keyspace.KindRights && len(key) > 9 {
 		return key[9:]
 	}
 	if key[0] < 0x20 {
@@ -141,7 +143,7 @@ func (l *idLocks) index(ns, id string) int {
 // recentIDs remembers the ids written or received since the last two
 // checkpoints, for the cross-key check of ids the store does not hold yet.
 type recentIDs struct {
-	mu        sync.Mutex
+	mu        sync.Mutex        // guards cur and prev
 	cur, prev map[string]string // ns 0x00 id -> key
 }
 
@@ -180,7 +182,7 @@ func (n *Node) idUsedElsewhere(ns, id, key string) (string, bool, error) {
 	}
 	var other string
 	found := false
-	prefix := string([]byte{kindID}) + id + "\x00"
+	prefix := string([]byte{keyspace.KindID}) + id + "\x00"
 	err := n.store.ScanCounters(ns, prefix, "", func(k string, _ crdt.Counter) bool {
 		if _, kk, ok := parseIDKey(k); ok && kk != key {
 			other, found = kk, true
@@ -189,7 +191,7 @@ func (n *Node) idUsedElsewhere(ns, id, key string) (string, bool, error) {
 		return true
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("%w: read id records: %v", ErrUnavailable, err)
+		return "", false, kinderr.New(ErrUnavailable, err, "read id records: %v", err)
 	}
 	return other, found, nil
 }
@@ -198,8 +200,8 @@ func (n *Node) idUsedElsewhere(ns, id, key string) (string, bool, error) {
 // when another node with a smaller id applied the same increment, this node
 // takes its own application back, once. The caller holds the stripe of the
 // record, which is the counter's stripe.
-func (n *Node) compensateLocked(s *stripe, ns, rk string, re *entry) {
-	st := readID(&re.c, n.id)
+func (n *Node) compensateLocked(s *keyspace.Stripe, ns, rk string, re *keyspace.Entry) {
+	st := readID(&re.C, n.id)
 	if !st.selfSeen || st.winner == n.id || st.self.N&1 == 1 {
 		return
 	}
@@ -207,25 +209,25 @@ func (n *Node) compensateLocked(s *stripe, ns, rk string, re *entry) {
 	if !ok {
 		return
 	}
-	e, err := n.lookupEvictLocked(s, compositeKey(nil, ns, key), ns, key, true, false)
+	e, err := n.keys.LookupEvict(s, keyspace.Composite(nil, ns, key), ns, key, true, false)
 	if err != nil {
 		n.log.Error("cannot take back a duplicated increment; the next merge of its id retries", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
 		return
 	}
 	by := unzigzag(st.self.P - 1)
-	before := e.c.Value()
-	if _, err := e.c.Add(n.id, -by); err != nil {
+	before := e.C.Value()
+	if _, err := e.C.Add(n.id, -by); err != nil {
 		n.log.Error("cannot take back a duplicated increment: overflow", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
 		return
 	}
 	// The compensated bit: N's low bit, clear above. Set by a merge of this
 	// node's own slot, which cannot fail whatever the other slots hold
 	// (Add would refuse when their sum left int64).
-	re.c.Merge(crdt.Counter{Slots: []crdt.Slot{{Node: n.id, P: st.self.P, N: st.self.N | 1}}})
+	re.C.Merge(crdt.Counter{Slots: []crdt.Slot{{Node: n.id, P: st.self.P, N: st.self.N | 1}}})
 	ms := n.cfg.Now().UnixMilli()
-	for _, x := range []*entry{e, re} {
-		x.updated, x.own = ms, true
-		n.markDirtyLocked(s, x)
+	for _, x := range []*keyspace.Entry{e, re} {
+		x.Updated, x.Own = ms, true
+		n.keys.MarkDirty(s, x)
 	}
 	n.changedLocked(ns, key, before, e)
 	n.metrics.compensations.Inc()
@@ -262,37 +264,37 @@ func (n *Node) expireIDs(ctx context.Context) error {
 	for _, j := range jobs {
 		edge := n.cfg.Now().Add(-j.win).Unix()
 		var old []string
-		err := n.store.ScanCounters(j.ns, string([]byte{kindID}), "", func(k string, c crdt.Counter) bool {
+		err := n.store.ScanCounters(j.ns, string([]byte{keyspace.KindID}), "", func(k string, c crdt.Counter) bool {
 			if st := readID(&c, n.id); st.seen && st.lastSec < edge {
 				old = append(old, k)
 			}
 			return len(old) < maxExpirePerPass && ctx.Err() == nil
 		})
 		if err != nil {
-			return fmt.Errorf("%w: scan id records: %v", ErrUnavailable, err)
+			return kinderr.New(ErrUnavailable, err, "scan id records: %v", err)
 		}
 		if len(old) == 0 {
 			continue
 		}
 		b := n.store.NewBatch()
 		for _, k := range old {
-			ck := compositeKey(nil, j.ns, k)
-			s := &n.stripes[n.stripeOf(ck)]
-			s.mu.Lock()
-			if e := s.m[string(ck)]; e != nil {
-				if !n.evictableLocked(e) || readID(&e.c, n.id).lastSec >= edge {
-					s.mu.Unlock()
+			ck := keyspace.Composite(nil, j.ns, k)
+			s := n.keys.StripeOf(ck)
+			s.Lock()
+			if e := s.Get(string(ck)); e != nil {
+				if !n.keys.Evictable(e) || readID(&e.C, n.id).lastSec >= edge {
+					s.Unlock()
 					continue
 				}
-				delete(s.m, string(ck))
+				s.Remove(string(ck))
 			}
-			s.mu.Unlock()
+			s.Unlock()
 			b.DeleteCounter(j.ns, k)
 		}
 		err = b.Commit(false)
 		b.Close()
 		if err != nil {
-			return fmt.Errorf("%w: delete id records: %v", ErrUnavailable, err)
+			return kinderr.New(ErrUnavailable, err, "delete id records: %v", err)
 		}
 		n.metrics.expiredIDs.Add(float64(len(old)))
 	}
@@ -303,11 +305,11 @@ func (n *Node) expireIDs(ctx context.Context) error {
 // slot becomes P = zigzag(by)+1, N = apply time << 1. re has no applier yet
 // (its slots' P are 0), so this node's slot is below that; it is set by a
 // merge, which cannot fail whatever the other slots hold.
-func (n *Node) setIDLocked(s *stripe, re *entry, by int64, now time.Time) {
+func (n *Node) setIDLocked(s *keyspace.Stripe, re *keyspace.Entry, by int64, now time.Time) {
 	applied := uint64(max(now.Unix(), 0)) << 1
-	re.c.Merge(crdt.Counter{Slots: []crdt.Slot{{Node: n.id, P: zigzag(by) + 1, N: applied}}})
-	re.updated, re.own = now.UnixMilli(), true
-	n.markDirtyLocked(s, re)
+	re.C.Merge(crdt.Counter{Slots: []crdt.Slot{{Node: n.id, P: zigzag(by) + 1, N: applied}}})
+	re.Updated, re.Own = now.UnixMilli(), true
+	n.keys.MarkDirty(s, re)
 }
 
 // batchIDs checks the ids of a batch before anything is locked: an id used
@@ -365,9 +367,9 @@ func (n *Node) batchIDs(w writeReq) ([]int, func(), error) {
 // batchDuplicatesLocked resolves the id records of a batch's ops and tells
 // which ops are duplicates; a known id with another body is 409. The caller
 // holds every touched stripe.
-func (n *Node) batchDuplicatesLocked(w writeReq, prepared []batchOp, repeatOf []int) ([]*entry, []bool, error) {
+func (n *Node) batchDuplicatesLocked(w writeReq, prepared []batchOp, repeatOf []int) ([]*keyspace.Entry, []bool, error) {
 	ops := w.ops
-	records := make([]*entry, len(ops))
+	records := make([]*keyspace.Entry, len(ops))
 	dup := make([]bool, len(ops))
 	for i, op := range ops {
 		if op.ID == "" {
@@ -377,16 +379,16 @@ func (n *Node) batchDuplicatesLocked(w writeReq, prepared []batchOp, repeatOf []
 			dup[i] = true
 			continue
 		}
-		s := &n.stripes[prepared[i].stripe]
-		re := s.m[prepared[i].rck]
+		s := n.keys.Stripe(prepared[i].stripe)
+		re := s.Get(prepared[i].rck)
 		if re == nil {
 			rk := idKey(op.ID, op.Key)
 			var err error
-			if re, err = n.lookupEvictLocked(s, []byte(prepared[i].rck), op.NS, rk, true, false); err != nil {
-				return nil, nil, fmt.Errorf("%w: read id record: %v", ErrUnavailable, err)
+			if re, err = n.keys.LookupEvict(s, []byte(prepared[i].rck), op.NS, rk, true, false); err != nil {
+				return nil, nil, kinderr.New(ErrUnavailable, err, "read id record: %v", err)
 			}
 		}
-		if st := readID(&re.c, n.id); st.seen {
+		if st := readID(&re.C, n.id); st.seen {
 			if st.by != op.By {
 				return nil, nil, w.opErr(i, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, op.ID, st.by, op.NS, op.Key, op.By))
 			}

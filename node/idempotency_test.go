@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/internal/testwait"
 )
 
 func TestIDsCountOnceOnOneNode(t *testing.T) {
@@ -224,6 +225,16 @@ func (m *meshSim) acquire(name string) (*Node, func()) {
 	return n, wg.Done
 }
 
+// queuesEmpty reports whether every node's stream queue is empty.
+func (m *meshSim) queuesEmpty() bool {
+	for _, q := range m.queue {
+		if len(q) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func (m *meshSim) drain(name string) { m.inflight(name).Wait() }
 
 func (m *meshSim) inflight(name string) *sync.WaitGroup {
@@ -244,7 +255,7 @@ func (m *meshSim) close() {
 	m.wg.Wait()
 }
 
-// TestLargeRetriedIncrementsCountOnce is issue 5's first acceptance test
+// TestLargeRetriedIncrementsCountOnce checks that retried ids count once
 // at the node level: 10,000 increments with ids, each sent 2 to 4 times to
 // random nodes of a five-node mesh (answers "lost"), one node killed (a
 // crash image of its disk) and restarted mid-run; afterwards every node
@@ -324,9 +335,7 @@ func TestLargeRetriedIncrementsCountOnce(t *testing.T) {
 	}
 	// Kill r2-a a quarter of the way in: a crash image of its disk, then a
 	// restart that catches up from a peer before it takes writes.
-	for next.Load() < ids/4 {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, time.Minute, "a quarter of the ids to be sent", func() bool { return next.Load() >= ids/4 })
 	victim := "r2-a"
 	old := m.get(victim)
 	old.SetPublisher(nil)
@@ -359,7 +368,7 @@ func TestLargeRetriedIncrementsCountOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	testwait.For(t, 10*time.Second, "the streams' queues to empty", m.queuesEmpty)
 	for range 2 {
 		for _, a := range names {
 			for _, b := range names {

@@ -23,7 +23,7 @@ import (
 	"github.com/countmesh/countmesh/node"
 )
 
-// The linearizability check of issue 5: nodes in-process, each behind its
+// The linearizability check of quorum reads and writes: nodes in-process, each behind its
 // own httpapi server on 127.0.0.1, reaching each other through the peer RPC
 // (directPeers: the answering node's PeerState and MergeStates, the
 // handlers of the peer transport, which packages gossip and peerrpc test)

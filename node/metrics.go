@@ -94,16 +94,16 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_pending_changes", Help: "Changed counters waiting for the group committer.",
-		}, func() float64 { return float64(n.pending.Load()) }),
+		}, func() float64 { return float64(n.keys.Pending()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_unsaved_counters", Help: "Changed counters whose state is in the operation log but not yet checkpointed to Pebble.",
-		}, func() float64 { return float64(n.unsaved.Load()) }),
+		}, func() float64 { return float64(n.keys.UnsavedCount()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_oplog_bytes", Help: "Operation-log bytes since the last checkpoint (what a crash restart replays).",
 		}, func() float64 { return float64(n.store.LogBytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_cached_counters", Help: "Counters held in memory.",
-		}, func() float64 { return float64(n.cachedCounters()) }),
+		}, func() float64 { return float64(n.keys.Count("")) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "countmesh_commits_total", Help: "Group commits written to the store.",
 		}, func() float64 { return float64(n.committer.Stats().Commits) }),
@@ -118,16 +118,4 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		}, func() float64 { return float64(n.store.DiskUsage()) }),
 	)
 	return m
-}
-
-// cachedCounters counts the entries in memory.
-func (n *Node) cachedCounters() int {
-	total := 0
-	for i := range n.stripes {
-		s := &n.stripes[i]
-		s.mu.Lock()
-		total += len(s.m)
-		s.mu.Unlock()
-	}
-	return total
 }

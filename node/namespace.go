@@ -245,5 +245,6 @@ type namespaceRecord struct {
 	// node that set them; bounds.go).
 	Bank uint64 `msgpack:"b"`
 
-	rt *nsRuntime // the parsed config (see prepare); not stored
+	rt   *nsRuntime  // the parsed config (see prepare); not stored
+	kind counterType // the namespace type's behaviour (see prepare); not stored
 }

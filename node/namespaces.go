@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/countmesh/countmesh/internal/kinderr"
 	"go.uber.org/zap"
 )
 
@@ -68,10 +69,10 @@ func (n *Node) persistNamespaceLocked(ns string, rec *namespaceRecord) error {
 	b := n.store.NewBatch()
 	defer b.Close()
 	if err := b.PutNamespace(ns, rec); err != nil {
-		return fmt.Errorf("%w: encode namespace: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "encode namespace: %v", err)
 	}
 	if err := b.Commit(true); err != nil {
-		return fmt.Errorf("%w: store namespace: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "store namespace: %v", err)
 	}
 	rec.prepare()
 	n.ns.m[ns] = rec
@@ -155,7 +156,7 @@ func (n *Node) hasCounters(ctx context.Context, ns string) (bool, error) {
 		return !found
 	})
 	if err != nil {
-		return false, fmt.Errorf("%w: scan counters: %v", ErrUnavailable, err)
+		return false, kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
 	}
 	return found, nil
 }

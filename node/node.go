@@ -13,6 +13,8 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/hlc"
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -28,22 +30,13 @@ type Node struct {
 	clock     *hlc.Clock
 	metrics   *metrics
 
-	stripes   []stripe
-	stripeCap int // entries per stripe before eviction
-	// dirtyStripes has a bit set for every stripe whose dirty list may be
-	// non-empty, so that a commit visits only those.
-	dirtyStripes []atomic.Uint64
+	keys *keyspace.Set // the hot set
 
-	tick         atomic.Uint32 // seconds since start, for eviction recency
-	pending      atomic.Int64  // dirty entries waiting for a Fill
 	fillSeq      atomic.Uint64 // sequence of the last Fill
 	committedSeq atomic.Uint64 // highest Fill sequence known durable
 	unsaved      atomic.Int64  // entries waiting for a checkpoint
-	ckptDone     atomic.Uint64 // the last checkpoint committed to Pebble
 	logEnc       *store.LogEncoder
-	ckptMu       sync.Mutex // serialises checkpoints; guards ckptSeq
-	ckptSeq      uint64     // the last checkpoint started
-	ckptKick     chan struct{}
+	ckpt         *store.Checkpointer
 	ownSeq       uint64 // this node's last own sequence number; committer goroutine only (and recovery)
 	publisher    atomic.Pointer[Publisher]
 
@@ -84,7 +77,8 @@ type Node struct {
 }
 
 // Open opens the store in cfg.Store.Dir, recovers the namespaces and starts
-// the committer. The node is ready when Open returns.
+// the committer. The node is ready when Open returns, unless
+// Config.StartUnready asks it to wait for MarkReady.
 func Open(cfg Config) (*Node, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -98,22 +92,22 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: open store: %w", err)
 	}
 	n := &Node{
-		cfg:     cfg,
-		id:      crdt.NodeIDFromName(cfg.Name),
-		log:     cfg.Logger,
-		store:   st,
-		clock:   hlc.New(cfg.Now),
-		stripes: make([]stripe, cfg.Stripes),
-		done:    make(chan struct{}),
+		cfg:   cfg,
+		id:    crdt.NodeIDFromName(cfg.Name),
+		log:   cfg.Logger,
+		store: st,
+		clock: hlc.New(cfg.Now),
+		done:  make(chan struct{}),
 	}
+	n.keys = keyspace.New(keyspace.Config{
+		Store:         st,
+		Stripes:       cfg.Stripes,
+		Capacity:      cfg.CacheCounters,
+		OnReadThrough: func() { n.metrics.readThrough.Inc() },
+		OnEvict:       func() { n.metrics.evictions.Inc() },
+	})
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
 	n.vv.m = make(map[crdt.NodeID]uint64)
-	n.stripeCap = max(1, (cfg.CacheCounters+cfg.Stripes-1)/cfg.Stripes)
-	for i := range n.stripes {
-		n.stripes[i].m = make(map[string]*entry)
-		n.stripes[i].index = i
-	}
-	n.dirtyStripes = make([]atomic.Uint64, (len(n.stripes)+63)/64)
 	n.ns.m = make(map[string]*namespaceRecord)
 	if err := n.loadNamespaces(); err != nil {
 		st.Close()
@@ -121,7 +115,15 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.metrics = newMetrics(n, cfg.Registerer)
 	n.logEnc = store.NewLogEncoder()
-	n.ckptKick = make(chan struct{}, 1)
+	n.ckpt = st.NewCheckpointer(store.CheckpointConfig{
+		Interval: cfg.CheckpointInterval,
+		LogBytes: cfg.CheckpointLogBytes,
+		Logger:   cfg.Logger,
+		Observe: func(_ int64, took time.Duration) {
+			n.metrics.checkpoints.Inc()
+			n.metrics.checkpointSeconds.Observe(took.Seconds())
+		},
+	}, ckptSource{n.keys, n})
 	if err := n.recoverLog(); err != nil {
 		st.Close()
 		return nil, err
@@ -136,7 +138,10 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(3)
 	go n.ticker()
-	go n.checkpointLoop()
+	go func() {
+		defer n.wg.Done()
+		n.ckpt.Run(n.done)
+	}()
 	go n.expiryLoop()
 	n.ready.Store(!cfg.StartUnready)
 	n.log.Info("node open",
@@ -156,7 +161,7 @@ func (n *Node) ticker() {
 		case <-n.done:
 			return
 		case <-t.C:
-			n.tick.Add(1)
+			n.keys.Tick()
 		}
 	}
 }
@@ -172,7 +177,7 @@ func (n *Node) Close() error {
 		var errK error
 		if errC == nil && n.failed.Load() == nil && n.store.Err() == nil {
 			// A clean shutdown leaves no log to replay.
-			errK = n.checkpoint()
+			errK = n.ckpt.Checkpoint()
 		}
 		errS := n.store.Close()
 		n.closeErr = errors.Join(errC, errK, errS)
@@ -217,14 +222,14 @@ func (n *Node) ackError(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: the write was applied but not yet acknowledged as durable: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "the write was applied but not yet acknowledged as durable: %v", err)
 	case errors.Is(err, store.ErrClosed):
 		return fmt.Errorf("%w: the node is shutting down", ErrUnavailable)
 	case errors.Is(err, store.ErrDiskFailed):
-		return fmt.Errorf("%w: the disk failed, so this node acknowledges no more writes; "+
-			"free space or replace the disk, then restart the node: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "the disk failed, so this node acknowledges no more writes; "+
+			"free space or replace the disk, then restart the node: %v", err)
 	default:
-		return fmt.Errorf("%w: the write could not be made durable: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "the write could not be made durable: %v", err)
 	}
 }
 
@@ -245,7 +250,7 @@ func (n *Node) checkWritable(ops int) error {
 		if errors.Is(*errp, store.ErrDiskFailed) {
 			return n.ackError(*errp)
 		}
-		return fmt.Errorf("%w: storage failed: %v", ErrUnavailable, *errp)
+		return kinderr.New(ErrUnavailable, *errp, "storage failed: %v", *errp)
 	}
 	if err := n.store.Err(); err != nil {
 		// Failed before the committer noticed (a checkpoint's commit).
@@ -254,9 +259,9 @@ func (n *Node) checkWritable(ops int) error {
 	if !n.ready.Load() {
 		return fmt.Errorf("%w: the node is not ready", ErrUnavailable)
 	}
-	if n.pending.Load()+int64(ops) > int64(n.cfg.MaxPending) {
+	if n.keys.Pending()+int64(ops) > int64(n.cfg.MaxPending) {
 		n.metrics.shed.Inc()
-		return fmt.Errorf("%w: %d changes are waiting for the disk; retry with backoff", ErrOverloaded, n.pending.Load())
+		return fmt.Errorf("%w: %d changes are waiting for the disk; retry with backoff", ErrOverloaded, n.keys.Pending())
 	}
 	return nil
 }
@@ -319,9 +324,9 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 		return Result{}, err
 	}
 	var v int64
-	sync, err := n.update(ns, key, true, func(e *entry) error {
-		e.c.SetReset(n.id, value, false)
-		v = e.c.Value()
+	sync, err := n.update(ns, key, true, func(e *keyspace.Entry) error {
+		e.C.SetReset(n.id, value, false)
+		v = e.C.Value()
 		return nil
 	})
 	if err != nil {
@@ -342,8 +347,8 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := n.refuseBoundedReset(ns, "a delete"); err != nil {
 		return err
 	}
-	sync, err := n.update(ns, key, false, func(e *entry) error {
-		e.c.SetReset(n.id, 0, true)
+	sync, err := n.update(ns, key, false, func(e *keyspace.Entry) error {
+		e.C.SetReset(n.id, 0, true)
 		return nil
 	})
 	if err != nil {
@@ -356,7 +361,7 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 // ns/key under its stripe lock, and queues it for the group commit. Without
 // create, a counter that does not exist is left alone (fn is not called).
 // It reports whether the namespace asks for sync durability.
-func (n *Node) update(ns, key string, create bool, fn func(e *entry) error) (sync bool, err error) {
+func (n *Node) update(ns, key string, create bool, fn func(e *keyspace.Entry) error) (sync bool, err error) {
 	if err := n.checkWritable(1); err != nil {
 		return false, err
 	}
@@ -372,26 +377,26 @@ func (n *Node) update(ns, key string, create bool, fn func(e *entry) error) (syn
 
 // modify is update's change under the stripe lock, for callers that have
 // checked the node is writable and resolved the namespace.
-func (n *Node) modify(ns, key string, create bool, fn func(e *entry) error) error {
+func (n *Node) modify(ns, key string, create bool, fn func(e *keyspace.Entry) error) error {
 	var buf [700]byte
-	ck := compositeKey(buf[:0], ns, key)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := n.lookupLocked(s, ck, ns, key, create)
+	ck := keyspace.Composite(buf[:0], ns, key)
+	s := n.keys.StripeOf(ck)
+	s.Lock()
+	defer s.Unlock()
+	e, err := n.keys.Lookup(s, ck, ns, key, create)
 	if err != nil {
-		return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
 	if e == nil {
 		return nil
 	}
-	before := e.c.Value()
+	before := e.C.Value()
 	if err := fn(e); err != nil {
 		return err
 	}
-	e.updated = n.cfg.Now().UnixMilli()
-	e.own = true
-	n.markDirtyLocked(s, e)
+	e.Updated = n.cfg.Now().UnixMilli()
+	e.Own = true
+	n.keys.MarkDirty(s, e)
 	n.changedLocked(ns, key, before, e)
 	return nil
 }
@@ -443,25 +448,25 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	}
 	ttl := n.ttlOf(ns) // before the stripe lock
 	var buf [600]byte
-	ck := compositeKey(buf[:0], ns, key)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	e, err := n.lookupLocked(s, ck, ns, key, false)
+	ck := keyspace.Composite(buf[:0], ns, key)
+	s := n.keys.StripeOf(ck)
+	s.Lock()
+	e, err := n.keys.Lookup(s, ck, ns, key, false)
 	if err != nil {
-		s.mu.Unlock()
-		return Counter{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		s.Unlock()
+		return Counter{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
 	out := Counter{NS: ns, Key: key}
-	if e != nil && !n.idle(ttl, e.updated) {
-		out.Value = e.c.Value()
+	if e != nil && !n.idle(ttl, e.Updated) {
+		out.Value = e.C.Value()
 		if merged != nil {
 			out.Value = merged.Value()
 		}
-		if e.updated > 0 {
-			out.UpdatedAt = time.UnixMilli(e.updated)
+		if e.Updated > 0 {
+			out.UpdatedAt = time.UnixMilli(e.Updated)
 		}
 	}
-	s.mu.Unlock()
+	s.Unlock()
 	out.Value = n.clampToBounds(ns, out.Value)
 	n.metrics.reads.Inc()
 	return out, nil
@@ -485,8 +490,8 @@ func (n *Node) List(ctx context.Context, ns, prefix, cursor string, limit int) (
 	if limit < 1 || limit > MaxListLimit {
 		return Page{}, fmt.Errorf("%w: limit must be 1 to %d, got %d", ErrInvalidArgument, MaxListLimit, limit)
 	}
-	if cursor < firstUserKey {
-		cursor = firstUserKey // internal counters are not listed
+	if cursor < keyspace.FirstUserKey {
+		cursor = keyspace.FirstUserKey // internal counters are not listed
 	}
 	var page Page
 	err := n.scanLive(ns, prefix, cursor, true, func(key string, c scanned) bool {
@@ -504,9 +509,36 @@ func (n *Node) List(ctx context.Context, ns, prefix, cursor string, limit int) (
 		err = ctx.Err()
 	}
 	if err != nil {
-		return Page{}, fmt.Errorf("%w: list counters: %v", ErrUnavailable, err)
+		return Page{}, kinderr.New(ErrUnavailable, err, "list counters: %v", err)
 	}
 	return page, nil
+}
+
+// scanned is one counter as a scan of a namespace sees it.
+type scanned struct {
+	Counter
+	live     bool // not deleted, and not idle past the namespace's ttl
+	hasReset bool // the state carries a reset record (a reset or a delete)
+}
+
+// scanLive calls fn, in key order, for every counter of ns whose key starts
+// with prefix and sorts after `after`, with its freshest state, until fn
+// returns false (keyspace.Set.Scan: Pebble merged with the hot set's
+// unsaved counters, no checkpoint). With checkIdle, a counter idle past the
+// namespace's ttl is not live (callers that hold n.ns pass false).
+func (n *Node) scanLive(ns, prefix, after string, checkIdle bool, fn func(key string, c scanned) bool) error {
+	var idle func(int64) bool
+	if checkIdle {
+		ttl := n.ttlOf(ns) // before any stripe lock
+		idle = func(updated int64) bool { return n.idle(ttl, updated) }
+	}
+	return n.keys.Scan(ns, prefix, after, idle, func(c keyspace.Scanned) bool {
+		out := scanned{Counter: Counter{NS: ns, Key: c.Key, Value: c.Value}, live: c.Live, hasReset: c.HasReset}
+		if c.UpdatedMs > 0 {
+			out.UpdatedAt = time.UnixMilli(c.UpdatedMs)
+		}
+		return fn(c.Key, out)
+	})
 }
 
 // validateName checks a namespace and a key.

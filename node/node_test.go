@@ -110,7 +110,7 @@ func TestEvictionReadsThrough(t *testing.T) {
 		for i := range keys {
 			mustGet(t, n, "ev", fmt.Sprintf("k%04d", i))
 		}
-		if got, bound := n.cachedCounters(), cfg.Stripes*n.stripeCap; got > bound {
+		if got, bound := n.keys.Count(""), cfg.Stripes*n.keys.StripeCap(); got > bound {
 			t.Fatalf("round %d: %d counters cached, bound %d", round, got, bound)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // Validation of what peers send.
@@ -118,7 +120,7 @@ func invalidPeerData(ns, key, format string, args ...any) error {
 // peer sent with the given origin.
 func (n *Node) checkPeerState(known origins, ns, key string, origin crdt.NodeID, c *crdt.Counter) error {
 	lim := peerLimits
-	if key[0] == kindRights {
+	if key[0] == keyspace.KindRights {
 		lim = rightsLimits
 	}
 	if err := c.Validate(lim); err != nil {
@@ -133,9 +135,9 @@ func (n *Node) checkPeerState(known origins, ns, key string, origin crdt.NodeID,
 		}
 	}
 	switch key[0] {
-	case kindID:
+	case keyspace.KindID:
 		return n.checkIDRecord(ns, key, c)
-	case kindRights:
+	case keyspace.KindRights:
 		if len(key) < 10 {
 			return invalidPeerData(ns, key, "a rights record's key is its receiver (8 bytes) and a key")
 		}
@@ -255,7 +257,7 @@ func (n *Node) checkBatch(b *change.Batch) error {
 		if ValidateNamespace(d.NS) != nil || validReplicatedKey(d.Key) != nil || !n.needsLocalCheck(&d.State) {
 			continue
 		}
-		buf = compositeKey(buf[:0], d.NS, d.Key)
+		buf = keyspace.Composite(buf[:0], d.NS, d.Key)
 		if err := n.checkLocal(buf, d.NS, d.Key, &d.State); err != nil {
 			return err
 		}
@@ -265,16 +267,16 @@ func (n *Node) checkBatch(b *change.Batch) error {
 
 // checkLocal runs checkAgainstLocalLocked under the counter's stripe.
 func (n *Node) checkLocal(ck []byte, ns, key string, c *crdt.Counter) error {
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := n.lookupLocked(s, ck, ns, key, false)
+	s := n.keys.StripeOf(ck)
+	s.Lock()
+	defer s.Unlock()
+	e, err := n.keys.Lookup(s, ck, ns, key, false)
 	if err != nil {
-		return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
 	var local *crdt.Counter
 	if e != nil {
-		local = &e.c
+		local = &e.C
 	}
 	return n.checkAgainstLocalLocked(ns, key, local, c)
 }

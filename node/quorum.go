@@ -10,6 +10,7 @@ import (
 
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/kinderr"
 )
 
 // Consistency levels of a read or a write (docs/api.md, "Consistency").
@@ -69,8 +70,8 @@ func (n *Node) consistencyFor(ns, requested string) string {
 	n.ns.RLock()
 	rec := n.ns.m[ns]
 	n.ns.RUnlock()
-	if rec != nil && rec.Config.Type == TypeExact {
-		return ConsistencyQuorum
+	if rec != nil {
+		return rec.counterType().consistency()
 	}
 	return ConsistencyLocal
 }
@@ -155,7 +156,7 @@ func (n *Node) replicateTo(ctx context.Context, level, ns string, keys ...string
 	for _, key := range keys {
 		c, _, err := n.counterState(ns, key)
 		if err != nil {
-			return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+			return kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 		}
 		states = append(states, CounterState{NS: ns, Key: key, State: c})
 	}
@@ -165,10 +166,9 @@ func (n *Node) replicateTo(ctx context.Context, level, ns string, keys ...string
 	}
 	n.log.Debug("write did not reach its quorum", zap.String("level", level), zap.String("ns", ns),
 		zap.Strings("keys", keys), zap.Int("acked", acked), zap.Int("need", qs.need), zap.Error(errs))
-	return fmt.Errorf("%w: consistency %s needs %s to acknowledge the write; %d did within %v (%w). "+
+	return kinderr.New(ErrUnavailable, orUnknown(errs), "consistency %s needs %s to acknowledge the write; %d did within %v (%v). "+
 		"The write is applied on this node and may still reach the others; "+
-		"retry with the same id to have it counted once, or use consistency local",
-		ErrUnavailable, level, qs.describe(n.cfg.Region), acked+1, n.quorumTimeout(), orUnknown(errs))
+		"retry with the same id to have it counted once, or use consistency local", level, qs.describe(n.cfg.Region), acked+1, n.quorumTimeout(), orUnknown(errs))
 }
 
 // push sends states to every target in parallel and returns when need of
@@ -233,7 +233,7 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) (crdt.Coun
 		// This node alone: answer only what is durable here.
 		local, _, err := n.counterState(ns, key)
 		if err != nil {
-			return crdt.Counter{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+			return crdt.Counter{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 		}
 		return local, n.Flush(ctx)
 	}
@@ -282,14 +282,13 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) (crdt.Coun
 	}
 	fcancel()
 	if len(got) < qs.need {
-		return crdt.Counter{}, fmt.Errorf("%w: consistency %s needs %s to answer the read; %d did within %v (%w); "+
-			"retry, or use consistency local for this node's value",
-			ErrUnavailable, level, qs.describe(n.cfg.Region), len(got)+1, n.quorumTimeout(), orUnknown(errors.Join(errs...)))
+		return crdt.Counter{}, kinderr.New(ErrUnavailable, orUnknown(errors.Join(errs...)), "consistency %s needs %s to answer the read; %d did within %v (%v); "+
+			"retry, or use consistency local for this node's value", level, qs.describe(n.cfg.Region), len(got)+1, n.quorumTimeout(), orUnknown(errors.Join(errs...)))
 	}
 
 	local, _, err := n.counterState(ns, key)
 	if err != nil {
-		return crdt.Counter{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		return crdt.Counter{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
 	merged := local.Clone()
 	for _, f := range got {
@@ -333,8 +332,7 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) (crdt.Coun
 	if acked >= qs.need-held {
 		return merged, nil
 	}
-	return crdt.Counter{}, fmt.Errorf("%w: consistency %s: the read's value could not be written back to %s within %v (%w); retry",
-		ErrUnavailable, level, qs.describe(n.cfg.Region), n.quorumTimeout(), orUnknown(perr))
+	return crdt.Counter{}, kinderr.New(ErrUnavailable, orUnknown(perr), "consistency %s: the read's value could not be written back to %s within %v (%v); retry", level, qs.describe(n.cfg.Region), n.quorumTimeout(), orUnknown(perr))
 }
 
 // PeerState answers a peer's quorum read: the state of ns/key as this node
@@ -353,7 +351,7 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 	}
 	c, _, err := n.counterState(ns, key)
 	if err != nil {
-		return crdt.Counter{}, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		return crdt.Counter{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
 	// Only what is durable leaves the node: the state read above is
 	// covered by a commit that starts after the read.
@@ -381,13 +379,13 @@ func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "%v", err)
 	}
 	return n.mergeStates(states)
 }
 
-// mergeStates merges full counter states through Apply (which waits until
-// they are durable). The deltas carry this node as origin and no sequence:
+// mergeStates merges full counter states through Apply, and waits until
+// they are durable. The deltas carry this node as origin and no sequence:
 // they advance no version vector, and the origins' own changes still come
 // with their sequence numbers by the delta streams and anti-entropy.
 func (n *Node) mergeStates(states []CounterState) error {
@@ -395,7 +393,7 @@ func (n *Node) mergeStates(states []CounterState) error {
 	for i, s := range states {
 		b.Deltas[i] = change.Delta{NS: s.NS, Key: s.Key, Origin: n.id, State: s.State}
 	}
-	return n.Apply(b)
+	return n.applyBatch(b, true)
 }
 
 // errNoAnswer stands for the failures of a quorum operation that saw none.

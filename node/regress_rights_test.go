@@ -55,7 +55,10 @@ func TestRegressRightsGivenToUnknownNodeAreSpentTwice(t *testing.T) {
 	antiEntropy(t, a, x)
 	antiEntropy(t, x, a)
 	for _, n := range []*Node{a, x} {
-		st, _, _ := n.counterState("likes", "post")
+		st, _, err := n.counterState("likes", "post")
+		if err != nil {
+			t.Fatalf("%s: read the counter: %v", n.Name(), err)
+		}
 		t.Logf("%s raw merged value: %d", n.Name(), st.Value())
 		if st.Value() < 0 {
 			t.Errorf("%s: the merged value %d crossed min 0", n.Name(), st.Value())
@@ -128,7 +131,10 @@ func TestRegressRightsHeldWithoutCounterAreNotGiven(t *testing.T) {
 	t.Cleanup(func() { x2.Close() })
 	m.set("x", x2)
 	x2.SetPublisher(nil)
-	st, _, _ := a.counterState("likes", "post")
+	st, _, err := a.counterState("likes", "post")
+	if err != nil {
+		t.Fatalf("read the counter: %v", err)
+	}
 	r, err := a.Incr(ctx, "likes", "post", -1, WriteOptions{})
 	t.Logf("a -1 with the value at %d: %+v %v", st.Value(), r, err)
 	if err != nil {

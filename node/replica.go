@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"maps"
 
@@ -14,7 +13,9 @@ import (
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/internal/sabotage"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // Publisher takes the node's own durable changes for replication (a
@@ -45,14 +46,24 @@ func (n *Node) ID() crdt.NodeID { return n.id }
 // The node is a gossip.Replica.
 var _ gossip.Replica = (*Node)(nil)
 
-// Apply implements gossip.Replica: it merges a batch from a peer, waits until
-// it is durable, then advances the version vector by the batch's ranges. A
-// batch with any malformed or out-of-bounds part is refused whole with an
-// error wrapping ErrInvalidPeerData, before anything of it is applied
-// (peerinput.go).
+// Apply implements gossip.Replica: it merges a batch from a peer, then
+// advances the version vector by the batch's ranges. It waits until the
+// batch is durable only when a delta belongs to a namespace with sync
+// durability; changes of async namespaces are acknowledged once merged and
+// committed within CommitMaxDelay, and a crash before that loses them here
+// together with the version vector that covers them, so anti-entropy brings
+// them again. A batch with any malformed or out-of-bounds part is refused
+// whole with an error wrapping ErrInvalidPeerData, before anything of it is
+// applied (peerinput.go).
 func (n *Node) Apply(b change.Batch) error {
+	return n.applyBatch(b, false)
+}
+
+// applyBatch is Apply; with durable it waits for the commit whatever the
+// namespaces' durability (a quorum write's states).
+func (n *Node) applyBatch(b change.Batch, durable bool) error {
 	if errp := n.failed.Load(); errp != nil {
-		return fmt.Errorf("%w: storage failed: %v", ErrUnavailable, *errp)
+		return kinderr.New(ErrUnavailable, *errp, "storage failed: %v", *errp)
 	}
 	if err := n.checkBatch(&b); err != nil {
 		n.metrics.peerRefused.Inc()
@@ -73,46 +84,49 @@ func (n *Node) Apply(b change.Batch) error {
 		if err != nil {
 			return err
 		}
-		if n.bucketExpired(rec, d.Key) || (len(d.Key) > 0 && d.Key[0] == kindID && n.idExpired(rec, &d.State)) {
+		durable = durable || rec.Config.Durability == DurabilitySync
+		if n.bucketExpired(rec, d.Key) || (len(d.Key) > 0 && d.Key[0] == keyspace.KindID && n.idExpired(rec, &d.State)) {
 			continue // expiry has dropped it here; keep it dropped
 		}
-		buf = compositeKey(buf[:0], d.NS, d.Key)
-		s := &n.stripes[n.stripeOf(buf)]
-		s.mu.Lock()
-		e, err := n.lookupLocked(s, buf, d.NS, d.Key, true)
+		buf = keyspace.Composite(buf[:0], d.NS, d.Key)
+		s := n.keys.StripeOf(buf)
+		s.Lock()
+		e, err := n.keys.Lookup(s, buf, d.NS, d.Key, true)
 		if err != nil {
-			s.mu.Unlock()
-			return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+			s.Unlock()
+			return kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 		}
 		// checkBatch passed this; the node's state only grew since, so this
 		// cannot fail, but nothing unchecked is merged.
-		if err := n.checkAgainstLocalLocked(d.NS, d.Key, &e.c, &d.State); err != nil {
-			s.mu.Unlock()
+		if err := n.checkAgainstLocalLocked(d.NS, d.Key, &e.C, &d.State); err != nil {
+			s.Unlock()
 			return err
 		}
-		before, wasLive := e.c.Value(), e.c.Live()
-		e.c.Merge(d.State) // Merge copies what it keeps
-		e.seqs = withSeq(e.seqs, d.Origin, d.Seq)
-		if e.c.Value() != before || e.c.Live() != wasLive {
-			e.updated = now
+		before, wasLive := e.C.Value(), e.C.Live()
+		e.C.Merge(d.State) // Merge copies what it keeps
+		e.RaiseSeq(d.Origin, d.Seq)
+		if e.C.Value() != before || e.C.Live() != wasLive {
+			e.Updated = now
 			n.changedLocked(d.NS, d.Key, before, e)
 		}
-		n.markDirtyLocked(s, e)
-		if d.Key[0] == kindID {
+		n.keys.MarkDirty(s, e)
+		if d.Key[0] == keyspace.KindID {
 			n.compensateLocked(s, d.NS, d.Key, e)
 			if id, key, ok := parseIDKey(d.Key); ok {
 				n.recent.add(d.NS, id, key)
 			}
 		}
-		s.mu.Unlock()
+		s.Unlock()
 	}
 	for _, rec := range b.Configs {
 		if err := n.applyConfig(rec); err != nil {
 			n.log.Warn("dropping a replicated namespace config", zap.String("ns", rec.NS), zap.Error(err))
 		}
 	}
-	if len(b.Deltas) > 0 {
-		if err := n.committer.Ticket(true).Wait(n.ctx()); err != nil {
+	// The merged counters were marked dirty before the version vector moves
+	// below, so every commit that records the moved vector holds them.
+	if t := n.committer.Ticket(durable); durable {
+		if err := t.Wait(n.ctx()); err != nil {
 			return n.ackError(err)
 		}
 	}
@@ -148,8 +162,8 @@ func (n *Node) VersionVector() map[crdt.NodeID]uint64 {
 // ScanSince implements gossip.Replica. It checkpoints first, so that the
 // index in Pebble covers the version vector read before the call.
 func (n *Node) ScanSince(origin crdt.NodeID, after uint64, fn func(change.Delta) bool) error {
-	if err := n.checkpoint(); err != nil {
-		return fmt.Errorf("%w: checkpoint before a scan: %v", ErrUnavailable, err)
+	if err := n.ckpt.Checkpoint(); err != nil {
+		return kinderr.New(ErrUnavailable, err, "checkpoint before a scan: %v", err)
 	}
 	var scanErr error
 	err := n.store.ScanIndex(origin, after, func(seq uint64, ns, key string) bool {
@@ -172,15 +186,15 @@ func (n *Node) ScanSince(origin crdt.NodeID, after uint64, fn func(change.Delta)
 
 // counterState returns a copy of a counter's state, from memory or Pebble.
 func (n *Node) counterState(ns, key string) (crdt.Counter, bool, error) {
-	ck := compositeKey(nil, ns, key)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	if e := s.m[string(ck)]; e != nil {
-		c := e.c.Clone()
-		s.mu.Unlock()
+	ck := keyspace.Composite(nil, ns, key)
+	s := n.keys.StripeOf(ck)
+	s.Lock()
+	if e := s.Get(string(ck)); e != nil {
+		c := e.C.Clone()
+		s.Unlock()
 		return c, true, nil
 	}
-	s.mu.Unlock()
+	s.Unlock()
 	r, found, err := n.store.GetRecord(ns, key)
 	return r.Counter, found, err
 }
@@ -236,7 +250,7 @@ func (n *Node) applyConfig(cr change.ConfigRecord) error {
 	}
 	rec.HLC, rec.Origin = cr.HLC, uint64(cr.Origin)
 	if err := n.clock.ObserveWithin(cr.HLC, n.cfg.MaxClockOffset); err != nil {
-		return fmt.Errorf("%w: config record of namespace %q: %v", ErrInvalidPeerData, cr.NS, err)
+		return kinderr.New(ErrInvalidPeerData, err, "config record of namespace %q: %v", cr.NS, err)
 	}
 	n.ns.Lock()
 	defer n.ns.Unlock()

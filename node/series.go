@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // seriesCaps enforces Config.MaxSeriesPerKey: how many label series one
@@ -33,7 +35,7 @@ func (n *Node) reserveSeries(ns, key string, labels map[string]string) error {
 	}
 	sk := seriesKey(key, labels)
 	if _, found, err := n.counterState(ns, sk); err != nil {
-		return fmt.Errorf("%w: read label series: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "read label series: %v", err)
 	} else if found {
 		return nil
 	}
@@ -43,13 +45,13 @@ func (n *Node) reserveSeries(ns, key string, labels map[string]string) error {
 	id := ns + "\x00" + key
 	count, ok := n.series.counts[id]
 	if !ok {
-		prefix := string([]byte{kindSeries}) + key + "\x00"
+		prefix := string([]byte{keyspace.KindSeries}) + key + "\x00"
 		err := n.store.ScanCounters(ns, prefix, "", func(string, crdt.Counter) bool {
 			count++
 			return count <= limit
 		})
 		if err != nil {
-			return fmt.Errorf("%w: count label series: %v", ErrUnavailable, err)
+			return kinderr.New(ErrUnavailable, err, "count label series: %v", err)
 		}
 	}
 	if count >= limit {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 	"go.uber.org/zap"
 )
 
@@ -68,7 +70,7 @@ func (h *topHeap) Pop() any {
 type topSet struct {
 	start int64 // bucket start, for a window's set
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards items, heap, building, touched and rebuilt
 	items map[string]*topItem
 	heap  topHeap
 	// building is set while the set is filled from a scan; touched holds
@@ -213,14 +215,14 @@ func (n *Node) observeTop(ns, key string, before, after int64, live bool) {
 	if tops == nil {
 		return
 	}
-	if !isInternalKey(key) {
+	if !keyspace.IsInternal(key) {
 		if t := tops.total.Load(); t != nil {
 			t.observe(key, before, after, live)
 		}
 		return
 	}
 	g, start, series, ok := parseBucketKey(key)
-	if !ok || isInternalKey(series) {
+	if !ok || keyspace.IsInternal(series) {
 		return
 	}
 	if t := tops.windows[g.idx].Load(); t != nil && t.start == start {
@@ -356,13 +358,13 @@ func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
 	}()
 	prefix, after := bucketPrefix, ""
 	if prefix == "" {
-		after = firstUserKey
+		after = keyspace.FirstUserKey
 	}
 	err := n.scanLive(ns, prefix, after, true, func(key string, c scanned) bool {
 		user := key
 		if bucketPrefix != "" {
 			user = key[len(bucketPrefix):]
-			if isInternalKey(user) {
+			if keyspace.IsInternal(user) {
 				return true
 			}
 		}
@@ -386,7 +388,7 @@ func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
 // scanTop ranks the counters under prefix by scanning them.
 func (n *Node) scanTop(ctx context.Context, ns, prefix string, k int) ([]Counter, error) {
 	t := newTopSet(0)
-	err := n.scanLive(ns, prefix, firstUserKey, true, func(key string, c scanned) bool {
+	err := n.scanLive(ns, prefix, keyspace.FirstUserKey, true, func(key string, c scanned) bool {
 		t.offerLocked(key, c.Value, c.live)
 		return ctx.Err() == nil
 	})
@@ -394,7 +396,7 @@ func (n *Node) scanTop(ctx context.Context, ns, prefix string, k int) ([]Counter
 		err = ctx.Err()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: scan counters: %v", ErrUnavailable, err)
+		return nil, kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
 	}
 	items, _ := t.top(k, prefix)
 	return items, nil

@@ -211,7 +211,7 @@ func topMillion(tb testing.TB, nkeys int) (*Node, []string, []int64, *rand.Zipf)
 	return n, keys, vals, zipf
 }
 
-// TestLargeTopMillionThroughTheNode is issue 4's top-K acceptance through
+// TestLargeTopMillionThroughTheNode checks top-K through
 // the node: 1,000,000 counters, a Zipf workload, the true top 10 (from the
 // first query's scan, then from the incrementally maintained set after
 // 200,000 more increments).

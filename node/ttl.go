@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -72,20 +74,20 @@ func (n *Node) expireIdle(ctx context.Context) error {
 			}
 			return len(idle) < maxExpirePerPass && ctx.Err() == nil
 		}
-		err := n.store.ScanRecords(j.ns, string([]byte{kindSeries}), "", collect)
+		err := n.store.ScanRecords(j.ns, string([]byte{keyspace.KindSeries}), "", collect)
 		if err == nil {
-			err = n.store.ScanRecords(j.ns, "", firstUserKey, collect)
+			err = n.store.ScanRecords(j.ns, "", keyspace.FirstUserKey, collect)
 		}
 		if err != nil {
-			return fmt.Errorf("%w: scan for idle counters: %v", ErrUnavailable, err)
+			return kinderr.New(ErrUnavailable, err, "scan for idle counters: %v", err)
 		}
 		for _, key := range idle {
 			// The hot set may hold a later change than the scan saw.
-			err := n.modify(j.ns, key, false, func(e *entry) error {
-				if e.updated > edge || !e.c.Live() {
+			err := n.modify(j.ns, key, false, func(e *keyspace.Entry) error {
+				if e.Updated > edge || !e.C.Live() {
 					return errNotIdle
 				}
-				e.c.SetReset(n.id, 0, true)
+				e.C.SetReset(n.id, 0, true)
 				return nil
 			})
 			if err != nil && err != errNotIdle {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"github.com/countmesh/countmesh/node/keyspace"
 	"unicode/utf8"
 )
 
@@ -50,4 +51,16 @@ func ValidateBy(by int64) error {
 		return fmt.Errorf("%w: by must satisfy |by| < 2^53, got %d", ErrInvalidArgument, by)
 	}
 	return nil
+}
+
+// validReplicatedKey checks a key that arrived from a peer: a user key, or
+// an internal one of a known kind.
+func validReplicatedKey(key string) error {
+	if keyspace.IsInternal(key) {
+		if len(key) < 2 || key[0] > keyspace.KindRights || len(key) > 4*MaxKeyBytes {
+			return ErrInvalidArgument
+		}
+		return nil
+	}
+	return ValidateKey(key)
 }

@@ -2,7 +2,8 @@ package node
 
 import (
 	"context"
-	"fmt"
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 	"strings"
 	"sync"
 	"time"
@@ -11,15 +12,15 @@ import (
 // changedLocked tells the top sets and the watchers that ns/key changed
 // from before. Every change of a counter's state passes here (own writes,
 // replicated merges, expiry); the caller holds the counter's stripe lock.
-func (n *Node) changedLocked(ns, key string, before int64, e *entry) {
+func (n *Node) changedLocked(ns, key string, before int64, e *keyspace.Entry) {
 	if !n.anyTops.Load() && n.watch.count.Load() == 0 {
 		return
 	}
-	after := e.c.Value()
+	after := e.C.Value()
 	if n.anyTops.Load() {
-		n.observeTop(ns, key, before, after, e.c.Live())
+		n.observeTop(ns, key, before, after, e.C.Live())
 	}
-	if !isInternalKey(key) && n.watch.count.Load() > 0 {
+	if !keyspace.IsInternal(key) && n.watch.count.Load() > 0 {
 		n.notifyWatchers(ns, key)
 	}
 }
@@ -37,7 +38,7 @@ type Subscription struct {
 	key    string // one counter; empty for a prefix watch
 	prefix string
 
-	mu       sync.Mutex
+	mu       sync.Mutex // guards pending, overflow and closed
 	pending  map[string]struct{}
 	overflow bool
 	closed   bool
@@ -181,14 +182,14 @@ func (n *Node) ChangedSince(ctx context.Context, ns, prefix string, since time.T
 	}
 	var out []Counter
 	edge := since.UnixMilli()
-	err := n.scanLive(ns, prefix, firstUserKey, true, func(key string, c scanned) bool {
+	err := n.scanLive(ns, prefix, keyspace.FirstUserKey, true, func(key string, c scanned) bool {
 		if (c.live || c.hasReset) && c.UpdatedAt.UnixMilli() >= edge {
 			out = append(out, c.Counter)
 		}
 		return len(out) < limit && ctx.Err() == nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: scan counters: %v", ErrUnavailable, err)
+		return nil, kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
 	}
 	return out, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/keyspace"
 	"go.uber.org/zap"
 )
 
@@ -70,7 +72,18 @@ func (r *namespaceRecord) runtime() *nsRuntime {
 }
 
 // prepare parses the config once, before the record is shared.
-func (r *namespaceRecord) prepare() { r.rt = parseRuntime(r.Config) }
+func (r *namespaceRecord) prepare() {
+	r.rt = parseRuntime(r.Config)
+	r.kind = counterTypeOf(&r.Config)
+}
+
+// counterType returns the namespace's counter type.
+func (r *namespaceRecord) counterType() counterType {
+	if r.kind != nil {
+		return r.kind
+	}
+	return counterTypeOf(&r.Config)
+}
 
 func parseRuntime(cfg NamespaceConfig) *nsRuntime {
 	rt := &nsRuntime{}
@@ -104,14 +117,14 @@ func (rt *nsRuntime) window(name string) (window, bool) {
 // bucketKey appends the internal key of the bucket of series (a user key or
 // a label series key) of granularity g starting at start (unix seconds).
 func bucketKey(buf []byte, g granularity, start int64, series string) []byte {
-	buf = append(buf, kindBucket, g.idx)
+	buf = append(buf, keyspace.KindBucket, g.idx)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(start))
 	return append(buf, series...)
 }
 
 // parseBucketKey undoes bucketKey.
 func parseBucketKey(key string) (g granularity, start int64, series string, ok bool) {
-	if len(key) < 10 || key[0] != kindBucket || int(key[1]) >= len(granularities) {
+	if len(key) < 10 || key[0] != keyspace.KindBucket || int(key[1]) >= len(granularities) {
 		return g, 0, "", false
 	}
 	g = granularities[key[1]]
@@ -120,7 +133,7 @@ func parseBucketKey(key string) (g granularity, start int64, series string, ok b
 }
 
 // seriesKey returns the internal key of the label series labels of key:
-// kindSeries, key, then for each label in name order 0x00 name 0x1f value.
+// keyspace.KindSeries, key, then for each label in name order 0x00 name 0x1f value.
 // Keys and label values hold no control characters, so it parses back.
 func seriesKey(key string, labels map[string]string) string {
 	names := make([]string, 0, len(labels))
@@ -129,7 +142,7 @@ func seriesKey(key string, labels map[string]string) string {
 	}
 	slices.Sort(names)
 	var b strings.Builder
-	b.WriteByte(kindSeries)
+	b.WriteByte(keyspace.KindSeries)
 	b.WriteString(key)
 	for _, name := range names {
 		b.WriteByte(0)
@@ -142,7 +155,7 @@ func seriesKey(key string, labels map[string]string) string {
 
 // parseSeriesKey undoes seriesKey.
 func parseSeriesKey(s string) (key string, labels map[string]string, ok bool) {
-	if len(s) < 2 || s[0] != kindSeries {
+	if len(s) < 2 || s[0] != keyspace.KindSeries {
 		return "", nil, false
 	}
 	parts := strings.Split(s[1:], "\x00")
@@ -212,8 +225,8 @@ func (n *Node) applyDerived(rt *nsRuntime, ns, key string, labels map[string]str
 // internal counter that would leave int64 keeps its value (its user
 // counter's own check has passed; this needs 2^63 in one bucket).
 func (n *Node) addOwn(ns, key string, by int64) {
-	err := n.modify(ns, key, true, func(e *entry) error {
-		_, err := e.c.Add(n.id, by)
+	err := n.modify(ns, key, true, func(e *keyspace.Entry) error {
+		_, err := e.C.Add(n.id, by)
 		return err
 	})
 	if err != nil {
@@ -224,7 +237,7 @@ func (n *Node) addOwn(ns, key string, by int64) {
 // bucketExpired reports whether key is a time bucket that the namespace's
 // retention has already dropped.
 func (n *Node) bucketExpired(rec *namespaceRecord, key string) bool {
-	if len(key) == 0 || key[0] != kindBucket {
+	if len(key) == 0 || key[0] != keyspace.KindBucket {
 		return false
 	}
 	g, start, _, ok := parseBucketKey(key)
@@ -239,18 +252,18 @@ func (n *Node) bucketExpired(rec *namespaceRecord, key string) bool {
 // or the store, without creating it.
 func (n *Node) readValue(ns, key string) (int64, bool, error) {
 	var buf [700]byte
-	ck := compositeKey(buf[:0], ns, key)
-	s := &n.stripes[n.stripeOf(ck)]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, err := n.lookupLocked(s, ck, ns, key, false)
+	ck := keyspace.Composite(buf[:0], ns, key)
+	s := n.keys.StripeOf(ck)
+	s.Lock()
+	defer s.Unlock()
+	e, err := n.keys.Lookup(s, ck, ns, key, false)
 	if err != nil {
-		return 0, false, fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
+		return 0, false, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
 	if e == nil {
 		return 0, false, nil
 	}
-	return e.c.Value(), true, nil
+	return e.C.Value(), true, nil
 }
 
 // SeriesPoint is one step of a series: the change during [T, T+step).
@@ -417,8 +430,13 @@ func (n *Node) dropExpiredBuckets() error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	// Counters still waiting for a checkpoint would be written back over
-	// the range tombstone: write them first.
+	// Counters still waiting for the committer or a checkpoint would be
+	// written back over the range tombstone: commit and write them first
+	// (replicated changes of async namespaces may still wait for the
+	// committer).
+	if err := n.Flush(n.ctx()); err != nil {
+		return err
+	}
 	if err := n.Checkpoint(); err != nil {
 		return err
 	}
@@ -442,7 +460,7 @@ func (n *Node) dropExpiredBuckets() error {
 		return nil
 	}
 	if err := b.Commit(false); err != nil {
-		return fmt.Errorf("%w: drop expired buckets: %v", ErrUnavailable, err)
+		return kinderr.New(ErrUnavailable, err, "drop expired buckets: %v", err)
 	}
 	for _, j := range jobs {
 		n.retentionEdges[j.ns+"\x00"+j.w.g.name] = max(n.retentionEdges[j.ns+"\x00"+j.w.g.name], j.edge)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // fakeClock is a settable clock for Config.Now.
@@ -107,7 +108,7 @@ func TestWindowsMatchReferenceOverAWeek(t *testing.T) {
 	}
 	oldest := func(g granularity) (int64, int) {
 		first, count := int64(-1), 0
-		prefix := string([]byte{kindBucket, g.idx})
+		prefix := string([]byte{keyspace.KindBucket, g.idx})
 		if err := n.store.ScanCounters("an", prefix, "", func(key string, c crdt.Counter) bool {
 			_, s, _, _ := parseBucketKey(key)
 			if first < 0 {
@@ -305,7 +306,7 @@ func TestReplicatedBucketsAndRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	found := 0
-	if err := b.store.ScanCounters("w", string([]byte{kindBucket}), "", func(string, crdt.Counter) bool { found++; return true }); err != nil {
+	if err := b.store.ScanCounters("w", string([]byte{keyspace.KindBucket}), "", func(string, crdt.Counter) bool { found++; return true }); err != nil {
 		t.Fatal(err)
 	}
 	if found != 0 {

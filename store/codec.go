@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -165,7 +166,7 @@ func DecodeRecord(data []byte) (Record, error) {
 	d.r.Reset(nil)
 	decoderPool.Put(d)
 	if err != nil {
-		return Record{}, fmt.Errorf("%w: counter: %w", ErrCorrupt, err)
+		return Record{}, kinderr.New(ErrCorrupt, err, "counter: %v", err)
 	}
 	return r, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/internal/sabotage"
 )
 
@@ -369,7 +370,7 @@ func (c *Committer) round(next *Ticket, last bool) {
 	token, err := c.src.Fill(b)
 	g.token, g.filled = token, true
 	if err != nil {
-		c.fail(fmt.Errorf("%w: fill: %w", ErrCommitFailed, err), g)
+		c.fail(kinderr.New(ErrCommitFailed, err, "fill: %v", err), g)
 		return
 	}
 	if sabotage.AckBeforeFsync && sync && !last {
@@ -463,7 +464,7 @@ func (c *Committer) completePending(err error) {
 // and the given ones fail with err.
 func (c *Committer) fail(err error, gens ...*Ticket) {
 	if !errors.Is(err, ErrCommitFailed) && !errors.Is(err, ErrClosed) {
-		err = fmt.Errorf("%w: %w", ErrCommitFailed, err)
+		err = kinderr.New(ErrCommitFailed, err, "%v", err)
 	}
 	if errors.Is(err, ErrDiskFailed) {
 		// The store logged it already, once for every committer.

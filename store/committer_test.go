@@ -14,6 +14,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/countmesh/countmesh/crdt"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/countmesh/countmesh/internal/testwait"
 )
 
 const testNS = "ns"
@@ -134,18 +136,6 @@ func newTestCommitter(t testing.TB, s *Store, src Source, maxDelay time.Duration
 	return c
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-}
-
 func wait(t testing.TB, tk *Ticket) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -257,7 +247,7 @@ func TestCommitterAsyncThenSync(t *testing.T) {
 
 	src.incr(nodeA, "k", 1)
 	async := c.Ticket(false)
-	waitFor(t, "the NoSync commit", func() bool { return c.Stats().Commits == 1 })
+	testwait.For(t, 10*time.Second, "the NoSync commit", func() bool { return c.Stats().Commits == 1 })
 	if got := readP(t, s, "k", nodeA); got != 1 {
 		t.Fatalf("committed value %d, want 1", got)
 	}
@@ -298,7 +288,7 @@ func TestCommitterAsyncThenSync(t *testing.T) {
 	}
 	// Committed comes once per filled generation, in order, without error,
 	// just after the tickets complete.
-	waitFor(t, "two Committed calls", func() bool { return len(src.committedCalls()) >= 2 })
+	testwait.For(t, 10*time.Second, "two Committed calls", func() bool { return len(src.committedCalls()) >= 2 })
 	calls := src.committedCalls()
 	if len(calls) != 2 || calls[0].token != 1 || calls[1].token != 2 || calls[0].err != nil || calls[1].err != nil {
 		t.Fatalf("Committed calls %+v, want tokens 1 and 2 without error", calls)
@@ -342,7 +332,7 @@ func TestCommitterClose(t *testing.T) {
 	// that no ticket will ever cover.
 	src.incr(nodeA, "async", 1)
 	async := c.Ticket(false)
-	waitFor(t, "the NoSync commit", func() bool { return c.Stats().Commits == 1 })
+	testwait.For(t, 10*time.Second, "the NoSync commit", func() bool { return c.Stats().Commits == 1 })
 	src.incr(nodeA, "untracked", 1)
 
 	if err := c.Close(); err != nil {
@@ -459,7 +449,7 @@ func TestCommitterFailure(t *testing.T) {
 			}
 			// The source hears about the failure (just after the tickets
 			// complete).
-			waitFor(t, "Committed with the error", func() bool {
+			testwait.For(t, 10*time.Second, "Committed with the error", func() bool {
 				calls := src.committedCalls()
 				return errors.Is(calls[len(calls)-1].err, ErrCommitFailed)
 			})

@@ -12,6 +12,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/countmesh/countmesh/crdt"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/countmesh/countmesh/internal/testwait"
 )
 
 // TestCrash crashes a store while writers are in flight and checks, for
@@ -92,7 +94,7 @@ func crashOnce(t *testing.T, seed uint64) {
 		})
 	}
 
-	waitFor(t, fmt.Sprintf("%d acknowledgements", target), func() bool { return totalAcked.Load() >= target })
+	testwait.For(t, 10*time.Second, fmt.Sprintf("%d acknowledgements", target), func() bool { return totalAcked.Load() >= target })
 	// Acknowledged before the crash: must survive it.
 	var ackedBefore [keys]int64
 	for k := range keys {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/faultfs"
+
+	"github.com/countmesh/countmesh/store/internal/oplog"
 )
 
 // logSource is a fake node that, like package node, commits its changes as
@@ -104,7 +106,7 @@ func TestDiskFailure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			mem := vfs.NewCrashableMem()
-			ffs := faultfs.New(mem, func(path string) bool { return strings.Contains(path, opLogDir+"/") })
+			ffs := faultfs.New(mem, func(path string) bool { return strings.Contains(path, oplog.Dir+"/") })
 			core, logs := observer.New(zapcore.InfoLevel)
 			logger := zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core()))
 			cfg := DefaultConfig()
@@ -216,7 +218,7 @@ func TestLogTornTailIsCutOff(t *testing.T) {
 	s.Close()
 	rewriteSegment(t, fs, 1, func(d []byte) []byte { return d[:len(d)-1] })
 	// A crash while a previous cut was being written leaves a temporary file.
-	stale, err := fs.Create(fs.PathJoin("db", opLogDir, fmt.Sprintf("%020d%s%s", 1, opLogExt, opLogTmpExt)), vfs.WriteCategoryUnspecified)
+	stale, err := fs.Create(fs.PathJoin("db", oplog.Dir, fmt.Sprintf("%020d%s%s", 1, oplog.Ext, oplog.TmpExt)), vfs.WriteCategoryUnspecified)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,12 +233,12 @@ func TestLogTornTailIsCutOff(t *testing.T) {
 		appendLog(t, s, []string{"three", "four", "five"}[i], true)
 		s.Close()
 	}
-	names, err := fs.List(fs.PathJoin("db", opLogDir))
+	names, err := fs.List(fs.PathJoin("db", oplog.Dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range names {
-		if strings.HasSuffix(n, opLogTmpExt) {
+		if strings.HasSuffix(n, oplog.TmpExt) {
 			t.Errorf("stale temporary file %s left behind", n)
 		}
 	}

@@ -1,7 +1,8 @@
 // Package store is countmesh's durable state: counters (crdt.Counter),
 // namespace configs and node metadata in one Pebble database, behind a small
-// API. Package node owns the hot set in memory and decides what to write;
-// this package decides how it is laid out, encoded, committed and recovered.
+// API. Package node (its keyspace) owns the hot set in memory and decides
+// what to write; this package decides how it is laid out, encoded, committed,
+// checkpointed and recovered.
 //
 // # Use
 //
@@ -13,7 +14,9 @@
 // except that one Batch belongs to one goroutine.
 //
 // The write path of a node goes through a Committer (the group committer,
-// below) rather than through Batch.Commit directly.
+// below) rather than through Batch.Commit directly: each group commit
+// appends one record to the operation log (store/internal/oplog), and a
+// Checkpointer later writes the counters those records changed to Pebble.
 //
 // # Guarantees
 //
@@ -22,8 +25,11 @@
 //     error, survives a crash (power loss included: only fsynced data is
 //     relied upon). The crash tests check acknowledged <= recovered <=
 //     attempted for every counter, on Pebble's crashable file system.
-//   - Open recovers by letting Pebble replay its WAL; nothing is scanned, so
-//     start-up time does not grow with the number of counters.
+//   - Recovery reads no more than it must: Open lets Pebble replay its own
+//     WAL, and Recover replays the operation log written since the last
+//     checkpoint (at most one checkpoint interval of changes) into the
+//     caller's hot set, with the version vector it covers. Nothing else is
+//     scanned, so start-up time does not grow with the number of counters.
 //   - Nothing is half applied: a batch with an invalid name commits nothing.
 //
 // # Key layout
@@ -31,12 +37,15 @@
 // One leading byte names the kind of key, so that each kind is a contiguous
 // key range and kinds can be added without touching the others:
 //
-//	'c' ns 0x00 key   counter         -> encoded crdt.Counter
+//	'c' ns 0x00 key   counter          -> encoded record: crdt.Counter, time of
+//	                                      the last change, (origin, seq) per slot
 //	'n' ns            namespace config -> msgpack, the caller's type
-//	'm' name          node metadata   -> msgpack, the caller's type
-//	'a' ...           reserved: anti-entropy index (origin, sequence)
-//	't' ...           reserved: time-window buckets
-//	'i' ...           reserved: idempotency ids
+//	'm' name          node metadata    -> msgpack (the checkpoint's version vector)
+//	'a' origin seq    (origin, seq) index -> ns 0x00 key, for anti-entropy
+//
+// Time-window buckets, label series, sketch cells and idempotency and rights
+// records are counters too, under internal keys of the 'c' space that start
+// with a control byte (package node/keyspace).
 //
 // Namespace names never hold 0x00 (docs/api.md allows [a-z0-9_.-]); the
 // store refuses one that does, with ErrInvalidName. Counter keys are stored
@@ -61,6 +70,14 @@
 // uses no reflection and allocates nothing (about 50 ns for one slot;
 // BenchmarkEncodeCounter). Decoders skip fields appended to the outer or the
 // reset array, so fields can be added within version 1.
+//
+// # Checkpoints
+//
+// A Checkpointer (NewCheckpointer) writes the counters an Unsaved (the hot
+// set) changed since the last checkpoint to Pebble, with their (origin, seq)
+// index entries and the version vector, in one synced batch, then drops the
+// log segments that state covers. It runs every CheckpointConfig.Interval, or
+// sooner when the log grows past LogBytes or the caller kicks it.
 //
 // # Group commit
 //

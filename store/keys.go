@@ -8,13 +8,9 @@ import (
 
 // Key spaces. Every key starts with one byte naming its kind, so that a kind
 // is one contiguous range of the LSM and new kinds can be added without
-// touching the existing ones. Reserved for planned kinds (nothing writes
-// them yet):
-//
-//	't' granularity ns 0x00 key 0x00 bucketStart(8, big endian): time buckets
-//	'i' ns 0x00 id: increment ids remembered for idempotency
-//
-// Other bytes are free.
+// touching the existing ones. Time buckets, label series and idempotency
+// records are counters of the 'c' space under internal keys (package
+// node/keyspace); other bytes are free.
 const (
 	// spaceCounter: 'c' ns 0x00 key -> encoded crdt.Counter.
 	spaceCounter byte = 'c'
@@ -23,7 +19,7 @@ const (
 	// spaceMeta: 'm' name -> msgpack value (node identity, sequence numbers...).
 	spaceMeta byte = 'm'
 	// spaceIndex: 'a' origin(8, big endian) seq(8, big endian) -> ns 0x00 key:
-	// the anti-entropy index of ARCHITECTURE.md.
+	// the anti-entropy index, written by checkpoints.
 	spaceIndex byte = 'a'
 )
 

@@ -2,8 +2,8 @@ package store
 
 import (
 	"bytes"
-	"fmt"
 
+	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -81,37 +81,37 @@ func DecodeLog(payload []byte, fn func(ns, key string, r Record) error) ([]Origi
 	d.dec.Reset(&d.r)
 	n, err := d.dec.DecodeArrayLen()
 	if err != nil || n < 2 {
-		return nil, fmt.Errorf("%w: log record header (%d elements): %v", ErrCorrupt, n, err)
+		return nil, kinderr.New(ErrCorrupt, err, "log record header (%d elements): %v", n, err)
 	}
 	v, err := d.dec.DecodeUint64()
 	if err != nil || v != logFormatV2 {
-		return nil, fmt.Errorf("%w: log record format %d, this build reads %d (%v)", ErrCorrupt, v, logFormatV2, err)
+		return nil, kinderr.New(ErrCorrupt, err, "log record format %d, this build reads %d (%v)", v, logFormatV2, err)
 	}
 	vv, err := d.decodeSeqs(len(payload))
 	if err == nil {
 		err = d.skip(n - 2)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: log record header: %w", ErrCorrupt, err)
+		return nil, kinderr.New(ErrCorrupt, err, "log record header: %v", err)
 	}
 	for i := 0; d.r.Len() > 0; i++ {
 		if err := d.checkLen(); err != nil {
-			return nil, fmt.Errorf("%w: log entry %d: namespace: %w", ErrCorrupt, i, err)
+			return nil, kinderr.New(ErrCorrupt, err, "log entry %d: namespace: %v", i, err)
 		}
 		ns, err := d.dec.DecodeString()
 		if err != nil {
-			return nil, fmt.Errorf("%w: log entry %d: namespace: %w", ErrCorrupt, i, err)
+			return nil, kinderr.New(ErrCorrupt, err, "log entry %d: namespace: %v", i, err)
 		}
 		if err := d.checkLen(); err != nil {
-			return nil, fmt.Errorf("%w: log entry %d: key: %w", ErrCorrupt, i, err)
+			return nil, kinderr.New(ErrCorrupt, err, "log entry %d: key: %v", i, err)
 		}
 		key, err := d.dec.DecodeString()
 		if err != nil {
-			return nil, fmt.Errorf("%w: log entry %d: key: %w", ErrCorrupt, i, err)
+			return nil, kinderr.New(ErrCorrupt, err, "log entry %d: key: %v", i, err)
 		}
 		r, err := d.decode(len(payload))
 		if err != nil {
-			return nil, fmt.Errorf("%w: log entry %d (%s/%s): %w", ErrCorrupt, i, ns, key, err)
+			return nil, kinderr.New(ErrCorrupt, err, "log entry %d (%s/%s): %v", i, ns, key, err)
 		}
 		if err := fn(ns, key, r); err != nil {
 			return nil, err

@@ -13,6 +13,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/countmesh/countmesh/crdt"
+
+	"github.com/countmesh/countmesh/store/internal/oplog"
 )
 
 func openLogStore(t *testing.T, fs vfs.FS) *Store {
@@ -63,7 +65,7 @@ func TestLogReplayRotateDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendLog(t, s, "c", true)
-	if s.LogBytes() != int64(opLogHeaderSize+1) {
+	if s.LogBytes() != int64(oplog.HeaderSize+1) {
 		t.Fatalf("LogBytes = %d after one record past the rotation", s.LogBytes())
 	}
 	if err := s.Close(); err != nil {
@@ -106,7 +108,7 @@ func TestLogRefusesAppendBeforeReplay(t *testing.T) {
 // rewriteSegment replaces a segment's content with f(content).
 func rewriteSegment(t *testing.T, fs vfs.FS, n uint64, f func([]byte) []byte) {
 	t.Helper()
-	path := fs.PathJoin("db", opLogDir, fmt.Sprintf("%020d%s", n, opLogExt))
+	path := fs.PathJoin("db", oplog.Dir, fmt.Sprintf("%020d%s", n, oplog.Ext))
 	r, err := fs.Open(path)
 	if err != nil {
 		t.Fatal(err)

@@ -14,20 +14,23 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/vmihailenco/msgpack/v5"
 	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/store/internal/oplog"
 )
 
 // Sentinel errors. Check them with errors.Is; the returned errors wrap them
 // with details.
 var (
 	// ErrClosed is returned by every method of a closed Store or Committer.
-	ErrClosed = errors.New("store: closed")
+	ErrClosed = oplog.ErrClosed
 	// ErrInvalidConfig is returned by Open and NewCommitter for a bad Config.
 	ErrInvalidConfig = errors.New("store: invalid config")
 	// ErrInvalidName is returned for a namespace name the key layout cannot
 	// hold (empty, or holding a NUL byte).
 	ErrInvalidName = errors.New("store: invalid name")
 	// ErrCorrupt is returned when a stored value cannot be decoded.
-	ErrCorrupt = errors.New("store: corrupt value")
+	ErrCorrupt = oplog.ErrCorrupt
 	// ErrCommitFailed is returned by a Committer whose commit failed: a
 	// write or fsync (then the error wraps ErrDiskFailed too) or the
 	// Source's Fill. The committer then fails every later ticket.
@@ -48,7 +51,7 @@ var (
 type Store struct {
 	db    *pebble.DB
 	log   *zap.Logger
-	oplog *opLog
+	oplog *oplog.Log
 	// pebbleUnsynced is set by a NoSync Pebble commit and cleared by the
 	// WAL fsync that covers it.
 	pebbleUnsynced atomic.Bool
@@ -93,12 +96,12 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %q: %w", cfg.Dir, err)
 	}
-	oplog, err := openOpLog(cfg.FS, cfg.Dir, log)
+	ol, err := oplog.Open(cfg.FS, cfg.Dir, log)
 	if err != nil {
 		_ = catchFatal(db.Close)
 		return nil, err
 	}
-	s := &Store{db: db, log: log, oplog: oplog}
+	s := &Store{db: db, log: log, oplog: ol}
 	s.cmu.committers = make(map[*Committer]struct{})
 	log.Info("opened", zap.String("dir", cfg.Dir))
 	return s, nil
@@ -243,7 +246,7 @@ func (s *Store) Close() error {
 		}
 		s.mu.Lock()
 		s.mu.closed = true
-		if err := s.oplog.close(); err != nil {
+		if err := s.oplog.Close(); err != nil {
 			errs = append(errs, err)
 		}
 		if err := catchFatal(s.db.Close); err != nil {
@@ -403,7 +406,7 @@ func (s *Store) GetNamespace(ns string, out any) (found bool, err error) {
 	}
 	return s.get(appendNamespaceKey(nil, ns), func(v []byte) error {
 		if err := msgpack.Unmarshal(v, out); err != nil {
-			return fmt.Errorf("%w: namespace %q: %w", ErrCorrupt, ns, err)
+			return kinderr.New(ErrCorrupt, err, "namespace %q: %v", ns, err)
 		}
 		return nil
 	})
@@ -418,7 +421,7 @@ func (s *Store) ListNamespaces(fn func(ns string, decode func(out any) error) bo
 		ns := string(k[1:])
 		decode := func(out any) error {
 			if err := msgpack.Unmarshal(v, out); err != nil {
-				return fmt.Errorf("%w: namespace %q: %w", ErrCorrupt, ns, err)
+				return kinderr.New(ErrCorrupt, err, "namespace %q: %v", ns, err)
 			}
 			return nil
 		}
@@ -430,7 +433,7 @@ func (s *Store) ListNamespaces(fn func(ns string, decode func(out any) error) bo
 func (s *Store) GetMeta(name string, out any) (found bool, err error) {
 	return s.get(appendMetaKey(nil, name), func(v []byte) error {
 		if err := msgpack.Unmarshal(v, out); err != nil {
-			return fmt.Errorf("%w: meta %q: %w", ErrCorrupt, name, err)
+			return kinderr.New(ErrCorrupt, err, "meta %q: %v", name, err)
 		}
 		return nil
 	})
@@ -492,7 +495,7 @@ func (s *Store) appendLog(payload []byte, sync bool) error {
 	if err := s.failedErr(); err != nil {
 		return err
 	}
-	if err := s.oplog.append(payload, sync); err != nil {
+	if err := s.oplog.Append(payload, sync); err != nil {
 		return s.fail(err)
 	}
 	return nil
@@ -508,7 +511,7 @@ func (s *Store) ReplayLog(fn func(payload []byte) error) (int, error) {
 		return 0, err
 	}
 	defer s.mu.RUnlock()
-	return s.oplog.replay(fn)
+	return s.oplog.Replay(fn)
 }
 
 // RotateLog fsyncs and closes the current log segment and returns a cut:
@@ -525,7 +528,7 @@ func (s *Store) RotateLog() (uint64, error) {
 	if err := s.failedErr(); err != nil {
 		return 0, err
 	}
-	cut, err := s.oplog.rotate()
+	cut, err := s.oplog.Rotate()
 	if err != nil && !errors.Is(err, ErrClosed) {
 		return 0, s.fail(err)
 	}
@@ -538,11 +541,11 @@ func (s *Store) DropLogBefore(cut uint64) error {
 		return err
 	}
 	defer s.mu.RUnlock()
-	return s.oplog.dropBefore(cut)
+	return s.oplog.DropBefore(cut)
 }
 
 // LogBytes reports the bytes appended to the log since the last rotation.
-func (s *Store) LogBytes() int64 { return s.oplog.pendingBytes() }
+func (s *Store) LogBytes() int64 { return s.oplog.PendingBytes() }
 
 // syncWAL makes every commit so far durable by writing an empty, synced
 // record to the WAL (the WAL is sequential, so its fsync covers all earlier
@@ -560,7 +563,7 @@ func (s *Store) syncWAL() error {
 			return s.fail(err)
 		}
 	}
-	if err := s.oplog.sync(); err != nil {
+	if err := s.oplog.Sync(); err != nil {
 		return s.fail(err)
 	}
 	return nil
@@ -585,7 +588,7 @@ func (s *Store) Err() error {
 // It logs the first failure, once, at error level: the one line an operator
 // needs, wherever the failure then surfaces.
 func (s *Store) fail(err error) error {
-	err = fmt.Errorf("%w: %w", ErrDiskFailed, err)
+	err = kinderr.New(ErrDiskFailed, err, "%v", err)
 	if s.failed.CompareAndSwap(nil, &err) {
 		s.log.Error("disk failed: refusing every write from now on, without retrying; "+
 			"free space or replace the disk, then restart the node (it recovers what was durable)",

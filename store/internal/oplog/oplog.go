@@ -1,4 +1,4 @@
-package store
+package oplog
 
 import (
 	"encoding/binary"
@@ -17,41 +17,13 @@ import (
 	"go.uber.org/zap"
 )
 
-// The operation log.
-//
-// Pebble inserts every key of a batch into its memtable skiplist, which
-// costs about a microsecond a key once the memtable is large; at a million
-// increments a second that alone would fill a core. So the write path does
-// not write counters to Pebble one by one. Each group commit appends ONE
-// record (every counter changed since the previous commit, coalesced) to an
-// append-only log of segment files beside Pebble, and fsyncs it; a
-// checkpoint later writes the coalesced counters to Pebble in the
-// background and drops the log segments it covers.
-//
-// Files: <dir>/oplog/<segment number, 20 digits>.log. A record is
-//
-//	length (4 bytes, little endian) | CRC-32C of payload (4 bytes) | payload
-//
-// Segments are only ever appended to by one Store; a new Store replays the
-// existing ones (Store.ReplayLog), then writes to a new segment. A torn or
-// corrupt record at the end of the last segment is the trace of a crash (or
-// a failed write, such as one that found the disk full) in the middle of an
-// append that was never acknowledged: it ends the replay, and the replay
-// cuts it off the segment (rewriting the good prefix and renaming it into
-// place) before any later segment exists, so that it never ends up in the
-// middle of the log. A bad record anywhere else is corruption and fails the
-// replay.
-//
-// A failed write or fsync breaks the log for good: every later append,
-// sync and rotation returns that error, and close does not fsync again.
-// Retrying an fsync is unsafe: after a failed fsync Linux may have dropped
-// the dirty pages, so a second fsync can succeed without writing them.
-
+// The log's files: <dataDir>/Dir/<segment number, 20 digits>Ext, each
+// record behind a header of HeaderSize bytes.
 const (
-	opLogDir        = "oplog"
-	opLogExt        = ".log"
-	opLogTmpExt     = ".tmp" // a segment being rewritten without its torn tail
-	opLogHeaderSize = 8
+	Dir        = "oplog"
+	Ext        = ".log"
+	TmpExt     = ".tmp" // a segment being rewritten without its torn tail
+	HeaderSize = 8
 	// maxLogRecord bounds a record, so that a corrupt length cannot ask for
 	// more memory than that.
 	maxLogRecord = 256 << 20
@@ -59,8 +31,16 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// opLog is the store's operation log.
-type opLog struct {
+// The log's errors are the store's: the store returns them as they are.
+var (
+	// ErrClosed is returned by a log that was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrCorrupt is a bad record that is not a torn tail.
+	ErrCorrupt = errors.New("store: corrupt value")
+)
+
+// Log is the store's operation log.
+type Log struct {
 	fs  vfs.FS
 	dir string
 	log *zap.Logger
@@ -79,8 +59,10 @@ type opLog struct {
 	buf    []byte // reused record buffer
 }
 
-func openOpLog(fs vfs.FS, dataDir string, log *zap.Logger) (*opLog, error) {
-	dir := fs.PathJoin(dataDir, opLogDir)
+// Open opens the log under dataDir, removing what an interrupted rewrite
+// left. Appends are refused until Replay has run.
+func Open(fs vfs.FS, dataDir string, log *zap.Logger) (*Log, error) {
+	dir := fs.PathJoin(dataDir, Dir)
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: create log directory %q: %w", dir, err)
 	}
@@ -97,9 +79,9 @@ func openOpLog(fs vfs.FS, dataDir string, log *zap.Logger) (*opLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list log directory %q: %w", dir, err)
 	}
-	l := &opLog{fs: fs, dir: dir, log: log}
+	l := &Log{fs: fs, dir: dir, log: log}
 	for _, name := range names {
-		if strings.HasSuffix(name, opLogExt+opLogTmpExt) {
+		if strings.HasSuffix(name, Ext+TmpExt) {
 			// Left by a crash while a torn tail was being cut off; the
 			// segment itself is still whole.
 			if err := fs.Remove(fs.PathJoin(dir, name)); err != nil {
@@ -107,7 +89,7 @@ func openOpLog(fs vfs.FS, dataDir string, log *zap.Logger) (*opLog, error) {
 			}
 			continue
 		}
-		num, ok := strings.CutSuffix(name, opLogExt)
+		num, ok := strings.CutSuffix(name, Ext)
 		if !ok {
 			continue
 		}
@@ -121,12 +103,12 @@ func openOpLog(fs vfs.FS, dataDir string, log *zap.Logger) (*opLog, error) {
 	return l, nil
 }
 
-func (l *opLog) path(n uint64) string {
-	return l.fs.PathJoin(l.dir, fmt.Sprintf("%020d%s", n, opLogExt))
+func (l *Log) path(n uint64) string {
+	return l.fs.PathJoin(l.dir, fmt.Sprintf("%020d%s", n, Ext))
 }
 
-// replay hands every record of the existing segments to fn, in order.
-func (l *opLog) replay(fn func(payload []byte) error) (records int, err error) {
+// Replay hands every record of the existing segments to fn, in order.
+func (l *Log) Replay(fn func(payload []byte) error) (records int, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.replayed {
@@ -144,7 +126,7 @@ func (l *opLog) replay(fn func(payload []byte) error) (records int, err error) {
 	return records, nil
 }
 
-func (l *opLog) replaySegment(n uint64, last bool, fn func([]byte) error) (int, error) {
+func (l *Log) replaySegment(n uint64, last bool, fn func([]byte) error) (int, error) {
 	f, err := l.fs.Open(l.path(n))
 	if err != nil {
 		return 0, fmt.Errorf("store: open log segment %d: %w", n, err)
@@ -159,16 +141,16 @@ func (l *opLog) replaySegment(n uint64, last bool, fn func([]byte) error) (int, 
 		bad := ""
 		var payload []byte
 		switch {
-		case len(data)-off < opLogHeaderSize:
+		case len(data)-off < HeaderSize:
 			bad = "truncated header"
 		default:
 			size := int(binary.LittleEndian.Uint32(data[off:]))
 			sum := binary.LittleEndian.Uint32(data[off+4:])
 			switch {
-			case size > maxLogRecord || size > len(data)-off-opLogHeaderSize:
+			case size > maxLogRecord || size > len(data)-off-HeaderSize:
 				bad = "truncated record"
 			default:
-				payload = data[off+opLogHeaderSize : off+opLogHeaderSize+size]
+				payload = data[off+HeaderSize : off+HeaderSize+size]
 				if crc32.Checksum(payload, crcTable) != sum {
 					bad = "checksum mismatch"
 				}
@@ -186,7 +168,7 @@ func (l *opLog) replaySegment(n uint64, last bool, fn func([]byte) error) (int, 
 			return records, err
 		}
 		records++
-		off += opLogHeaderSize + len(payload)
+		off += HeaderSize + len(payload)
 	}
 	return records, nil
 }
@@ -195,9 +177,9 @@ func (l *opLog) replaySegment(n uint64, last bool, fn func([]byte) error) (int, 
 // tail: it writes them to a temporary file, fsyncs it and renames it over
 // the segment. A crash before the rename leaves the segment as it was (and
 // the temporary file, removed by the next open).
-func (l *opLog) cutTornTail(n uint64, good []byte) error {
+func (l *Log) cutTornTail(n uint64, good []byte) error {
 	path := l.path(n)
-	tmp := path + opLogTmpExt
+	tmp := path + TmpExt
 	f, err := l.fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return fmt.Errorf("store: cut the torn tail of log segment %d: create %q: %w", n, tmp, err)
@@ -222,7 +204,7 @@ func (l *opLog) cutTornTail(n uint64, good []byte) error {
 }
 
 // openNextLocked starts a new segment after every existing one.
-func (l *opLog) openNextLocked() error {
+func (l *Log) openNextLocked() error {
 	var n uint64 = 1
 	if len(l.segments) > 0 {
 		n = l.segments[len(l.segments)-1] + 1
@@ -240,7 +222,7 @@ func (l *opLog) openNextLocked() error {
 	return nil
 }
 
-func (l *opLog) syncDir() error {
+func (l *Log) syncDir() error {
 	d, err := l.fs.OpenDir(l.dir)
 	if err != nil {
 		return fmt.Errorf("store: open log directory: %w", err)
@@ -252,8 +234,8 @@ func (l *opLog) syncDir() error {
 	return nil
 }
 
-// append writes one record, and fsyncs it when sync is set.
-func (l *opLog) append(payload []byte, sync bool) error {
+// Append writes one record, and fsyncs it when sync is set.
+func (l *Log) Append(payload []byte, sync bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -284,8 +266,8 @@ func (l *opLog) append(payload []byte, sync bool) error {
 		l.broken = fmt.Errorf("store: append to log segment %s: %w", l.currentNameLocked(), err)
 		return l.broken
 	}
-	l.size += int64(opLogHeaderSize + len(payload))
-	l.bytes += int64(opLogHeaderSize + len(payload))
+	l.size += int64(HeaderSize + len(payload))
+	l.bytes += int64(HeaderSize + len(payload))
 	l.unsynced = true
 	if sync {
 		return l.syncLocked()
@@ -293,7 +275,7 @@ func (l *opLog) append(payload []byte, sync bool) error {
 	return nil
 }
 
-func (l *opLog) syncLocked() error {
+func (l *Log) syncLocked() error {
 	if l.broken != nil {
 		return l.broken
 	}
@@ -309,14 +291,14 @@ func (l *opLog) syncLocked() error {
 }
 
 // currentNameLocked is the file name of the segment being appended to.
-func (l *opLog) currentNameLocked() string {
+func (l *Log) currentNameLocked() string {
 	if len(l.segments) == 0 {
 		return "(none)"
 	}
 	return l.fs.PathBase(l.path(l.segments[len(l.segments)-1]))
 }
 
-func (l *opLog) sync() error {
+func (l *Log) Sync() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -325,13 +307,13 @@ func (l *opLog) sync() error {
 	return l.syncLocked()
 }
 
-// rotate switches appends to a new segment and returns a cut: every record
+// Rotate switches appends to a new segment and returns a cut: every record
 // appended before the call lives in a segment below it. The new segment is
 // created (and its directory entry synced) before the lock is taken, so
 // that the committer's next append does not wait for it; under the lock the
 // old segment is only fsynced when it holds unsynced appends, and closed.
-// rotate is called by one goroutine at a time (checkpoints are serialised).
-func (l *opLog) rotate() (cut uint64, err error) {
+// Rotate is called by one goroutine at a time (checkpoints are serialised).
+func (l *Log) Rotate() (cut uint64, err error) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -382,9 +364,9 @@ func (l *opLog) rotate() (cut uint64, err error) {
 	return next, nil
 }
 
-// dropBefore removes the segments numbered below cut; the caller has made
+// DropBefore removes the segments numbered below cut; the caller has made
 // their records durable elsewhere.
-func (l *opLog) dropBefore(cut uint64) error {
+func (l *Log) DropBefore(cut uint64) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var errs []error
@@ -404,13 +386,13 @@ func (l *opLog) dropBefore(cut uint64) error {
 }
 
 // size reports the bytes appended since the last rotation.
-func (l *opLog) pendingBytes() int64 {
+func (l *Log) PendingBytes() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.bytes
 }
 
-func (l *opLog) close() error {
+func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

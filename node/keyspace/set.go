@@ -1,0 +1,373 @@
+package keyspace
+
+import (
+	"cmp"
+	"hash/maphash"
+	mathbits "math/bits"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/store"
+)
+
+// Entry is one counter in the hot set. Every field is guarded by the lock
+// of the stripe that holds the entry.
+type Entry struct {
+	C       crdt.Counter // merged state
+	Updated int64        // unix ms of the last change this node saw; 0 unknown
+	Own     bool         // this node changed its own slot since the last Fill
+
+	ck      string // composite key: ns + "\x00" + key
+	savedAt uint64 // the checkpoint that last wrote the entry to Pebble
+	// seqs holds, per origin, the sequence number of the change that last
+	// set that origin's slot; ckSeqs is what the last checkpoint wrote to
+	// the (origin, seq) index. Both are replaced, never modified in place,
+	// so they may share storage.
+	seqs, ckSeqs []store.OriginSeq
+	lastUse      uint32 // Set.tick at the last access, for eviction
+	dirty        bool   // changed since the last Fill (in Stripe.dirty)
+	unsaved      bool   // logged or changed since the last checkpoint (in Stripe.unsaved)
+}
+
+// CK returns the entry's composite key.
+func (e *Entry) CK() string { return e.ck }
+
+// Seqs returns, per origin, the sequence of the change that last set that
+// origin's slot.
+func (e *Entry) Seqs() []store.OriginSeq { return e.seqs }
+
+// RaiseSeq records that origin's change seq set its slot.
+func (e *Entry) RaiseSeq(origin crdt.NodeID, seq uint64) { e.seqs = withSeq(e.seqs, origin, seq) }
+
+// Stripe is one lock stripe of the hot set.
+type Stripe struct {
+	mu sync.Mutex // guards m, dirty, unsaved and saving, and every entry in m
+	m  map[string]*Entry
+	// dirty lists the entries changed since the last Fill, in change order.
+	dirty []*Entry
+	// unsaved lists the entries whose state Pebble does not have yet.
+	unsaved []*Entry
+	// saving lists the entries the checkpoint in progress writes: Pebble
+	// holds their state once it commits, and scans look here until then.
+	saving []*Entry
+	index  int     // position in Set.stripes
+	_      [8]byte // keep neighbouring stripes' locks off one cache line
+}
+
+// Lock locks the stripe.
+func (s *Stripe) Lock() { s.mu.Lock() }
+
+// Unlock unlocks the stripe.
+func (s *Stripe) Unlock() { s.mu.Unlock() }
+
+// Get returns the entry of ck in memory, or nil. The caller holds s.
+func (s *Stripe) Get(ck string) *Entry { return s.m[ck] }
+
+// Remove drops the entry of ck from memory. The caller holds s, and has
+// checked that the entry is Evictable.
+func (s *Stripe) Remove(ck string) { delete(s.m, ck) }
+
+// Config configures a Set.
+type Config struct {
+	Store    *store.Store
+	Stripes  int // a power of two
+	Capacity int // counters in memory before eviction
+	// OnReadThrough and OnEvict, when set, count reads from the store and
+	// evictions.
+	OnReadThrough, OnEvict func()
+}
+
+// Set is the hot set. It is safe for concurrent use.
+type Set struct {
+	st        *store.Store
+	stripes   []Stripe
+	stripeCap int // entries per stripe before eviction
+	// dirtyStripes has a bit set for every stripe whose dirty list may be
+	// non-empty, so that a Drain visits only those.
+	dirtyStripes []atomic.Uint64
+	tick         atomic.Uint32 // advanced by Tick, for eviction recency
+	pending      atomic.Int64  // dirty entries waiting for a Drain
+	unsaved      atomic.Int64  // entries waiting for a checkpoint
+	saved        atomic.Uint64 // the last checkpoint Pebble holds
+	onRead       func()
+	onEvict      func()
+}
+
+var seed = maphash.MakeSeed()
+
+// New returns an empty hot set.
+func New(cfg Config) *Set {
+	noop := func() {}
+	h := &Set{st: cfg.Store, stripes: make([]Stripe, cfg.Stripes), onRead: cfg.OnReadThrough, onEvict: cfg.OnEvict}
+	if h.onRead == nil {
+		h.onRead = noop
+	}
+	if h.onEvict == nil {
+		h.onEvict = noop
+	}
+	h.stripeCap = max(1, (cfg.Capacity+cfg.Stripes-1)/cfg.Stripes)
+	for i := range h.stripes {
+		h.stripes[i].m = make(map[string]*Entry)
+		h.stripes[i].index = i
+	}
+	h.dirtyStripes = make([]atomic.Uint64, (len(h.stripes)+63)/64)
+	return h
+}
+
+// NumStripes returns the number of stripes.
+func (h *Set) NumStripes() int { return len(h.stripes) }
+
+// Stripe returns stripe i.
+func (h *Set) Stripe(i int) *Stripe { return &h.stripes[i] }
+
+// StripeIndex returns the stripe index of a composite key.
+func (h *Set) StripeIndex(ck []byte) int {
+	return int(maphash.Bytes(seed, anchor(ck)) & uint64(len(h.stripes)-1))
+}
+
+// StripeOf returns the stripe of a composite key.
+func (h *Set) StripeOf(ck []byte) *Stripe { return &h.stripes[h.StripeIndex(ck)] }
+
+// StripeCap returns how many entries a stripe holds before it evicts.
+func (h *Set) StripeCap() int { return h.stripeCap }
+
+// Tick advances the coarse clock of eviction recency (once a second).
+func (h *Set) Tick() { h.tick.Add(1) }
+
+// Pending returns the entries waiting for a Drain.
+func (h *Set) Pending() int64 { return h.pending.Load() }
+
+// UnsavedCount returns the entries waiting for a checkpoint.
+func (h *Set) UnsavedCount() int64 { return h.unsaved.Load() }
+
+// Count counts the entries in memory of namespace ns, or of every
+// namespace when ns is empty.
+func (h *Set) Count(ns string) int {
+	prefix := ns + "\x00"
+	total := 0
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.Lock()
+		if ns == "" {
+			total += len(s.m)
+		} else {
+			for ck := range s.m {
+				if strings.HasPrefix(ck, prefix) {
+					total++
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	return total
+}
+
+// Evictable reports whether e may leave memory: Pebble must hold its state
+// (a checkpoint that has committed wrote it), so that a read-through finds
+// it there. The caller holds e's stripe.
+func (h *Set) Evictable(e *Entry) bool {
+	return !e.dirty && !e.unsaved && e.savedAt <= h.saved.Load()
+}
+
+// evictLocked removes entries from a stripe until it holds target,
+// choosing among a few sampled entries the least recently used one that is
+// durable (sampled LRU, as Redis does). A stripe whose sampled entries are
+// all waiting for the committer stays over its share until the next insert.
+func (h *Set) evictLocked(s *Stripe, target int) {
+	for len(s.m) > target {
+		var victim *Entry
+		sampled := 0
+		for _, e := range s.m {
+			if h.Evictable(e) && (victim == nil || int32(e.lastUse-victim.lastUse) < 0) {
+				victim = e
+			}
+			sampled++
+			if sampled == 5 {
+				break
+			}
+		}
+		if victim == nil {
+			return
+		}
+		delete(s.m, victim.ck)
+		h.onEvict()
+	}
+}
+
+// Lookup returns the entry of the composite key ck (of ns/key), reading it
+// through from the store when it is not in memory. With create, a counter
+// that does not exist yet gets a new entry; without, nil is returned for it
+// (reads of unknown counters do not fill the cache). To make room it may
+// evict other entries of the stripe, never the one it returns. The caller
+// holds s.
+func (h *Set) Lookup(s *Stripe, ck []byte, ns, key string, create bool) (*Entry, error) {
+	return h.LookupEvict(s, ck, ns, key, create, true)
+}
+
+// LookupEvict is Lookup; without evict it never evicts, for callers that
+// hold pointers to other entries of the stripe.
+func (h *Set) LookupEvict(s *Stripe, ck []byte, ns, key string, create, evict bool) (*Entry, error) {
+	tick := h.tick.Load()
+	if e := s.m[string(ck)]; e != nil {
+		e.lastUse = tick
+		return e, nil
+	}
+	r, found, err := h.st.GetRecord(ns, key)
+	if err != nil {
+		return nil, err
+	}
+	h.onRead()
+	if !found && !create {
+		return nil, nil
+	}
+	if evict && len(s.m) >= h.stripeCap {
+		h.evictLocked(s, h.stripeCap-1)
+	}
+	e := &Entry{ck: string(ck), C: r.Counter, Updated: r.UpdatedMs, seqs: r.Seqs, ckSeqs: r.Seqs, lastUse: tick}
+	s.m[e.ck] = e
+	return e, nil
+}
+
+// MarkDirty queues e for the next Drain. The caller holds s, e's stripe.
+func (h *Set) MarkDirty(s *Stripe, e *Entry) {
+	if !e.dirty {
+		e.dirty = true
+		if len(s.dirty) == 0 {
+			i := s.index
+			h.dirtyStripes[i/64].Or(1 << (i % 64))
+		}
+		s.dirty = append(s.dirty, e)
+		h.pending.Add(1)
+	}
+}
+
+// MarkReplayed queues e, merged from the operation log at start, for the
+// next checkpoint. The caller holds s, e's stripe.
+func (h *Set) MarkReplayed(s *Stripe, e *Entry) {
+	if !e.unsaved {
+		e.unsaved = true
+		s.unsaved = append(s.unsaved, e)
+		h.unsaved.Add(1)
+	}
+}
+
+// Drain hands every dirty entry to fn (under its stripe's lock), in the
+// stripes marked dirty, then queues it for the next checkpoint. It returns
+// the unsaved count after the drain. The group committer's Fill calls it.
+func (h *Set) Drain(fn func(ns, key string, e *Entry)) (unsaved int64) {
+	var filled, queued int64
+	// A bit is set (under the stripe lock) when a stripe's dirty list
+	// becomes non-empty, and cleared here before the list is drained: a
+	// change racing with this Drain either is drained now or sets the bit
+	// again for the next one.
+	for w := range h.dirtyStripes {
+		bits := h.dirtyStripes[w].Swap(0)
+		for bits != 0 {
+			i := w*64 + mathbits.TrailingZeros64(bits)
+			bits &= bits - 1
+			f, q := h.drainStripe(&h.stripes[i], fn)
+			filled += f
+			queued += q
+		}
+	}
+	// unsaved first: a checkpoint skips when both read zero, which must
+	// not happen while counters move from one to the other.
+	unsaved = h.unsaved.Add(queued)
+	h.pending.Add(-filled)
+	return unsaved
+}
+
+func (h *Set) drainStripe(s *Stripe, fn func(ns, key string, e *Entry)) (filled, queued int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.dirty {
+		ns, key := Split(e.ck)
+		fn(ns, key, e)
+		e.dirty = false
+		if !e.unsaved {
+			e.unsaved = true
+			s.unsaved = append(s.unsaved, e)
+			queued++
+		}
+	}
+	filled = int64(len(s.dirty))
+	clear(s.dirty)
+	s.dirty = s.dirty[:0]
+	return filled, queued
+}
+
+// Changed implements store.Unsaved.
+func (h *Set) Changed() (dirty, unsaved int64) { return h.pending.Load(), h.unsaved.Load() }
+
+// Collect implements store.Unsaved: it hands out every unsaved counter with
+// what the last checkpoint indexed of it, and the counters waiting for the
+// committer under their indexed sequences (the index moves when the log
+// record that gives them their sequence is checkpointed). The unsaved ones
+// stay in their stripe's saving list, visible to scans, until Saved.
+func (h *Set) Collect(num uint64, put func(ns, key string, r store.Record, indexed []store.OriginSeq)) {
+	var saved int64
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.Lock()
+		for _, e := range s.unsaved {
+			ns, key := Split(e.ck)
+			put(ns, key, store.Record{Counter: e.C, UpdatedMs: e.Updated, Seqs: e.seqs}, e.ckSeqs)
+			e.ckSeqs = e.seqs
+			e.unsaved = false
+			e.savedAt = num
+		}
+		saved += int64(len(s.unsaved))
+		s.saving = append(s.saving[:0], s.unsaved...)
+		clear(s.unsaved)
+		s.unsaved = s.unsaved[:0]
+		for _, e := range s.dirty {
+			ns, key := Split(e.ck)
+			put(ns, key, store.Record{Counter: e.C, UpdatedMs: e.Updated, Seqs: e.ckSeqs}, e.ckSeqs)
+		}
+		s.mu.Unlock()
+	}
+	h.unsaved.Add(-saved)
+}
+
+// Saved implements store.Unsaved: it ends the saving lists; when the
+// checkpoint failed, their counters are unsaved again, for the next one.
+func (h *Set) Saved(num uint64, err error) {
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.Lock()
+		if err != nil {
+			for _, e := range s.saving {
+				h.MarkReplayed(s, e)
+			}
+		}
+		clear(s.saving)
+		s.saving = s.saving[:0]
+		s.mu.Unlock()
+	}
+	if err == nil {
+		h.saved.Store(num)
+	}
+}
+
+// withSeq returns seqs with origin's sequence raised to seq, as a new slice
+// when anything changes (callers share these slices).
+func withSeq(seqs []store.OriginSeq, origin crdt.NodeID, seq uint64) []store.OriginSeq {
+	i, found := slices.BinarySearchFunc(seqs, origin, func(s store.OriginSeq, o crdt.NodeID) int {
+		return cmp.Compare(s.Origin, o)
+	})
+	if found {
+		if seqs[i].Seq >= seq {
+			return seqs
+		}
+		out := slices.Clone(seqs)
+		out[i].Seq = seq
+		return out
+	}
+	out := make([]store.OriginSeq, 0, len(seqs)+1)
+	out = append(out, seqs[:i]...)
+	out = append(out, store.OriginSeq{Origin: origin, Seq: seq})
+	return append(out, seqs[i:]...)
+}
