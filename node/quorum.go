@@ -25,7 +25,10 @@ const DefaultQuorumTimeout = 2 * time.Second
 
 // Peer is another node of the mesh as the consistency levels see it.
 type Peer struct {
-	Name     string
+	Name string
+	// ID is the peer's slot id; 0 when unknown (crdt.NodeIDFromName(Name)
+	// is then assumed).
+	ID       crdt.NodeID
 	Region   string
 	HTTPAddr string
 	// Alive is false for a member the failure detector suspects or declared
