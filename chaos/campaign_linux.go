@@ -727,7 +727,12 @@ func (c *campaign) converge(ctx context.Context, h *History) error {
 			}
 			for k, v := range vals {
 				if ref[k] != v {
-					lastDiff = fmt.Sprintf("%s reads %s = %d, %s reads %d", name, k, v, refName, ref[k])
+					// Every node's reading of the key, for the post-mortem.
+					var all []string
+					for _, n := range names(c.m.members()) {
+						all = append(all, fmt.Sprintf("%s=%d", n, final[n][k]))
+					}
+					lastDiff = fmt.Sprintf("%s reads %s = %d, %s reads %d (all: %s)", name, k, v, refName, ref[k], strings.Join(all, " "))
 					return errors.New(lastDiff)
 				}
 			}
