@@ -447,6 +447,9 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	if err := validateConsistency(opts.Consistency); err != nil {
 		return Counter{}, err
 	}
+	if err := n.checkReadable(); err != nil {
+		return Counter{}, err
+	}
 	if rec := n.approxNamespace(ns); rec != nil {
 		return n.getApprox(ctx, rec, ns, key, opts)
 	}
