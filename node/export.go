@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,8 +73,8 @@ const MaxExportLine = 2 << 20
 // written out, so that no iterator stays open while a slow client reads.
 const exportChunk = 1024
 
-// importSyncEvery is how many counters an import merges between two waits
-// for their durability (which also bound what it holds in memory).
+// importSyncEvery is how many counters an import merges between two
+// tickets for their commit (importer.pace).
 const importSyncEvery = 4096
 
 // ExportRecord is one line of an export stream. Type says which fields it
@@ -128,6 +129,23 @@ type ExportReset struct {
 	Floor   []ExportSlot `json:"floor,omitempty"`
 }
 
+// ExportOptions select what Export writes.
+type ExportOptions struct {
+	// NS is the one namespace to export; empty for every namespace.
+	NS string
+	// Covers, when set, limits the export to the namespaces it returns
+	// true for (those an API token covers).
+	Covers func(ns string) bool
+}
+
+// ImportOptions constrain Import.
+type ImportOptions struct {
+	// Allow, when set, is asked about the namespace of every record; an
+	// error from it stops the import at that record (it is wrapped, so an
+	// auth.ErrPermissionDenied stays one).
+	Allow func(ns string) error
+}
+
 // ExportStats counts what an export wrote or an import applied.
 type ExportStats struct {
 	Namespaces int64
@@ -176,22 +194,25 @@ func counterRecord(ns, key string, r store.Record) ExportRecord {
 }
 
 // Export writes every namespace config and every counter of this node (of
-// namespace only, when it is not empty) to w as an export stream. It holds
+// the namespaces opts selects) to w as an export stream. It holds
 // every change made before it was called; counters change while it runs,
 // and a record holds its counter's state as of some moment after the call
 // (states only grow, so each one merges as well as any other). An unknown
 // namespace is ErrNotFound, before anything is written.
-func (n *Node) Export(ctx context.Context, namespace string, w io.Writer) (ExportStats, error) {
+func (n *Node) Export(ctx context.Context, opts ExportOptions, w io.Writer) (ExportStats, error) {
 	var stats ExportStats
 	var nss []Namespace
-	if namespace != "" {
-		one, err := n.GetNamespace(namespace)
+	if opts.NS != "" {
+		one, err := n.GetNamespace(opts.NS)
 		if err != nil {
 			return stats, err
 		}
 		nss = []Namespace{one}
 	} else {
 		nss = n.Namespaces()
+	}
+	if opts.Covers != nil {
+		nss = slices.DeleteFunc(nss, func(ns Namespace) bool { return !opts.Covers(ns.Name) })
 	}
 	// Pebble then holds every change made before the call.
 	if err := n.Checkpoint(); err != nil {
@@ -207,7 +228,7 @@ func (n *Node) Export(ctx context.Context, namespace string, w io.Writer) (Expor
 		return nil
 	}
 	header := ExportRecord{Type: RecordHeader, Format: ExportFormat, Node: n.cfg.Name,
-		ExportedAt: n.cfg.Now().UTC().Format(time.RFC3339Nano), Only: namespace}
+		ExportedAt: n.cfg.Now().UTC().Format(time.RFC3339Nano), Only: opts.NS}
 	if err := put(&header); err != nil {
 		return stats, err
 	}
@@ -275,9 +296,11 @@ func (n *Node) namespaceRecordOf(ns string) *namespaceRecord {
 type importer struct {
 	n       *Node
 	ctx     context.Context
+	allow   func(ns string) error // nil: every namespace
 	line    int
 	stats   ExportStats
-	pending int // counters merged since the last durability wait
+	pending int           // counters merged since the last ticket
+	ticket  *store.Ticket // the commit of the chunk before the current one
 	ended   bool
 }
 
@@ -285,11 +308,11 @@ type importer struct {
 // node (see the top of this file). It returns what it applied. A bad line
 // stops it with an error wrapping ErrInvalidArgument that names the line and
 // says what was applied before it; the records before it are durable then.
-func (n *Node) Import(ctx context.Context, r io.Reader) (ExportStats, error) {
+func (n *Node) Import(ctx context.Context, r io.Reader, opts ImportOptions) (ExportStats, error) {
 	if err := n.checkWritable(0); err != nil {
 		return ExportStats{}, err
 	}
-	im := &importer{n: n, ctx: ctx}
+	im := &importer{n: n, ctx: ctx, allow: opts.Allow}
 	err := im.run(r)
 	if errSync := im.sync(); err == nil {
 		err = errSync
@@ -361,12 +384,18 @@ func (im *importer) record(line []byte) error {
 		}
 		return nil
 	case RecordNamespace:
+		if err := im.allowed(rec.Namespace); err != nil {
+			return err
+		}
 		if err := im.n.importNamespace(&rec); err != nil {
 			return im.bad(im.line, err.Error())
 		}
 		im.stats.Namespaces++
 		return nil
 	case RecordCounter:
+		if err := im.allowed(rec.NS); err != nil {
+			return err
+		}
 		if err := im.n.importCounter(&rec); err != nil {
 			if errors.Is(err, ErrUnavailable) {
 				return fmt.Errorf("import line %d: %w; %s", im.line, err, im.applied())
@@ -376,7 +405,7 @@ func (im *importer) record(line []byte) error {
 		im.stats.Counters++
 		im.pending++
 		if im.pending >= importSyncEvery {
-			return im.sync()
+			return im.pace()
 		}
 		return nil
 	case RecordEnd:
@@ -390,12 +419,40 @@ func (im *importer) record(line []byte) error {
 	return im.bad(im.line, fmt.Sprintf("unknown record type %q (want %s, %s, %s or %s)", rec.Type, RecordHeader, RecordNamespace, RecordCounter, RecordEnd))
 }
 
+// allowed asks ImportOptions.Allow about the record's namespace.
+func (im *importer) allowed(ns string) error {
+	if im.allow == nil {
+		return nil
+	}
+	if err := im.allow(ns); err != nil {
+		return fmt.Errorf("import line %d: %w; %s", im.line, err, im.applied())
+	}
+	return nil
+}
+
+// pace ends a chunk of merged counters: it takes a ticket for their commit
+// and waits for the previous chunk's, so that merging overlaps the commit
+// and at most two chunks wait for the disk.
+func (im *importer) pace() error {
+	prev := im.ticket
+	im.ticket = im.n.committer.Ticket(true)
+	im.pending = 0
+	if prev == nil {
+		return nil
+	}
+	if err := prev.Wait(im.ctx); err != nil {
+		return fmt.Errorf("import line %d: %w", im.line, im.n.ackError(err))
+	}
+	return nil
+}
+
 // sync waits until every counter merged so far is durable.
 func (im *importer) sync() error {
-	if im.pending == 0 {
+	if im.pending == 0 && im.ticket == nil {
 		return nil
 	}
 	im.pending = 0
+	im.ticket = nil
 	if err := im.n.committer.Ticket(true).Wait(im.ctx); err != nil {
 		return fmt.Errorf("import line %d: %w", im.line, im.n.ackError(err))
 	}

@@ -20,7 +20,7 @@ import (
 func exportOf(t testing.TB, n *Node, ns string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := n.Export(context.Background(), ns, &buf); err != nil {
+	if _, err := n.Export(context.Background(), ExportOptions{NS: ns}, &buf); err != nil {
 		t.Fatalf("export: %v", err)
 	}
 	return buf.Bytes()
@@ -39,7 +39,7 @@ func body(t testing.TB, export []byte) []byte {
 
 func mustImport(t testing.TB, n *Node, data []byte) ExportStats {
 	t.Helper()
-	st, err := n.Import(context.Background(), bytes.NewReader(data))
+	st, err := n.Import(context.Background(), bytes.NewReader(data), ImportOptions{})
 	if err != nil {
 		t.Fatalf("import: %v", err)
 	}
@@ -274,7 +274,7 @@ func TestImportRefusesBadLines(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := openNamed(t, "n2", vfs.NewMem())
-			st, err := dst.Import(ctx, strings.NewReader(strings.Join(tc.lines, "\n")+"\n"))
+			st, err := dst.Import(ctx, strings.NewReader(strings.Join(tc.lines, "\n")+"\n"), ImportOptions{})
 			if !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("import: %v\nwant ErrInvalidArgument containing %q", err, tc.want)
 			}
@@ -328,7 +328,7 @@ func TestLargeExportImportMillion(t *testing.T) {
 		t.Fatal(err)
 	}
 	start = time.Now()
-	st, err := src.Export(ctx, "", f)
+	st, err := src.Export(ctx, ExportOptions{}, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestLargeExportImportMillion(t *testing.T) {
 	}
 	defer f.Close()
 	start = time.Now()
-	ist, err := dst.Import(ctx, bufio.NewReaderSize(f, 1<<20))
+	ist, err := dst.Import(ctx, bufio.NewReaderSize(f, 1<<20), ImportOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
