@@ -431,16 +431,17 @@ func (im *importer) allowed(ns string) error {
 }
 
 // pace ends a chunk of merged counters: it takes a ticket for their commit
-// and waits for the previous chunk's, so that merging overlaps the commit
-// and at most two chunks wait for the disk.
+// and waits until the previous chunk's is written, so that merging overlaps
+// the commit and at most two chunks wait for the committer. The chunks are
+// not fsynced one by one; sync makes everything durable at the end.
 func (im *importer) pace() error {
 	prev := im.ticket
-	im.ticket = im.n.committer.Ticket(true)
+	im.ticket = im.n.committer.Ticket(false)
 	im.pending = 0
 	if prev == nil {
 		return nil
 	}
-	if err := prev.Wait(im.ctx); err != nil {
+	if err := prev.WaitVisible(im.ctx); err != nil {
 		return fmt.Errorf("import line %d: %w", im.line, im.n.ackError(err))
 	}
 	return nil
