@@ -99,6 +99,9 @@ func (s *Server) importAll(w http.ResponseWriter, r *http.Request) {
 		opts.Allow = func(ns string) error { return g.Allow(auth.ScopeAdmin, ns) }
 	}
 	st, err := s.node.Import(r.Context(), body, opts)
+	// The server's write timeout counts from the request's start, which an
+	// import outlasts: the answer gets its own.
+	_ = rc.SetWriteDeadline(time.Now().Add(streamIdle))
 	if err != nil {
 		// The answer goes out whole, with its length, while the client
 		// may still be sending: it can read the answer to its end and stop.

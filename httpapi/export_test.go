@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,54 @@ func TestExportImportAccess(t *testing.T) {
 	}
 	if s, b := a.as(tokAdmin).do("POST", "/v1/import", "application/msgpack", []byte{0x81, 0xa1}); s != 415 {
 		t.Fatalf("import of a msgpack body: %d %v, want 415", s, b)
+	}
+}
+
+// slowLines hands out one line per read, pausing before each: a client
+// whose upload lasts longer than the server's timeouts.
+type slowLines struct {
+	lines []string
+	pause time.Duration
+}
+
+func (s *slowLines) Read(p []byte) (int, error) {
+	if len(s.lines) == 0 {
+		return 0, io.EOF
+	}
+	time.Sleep(s.pause) // the slow client being simulated, not a wait for a condition
+	n := copy(p, s.lines[0])
+	s.lines[0] = s.lines[0][n:]
+	if s.lines[0] == "" {
+		s.lines = s.lines[1:]
+	}
+	return n, nil
+}
+
+// TestImportOutlastsServerTimeouts imports through a server whose read and
+// write timeouts are shorter than the upload: the import sets its own
+// deadlines (as countd's 30 s timeouts would otherwise cut a long restore).
+func TestImportOutlastsServerTimeouts(t *testing.T) {
+	ctx := context.Background()
+	src := newTestAPI(t, nil)
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		if s, b := src.json("POST", "/v1/counters/pv/"+k+"/incr", `{"by":4}`); s != 200 {
+			t.Fatalf("incr: %d %v", s, b)
+		}
+	}
+	var file bytes.Buffer
+	if _, err := clientOf(t, src, "").Export(ctx, "", &file); err != nil {
+		t.Fatal(err)
+	}
+	dst := newTestAPI(t, nil)
+	srv := httptest.NewUnstartedServer(dst.srv)
+	srv.Config.ReadTimeout = 100 * time.Millisecond
+	srv.Config.WriteTimeout = 100 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	c := clientOf(t, &testAPI{t: t, url: srv.URL}, "")
+	body := &slowLines{lines: strings.SplitAfter(file.String(), "\n"), pause: 40 * time.Millisecond}
+	sum, err := c.Import(ctx, body)
+	if err != nil || sum.Counters != 5 {
+		t.Fatalf("a slow import through a server with 100 ms timeouts: %+v, %v", sum, err)
 	}
 }
