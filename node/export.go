@@ -198,9 +198,13 @@ func counterRecord(ns, key string, r store.Record) ExportRecord {
 // every change made before it was called; counters change while it runs,
 // and a record holds its counter's state as of some moment after the call
 // (states only grow, so each one merges as well as any other). An unknown
-// namespace is ErrNotFound, before anything is written.
+// namespace is ErrNotFound, and a node that is not ready (catching up after
+// a restart, or failed) ErrUnavailable, before anything is written.
 func (n *Node) Export(ctx context.Context, opts ExportOptions, w io.Writer) (ExportStats, error) {
 	var stats ExportStats
+	if !n.Ready() {
+		return stats, fmt.Errorf("%w: the node is not ready (catching up with its peers, or its storage failed); export from a ready node", ErrUnavailable)
+	}
 	var nss []Namespace
 	if opts.NS != "" {
 		one, err := n.GetNamespace(opts.NS)

@@ -236,6 +236,20 @@ func TestImportRestoresExactNamespace(t *testing.T) {
 	}
 }
 
+func TestExportRefusedUntilReady(t *testing.T) {
+	cfg := testConfig(t, vfs.NewMem())
+	cfg.StartUnready = true
+	n := openTest(t, cfg)
+	var buf bytes.Buffer
+	if _, err := n.Export(context.Background(), ExportOptions{}, &buf); !errors.Is(err, ErrUnavailable) || buf.Len() != 0 {
+		t.Fatalf("export from a node catching up: %v, %d bytes written; want ErrUnavailable and nothing", err, buf.Len())
+	}
+	n.MarkReady()
+	if _, err := n.Export(context.Background(), ExportOptions{}, &buf); err != nil {
+		t.Fatalf("export once ready: %v", err)
+	}
+}
+
 func TestImportRefusesBadLines(t *testing.T) {
 	src := openNamed(t, "n1", vfs.NewMem())
 	ctx := context.Background()
