@@ -64,6 +64,10 @@ func (s *Server) routes(cfg Config) []route {
 		{"GET", "/v1/namespaces/{ns}/watch", needRead, s.watchNamespace},
 		{"GET", "/v1/cluster", needRead, s.getCluster},
 		{"POST", "/v1/ratelimit/{ns}/{key}", needWrite, s.rateLimit(cfg.RateLimit)},
+		// Backup and restore; a token limited to some namespaces exports
+		// and imports those only (export.go).
+		{"GET", "/v1/export", needAdmin, s.exportAll},
+		{"POST", "/v1/import", needAdmin, s.importAll},
 	}
 	if cfg.Gatherer != nil {
 		rs = append(rs, route{"GET", "/metrics", needRead, promHandler(cfg.Gatherer)})
