@@ -409,7 +409,7 @@
   let rates;
 
   function resetRates() {
-    rates = { last: new Map(), secs: new Map(), recent: [] };
+    rates = { last: new Map(), secs: new Map(), recent: [], since: Date.now() };
     renderRates();
   }
 
@@ -434,15 +434,17 @@
     const sec = Math.floor(now / 1000);
     for (const s of rates.secs.keys()) if (s <= sec - RATE_SECONDS) rates.secs.delete(s);
     rates.recent = rates.recent.filter((e) => e.t > now - 10000).slice(-50000);
+    // The last five whole seconds, or those since the stream opened.
+    const span = Math.max(1, Math.min(5, sec - Math.floor(rates.since / 1000) - 1));
     let up = 0;
     let down = 0;
-    for (let s = sec - 5; s < sec; s++) {
+    for (let s = sec - span; s < sec; s++) {
       const b = rates.secs.get(s);
       if (b) { up += b.up; down += b.down; }
     }
-    $('rate-net').textContent = fmtRate.format((up - down) / 5);
-    $('rate-up').textContent = fmtRate.format(up / 5);
-    $('rate-down').textContent = fmtRate.format(down / 5);
+    $('rate-net').textContent = fmtRate.format((up - down) / span);
+    $('rate-up').textContent = fmtRate.format(up / span);
+    $('rate-down').textContent = fmtRate.format(down / span);
     const vals = [];
     for (let s = sec - RATE_SECONDS + 1; s <= sec; s++) {
       const b = rates.secs.get(s);
@@ -450,7 +452,7 @@
     }
     $('rate-chart').replaceChildren(barChart(vals.map((v, i) => ({
       t: new Date((sec - RATE_SECONDS + 1 + i) * 1000), v,
-    })), 1000, 120));
+    })), 1000, 600, 150));
     const byKey = new Map();
     for (const e of rates.recent) byKey.set(e.key, (byKey.get(e.key) || 0) + e.d);
     const movers = [...byKey.entries()].sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, 5);
@@ -528,8 +530,7 @@
 
   // barChart draws points [{t, v}] as bars with a zero line, the largest
   // value and the first and last times.
-  function barChart(points, stepMs, h) {
-    const w = 600;
+  function barChart(points, stepMs, w, h) {
     const padL = 48;
     const padB = 16;
     const max = Math.max(1, ...points.map((p) => p.v));
@@ -637,7 +638,8 @@
   function drawCounter(chart, s) {
     if (s) chart.caption = 'change per ' + s.step + ' (from the ' + s.window + ' buckets), ' + s.points.length + ' points';
     const total = chart.points.reduce((a, p) => a + p.v, 0);
-    $('counter-chart').replaceChildren(barChart(chart.points, chart.stepMs, 180),
+    $('counter-chart').dataset.total = String(total);
+    $('counter-chart').replaceChildren(barChart(chart.points, chart.stepMs, 1200, 220),
       el('p', { class: 'muted small' }, chart.caption + ' · total ' + num(total)));
   }
 
