@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -457,6 +458,30 @@ func TestDashboardInChromium(t *testing.T) {
 		t.Errorf("the token shows in the URL or the page: %s", got)
 	}
 	mu.Lock()
+	seen := slices.Clone(problems)
+	mu.Unlock()
+
+	// "Forget token" forgets it; a wrong token is refused with a message
+	// (Chromium logs that 401 to the console, so the check of the
+	// console above is of what came before).
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS("#signout"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := js(`document.getElementById('login').hidden + ' ' + sessionStorage.length`); got != "false 0" {
+		t.Errorf("after Forget token: login hidden, sessionStorage entries = %s, want false 0", got)
+	}
+	if err := chromedp.Do(bctx,
+		chromedp.SendKeys(chromedp.CSS("#token"), "not-a-token-of-this-mesh-0123456789"),
+		chromedp.Click(chromedp.CSS("#login-form button")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "a wrong token refused on the page", func() (bool, string) {
+		got := js(`document.getElementById('login').hidden + ' ' + document.getElementById('login-error').textContent`)
+		return strings.HasPrefix(got, "false The node refused the token"), got
+	})
+
+	mu.Lock()
 	defer mu.Unlock()
 	api := 0
 	for _, r := range requests {
@@ -473,7 +498,7 @@ func TestDashboardInChromium(t *testing.T) {
 	if api < 10 {
 		t.Errorf("only %d API calls seen: %v", api, requests)
 	}
-	for _, p := range problems {
+	for _, p := range seen {
 		t.Errorf("console: %s", p)
 	}
 }
