@@ -41,7 +41,7 @@ type Config struct {
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
 	// Tokens are the API tokens (--api-tokens-file): with them every route
-	// but /healthz and /readyz needs "Authorization: Bearer <token>" whose
+	// but /healthz, /readyz and /ui/ needs "Authorization: Bearer <token>" whose
 	// scope and namespaces cover the request (docs/security-tokens.md).
 	// nil: no authentication.
 	Tokens *auth.Store
