@@ -123,7 +123,16 @@
             needToken('The node refused the token: ' + (await errorOf(resp)).message);
             return;
           }
-          if (!resp.ok) throw await errorOf(resp);
+          if (!resp.ok) {
+            const err = await errorOf(resp);
+            // A refusal (403, 404, 400) stays one: say it and stop; an
+            // overloaded or unavailable node is retried.
+            if (resp.status < 500 && resp.status !== 429) {
+              onState(err);
+              return;
+            }
+            throw err;
+          }
           onState(null);
           delay = 250;
           await readEvents(resp.body, (ev) => {
@@ -319,10 +328,11 @@
     const ans = await api('/v1/namespaces', session.signal);
     namespaces = ans.items;
     $('ns-empty').hidden = namespaces.length > 0;
-    if (!namespaces.some((n) => n.name === sel.ns)) {
+    const picked = namespaces.find((n) => n.name === sel.ns);
+    if (!picked) {
       if (namespaces.length) selectNamespace(namespaces[0].name, true);
-    } else if (!session.ns) {
-      selectNamespace(sel.ns, false);
+    } else if (!session.ns || (session.ns.config && JSON.stringify(picked) !== JSON.stringify(session.ns.config))) {
+      selectNamespace(sel.ns, false); // first pick, or its config changed
     }
     renderNamespaceTable();
   }
