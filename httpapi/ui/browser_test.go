@@ -396,6 +396,10 @@ func TestDashboardInChromium(t *testing.T) {
 		got := js(`String(document.querySelectorAll('#top-table tbody tr[data-key] svg.sparkline').length)`)
 		return got == "8", got
 	})
+	wait.For(t, 10*time.Second, "home = 75 in top-K", func() (bool, string) {
+		got := js(`(document.querySelector('#top-table tr[data-key="home"] td.num') || {}).textContent || 'no row'`)
+		return got == "75", got
+	})
 	wait.For(t, 10*time.Second, "a live rate", func() (bool, string) {
 		got := js(`document.getElementById('rate-up').textContent`)
 		return got != "0" && got != "–", got
