@@ -48,10 +48,15 @@ type Node struct {
 	publisher    atomic.Pointer[Publisher]
 
 	vv struct {
-		sync.Mutex // guards m
+		sync.Mutex // guards m and ahead
 		// m is the version vector: origin -> highest seq such that every
 		// change of that origin up to it is durably held here.
 		m map[crdt.NodeID]uint64
+		// ahead holds single changes past a gap in m, durably held here
+		// (from quorum pushes): m moves over them once the gap is filled.
+		// In memory only: after a restart the streams and anti-entropy
+		// fill m as before.
+		ahead map[crdt.NodeID]map[uint64]struct{}
 	}
 	failed atomic.Pointer[error]
 	ready  atomic.Bool
