@@ -64,6 +64,8 @@ func (s *Server) routes(cfg Config) []route {
 		{"GET", "/v1/namespaces/{ns}/watch", needRead, s.watchNamespace},
 		{"GET", "/v1/cluster", needRead, s.getCluster},
 		{"POST", "/v1/ratelimit/{ns}/{key}", needWrite, s.rateLimit(cfg.RateLimit)},
+		// The OpenAPI description of these routes (openapi.go).
+		{"GET", "/v1/openapi.json", needRead, s.getOpenAPI},
 	}
 	if cfg.Gatherer != nil {
 		rs = append(rs, route{"GET", "/metrics", needRead, promHandler(cfg.Gatherer)})
