@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/go-chi/chi/v5"
@@ -198,6 +199,8 @@ func TestOpenAPIResponsesMatchSchemas(t *testing.T) {
 		{"GET", "/v1/counters/an/home", "/v1/counters/{ns}/{key}", "", 200},
 		{"GET", "/v1/counters/an/never", "/v1/counters/{ns}/{key}", "", 200},
 		{"GET", "/v1/counters/an/home?at=2000-01-01T00:00:00Z", "/v1/counters/{ns}/{key}", "", 400},
+		{"GET", "/v1/counters/an/home?at=" + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), "/v1/counters/{ns}/{key}", "", 200},
+		{"GET", "/v1/counters/an/home?window=1h&at=" + time.Now().UTC().Format(time.RFC3339), "/v1/counters/{ns}/{key}", "", 200},
 		{"PUT", "/v1/counters/an/cart", "/v1/counters/{ns}/{key}", `{"value":10}`, 200},
 		{"DELETE", "/v1/counters/an/cart", "/v1/counters/{ns}/{key}", "", 200},
 		{"GET", "/v1/counters/an?limit=1", "/v1/counters/{ns}", "", 200},
