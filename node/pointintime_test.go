@@ -62,7 +62,7 @@ func TestPointInTimeMatchesReferenceOverAWeek(t *testing.T) {
 	n := openTest(t, cfg)
 	ctx := context.Background()
 	spaces := map[string][]pitWindow{
-		"an": {{"1m", time.Minute, 48 * time.Hour}, {"1h", time.Hour, 5 * 24 * time.Hour}, {"1d", 24 * time.Hour, 0}},
+		"an":   {{"1m", time.Minute, 48 * time.Hour}, {"1h", time.Hour, 5 * 24 * time.Hour}, {"1d", 24 * time.Hour, 0}},
 		"fine": {{"10s", 10 * time.Second, time.Hour}, {"5m", 5 * time.Minute, 24 * time.Hour}, {"1h", time.Hour, 3 * 24 * time.Hour}},
 	}
 	putWindows(t, n, "an", []string{"1m", "1h", "1d"}, map[string]string{"1m": "48h", "1h": "5d", "1d": "0"})
