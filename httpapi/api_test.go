@@ -296,6 +296,9 @@ func TestHealthReadyMetrics(t *testing.T) {
 		`countmesh_http_request_duration_seconds_count{code="200",method="POST",route="/v1/counters/{ns}/{key}/incr"} 1`,
 		"countmesh_commits_total",
 		"countmesh_fsync_seconds_total",
+		"countmesh_ready 1",
+		`countmesh_members{state="alive"} 1`,
+		`countmesh_members{state="suspect"} 0`,
 	} {
 		if !strings.Contains(string(text), want) {
 			t.Errorf("/metrics lacks %q", want)
