@@ -1,8 +1,6 @@
 package httpapi
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -22,12 +20,7 @@ func TestMeshMetrics(t *testing.T) {
 		Replication: []gossip.PeerLag{{Peer: "b", Region: "eu", LagMS: 1500}, {Peer: "c", Region: "us", LagMS: 20}},
 	}
 	a := newTestAPIWith(t, nil, func(c *Config) { c.Cluster = fakeCluster{st} })
-	resp, err := http.Get(a.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	text, _ := io.ReadAll(resp.Body)
+	text := a.metricsText()
 	for _, want := range []string{
 		`countmesh_members{state="alive"} 2`,
 		`countmesh_members{state="suspect"} 1`,
@@ -36,7 +29,7 @@ func TestMeshMetrics(t *testing.T) {
 		`countmesh_replication_lag_seconds{peer="c",region="us"} 0.02`,
 		"countmesh_ready 1",
 	} {
-		if !strings.Contains(string(text), want) {
+		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}

@@ -6,8 +6,6 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // change is one change of a counter in the reference model: an increment
@@ -57,9 +55,7 @@ func wantResolution(ws []pitWindow, at, now time.Time) (pitWindow, bool) {
 func TestPointInTimeMatchesReferenceOverAWeek(t *testing.T) {
 	start := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
 	clock := &fakeClock{now: start}
-	cfg := testConfig(t, vfs.NewMem())
-	cfg.Now = clock.Now
-	n := openTest(t, cfg)
+	n := clock.open(t, "n")
 	ctx := context.Background()
 	spaces := map[string][]pitWindow{
 		"an":   {{"1m", time.Minute, 48 * time.Hour}, {"1h", time.Hour, 5 * 24 * time.Hour}, {"1d", 24 * time.Hour, 0}},
