@@ -104,7 +104,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:     cfg,
-		id:      crdt.NodeIDOf(cfg.Name, cfg.Incarnation),
+		id:      crdt.NodeIDFromName(cfg.Name),
 		log:     cfg.Logger,
 		store:   st,
 		clock:   hlc.New(cfg.Now),
