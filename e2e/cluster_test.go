@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // mesh is the compose project under test.
@@ -339,37 +340,16 @@ func (c *cluster) requireHealthy(t *testing.T) {
 	}
 }
 
-var errTimeout = errors.New("condition not met in time")
-
 // poll evaluates cond every interval until it holds, ctx ends or d passes.
 // It returns how long it took.
 func poll(ctx context.Context, d, interval time.Duration, cond func() (bool, string)) (time.Duration, error) {
-	start := time.Now()
-	deadline := start.Add(d)
-	for {
-		ok, state := cond()
-		if ok {
-			return time.Since(start), nil
-		}
-		if time.Now().After(deadline) {
-			return time.Since(start), fmt.Errorf("%w (%v): %s", errTimeout, d, state)
-		}
-		select {
-		case <-ctx.Done():
-			return time.Since(start), fmt.Errorf("%w: %s", ctx.Err(), state)
-		case <-time.After(interval):
-		}
-	}
+	return wait.Poll(ctx, d, interval, cond)
 }
 
 // waitFor polls cond until it holds and fails the test after d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
-	took, err := poll(context.Background(), d, 10*time.Millisecond, cond)
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	return took
+	return wait.For(t, d, what, cond)
 }
 
 // partition cuts region off: its nodes leave the other regions' networks

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
 )
 
 // Method names a peer call. The methods are the node's services on the
@@ -152,6 +154,18 @@ func (m *Mesh) memberInfo(name string) (peerInfo, bool) {
 		return peerInfo{}, false
 	}
 	return peerInfo{name: name, region: rec.info.Region, replAddr: rec.info.ReplAddr}, true
+}
+
+// MemberID returns the slot id a verified member advertises, and whether
+// name is such a member.
+func (m *Mesh) MemberID(name string) (crdt.NodeID, bool) {
+	m.members.Lock()
+	defer m.members.Unlock()
+	rec, ok := m.members.m[name]
+	if !ok || !rec.verified {
+		return 0, false
+	}
+	return rec.info.ID, true
 }
 
 // knownMember reports whether name is a member this node knows, in any

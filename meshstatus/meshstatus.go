@@ -1,5 +1,7 @@
 package meshstatus
 
+import "github.com/countmesh/countmesh/crdt"
+
 // Member states in Status.
 const (
 	StateAlive   = "alive"
@@ -27,6 +29,9 @@ type Member struct {
 	// addresses; not part of the public cluster API.
 	GossipAddr string `json:"-"`
 	ReplAddr   string `json:"-"`
+	// ID is the member's slot id (its counters' slot and its origin in
+	// version vectors).
+	ID crdt.NodeID `json:"-"`
 }
 
 // PeerLag is the replication lag towards one peer this node streams to.

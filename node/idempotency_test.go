@@ -13,7 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/countmesh/countmesh/change"
-	"github.com/countmesh/countmesh/internal/testwait"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 func TestIDsCountOnceOnOneNode(t *testing.T) {
@@ -225,14 +225,15 @@ func (m *meshSim) acquire(name string) (*Node, func()) {
 	return n, wg.Done
 }
 
-// queuesEmpty reports whether every node's stream queue is empty.
-func (m *meshSim) queuesEmpty() bool {
-	for _, q := range m.queue {
-		if len(q) > 0 {
-			return false
-		}
+// queuesEmpty reports whether every node's stream queue is empty, and the
+// lengths.
+func (m *meshSim) queuesEmpty() (bool, string) {
+	empty, lens := true, ""
+	for name, q := range m.queue {
+		empty = empty && len(q) == 0
+		lens += fmt.Sprintf("%s:%d ", name, len(q))
 	}
-	return true
+	return empty, lens
 }
 
 func (m *meshSim) drain(name string) { m.inflight(name).Wait() }
@@ -335,7 +336,7 @@ func TestLargeRetriedIncrementsCountOnce(t *testing.T) {
 	}
 	// Kill r2-a a quarter of the way in: a crash image of its disk, then a
 	// restart that catches up from a peer before it takes writes.
-	testwait.For(t, time.Minute, "a quarter of the ids to be sent", func() bool { return next.Load() >= ids/4 })
+	wait.For(t, time.Minute, "a quarter of the ids to be sent", func() (bool, string) { return next.Load() >= ids/4, "" })
 	victim := "r2-a"
 	old := m.get(victim)
 	old.SetPublisher(nil)
@@ -368,7 +369,7 @@ func TestLargeRetriedIncrementsCountOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testwait.For(t, 10*time.Second, "the streams' queues to empty", m.queuesEmpty)
+	wait.For(t, 10*time.Second, "the streams' queues to empty", m.queuesEmpty)
 	for range 2 {
 		for _, a := range names {
 			for _, b := range names {

@@ -1,9 +1,11 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -26,7 +28,10 @@ const DefaultQuorumTimeout = 2 * time.Second
 
 // Peer is another node of the mesh as the consistency levels see it.
 type Peer struct {
-	Name     string
+	Name string
+	// ID is the peer's slot id; 0 when unknown (crdt.NodeIDFromName(Name)
+	// is then assumed).
+	ID       crdt.NodeID
 	Region   string
 	HTTPAddr string
 	// Alive is false for a member the failure detector suspects or declared
@@ -48,6 +53,16 @@ type Peers interface {
 type CounterState struct {
 	NS, Key string
 	State   crdt.Counter
+	// Origin and Seq, when both are set, say that State holds Origin's
+	// change Seq of this counter (its latest): the receiver then counts
+	// that change as held, as if it had come by Origin's stream. A quorum
+	// push sets them (the transport sets Origin to the caller); without
+	// them a change that reached some nodes only by pushes would have no
+	// place in their version vectors, and if its origin then lost its disk
+	// anti-entropy could never carry it to the others (the chaos campaign
+	// saw the nodes disagree for good that way).
+	Origin crdt.NodeID
+	Seq    uint64
 }
 
 // PeerTransport is the peer RPC of the quorum and all levels (package
@@ -154,11 +169,11 @@ func (n *Node) replicateTo(ctx context.Context, level, ns string, keys ...string
 	}
 	states := make([]CounterState, 0, len(keys))
 	for _, key := range keys {
-		c, _, err := n.counterState(ns, key)
+		c, seq, err := n.ownChange(ns, key)
 		if err != nil {
 			return kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 		}
-		states = append(states, CounterState{NS: ns, Key: key, State: c})
+		states = append(states, CounterState{NS: ns, Key: key, State: c, Origin: n.id, Seq: seq})
 	}
 	acked, errs := n.push(ctx, qs.targets, qs.need, states)
 	if acked >= qs.need {
@@ -223,8 +238,8 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) (crdt.Coun
 	// least of all when it is the whole quorum (a region of one). Found
 	// by the chaos campaign (seed 20261201): a wiped node of a one-node
 	// region answered a quorum read with 0 before it had caught up.
-	if !n.ready.Load() {
-		return crdt.Counter{}, fmt.Errorf("%w: the node is not ready (it is catching up with its peers after a restart); retry, or read from another node", ErrUnavailable)
+	if err := n.checkReadable(); err != nil {
+		return crdt.Counter{}, err
 	}
 	qs := n.quorumFor(level)
 	ctx, cancel := context.WithTimeout(ctx, n.quorumTimeout())
@@ -388,11 +403,24 @@ func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
 // they are durable. The deltas carry this node as origin and no sequence:
 // they advance no version vector, and the origins' own changes still come
 // with their sequence numbers by the delta streams and anti-entropy.
+//
+// A state with Origin and Seq holds that origin's change Seq: it is
+// recorded under it (the index anti-entropy scans), and the version vector
+// moves past Seq when it already held every change before it.
 func (n *Node) mergeStates(states []CounterState) error {
 	b := change.Batch{Deltas: make([]change.Delta, len(states))}
 	for i, s := range states {
 		b.Deltas[i] = change.Delta{NS: s.NS, Key: s.Key, Origin: n.id, State: s.State}
+		if s.Origin != 0 && s.Seq != 0 {
+			b.Deltas[i].Origin, b.Deltas[i].Seq = s.Origin, s.Seq
+			b.Ranges = append(b.Ranges, change.Range{Origin: s.Origin, After: s.Seq - 1, Upto: s.Seq})
+		}
 	}
+	// Apply advances the vector range by range: in sequence order, a run
+	// of consecutive changes moves it as far as it goes.
+	slices.SortFunc(b.Ranges, func(x, y change.Range) int {
+		return cmp.Or(cmp.Compare(x.Origin, y.Origin), cmp.Compare(x.After, y.After))
+	})
 	return n.applyBatch(b, true)
 }
 
@@ -404,4 +432,16 @@ func orUnknown(err error) error {
 		return errNoAnswer
 	}
 	return err
+}
+
+// checkReadable refuses a read, at any consistency, on a node that is not
+// ready: one restarted with an empty disk holds whatever part of the state
+// has reached it so far, and may not even know its namespaces' configs (the
+// chaos campaign saw a wiped node answer -1 for a counter whose minimum is
+// 0, 200 ms after it restarted).
+func (n *Node) checkReadable() error {
+	if !n.ready.Load() {
+		return fmt.Errorf("%w: the node is not ready (it is catching up with its peers after a restart); retry, or read from another node", ErrUnavailable)
+	}
+	return nil
 }

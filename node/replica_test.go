@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // direct is a Publisher that applies every batch to other nodes, in order,
@@ -192,13 +193,10 @@ func TestAntiEntropyCatchesUpAndRestoresOwnSlot(t *testing.T) {
 	}
 	// The namespace is async: wait for the commit that gives the change
 	// its sequence number.
-	deadline := time.Now().Add(5 * time.Second)
-	for a2.VersionVector()[a2.ID()] <= seqBefore {
-		if time.Now().After(deadline) {
-			t.Fatal("the async increment was not committed within 5 s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, "the commit of the async increment", func() (bool, string) {
+		seq := a2.VersionVector()[a2.ID()]
+		return seq > seqBefore, fmt.Sprintf("own sequence %d, was %d", seq, seqBefore)
+	})
 	if got := mustGet(t, a2, "v", "k001"); got != 11 {
 		t.Fatalf("k001 after recovery and +10 = %d, want 11 (the recovered 1 plus 10)", got)
 	}

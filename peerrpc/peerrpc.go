@@ -40,6 +40,8 @@ type Mesh interface {
 	Call(ctx context.Context, to string, method gossip.Method, req, resp any) error
 	Handle(method gossip.Method, h gossip.Handler)
 	Status() gossip.Status
+	// MemberID is the slot id a member advertises.
+	MemberID(name string) (crdt.NodeID, bool)
 }
 
 // The bodies of the calls (msgpack, structs as arrays: fields may only be
@@ -54,6 +56,7 @@ type (
 	wireState struct {
 		NS, Key string
 		State   crdt.Counter
+		Seq     uint64 // the caller's change of the counter State holds
 	}
 	pushReq struct {
 		States []wireState
@@ -109,7 +112,7 @@ func (c *Client) Peers() []node.Peer {
 		if m.State == gossip.StateLeft {
 			continue
 		}
-		out = append(out, node.Peer{Name: m.Name, Region: m.Region, HTTPAddr: m.HTTPAddr, Alive: m.State == gossip.StateAlive})
+		out = append(out, node.Peer{Name: m.Name, ID: m.ID, Region: m.Region, HTTPAddr: m.HTTPAddr, Alive: m.State == gossip.StateAlive})
 	}
 	return out
 }
@@ -127,7 +130,7 @@ func (c *Client) FetchState(ctx context.Context, p node.Peer, ns, key string) (c
 func (c *Client) PushStates(ctx context.Context, p node.Peer, states []node.CounterState) error {
 	in := pushReq{States: make([]wireState, len(states))}
 	for i, st := range states {
-		in.States[i] = wireState{NS: st.NS, Key: st.Key, State: st.State}
+		in.States[i] = wireState{NS: st.NS, Key: st.Key, State: st.State, Seq: st.Seq}
 	}
 	return c.call(ctx, p.Name, gossip.MethodPushStates, in, nil)
 }
@@ -170,7 +173,7 @@ func Serve(m Mesh, s Services) {
 		}
 		return fetchResp{State: st}, nil
 	})
-	m.Handle(gossip.MethodPushStates, func(ctx context.Context, _ string, decode func(any) error) (any, error) {
+	m.Handle(gossip.MethodPushStates, func(ctx context.Context, from string, decode func(any) error) (any, error) {
 		var req pushReq
 		if err := decode(&req); err != nil {
 			return nil, err
@@ -178,9 +181,14 @@ func Serve(m Mesh, s Services) {
 		if len(req.States) > MaxStates {
 			return nil, fmt.Errorf("%w: %d states in one push (at most %d)", ErrInvalid, len(req.States), MaxStates)
 		}
+		// The changes are the caller's own, as the transport names it.
+		origin, ok := m.MemberID(from)
 		states := make([]node.CounterState, len(req.States))
 		for i, st := range req.States {
 			states[i] = node.CounterState{NS: st.NS, Key: st.Key, State: st.State}
+			if ok {
+				states[i].Origin, states[i].Seq = origin, st.Seq
+			}
 		}
 		return struct{}{}, s.Node.MergeStates(ctx, states)
 	})
@@ -190,7 +198,7 @@ func Serve(m Mesh, s Services) {
 			return nil, err
 		}
 		// Rights go to the node that asks, as the transport names it.
-		if to := crdt.NodeIDFromName(from); req.To != uint64(to) {
+		if to, ok := m.MemberID(from); !ok || req.To != uint64(to) {
 			return nil, fmt.Errorf("%w: %s asked for rights on behalf of another node", ErrInvalid, from)
 		}
 		g, err := s.Node.GrantRights(ctx, node.RightsRequest{NS: req.NS, Key: req.Key, Down: req.Down, Want: req.Want, To: crdt.NodeID(req.To)})

@@ -145,7 +145,7 @@ func (c *Checkpointer) Checkpoint() error {
 	c.src.Collect(num, func(ns, key string, r Record, indexed []OriginSeq) {
 		b.PutRecord(ns, key, r)
 		for _, os := range r.Seqs {
-			old := seqOf(indexed, os.Origin)
+			old := SeqOf(indexed, os.Origin)
 			if old == os.Seq {
 				continue
 			}
@@ -175,8 +175,8 @@ func (c *Checkpointer) Checkpoint() error {
 	return nil
 }
 
-// seqOf returns origin's sequence in seqs, or 0.
-func seqOf(seqs []OriginSeq, origin crdt.NodeID) uint64 {
+// SeqOf returns origin's sequence in seqs, or 0.
+func SeqOf(seqs []OriginSeq, origin crdt.NodeID) uint64 {
 	for _, s := range seqs {
 		if s.Origin == origin {
 			return s.Seq

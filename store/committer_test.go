@@ -15,7 +15,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/countmesh/countmesh/internal/testwait"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 const testNS = "ns"
@@ -136,7 +136,7 @@ func newTestCommitter(t testing.TB, s *Store, src Source, maxDelay time.Duration
 	return c
 }
 
-func wait(t testing.TB, tk *Ticket) error {
+func waitTicket(t testing.TB, tk *Ticket) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -247,7 +247,7 @@ func TestCommitterAsyncThenSync(t *testing.T) {
 
 	src.incr(nodeA, "k", 1)
 	async := c.Ticket(false)
-	testwait.For(t, 10*time.Second, "the NoSync commit", func() bool { return c.Stats().Commits == 1 })
+	wait.For(t, 10*time.Second, "the NoSync commit", func() (bool, string) { return c.Stats().Commits == 1, "" })
 	if got := readP(t, s, "k", nodeA); got != 1 {
 		t.Fatalf("committed value %d, want 1", got)
 	}
@@ -268,12 +268,12 @@ func TestCommitterAsyncThenSync(t *testing.T) {
 
 	// No new change: the Fill is empty, yet the ticket must wait for an
 	// fsync covering the earlier commit.
-	if err := wait(t, c.Ticket(true)); err != nil {
+	if err := waitTicket(t, c.Ticket(true)); err != nil {
 		t.Fatalf("sync Wait: %v", err)
 	}
 	select {
 	case <-async.Done():
-		if err := wait(t, async); err != nil {
+		if err := waitTicket(t, async); err != nil {
 			t.Fatalf("async Wait: %v", err)
 		}
 	default:
@@ -288,7 +288,7 @@ func TestCommitterAsyncThenSync(t *testing.T) {
 	}
 	// Committed comes once per filled generation, in order, without error,
 	// just after the tickets complete.
-	testwait.For(t, 10*time.Second, "two Committed calls", func() bool { return len(src.committedCalls()) >= 2 })
+	wait.For(t, 10*time.Second, "two Committed calls", func() (bool, string) { return len(src.committedCalls()) >= 2, "" })
 	calls := src.committedCalls()
 	if len(calls) != 2 || calls[0].token != 1 || calls[1].token != 2 || calls[0].err != nil || calls[1].err != nil {
 		t.Fatalf("Committed calls %+v, want tokens 1 and 2 without error", calls)
@@ -306,7 +306,7 @@ func TestCommitterAsyncCompletes(t *testing.T) {
 		tickets = append(tickets, c.Ticket(false))
 	}
 	for _, tk := range tickets {
-		if err := wait(t, tk); err != nil {
+		if err := waitTicket(t, tk); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -332,7 +332,7 @@ func TestCommitterClose(t *testing.T) {
 	// that no ticket will ever cover.
 	src.incr(nodeA, "async", 1)
 	async := c.Ticket(false)
-	testwait.For(t, 10*time.Second, "the NoSync commit", func() bool { return c.Stats().Commits == 1 })
+	wait.For(t, 10*time.Second, "the NoSync commit", func() (bool, string) { return c.Stats().Commits == 1, "" })
 	src.incr(nodeA, "untracked", 1)
 
 	if err := c.Close(); err != nil {
@@ -341,7 +341,7 @@ func TestCommitterClose(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := wait(t, async); err != nil {
+	if err := waitTicket(t, async); err != nil {
 		t.Fatalf("async ticket after Close: %v", err)
 	}
 	// Close synced everything: a crash now loses nothing.
@@ -353,7 +353,7 @@ func TestCommitterClose(t *testing.T) {
 	}
 	for _, sync := range []bool{true, false} {
 		tk := c.Ticket(sync)
-		if err := wait(t, tk); !errors.Is(err, ErrClosed) {
+		if err := waitTicket(t, tk); !errors.Is(err, ErrClosed) {
 			t.Errorf("Ticket(%v) after Close: %v, want ErrClosed", sync, err)
 		}
 		if err := tk.WaitVisible(context.Background()); !errors.Is(err, ErrClosed) {
@@ -372,7 +372,7 @@ func TestStoreCloseClosesCommitters(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := wait(t, c.Ticket(true)); !errors.Is(err, ErrClosed) {
+	if err := waitTicket(t, c.Ticket(true)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Ticket after Store.Close: %v, want ErrClosed", err)
 	}
 	s = openTest(t, fs, "db")
@@ -424,12 +424,12 @@ func TestCommitterFailure(t *testing.T) {
 			c := newTestCommitter(t, s, src, time.Millisecond)
 
 			src.incr(nodeA, "k", 1)
-			if err := wait(t, c.Ticket(tt.sync)); err != nil {
+			if err := waitTicket(t, c.Ticket(tt.sync)); err != nil {
 				t.Fatalf("first ticket: %v", err)
 			}
 			tt.breakIt(fs, src)
 			src.incr(nodeA, "k", 1)
-			err = wait(t, c.Ticket(tt.sync))
+			err = waitTicket(t, c.Ticket(tt.sync))
 			if !errors.Is(err, ErrCommitFailed) {
 				t.Fatalf("ticket after the failure: %v, want ErrCommitFailed", err)
 			}
@@ -440,7 +440,7 @@ func TestCommitterFailure(t *testing.T) {
 			src.incr(nodeA, "k", 1)
 			for _, sync := range []bool{true, false} {
 				tk := c.Ticket(sync)
-				if err := wait(t, tk); !errors.Is(err, ErrCommitFailed) {
+				if err := waitTicket(t, tk); !errors.Is(err, ErrCommitFailed) {
 					t.Fatalf("later ticket(%v): %v, want ErrCommitFailed", sync, err)
 				}
 				if err := tk.WaitVisible(context.Background()); !errors.Is(err, ErrCommitFailed) {
@@ -449,9 +449,9 @@ func TestCommitterFailure(t *testing.T) {
 			}
 			// The source hears about the failure (just after the tickets
 			// complete).
-			testwait.For(t, 10*time.Second, "Committed with the error", func() bool {
+			wait.For(t, 10*time.Second, "Committed with the error", func() (bool, string) {
 				calls := src.committedCalls()
-				return errors.Is(calls[len(calls)-1].err, ErrCommitFailed)
+				return errors.Is(calls[len(calls)-1].err, ErrCommitFailed), fmt.Sprint(calls[len(calls)-1].err)
 			})
 			if err := c.Close(); !errors.Is(err, ErrCommitFailed) {
 				t.Fatalf("Close: %v, want the failure", err)

@@ -13,7 +13,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/countmesh/countmesh/internal/testwait"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // TestCrash crashes a store while writers are in flight and checks, for
@@ -94,7 +94,7 @@ func crashOnce(t *testing.T, seed uint64) {
 		})
 	}
 
-	testwait.For(t, 10*time.Second, fmt.Sprintf("%d acknowledgements", target), func() bool { return totalAcked.Load() >= target })
+	wait.For(t, 10*time.Second, fmt.Sprintf("%d acknowledgements", target), func() (bool, string) { return totalAcked.Load() >= target, "" })
 	// Acknowledged before the crash: must survive it.
 	var ackedBefore [keys]int64
 	for k := range keys {

@@ -127,14 +127,14 @@ func TestDiskFailure(t *testing.T) {
 			const acked = 20
 			for range acked {
 				src.incr("k")
-				if err := wait(t, c.Ticket(true)); err != nil {
+				if err := waitTicket(t, c.Ticket(true)); err != nil {
 					t.Fatalf("write before the fault: %v", err)
 				}
 			}
 
 			ffs.Arm(tt.fault, 0)
 			src.incr("k") // attempted, never acknowledged
-			err = wait(t, c.Ticket(true))
+			err = waitTicket(t, c.Ticket(true))
 			if !errors.Is(err, ErrDiskFailed) || !errors.Is(err, ErrCommitFailed) {
 				t.Fatalf("write in flight at the fault: %v, want ErrDiskFailed and ErrCommitFailed", err)
 			}
@@ -154,7 +154,7 @@ func TestDiskFailure(t *testing.T) {
 			ffs.Disarm()
 			for _, sync := range []bool{true, false, true} {
 				src.incr("k")
-				if err := wait(t, c.Ticket(sync)); !errors.Is(err, ErrDiskFailed) {
+				if err := waitTicket(t, c.Ticket(sync)); !errors.Is(err, ErrDiskFailed) {
 					t.Fatalf("later write (sync %v): %v, want ErrDiskFailed", sync, err)
 				}
 			}

@@ -21,7 +21,7 @@ func TestSabotageAckBeforeFsyncLosesAckedWrite(t *testing.T) {
 	c := newTestCommitter(t, s, src, time.Hour)
 
 	src.incr(nodeA, "k", 1)
-	if err := wait(t, c.Ticket(true)); err != nil {
+	if err := waitTicket(t, c.Ticket(true)); err != nil {
 		t.Fatalf("sync Wait: %v", err)
 	}
 	if st := c.Stats(); st.Commits != 0 || st.Fsyncs != 0 {

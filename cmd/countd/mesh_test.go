@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/countmesh/countmesh/client"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // freeGossipPort returns a loopback port p such that p (TCP and UDP, for
@@ -66,20 +67,10 @@ func getJSON(t *testing.T, url string, out any) int {
 	return resp.StatusCode
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds and fails the test after d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
-		ok, state := cond()
-		if ok {
-			return time.Since(start)
-		}
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v (%s)", what, d, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return wait.For(t, d, what, cond)
 }
 
 // TestMeshOfProcesses runs three countd processes on loopback in two

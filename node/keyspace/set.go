@@ -39,6 +39,10 @@ func (e *Entry) CK() string { return e.ck }
 // origin's slot.
 func (e *Entry) Seqs() []store.OriginSeq { return e.seqs }
 
+// SeqOf returns the sequence of origin's change that last set its slot, or
+// 0.
+func (e *Entry) SeqOf(origin crdt.NodeID) uint64 { return store.SeqOf(e.seqs, origin) }
+
 // RaiseSeq records that origin's change seq set its slot.
 func (e *Entry) RaiseSeq(origin crdt.NodeID, seq uint64) { e.seqs = withSeq(e.seqs, origin, seq) }
 
