@@ -96,14 +96,8 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 		}
 		return ctx.Err() == nil
 	})
-	if err == nil {
-		err = scanErr
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
-		return out, aggregateError(err)
+	if err := scanResult(ctx, err, scanErr); err != nil {
+		return out, err
 	}
 	if groupBy == "" {
 		return out, nil
@@ -138,14 +132,8 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 		g[skey] = sum + c.Value
 		return ctx.Err() == nil
 	})
-	if err == nil {
-		err = scanErr
-	}
-	if err == nil {
-		err = ctx.Err()
-	}
-	if err != nil {
-		return out, aggregateError(err)
+	if err := scanResult(ctx, err, scanErr); err != nil {
+		return out, err
 	}
 	if !seen {
 		return out, fmt.Errorf("%w: no counter of %q under prefix %q was written with label %q", ErrInvalidArgument, ns, prefix, groupBy)
@@ -161,6 +149,21 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 		out.Groups[v] = st
 	}
 	return out, nil
+}
+
+// scanResult is the error of a scan: the store's, else the callback's, else
+// the context's.
+func scanResult(ctx context.Context, err, scanErr error) error {
+	if err == nil {
+		err = scanErr
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return aggregateError(err)
+	}
+	return nil
 }
 
 // aggregateError passes the node's own errors and wraps the store's.

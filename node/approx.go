@@ -308,19 +308,8 @@ func (n *Node) estimate(ns string, a *approxNS, key string) (est, bound int64, e
 
 // cellValue reads an internal counter of ns; one never written reads 0.
 func (n *Node) cellValue(ns, key string) (int64, error) {
-	var buf [64]byte
-	ck := keyspace.Composite(buf[:0], ns, key)
-	s := n.keys.StripeOf(ck)
-	s.Lock()
-	defer s.Unlock()
-	e, err := n.keys.Lookup(s, ck, ns, key, false)
-	if err != nil {
-		return 0, kinderr.New(ErrUnavailable, err, "read sketch cell: %v", err)
-	}
-	if e == nil {
-		return 0, nil
-	}
-	return e.C.Value(), nil
+	v, _, err := n.readValue(ns, key)
+	return v, err
 }
 
 // topApprox returns the k keys of the approximate namespace ns with the

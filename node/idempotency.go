@@ -249,20 +249,8 @@ func (n *Node) idExpired(rec *namespaceRecord, c *crdt.Counter) bool {
 // idempotency window. Records are removed from the store (not reset): they
 // hold no value, and the window is the promise.
 func (n *Node) expireIDs(ctx context.Context) error {
-	type job struct {
-		ns  string
-		win time.Duration
-	}
-	var jobs []job
-	n.ns.RLock()
-	for ns, rec := range n.ns.m {
-		if w := rec.runtime().idWindow; w > 0 {
-			jobs = append(jobs, job{ns, w})
-		}
-	}
-	n.ns.RUnlock()
-	for _, j := range jobs {
-		edge := n.cfg.Now().Add(-j.win).Unix()
+	for _, j := range n.namespacesWith(func(rt *nsRuntime) time.Duration { return rt.idWindow }) {
+		edge := n.cfg.Now().Add(-j.d).Unix()
 		var old []string
 		err := n.store.ScanCounters(j.ns, string([]byte{keyspace.KindID}), "", func(k string, c crdt.Counter) bool {
 			if st := readID(&c, n.id); st.seen && st.lastSec < edge {

@@ -388,6 +388,25 @@ func (n *Node) update(ns, key string, create bool, fn func(e *keyspace.Entry) er
 // modify is update's change under the stripe lock, for callers that have
 // checked the node is writable and resolved the namespace.
 func (n *Node) modify(ns, key string, create bool, fn func(e *keyspace.Entry) error) error {
+	return n.withEntry(ns, key, create, func(s *keyspace.Stripe, e *keyspace.Entry) error {
+		if e == nil {
+			return nil
+		}
+		before := e.C.Value()
+		if err := fn(e); err != nil {
+			return err
+		}
+		e.Updated = n.cfg.Now().UnixMilli()
+		e.Own = true
+		n.keys.MarkDirty(s, e)
+		n.changedLocked(ns, key, before, e)
+		return nil
+	})
+}
+
+// withEntry calls fn with the entry of ns/key (nil when it does not exist
+// and create is false) under its stripe's lock.
+func (n *Node) withEntry(ns, key string, create bool, fn func(s *keyspace.Stripe, e *keyspace.Entry) error) error {
 	var buf [700]byte
 	ck := keyspace.Composite(buf[:0], ns, key)
 	s := n.keys.StripeOf(ck)
@@ -397,18 +416,7 @@ func (n *Node) modify(ns, key string, create bool, fn func(e *keyspace.Entry) er
 	if err != nil {
 		return kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
-	if e == nil {
-		return nil
-	}
-	before := e.C.Value()
-	if err := fn(e); err != nil {
-		return err
-	}
-	e.Updated = n.cfg.Now().UnixMilli()
-	e.Own = true
-	n.keys.MarkDirty(s, e)
-	n.changedLocked(ns, key, before, e)
-	return nil
+	return fn(s, e)
 }
 
 // Counter is a counter as read.

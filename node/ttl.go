@@ -36,6 +36,26 @@ func (n *Node) idle(ttl time.Duration, updatedMs int64) bool {
 	return ttl > 0 && updatedMs > 0 && n.cfg.Now().UnixMilli()-updatedMs >= ttl.Milliseconds()
 }
 
+// nsDuration is a namespace with one of its durations.
+type nsDuration struct {
+	ns string
+	d  time.Duration
+}
+
+// namespacesWith returns the namespaces whose runtime config has a positive
+// duration pick (a ttl, an idempotency window).
+func (n *Node) namespacesWith(pick func(*nsRuntime) time.Duration) []nsDuration {
+	var out []nsDuration
+	n.ns.RLock()
+	defer n.ns.RUnlock()
+	for ns, rec := range n.ns.m {
+		if d := pick(rec.runtime()); d > 0 {
+			out = append(out, nsDuration{ns, d})
+		}
+	}
+	return out
+}
+
 // maxExpirePerPass bounds the deletes of one expiry pass per namespace; the
 // next pass takes the rest.
 const maxExpirePerPass = 100_000
@@ -44,18 +64,7 @@ const maxExpirePerPass = 100_000
 // every namespace with a ttl. It scans those namespaces; time buckets are
 // left to retention.
 func (n *Node) expireIdle(ctx context.Context) error {
-	type job struct {
-		ns  string
-		ttl time.Duration
-	}
-	var jobs []job
-	n.ns.RLock()
-	for ns, rec := range n.ns.m {
-		if ttl := rec.runtime().ttl; ttl > 0 {
-			jobs = append(jobs, job{ns, ttl})
-		}
-	}
-	n.ns.RUnlock()
+	jobs := n.namespacesWith(func(rt *nsRuntime) time.Duration { return rt.ttl })
 	if len(jobs) == 0 {
 		return nil
 	}
@@ -66,7 +75,7 @@ func (n *Node) expireIdle(ctx context.Context) error {
 		return err
 	}
 	for _, j := range jobs {
-		edge := n.cfg.Now().UnixMilli() - j.ttl.Milliseconds()
+		edge := n.cfg.Now().UnixMilli() - j.d.Milliseconds()
 		var idle []string
 		collect := func(key string, r store.Record) bool {
 			if r.UpdatedMs > 0 && r.UpdatedMs <= edge && r.Counter.Live() {

@@ -250,20 +250,14 @@ func (n *Node) bucketExpired(rec *namespaceRecord, key string) bool {
 
 // readValue returns the value of ns/key and whether it exists, from memory
 // or the store, without creating it.
-func (n *Node) readValue(ns, key string) (int64, bool, error) {
-	var buf [700]byte
-	ck := keyspace.Composite(buf[:0], ns, key)
-	s := n.keys.StripeOf(ck)
-	s.Lock()
-	defer s.Unlock()
-	e, err := n.keys.Lookup(s, ck, ns, key, false)
-	if err != nil {
-		return 0, false, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
-	}
-	if e == nil {
-		return 0, false, nil
-	}
-	return e.C.Value(), true, nil
+func (n *Node) readValue(ns, key string) (v int64, found bool, err error) {
+	err = n.withEntry(ns, key, false, func(_ *keyspace.Stripe, e *keyspace.Entry) error {
+		if e != nil {
+			v, found = e.C.Value(), true
+		}
+		return nil
+	})
+	return v, found, err
 }
 
 // SeriesPoint is one step of a series: the change during [T, T+step).
