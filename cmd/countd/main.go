@@ -280,6 +280,11 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) (err error) {
 	if !meshOn && o.join != "" {
 		return fmt.Errorf("--join needs the mesh; it is off (--gossip-addr off)")
 	}
+	// A mesh node whose data directory is new takes a new slot (see
+	// node.LoadIncarnation): its disk may have been lost.
+	if cfg.Incarnation, err = node.LoadIncarnation(o.dataDir, meshOn); err != nil {
+		return err
+	}
 	// With the mesh, /readyz waits until the node has asked its peers for
 	// the changes it may have lost (its own slot after a restart).
 	cfg.StartUnready = meshOn
