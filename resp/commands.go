@@ -663,16 +663,9 @@ func (s *Server) get(ctx context.Context, sess *session, args [][]byte, w *redco
 }
 
 func (s *Server) mget(ctx context.Context, sess *session, args [][]byte, w *redcon.Writer) (string, bool) {
-	if len(args)-1 > node.MaxGetMany {
-		return fmt.Sprintf("ERR MGET reads at most %d keys, got %d; split it", node.MaxGetMany, len(args)-1), false
-	}
-	keys := make([]node.KeyRef, len(args)-1)
-	for i, a := range args[1:] {
-		ns, key, reply := s.splitKey(sess, a, auth.ScopeRead)
-		if reply != "" {
-			return reply, false
-		}
-		keys[i] = node.KeyRef{NS: ns, Key: key}
+	keys, reply := s.keysOf(sess, "MGET reads", args[1:], auth.ScopeRead)
+	if reply != "" {
+		return reply, false
 	}
 	values, err := s.node.GetMany(ctx, keys, "")
 	if err != nil {
@@ -684,6 +677,24 @@ func (s *Server) mget(ctx context.Context, sess *session, args [][]byte, w *redc
 		w.WriteBulk(sess.scratch)
 	}
 	return "", false
+}
+
+// keysOf splits and checks every key of a command (at most
+// node.MaxGetMany; what names the command in the error) before anything
+// runs, so that one bad or foreign key refuses the whole command.
+func (s *Server) keysOf(sess *session, what string, args [][]byte, need auth.Scope) ([]node.KeyRef, string) {
+	if len(args) > node.MaxGetMany {
+		return nil, fmt.Sprintf("ERR %s at most %d keys, got %d; split it", what, node.MaxGetMany, len(args))
+	}
+	keys := make([]node.KeyRef, len(args))
+	for i, a := range args {
+		ns, key, reply := s.splitKey(sess, a, need)
+		if reply != "" {
+			return nil, reply
+		}
+		keys[i] = node.KeyRef{NS: ns, Key: key}
+	}
+	return keys, ""
 }
 
 // set serves SET key <integer>: a reset of the counter to that value.
@@ -711,16 +722,9 @@ func (s *Server) set(ctx context.Context, sess *session, args [][]byte, w *redco
 // answers the number of keys named, since every counter exists (reading 0
 // once deleted).
 func (s *Server) del(ctx context.Context, sess *session, args [][]byte, w *redcon.Writer) (string, bool) {
-	if len(args)-1 > node.MaxBatchOps {
-		return fmt.Sprintf("ERR DEL deletes at most %d keys, got %d; split it", node.MaxBatchOps, len(args)-1), false
-	}
-	keys := make([]node.KeyRef, len(args)-1)
-	for i, a := range args[1:] {
-		ns, key, reply := s.splitKey(sess, a, auth.ScopeWrite)
-		if reply != "" {
-			return reply, false
-		}
-		keys[i] = node.KeyRef{NS: ns, Key: key}
+	keys, reply := s.keysOf(sess, "DEL deletes", args[1:], auth.ScopeWrite)
+	if reply != "" {
+		return reply, false
 	}
 	for _, k := range keys {
 		if err := s.node.Delete(ctx, k.NS, k.Key); err != nil {

@@ -82,7 +82,7 @@ func withTokens(t *testing.T) func(*Config) {
 }
 
 // tokensFile writes the tests' tokens file and loads it.
-func tokensFile(t *testing.T) (string, *auth.Store) {
+func tokensFile(t testing.TB) (string, *auth.Store) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tokens")
 	file := tokWrite + " write pages*\n" + tokRead + " read\n" + tokAdmin + " admin\n"
