@@ -21,8 +21,7 @@ func TestBoundedAbuse(t *testing.T) {
 		t.Fatalf("PING = %q", got)
 	}
 
-	// A command that never ends: 1 GiB announced, more than
-	// MaxCommandBytes sent.
+	// A command of 1 GiB announced: refused at its header.
 	huge := dialRaw(t, ts.addr)
 	huge.send("*2\r\n$4\r\nECHO\r\n$1073741824\r\n")
 	chunk := strings.Repeat("x", 16<<10)
@@ -31,22 +30,38 @@ func TestBoundedAbuse(t *testing.T) {
 			break // already refused
 		}
 	}
-	if got := huge.line(); !strings.HasPrefix(got, "-ERR Protocol error: a command of more than 65536 bytes") {
+	if got := huge.line(); !strings.HasPrefix(got, "-ERR Protocol error: invalid bulk length (more than 65536)") {
 		t.Errorf("oversized command: %q", got)
 	}
 	huge.wantClosed()
 
-	// An endless inline line is refused the same way.
+	// An endless inline line is cut at MaxCommandBytes.
 	inline := dialRaw(t, ts.addr)
 	for range 8 {
 		if _, err := inline.c.Write([]byte(chunk)); err != nil {
 			break
 		}
 	}
-	if got := inline.line(); !strings.HasPrefix(got, "-ERR Protocol error") {
+	if got := inline.line(); !strings.HasPrefix(got, "-ERR Protocol error: a command of more than 65536 bytes") {
 		t.Errorf("endless inline command: %q", got)
 	}
 	inline.wantClosed()
+
+	// Lengths that redcon's parser cannot take (an overflow of its bounds
+	// check, a loop of 2^63 turns) are refused before it sees them, even
+	// when they arrive a byte at a time.
+	for _, bad := range []string{"*1\r\n$9223372036854775800\r\n", "*9223372036854775807\r\n$4\r\nPING\r\n", "*1\r\n$+00000000000000000000000999999\r\n"} {
+		c := dialRaw(t, ts.addr)
+		for i := range len(bad) {
+			if _, err := c.c.Write([]byte{bad[i]}); err != nil {
+				break
+			}
+		}
+		if got := c.line(); !strings.HasPrefix(got, "-ERR Protocol error: invalid") {
+			t.Errorf("%q: %q", bad, got)
+		}
+		c.wantClosed()
+	}
 
 	// Connections past the limit are refused; closing one makes room.
 	waitFor(t, "the refused connections to close", func() bool { return ts.srv.conns.Load() == 1 })

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"testing"
 
@@ -30,6 +31,8 @@ func FuzzCommands(f *testing.F) {
 		"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nx\r\n*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nsave\r\n",
 		"PING\r\nECHO \"a b\"\r\nSELECT 1\r\nQUIT\r\nPING\r\n",
 		"*1\r\n$4\r\nNOPE\r\n*2\r\n$4\r\nDECR\r\n$1\r\n:\r\n",
+		"*1\r\n$9223372036854775800\r\n",      // crashed redcon's parser before the guard
+		"*9223372036854775807\r\n$4\r\nPING\r\n", // made it loop for ever
 	} {
 		f.Add([]byte(seed), false)
 		f.Add([]byte(seed), true)
@@ -57,7 +60,9 @@ func FuzzCommands(f *testing.F) {
 		servers[tokens] = s
 	}
 	f.Fuzz(func(t *testing.T, raw []byte, tokens bool) {
-		rd := redcon.NewReader(bytes.NewReader(raw))
+		// What the listener's connections do: the guard sees the bytes
+		// before redcon does.
+		rd := redcon.NewReader(&guardedReader{r: bytes.NewReader(raw)})
 		var cmds [][][]byte
 		for len(cmds) < 64 {
 			cmd, err := rd.ReadCommand()
@@ -80,6 +85,20 @@ func FuzzCommands(f *testing.F) {
 			t.Fatalf("%d commands, %d replies (quit %v): %q", len(cmds), replies, quit, out.Bytes())
 		}
 	})
+}
+
+// guardedReader passes a reader through a lengthGuard, as boundedConn does.
+type guardedReader struct {
+	r io.Reader
+	g lengthGuard
+}
+
+func (gr *guardedReader) Read(p []byte) (int, error) {
+	n, err := gr.r.Read(p)
+	if gerr := gr.g.check(p[:n], DefaultMaxCommandBytes); gerr != nil {
+		return 0, gerr
+	}
+	return n, err
 }
 
 // countReplies counts the top-level RESP2/RESP3 values in b, failing on

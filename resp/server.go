@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -352,25 +353,84 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 
 // boundedConn counts the bytes read since the last complete command and
 // refuses to read past max: redcon buffers an incomplete command whole, so
-// without this a client could make it buffer without end. Its fields are
-// touched only by the connection's goroutine (redcon reads and calls the
-// handler on the same one).
+// without this a client could make it buffer without end. It also passes
+// what it reads through a lengthGuard. Its fields are touched only by the
+// connection's goroutine (redcon reads and calls the handler on the same
+// one).
 type boundedConn struct {
 	net.Conn
 	max     int64
 	pending int64
+	guard   lengthGuard
+	refused error
 }
 
 func (c *boundedConn) Read(p []byte) (int, error) {
-	if c.pending > c.max {
+	if c.refused == nil && c.pending > c.max {
+		c.refused = fmt.Errorf("a command of more than %d bytes: %w", c.max, errCommandTooLarge)
+	}
+	if c.refused != nil {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = fmt.Fprintf(c.Conn, "-ERR Protocol error: a command of more than %d bytes\r\n", c.max)
-		return 0, errCommandTooLarge
+		_, _ = fmt.Fprintf(c.Conn, "-ERR Protocol error: %s\r\n", strings.TrimSuffix(c.refused.Error(), ": "+errCommandTooLarge.Error()))
+		return 0, c.refused
 	}
 	n, err := c.Conn.Read(p)
 	c.pending += int64(n)
+	if gerr := c.guard.check(p[:n], c.max); gerr != nil {
+		// Nothing of this read reaches redcon; the next Read answers the
+		// error and ends the connection.
+		c.refused = gerr
+		return 0, nil
+	}
 	return n, err
 }
 
 // commandDone marks the bytes read so far as parsed into commands.
 func (c *boundedConn) commandDone() { c.pending = 0 }
+
+// maxArgs bounds the arguments of one command (MGET and DEL take at most
+// 10,000 keys).
+const maxArgs = 1 << 16
+
+// lengthGuard checks the lengths a client declares before redcon's parser
+// sees them. redcon v1.6.4 trusts them: a bulk length near 2^63 overflows
+// its bounds check and panics (which would end the process: the panic is in
+// redcon's connection goroutine, out of reach of a recover), and a huge
+// argument count makes it loop that many times. The guard follows the
+// stream byte by byte across reads: a line that starts with '$' or '*' must
+// declare at most the bounds. A payload that happens to hold a line of that
+// shape ("...\n$99999999999\r\n...") is refused too, which only a
+// contrived argument can do.
+type lengthGuard struct {
+	midLine bool   // not at the start of a line
+	kind    byte   // '$' or '*' while reading a header's number, else 0
+	value   uint64 // the number so far
+}
+
+// check passes the bytes b; an error says which length was too large.
+func (g *lengthGuard) check(b []byte, maxBulk int64) error {
+	for _, c := range b {
+		switch {
+		case g.kind != 0 && c >= '0' && c <= '9':
+			g.value = g.value*10 + uint64(c-'0')
+			limit := uint64(maxBulk)
+			if g.kind == '*' {
+				limit = maxArgs
+			}
+			if g.value > limit {
+				what := "bulk length"
+				if g.kind == '*' {
+					what = "multibulk length"
+				}
+				return fmt.Errorf("invalid %s (more than %d): %w", what, limit, errCommandTooLarge)
+			}
+		case g.kind != 0 && (c == '+' || c == '-') && g.value == 0:
+		case !g.midLine && (c == '$' || c == '*'):
+			g.kind, g.value = c, 0
+		default:
+			g.kind = 0
+		}
+		g.midLine = c != '\n'
+	}
+	return nil
+}
