@@ -247,7 +247,12 @@ func (s *Server) splitKey(sess *session, arg []byte, need auth.Scope) (ns, key, 
 	if i < 0 {
 		return "", "", fmt.Sprintf("ERR key '%s' has no namespace: countmesh keys are namespace:key (e.g. pages:home)", printable(arg))
 	}
-	ns, key = string(arg[:i]), string(arg[i+1:])
+	// Pipelines mostly name one namespace: reuse its string rather than
+	// allocate one per command (the key string is kept by the node).
+	if string(arg[:i]) != sess.lastNS {
+		sess.lastNS = string(arg[:i])
+	}
+	ns, key = sess.lastNS, string(arg[i+1:])
 	if err := node.ValidateNamespace(ns); err != nil {
 		return "", "", errorReply(err)
 	}

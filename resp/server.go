@@ -247,6 +247,10 @@ type session struct {
 	scratch []byte
 	// group collects a pipeline's consecutive increments.
 	group writeGroup
+	// cmds is reused for the arguments of each pipeline.
+	cmds [][][]byte
+	// lastNS is the namespace of the last key, reused while it repeats.
+	lastNS string
 }
 
 func (s *Server) accept(c redcon.Conn) bool {
@@ -293,11 +297,17 @@ func (s *Server) handle(c redcon.Conn, first redcon.Command) {
 		return
 	}
 	rest := c.ReadPipeline()
-	cmds := make([][][]byte, 0, 1+len(rest))
-	cmds = append(cmds, first.Args)
+	cmds := append(sess.cmds[:0], first.Args)
 	for _, cmd := range rest {
 		cmds = append(cmds, cmd.Args)
 	}
+	defer func() {
+		clear(sess.cmds[:cap(sess.cmds)]) // let the arguments go
+		if cap(sess.cmds) > s.cfg.MaxPipeline {
+			sess.cmds = nil // a rare deep pipeline does not pin its buffer
+		}
+	}()
+	sess.cmds = cmds
 	w := redcon.BaseWriter(c)
 	start := time.Now()
 	for len(cmds) > 0 {
