@@ -31,7 +31,7 @@ func FuzzCommands(f *testing.F) {
 		"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$1\r\nx\r\n*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nsave\r\n",
 		"PING\r\nECHO \"a b\"\r\nSELECT 1\r\nQUIT\r\nPING\r\n",
 		"*1\r\n$4\r\nNOPE\r\n*2\r\n$4\r\nDECR\r\n$1\r\n:\r\n",
-		"*1\r\n$9223372036854775800\r\n",      // crashed redcon's parser before the guard
+		"*1\r\n$9223372036854775800\r\n",         // crashed redcon's parser before the guard
 		"*9223372036854775807\r\n$4\r\nPING\r\n", // made it loop for ever
 	} {
 		f.Add([]byte(seed), false)
