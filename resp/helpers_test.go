@@ -74,13 +74,6 @@ func newTestServer(t *testing.T, mutate func(*Config)) *testServer {
 	return ts
 }
 
-// withTokens configures the tests' tokens file.
-func withTokens(t *testing.T) func(*Config) {
-	t.Helper()
-	_, store := tokensFile(t)
-	return func(c *Config) { c.Tokens = store }
-}
-
 // tokensFile writes the tests' tokens file and loads it.
 func tokensFile(t testing.TB) (string, *auth.Store) {
 	t.Helper()
