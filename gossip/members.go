@@ -29,8 +29,9 @@ type nodeMeta struct {
 	// the others can tell a member that left from one that failed
 	// (memberlist does not expose the difference to its event delegate).
 	Leaving bool
-	// ID is the member's slot id; 0 in the meta of a member that predates
-	// it, whose id is crdt.NodeIDFromName of its name.
+	// ID is the member's slot id (crdt.NodeIDOf its name and incarnation);
+	// 0 in the meta of a member that predates incarnations, whose id is
+	// crdt.NodeIDFromName of its name.
 	ID uint64
 }
 

@@ -156,8 +156,8 @@ func (m *Mesh) memberInfo(name string) (peerInfo, bool) {
 	return peerInfo{name: name, region: rec.info.Region, replAddr: rec.info.ReplAddr}, true
 }
 
-// MemberID returns the slot id a verified member advertises, and whether
-// name is such a member.
+// MemberID returns the slot id a verified member advertises (its name and
+// incarnation), and whether name is such a member.
 func (m *Mesh) MemberID(name string) (crdt.NodeID, bool) {
 	m.members.Lock()
 	defer m.members.Unlock()

@@ -98,7 +98,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:   cfg,
-		id:    crdt.NodeIDFromName(cfg.Name),
+		id:    crdt.NodeIDOf(cfg.Name, cfg.Incarnation),
 		log:   cfg.Logger,
 		store: st,
 		clock: hlc.New(cfg.Now),
