@@ -73,30 +73,6 @@ func parseIDKey(k string) (id, key string, ok bool) {
 	return k[1 : 1+i], k[2+i:], true
 }
 
-// anchor returns the part of a composite key that picks its stripe: the user
-// key for a counter and for the counter's id records, so that they share a
-// lock; the whole key otherwise.
-func anchor(ck []byte) []byte {
-	i := bytes.IndexByte(ck, 0)
-	if i < 0 || i+1 >= len(ck) {
-		return ck
-	}
-	key := ck[i+1:]
-	if key[0] == keyspace.KindID {
-		if j := bytes.IndexByte(key[1:], 0); j >= 0 {
-			return key[j+2:]
-		}
-		return ck
-	}
-	if key[0] == keyspace.KindRights && len(key) > 9 {
-		return key[9:]
-	}
-	if key[0] < 0x20 {
-		return ck
-	}
-	return key
-}
-
 func zigzag(by int64) uint64  { return uint64((by << 1) ^ (by >> 63)) }
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
 
@@ -133,8 +109,6 @@ func readID(c *crdt.Counter, self crdt.NodeID) idState {
 type idLocks [64]sync.Mutex
 
 var idSeed = maphash.MakeSeed()
-
-func (l *idLocks) of(ns, id string) *sync.Mutex { return &l[l.index(ns, id)] }
 
 func (l *idLocks) index(ns, id string) int {
 	return int(maphash.String(idSeed, ns+"\x00"+id) % uint64(len(l)))

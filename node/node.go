@@ -34,7 +34,6 @@ type Node struct {
 
 	fillSeq      atomic.Uint64 // sequence of the last Fill
 	committedSeq atomic.Uint64 // highest Fill sequence known durable
-	unsaved      atomic.Int64  // entries waiting for a checkpoint
 	logEnc       *store.LogEncoder
 	ckpt         *store.Checkpointer
 	ownSeq       uint64 // this node's last own sequence number; committer goroutine only (and recovery)
