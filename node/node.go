@@ -15,6 +15,7 @@ import (
 	"github.com/countmesh/countmesh/internal/hlc"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/watch"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -53,14 +54,10 @@ type Node struct {
 	failed atomic.Pointer[error]
 	ready  atomic.Bool
 
-	tops    sync.Map    // namespace -> *nsTops, for namespaces asked for their top
-	anyTops atomic.Bool // tops is not empty
-	approx  approxSet   // approximate namespaces' sketch layouts and heavy hitters (approx.go)
-	watch   struct {
-		sync.RWMutex // guards byNS
-		byNS         map[string][]*Subscription
-		count        atomic.Int64 // subscriptions open
-	}
+	tops           sync.Map         // namespace -> *nsTops, for namespaces asked for their top
+	anyTops        atomic.Bool      // tops is not empty
+	approx         approxSet        // approximate namespaces' sketch layouts and heavy hitters (approx.go)
+	watch          *watch.Hub       // the subscriptions, fed by changedLocked
 	idLocks        idLocks          // serialise the writes of one id (idempotency.go)
 	recent         recentIDs        // ids not yet in the store, for the cross-key check
 	series         seriesCaps       // label series per key, for Config.MaxSeriesPerKey (series.go)
@@ -110,6 +107,7 @@ func Open(cfg Config) (*Node, error) {
 		OnReadThrough: func() { n.metrics.readThrough.Inc() },
 		OnEvict:       func() { n.metrics.evictions.Inc() },
 	})
+	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
 	n.vv.m = make(map[crdt.NodeID]uint64)
 	n.ns.m = make(map[string]*namespaceRecord)
