@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/transport"
 )
 
 var errBusy = errors.New("gossip: peer is busy with other anti-entropy sessions")
@@ -103,10 +104,10 @@ func (m *Mesh) exchange(ctx context.Context, p peerInfo, full bool) (err error) 
 	start := time.Now()
 	defer func() {
 		if err != nil {
-			m.stats.aeFailures.Add(1)
+			m.stats.AEFailures.Add(1)
 		}
 	}()
-	fc, err := m.dialPeer(ctx, p, kindAE)
+	fc, err := m.tr.Dial(ctx, p.peer(), transport.KindAE)
 	m.setReachable(p.name, err == nil)
 	if err != nil {
 		return err
@@ -116,130 +117,130 @@ func (m *Mesh) exchange(ctx context.Context, p peerInfo, full bool) (err error) 
 	defer fc.Close()
 
 	cfgs := m.replica.Configs()
-	digest := configDigest(cfgs)
-	if err := fc.writeFrame(frameAEReq, &aeReqMsg{VV: toWireVV(m.replica.VersionVector()), CfgDigest: digest, Full: full}); err != nil {
+	digest := transport.ConfigDigest(cfgs)
+	if err := fc.WriteFrame(transport.FrameAEReq, &transport.AEReq{VV: transport.ToWireVV(m.replica.VersionVector()), CfgDigest: digest, Full: full}); err != nil {
 		return err
 	}
-	if err := fc.flush(); err != nil {
+	if err := fc.Flush(); err != nil {
 		return err
 	}
-	var resp aeRespMsg
-	if err := m.receiveChunks(fc, frameAEResp, &resp); err != nil {
+	var resp transport.AEResp
+	if err := m.receiveChunks(fc, transport.FrameAEResp, &resp); err != nil {
 		return err
 	}
 	if len(resp.Configs) > 0 {
-		if err := m.replica.Apply(Batch{Configs: fromWireConfigs(resp.Configs)}); err != nil {
-			m.stats.applyErrors.Add(1)
+		if err := m.replica.Apply(Batch{Configs: transport.FromWireConfigs(resp.Configs)}); err != nil {
+			m.stats.ApplyErrors.Add(1)
 			return fmt.Errorf("gossip: apply configs: %w", err)
 		}
 	}
-	if _, err := m.sendDiff(fc, fromWireVV(resp.VV), full); err != nil {
+	if _, err := m.sendDiff(fc, transport.FromWireVV(resp.VV), full); err != nil {
 		return err
 	}
-	var end aeEndMsg
+	var end transport.AEEnd
 	if resp.CfgDigest != digest {
-		end.Configs = toWireConfigs(cfgs)
+		end.Configs = transport.ToWireConfigs(cfgs)
 	}
-	if err := fc.writeFrame(frameAEEnd, &end); err != nil {
+	if err := fc.WriteFrame(transport.FrameAEEnd, &end); err != nil {
 		return err
 	}
-	if err := fc.flush(); err != nil {
+	if err := fc.Flush(); err != nil {
 		return err
 	}
-	if err := fc.readMsg(m.cfg.IOTimeout, frameAEFin, nil); err != nil {
+	if err := fc.ReadMsg(m.cfg.IOTimeout, transport.FrameAEFin, nil); err != nil {
 		return err
 	}
-	m.stats.aeRounds.Add(1)
+	m.stats.AERounds.Add(1)
 	m.markRepaired(p.name, start)
 	return nil
 }
 
 // serveAE answers an exchange that p started (see exchange).
-func (m *Mesh) serveAE(fc *frameConn, h helloMsg) (err error) {
+func (m *Mesh) serveAE(fc *transport.Conn, h transport.Hello) (err error) {
 	start := time.Now()
-	fc.ae.Store(true)
+	fc.MarkAE()
 	select {
 	case m.aeSem <- struct{}{}:
 		defer func() { <-m.aeSem }()
 	default:
-		fc.writeFrame(frameAEBusy, nil)
-		return fc.flush()
+		fc.WriteFrame(transport.FrameAEBusy, nil)
+		return fc.Flush()
 	}
 	if !m.claimPeer(h.Name) {
-		fc.writeFrame(frameAEBusy, nil)
-		return fc.flush()
+		fc.WriteFrame(transport.FrameAEBusy, nil)
+		return fc.Flush()
 	}
 	defer m.releasePeer(h.Name)
 	defer func() {
 		if err != nil {
-			m.stats.aeFailures.Add(1)
+			m.stats.AEFailures.Add(1)
 		}
 	}()
-	var req aeReqMsg
-	if err := fc.readMsg(m.cfg.IOTimeout, frameAEReq, &req); err != nil {
+	var req transport.AEReq
+	if err := fc.ReadMsg(m.cfg.IOTimeout, transport.FrameAEReq, &req); err != nil {
 		return err
 	}
-	if _, err := m.sendDiff(fc, fromWireVV(req.VV), req.Full); err != nil {
+	if _, err := m.sendDiff(fc, transport.FromWireVV(req.VV), req.Full); err != nil {
 		return err
 	}
 	cfgs := m.replica.Configs()
-	resp := aeRespMsg{VV: toWireVV(m.replica.VersionVector()), CfgDigest: configDigest(cfgs)}
+	resp := transport.AEResp{VV: transport.ToWireVV(m.replica.VersionVector()), CfgDigest: transport.ConfigDigest(cfgs)}
 	if resp.CfgDigest != req.CfgDigest {
-		resp.Configs = toWireConfigs(cfgs)
+		resp.Configs = transport.ToWireConfigs(cfgs)
 	}
-	if err := fc.writeFrame(frameAEResp, &resp); err != nil {
+	if err := fc.WriteFrame(transport.FrameAEResp, &resp); err != nil {
 		return err
 	}
-	if err := fc.flush(); err != nil {
+	if err := fc.Flush(); err != nil {
 		return err
 	}
-	var end aeEndMsg
-	if err := m.receiveChunks(fc, frameAEEnd, &end); err != nil {
+	var end transport.AEEnd
+	if err := m.receiveChunks(fc, transport.FrameAEEnd, &end); err != nil {
 		return err
 	}
 	if len(end.Configs) > 0 {
-		if err := m.replica.Apply(Batch{Configs: fromWireConfigs(end.Configs)}); err != nil {
-			m.stats.applyErrors.Add(1)
+		if err := m.replica.Apply(Batch{Configs: transport.FromWireConfigs(end.Configs)}); err != nil {
+			m.stats.ApplyErrors.Add(1)
 			return fmt.Errorf("gossip: apply configs: %w", err)
 		}
 	}
-	if err := fc.writeFrame(frameAEFin, nil); err != nil {
+	if err := fc.WriteFrame(transport.FrameAEFin, nil); err != nil {
 		return err
 	}
-	if err := fc.flush(); err != nil {
+	if err := fc.Flush(); err != nil {
 		return err
 	}
-	m.stats.aeServed.Add(1)
+	m.stats.AEServed.Add(1)
 	m.markRepaired(h.Name, start)
 	return nil
 }
 
 // receiveChunks applies the chunks the other side sends until a frame of
 // type last arrives, which it decodes into v.
-func (m *Mesh) receiveChunks(fc *frameConn, last byte, v any) error {
+func (m *Mesh) receiveChunks(fc *transport.Conn, last byte, v any) error {
 	for {
-		typ, body, err := fc.readFrame(m.cfg.IOTimeout)
+		typ, body, err := fc.ReadFrame(m.cfg.IOTimeout)
 		if err != nil {
 			return err
 		}
 		switch typ {
-		case frameAEChunk:
-			var w wireBatch
-			if err := decode(body, &w); err != nil {
+		case transport.FrameAEChunk:
+			var w transport.WireBatch
+			if err := transport.Decode(body, &w); err != nil {
 				return err
 			}
-			b, err := fromWire(w)
+			b, err := transport.FromWire(w)
 			if err != nil {
 				return err
 			}
 			if err := m.replica.Apply(b); err != nil {
-				m.stats.applyErrors.Add(1)
+				m.stats.ApplyErrors.Add(1)
 				return fmt.Errorf("gossip: apply anti-entropy chunk: %w", err)
 			}
-			m.stats.aeDeltasReceived.Add(uint64(len(b.Deltas)))
+			m.stats.AEDeltasReceived.Add(uint64(len(b.Deltas)))
 		case last:
-			return decode(body, v)
-		case frameAEBusy:
+			return transport.Decode(body, v)
+		case transport.FrameAEBusy:
 			return errBusy
 		default:
 			return fmt.Errorf("%w: frame type %d in an anti-entropy session", ErrProtocol, typ)
@@ -260,7 +261,7 @@ func (m *Mesh) receiveChunks(fc *frameConn, last byte, v any) error {
 // Without full, the vector is the one of AntiEntropyGrace ago and the scan
 // stops there: newer changes are left to the streams. With full, the
 // current vector, and every held change past theirs goes.
-func (m *Mesh) sendDiff(fc *frameConn, theirs map[crdt.NodeID]uint64, full bool) (int, error) {
+func (m *Mesh) sendDiff(fc *transport.Conn, theirs map[crdt.NodeID]uint64, full bool) (int, error) {
 	var mine map[crdt.NodeID]uint64
 	if full {
 		mine = m.replica.VersionVector()
@@ -287,13 +288,13 @@ func (m *Mesh) sendDiff(fc *frameConn, theirs map[crdt.NodeID]uint64, full bool)
 				b.Ranges = []Range{{Origin: o, After: last, Upto: rangeUpto}}
 				last = rangeUpto
 			}
-			if b.empty() {
+			if b.Empty() {
 				return
 			}
-			w := toWire(b)
-			if werr = fc.writeFrame(frameAEChunk, &w); werr == nil {
+			w := transport.ToWire(b)
+			if werr = fc.WriteFrame(transport.FrameAEChunk, &w); werr == nil {
 				sent += len(chunk)
-				m.stats.aeDeltasSent.Add(uint64(len(chunk)))
+				m.stats.AEDeltasSent.Add(uint64(len(chunk)))
 			}
 			chunk = chunk[:0]
 		}

@@ -22,19 +22,10 @@
 // UDP, 7946 by default) and Config.ReplAddr for the peer listener (TCP; by
 // default the gossip host with the gossip port + 1, so 7947), which
 // carries every node-to-node exchange: replication streams, anti-entropy
-// and the peer calls (Call, Handle). Both are advertised to the others
-// (the peer address in the memberlist node meta), so only the gossip
-// address is ever given to Join.
-//
-// # Peer calls
-//
-// Call sends a request to a member and waits for its answer; Handle
-// registers the answering side of a Method (quorum state reads and
-// writes, rights, rate-limit leases: package peerrpc binds them). A call
-// runs on a pooled connection of kind 4 (at most MaxIdleRPCConns idle per
-// member), one request at a time per connection; the handler learns the
-// caller's name from the connection, and a handler that panics answers
-// with an error.
+// and the peer calls (Call, Handle: package peerrpc binds them; see
+// gossip/transport). Both are advertised to the others (the peer address
+// in the memberlist node meta), so only the gossip address is ever given
+// to Join.
 //
 // # Security
 //
@@ -47,11 +38,6 @@
 // Config.GossipKeys memberlist encrypts with a keyring, rotated at run
 // time by SetGossipKeys. Without TLS a hello must still name a member this
 // node knows (any state), for streams, exchanges and calls.
-//
-// The listener holds at most MaxInboundConns connections (more are closed
-// on arrival), reads at most 4 KiB before the hello, and reads a frame's
-// body as it arrives, in chunks of 1 MiB, so that a peer announcing a
-// 64 MiB frame and sending nothing costs one chunk.
 //
 // # What it guarantees
 //
@@ -155,30 +141,18 @@
 // counts alive as "suspect" while this node cannot reach its replication
 // address (memberlist does not expose its own suspicion).
 //
-// # Wire format
+// # Packages
 //
-// A frame is a 4-byte big-endian length n and n bytes: a type byte and a
-// msgpack body (structs as arrays, compact integers). Every connection
-// starts with hello{proto, kind (1 stream, 2 anti-entropy, 3 probe, 4
-// calls), name, region}; a version other than 1 is refused. Frame types:
+// Package gossip is the facade and the membership glue (memberlist, node
+// meta, verification, reconnects, routes and bridges). It is built from:
 //
-//	1 hello    {proto, kind, name, region}
-//	2 batch    {id, relay, batch}                 stream, sender to receiver
-//	3 ack      {id}                               stream, receiver to sender, after Apply
-//	4 aeReq    {vector, config digest, full}
-//	5 aeChunk  batch
-//	6 aeResp   {vector, config digest, configs}
-//	7 aeEnd    {configs}
-//	8 aeFin    (empty)
-//	9 aeBusy   (empty: the responder runs MaxConcurrentAntiEntropy exchanges already)
-//	10 rpcReq  {method, body}                      caller to callee
-//	11 rpcResp {err, body}                         callee to caller
-//
-// A batch is {ranges [[origin, after, upto]], groups [[ns, origin, items]],
-// configs [[ns, hlc, origin, payload]]}, an item [key, seq, slots [[node,
-// p, n]], reset [epoch, node, value, deleted, floor] or nil]: grouping by
-// namespace and origin keeps them out of every item. A vector is a list of
-// [origin, seq] pairs. Frames larger than MaxFrameBytes are refused.
+//   - gossip/transport: the peer listener, dials, the hello, mutual TLS,
+//     the frame format and the peer calls (Call, Handle) with their wire
+//     format;
+//   - gossip/stream: the per-peer outgoing queue and stream of this node's
+//     changes, and the receiving side;
+//   - gossip/antientropy: the push-pull exchange of version vectors and
+//     the changes the other side lacks.
 //
 // # Failure behaviour
 //

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/countmesh/countmesh/gossip/transport"
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
 )
@@ -30,7 +31,7 @@ type nodeMeta struct {
 }
 
 func (m *Mesh) setMeta(replAddr string, leaving bool) {
-	b, err := marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving})
+	b, err := transport.Marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving})
 	if err != nil {
 		// Plain strings and a bool always encode; keep the old meta if not.
 		m.log.Error("encode node meta; keeping the previous one", zap.Error(err))
@@ -41,7 +42,7 @@ func (m *Mesh) setMeta(replAddr string, leaving bool) {
 
 func decodeMeta(b []byte) (nodeMeta, error) {
 	var md nodeMeta
-	if err := decode(b, &md); err != nil {
+	if err := transport.Decode(b, &md); err != nil {
 		return md, fmt.Errorf("node meta: %w", err)
 	}
 	if md.Version != metaVersion || md.Region == "" || md.ReplAddr == "" {
@@ -331,7 +332,7 @@ func (m *Mesh) probeInBackground(pi peerInfo, then func()) {
 // probe reports whether the member's peer listener answers (and, with
 // TLS, proves to be that member).
 func (m *Mesh) probe(pi peerInfo) bool {
-	fc, err := m.dialPeer(m.loopCtx, pi, kindPing)
+	fc, err := m.tr.Dial(m.loopCtx, pi.peer(), transport.KindPing)
 	if err != nil {
 		return false
 	}
@@ -345,7 +346,7 @@ func (m *Mesh) rejoin(addr string) {
 		return
 	}
 	if n, err := m.ml.Join([]string{addr}); err == nil && n > 0 {
-		m.stats.reconnects.Add(1)
+		m.stats.Reconnects.Add(1)
 		m.log.Debug("reconnected", zap.String("addr", addr))
 	} else {
 		m.log.Debug("reconnect failed", zap.String("addr", addr), zap.Error(err))

@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/internal/stats"
+	"github.com/countmesh/countmesh/gossip/transport"
 )
 
 // Mesh states.
@@ -37,17 +39,16 @@ type Mesh struct {
 	log     *zap.Logger
 	replica Replica
 	selfID  crdt.NodeID
-	netw    Network
-	stats   counters
+	tr      *transport.Transport // the peer listener, dials and calls
+	stats   stats.Counters
 	aeSem   chan struct{} // one token per inbound anti-entropy session
 
 	state atomic.Int32
 
 	// Set by Start, read-only afterwards.
-	ml       *memberlist.Memberlist
-	keyring  *memberlist.Keyring // nil without gossip encryption
-	listener net.Listener
-	self     NodeInfo
+	ml      *memberlist.Memberlist
+	keyring *memberlist.Keyring // nil without gossip encryption
+	self    NodeInfo
 
 	meta   atomic.Pointer[[]byte] // this node's memberlist meta
 	routes atomic.Pointer[routes] // alive peers; never nil after New
@@ -75,24 +76,6 @@ type Mesh struct {
 		sync.Mutex              // guards snaps
 		snaps      []vvSnapshot // version vectors recently seen, oldest first
 	}
-
-	inbound struct {
-		sync.Mutex                       // guards conns and closed
-		conns      map[net.Conn]struct{} // accepted connections, closed by Close
-		closed     bool
-	}
-
-	// handlers answer peer calls, by method (copy on write).
-	handlers   atomic.Pointer[[methodLimit]Handler]
-	handlersMu sync.Mutex // serialises Handle
-
-	rpc struct {
-		sync.Mutex                       // guards idle and closed
-		idle       map[string][]idleConn // idle call connections, by member name
-		closed     bool
-	}
-
-	refusedOnce sync.Once // the connection limit is logged once
 
 	rngMu sync.Mutex // guards rng
 	rng   *rand.Rand
@@ -139,9 +122,6 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if cfg.Network == nil {
-		cfg.Network = TCPNetwork{}
-	}
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -151,19 +131,23 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 		log:      cfg.Logger.With(zap.String("node", cfg.Name)),
 		replica:  replica,
 		selfID:   crdt.NodeIDFromName(cfg.Name),
-		netw:     cfg.Network,
 		aeSem:    make(chan struct{}, cfg.MaxConcurrentAntiEntropy),
 		rng:      rand.New(rand.NewPCG(seed, uint64(crdt.NodeIDFromName(cfg.Name)))),
 		loopDone: make(chan struct{}),
 		peerDone: make(chan struct{}),
 	}
-	m.stats.selfRegion = cfg.Region
+	m.stats.SelfRegion = cfg.Region
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.loopCtx, m.loopStop = context.WithCancel(m.ctx)
 	m.members.m = make(map[string]*memberRecord)
 	m.peers.m = make(map[string]*peer)
-	m.inbound.conns = make(map[net.Conn]struct{})
-	m.rpc.idle = make(map[string][]idleConn)
+	m.tr = transport.New(transport.Config{
+		Name: cfg.Name, Region: cfg.Region, Network: cfg.Network, TLS: cfg.TLS,
+		IOTimeout: cfg.IOTimeout, DialTimeout: cfg.DialTimeout, MaxFrameBytes: cfg.MaxFrameBytes,
+		MaxInboundConns: cfg.MaxInboundConns, MaxIdleRPCConns: cfg.MaxIdleRPCConns, Logger: m.log,
+	}, &m.stats, memberView{m})
+	m.tr.Serve(transport.KindStream, m.serveStream)
+	m.tr.Serve(transport.KindAE, m.serveAE)
 	m.reach.failing = make(map[string]time.Time)
 	m.reach.probing = make(map[string]bool)
 	m.routes.Store(buildRoutes(cfg.Name, cfg.Region, m.selfID, nil, cfg.FanOut))
@@ -190,22 +174,20 @@ func (m *Mesh) Start() error {
 
 func (m *Mesh) start() error {
 	cfg := &m.cfg
-	l, err := m.netw.Listen(cfg.replBindAddr())
+	addr, err := m.tr.Listen(cfg.replBindAddr())
 	if err != nil {
+		m.tr.Close()
 		return fmt.Errorf("gossip: listen for replication on %s: %w", cfg.replBindAddr(), err)
 	}
-	m.listener = l
 	replAdv := cfg.ReplAdvertiseAddr
 	if replAdv == "" {
-		replAdv = l.Addr().String()
+		replAdv = addr.String()
 	}
 	m.setMeta(replAdv, false)
-	m.wg.Add(1)
-	go m.acceptLoop()
 
 	mc, err := cfg.memberlistConfig()
 	if err != nil {
-		l.Close()
+		m.tr.Close()
 		return err
 	}
 	m.keyring = mc.Keyring
@@ -214,9 +196,7 @@ func (m *Mesh) start() error {
 	mc.Logger = newMemberlistLogger(m.log)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		m.closeListener()
-		m.closeRPCConns()
-		m.wg.Wait()
+		m.tr.Close()
 		return fmt.Errorf("gossip: start memberlist on %s: %w", cfg.GossipAddr, err)
 	}
 	m.ml = ml
@@ -291,11 +271,11 @@ func (m *Mesh) notRunning() error {
 // Stats.Drops) and is repaired by anti-entropy. Publish takes ownership of
 // b: the caller must not modify it afterwards.
 func (m *Mesh) Publish(b Batch) {
-	if m.state.Load() != stateStarted || b.empty() {
+	if m.state.Load() != stateStarted || b.Empty() {
 		return
 	}
-	m.stats.published.Add(1)
-	m.stats.publishedDeltas.Add(uint64(len(b.Deltas)))
+	m.stats.Published.Add(1)
+	m.stats.PublishedDeltas.Add(uint64(len(b.Deltas)))
 	r := m.routes.Load()
 	now := time.Now()
 	for i, pi := range r.publish {
@@ -311,7 +291,7 @@ func (m *Mesh) forward(b Batch, from string) {
 	if m.state.Load() != stateStarted {
 		return
 	}
-	m.stats.forwarded.Add(1)
+	m.stats.Forwarded.Add(1)
 	r := m.routes.Load()
 	now := time.Now()
 	for _, pi := range r.local {
@@ -540,7 +520,7 @@ func (m *Mesh) Status() Status {
 }
 
 // Stats returns the cumulative counters.
-func (m *Mesh) Stats() Stats { return m.stats.snapshot() }
+func (m *Mesh) Stats() Stats { return snapshot(&m.stats) }
 
 // Leave leaves the mesh gracefully: it stops the background loops, flushes
 // the peers' queues (Publish still works meanwhile), runs a last full
@@ -658,23 +638,10 @@ func (m *Mesh) Close() error {
 		for _, p := range ps {
 			p.close()
 		}
-		m.closeListener()
-		m.closeRPCConns()
+		m.tr.Close()
 		m.wg.Wait()
 		m.closeErr = errL
 		m.log.Info("gossip closed")
 	})
 	return m.closeErr
-}
-
-func (m *Mesh) closeListener() {
-	if m.listener != nil {
-		m.listener.Close()
-	}
-	m.inbound.Lock()
-	m.inbound.closed = true
-	for c := range m.inbound.conns {
-		c.Close()
-	}
-	m.inbound.Unlock()
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/countmesh/countmesh/gossip/transport"
 	"go.uber.org/zap"
 )
 
@@ -63,8 +64,8 @@ func (p *peer) enqueue(b Batch, at time.Time) {
 	}
 	p.mu.Unlock()
 	if !ok {
-		p.m.stats.drops.Add(1)
-		p.m.stats.droppedDeltas.Add(uint64(len(b.Deltas)))
+		p.m.stats.Drops.Add(1)
+		p.m.stats.DroppedDeltas.Add(uint64(len(b.Deltas)))
 		return
 	}
 	p.kick()
@@ -116,7 +117,7 @@ func (p *peer) lag(now time.Time) time.Duration {
 
 // peerConn is one connection to the peer, with the goroutine reading acks.
 type peerConn struct {
-	fc       *frameConn
+	fc       *transport.Conn
 	failed   chan struct{} // closed when the connection fails
 	failOnce sync.Once
 	err      error // set before failed is closed
@@ -245,7 +246,7 @@ func (p *peer) connectionLost(err error) {
 
 func (p *peer) connect() (*peerConn, error) {
 	m := p.m
-	fc, err := m.dialPeer(m.ctx, p.info, kindStream)
+	fc, err := m.tr.Dial(m.ctx, p.info.peer(), transport.KindStream)
 	if err != nil {
 		return nil, err
 	}
@@ -264,17 +265,17 @@ func (p *peer) readAcks(pc *peerConn) {
 	for {
 		// No read deadline: an idle stream has nothing to acknowledge; send
 		// notices acks that are overdue.
-		typ, body, err := pc.fc.readFrame(0)
+		typ, body, err := pc.fc.ReadFrame(0)
 		if err != nil {
 			pc.fail(err)
 			return
 		}
-		var ack ackMsg
-		if typ != frameAck {
+		var ack transport.AckMsg
+		if typ != transport.FrameAck {
 			pc.fail(fmt.Errorf("%w: frame type %d on a stream, want an ack", ErrProtocol, typ))
 			return
 		}
-		if err := decode(body, &ack); err != nil {
+		if err := transport.Decode(body, &ack); err != nil {
 			pc.fail(err)
 			return
 		}
@@ -318,15 +319,15 @@ func (p *peer) send(pc *peerConn) error {
 		f := &frame{id: p.nextID, c: c, sent: time.Now()}
 		p.inflight = append(p.inflight, f)
 		p.mu.Unlock()
-		msg := batchMsg{ID: f.id, Relay: p.relay, Batch: toWire(c.batch())}
-		if err := pc.fc.writeFrame(frameBatch, &msg); err != nil {
+		msg := transport.BatchMsg{ID: f.id, Relay: p.relay, Batch: transport.ToWire(c.batch())}
+		if err := pc.fc.WriteFrame(transport.FrameBatch, &msg); err != nil {
 			return err
 		}
-		m.stats.deltasStreamed.Add(uint64(len(c.deltas)))
+		m.stats.DeltasStreamed.Add(uint64(len(c.deltas)))
 		wrote = true
 	}
 	if wrote {
-		return pc.fc.flush()
+		return pc.fc.Flush()
 	}
 	return nil
 }

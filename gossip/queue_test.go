@@ -90,14 +90,14 @@ func TestQueueRanges(t *testing.T) {
 		add  []Range
 		want []Range
 	}{
-		{"contiguous", []Range{{o, 0, 5}, {o, 5, 9}}, []Range{{o, 0, 9}}},
-		{"out of order", []Range{{o, 5, 9}, {o, 0, 5}}, []Range{{o, 0, 9}}},
-		{"gap kept", []Range{{o, 0, 5}, {o, 7, 9}}, []Range{{o, 0, 5}, {o, 7, 9}}},
-		{"gap filled", []Range{{o, 0, 5}, {o, 7, 9}, {o, 5, 7}}, []Range{{o, 0, 9}}},
-		{"overlap", []Range{{o, 0, 6}, {o, 3, 9}}, []Range{{o, 0, 9}}},
-		{"contained", []Range{{o, 0, 9}, {o, 3, 4}}, []Range{{o, 0, 9}}},
-		{"origins apart", []Range{{p, 0, 3}, {o, 3, 4}, {o, 0, 3}}, []Range{{o, 0, 4}, {p, 0, 3}}},
-		{"empty ignored", []Range{{o, 4, 4}}, nil},
+		{"contiguous", []Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 5, Upto: 9}}, []Range{{Origin: o, After: 0, Upto: 9}}},
+		{"out of order", []Range{{Origin: o, After: 5, Upto: 9}, {Origin: o, After: 0, Upto: 5}}, []Range{{Origin: o, After: 0, Upto: 9}}},
+		{"gap kept", []Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 7, Upto: 9}}, []Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 7, Upto: 9}}},
+		{"gap filled", []Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 7, Upto: 9}, {Origin: o, After: 5, Upto: 7}}, []Range{{Origin: o, After: 0, Upto: 9}}},
+		{"overlap", []Range{{Origin: o, After: 0, Upto: 6}, {Origin: o, After: 3, Upto: 9}}, []Range{{Origin: o, After: 0, Upto: 9}}},
+		{"contained", []Range{{Origin: o, After: 0, Upto: 9}, {Origin: o, After: 3, Upto: 4}}, []Range{{Origin: o, After: 0, Upto: 9}}},
+		{"origins apart", []Range{{Origin: p, After: 0, Upto: 3}, {Origin: o, After: 3, Upto: 4}, {Origin: o, After: 0, Upto: 3}}, []Range{{Origin: o, After: 0, Upto: 4}, {Origin: p, After: 0, Upto: 3}}},
+		{"empty ignored", []Range{{Origin: o, After: 4, Upto: 4}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,7 +122,7 @@ func TestQueueLimitDropsWholeBatches(t *testing.T) {
 	q := newOutQueue()
 	var c crdt.Counter
 	mk := func(seq uint64, key string) Batch {
-		return Batch{Ranges: []Range{{a, seq - 1, seq}}, Deltas: []Delta{{NS: "n", Key: key, Origin: a, Seq: seq, State: incr(&c, a, 1)}}}
+		return Batch{Ranges: []Range{{Origin: a, After: seq - 1, Upto: seq}}, Deltas: []Delta{{NS: "n", Key: key, Origin: a, Seq: seq, State: incr(&c, a, 1)}}}
 	}
 	limit := 3 * deltaSize(&mk(1, "k0").Deltas[0])
 	accepted := 0
@@ -139,7 +139,7 @@ func TestQueueLimitDropsWholeBatches(t *testing.T) {
 		t.Fatal("a change of a counter already queued was refused")
 	}
 	// The queue's ranges cover only what was accepted: 1..3 and 11.
-	want := []Range{{a, 0, 3}, {a, 10, 11}}
+	want := []Range{{Origin: a, After: 0, Upto: 3}, {Origin: a, After: 10, Upto: 11}}
 	if len(q.ranges) != 2 || q.ranges[0] != want[0] || q.ranges[1] != want[1] {
 		t.Fatalf("ranges = %+v, want %+v", q.ranges, want)
 	}
@@ -153,7 +153,7 @@ func TestQueueTakeSplitsFramesAndKeepsRangesForTheLast(t *testing.T) {
 		var c crdt.Counter
 		b.Deltas = append(b.Deltas, Delta{NS: "n", Key: string(rune('a' + i)), Origin: a, Seq: uint64(i + 1), State: incr(&c, a, 1)})
 	}
-	b.Ranges = []Range{{a, 0, 25}}
+	b.Ranges = []Range{{Origin: a, After: 0, Upto: 25}}
 	b.Configs = []ConfigRecord{{NS: "n", HLC: 1, Origin: a}}
 	q.add(b, time.Now(), 1<<20)
 	var frames []content

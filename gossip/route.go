@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/transport"
 )
 
 // peerInfo is what routing needs of a member.
@@ -116,4 +117,9 @@ func Rendezvous(key uint64, name string) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// peer returns what the transport needs to dial p.
+func (p peerInfo) peer() transport.Peer {
+	return transport.Peer{Name: p.name, Region: p.region, Addr: p.replAddr}
 }

@@ -3,7 +3,9 @@ package gossip
 import (
 	"errors"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/transport"
 )
 
 // Sentinel errors. Errors returned by Mesh wrap one of these.
@@ -17,62 +19,23 @@ var (
 	// ErrSyncFailed is returned by SyncOnce when no peer could be reached.
 	ErrSyncFailed = errors.New("gossip: sync failed")
 	// ErrProtocol is a peer speaking something this node does not understand.
-	ErrProtocol = errors.New("gossip: protocol error")
+	ErrProtocol = transport.ErrProtocol
 )
 
-// Delta is one change of one origin's slot of one counter.
-type Delta struct {
-	NS, Key string
-	Origin  crdt.NodeID
-	// Seq is the origin's sequence number for this change: dense per origin
-	// (1, 2, 3, ...); a later seq for the same counter supersedes earlier
-	// ones.
-	Seq uint64
-	// State holds at least Origin's slot, and the counter's reset record
-	// when there is one (always when the change was a reset). It is a
-	// crdt.Counter state below the origin's, so merging it is always safe.
-	State crdt.Counter
-}
-
-// Range says that a batch carries every change of Origin with
-// After < seq <= Upto that its sender still holds. Superseded changes are
-// omitted: a later change of the same counter, also in the batch (or sent
-// before it on the same stream), carries the full slot.
-type Range struct {
-	Origin      crdt.NodeID
-	After, Upto uint64
-}
-
-// Batch is the unit of replication: what Publish takes and Replica.Apply
-// receives. Ranges are sorted by (Origin, After) and do not overlap; a batch
-// may carry deltas that no range covers (their vector stays where it is).
-type Batch struct {
-	Ranges  []Range
-	Deltas  []Delta
-	Configs []ConfigRecord
-}
-
-func (b Batch) empty() bool {
-	return len(b.Ranges) == 0 && len(b.Deltas) == 0 && len(b.Configs) == 0
-}
-
-// ConfigRecord is a namespace config, replicated last-writer-wins by
-// (HLC, Origin). Payload is opaque to gossip.
-type ConfigRecord struct {
-	NS      string
-	HLC     uint64
-	Origin  crdt.NodeID
-	Payload []byte
-}
-
-// Newer reports whether c wins over o under last-writer-wins: a higher HLC,
-// or the same HLC and a higher Origin.
-func (c ConfigRecord) Newer(o ConfigRecord) bool {
-	if c.HLC != o.HLC {
-		return c.HLC > o.HLC
-	}
-	return c.Origin > o.Origin
-}
+// The replication delta types live in package change, below the node and
+// the mesh; gossip keeps their names.
+type (
+	// Delta is one change of one origin's slot of one counter.
+	Delta = change.Delta
+	// Range says that a batch carries every change of an origin within
+	// (After, Upto] that its sender still holds.
+	Range = change.Range
+	// Batch is the unit of replication: what Publish takes and
+	// Replica.Apply receives.
+	Batch = change.Batch
+	// ConfigRecord is a namespace config, replicated last-writer-wins.
+	ConfigRecord = change.ConfigRecord
+)
 
 // Replica is what gossip needs from the local node. Implementations are
 // safe for concurrent use; gossip calls them from several goroutines.
