@@ -329,7 +329,7 @@ func (m *Mesh) markRepaired(name string, start time.Time) {
 	p := m.peers.m[name]
 	m.peers.RUnlock()
 	if p != nil {
-		p.repaired(start)
+		p.Repaired(start)
 	}
 }
 

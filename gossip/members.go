@@ -316,7 +316,7 @@ func (m *Mesh) probeInBackground(pi peerInfo, then func()) {
 		m.reach.Lock()
 		delete(m.reach.probing, addr)
 		m.reach.Unlock()
-		if ok && !isDone(m.loopDone) {
+		if ok && m.loopCtx.Err() == nil {
 			m.probeThen.Lock()
 			then()
 			m.probeThen.Unlock()
@@ -342,7 +342,7 @@ func (m *Mesh) probe(pi peerInfo) bool {
 
 // rejoin asks memberlist to join addr (a push-pull with it).
 func (m *Mesh) rejoin(addr string) {
-	if isDone(m.loopDone) {
+	if m.loopCtx.Err() != nil {
 		return
 	}
 	if n, err := m.ml.Join([]string{addr}); err == nil && n > 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip/internal/stats"
+	"github.com/countmesh/countmesh/gossip/stream"
 	"github.com/countmesh/countmesh/gossip/transport"
 )
 
@@ -40,6 +41,7 @@ type Mesh struct {
 	replica Replica
 	selfID  crdt.NodeID
 	tr      *transport.Transport // the peer listener, dials and calls
+	streams *stream.Env          // what the streams to peers share
 	stats   stats.Counters
 	aeSem   chan struct{} // one token per inbound anti-entropy session
 
@@ -60,8 +62,8 @@ type Mesh struct {
 	}
 
 	peers struct {
-		sync.RWMutex                  // guards m and closed
-		m            map[string]*peer // streams to peers, by name
+		sync.RWMutex                           // guards m and closed
+		m            map[string]*stream.Stream // streams to peers, by name
 		closed       bool
 	}
 
@@ -140,13 +142,20 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.loopCtx, m.loopStop = context.WithCancel(m.ctx)
 	m.members.m = make(map[string]*memberRecord)
-	m.peers.m = make(map[string]*peer)
+	m.peers.m = make(map[string]*stream.Stream)
 	m.tr = transport.New(transport.Config{
 		Name: cfg.Name, Region: cfg.Region, Network: cfg.Network, TLS: cfg.TLS,
 		IOTimeout: cfg.IOTimeout, DialTimeout: cfg.DialTimeout, MaxFrameBytes: cfg.MaxFrameBytes,
 		MaxInboundConns: cfg.MaxInboundConns, MaxIdleRPCConns: cfg.MaxIdleRPCConns, Logger: m.log,
 	}, &m.stats, memberView{m})
-	m.tr.Serve(transport.KindStream, m.serveStream)
+	m.streams = &stream.Env{
+		Config: stream.Config{FlushInterval: cfg.FlushInterval, IOTimeout: cfg.IOTimeout, MaxQueueBytes: cfg.MaxQueueBytes,
+			MaxInflightFrames: cfg.MaxInflightFrames, MaxFrameDeltas: cfg.MaxFrameDeltas},
+		Stats: &m.stats, Log: m.log, Ctx: m.ctx, Done: m.peerDone, WG: &m.wg,
+		Dial: m.tr.Dial, Reachable: m.setReachable, Apply: replica.Apply, Relay: m.forward,
+		Reconnected: func(p transport.Peer) { m.healExchange(fromPeer(p)) },
+	}
+	m.tr.Serve(transport.KindStream, m.streams.Receive)
 	m.tr.Serve(transport.KindAE, m.serveAE)
 	m.reach.failing = make(map[string]time.Time)
 	m.reach.probing = make(map[string]bool)
@@ -280,7 +289,7 @@ func (m *Mesh) Publish(b Batch) {
 	now := time.Now()
 	for i, pi := range r.publish {
 		if p := m.peer(pi, r.relay[i]); p != nil {
-			p.enqueue(b, now)
+			p.Enqueue(b, now)
 		}
 	}
 }
@@ -299,18 +308,18 @@ func (m *Mesh) forward(b Batch, from string) {
 			continue
 		}
 		if p := m.peer(pi, false); p != nil {
-			p.enqueue(b, now)
+			p.Enqueue(b, now)
 		}
 	}
 }
 
 // peer returns the stream to pi, starting it on first use; nil when pi is
 // no longer an alive member or the mesh is closing.
-func (m *Mesh) peer(pi peerInfo, relay bool) *peer {
+func (m *Mesh) peer(pi peerInfo, relay bool) *stream.Stream {
 	m.peers.RLock()
 	p := m.peers.m[pi.name]
 	m.peers.RUnlock()
-	if p != nil && p.info == pi && p.relay == relay {
+	if p != nil && p.To() == pi.peer() && p.Relays() == relay {
 		return p
 	}
 	m.peers.Lock()
@@ -319,10 +328,10 @@ func (m *Mesh) peer(pi peerInfo, relay bool) *peer {
 		return nil
 	}
 	if p = m.peers.m[pi.name]; p != nil {
-		if p.info == pi && p.relay == relay {
+		if p.To() == pi.peer() && p.Relays() == relay {
 			return p
 		}
-		p.close() // the member moved or changed role: start afresh
+		p.Close() // the member moved or changed role: start afresh
 		delete(m.peers.m, pi.name)
 	}
 	// Routes may have changed since the caller read them: only alive
@@ -330,10 +339,10 @@ func (m *Mesh) peer(pi peerInfo, relay bool) *peer {
 	if cur, ok := m.routes.Load().alive[pi.name]; !ok || cur != pi {
 		return nil
 	}
-	p = newPeer(m, pi, relay)
+	p = stream.New(m.streams, pi.peer(), relay)
 	m.peers.m[pi.name] = p
 	m.wg.Add(1)
-	go p.run()
+	go p.Run()
 	return p
 }
 
@@ -344,7 +353,7 @@ func (m *Mesh) dropPeer(name string) {
 	delete(m.peers.m, name)
 	m.peers.Unlock()
 	if p != nil {
-		p.close()
+		p.Close()
 	}
 }
 
@@ -360,16 +369,16 @@ func (m *Mesh) prunePeers() {
 		wanted[pi.name] = true
 	}
 	m.peers.Lock()
-	var stop []*peer
+	var stop []*stream.Stream
 	for name, p := range m.peers.m {
-		if !wanted[name] && p.idle() {
+		if !wanted[name] && p.Idle() {
 			stop = append(stop, p)
 			delete(m.peers.m, name)
 		}
 	}
 	m.peers.Unlock()
 	for _, p := range stop {
-		p.close()
+		p.Close()
 	}
 }
 
@@ -512,7 +521,7 @@ func (m *Mesh) Status() Status {
 	now := time.Now()
 	m.peers.RLock()
 	for _, p := range m.peers.m {
-		st.Replication = append(st.Replication, PeerLag{Peer: p.info.name, Region: p.info.region, LagMS: p.lag(now).Milliseconds()})
+		st.Replication = append(st.Replication, PeerLag{Peer: p.To().Name, Region: p.To().Region, LagMS: p.Lag(now).Milliseconds()})
 	}
 	m.peers.RUnlock()
 	slices.SortFunc(st.Replication, func(a, b PeerLag) int { return strings.Compare(a.Peer, b.Peer) })
@@ -601,9 +610,9 @@ func (m *Mesh) drain(deadline time.Time) {
 		busy := false
 		m.peers.RLock()
 		for _, p := range m.peers.m {
-			if p.draining() {
+			if p.Draining() {
 				busy = true
-				p.kick()
+				p.Kick()
 			}
 		}
 		m.peers.RUnlock()
@@ -632,11 +641,11 @@ func (m *Mesh) Close() error {
 		m.peers.Lock()
 		m.peers.closed = true
 		ps := m.peers.m
-		m.peers.m = make(map[string]*peer)
+		m.peers.m = make(map[string]*stream.Stream)
 		m.peers.Unlock()
 		close(m.peerDone)
 		for _, p := range ps {
-			p.close()
+			p.Close()
 		}
 		m.tr.Close()
 		m.wg.Wait()

@@ -123,3 +123,8 @@ func Rendezvous(key uint64, name string) uint64 {
 func (p peerInfo) peer() transport.Peer {
 	return transport.Peer{Name: p.name, Region: p.region, Addr: p.replAddr}
 }
+
+// fromPeer is the inverse of peerInfo.peer.
+func fromPeer(p transport.Peer) peerInfo {
+	return peerInfo{name: p.Name, region: p.Region, replAddr: p.Addr}
+}
