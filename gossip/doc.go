@@ -74,44 +74,16 @@
 // Nothing is ordered across counters, and nothing is transactional across
 // nodes: replicas converge by merging.
 //
-// # Streams
+// # Streams and anti-entropy
 //
 // Each node keeps one outgoing stream per peer it sends to (the peers of
-// its region, and the bridges; every peer with FanOutDirect). Publish adds
-// a batch to each target's queue, coalescing it: per (namespace, key,
-// origin) the queue holds one delta, the join of every state queued for it
-// under the highest seq, so many increments of a hot counter within one
-// flush cost one slot update on the wire. Ranges of an origin merge when
-// they touch; config records coalesce per namespace, last writer wins.
-// Every FlushInterval the peer's goroutine sends the queue as frames of at
-// most MaxFrameDeltas deltas, the ranges and configs in the last, keeping
-// at most MaxInflightFrames unacknowledged. The receiver applies each frame,
-// relays it into its region when the frame asks for it (it is a bridge),
-// and acknowledges it. Frames still unacknowledged when a connection fails
-// are put back in the queue and sent again on the next connection. The lag
-// reported per peer is the age of the oldest change published and not yet
-// acknowledged (or dropped and not yet repaired), or else the
-// publish-to-ack time of the last frame.
-//
-// # Anti-entropy
-//
-// Every AntiEntropyInterval (jittered) a node picks a random alive peer
-// (from another region with probability AntiEntropyRemote) and runs a
-// push-pull exchange on a fresh connection:
-//
-//	initiator -> responder: hello, aeReq{vector, config digest, full}
-//	responder -> initiator: chunks for each origin where its vector is ahead, aeResp{vector, digest, configs if the digests differ}
-//	initiator -> responder: chunks for each origin where its vector is ahead, aeEnd{configs if the digests differ}
-//	responder -> initiator: aeFin
-//
-// A side's chunks for an origin are its Replica.ScanSince(origin,
-// theirs[origin]) in seq order, at most MaxFrameDeltas per chunk, each
-// chunk with the range it completes, so that a transfer of a million
-// counters advances the receiver's vector chunk by chunk and resumes where
-// it stopped. Periodic exchanges cap each origin at the vector this node
-// had AntiEntropyGrace ago: younger changes are still on the streams and
-// sending them again would double the traffic under load. SyncOnce asks
-// for everything (full) from one peer of every region.
+// its region, and the bridges; every peer with FanOutDirect), coalescing
+// what it queues, flushed every FlushInterval (package gossip/stream).
+// Every AntiEntropyInterval (jittered) it runs a push-pull exchange of
+// version vectors and missing changes with a random alive peer, from
+// another region with probability AntiEntropyRemote (package
+// gossip/antientropy, which documents the protocol). SyncOnce asks for
+// everything (full) from one peer of every region.
 //
 // # Membership
 //

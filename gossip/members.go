@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/countmesh/countmesh/gossip/antientropy"
 	"github.com/countmesh/countmesh/gossip/transport"
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
@@ -378,7 +379,7 @@ func (m *Mesh) repairExchange(p peerInfo) { m.exchangeInBackground(p, false) }
 
 func (m *Mesh) exchangeInBackground(p peerInfo, full bool) {
 	m.goHeal(func() {
-		if err := m.exchange(m.loopCtx, p, full); err != nil && !errors.Is(err, errBusy) {
+		if err := m.exchange(m.loopCtx, p, full); err != nil && !errors.Is(err, antientropy.ErrBusy) {
 			m.log.Debug("exchange with a member back or reachable again failed; the periodic rounds will repair",
 				zap.String("peer", p.name), zap.Bool("full", full), zap.Error(err))
 		}

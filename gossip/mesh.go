@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/antientropy"
 	"github.com/countmesh/countmesh/gossip/internal/stats"
 	"github.com/countmesh/countmesh/gossip/stream"
 	"github.com/countmesh/countmesh/gossip/transport"
@@ -42,8 +43,8 @@ type Mesh struct {
 	selfID  crdt.NodeID
 	tr      *transport.Transport // the peer listener, dials and calls
 	streams *stream.Env          // what the streams to peers share
+	ae      *antientropy.Exchanger
 	stats   stats.Counters
-	aeSem   chan struct{} // one token per inbound anti-entropy session
 
 	state atomic.Int32
 
@@ -74,11 +75,6 @@ type Mesh struct {
 	}
 	probeThen sync.Mutex // serialises what answered probes do (joins)
 
-	hist struct {
-		sync.Mutex              // guards snaps
-		snaps      []vvSnapshot // version vectors recently seen, oldest first
-	}
-
 	rngMu sync.Mutex // guards rng
 	rng   *rand.Rand
 
@@ -96,13 +92,6 @@ type Mesh struct {
 	leaveErr  error
 	closeOnce sync.Once
 	closeErr  error
-
-	// aeBusy holds the peers this node is running an anti-entropy exchange
-	// with, in either direction.
-	aeBusy struct {
-		sync.Mutex
-		peers map[string]bool
-	}
 
 	// heal tracks the exchanges started for members that came back.
 	heal struct {
@@ -133,7 +122,6 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 		log:      cfg.Logger.With(zap.String("node", cfg.Name)),
 		replica:  replica,
 		selfID:   crdt.NodeIDFromName(cfg.Name),
-		aeSem:    make(chan struct{}, cfg.MaxConcurrentAntiEntropy),
 		rng:      rand.New(rand.NewPCG(seed, uint64(crdt.NodeIDFromName(cfg.Name)))),
 		loopDone: make(chan struct{}),
 		peerDone: make(chan struct{}),
@@ -156,7 +144,10 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 		Reconnected: func(p transport.Peer) { m.healExchange(fromPeer(p)) },
 	}
 	m.tr.Serve(transport.KindStream, m.streams.Receive)
-	m.tr.Serve(transport.KindAE, m.serveAE)
+	m.ae = antientropy.New(antientropy.Config{IOTimeout: cfg.IOTimeout, Grace: cfg.AntiEntropyGrace,
+		MaxFrameDeltas: cfg.MaxFrameDeltas, MaxConcurrent: cfg.MaxConcurrentAntiEntropy}, replica, &m.stats,
+		antientropy.Hooks{Dial: m.tr.Dial, Reachable: m.setReachable, Repaired: m.markRepaired})
+	m.tr.Serve(transport.KindAE, m.ae.Serve)
 	m.reach.failing = make(map[string]time.Time)
 	m.reach.probing = make(map[string]bool)
 	m.routes.Store(buildRoutes(cfg.Name, cfg.Region, m.selfID, nil, cfg.FanOut))
