@@ -345,7 +345,7 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 	if c.AdvertiseAddr != "" {
 		host, port, err := splitHostPort(c.AdvertiseAddr)
 		if err != nil {
-			return nil, fmt.Errorf("%w: advertise address %q: %v", ErrInvalidConfig, c.AdvertiseAddr, err)
+			return nil, fmt.Errorf("%w: advertise address %q: %w", ErrInvalidConfig, c.AdvertiseAddr, err)
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = host, port
 	}
@@ -366,7 +366,7 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 	if len(c.GossipKeys) > 0 {
 		kr, err := memberlist.NewKeyring(c.GossipKeys[1:], c.GossipKeys[0])
 		if err != nil {
-			return nil, fmt.Errorf("%w: gossip keys: %v", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: gossip keys: %w", ErrInvalidConfig, err)
 		}
 		mc.Keyring = kr
 		mc.GossipVerifyIncoming = true

@@ -20,7 +20,7 @@ var errAckTimeout = errors.New("gossip: peer did not acknowledge in time")
 // Config holds the stream settings (see gossip.Config for each one's
 // meaning and default).
 type Config struct {
-	FlushInterval, IOTimeout                          time.Duration
+	FlushInterval, IOTimeout                         time.Duration
 	MaxQueueBytes, MaxInflightFrames, MaxFrameDeltas int
 }
 
