@@ -57,7 +57,7 @@ func put(ctx context.Context, t *testing.T, n *node, path, body string) {
 	}
 }
 
-// TestRetriesCountOnce (issue 5, acceptance 1): 10,000 increments with ids,
+// TestRetriesCountOnce: 10,000 increments with ids,
 // each sent 2 to 4 times to random nodes of random regions (as if answers
 // were lost), while one node is SIGKILLed and started again; afterwards
 // every node reads exactly the sum of the distinct ids.
@@ -152,7 +152,7 @@ func TestRetriesCountOnce(t *testing.T) {
 	})
 }
 
-// TestBoundedLikes (issue 5, acceptance 2): an exact namespace with min 0,
+// TestBoundedLikes: an exact namespace with min 0,
 // a counter at 100, 1,000 concurrent decrements of 1 spread over all six
 // nodes, 400 of them while region ap is cut off: exactly 100 succeed, the
 // rest get 409 (or 503 while cut off), and no read on any node ever shows a
@@ -275,8 +275,7 @@ func TestBoundedLikes(t *testing.T) {
 	})
 }
 
-// TestRateLimitAcrossTheMesh (issue 4, acceptance 4, on six containers in
-// three regions): clients hammer every node with one key's limit of 1,000
+// TestRateLimitAcrossTheMesh (on six containers in three regions): clients hammer every node with one key's limit of 1,000
 // per window; at most 1,001 are admitted.
 func TestRateLimitAcrossTheMesh(t *testing.T) {
 	cl := needMesh(t)

@@ -90,7 +90,7 @@ func measureCrossRegion(t testing.TB, mode gossip.FanOut, load crossRegionLoad, 
 var (
 	// hotLoad is the benchmark's: 90,000 increments.
 	hotLoad = crossRegionLoad{hot: 1000, rounds: 20, perRound: 500, perCommit: 50, pace: 50 * time.Millisecond}
-	// load20k is issue 3's workload: 1,000 hot counters at about 20,000
+	// load20k is the cross-region target workload: 1,000 hot counters at about 20,000
 	// increments/s over the whole mesh (9 nodes x 111 per 50 ms) for 2 s.
 	load20k = crossRegionLoad{hot: 1000, rounds: 40, perRound: 111, perCommit: 37, pace: 50 * time.Millisecond}
 	// testLoad is lighter, for the test: 27,000.

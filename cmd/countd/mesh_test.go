@@ -127,7 +127,7 @@ func TestMeshOfProcesses(t *testing.T) {
 	})
 
 	// A watcher on n1 (region r1) sees an increment made on n3 (region r2)
-	// within a second (issue 4, acceptance 3).
+	// within a second, across regions.
 	wc, err := client.New(client.Config{BaseURL: "http://" + procs[0].d.addr})
 	if err != nil {
 		t.Fatal(err)

@@ -244,7 +244,7 @@ func TestSecuredMeshOfProcesses(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	// Tokens (acceptance 3).
+	// Tokens: scopes and namespace patterns decide what each token may do.
 	a := "http://" + procs[1].d.addr
 	for _, c := range []struct {
 		method, path, token, body string

@@ -54,7 +54,7 @@ func (c *Clock) Check(ts uint64, maxOffset time.Duration) error {
 	wallMs := c.now().UnixMilli()
 	limit := uint64(max(wallMs+maxOffset.Milliseconds(), 0))
 	if physical := ts >> 16; physical > limit {
-		return fmt.Errorf("%w: its wall time %d ms is %d ms ahead of this node's, more than the allowed offset %v",
+		return fmt.Errorf("%w: its wall time %d ms is %d ms ahead of this node's, more than the allowed offset %s",
 			ErrAhead, physical, int64(physical-uint64(max(wallMs, 0))), maxOffset)
 	}
 	return nil
