@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +20,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/countmesh/countmesh/internal/testutil"
 )
 
 // mesh is the compose project under test.
@@ -314,7 +315,7 @@ func (c *cluster) healthy(ctx context.Context) (bool, string) {
 }
 
 func (c *cluster) waitHealthy(ctx context.Context) error {
-	_, err := poll(ctx, 90*time.Second, 100*time.Millisecond, func() (bool, string) { return c.healthy(ctx) })
+	_, err := testutil.Poll(ctx, 90*time.Second, 100*time.Millisecond, func() (bool, string) { return c.healthy(ctx) })
 	if err != nil {
 		return fmt.Errorf("mesh not healthy: %w", err)
 	}
@@ -337,39 +338,6 @@ func (c *cluster) requireHealthy(t *testing.T) {
 		c.broken.Store(true)
 		t.Fatal(err)
 	}
-}
-
-var errTimeout = errors.New("condition not met in time")
-
-// poll evaluates cond every interval until it holds, ctx ends or d passes.
-// It returns how long it took.
-func poll(ctx context.Context, d, interval time.Duration, cond func() (bool, string)) (time.Duration, error) {
-	start := time.Now()
-	deadline := start.Add(d)
-	for {
-		ok, state := cond()
-		if ok {
-			return time.Since(start), nil
-		}
-		if time.Now().After(deadline) {
-			return time.Since(start), fmt.Errorf("%w (%v): %s", errTimeout, d, state)
-		}
-		select {
-		case <-ctx.Done():
-			return time.Since(start), fmt.Errorf("%w: %s", ctx.Err(), state)
-		case <-time.After(interval):
-		}
-	}
-}
-
-// waitFor polls cond until it holds and fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	took, err := poll(context.Background(), d, 10*time.Millisecond, cond)
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	return took
 }
 
 // partition cuts region off: its nodes leave the other regions' networks

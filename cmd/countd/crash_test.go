@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/countmesh/countmesh/internal/testutil"
 )
 
 // When the test binary is started with COUNTD_TEST_AS_DAEMON=1 it runs as
@@ -38,20 +40,15 @@ type daemon struct {
 func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	d := launchDaemon(t, dataDir, extra...)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.Eventually(t, 20*time.Second, func() bool {
 		resp, err := http.Get("http://" + d.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return d
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("countd at %s not ready within 20 s", d.addr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "countd at %s ready", d.addr)
+	return d
 }
 
 // launchDaemon starts countd on dataDir with a free port and returns once

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/countmesh/countmesh/client"
+	"github.com/countmesh/countmesh/internal/testutil"
 )
 
 // freeGossipPort returns a loopback port p such that p (TCP and UDP, for
@@ -66,22 +67,6 @@ func getJSON(t *testing.T, url string, out any) int {
 	return resp.StatusCode
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		ok, state := cond()
-		if ok {
-			return time.Since(start)
-		}
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v (%s)", what, d, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestMeshOfProcesses runs three countd processes on loopback in two
 // regions: they find each other, converge on counts written to all of
 // them, and a node killed with SIGKILL and restarted with an empty disk
@@ -107,7 +92,7 @@ func TestMeshOfProcesses(t *testing.T) {
 	for _, p := range procs {
 		start(p)
 	}
-	waitFor(t, 15*time.Second, "membership", func() (bool, string) {
+	testutil.EventuallyState(t, 15*time.Second, func() (bool, string) {
 		for _, p := range procs {
 			var st struct {
 				Members []struct{ Name, State string }
@@ -124,7 +109,7 @@ func TestMeshOfProcesses(t *testing.T) {
 			}
 		}
 		return true, ""
-	})
+	}, "membership")
 
 	// A watcher on n1 (region r1) sees an increment made on n3 (region r2)
 	// within a second, across regions.
@@ -197,7 +182,7 @@ func TestMeshOfProcesses(t *testing.T) {
 		return sum
 	}
 	want := acked.Load()
-	took := waitFor(t, 5*time.Second, "convergence", func() (bool, string) {
+	took := testutil.EventuallyState(t, 5*time.Second, func() (bool, string) {
 		var got []string
 		ok := true
 		for _, p := range procs {
@@ -206,7 +191,7 @@ func TestMeshOfProcesses(t *testing.T) {
 			ok = ok && v == want
 		}
 		return ok, fmt.Sprintf("want %d, got %v", want, got)
-	})
+	}, "convergence")
 	t.Logf("%d acknowledged increments on 3 nodes converged %v after the last write", want/2, took)
 
 	// SIGKILL n2, wipe its disk, restart it under the same name.
@@ -230,7 +215,7 @@ func TestMeshOfProcesses(t *testing.T) {
 		t.Fatalf("incr after restart: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	waitFor(t, 5*time.Second, "convergence after restart", func() (bool, string) {
+	testutil.EventuallyState(t, 5*time.Second, func() (bool, string) {
 		var got []string
 		ok := true
 		for _, p := range procs {
@@ -239,5 +224,5 @@ func TestMeshOfProcesses(t *testing.T) {
 			ok = ok && v == want+1
 		}
 		return ok, fmt.Sprintf("want %d, got %v", want+1, got)
-	})
+	}, "convergence after restart")
 }
