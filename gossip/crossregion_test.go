@@ -25,8 +25,8 @@ type crossRegionResult struct {
 	// crossStream is the part of crossBytes that the streams sent (with
 	// their acks): crossBytes - crossAE.
 	crossStream uint64
-	allBytes   uint64
-	deltas     uint64 // deltas streamed
+	allBytes    uint64
+	deltas      uint64 // deltas streamed
 }
 
 func (r crossRegionResult) perIncrement() float64 {
