@@ -11,22 +11,32 @@ type Counters struct {
 	// region count as cross-region.
 	SelfRegion string
 
-	BytesSent, BytesReceived, FramesSent, FramesReceived atomic.Uint64
-	CrossSent, CrossReceived                             atomic.Uint64
-	AEBytesSent, AEBytesReceived                         atomic.Uint64
-	AECrossSent, AECrossReceived                         atomic.Uint64
-	Published, PublishedDeltas                           atomic.Uint64
-	DeltasStreamed, DeltasReceived, Forwarded            atomic.Uint64
-	Drops, DroppedDeltas                                 atomic.Uint64
-	AERounds, AEServed, AEFailures                       atomic.Uint64
-	AEDeltasSent, AEDeltasReceived                       atomic.Uint64
-	ApplyErrors, Reconnects                              atomic.Uint64
-	RefusedConns, RefusedPeers                           atomic.Uint64
+	// Sent and Received count the frames of the peer transport.
+	Sent, Received Traffic
+
+	Published, PublishedDeltas                atomic.Uint64
+	DeltasStreamed, DeltasReceived, Forwarded atomic.Uint64
+	Drops, DroppedDeltas                      atomic.Uint64
+	AERounds, AEServed, AEFailures            atomic.Uint64
+	AEDeltasSent, AEDeltasReceived            atomic.Uint64
+	ApplyErrors, Reconnects                   atomic.Uint64
+	RefusedConns, RefusedPeers                atomic.Uint64
 
 	regionMu sync.RWMutex // guards byRegion (the counters inside are atomic)
 	byRegion map[string]*regionBytes
 }
 
+// Traffic counts one direction of the transport's frames.
+type Traffic struct {
+	Frames, Bytes atomic.Uint64
+	// AEBytes is the part of Bytes on anti-entropy sessions.
+	AEBytes atomic.Uint64
+	// Cross and AECross are the parts of Bytes and AEBytes whose peer is
+	// in another region.
+	Cross, AECross atomic.Uint64
+}
+
+// regionBytes holds the bytes sent to and received from one region.
 type regionBytes struct {
 	sent, received atomic.Uint64
 }
@@ -50,41 +60,31 @@ func (c *Counters) region(r string) *regionBytes {
 	return rb
 }
 
-// CountSent counts a frame sent. region is the peer's region, ""
-// while unknown.
+// CountSent counts a frame of n bytes sent to a peer of region ("" while
+// unknown), on an anti-entropy session when ae.
 func (c *Counters) CountSent(region string, n int, ae bool) {
-	c.FramesSent.Add(1)
-	c.BytesSent.Add(uint64(n))
-	if ae {
-		c.AEBytesSent.Add(uint64(n))
-	}
-	if region == "" {
-		return
-	}
-	c.region(region).sent.Add(uint64(n))
-	if region != c.SelfRegion {
-		c.CrossSent.Add(uint64(n))
-		if ae {
-			c.AECrossSent.Add(uint64(n))
-		}
-	}
+	c.count(&c.Sent, region, n, ae, func(rb *regionBytes) *atomic.Uint64 { return &rb.sent })
 }
 
-// CountReceived counts a frame received.
+// CountReceived counts a frame received (see CountSent).
 func (c *Counters) CountReceived(region string, n int, ae bool) {
-	c.FramesReceived.Add(1)
-	c.BytesReceived.Add(uint64(n))
+	c.count(&c.Received, region, n, ae, func(rb *regionBytes) *atomic.Uint64 { return &rb.received })
+}
+
+func (c *Counters) count(t *Traffic, region string, n int, ae bool, byRegion func(*regionBytes) *atomic.Uint64) {
+	t.Frames.Add(1)
+	t.Bytes.Add(uint64(n))
 	if ae {
-		c.AEBytesReceived.Add(uint64(n))
+		t.AEBytes.Add(uint64(n))
 	}
 	if region == "" {
 		return
 	}
-	c.region(region).received.Add(uint64(n))
+	byRegion(c.region(region)).Add(uint64(n))
 	if region != c.SelfRegion {
-		c.CrossReceived.Add(uint64(n))
+		t.Cross.Add(uint64(n))
 		if ae {
-			c.AECrossReceived.Add(uint64(n))
+			t.AECross.Add(uint64(n))
 		}
 	}
 }
