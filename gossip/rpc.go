@@ -3,7 +3,6 @@ package gossip
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/countmesh/countmesh/gossip/transport"
 )
@@ -67,39 +66,15 @@ func (v memberView) Lookup(name string) (transport.Peer, bool) {
 	return transport.Peer{Name: name, Region: rec.info.Region, Addr: rec.info.ReplAddr}, true
 }
 
-// knownMember reports whether name is a member this node knows, in any
-// state: only members may open streams, exchanges and calls.
-func (m *Mesh) knownMember(name string) bool {
+// IsMember reports whether name is a member this node knows, in any
+// state: only members may open streams, exchanges and calls (the
+// transport waits a little for membership to learn of a new one).
+func (v memberView) IsMember(name string) bool {
+	m := v.m
 	m.members.Lock()
 	defer m.members.Unlock()
 	_, ok := m.members.m[name]
 	return ok
-}
-
-// memberWait bounds how long a hello from a name this node does not know
-// yet waits for membership to catch up: a node that just joined through
-// another member syncs with this one before the join's gossip has reached
-// it.
-const memberWait = 2 * time.Second
-
-// IsMember reports whether name is a member this node knows, waiting
-// up to memberWait (or the I/O timeout, if shorter) for membership to
-// learn of it.
-func (v memberView) IsMember(name string) bool {
-	deadline := time.Now().Add(min(memberWait, v.m.cfg.IOTimeout))
-	for {
-		if v.m.knownMember(name) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		select {
-		case <-v.m.peerDone:
-			return false
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 // SetGossipKeys replaces memberlist's keyring without a restart: the new

@@ -63,8 +63,9 @@ type Peer struct {
 // gossip implements it.
 type Members interface {
 	// IsMember reports whether name is a member this node knows, in any
-	// state, waiting a little for membership to learn of a new one: only
-	// members may open streams, exchanges and calls.
+	// state: only members may open streams, exchanges and calls. It must
+	// not block; the transport polls it for a while when a hello names a
+	// member not known yet.
 	IsMember(name string) bool
 	// Lookup returns what dialing name needs, for a verified member that
 	// did not leave.
