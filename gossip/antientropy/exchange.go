@@ -135,21 +135,15 @@ func (e *Exchanger) Exchange(ctx context.Context, p transport.Peer, full bool) (
 
 	cfgs := e.replica.Configs()
 	digest := transport.ConfigDigest(cfgs)
-	if err := fc.WriteFrame(transport.FrameAEReq, &transport.AEReq{VV: transport.ToWireVV(e.replica.VersionVector()), CfgDigest: digest, Full: full}); err != nil {
-		return err
-	}
-	if err := fc.Flush(); err != nil {
+	if err := fc.Send(transport.FrameAEReq, &transport.AEReq{VV: transport.ToWireVV(e.replica.VersionVector()), CfgDigest: digest, Full: full}); err != nil {
 		return err
 	}
 	var resp transport.AEResp
 	if err := e.receiveChunks(fc, transport.FrameAEResp, &resp); err != nil {
 		return err
 	}
-	if len(resp.Configs) > 0 {
-		if err := e.replica.Apply(change.Batch{Configs: transport.FromWireConfigs(resp.Configs)}); err != nil {
-			e.stats.ApplyErrors.Add(1)
-			return fmt.Errorf("gossip: apply configs: %w", err)
-		}
+	if err := e.applyConfigs(resp.Configs); err != nil {
+		return err
 	}
 	if _, err := e.sendDiff(fc, transport.FromWireVV(resp.VV), full); err != nil {
 		return err
@@ -158,10 +152,7 @@ func (e *Exchanger) Exchange(ctx context.Context, p transport.Peer, full bool) (
 	if resp.CfgDigest != digest {
 		end.Configs = transport.ToWireConfigs(cfgs)
 	}
-	if err := fc.WriteFrame(transport.FrameAEEnd, &end); err != nil {
-		return err
-	}
-	if err := fc.Flush(); err != nil {
+	if err := fc.Send(transport.FrameAEEnd, &end); err != nil {
 		return err
 	}
 	if err := fc.ReadMsg(e.cfg.IOTimeout, transport.FrameAEFin, nil); err != nil {
@@ -181,12 +172,10 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 	case e.sem <- struct{}{}:
 		defer func() { <-e.sem }()
 	default:
-		fc.WriteFrame(transport.FrameAEBusy, nil)
-		return fc.Flush()
+		return fc.Send(transport.FrameAEBusy, nil)
 	}
 	if !e.claimPeer(h.Name) {
-		fc.WriteFrame(transport.FrameAEBusy, nil)
-		return fc.Flush()
+		return fc.Send(transport.FrameAEBusy, nil)
 	}
 	defer e.releasePeer(h.Name)
 	defer func() {
@@ -206,30 +195,34 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 	if resp.CfgDigest != req.CfgDigest {
 		resp.Configs = transport.ToWireConfigs(cfgs)
 	}
-	if err := fc.WriteFrame(transport.FrameAEResp, &resp); err != nil {
-		return err
-	}
-	if err := fc.Flush(); err != nil {
+	if err := fc.Send(transport.FrameAEResp, &resp); err != nil {
 		return err
 	}
 	var end transport.AEEnd
 	if err := e.receiveChunks(fc, transport.FrameAEEnd, &end); err != nil {
 		return err
 	}
-	if len(end.Configs) > 0 {
-		if err := e.replica.Apply(change.Batch{Configs: transport.FromWireConfigs(end.Configs)}); err != nil {
-			e.stats.ApplyErrors.Add(1)
-			return fmt.Errorf("gossip: apply configs: %w", err)
-		}
-	}
-	if err := fc.WriteFrame(transport.FrameAEFin, nil); err != nil {
+	if err := e.applyConfigs(end.Configs); err != nil {
 		return err
 	}
-	if err := fc.Flush(); err != nil {
+	if err := fc.Send(transport.FrameAEFin, nil); err != nil {
 		return err
 	}
 	e.stats.AEServed.Add(1)
 	e.repaired(h.Name, start)
+	return nil
+}
+
+// applyConfigs applies the config records the other side sent (none when
+// the digests agreed).
+func (e *Exchanger) applyConfigs(wc []transport.WireConfig) error {
+	if len(wc) == 0 {
+		return nil
+	}
+	if err := e.replica.Apply(change.Batch{Configs: transport.FromWireConfigs(wc)}); err != nil {
+		e.stats.ApplyErrors.Add(1)
+		return fmt.Errorf("gossip: apply configs: %w", err)
+	}
 	return nil
 }
 

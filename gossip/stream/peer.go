@@ -407,10 +407,7 @@ func (e *Env) Receive(fc *transport.Conn, h transport.Hello) error {
 		if msg.Relay {
 			e.Relay(b, h.Name)
 		}
-		if err := fc.WriteFrame(transport.FrameAck, &transport.AckMsg{ID: msg.ID}); err != nil {
-			return err
-		}
-		if err := fc.Flush(); err != nil {
+		if err := fc.Send(transport.FrameAck, &transport.AckMsg{ID: msg.ID}); err != nil {
 			return err
 		}
 	}

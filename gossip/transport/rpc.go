@@ -127,10 +127,7 @@ func (t *Transport) roundTrip(fc *Conn, method Method, body []byte, ctx context.
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, max(time.Until(dl), time.Millisecond))
 	}
-	if err := fc.WriteFrame(frameRPCReq, &rpcReqMsg{Method: method, Body: body}); err != nil {
-		return out, err
-	}
-	if err := fc.Flush(); err != nil {
+	if err := fc.Send(frameRPCReq, &rpcReqMsg{Method: method, Body: body}); err != nil {
 		return out, err
 	}
 	err := fc.ReadMsg(timeout, frameRPCResp, &out)
@@ -198,10 +195,7 @@ func (t *Transport) serveRPC(fc *Conn, from string) error {
 			return err
 		}
 		out := t.dispatch(from, req)
-		if err := fc.WriteFrame(frameRPCResp, &out); err != nil {
-			return err
-		}
-		if err := fc.Flush(); err != nil {
+		if err := fc.Send(frameRPCResp, &out); err != nil {
 			return err
 		}
 	}

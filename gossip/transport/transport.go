@@ -324,11 +324,7 @@ func (t *Transport) Dial(ctx context.Context, pi Peer, kind uint8) (*Conn, error
 	if kind == KindAE {
 		fc.MarkAE()
 	}
-	if err := fc.WriteFrame(FrameHello, &Hello{Proto: ProtoVersion, Kind: kind, Name: t.cfg.Name, Region: t.cfg.Region}); err != nil {
-		fc.Close()
-		return nil, err
-	}
-	if err := fc.Flush(); err != nil {
+	if err := fc.Send(FrameHello, &Hello{Proto: ProtoVersion, Kind: kind, Name: t.cfg.Name, Region: t.cfg.Region}); err != nil {
 		fc.Close()
 		return nil, err
 	}

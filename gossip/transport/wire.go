@@ -113,11 +113,11 @@ type AEResp struct {
 	CfgDigest uint64
 	// Configs are the responder's config records, sent when the digests
 	// differ.
-	Configs []wireConfig
+	Configs []WireConfig
 }
 
 type AEEnd struct {
-	Configs []wireConfig
+	Configs []WireConfig
 }
 
 // WireBatch is a change.Batch on the wire: deltas grouped by (namespace, origin)
@@ -125,7 +125,7 @@ type AEEnd struct {
 type WireBatch struct {
 	Ranges  []wireRange
 	Groups  []wireGroup
-	Configs []wireConfig
+	Configs []WireConfig
 }
 
 type wireRange struct {
@@ -161,7 +161,8 @@ type wireReset struct {
 	Floor   []wireSlot
 }
 
-type wireConfig struct {
+// WireConfig is a ConfigRecord on the wire.
+type WireConfig struct {
 	NS      string
 	HLC     uint64
 	Origin  uint64
@@ -195,18 +196,18 @@ func fromWireSlots(s []wireSlot) ([]crdt.Slot, error) {
 	return out, nil
 }
 
-func ToWireConfigs(cs []change.ConfigRecord) []wireConfig {
+func ToWireConfigs(cs []change.ConfigRecord) []WireConfig {
 	if len(cs) == 0 {
 		return nil
 	}
-	out := make([]wireConfig, len(cs))
+	out := make([]WireConfig, len(cs))
 	for i, c := range cs {
-		out[i] = wireConfig{NS: c.NS, HLC: c.HLC, Origin: uint64(c.Origin), Payload: c.Payload}
+		out[i] = WireConfig{NS: c.NS, HLC: c.HLC, Origin: uint64(c.Origin), Payload: c.Payload}
 	}
 	return out
 }
 
-func FromWireConfigs(cs []wireConfig) []change.ConfigRecord {
+func FromWireConfigs(cs []WireConfig) []change.ConfigRecord {
 	if len(cs) == 0 {
 		return nil
 	}
@@ -406,9 +407,18 @@ func (fc *Conn) WriteFrame(typ byte, v any) error {
 	return nil
 }
 
+// Flush sends the buffered frames.
 func (fc *Conn) Flush() error {
 	fc.c.SetWriteDeadline(time.Now().Add(fc.timeout))
 	return fc.w.Flush()
+}
+
+// Send writes one frame and flushes it.
+func (fc *Conn) Send(typ byte, v any) error {
+	if err := fc.WriteFrame(typ, v); err != nil {
+		return err
+	}
+	return fc.Flush()
 }
 
 // readFrame reads one frame; the body is valid until the next call. A zero

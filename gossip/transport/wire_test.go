@@ -103,7 +103,7 @@ func TestFrameConnLimitsAndTypes(t *testing.T) {
 	}
 	wg.Wait()
 	big := make([]byte, 1<<17)
-	if err := fa.WriteFrame(FrameBatch, &wireConfig{Payload: big}); !errors.Is(err, ErrProtocol) {
+	if err := fa.WriteFrame(FrameBatch, &WireConfig{Payload: big}); !errors.Is(err, ErrProtocol) {
 		t.Fatalf("oversized frame: %v, want ErrProtocol", err)
 	}
 	a.Close()
