@@ -34,6 +34,10 @@ type PrefillConfig struct {
 	Retries int
 	// Progress receives a line per second; nil for none.
 	Progress io.Writer
+	// Written, when set, is called after each batch is written with the
+	// number of keys it wrote, from the workers (concurrently): for a
+	// progress bar.
+	Written func(keys int)
 }
 
 // DefaultPrefillConfig writes one million keys in batches of 10,000 with
@@ -94,7 +98,11 @@ func Prefill(ctx context.Context, c *client.Client, cfg PrefillConfig) (Result, 
 				for k := lo; k < hi; k++ {
 					ops = append(ops, client.Op{NS: cfg.NS, Key: KeyName(k), By: 1})
 				}
-				if err := sendWithRetry(ctx, c, rec, ops, cfg); err != nil {
+				err := sendWithRetry(ctx, c, rec, ops, cfg)
+				if err == nil && cfg.Written != nil {
+					cfg.Written(len(ops))
+				}
+				if err != nil {
 					errMu.Lock()
 					if firstErr == nil {
 						firstErr = fmt.Errorf("bench: prefill of keys %d to %d: %w", lo, hi-1, err)

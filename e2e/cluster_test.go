@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // mesh is the compose project under test.
@@ -315,7 +315,7 @@ func (c *cluster) healthy(ctx context.Context) (bool, string) {
 }
 
 func (c *cluster) waitHealthy(ctx context.Context) error {
-	_, err := testutil.Poll(ctx, 90*time.Second, 100*time.Millisecond, func() (bool, string) { return c.healthy(ctx) })
+	_, err := wait.Poll(ctx, 90*time.Second, 100*time.Millisecond, func() (bool, string) { return c.healthy(ctx) })
 	if err != nil {
 		return fmt.Errorf("mesh not healthy: %w", err)
 	}

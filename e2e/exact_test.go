@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // post sends a JSON body to n and returns the status and the decoded answer
@@ -117,21 +117,21 @@ func TestRetriesCountOnce(t *testing.T) {
 		}()
 	}
 	// A quarter of the way in: SIGKILL, a pause, docker start.
-	testutil.Eventually(t, 5*time.Minute, func() bool { return next.Load() >= int64(ids)/4 }, "a quarter of the ids sent")
+	wait.Until(t, 5*time.Minute, "a quarter of the ids sent", func() bool { return next.Load() >= int64(ids)/4 })
 	t.Cleanup(func() { docker(context.Background(), "start", victim.container) })
 	mustDocker(t, "kill", "-s", "KILL", victim.container)
 	time.Sleep(2 * time.Second)
 	mustDocker(t, "start", victim.container)
-	testutil.EventuallyState(t, 60*time.Second, func() (bool, string) {
+	wait.For(t, 60*time.Second, victim.name+" ready after the restart", func() (bool, string) {
 		return ready(ctx, victim), "not ready"
-	}, victim.name+" ready after the restart")
+	})
 	wg.Wait()
 	took := time.Since(start)
 	if t.Failed() {
 		return
 	}
 	total := want.Load()
-	conv := testutil.EventuallyState(t, 60*time.Second, func() (bool, string) {
+	conv := wait.For(t, 60*time.Second, "every node reading the sum of the distinct ids", func() (bool, string) {
 		var got []string
 		ok := true
 		for _, n := range cl.nodes {
@@ -143,7 +143,7 @@ func TestRetriesCountOnce(t *testing.T) {
 			ok = ok && v == total
 		}
 		return ok, fmt.Sprintf("want %d, got %v", total, got)
-	}, "every node reading the sum of the distinct ids")
+	})
 	t.Logf("%d ids (sum %d) in %v: %d sends, %d answered as duplicates, %d failed (killed node, retried elsewhere); every node read exactly %d %v after the last write",
 		ids, total, took.Round(time.Millisecond), sends.Load(), dups.Load(), failed.Load(), total, conv.Round(time.Millisecond))
 	writeResult(t, "retries", map[string]any{
@@ -165,7 +165,7 @@ func TestBoundedLikes(t *testing.T) {
 	key := "post"
 	put(ctx, t, cl.nodes[0], "/v1/namespaces/"+ns, `{"type":"exact","min":0}`)
 	// Every node knows the config before the counter moves.
-	testutil.EventuallyState(t, 30*time.Second, func() (bool, string) {
+	wait.For(t, 30*time.Second, "the namespace config on every node", func() (bool, string) {
 		for _, n := range cl.nodes {
 			var cfg struct{ Type string }
 			if err := getJSON(ctx, n, "/v1/namespaces/"+ns, &cfg); err != nil || cfg.Type != "exact" {
@@ -173,21 +173,21 @@ func TestBoundedLikes(t *testing.T) {
 			}
 		}
 		return true, ""
-	}, "the namespace config on every node")
+	})
 	for i := range 100 {
 		n := cl.nodes[i%2] // rights on eu-1 and eu-2
 		if status, ans := post(ctx, n, "/v1/counters/"+ns+"/"+key+"/incr", ""); status != http.StatusOK {
 			t.Fatalf("increment %d on %s: %d %v", i, n.name, status, ans)
 		}
 	}
-	testutil.EventuallyState(t, 30*time.Second, func() (bool, string) {
+	wait.For(t, 30*time.Second, "every node reading 100", func() (bool, string) {
 		for _, n := range cl.nodes {
 			if v, err := value(ctx, n, ns, key); err != nil || v != 100 {
 				return false, fmt.Sprintf("%s reads %d (%v)", n.name, v, err)
 			}
 		}
 		return true, ""
-	}, "every node reading 100")
+	})
 
 	var ok, conflict, unavailable, other atomic.Int64
 	var minSeen atomic.Int64
@@ -262,14 +262,14 @@ func TestBoundedLikes(t *testing.T) {
 	if minSeen.Load() < 0 {
 		t.Fatalf("a node read %d", minSeen.Load())
 	}
-	testutil.EventuallyState(t, 30*time.Second, func() (bool, string) {
+	wait.For(t, 30*time.Second, "every node reading 0", func() (bool, string) {
 		for _, n := range cl.nodes {
 			if v, err := value(ctx, n, ns, key); err != nil || v != 0 {
 				return false, fmt.Sprintf("%s reads %d (%v)", n.name, v, err)
 			}
 		}
 		return true, ""
-	}, "every node reading 0")
+	})
 	writeResult(t, "bounded", map[string]any{
 		"succeeded": ok.Load(), "conflict": conflict.Load(), "unavailable": unavailable.Load(), "lowest_read": minSeen.Load(),
 	})

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // runID keeps the counters of one run apart from those of earlier runs
@@ -99,7 +99,7 @@ func TestConvergenceUnderLoad(t *testing.T) {
 	measure := func(r *round) (roundResult, error) {
 		ctx := context.Background()
 		res := roundResult{Round: r.id}
-		if _, err := testutil.Poll(ctx, maxInflight, 2*time.Millisecond, func() (bool, string) {
+		if _, err := wait.Poll(ctx, maxInflight, 2*time.Millisecond, func() (bool, string) {
 			return r.inflight.Load() == 0, fmt.Sprintf("%d batches of round %d in flight", r.inflight.Load(), r.id)
 		}); err != nil {
 			return res, err
@@ -118,7 +118,7 @@ func TestConvergenceUnderLoad(t *testing.T) {
 		}
 		if !res.Exact {
 			// Targets are ranges: wait until the nodes agree within them.
-			_, err := testutil.Poll(ctx, bound, 20*time.Millisecond, func() (bool, string) { return converged(ctx, cl, ns, want) })
+			_, err := wait.Poll(ctx, bound, 20*time.Millisecond, func() (bool, string) { return converged(ctx, cl, ns, want) })
 			return res, err
 		}
 		doneAt := make([]time.Time, len(cl.nodes))
@@ -225,7 +225,7 @@ func TestConvergenceUnderLoad(t *testing.T) {
 
 	// Every counter written, the hot set included, converges exactly.
 	want := l.keys.snapshot()
-	took, err := testutil.Poll(context.Background(), bound, 50*time.Millisecond, func() (bool, string) {
+	took, err := wait.Poll(context.Background(), bound, 50*time.Millisecond, func() (bool, string) {
 		return converged(context.Background(), cl, ns, want)
 	})
 	if err != nil {
@@ -290,14 +290,14 @@ func waitLoadRunning(t *testing.T, l *load, batches int64) {
 	for name, s := range l.nodes {
 		base[name] = s.batches.Load()
 	}
-	testutil.EventuallyState(t, 30*time.Second, func() (bool, string) {
+	wait.For(t, 30*time.Second, "the load running on every node", func() (bool, string) {
 		for name, s := range l.nodes {
 			if s.batches.Load()-base[name] < batches {
 				return false, l.summary()
 			}
 		}
 		return true, ""
-	}, "the load running on every node")
+	})
 }
 
 // TestKillRestart kills one node with SIGKILL under load and restarts the
@@ -321,7 +321,7 @@ func TestKillRestart(t *testing.T) {
 	mustDocker(t, "kill", "-s", "KILL", victim.container)
 	tKill := time.Now()
 	// Let the mesh notice: every other node sees the victim fail.
-	detect := testutil.EventuallyState(t, 60*time.Second, func() (bool, string) {
+	detect := wait.For(t, 60*time.Second, "the other nodes noticing the kill", func() (bool, string) {
 		for _, n := range cl.nodes {
 			if n == victim {
 				continue
@@ -335,22 +335,22 @@ func TestKillRestart(t *testing.T) {
 			}
 		}
 		return true, ""
-	}, "the other nodes noticing the kill")
+	})
 	// Every request sent to the victim before the kill has its outcome, so
 	// its acknowledged total is final.
-	testutil.EventuallyState(t, 30*time.Second, func() (bool, string) {
+	wait.For(t, 30*time.Second, "requests sent before the kill to finish", func() (bool, string) {
 		n := vs.pendingSince(tKill)
 		return n == 0, fmt.Sprintf("%d in flight", n)
-	}, "requests sent before the kill to finish")
+	})
 	ownKey := own(victim)
 	ownAcked := l.keys.get(ownKey).acked.Load()
 	atStart := l.keys.snapshot()
 
 	tStart := time.Now()
 	mustDocker(t, "start", victim.container)
-	testutil.EventuallyState(t, 60*time.Second, func() (bool, string) {
+	wait.For(t, 60*time.Second, victim.name+" ready after the restart", func() (bool, string) {
 		return ready(context.Background(), victim), "not ready"
-	}, victim.name+" ready after the restart")
+	})
 	readyIn := time.Since(tStart)
 	got, err := value(context.Background(), victim, ns, ownKey)
 	if err != nil {
@@ -361,7 +361,7 @@ func TestKillRestart(t *testing.T) {
 			victim.name, ownKey, got, ownAcked)
 	}
 	// It has everything the mesh acknowledged before it came back.
-	testutil.EventuallyState(t, 60*time.Second, func() (bool, string) {
+	wait.For(t, 60*time.Second, victim.name+" catching up", func() (bool, string) {
 		for _, k := range sortedKeys(atStart) {
 			v, err := value(context.Background(), victim, ns, k)
 			if err != nil {
@@ -372,7 +372,7 @@ func TestKillRestart(t *testing.T) {
 			}
 		}
 		return true, ""
-	}, victim.name+" catching up")
+	})
 	caughtUp := time.Since(tStart)
 	t.Logf("%s: SIGKILL under load; the others saw it fail after %v; after docker start it was ready in %v (own counter %d >= %d acknowledged) and had everything acknowledged before the restart in %v",
 		victim.name, detect.Round(time.Millisecond), readyIn.Round(time.Millisecond), got, ownAcked, caughtUp.Round(time.Millisecond))
@@ -381,7 +381,7 @@ func TestKillRestart(t *testing.T) {
 	waitLoadRunning(t, l, 20)
 	l.stop()
 	want := l.keys.snapshot()
-	if _, err := testutil.Poll(context.Background(), 10*time.Second, 10*time.Millisecond, func() (bool, string) {
+	if _, err := wait.Poll(context.Background(), 10*time.Second, 10*time.Millisecond, func() (bool, string) {
 		return converged(context.Background(), cl, ns, want)
 	}); err != nil {
 		t.Fatalf("no convergence after the restart: %v", err)
@@ -438,14 +438,14 @@ func TestRegionPartition(t *testing.T) {
 	tCut := time.Now()
 	// Whatever was sent before the cut was complete may have crossed it:
 	// wait for those requests' outcomes, then count them.
-	testutil.EventuallyState(t, 30*time.Second, func() (bool, string) {
+	wait.For(t, 30*time.Second, "requests sent before the cut to finish", func() (bool, string) {
 		for name, s := range l.nodes {
 			if n := s.pendingSince(tCut); n > 0 {
 				return false, fmt.Sprintf("%s: %d in flight", name, n)
 			}
 		}
 		return true, ""
-	}, "requests sent before the cut to finish")
+	})
 	atCut := l.keys.snapshot()
 	t.Logf("region %s cut off (%d nodes against %d) for %v", region, len(inside), len(outside), hold)
 
@@ -506,7 +506,7 @@ func TestRegionPartition(t *testing.T) {
 	var conv, members time.Duration
 	var timeline []string // how membership healed
 	lastMembers := "-"
-	if _, err := testutil.Poll(ctx, 60*time.Second, 10*time.Millisecond, func() (bool, string) {
+	if _, err := wait.Poll(ctx, 60*time.Second, 10*time.Millisecond, func() (bool, string) {
 		var state []string
 		if conv == 0 {
 			if ok, st := converged(ctx, cl, ns, want); ok {

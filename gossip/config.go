@@ -10,6 +10,8 @@ import (
 	"github.com/countmesh/countmesh/gossip/transport"
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
 )
 
 // FanOut chooses how a node sends its own changes to other regions.
@@ -89,9 +91,11 @@ type Membership struct {
 
 // Config configures a Mesh. Start from DefaultConfig.
 type Config struct {
-	// Name is the node's unique name in the mesh (its memberlist name; the
-	// node derives its slot id from it).
+	// Name is the node's unique name in the mesh (its memberlist name).
 	Name string
+	// NodeID is the node's slot id, advertised to the others in the node
+	// meta; 0 means crdt.NodeIDFromName(Name).
+	NodeID crdt.NodeID
 	// Region is the data center the node is in.
 	Region string
 	// HTTPAddr is the node's HTTP API address, advertised to the others.

@@ -13,6 +13,8 @@ import (
 	"github.com/countmesh/countmesh/gossip/transport"
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
 )
 
 // metaVersion is the version of the node meta encoding.
@@ -29,10 +31,14 @@ type nodeMeta struct {
 	// the others can tell a member that left from one that failed
 	// (memberlist does not expose the difference to its event delegate).
 	Leaving bool
+	// ID is the member's slot id (crdt.NodeIDOf its name and incarnation);
+	// 0 in the meta of a member that predates incarnations, whose id is
+	// crdt.NodeIDFromName of its name.
+	ID uint64
 }
 
 func (m *Mesh) setMeta(replAddr string, leaving bool) {
-	b, err := transport.Marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving})
+	b, err := transport.Marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving, ID: uint64(m.selfID)})
 	if err != nil {
 		// Plain strings and a bool always encode; keep the old meta if not.
 		m.log.Error("encode node meta; keeping the previous one", zap.Error(err))
@@ -125,6 +131,10 @@ func (m *Mesh) memberChanged(n *memberlist.Node, gone bool) {
 		HTTPAddr:   md.HTTPAddr,
 		GossipAddr: net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))),
 		ReplAddr:   md.ReplAddr,
+		ID:         crdt.NodeID(md.ID),
+	}
+	if info.ID == 0 {
+		info.ID = crdt.NodeIDFromName(n.Name)
 	}
 	m.members.Lock()
 	old := m.members.m[n.Name]

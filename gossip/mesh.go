@@ -113,6 +113,9 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.NodeID == 0 {
+		cfg.NodeID = crdt.NodeIDFromName(cfg.Name)
+	}
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
@@ -121,8 +124,8 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With(zap.String("node", cfg.Name)),
 		replica:  replica,
-		selfID:   crdt.NodeIDFromName(cfg.Name),
-		rng:      rand.New(rand.NewPCG(seed, uint64(crdt.NodeIDFromName(cfg.Name)))),
+		selfID:   cfg.NodeID,
+		rng:      rand.New(rand.NewPCG(seed, uint64(cfg.NodeID))),
 		loopDone: make(chan struct{}),
 		peerDone: make(chan struct{}),
 	}
@@ -487,7 +490,7 @@ func (m *Mesh) Status() Status {
 		selfState = StateLeft
 	}
 	st.Members = append(st.Members, Member{Name: st.Self.Name, Region: st.Self.Region, State: selfState,
-		HTTPAddr: st.Self.HTTPAddr, GossipAddr: st.Self.GossipAddr, ReplAddr: st.Self.ReplAddr})
+		HTTPAddr: st.Self.HTTPAddr, GossipAddr: st.Self.GossipAddr, ReplAddr: st.Self.ReplAddr, ID: m.selfID})
 	suspect := make(map[string]bool)
 	m.reach.Lock()
 	for name := range m.reach.failing {

@@ -14,7 +14,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/gossip/gossiptest"
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 func TestReplicatesAcrossRegions(t *testing.T) {
@@ -420,9 +420,9 @@ func TestLeave(t *testing.T) {
 	// reconnects.
 	r := a1.mesh.Stats().Reconnects
 	since, packets := time.Now(), c.nw.Stats().Packets
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	wait.Until(t, 10*time.Second, "four reconnect intervals and 20 memberlist packets", func() bool {
 		return time.Since(since) > 4*50*time.Millisecond && c.nw.Stats().Packets >= packets+20
-	}, "four reconnect intervals and 20 memberlist packets")
+	})
 	if got := a1.mesh.Stats().Reconnects; got != r {
 		t.Fatalf("a1 reconnected %d times to a member that left", got-r)
 	}
@@ -464,14 +464,14 @@ func TestPartitionHealsByItself(t *testing.T) {
 	}
 	// Every node tries anti-entropy a few times meanwhile, so that a cut
 	// that leaks would show.
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	wait.Until(t, 10*time.Second, "three anti-entropy attempts on every node during the partition", func() bool {
 		for _, n := range c.nodes {
 			if attempts(n) < before[n]+3 {
 				return false
 			}
 		}
 		return time.Since(cut) > 700*time.Millisecond
-	}, "three anti-entropy attempts on every node during the partition")
+	})
 	if ok, _ := c.converged(); ok {
 		t.Fatal("the two sides converged through a partition; the cut does not hold")
 	}

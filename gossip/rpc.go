@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip/transport"
 )
 
@@ -64,6 +65,18 @@ func (v memberView) Lookup(name string) (transport.Peer, bool) {
 		return transport.Peer{}, false
 	}
 	return transport.Peer{Name: name, Region: rec.info.Region, Addr: rec.info.ReplAddr}, true
+}
+
+// MemberID returns the slot id a verified member advertises (its name and
+// incarnation), and whether name is such a member.
+func (m *Mesh) MemberID(name string) (crdt.NodeID, bool) {
+	m.members.Lock()
+	defer m.members.Unlock()
+	rec, ok := m.members.m[name]
+	if !ok || !rec.verified {
+		return 0, false
+	}
+	return rec.info.ID, true
 }
 
 // IsMember reports whether name is a member this node knows, in any

@@ -91,6 +91,9 @@ type Member struct {
 	// addresses; not part of the public cluster API.
 	GossipAddr string `json:"-"`
 	ReplAddr   string `json:"-"`
+	// ID is the member's slot id (its counters' slot and its origin in
+	// version vectors).
+	ID crdt.NodeID `json:"-"`
 }
 
 // PeerLag is the replication lag towards one peer this node streams to.

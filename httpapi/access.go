@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/countmesh/countmesh/auth"
+	"github.com/countmesh/countmesh/httpapi/ui"
 	"github.com/countmesh/countmesh/node"
 )
 
@@ -41,10 +42,14 @@ var (
 )
 
 // routes returns the public routes (docs/api.md) with their access.
-func (s *Server) routes(cfg Config) []route {
+func (s *Server) routes(cfg Config, dashboard http.HandlerFunc) []route {
 	rs := []route{
 		{"GET", "/healthz", open, s.healthz},
 		{"GET", "/readyz", open, s.readyz},
+		// The dashboard's page and assets hold nothing secret: the page
+		// asks for a token and sends it on its own API calls.
+		{"GET", "/ui", open, redirectToUI},
+		{"GET", "/ui/*", open, dashboard},
 		{"POST", "/v1/counters/{ns}/{key}/incr", needWrite, s.incr(1)},
 		{"POST", "/v1/counters/{ns}/{key}/decr", needWrite, s.incr(-1)},
 		{"GET", "/v1/counters/{ns}/{key}", needRead, s.getCounter},
@@ -64,11 +69,31 @@ func (s *Server) routes(cfg Config) []route {
 		{"GET", "/v1/namespaces/{ns}/watch", needRead, s.watchNamespace},
 		{"GET", "/v1/cluster", needRead, s.getCluster},
 		{"POST", "/v1/ratelimit/{ns}/{key}", needWrite, s.rateLimit(cfg.RateLimit)},
+		// Backup and restore; a token limited to some namespaces exports
+		// and imports those only (export.go).
+		{"GET", "/v1/export", needAdmin, s.exportAll},
+		{"POST", "/v1/import", needAdmin, s.importAll},
 	}
 	if cfg.Gatherer != nil {
 		rs = append(rs, route{"GET", "/metrics", needRead, promHandler(cfg.Gatherer)})
 	}
 	return rs
+}
+
+// newDashboard returns the handler of /ui/* (package ui): it asks for a
+// token when the server has tokens, and answers an unknown asset with the
+// API's 404.
+func (s *Server) newDashboard() (http.HandlerFunc, error) {
+	h, err := ui.Handler(ui.Config{TokenRequired: s.tokens != nil, NotFound: http.HandlerFunc(s.notFound)})
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: dashboard: %w", err)
+	}
+	return h.ServeHTTP, nil
+}
+
+// redirectToUI sends /ui to the dashboard's page, /ui/.
+func redirectToUI(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, "/ui/", http.StatusMovedPermanently)
 }
 
 // accessKey is the key of Server.access.

@@ -6,10 +6,10 @@
 // docs/api.md; the mapping from the node's sentinel errors lives in one
 // function, writeError. A refused request changes nothing.
 //
-// With Config.Tokens, every route but /healthz and /readyz needs
-// "Authorization: Bearer <token>" (401 unauthenticated without a valid one)
-// whose scope and namespace patterns cover the request (403
-// permission_denied otherwise). Each public route declares the scope it
+// With Config.Tokens, every route but /healthz, /readyz and the dashboard's
+// files (/ui/, package ui) needs "Authorization: Bearer <token>" (401
+// unauthenticated without a valid one) whose scope and namespace patterns
+// cover the request (403 permission_denied otherwise). Each public route declares the scope it
 // needs in one table (access.go); the authenticate middleware checks it
 // before the handler runs, and a route that declares nothing needs an admin
 // token. A batch is checked op by op, and the namespace list shows only the

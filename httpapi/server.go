@@ -41,7 +41,7 @@ type Config struct {
 	// Logger; nil logs nothing.
 	Logger *zap.Logger
 	// Tokens are the API tokens (--api-tokens-file): with them every route
-	// but /healthz and /readyz needs "Authorization: Bearer <token>" whose
+	// but /healthz, /readyz and /ui/ needs "Authorization: Bearer <token>" whose
 	// scope and namespaces cover the request (docs/security-tokens.md).
 	// nil: no authentication.
 	Tokens *auth.Store
@@ -127,17 +127,18 @@ func New(cfg Config) (*Server, error) {
 
 	r := chi.NewRouter()
 	r.Use(s.instrument, s.authenticate, s.checkQuery)
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, &apiError{http.StatusNotFound, codeNotFound,
-			fmt.Sprintf("no route %s %s; see docs/api.md for the routes", r.Method, r.URL.Path)})
-	})
+	r.NotFound(s.notFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{http.StatusMethodNotAllowed, codeMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
 	})
 	// The public routes, each with the access it declares (access.go).
 	// The profiler is not among them: it is on --admin-addr (AdminHandler).
-	routes := s.routes(cfg)
+	dashboard, err := s.newDashboard()
+	if err != nil {
+		return nil, err
+	}
+	routes := s.routes(cfg, dashboard)
 	s.access = make(map[string]access, len(routes))
 	for _, rt := range routes {
 		s.access[accessKey(rt.method, rt.pattern)] = rt.access
@@ -154,6 +155,12 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.router = r
 	return s, nil
+}
+
+// notFound answers a request no route serves.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, &apiError{http.StatusNotFound, codeNotFound,
+		fmt.Sprintf("no route %s %s; see docs/api.md for the routes", r.Method, r.URL.Path)})
 }
 
 // ServeHTTP implements http.Handler.

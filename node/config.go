@@ -14,8 +14,12 @@ import (
 
 // Config configures a Node. Start from DefaultConfig.
 type Config struct {
-	// Name is the node's unique name in the mesh; its slot id derives from it.
+	// Name is the node's unique name in the mesh; its slot id derives from
+	// it and Incarnation (crdt.NodeIDOf).
 	Name string
+	// Incarnation is the life of the data directory the node runs on
+	// (LoadIncarnation); 0 for a node whose slot is named by Name alone.
+	Incarnation uint64
 	// Region is the data center the node belongs to.
 	Region string
 	// Store configures the Pebble store (its Dir is the data directory).

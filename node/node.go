@@ -99,7 +99,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:     cfg,
-		id:      crdt.NodeIDFromName(cfg.Name),
+		id:      crdt.NodeIDOf(cfg.Name, cfg.Incarnation),
 		log:     cfg.Logger,
 		store:   st,
 		clock:   hlc.New(cfg.Now),
@@ -445,6 +445,9 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		return Counter{}, err
 	}
 	if err := validateConsistency(opts.Consistency); err != nil {
+		return Counter{}, err
+	}
+	if err := n.checkReadable(); err != nil {
 		return Counter{}, err
 	}
 	if rec := n.approxNamespace(ns); rec != nil {

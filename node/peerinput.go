@@ -83,7 +83,11 @@ func (n *Node) knownOrigins() origins {
 	n.vv.Unlock()
 	if n.cfg.Peers != nil {
 		for _, p := range n.cfg.Peers.Peers() {
-			set[crdt.NodeIDFromName(p.Name)] = struct{}{}
+			id := p.ID
+			if id == 0 {
+				id = crdt.NodeIDFromName(p.Name)
+			}
+			set[id] = struct{}{}
 		}
 	}
 	return set

@@ -25,7 +25,10 @@ const DefaultQuorumTimeout = 2 * time.Second
 
 // Peer is another node of the mesh as the consistency levels see it.
 type Peer struct {
-	Name     string
+	Name string
+	// ID is the peer's slot id; 0 when unknown (crdt.NodeIDFromName(Name)
+	// is then assumed).
+	ID       crdt.NodeID
 	Region   string
 	HTTPAddr string
 	// Alive is false for a member the failure detector suspects or declared
@@ -223,8 +226,8 @@ func (n *Node) gatherFrom(ctx context.Context, level, ns, key string) (crdt.Coun
 	// least of all when it is the whole quorum (a region of one). Found
 	// by the chaos campaign (seed 20261201): a wiped node of a one-node
 	// region answered a quorum read with 0 before it had caught up.
-	if !n.ready.Load() {
-		return crdt.Counter{}, fmt.Errorf("%w: the node is not ready (it is catching up with its peers after a restart); retry, or read from another node", ErrUnavailable)
+	if err := n.checkReadable(); err != nil {
+		return crdt.Counter{}, err
 	}
 	qs := n.quorumFor(level)
 	ctx, cancel := context.WithTimeout(ctx, n.quorumTimeout())
@@ -406,4 +409,16 @@ func orUnknown(err error) error {
 		return errNoAnswer
 	}
 	return err
+}
+
+// checkReadable refuses a read, at any consistency, on a node that is not
+// ready: one restarted with an empty disk holds whatever part of the state
+// has reached it so far, and may not even know its namespaces' configs (the
+// chaos campaign saw a wiped node answer -1 for a counter whose minimum is
+// 0, 200 ms after it restarted).
+func (n *Node) checkReadable() error {
+	if !n.ready.Load() {
+		return fmt.Errorf("%w: the node is not ready (it is catching up with its peers after a restart); retry, or read from another node", ErrUnavailable)
+	}
+	return nil
 }

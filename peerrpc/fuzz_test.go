@@ -25,6 +25,9 @@ type handlerMesh struct {
 func (m *handlerMesh) Call(context.Context, string, gossip.Method, any, any) error { return nil }
 func (m *handlerMesh) Handle(method gossip.Method, h gossip.Handler)               { m.h[method] = h }
 func (m *handlerMesh) Status() gossip.Status                                       { return gossip.Status{} }
+func (m *handlerMesh) MemberID(name string) (crdt.NodeID, bool) {
+	return crdt.NodeIDFromName(name), true
+}
 
 func encodeArrays(t testing.TB, v any) []byte {
 	b, err := msgpack.Marshal(v)

@@ -24,6 +24,8 @@ type Mesh interface {
 	Call(ctx context.Context, to string, method gossip.Method, req, resp any) error
 	Handle(method gossip.Method, h gossip.Handler)
 	Status() gossip.Status
+	// MemberID is the slot id a member advertises.
+	MemberID(name string) (crdt.NodeID, bool)
 }
 
 // The bodies of the calls (msgpack, structs as arrays: fields may only be
@@ -93,7 +95,7 @@ func (c *Client) Peers() []node.Peer {
 		if m.State == gossip.StateLeft {
 			continue
 		}
-		out = append(out, node.Peer{Name: m.Name, Region: m.Region, HTTPAddr: m.HTTPAddr, Alive: m.State == gossip.StateAlive})
+		out = append(out, node.Peer{Name: m.Name, ID: m.ID, Region: m.Region, HTTPAddr: m.HTTPAddr, Alive: m.State == gossip.StateAlive})
 	}
 	return out
 }
@@ -174,7 +176,7 @@ func Serve(m Mesh, s Services) {
 			return nil, err
 		}
 		// Rights go to the node that asks, as the transport names it.
-		if to := crdt.NodeIDFromName(from); req.To != uint64(to) {
+		if to, ok := m.MemberID(from); !ok || req.To != uint64(to) {
 			return nil, fmt.Errorf("%w: %s asked for rights on behalf of another node", ErrInvalid, from)
 		}
 		g, err := s.Node.GrantRights(ctx, node.RightsRequest{NS: req.NS, Key: req.Key, Down: req.Down, Want: req.Want, To: crdt.NodeID(req.To)})

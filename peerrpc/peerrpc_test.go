@@ -14,7 +14,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/gossip/fakenet"
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 	"github.com/countmesh/countmesh/node"
 	"github.com/countmesh/countmesh/peerrpc"
 	"github.com/countmesh/countmesh/ratelimit"
@@ -87,10 +87,10 @@ func startPeerNodes(t *testing.T, nw *fakenet.Network, region string, names ...s
 		}
 	}
 	for _, pn := range out {
-		testutil.EventuallyState(t, 10*time.Second, func() (bool, string) {
+		wait.For(t, 10*time.Second, fmt.Sprintf("%s seeing %d alive members", pn.name, len(out)), func() (bool, string) {
 			n := alive(pn.mesh)
 			return n == len(out), fmt.Sprintf("%d alive", n)
-		}, "%s seeing %d alive members", pn.name, len(out))
+		})
 	}
 	return out
 }

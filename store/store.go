@@ -191,7 +191,9 @@ func eventListener(log *zap.Logger) *pebble.EventListener {
 // pebbleLogger adapts zap to pebble.Logger.
 type pebbleLogger struct{ l *zap.SugaredLogger }
 
-func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Infof(format, args...) }
+// Pebble's informational lines ("Found 0 WALs", compactions) are for
+// debugging the storage engine, not for an operator reading start-up.
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debugf(format, args...) }
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Errorf(format, args...) }
 
 // Fatalf is called by Pebble when it gives up: on a failed commit (a WAL

@@ -3,6 +3,7 @@
 package campaign
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -698,7 +699,7 @@ func (c *campaign) converge(ctx context.Context, h *chaos.History) error {
 		all = append(all, nk{nsWindow, k})
 	}
 	var final map[string]map[string]int64
-	var lastDiff string
+	var lastDiff, diffNS, diffKey string
 	err := retry(ctx, 60*time.Second, func() error {
 		final = map[string]map[string]int64{}
 		for _, n := range c.m.members() {
@@ -729,7 +730,13 @@ func (c *campaign) converge(ctx context.Context, h *chaos.History) error {
 			}
 			for k, v := range vals {
 				if ref[k] != v {
-					lastDiff = fmt.Sprintf("%s reads %s = %d, %s reads %d", name, k, v, refName, ref[k])
+					// Every node's reading of the key, for the post-mortem.
+					var all []string
+					for _, n := range names(c.m.members()) {
+						all = append(all, fmt.Sprintf("%s=%d", n, final[n][k]))
+					}
+					lastDiff = fmt.Sprintf("%s reads %s = %d, %s reads %d (all: %s)", name, k, v, refName, ref[k], strings.Join(all, " "))
+					diffNS, diffKey, _ = strings.Cut(k, "/")
 					return errors.New(lastDiff)
 				}
 			}
@@ -739,9 +746,39 @@ func (c *campaign) converge(ctx context.Context, h *chaos.History) error {
 	h.Final = final
 	h.Nodes = names(c.m.members())
 	if err != nil {
+		if diffNS != "" {
+			c.dumpStates(ctx, diffNS, diffKey)
+		}
 		return fmt.Errorf("chaos: the nodes did not converge: %w", err)
 	}
 	return nil
+}
+
+// dumpStates keeps every node's export of namespace ns next to the history
+// and logs each node's CRDT state of key: what a post-mortem of a
+// divergence needs (which slots differ, and on which nodes).
+func (c *campaign) dumpStates(ctx context.Context, ns, key string) {
+	for _, n := range c.m.members() {
+		resp, body, err := c.m.do(ctx, n, http.MethodGet, "/v1/export?ns="+url.QueryEscape(ns), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			c.cfg.Logf("chaos: export of %s from %s failed: %v %s", ns, n.name, err, body)
+			continue
+		}
+		if c.cfg.ResultsDir != "" {
+			path := filepath.Join(c.cfg.ResultsDir, fmt.Sprintf("%d-%s-%s.ndjson", c.cfg.Seed, n.name, ns))
+			if err := os.WriteFile(path, body, 0o644); err != nil {
+				c.cfg.Logf("chaos: keep the export: %v", err)
+			}
+		}
+		for line := range bytes.Lines(body) {
+			var rec struct {
+				Type, NS, Key string
+			}
+			if json.Unmarshal(line, &rec) == nil && rec.Type == "counter" && rec.NS == ns && rec.Key == key {
+				c.cfg.Logf("chaos: %s holds %s/%s as %s", n.name, ns, key, bytes.TrimSpace(line))
+			}
+		}
+	}
 }
 
 // finalSeries reads each windowed key's series total over the whole run.

@@ -281,7 +281,7 @@ func (m *mesh) startLocked(n *member) error {
 	args := []string{"netns", "exec", n.netns, m.bin,
 		"--node-name", n.name, "--region", n.region, "--data-dir", n.dataDir,
 		"--http-addr", fmt.Sprintf("%s:%d", n.ip, httpPort), "--gossip-addr", n.gossip(),
-		"--log-level", "warn"}
+		"--log-level", "info"}
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}

@@ -15,6 +15,10 @@
 // version need no node. keygen and token print the secret alone on one line,
 // so that "countctl keygen >> gossip.key" works (mind the file's mode).
 //
+// export and import (backup and restore) stream every counter's full state
+// to stdout and from a file; they draw a progress bar on stderr only when
+// stderr is a terminal (package internal/progress).
+//
 // Exit status: 0 on success; 1 when the request was refused or failed (the
 // error's message is printed on stderr) and when a rate limit refuses the
 // request; 2 on bad usage (the usage is printed on stderr).

@@ -48,6 +48,11 @@ Namespaces:
 Other:
   ratelimit NS KEY LIMIT WINDOW   take one unit (--cost N) from a rate limit;
                               exit status 1 when refused
+  export [NS] > FILE          every namespace config and counter's full state
+                              (of NS only when given), as JSON lines on stdout;
+                              a progress bar on stderr when it is a terminal
+  import FILE                 merge an export into the node (FILE - for stdin);
+                              importing twice changes nothing; newer state is kept
   cluster                     this node, the members and replication lag
   health                      liveness and readiness
   version                     print countctl's version
@@ -113,6 +118,8 @@ var commandFlags = map[string][]string{
 	"ns":        nil,
 	"ratelimit": {"cost"},
 	"cluster":   nil,
+	"export":    nil,
+	"import":    nil,
 	"health":    nil,
 	"certs":     nil,
 	"keygen":    nil,
@@ -206,6 +213,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		c, err = newCLI(pos, fl, stdout, getenv)
 	}
 	if err == nil {
+		c.errOut = stderr
 		err = c.dispatch(ctx)
 	}
 	return report(err, stderr)
@@ -255,7 +263,9 @@ type cli struct {
 	fl   flags
 	json bool
 	out  io.Writer
-	c    *client.Client
+	// errOut is stderr: progress bars go there when it is a terminal.
+	errOut io.Writer
+	c      *client.Client
 }
 
 func newCLI(pos []string, fl flags, stdout io.Writer, getenv func(string) string) (*cli, error) {
@@ -355,6 +365,10 @@ func (c *cli) dispatch(ctx context.Context) error {
 		return c.ratelimit(ctx)
 	case "cluster":
 		return c.cluster(ctx)
+	case "export":
+		return c.export(ctx)
+	case "import":
+		return c.importFile(ctx)
 	case "health":
 		return c.health(ctx)
 	case "certs":

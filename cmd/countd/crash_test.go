@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // When the test binary is started with COUNTD_TEST_AS_DAEMON=1 it runs as
@@ -40,14 +40,14 @@ type daemon struct {
 func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	d := launchDaemon(t, dataDir, extra...)
-	testutil.Eventually(t, 20*time.Second, func() bool {
+	wait.Until(t, 20*time.Second, fmt.Sprintf("countd at %s ready", d.addr), func() bool {
 		resp, err := http.Get("http://" + d.addr + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200
-	}, "countd at %s ready", d.addr)
+	})
 	return d
 }
 

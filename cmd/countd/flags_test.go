@@ -24,7 +24,7 @@ func TestFlagsEnvironmentAndPrecedence(t *testing.T) {
 	if o.httpAddr != "127.0.0.1:7000" || o.region != "eu" {
 		t.Fatalf("flags must win over the environment: %+v", o)
 	}
-	if o.gossipAddr != "127.0.0.1:7946" || o.logLevel != "info" || o.logFormat != "json" {
+	if o.gossipAddr != "127.0.0.1:7946" || o.logLevel != "info" || o.logFormat != "" {
 		t.Fatalf("defaults: %+v", o)
 	}
 }

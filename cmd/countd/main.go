@@ -72,6 +72,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	var o options
 	fs := flag.NewFlagSet("countd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = usage(fs, stderr)
 	fs.StringVar(&o.nodeName, "node-name", def.Name, "unique name of this node in the mesh")
 	fs.StringVar(&o.region, "region", def.Region, "region (data center) this node belongs to")
 	fs.StringVar(&o.dataDir, "data-dir", def.Store.Dir, "Pebble directory; created if missing")
@@ -82,7 +83,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.IntVar(&o.cacheCounters, "cache-counters", def.CacheCounters, "counters kept in memory; the rest are read through from Pebble")
 	fs.StringVar(&o.durability, "durability", def.DefaultDurability, "default durability of new namespaces: sync or async")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&o.logFormat, "log-format", "", "log format: json or console (default: console on a terminal, json otherwise)")
 	fs.StringVar(&o.peerAddr, "peer-addr", "", "the one listener for node-to-node traffic (default: the gossip host, gossip port + 1)")
 	fs.StringVar(&o.adminAddr, "admin-addr", "off", "operator-only listener for /debug/pprof; off disables it")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA certificate: peers must present a certificate it signed (mutual TLS on the peer listener)")
@@ -111,7 +112,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 		if set[f.Name] || f.Name == "version" {
 			return
 		}
-		env := "COUNTMESH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := envName(f.Name)
 		if v := getenv(env); v != "" {
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
@@ -126,17 +127,33 @@ func newLogger(level, format string) (*zap.Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log-level: %w", err)
 	}
+	if format == "" {
+		format = "json"
+		if isTerminal(os.Stderr) {
+			format = "console"
+		}
+	}
 	var cfg zap.Config
 	switch format {
 	case "json":
 		cfg = zap.NewProductionConfig()
 	case "console":
 		cfg = zap.NewDevelopmentConfig()
+		cfg.Development = false // never panic on DPanic in a server
+		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+		if isTerminal(os.Stderr) {
+			cfg.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
+		cfg.EncoderConfig.EncodeCaller = nil
+		cfg.EncoderConfig.CallerKey = ""
 	default:
-		return nil, fmt.Errorf("log-format must be json or console, got %q", format)
+		return nil, fmt.Errorf("--log-format must be json or console, got %q", format)
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.Sampling = nil
+	// An error record names its cause; a stack trace of the daemon's own
+	// frames helps nobody reading the log.
+	cfg.DisableStacktrace = true
 	cfg.EncoderConfig.TimeKey = "ts"
 	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	return cfg.Build()
@@ -180,6 +197,12 @@ func run(args []string, stderr io.Writer, stop <-chan struct{}) int {
 		log.Warn("insecure: "+p, zap.Bool("insecure", true))
 	}
 	if err := serve(o, log, stop); err != nil {
+		var se *startupError
+		if errors.As(err, &se) {
+			log.Sync()
+			fmt.Fprintf(stderr, "countd: %s\n", explain(se.err, o.dataDir))
+			return 1
+		}
 		log.Error("countd stopped with an error", zap.Error(err))
 		return 1
 	}
@@ -217,7 +240,15 @@ func countSet(vals ...string) int {
 	return n
 }
 
-func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
+// serve runs the node until stop or a signal. An error before it serves
+// is a *startupError.
+func serve(o options, log *zap.Logger, stop <-chan struct{}) (err error) {
+	serving := false
+	defer func() {
+		if err != nil && !serving {
+			err = &startupError{err}
+		}
+	}()
 	if tags := sabotage.Active(); len(tags) > 0 {
 		log.Warn("THIS IS A SABOTAGED TEST BUILD: it has bugs on purpose (for the chaos campaign); never run it in production", zap.Strings("sabotage", tags))
 	}
@@ -245,6 +276,11 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	meshOn := o.gossipAddr != "off"
 	if !meshOn && o.join != "" {
 		return fmt.Errorf("--join needs the mesh; it is off (--gossip-addr off)")
+	}
+	// A mesh node whose data directory is new takes a new slot (see
+	// node.LoadIncarnation): its disk may have been lost.
+	if cfg.Incarnation, err = node.LoadIncarnation(o.dataDir, meshOn); err != nil {
+		return err
 	}
 	// With the mesh, /readyz waits until the node has asked its peers for
 	// the changes it may have lost (its own slot after a restart).
@@ -352,7 +388,9 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) error {
 	log.Info("countd serving", zap.String("http_addr", ln.Addr().String()), zap.String("scheme", scheme), zap.String("node", cfg.Name),
 		zap.String("region", cfg.Region), zap.String("data_dir", cfg.Store.Dir),
 		zap.String("durability", cfg.DefaultDurability), zap.String("cache_counters", strconv.Itoa(cfg.CacheCounters)),
-		zap.Bool("tokens", sec.tokens != nil), zap.Bool("peer_tls", sec.peerTLS != nil), zap.Bool("gossip_encryption", len(sec.gossipKeys) > 0))
+		zap.Bool("tokens", sec.tokens != nil), zap.Bool("peer_tls", sec.peerTLS != nil), zap.Bool("gossip_encryption", len(sec.gossipKeys) > 0),
+		zap.String("url", scheme+"://"+ln.Addr().String()), zap.String("stop", "press Ctrl-C or send SIGTERM"))
+	serving = true
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -418,6 +456,7 @@ func startAdmin(addr string, log *zap.Logger) (*http.Server, error) {
 func startMesh(o options, httpAddr string, n *node.Node, sec *security, log *zap.Logger) (*gossip.Mesh, error) {
 	gcfg := gossip.DefaultConfig()
 	gcfg.Name = o.nodeName
+	gcfg.NodeID = n.ID()
 	gcfg.Region = o.region
 	gcfg.HTTPAddr = advertisedHTTP(httpAddr, o.advertiseAddr, o.gossipAddr)
 	gcfg.GossipAddr = o.gossipAddr

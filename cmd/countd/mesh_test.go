@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/countmesh/countmesh/client"
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // freeGossipPort returns a loopback port p such that p (TCP and UDP, for
@@ -92,7 +92,7 @@ func TestMeshOfProcesses(t *testing.T) {
 	for _, p := range procs {
 		start(p)
 	}
-	testutil.EventuallyState(t, 15*time.Second, func() (bool, string) {
+	wait.For(t, 15*time.Second, "membership", func() (bool, string) {
 		for _, p := range procs {
 			var st struct {
 				Members []struct{ Name, State string }
@@ -109,7 +109,7 @@ func TestMeshOfProcesses(t *testing.T) {
 			}
 		}
 		return true, ""
-	}, "membership")
+	})
 
 	// A watcher on n1 (region r1) sees an increment made on n3 (region r2)
 	// within a second, across regions.
@@ -182,7 +182,7 @@ func TestMeshOfProcesses(t *testing.T) {
 		return sum
 	}
 	want := acked.Load()
-	took := testutil.EventuallyState(t, 5*time.Second, func() (bool, string) {
+	took := wait.For(t, 5*time.Second, "convergence", func() (bool, string) {
 		var got []string
 		ok := true
 		for _, p := range procs {
@@ -191,7 +191,7 @@ func TestMeshOfProcesses(t *testing.T) {
 			ok = ok && v == want
 		}
 		return ok, fmt.Sprintf("want %d, got %v", want, got)
-	}, "convergence")
+	})
 	t.Logf("%d acknowledged increments on 3 nodes converged %v after the last write", want/2, took)
 
 	// SIGKILL n2, wipe its disk, restart it under the same name.
@@ -215,7 +215,7 @@ func TestMeshOfProcesses(t *testing.T) {
 		t.Fatalf("incr after restart: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	testutil.EventuallyState(t, 5*time.Second, func() (bool, string) {
+	wait.For(t, 5*time.Second, "convergence after restart", func() (bool, string) {
 		var got []string
 		ok := true
 		for _, p := range procs {
@@ -224,5 +224,5 @@ func TestMeshOfProcesses(t *testing.T) {
 			ok = ok && v == want+1
 		}
 		return ok, fmt.Sprintf("want %d, got %v", want+1, got)
-	}, "convergence after restart")
+	})
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip/gossiptest"
 	"github.com/countmesh/countmesh/internal/pki"
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // The security checks of the hostile-networks work, against real countd
@@ -194,24 +194,24 @@ func TestSecuredMeshOfProcesses(t *testing.T) {
 		p.gossip = freeGossipPort(t)
 		p.d = start(p.name, p.region, p.gossip, s.flags(p.name, s.dir, s.keyFile))
 	}
-	testutil.EventuallyState(t, 15*time.Second, func() (bool, string) {
+	wait.For(t, 15*time.Second, "membership", func() (bool, string) {
 		for _, p := range procs {
 			if m := members(t, p.d.addr, s.reader); len(m) != 3 {
 				return false, fmt.Sprintf("%s sees %v", p.name, m)
 			}
 		}
 		return true, ""
-	}, "membership")
+	})
 	// Convergence, as before: a write on n1 read on n3 within 1 s.
 	for i := range 5 {
 		if code, body := call(t, "POST", "http://"+procs[0].d.addr+"/v1/counters/pages/home/incr", s.admin, `{"by":2}`); code != 200 {
 			t.Fatalf("incr: %d %v", code, body)
 		}
 		want := int64(2 * (i + 1))
-		took := testutil.EventuallyState(t, 5*time.Second, func() (bool, string) {
+		took := wait.For(t, 5*time.Second, "convergence", func() (bool, string) {
 			v := value(t, procs[2].d.addr, s.reader, "pages", "home")
 			return v == want, fmt.Sprintf("n3 reads %d, want %d", v, want)
-		}, "convergence")
+		})
 		if took > time.Second {
 			t.Errorf("write %d reached n3 after %v (want within 1 s)", i, took)
 		}
@@ -360,10 +360,10 @@ func TestAttacksOnARealNode(t *testing.T) {
 			t.Fatalf("incr: %d %v", code, body)
 		}
 	}
-	testutil.EventuallyState(t, 10*time.Second, func() (bool, string) {
+	wait.For(t, 10*time.Second, "n2 has the counters", func() (bool, string) {
 		v := value(t, n2.addr, "", "pages", "b")
 		return v == 5, fmt.Sprintf("n2 reads %d", v)
-	}, "n2 has the counters")
+	})
 	peer := fmt.Sprintf("127.0.0.1:%d", g1+1)
 	rss0 := rssBytes(t, n1.cmd.Process.Pid)
 
@@ -578,10 +578,10 @@ func TestAttacksOnARealNode(t *testing.T) {
 	if code, _ := call(t, "POST", base+"/v1/counters/pages/a/incr", "", ""); code != 200 {
 		t.Fatal("incr after the attacks failed")
 	}
-	testutil.EventuallyState(t, 10*time.Second, func() (bool, string) {
+	wait.For(t, 10*time.Second, "replication after the attacks", func() (bool, string) {
 		v := value(t, n2.addr, "", "pages", "a")
 		return v == 6, fmt.Sprintf("n2 reads %d", v)
-	}, "replication after the attacks")
+	})
 	// A real reset and a real config change still work: the forged epoch
 	// and the forged clock did not win.
 	if code, body := call(t, "PUT", base+"/v1/counters/pages/b", "", `{"value":1}`); code != 200 {
@@ -741,14 +741,14 @@ func TestReloadAndHTTPS(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	testutil.EventuallyState(t, 20*time.Second, func() (bool, string) {
+	wait.For(t, 20*time.Second, "ready over HTTPS", func() (bool, string) {
 		resp, err := hc.Get("https://" + d.addr + "/readyz")
 		if err != nil {
 			return false, err.Error()
 		}
 		resp.Body.Close()
 		return resp.StatusCode == 200, fmt.Sprint(resp.StatusCode)
-	}, "ready over HTTPS")
+	})
 	if code := get(s.reader); code != 200 {
 		t.Fatalf("reader token over HTTPS: %d", code)
 	}
@@ -772,10 +772,10 @@ func TestReloadAndHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	testutil.EventuallyState(t, 5*time.Second, func() (bool, string) {
+	wait.For(t, 5*time.Second, "the new tokens after SIGHUP", func() (bool, string) {
 		old, cur := get(s.reader), get(newReader)
 		return old == 401 && cur == 200, fmt.Sprintf("old token %d, new token %d", old, cur)
-	}, "the new tokens after SIGHUP")
+	})
 	// A broken file: the tokens in force stay.
 	os.WriteFile(s.tokensFile, []byte("short read\n"), 0o600)
 	d.cmd.Process.Signal(syscall.SIGHUP)

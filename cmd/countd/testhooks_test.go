@@ -10,7 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 func TestTestClockOffset(t *testing.T) {
@@ -56,10 +56,10 @@ func TestFsyncFailFileArmsFaults(t *testing.T) {
 	defer f.Close()
 	waitSync := func(wantErr bool) {
 		t.Helper()
-		testutil.EventuallyState(t, 2*time.Second, func() (bool, string) {
+		wait.For(t, 2*time.Second, fmt.Sprintf("Sync failing: %v", wantErr), func() (bool, string) {
 			err := f.Sync()
 			return (err != nil) == wantErr, fmt.Sprintf("Sync() = %v", err)
-		}, "Sync failing: %v", wantErr)
+		})
 	}
 	waitSync(false)
 	if err := os.WriteFile(flag, nil, 0o600); err != nil {

@@ -3,6 +3,7 @@ package fakenet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -12,7 +13,7 @@ import (
 
 	"github.com/hashicorp/memberlist"
 
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 func dialPair(t *testing.T, nw *Network, from, to *Host) (client, server net.Conn) {
@@ -200,9 +201,9 @@ func TestTransportRunsMemberlist(t *testing.T) {
 	}
 	wait := func(want int) {
 		t.Helper()
-		testutil.Eventually(t, 10*time.Second, func() bool {
+		wait.Until(t, 10*time.Second, fmt.Sprintf("memberlists reaching %d members", want), func() bool {
 			return mls[0].NumMembers() == want && mls[1].NumMembers() == want
-		}, "memberlists reaching %d members", want)
+		})
 	}
 	wait(3)
 	// Cut m3 off: the others declare it dead.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
-	"github.com/countmesh/countmesh/internal/testutil"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // Key names a counter.
@@ -330,9 +330,9 @@ func (c *Committer) Commit() {
 }
 
 // WaitFor polls cond until it holds or timeout passes, and reports
-// whether it held (testutil.Poll, for callers without a testing.T such as
+// whether it held (wait.Poll, for callers without a testing.T such as
 // examples).
 func WaitFor(timeout time.Duration, cond func() bool) bool {
-	_, err := testutil.Poll(context.Background(), timeout, testutil.Interval, func() (bool, string) { return cond(), "" })
+	_, err := wait.Poll(context.Background(), timeout, 5*time.Millisecond, func() (bool, string) { return cond(), "" })
 	return err == nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/countmesh/countmesh/bench"
 	"github.com/countmesh/countmesh/client"
+	"github.com/countmesh/countmesh/internal/progress"
 )
 
 // options are the command-line flags.
@@ -169,9 +170,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "countbench: %v\n", err)
 		return 2
 	}
-	var progress io.Writer
+	var progressLines io.Writer
 	if o.progress > 0 {
-		progress = stderr
+		progressLines = stderr
 	}
 	enc := client.EncodingMsgpack
 	if o.format == "json" {
@@ -193,11 +194,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		pctx, cancel := context.WithTimeout(ctx, o.prefillTimeout)
 		defer cancel()
 		pcfg := bench.PrefillConfig{NS: o.ns, Keys: keys, BatchSize: o.batchSize, Workers: o.concurrency,
-			Encoding: enc, Consistency: client.Consistency(o.consistency), Retries: 5, Progress: progress}
+			Encoding: enc, Consistency: client.Consistency(o.consistency), Retries: 5, Progress: progressLines}
 		if o.mode != "prefill" {
 			pcfg.Workers = 4
 		}
-		return bench.Prefill(pctx, c, pcfg)
+		// On a terminal a bar replaces the progress lines, as countctl
+		// export and import show theirs.
+		bar := progress.New(stderr, int64(keys), "prefill", progress.Items)
+		if bar != nil {
+			pcfg.Progress = nil
+			pcfg.Written = func(n int) { bar.Add(int64(n)) }
+		}
+		res, err := bench.Prefill(pctx, c, pcfg)
+		if err == nil {
+			bar.Finish()
+		}
+		return res, err
 	}
 
 	if o.mode == "prefill" {
@@ -261,7 +273,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	rcfg := bench.RunConfig{
 		Rate: o.rate, Workers: o.concurrency, Warmup: o.warmup, Duration: o.duration,
-		Grace: o.timeout, Progress: progress, ProgressEvery: o.progress, Label: o.mode + " ",
+		Grace: o.timeout, Progress: progressLines, ProgressEvery: o.progress, Label: o.mode + " ",
 	}
 	res, err := bench.Run(ctx, rcfg, newOp)
 	if err != nil {

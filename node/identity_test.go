@@ -1,0 +1,140 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip"
+)
+
+func TestLoadIncarnation(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if inc, err := LoadIncarnation(dir, false); err != nil || inc != 0 {
+		t.Fatalf("a new directory without mint: %d, %v; want 0", inc, err)
+	}
+	inc, err := LoadIncarnation(dir, true)
+	if err != nil || inc == 0 {
+		t.Fatalf("a new directory with mint: %d, %v; want a new incarnation", inc, err)
+	}
+	if again, err := LoadIncarnation(dir, true); err != nil || again != inc {
+		t.Fatalf("reloaded: %d, %v; want %d", again, err, inc)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if next, err := LoadIncarnation(dir, true); err != nil || next == 0 || next == inc {
+		t.Fatalf("after the directory was lost: %d, %v; want a new incarnation, not %d", next, err, inc)
+	}
+
+	// A directory with data from before incarnations keeps the name's slot.
+	legacy := t.TempDir()
+	if err := os.WriteFile(filepath.Join(legacy, "MANIFEST-000001"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if inc, err := LoadIncarnation(legacy, true); err != nil || inc != 0 {
+		t.Fatalf("a directory with data: %d, %v; want 0", inc, err)
+	}
+	// The leftover of an interrupted write does not make a directory old.
+	left := t.TempDir()
+	if err := os.WriteFile(filepath.Join(left, IdentityFile+".tmp123"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if inc, err := LoadIncarnation(left, true); err != nil || inc == 0 {
+		t.Fatalf("a directory with a leftover: %d, %v; want a new incarnation", inc, err)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, IdentityFile), []byte("incarnation zz\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadIncarnation(bad, true); err == nil {
+		t.Fatal("a corrupt identity file was accepted")
+	}
+}
+
+// TestLostDiskComesBackUnderANewSlot: a node whose data directory is lost
+// restarts empty while a peer still holds its old slot higher than it
+// could recover (the chaos campaign's wipe fault: one peer had the last
+// change relayed to it, the peers the node caught up from had not). Under
+// the same slot, the node would refuse that copy for good (only a node
+// writes its own slot) and its new increments would vanish under it on
+// that peer: the mesh never converged. Under a new incarnation the old slot
+// is just another origin and merges.
+func TestLostDiskComesBackUnderANewSlot(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	open := func(mint bool) *Node {
+		t.Helper()
+		cfg := testConfig(t, nil)
+		cfg.Store.Dir = dir
+		inc, err := LoadIncarnation(dir, mint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Incarnation = inc
+		return openTest(t, cfg)
+	}
+	for _, tc := range []struct {
+		name string
+		mint bool
+		want int64
+	}{
+		{"same slot (before incarnations)", false, 1},
+		{"new incarnation", true, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := open(tc.mint)
+			old := n.ID()
+			if want := crdt.NodeIDFromName("n1"); tc.mint == (old == want) {
+				t.Fatalf("slot %d with mint %v (the name's slot is %d)", old, tc.mint, want)
+			}
+			for range 3 {
+				if _, err := n.Incr(ctx, "ns", "k", 1, WriteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			held, ok, err := n.counterState("ns", "k") // the copy a peer holds
+			if err != nil || !ok {
+				t.Fatalf("state: %v %v", ok, err)
+			}
+			n.Close()
+			if n = open(tc.mint); n.ID() != old {
+				t.Fatalf("a restart changed the slot: %d, was %d", n.ID(), old)
+			}
+			n.Close()
+			fromPeer := gossip.Batch{
+				Ranges: []gossip.Range{{Origin: old, After: 0, Upto: 3}},
+				Deltas: []gossip.Delta{{NS: "ns", Key: "k", Origin: old, Seq: 3, State: held.Delta(true, old)}},
+			}
+
+			if err := os.RemoveAll(dir); err != nil { // the disk is lost
+				t.Fatal(err)
+			}
+			n = open(tc.mint)
+			defer func() {
+				n.Close()
+				os.RemoveAll(dir)
+			}()
+			if _, err := n.Incr(ctx, "ns", "k", 1, WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			err = n.Apply(fromPeer)
+			if tc.mint {
+				if n.ID() == old {
+					t.Fatal("the node came back under its old slot")
+				}
+				if err != nil {
+					t.Fatalf("the peer's copy of the old slot was refused: %v", err)
+				}
+			} else if !errors.Is(err, ErrInvalidPeerData) {
+				t.Fatalf("under the old slot the copy should be refused as this node's own, got %v", err)
+			}
+			if got := mustGet(t, n, "ns", "k"); got != tc.want {
+				t.Fatalf("value %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
