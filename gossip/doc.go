@@ -124,7 +124,11 @@
 //   - gossip/stream: the per-peer outgoing queue and stream of this node's
 //     changes, and the receiving side;
 //   - gossip/antientropy: the push-pull exchange of version vectors and
-//     the changes the other side lacks.
+//     the changes the other side lacks;
+//   - gossip/internal/stats: the counters behind Stats.
+//
+// The delta types (Delta, Range, Batch, ConfigRecord) are package
+// change's, below node and gossip; gossip keeps their names as aliases.
 //
 // # Failure behaviour
 //
