@@ -11,7 +11,7 @@ import (
 
 // Method names a peer call. The methods are the node's services on the
 // one peer transport; the packages that implement them register handlers
-// with Mesh.Handle before Start.
+// with gossip.Mesh.Handle (Transport.Handle) before Start.
 type Method uint8
 
 // The peer calls.

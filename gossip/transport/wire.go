@@ -60,7 +60,7 @@ const (
 	KindStream = 1
 	KindAE     = 2
 	KindPing   = 3 // a reachability probe: the listener closes at once
-	KindRPC    = 4 // peer calls (Mesh.Call), one at a time, answered in order
+	KindRPC    = 4 // peer calls (Transport.Call), one at a time, answered in order
 )
 
 type Hello struct {
