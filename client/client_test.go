@@ -164,6 +164,28 @@ func TestRequests(t *testing.T) {
 			wantValue: []any{int64(7), true},
 		},
 		{
+			name:   "get as of a time",
+			answer: `{"ns":"n","key":"k","value":4,"updated_at":null,"resolution":"1m","at":"2024-05-06T07:08:00Z"}`,
+			call: func(ctx context.Context, c *Client) (any, error) {
+				v, err := c.Get(ctx, "n", "k", GetOptions{At: at})
+				return []any{v.Value, v.Resolution, v.At.Equal(at.Truncate(time.Minute))}, err
+			},
+			method: "GET", path: "/v1/counters/n/k",
+			query:     url.Values{"at": {"2024-05-06T07:08:09Z"}},
+			wantValue: []any{int64(4), "1m", true},
+		},
+		{
+			name:   "get a window's bucket",
+			answer: `{"ns":"n","key":"k","value":2,"updated_at":null,"window":"1h","bucket_start":"2024-05-06T07:00:00Z"}`,
+			call: func(ctx context.Context, c *Client) (any, error) {
+				v, err := c.Get(ctx, "n", "k", GetOptions{At: at, Window: "1h"})
+				return []any{v.Value, v.Window, v.BucketStart.Equal(at.Truncate(time.Hour))}, err
+			},
+			method: "GET", path: "/v1/counters/n/k",
+			query:     url.Values{"at": {"2024-05-06T07:08:09Z"}, "window": {"1h"}},
+			wantValue: []any{int64(2), "1h", true},
+		},
+		{
 			name:   "reset",
 			answer: `{"ns":"n","key":"k","value":10}`,
 			call: func(ctx context.Context, c *Client) (any, error) {

@@ -27,8 +27,12 @@ type IncrOptions struct {
 // GetOptions are the optional parameters of a read.
 type GetOptions struct {
 	Consistency Consistency
-	// At asks for the value at that time (needs the namespace's windows).
+	// At asks for the value as of that time (needs the namespace's
+	// windows); the answer's Resolution and At say how it was resolved.
 	At time.Time
+	// Window, with At, asks instead for the change during that window's
+	// bucket holding At (the answer's Window and BucketStart).
+	Window string
 }
 
 // CounterValue is the answer of Incr, Decr, Get and Reset.
@@ -41,6 +45,14 @@ type CounterValue struct {
 	Duplicate bool `json:"duplicate,omitempty"`
 	// UpdatedAt is the time of the last change (Get only).
 	UpdatedAt Time `json:"updated_at"`
+	// Resolution and At: for Get with GetOptions.At, the window the value
+	// as of that time was read at, and the time rounded down to it.
+	Resolution string `json:"resolution,omitempty"`
+	At         Time   `json:"at"`
+	// Window and BucketStart: for Get with GetOptions.At and Window, the
+	// bucket whose change Value is.
+	Window      string `json:"window,omitempty"`
+	BucketStart Time   `json:"bucket_start"`
 	// Raw is the server's answer as sent.
 	Raw json.RawMessage `json:"-"`
 }
@@ -99,6 +111,9 @@ func (c *Client) Get(ctx context.Context, ns, key string, opts GetOptions) (Coun
 	}
 	if !opts.At.IsZero() {
 		q.Set("at", formatTime(opts.At))
+	}
+	if opts.Window != "" {
+		q.Set("window", opts.Window)
 	}
 	raw, err := c.call(ctx, request{method: http.MethodGet, path: CounterPath(ns, key), query: q}, nil, &out)
 	out.Raw = raw

@@ -73,6 +73,8 @@ func (s *Server) routes(cfg Config, dashboard http.HandlerFunc) []route {
 		// and imports those only (export.go).
 		{"GET", "/v1/export", needAdmin, s.exportAll},
 		{"POST", "/v1/import", needAdmin, s.importAll},
+		// The OpenAPI description of these routes (openapi.go).
+		{"GET", "/v1/openapi.json", needRead, s.getOpenAPI},
 	}
 	if cfg.Gatherer != nil {
 		rs = append(rs, route{"GET", "/metrics", needRead, promHandler(cfg.Gatherer)})

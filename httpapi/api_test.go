@@ -285,19 +285,17 @@ func TestHealthReadyMetrics(t *testing.T) {
 		t.Fatalf("readyz %d", s)
 	}
 	a.json("POST", "/v1/counters/m/k/incr", "")
-	resp, err := http.Get(a.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	text, _ := io.ReadAll(resp.Body)
+	text := a.metricsText()
 	for _, want := range []string{
 		"countmesh_increments_total 1",
 		`countmesh_http_request_duration_seconds_count{code="200",method="POST",route="/v1/counters/{ns}/{key}/incr"} 1`,
 		"countmesh_commits_total",
 		"countmesh_fsync_seconds_total",
+		"countmesh_ready 1",
+		`countmesh_members{state="alive"} 1`,
+		`countmesh_members{state="suspect"} 0`,
 	} {
-		if !strings.Contains(string(text), want) {
+		if !strings.Contains(text, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}

@@ -142,8 +142,13 @@ type counterAnswer struct {
 	Key       string     `json:"key"`
 	Value     int64      `json:"value"`
 	UpdatedAt *time.Time `json:"updated_at"`
-	// Window and BucketStart name the bucket a read with ?at= answered
-	// from: value is the change of the counter during it.
+	// Resolution and At say how a read with ?at= was resolved: value is
+	// the counter's value as of At, T rounded down to the window
+	// Resolution.
+	Resolution string     `json:"resolution,omitempty"`
+	At         *time.Time `json:"at,omitempty"`
+	// Window and BucketStart name the bucket a read with ?at=&window=
+	// answered from: value is the change of the counter during it.
 	Window      string     `json:"window,omitempty"`
 	BucketStart *time.Time `json:"bucket_start,omitempty"`
 	// Estimate and ErrorBound mark a read of an approximate namespace:
@@ -165,12 +170,16 @@ func (s *Server) getCounter(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	c, err := s.node.Get(r.Context(), ns, key, node.ReadOptions{Consistency: q.Get("consistency"), At: at})
+	c, err := s.node.Get(r.Context(), ns, key, node.ReadOptions{Consistency: q.Get("consistency"), At: at, Window: q.Get("window")})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	ans := counterAnswer{NS: ns, Key: key, Value: c.Value, Window: c.Window, Estimate: c.Estimate}
+	ans := counterAnswer{NS: ns, Key: key, Value: c.Value, Resolution: c.Resolution, Window: c.Window, Estimate: c.Estimate}
+	if !c.AsOf.IsZero() {
+		t := c.AsOf
+		ans.At = &t
+	}
 	if c.Estimate {
 		b := c.ErrorBound
 		ans.ErrorBound = &b

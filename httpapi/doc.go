@@ -15,6 +15,13 @@
 // token. A batch is checked op by op, and the namespace list shows only the
 // namespaces the token covers.
 //
+// GET /v1/openapi.json serves openapi.json, the OpenAPI 3.1 description of
+// the routes, embedded as written. It is kept by hand beside the routes
+// table: TestOpenAPIMatchesTheRouter walks the router and fails when a route
+// is routed but not described, described but not routed, or described with
+// another scope (x-countmesh-scope), and validates the document and real
+// answers against its schemas with kin-openapi.
+//
 // Every input is bounded and validated before it reaches the node: bodies
 // (8 MiB, 10,000 ops), names, keys, label names and values (UTF-8 without
 // control characters), query strings (a bad percent escape is a 400), and

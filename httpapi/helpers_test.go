@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,4 +29,16 @@ func rawGet(t *testing.T, baseURL, path string) (int, string) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header.Get("Content-Type")
+}
+
+// metricsText returns the body of GET /metrics.
+func (a *testAPI) metricsText() string {
+	a.t.Helper()
+	resp, err := http.Get(a.url + "/metrics")
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	return string(text)
 }

@@ -35,9 +35,29 @@ func TestQueryRoutes(t *testing.T) {
 		points[0].(map[string]any)["t"] != "2026-03-02T12:00:00Z" {
 		t.Fatalf("series points: %v", points)
 	}
+	// As of 12:29:30, at the 1m resolution: the value at 12:29:00, before
+	// the two increments of that minute.
 	s, b = a.json("GET", "/v1/counters/an/home?at=2026-03-02T12:29:30Z", "")
-	if s != 200 || b["value"].(float64) != 3 || b["window"] != "1m" || b["bucket_start"] != "2026-03-02T12:29:00Z" {
+	if s != 200 || b["value"].(float64) != 7 || b["resolution"] != "1m" || b["at"] != "2026-03-02T12:29:00Z" || b["window"] != nil {
 		t.Fatalf("at: %d %v", s, b)
+	}
+	// Before the 1m retention (2h), the 1h resolution.
+	s, b = a.json("GET", "/v1/counters/an/home?at=2026-03-02T10:10:00Z", "")
+	if s != 200 || b["value"].(float64) != 0 || b["resolution"] != "1h" || b["at"] != "2026-03-02T10:00:00Z" {
+		t.Fatalf("at before the 1m retention: %d %v", s, b)
+	}
+	s, b = a.json("GET", "/v1/counters/an/home?at=2026-03-02T12:00:00Z", "")
+	if s != 200 || b["value"].(float64) != 4 || b["resolution"] != "1m" {
+		t.Fatalf("at 12:00: %d %v", s, b)
+	}
+	// With a window: the change during its bucket holding at.
+	s, b = a.json("GET", "/v1/counters/an/home?at=2026-03-02T12:29:30Z&window=1m", "")
+	if s != 200 || b["value"].(float64) != 3 || b["window"] != "1m" || b["bucket_start"] != "2026-03-02T12:29:00Z" || b["resolution"] != nil {
+		t.Fatalf("at with window 1m: %d %v", s, b)
+	}
+	s, b = a.json("GET", "/v1/counters/an/home?at=2026-03-02T12:29:30Z&window=1h", "")
+	if s != 200 || b["value"].(float64) != 6 || b["window"] != "1h" || b["bucket_start"] != "2026-03-02T12:00:00Z" {
+		t.Fatalf("at with window 1h: %d %v", s, b)
 	}
 	s, b = a.json("GET", "/v1/namespaces/an/top?k=1", "")
 	items, _ := b["items"].([]any)
@@ -68,7 +88,10 @@ func TestQueryRoutes(t *testing.T) {
 		"/v1/counters/an/home/series?stpe=1m",                                           // unknown parameter
 		"/v1/counters/plain/home/series",                                                // no windows
 		"/v1/counters/an/home?at=noon",                                                  // bad time
-		"/v1/counters/an/home?at=2020-01-01T00:00:00Z",                                  // past retention of 1h? (1h is kept forever: see below)
+		"/v1/counters/an/home?at=2026-01-01T00:00:00Z",                                  // past retention of 1h? (1h is kept forever: see below)
+		"/v1/counters/an/home?window=1h",                                                // window without at
+		"/v1/counters/an/home?at=2026-03-02T12:00:00Z&window=1d",                        // window not kept
+		"/v1/counters/an/home?at=2026-03-02T09:00:00Z&window=1m",                        // past the 1m retention
 		"/v1/namespaces/an/top?window=1d",                                               // bad window
 		"/v1/namespaces/an/top?k=0",                                                     // bad k
 		"/v1/namespaces/an/top?k=ten",                                                   // bad k
@@ -80,9 +103,9 @@ func TestQueryRoutes(t *testing.T) {
 	}
 	for _, path := range bad {
 		s, b := a.json("GET", path, "")
-		if path == "/v1/counters/an/home?at=2020-01-01T00:00:00Z" {
-			// 1h has no retention: the old hour is answered (0).
-			if s != 200 || b["value"].(float64) != 0 || b["window"] != "1h" {
+		if path == "/v1/counters/an/home?at=2026-01-01T00:00:00Z" {
+			// 1h has no retention: the value then is known (0).
+			if s != 200 || b["value"].(float64) != 0 || b["resolution"] != "1h" {
 				t.Fatalf("GET %s: %d %v", path, s, b)
 			}
 			continue

@@ -120,8 +120,10 @@ func New(cfg Config) (*Server, error) {
 		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 17), // 50µs .. 3.3s
 	}, []string{"route", "method", "code"})
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(s.latency); err != nil {
-			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+		for _, c := range []prometheus.Collector{s.latency, newMeshCollector(s)} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("httpapi: register metrics: %w", err)
+			}
 		}
 	}
 

@@ -48,10 +48,15 @@ type Node struct {
 	publisher    atomic.Pointer[Publisher]
 
 	vv struct {
-		sync.Mutex // guards m
+		sync.Mutex // guards m and ahead
 		// m is the version vector: origin -> highest seq such that every
 		// change of that origin up to it is durably held here.
 		m map[crdt.NodeID]uint64
+		// ahead holds single changes past a gap in m, durably held here
+		// (from quorum pushes): m moves over them once the gap is filled.
+		// In memory only: after a restart the streams and anti-entropy
+		// fill m as before.
+		ahead map[crdt.NodeID]map[uint64]struct{}
 	}
 	failed atomic.Pointer[error]
 	ready  atomic.Bool
@@ -338,8 +343,9 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err := n.refuseBoundedReset(ns, "a reset"); err != nil {
 		return Result{}, err
 	}
-	var v int64
+	var before, v int64
 	sync, err := n.update(ns, key, true, func(e *entry) error {
+		before = e.c.Value()
 		e.c.SetReset(n.id, value, false)
 		v = e.c.Value()
 		return nil
@@ -347,6 +353,7 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
+	n.recordJump(ns, key, jumpOf(before, v)) // for reads as of a time before it
 	return Result{Value: v}, n.durable(ctx, sync)
 }
 
@@ -362,13 +369,16 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := n.refuseBoundedReset(ns, "a delete"); err != nil {
 		return err
 	}
+	var before int64
 	sync, err := n.update(ns, key, false, func(e *entry) error {
+		before = e.c.Value()
 		e.c.SetReset(n.id, 0, true)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	n.recordJump(ns, key, jumpOf(before, 0)) // for reads as of a time before it
 	return n.durable(ctx, sync)
 }
 
@@ -422,8 +432,12 @@ type Counter struct {
 	Key       string
 	Value     int64
 	UpdatedAt time.Time // zero when unknown or never written
-	// Window and BucketStart name the bucket a read at a time answered
-	// from (see Get with ReadOptions.At).
+	// Resolution and AsOf say how a read as of a time (ReadOptions.At)
+	// was resolved: the window, and the time rounded down to it.
+	Resolution string
+	AsOf       time.Time
+	// Window and BucketStart name the bucket a read at a time in a window
+	// answered from (ReadOptions.At with ReadOptions.Window).
 	Window      string
 	BucketStart time.Time
 	// Estimate marks a value read from an approximate namespace's sketch:
@@ -436,7 +450,10 @@ type Counter struct {
 // ReadOptions are the optional fields of a read.
 type ReadOptions struct {
 	Consistency string
-	At          time.Time
+	// At reads the value as of that time; with Window, the change during
+	// that window's bucket holding At (pointintime.go).
+	At     time.Time
+	Window string
 }
 
 // Get returns the counter ns/key; a counter never written reads 0.
@@ -447,6 +464,9 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	if err := validateConsistency(opts.Consistency); err != nil {
 		return Counter{}, err
 	}
+	if opts.Window != "" && opts.At.IsZero() {
+		return Counter{}, fmt.Errorf("%w: window %q needs at, the time whose bucket to read", ErrInvalidArgument, opts.Window)
+	}
 	if err := n.checkReadable(); err != nil {
 		return Counter{}, err
 	}
@@ -454,7 +474,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		return n.getApprox(ctx, rec, ns, key, opts)
 	}
 	if !opts.At.IsZero() {
-		return n.valueAt(ns, key, opts.At)
+		return n.readAt(ctx, ns, key, opts)
 	}
 	var merged *crdt.Counter // the quorum's state, which a quorum read answers
 	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {

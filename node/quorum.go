@@ -1,9 +1,11 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -50,6 +52,16 @@ type Peers interface {
 type CounterState struct {
 	NS, Key string
 	State   crdt.Counter
+	// Origin and Seq, when both are set, say that State holds Origin's
+	// change Seq of this counter (its latest): the receiver then counts
+	// that change as held, as if it had come by Origin's stream. A quorum
+	// push sets them (the transport sets Origin to the caller); without
+	// them a change that reached some nodes only by pushes would have no
+	// place in their version vectors, and if its origin then lost its disk
+	// anti-entropy could never carry it to the others (the chaos campaign
+	// saw the nodes disagree for good that way).
+	Origin crdt.NodeID
+	Seq    uint64
 }
 
 // PeerTransport is the peer RPC of the quorum and all levels (package
@@ -156,11 +168,11 @@ func (n *Node) replicateTo(ctx context.Context, level, ns string, keys ...string
 	}
 	states := make([]CounterState, 0, len(keys))
 	for _, key := range keys {
-		c, _, err := n.counterState(ns, key)
+		c, seq, err := n.ownChange(ns, key)
 		if err != nil {
 			return fmt.Errorf("%w: read counter: %v", ErrUnavailable, err)
 		}
-		states = append(states, CounterState{NS: ns, Key: key, State: c})
+		states = append(states, CounterState{NS: ns, Key: key, State: c, Origin: n.id, Seq: seq})
 	}
 	acked, errs := n.push(ctx, qs.targets, qs.need, states)
 	if acked >= qs.need {
@@ -393,11 +405,24 @@ func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
 // they are durable). The deltas carry this node as origin and no sequence:
 // they advance no version vector, and the origins' own changes still come
 // with their sequence numbers by the delta streams and anti-entropy.
+//
+// A state with Origin and Seq holds that origin's change Seq: it is
+// recorded under it (the index anti-entropy scans), and the version vector
+// moves past Seq when it already held every change before it.
 func (n *Node) mergeStates(states []CounterState) error {
 	b := gossip.Batch{Deltas: make([]gossip.Delta, len(states))}
 	for i, s := range states {
 		b.Deltas[i] = gossip.Delta{NS: s.NS, Key: s.Key, Origin: n.id, State: s.State}
+		if s.Origin != 0 && s.Seq != 0 {
+			b.Deltas[i].Origin, b.Deltas[i].Seq = s.Origin, s.Seq
+			b.Ranges = append(b.Ranges, gossip.Range{Origin: s.Origin, After: s.Seq - 1, Upto: s.Seq})
+		}
 	}
+	// Apply advances the vector range by range: in sequence order, a run
+	// of consecutive changes moves it as far as it goes.
+	slices.SortFunc(b.Ranges, func(x, y gossip.Range) int {
+		return cmp.Or(cmp.Compare(x.Origin, y.Origin), cmp.Compare(x.After, y.After))
+	})
 	return n.Apply(b)
 }
 

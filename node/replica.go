@@ -118,14 +118,60 @@ func (n *Node) Apply(b gossip.Batch) error {
 	if len(b.Ranges) > 0 {
 		n.vv.Lock()
 		for _, r := range b.Ranges {
-			if n.vv.m[r.Origin] >= r.After {
-				n.vv.m[r.Origin] = max(n.vv.m[r.Origin], r.Upto)
-			}
+			n.advanceLocked(r)
 		}
 		n.vv.Unlock()
 	}
 	n.metrics.replicated.Add(float64(len(b.Deltas)))
 	return nil
+}
+
+// maxAhead bounds the changes of one origin held past a gap.
+const maxAhead = 4096
+
+// advanceLocked moves the version vector over r, a range of changes this
+// node now durably holds: when it follows on from what the vector covers,
+// the vector moves to its end and over any single changes held beyond it;
+// a single change past a gap is remembered for when the gap fills. The
+// caller holds n.vv.
+func (n *Node) advanceLocked(r gossip.Range) {
+	cur := n.vv.m[r.Origin]
+	if cur < r.After {
+		// Only a single change is known to be held on its own: a longer
+		// range may rely on changes a later batch carries.
+		if r.Upto == r.After+1 {
+			ahead := n.vv.ahead[r.Origin]
+			if ahead == nil {
+				if n.vv.ahead == nil {
+					n.vv.ahead = make(map[crdt.NodeID]map[uint64]struct{})
+				}
+				ahead = make(map[uint64]struct{})
+				n.vv.ahead[r.Origin] = ahead
+			}
+			if len(ahead) < maxAhead {
+				ahead[r.Upto] = struct{}{}
+			}
+		}
+		return
+	}
+	cur = max(cur, r.Upto)
+	if ahead := n.vv.ahead[r.Origin]; ahead != nil {
+		for {
+			if _, ok := ahead[cur+1]; !ok {
+				break
+			}
+			cur++
+		}
+		for s := range ahead {
+			if s <= cur {
+				delete(ahead, s)
+			}
+		}
+		if len(ahead) == 0 {
+			delete(n.vv.ahead, r.Origin)
+		}
+	}
+	n.vv.m[r.Origin] = cur
 }
 
 // sabotageDrops picks about one delta in 50, the same on every node, for
@@ -182,6 +228,22 @@ func (n *Node) counterState(ns, key string) (crdt.Counter, bool, error) {
 	s.mu.Unlock()
 	r, found, err := n.store.GetRecord(ns, key)
 	return r.Counter, found, err
+}
+
+// ownChange returns a copy of a counter's state and the sequence number of
+// this node's latest change of it (0 when it has none).
+func (n *Node) ownChange(ns, key string) (crdt.Counter, uint64, error) {
+	ck := compositeKey(nil, ns, key)
+	s := &n.stripes[n.stripeOf(ck)]
+	s.mu.Lock()
+	if e := s.m[string(ck)]; e != nil {
+		c, seq := e.c.Clone(), seqOf(e.seqs, n.id)
+		s.mu.Unlock()
+		return c, seq, nil
+	}
+	s.mu.Unlock()
+	r, _, err := n.store.GetRecord(ns, key)
+	return r.Counter, seqOf(r.Seqs, n.id), err
 }
 
 // Configs implements gossip.Replica.

@@ -81,15 +81,20 @@ func (n *Node) expireIdle(ctx context.Context) error {
 		}
 		for _, key := range idle {
 			// The hot set may hold a later change than the scan saw.
+			var before int64
 			err := n.modify(j.ns, key, false, func(e *entry) error {
 				if e.updated > edge || !e.c.Live() {
 					return errNotIdle
 				}
+				before = e.c.Value()
 				e.c.SetReset(n.id, 0, true)
 				return nil
 			})
 			if err != nil && err != errNotIdle {
 				return err
+			}
+			if err == nil {
+				n.recordJump(j.ns, key, jumpOf(before, 0))
 			}
 		}
 		if len(idle) > 0 {

@@ -368,32 +368,6 @@ func (n *Node) windowedRuntime(ns string) (*nsRuntime, error) {
 	return rec.runtime(), nil
 }
 
-// valueAt answers a read at time at: the change of the counter during the
-// finest bucket that covers at and is still kept.
-func (n *Node) valueAt(ns, key string, at time.Time) (Counter, error) {
-	rt, err := n.windowedRuntime(ns)
-	if err != nil {
-		return Counter{}, err
-	}
-	now := n.cfg.Now()
-	if at.Unix() < 0 || at.After(now.Add(MaxFutureEvent)) {
-		return Counter{}, fmt.Errorf("%w: at %s is outside the range a counter can have history for", ErrInvalidArgument, at.Format(time.RFC3339))
-	}
-	for _, w := range rt.windows {
-		start := at.Unix() / w.g.secs * w.g.secs
-		if start < w.expiredBefore(now) {
-			continue
-		}
-		v, _, err := n.readValue(ns, string(bucketKey(nil, w.g, start, key)))
-		if err != nil {
-			return Counter{}, err
-		}
-		n.metrics.reads.Inc()
-		return Counter{NS: ns, Key: key, Value: v, Window: w.g.name, BucketStart: time.Unix(start, 0).UTC()}, nil
-	}
-	return Counter{}, fmt.Errorf("%w: at %s is older than the retention of every window of %q", ErrInvalidArgument, at.Format(time.RFC3339), ns)
-}
-
 // dropExpiredBuckets range-deletes, for every namespace and window with a
 // retention, the buckets past it. Each run costs one range tombstone per
 // window whose edge moved, whatever the number of buckets.

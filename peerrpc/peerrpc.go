@@ -40,6 +40,7 @@ type (
 	wireState struct {
 		NS, Key string
 		State   crdt.Counter
+		Seq     uint64 // the caller's change of the counter State holds
 	}
 	pushReq struct {
 		States []wireState
@@ -113,7 +114,7 @@ func (c *Client) FetchState(ctx context.Context, p node.Peer, ns, key string) (c
 func (c *Client) PushStates(ctx context.Context, p node.Peer, states []node.CounterState) error {
 	in := pushReq{States: make([]wireState, len(states))}
 	for i, st := range states {
-		in.States[i] = wireState{NS: st.NS, Key: st.Key, State: st.State}
+		in.States[i] = wireState{NS: st.NS, Key: st.Key, State: st.State, Seq: st.Seq}
 	}
 	return c.call(ctx, p.Name, gossip.MethodPushStates, in, nil)
 }
@@ -156,7 +157,7 @@ func Serve(m Mesh, s Services) {
 		}
 		return fetchResp{State: st}, nil
 	})
-	m.Handle(gossip.MethodPushStates, func(ctx context.Context, _ string, decode func(any) error) (any, error) {
+	m.Handle(gossip.MethodPushStates, func(ctx context.Context, from string, decode func(any) error) (any, error) {
 		var req pushReq
 		if err := decode(&req); err != nil {
 			return nil, err
@@ -164,9 +165,14 @@ func Serve(m Mesh, s Services) {
 		if len(req.States) > MaxStates {
 			return nil, fmt.Errorf("%w: %d states in one push (at most %d)", ErrInvalid, len(req.States), MaxStates)
 		}
+		// The changes are the caller's own, as the transport names it.
+		origin, ok := m.MemberID(from)
 		states := make([]node.CounterState, len(req.States))
 		for i, st := range req.States {
 			states[i] = node.CounterState{NS: st.NS, Key: st.Key, State: st.State}
+			if ok {
+				states[i].Origin, states[i].Seq = origin, st.Seq
+			}
 		}
 		return struct{}{}, s.Node.MergeStates(ctx, states)
 	})
