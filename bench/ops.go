@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -63,8 +64,11 @@ func ReadOp(c *client.Client, ns string, gen KeyGen, consistency client.Consiste
 type BatchBodies struct {
 	Bodies      [][]byte
 	ContentType string
-	// Ops is the number of increments in each body (each by 1).
+	// Ops is the number of increments in each body (each by 1), or of
+	// keys read.
 	Ops int
+	// Path is where the bodies go: "" for POST /v1/batch.
+	Path string
 }
 
 // BuildBatchBodies encodes n batch bodies of size increments by 1 each, to
@@ -89,14 +93,44 @@ func BuildBatchBodies(ns string, n, size int, gen KeyGen, enc client.Encoding, c
 	return out, nil
 }
 
+// BuildGetManyBodies encodes n JSON bodies of POST /v1/batch/get, each
+// reading size keys drawn from gen, before a timed run.
+func BuildGetManyBodies(ns string, n, size int, gen KeyGen, consistency client.Consistency) (BatchBodies, error) {
+	if n <= 0 || size <= 0 || size > client.MaxGetManyKeys {
+		return BatchBodies{}, fmt.Errorf("bench: %d bodies of %d keys; want at least 1 body of 1 to %d keys",
+			n, size, client.MaxGetManyKeys)
+	}
+	type body struct {
+		Keys        []client.Key       `json:"keys"`
+		Consistency client.Consistency `json:"consistency,omitempty"`
+	}
+	out := BatchBodies{Bodies: make([][]byte, n), Ops: size, Path: "/v1/batch/get", ContentType: client.ContentTypeJSON}
+	keys := make([]client.Key, size)
+	for i := range out.Bodies {
+		for j := range keys {
+			keys[j] = client.Key{NS: ns, Key: KeyName(gen.Next())}
+		}
+		b, err := json.Marshal(body{Keys: keys, Consistency: consistency})
+		if err != nil {
+			return BatchBodies{}, fmt.Errorf("bench: encoding a batch read: %w", err)
+		}
+		out.Bodies[i] = b
+	}
+	return out, nil
+}
+
 // BatchOp returns an Op that sends the bodies in turn, starting at index
-// first, to POST /v1/batch.
+// first, to b.Path (POST /v1/batch by default).
 func BatchOp(c *client.Client, b BatchBodies, first int) Op {
 	i := first
+	path := b.Path
+	if path == "" {
+		path = "/v1/batch"
+	}
 	return func(ctx context.Context) (int64, error) {
 		body := b.Bodies[i%len(b.Bodies)]
 		i++
-		if err := c.Send(ctx, http.MethodPost, "/v1/batch", body, b.ContentType); err != nil {
+		if err := c.Send(ctx, http.MethodPost, path, body, b.ContentType); err != nil {
 			return 0, err
 		}
 		return int64(b.Ops), nil

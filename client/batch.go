@@ -118,3 +118,42 @@ func (c *Client) BatchRaw(ctx context.Context, body []byte, contentType string, 
 	out.Raw = resp.body
 	return out, nil
 }
+
+// MaxGetManyKeys is the most keys one GetMany may read (docs/api.md).
+const MaxGetManyKeys = 10000
+
+// Key names one counter of a GetMany.
+type Key struct {
+	NS  string `json:"ns"`
+	Key string `json:"key"`
+}
+
+type getManyBody struct {
+	Keys        []Key       `json:"keys"`
+	Consistency Consistency `json:"consistency,omitempty"`
+}
+
+type getManyAnswer struct {
+	Values []int64 `json:"values"`
+}
+
+// GetMany reads the counters keys (at most MaxGetManyKeys) in one request
+// and returns their values in key order; a counter never written reads 0.
+// POST /v1/batch/get.
+func (c *Client) GetMany(ctx context.Context, keys []Key, consistency Consistency) ([]int64, error) {
+	if len(keys) > MaxGetManyKeys {
+		return nil, fmt.Errorf("client: a read of %d keys is over the limit of %d; split it: %w",
+			len(keys), MaxGetManyKeys, ErrTooLarge)
+	}
+	if keys == nil {
+		keys = []Key{}
+	}
+	var out getManyAnswer
+	if _, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/batch/get"}, getManyBody{Keys: keys, Consistency: consistency}, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Values) != len(keys) {
+		return nil, fmt.Errorf("client: POST /v1/batch/get: %d values for %d keys", len(out.Values), len(keys))
+	}
+	return out.Values, nil
+}

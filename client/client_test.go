@@ -767,3 +767,25 @@ func TestSend(t *testing.T) {
 		t.Errorf("Send error = %v, want status 429", err)
 	}
 }
+
+func TestGetMany(t *testing.T) {
+	f := newFakeServer(t)
+	f.respond(http.StatusOK, `{"values":[4,0]}`)
+	c := f.client(t)
+	got, err := c.GetMany(context.Background(), []Key{{NS: "pages", Key: "a"}, {NS: "pages", Key: "b/c"}}, ConsistencyQuorum)
+	if err != nil || !reflect.DeepEqual(got, []int64{4, 0}) {
+		t.Fatalf("GetMany = %v, %v", got, err)
+	}
+	req := f.last()
+	if req.method != "POST" || req.path != "/v1/batch/get" {
+		t.Errorf("request %s %s", req.method, req.path)
+	}
+	jsonEq(t, req.body, `{"keys":[{"ns":"pages","key":"a"},{"ns":"pages","key":"b/c"}],"consistency":"quorum"}`)
+	f.respond(http.StatusOK, `{"values":[4]}`)
+	if _, err := c.GetMany(context.Background(), []Key{{NS: "pages", Key: "a"}, {NS: "pages", Key: "b"}}, ""); err == nil {
+		t.Error("an answer with fewer values than keys was accepted")
+	}
+	if _, err := c.GetMany(context.Background(), make([]Key, MaxGetManyKeys+1), ""); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("over the limit: %v, want ErrTooLarge", err)
+	}
+}

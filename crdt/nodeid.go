@@ -19,9 +19,22 @@ func NodeIDFromName(name string) NodeID {
 // be held, higher than anything it could recover, by a peer it cannot reach
 // (writing on from a lower copy would mask its new increments there).
 // Incarnation 0 is NodeIDFromName(name).
+//
+// The high 32 bits of every incarnation's id are those of the name's, so
+// that an incarnation recognises its predecessors (SameName): it takes back
+// the duplicate applications of an idempotency id they left behind.
 func NodeIDOf(name string, inc uint64) NodeID {
+	base := NodeIDFromName(name)
 	if inc == 0 {
-		return NodeIDFromName(name)
+		return base
 	}
-	return NodeIDFromName(name + "#" + strconv.FormatUint(inc, 16))
+	lo := uint32(NodeIDFromName(name + "#" + strconv.FormatUint(inc, 16)))
+	if lo == uint32(base) {
+		lo ^= 1
+	}
+	return base&^0xFFFFFFFF | NodeID(lo)
 }
+
+// SameName reports whether a and b may be incarnations of one node name
+// (NodeIDOf); distinct names share the high 32 bits with probability 2^-32.
+func SameName(a, b NodeID) bool { return a>>32 == b>>32 }

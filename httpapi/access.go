@@ -60,6 +60,8 @@ func (s *Server) routes(cfg Config, dashboard http.HandlerFunc) []route {
 		{"GET", "/v1/counters/{ns}", needRead, s.listCounters},
 		// Each op's namespace is checked by the handler (batchAllowed).
 		{"POST", "/v1/batch", needWrite, s.batch},
+		// Each key's namespace is checked by the handler (eachAllowed).
+		{"POST", "/v1/batch/get", needRead, s.batchGet},
 		// Lists only the namespaces the token covers.
 		{"GET", "/v1/namespaces", needRead, s.listNamespaces},
 		{"PUT", "/v1/namespaces/{ns}", needAdmin, s.putNamespace},

@@ -85,15 +85,23 @@ func decodeBatch(ct string, body []byte) ([]node.BatchOp, string, error) {
 // batchAllowed checks that grant (nil: no tokens) may write to the namespace
 // of every op, so that a batch with one foreign op is refused whole.
 func batchAllowed(grant *auth.Grant, ops []node.BatchOp) error {
+	return eachAllowed(grant, auth.ScopeWrite, "op", len(ops), func(i int) string { return ops[i].NS })
+}
+
+// eachAllowed checks that grant (nil: no tokens) has scope need on the
+// namespace nsOf(i) of each of the n items of a request (what names them in
+// the error), so that one foreign item refuses the whole request.
+func eachAllowed(grant *auth.Grant, need auth.Scope, what string, n int, nsOf func(i int) string) error {
 	if grant == nil {
 		return nil
 	}
-	for i, op := range ops {
-		if err := node.ValidateNamespace(op.NS); err != nil {
-			return fmt.Errorf("op %d: %w", i, err)
+	for i := range n {
+		ns := nsOf(i)
+		if err := node.ValidateNamespace(ns); err != nil {
+			return fmt.Errorf("%s %d: %w", what, i, err)
 		}
-		if err := grant.Allow(auth.ScopeWrite, op.NS); err != nil {
-			return fmt.Errorf("op %d: %w", i, err)
+		if err := grant.Allow(need, ns); err != nil {
+			return fmt.Errorf("%s %d: %w", what, i, err)
 		}
 	}
 	return nil

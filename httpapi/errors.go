@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/auth"
+	"github.com/countmesh/countmesh/internal/errtext"
 	"github.com/countmesh/countmesh/node"
 )
 
@@ -106,20 +106,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// sentinels are the node errors whose text is a category, not news to the
-// client: the code already says it.
-var sentinels = []error{
-	node.ErrInvalidArgument, node.ErrNotFound, node.ErrConflict, node.ErrOverflow,
-	node.ErrOverloaded, node.ErrUnavailable, node.ErrTooLarge, node.ErrClosed,
-	auth.ErrUnauthenticated, auth.ErrPermissionDenied,
-}
-
 // userMessage is err's text without the sentinel prefixes ("node: invalid
 // argument: key must be ..." reads "key must be ...").
-func userMessage(err error) string {
-	msg := err.Error()
-	for _, s := range sentinels {
-		msg = strings.Replace(msg, s.Error()+": ", "", 1)
-	}
-	return msg
-}
+func userMessage(err error) string { return errtext.Message(err) }

@@ -292,7 +292,22 @@ func (n *Node) applyIncrLocked(rec *namespaceRecord, ns, key string, by int64, i
 // record, which is the counter's stripe.
 func (n *Node) compensateLocked(s *stripe, ns, rk string, re *entry) {
 	st := readID(&re.c, n.id)
-	if !st.selfSeen || st.winner == n.id || st.self.N&1 == 1 {
+	var mark crdt.Slot // this node's slot of the record once taken back
+	var by int64
+	switch {
+	case st.selfSeen && st.winner != n.id && st.self.N&1 == 0:
+		by, mark = unzigzag(st.self.P-1), crdt.Slot{Node: n.id, P: st.self.P, N: st.self.N | 1}
+	case !st.selfSeen:
+		// An earlier incarnation of this node (its disk was lost since)
+		// applied the id, lost to another application, and did not take
+		// its own back: nobody else can, so this node does, once for its
+		// name (the mark: an empty body with the taken-back bit).
+		p, ok := predecessorOwing(&re.c, n.id, st.winner)
+		if !ok {
+			return
+		}
+		by, mark = unzigzag(p.P-1), crdt.Slot{Node: n.id, N: 1}
+	default:
 		return
 	}
 	_, key, ok := parseIDKey(rk)
@@ -304,7 +319,6 @@ func (n *Node) compensateLocked(s *stripe, ns, rk string, re *entry) {
 		n.log.Error("cannot take back a duplicated increment; the next merge of its id retries", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
 		return
 	}
-	by := unzigzag(st.self.P - 1)
 	before := e.c.Value()
 	if _, err := e.c.Add(n.id, -by); err != nil {
 		n.log.Error("cannot take back a duplicated increment: overflow", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
@@ -313,7 +327,7 @@ func (n *Node) compensateLocked(s *stripe, ns, rk string, re *entry) {
 	// The compensated bit: N's low bit, clear above. Set by a merge of this
 	// node's own slot, which cannot fail whatever the other slots hold
 	// (Add would refuse when their sum left int64).
-	re.c.Merge(crdt.Counter{Slots: []crdt.Slot{{Node: n.id, P: st.self.P, N: st.self.N | 1}}})
+	re.c.Merge(crdt.Counter{Slots: []crdt.Slot{mark}})
 	ms := n.cfg.Now().UnixMilli()
 	for _, x := range []*entry{e, re} {
 		x.updated, x.own = ms, true
@@ -322,6 +336,26 @@ func (n *Node) compensateLocked(s *stripe, ns, rk string, re *entry) {
 	n.changedLocked(ns, key, before, e)
 	n.metrics.compensations.Inc()
 	n.log.Info("took back an increment another node applied first", zap.String("ns", ns), zap.String("key", key), zap.Int64("by", by))
+}
+
+// predecessorOwing returns the application of an earlier incarnation of
+// self (crdt.SameName) that lost to winner and was not taken back, unless
+// an incarnation of the name has already taken one back for it.
+func predecessorOwing(c *crdt.Counter, self, winner crdt.NodeID) (crdt.Slot, bool) {
+	var owed crdt.Slot
+	found := false
+	for _, s := range c.Slots {
+		if !crdt.SameName(s.Node, self) {
+			continue
+		}
+		if s.P == 0 && s.N&1 == 1 {
+			return crdt.Slot{}, false // taken back by an incarnation already
+		}
+		if s.Node != self && s.Node != winner && s.P != 0 && s.N&1 == 0 && !found {
+			owed, found = s, true
+		}
+	}
+	return owed, found
 }
 
 // idExpired reports whether a replicated id record is older than the

@@ -6,6 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
@@ -134,6 +137,51 @@ func TestLostDiskComesBackUnderANewSlot(t *testing.T) {
 			}
 			if got := mustGet(t, n, "ns", "k"); got != tc.want {
 				t.Fatalf("value %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestIncarnationTakesBackItsPredecessorsDuplicate: an earlier incarnation
+// of a node applied an id, another node applied it too and won, and the
+// disk was lost before the earlier incarnation took its application back.
+// The next incarnation of the name takes it back, once; nodes of other
+// names leave it alone (found by the wipe-heavy chaos campaign: ids counted
+// twice after wipes).
+func TestIncarnationTakesBackItsPredecessorsDuplicate(t *testing.T) {
+	winner, old := crdt.NodeID(1), crdt.NodeIDOf("n1", 12345)
+	if !crdt.SameName(old, crdt.NodeIDOf("n1", 777)) || crdt.SameName(old, crdt.NodeIDFromName("n3")) {
+		t.Fatal("incarnations of n1 must share their high bits, and only they")
+	}
+	applied := crdt.Slot{P: zigzag(1) + 1, N: uint64(time.Now().Unix()) << 1}
+	w, o := applied, applied
+	w.Node, o.Node = winner, old
+	batch := gossip.Batch{
+		Ranges: []gossip.Range{{Origin: winner, After: 0, Upto: 1}, {Origin: old, After: 0, Upto: 1}},
+		Deltas: []gossip.Delta{
+			{NS: "likes", Key: "k", Origin: old, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: winner, P: 1}, {Node: old, P: 1}}}},
+			{NS: "likes", Key: idKey("u1", "k"), Origin: winner, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{w, o}}},
+		},
+	}
+	for _, tc := range []struct {
+		name string
+		inc  uint64
+		want int64
+	}{
+		{"n1", 777, 1}, // the successor takes the duplicate back
+		{"n3", 0, 2},   // not its to take
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, vfs.NewMem())
+			cfg.Name, cfg.Incarnation = tc.name, tc.inc
+			n := openTest(t, cfg)
+			for range 2 { // a second merge of the same record changes nothing
+				if err := n.Apply(batch); err != nil {
+					t.Fatal(err)
+				}
+				if got := mustGet(t, n, "likes", "k"); got != tc.want {
+					t.Fatalf("value %d, want %d", got, tc.want)
+				}
 			}
 		})
 	}

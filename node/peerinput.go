@@ -158,7 +158,7 @@ func (n *Node) checkIDRecord(ns, key string, c *crdt.Counter) error {
 	latest := uint64(max(n.cfg.Now().Add(n.cfg.MaxClockOffset+time.Second).Unix(), 0))
 	for _, s := range c.Slots {
 		switch {
-		case s.P == 0 && s.N == 0:
+		case s.P == 0 && s.N <= 1: // empty, or an incarnation's take-back mark
 		case s.P == 0:
 			return invalidPeerData(ns, key, "id record slot of node %d has an apply time but no body", s.Node)
 		case s.P > maxIDBody:

@@ -33,7 +33,9 @@ func TestMain(m *testing.M) {
 type daemon struct {
 	cmd  *exec.Cmd
 	addr string
-	exit chan error
+	// respAddr is where its RESP listener listens ("" when off).
+	respAddr string
+	exit     chan error
 }
 
 // startDaemon starts countd on dataDir with a free port and waits for /readyz.
@@ -74,8 +76,15 @@ func launchDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 			var line struct {
 				Msg      string `json:"msg"`
 				HTTPAddr string `json:"http_addr"`
+				RespAddr string `json:"resp_addr"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "countd serving" {
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			if line.RespAddr != "" {
+				d.respAddr = line.RespAddr // read after addrCh's receive
+			}
+			if line.Msg == "countd serving" {
 				addrCh <- line.HTTPAddr
 			}
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/countmesh/countmesh/node"
 	"github.com/countmesh/countmesh/peerrpc"
 	"github.com/countmesh/countmesh/ratelimit"
+	"github.com/countmesh/countmesh/resp"
 )
 
 func main() {
@@ -39,6 +40,7 @@ type options struct {
 	region        string
 	dataDir       string
 	httpAddr      string
+	respAddr      string
 	gossipAddr    string
 	advertiseAddr string
 	join          string
@@ -77,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.StringVar(&o.region, "region", def.Region, "region (data center) this node belongs to")
 	fs.StringVar(&o.dataDir, "data-dir", def.Store.Dir, "Pebble directory; created if missing")
 	fs.StringVar(&o.httpAddr, "http-addr", "127.0.0.1:7070", "HTTP/JSON API address")
+	fs.StringVar(&o.respAddr, "resp-addr", "", "Redis protocol (RESP) listener (default: the --http-addr host, port 6380); off disables it")
 	fs.StringVar(&o.gossipAddr, "gossip-addr", "127.0.0.1:7946", "memberlist bind address (TCP and UDP); off runs a single node")
 	fs.StringVar(&o.advertiseAddr, "advertise-addr", "", "address other nodes use to reach this one (default: from gossip-addr)")
 	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses of nodes already in the mesh")
@@ -90,8 +93,8 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate of this node for the peer listener (countctl certs create-node)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&o.gossipKeyFile, "gossip-key-file", "", "memberlist keyring: one base64 key per line, the first encrypts; re-read on SIGHUP")
-	fs.StringVar(&o.apiTokensFile, "api-tokens-file", "", "bearer tokens of the HTTP API (docs/security.md); re-read on SIGHUP")
-	fs.StringVar(&o.apiTLSCert, "api-tls-cert", "", "PEM certificate: HTTPS on the HTTP listener")
+	fs.StringVar(&o.apiTokensFile, "api-tokens-file", "", "tokens of the HTTP API and the RESP listener (docs/security.md); re-read on SIGHUP")
+	fs.StringVar(&o.apiTLSCert, "api-tls-cert", "", "PEM certificate: HTTPS on the HTTP listener and TLS on the RESP listener")
 	fs.StringVar(&o.apiTLSKey, "api-tls-key", "", "PEM private key of --api-tls-cert")
 	fs.BoolVar(&o.insecure, "insecure", false, "allow a listener on a non-loopback address without its security (tokens, TLS, gossip key)")
 	fs.IntVar(&o.httpMaxConns, "http-max-conns", 4096, "connections the HTTP listener holds at once; more are closed on arrival")
@@ -209,6 +212,27 @@ func run(args []string, stderr io.Writer, stop <-chan struct{}) int {
 	return 0
 }
 
+// respListenAddr is the address of the RESP listener, "" when off. By
+// default it is the --http-addr host with port 6380, or port 0 (any free
+// port) when --http-addr asks for any free port, so that nodes started on
+// free ports (tests) do not collide on 6380.
+func (o options) respListenAddr() string {
+	switch o.respAddr {
+	case "off":
+		return ""
+	case "":
+		host, port, err := net.SplitHostPort(o.httpAddr)
+		if err != nil {
+			return "127.0.0.1:6380"
+		}
+		if port != "0" {
+			port = "6380"
+		}
+		return net.JoinHostPort(host, port)
+	}
+	return o.respAddr
+}
+
 // check refuses flag combinations that cannot work.
 func (o options) check() error {
 	tls := []string{o.tlsCA, o.tlsCert, o.tlsKey}
@@ -302,6 +326,16 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) (err error) {
 	if sec.apiCert != nil {
 		served = tls.NewListener(httpLn, sec.apiCert.TLSConfig())
 	}
+	var respLn net.Listener
+	if addr := o.respListenAddr(); addr != "" {
+		if respLn, err = net.Listen("tcp", addr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on resp-addr %s (another countd or Redis may hold it; give --resp-addr HOST:PORT, or --resp-addr off): %w", addr, err)
+		}
+		// Closing an unused listener twice is harmless; Serve owns it
+		// once it runs.
+		defer respLn.Close()
+	}
 	n, err := node.Open(cfg)
 	if err != nil {
 		ln.Close()
@@ -365,6 +399,30 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) (err error) {
 	srv.RegisterOnShutdown(api.CloseStreams) // watch streams would hold Shutdown
 	servedErr := make(chan error, 1)
 	go func() { servedErr <- srv.Serve(served) }()
+	var respSrv *resp.Server
+	if respLn != nil {
+		respCfg := resp.DefaultConfig()
+		respCfg.Node, respCfg.Tokens, respCfg.Registerer, respCfg.Version = n, sec.tokens, reg, version
+		respCfg.Logger = log.Named("resp")
+		if sec.apiCert != nil {
+			respCfg.TLS = sec.apiCert.TLSConfig()
+		}
+		if respSrv, err = resp.New(respCfg); err != nil {
+			srv.Close()
+			if mesh != nil {
+				mesh.Close()
+			}
+			n.Close()
+			return err
+		}
+		go func() {
+			if err := respSrv.Serve(respLn); err != nil {
+				log.Error("RESP listener failed", zap.Error(err))
+			}
+		}()
+		log.Info("RESP (Redis protocol) listener", zap.String("resp_addr", respLn.Addr().String()),
+			zap.Bool("tls", respCfg.TLS != nil), zap.Bool("tokens", sec.tokens != nil))
+	}
 	var admin *http.Server
 	if o.adminAddr != "off" && o.adminAddr != "" {
 		if admin, err = startAdmin(o.adminAddr, log); err != nil {
@@ -418,6 +476,11 @@ wait:
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	shutErr := srv.Shutdown(ctx)
+	if respSrv != nil {
+		// Stop accepting and answer the pipelines in flight before the
+		// node flushes and closes.
+		shutErr = errors.Join(shutErr, respSrv.Shutdown(ctx))
+	}
 	if admin != nil {
 		admin.Close()
 	}

@@ -35,14 +35,17 @@ func isLoopback(addr string) bool {
 
 // protectedMode refuses, as Redis's protected mode does, to start a
 // listener on a non-loopback address without the security that listener
-// needs, unless --insecure: the HTTP API needs tokens, gossip and the peer
-// listener need mutual TLS and a gossip key, and the admin listener
-// (profiling) is for loopback only. It returns one error naming every
+// needs, unless --insecure: the HTTP API and the RESP listener need
+// tokens, gossip and the peer listener need mutual TLS and a gossip key,
+// and the admin listener (profiling) is for loopback only. It returns one error naming every
 // missing flag, or nil; with --insecure it returns the same findings as
 // warnings instead.
 func protectedMode(o options) (problems []string) {
 	if !isLoopback(o.httpAddr) && o.apiTokensFile == "" {
 		problems = append(problems, fmt.Sprintf("--http-addr %s is not a loopback address and no --api-tokens-file is given: anyone who can reach it could read and write every counter", o.httpAddr))
+	}
+	if addr := o.respListenAddr(); addr != "" && !isLoopback(addr) && o.apiTokensFile == "" {
+		problems = append(problems, fmt.Sprintf("--resp-addr %s is not a loopback address and no --api-tokens-file is given: anyone who can reach it could read and write every counter (or give --resp-addr off)", addr))
 	}
 	if o.gossipAddr != "off" {
 		var missing []string

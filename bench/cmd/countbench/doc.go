@@ -10,6 +10,8 @@
 //	batch    closed loop: --concurrency workers each send batches of
 //	         --batch-size increments (msgpack, or --format json), cycling
 //	         through --pool bodies encoded before the run. ops are increments.
+//	batchget closed loop as batch: POST /v1/batch/get bodies (JSON) of
+//	         --batch-size keys each. ops are counters read.
 //	incr     single increments at --rate requests/s in an open loop: requests
 //	         are scheduled at fixed intervals whatever the answers, latency is
 //	         measured from the scheduled time (no coordinated omission), up to

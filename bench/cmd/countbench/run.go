@@ -41,7 +41,7 @@ type options struct {
 
 // defaultRate is the open-loop rate of the modes that have one, used when
 // --rate is not given.
-var defaultRate = map[string]float64{"batch": 0, "incr": 5000, "read": 5000, "prefill": 0}
+var defaultRate = map[string]float64{"batch": 0, "batchget": 0, "incr": 5000, "read": 5000, "prefill": 0}
 
 func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error) {
 	var o options
@@ -78,14 +78,14 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.Visit(func(f *flag.Flag) { rateSet = rateSet || f.Name == "rate" })
 	rate, ok := defaultRate[o.mode]
 	if !ok {
-		return o, fs, fmt.Errorf("--mode %q: want batch, incr, read or prefill", o.mode)
+		return o, fs, fmt.Errorf("--mode %q: want batch, batchget, incr, read or prefill", o.mode)
 	}
 	if !rateSet {
 		o.rate = rate
 	}
 	if o.concurrency == 0 {
 		switch {
-		case o.mode == "batch" || o.mode == "prefill":
+		case o.mode == "batch" || o.mode == "batchget" || o.mode == "prefill":
 			o.concurrency = 4
 		case o.rate > 0:
 			o.concurrency = 512
@@ -247,6 +247,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		newOp = func(w int) bench.Op { return bench.BatchOp(c, bodies, w*o.pool/o.concurrency) }
+	case "batchget":
+		bodies, err := bench.BuildGetManyBodies(o.ns, o.pool, o.batchSize, newGen(-1), consistency)
+		if err != nil {
+			fmt.Fprintf(stderr, "countbench: %v\n", err)
+			return 1
+		}
+		newOp = func(w int) bench.Op { return bench.BatchOp(c, bodies, w*o.pool/o.concurrency) }
 	case "incr":
 		body := bench.IncrBody(consistency)
 		newOp = func(w int) bench.Op { return bench.IncrOp(c, o.ns, newGen(w), body) }
@@ -265,7 +272,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
-	if o.rawClient && o.mode != "batch" {
+	if o.rawClient && o.mode != "batch" && o.mode != "batchget" {
 		if _, err := bench.RawReadOp(c.BaseURL(), o.ns, newGen(0), consistency); err != nil {
 			fmt.Fprintf(stderr, "countbench: --client raw: %v\n", err)
 			return 2

@@ -59,6 +59,18 @@ func (f *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	path := r.URL.Path
 	switch {
+	case r.Method == "POST" && path == "/v1/batch/get":
+		var b struct {
+			Keys []struct{ NS, Key string } `json:"keys"`
+		}
+		if err := json.Unmarshal(body, &b); err != nil || len(b.Keys) == 0 || b.Keys[0].NS != "bench" {
+			f.fail(w, "batch/get body %q: %v", body, err)
+			return
+		}
+		f.mu.Lock()
+		f.contentTypes[r.Header.Get("Content-Type")]++
+		f.mu.Unlock()
+		fmt.Fprintf(w, `{"values":[%s0]}`, strings.Repeat("0,", len(b.Keys)-1))
 	case r.Method == "POST" && path == "/v1/batch":
 		var b batchBody
 		ct := r.Header.Get("Content-Type")
@@ -159,6 +171,22 @@ func runBench(t *testing.T, f *fakeNode, args ...string) (int, summary, string) 
 		}
 	}
 	return code, s, stderr.String()
+}
+
+func TestBatchGetMode(t *testing.T) {
+	f := newFakeNode(t)
+	code, s, stderr := runBench(t, f, "--mode", "batchget", "--batch-size", "50", "--pool", "2", "--duration", "200ms", "--warmup", "0s")
+	if code != 0 {
+		t.Fatalf("exit status %d, stderr %s", code, stderr)
+	}
+	if s.Mode != "batchget" || s.Requests == 0 || s.Errors != 0 || s.Ops != 50*s.Requests {
+		t.Errorf("summary = %+v; want batchget requests of 50 keys, no errors", s)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.contentTypes["application/json"] == 0 {
+		t.Errorf("Content-Types sent: %v", f.contentTypes)
+	}
 }
 
 func TestBatchMode(t *testing.T) {
