@@ -100,12 +100,12 @@ CHAOS_TIMEOUT  = $(shell awk 'BEGIN { print int($(CHAOS_MINUTES) + 10.99) }')m
 
 chaos: build
 	CHAOS_MINUTES=$(CHAOS_MINUTES) CHAOS_TAGS='$(CHAOS_TAGS)' $(if $(CHAOS_TAGS),,CHAOS_COUNTD=$(CURDIR)/$(BIN)/countd) \
-		$(GO) test -tags chaos -count=1 -v -timeout $(CHAOS_TIMEOUT) -run '^TestChaosCampaign$$' ./chaos/
+		$(GO) test -tags chaos -count=1 -v -timeout $(CHAOS_TIMEOUT) -run '^TestChaosCampaign$$' ./chaos/campaign/
 
 # One short campaign per deliberately broken countd (build tags
 # sabotage_*): each must be caught by the checker, naming the check.
 chaos-sabotage:
-	$(GO) test -tags chaos -count=1 -v -timeout 20m -run '^TestChaosCatchesSabotage$$' ./chaos/
+	$(GO) test -tags chaos -count=1 -v -timeout 20m -run '^TestChaosCatchesSabotage$$' ./chaos/campaign/
 
 clean:
 	rm -rf $(BIN)

@@ -141,6 +141,19 @@ func (r *rawConn) close() {
 	}
 }
 
+// op sends one request and counts it as one operation when it succeeds
+// (a 2xx answer).
+func (r *rawConn) op(ctx context.Context, method string, path, body []byte, contentType string) (int64, error) {
+	status, err := r.do(ctx, method, path, body, contentType)
+	if err == nil {
+		err = statusErr(status)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
+
 func statusErr(status int) error {
 	if status >= 200 && status < 300 {
 		return nil
@@ -160,14 +173,7 @@ func RawIncrOp(base, ns string, gen KeyGen, body []byte) (Op, error) {
 		path = append(path[:0], prefix...)
 		path = AppendKeyName(path, gen.Next())
 		path = append(path, "/incr"...)
-		status, err := rc.do(ctx, "POST", path, body, client.ContentTypeJSON)
-		if err == nil {
-			err = statusErr(status)
-		}
-		if err != nil {
-			return 0, err
-		}
-		return 1, nil
+		return rc.op(ctx, "POST", path, body, client.ContentTypeJSON)
 	}, nil
 }
 
@@ -187,13 +193,6 @@ func RawReadOp(base, ns string, gen KeyGen, consistency client.Consistency) (Op,
 		path = append(path[:0], prefix...)
 		path = AppendKeyName(path, gen.Next())
 		path = append(path, suffix...)
-		status, err := rc.do(ctx, "GET", path, nil, "")
-		if err == nil {
-			err = statusErr(status)
-		}
-		if err != nil {
-			return 0, err
-		}
-		return 1, nil
+		return rc.op(ctx, "GET", path, nil, "")
 	}, nil
 }

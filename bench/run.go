@@ -103,24 +103,33 @@ func Run(ctx context.Context, cfg RunConfig, newOp func(worker int) Op) (Result,
 func closedLoop(ctx context.Context, cfg RunConfig, rec *Recorder, newOp func(int) Op, measureFrom, end time.Time) {
 	ctx, cancel := context.WithDeadline(ctx, end)
 	defer cancel()
+	wait := goWorkers(cfg.Workers, newOp, func(op Op) {
+		for ctx.Err() == nil {
+			t0 := time.Now()
+			ops, err := op(ctx)
+			t1 := time.Now()
+			if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
+				return // cut by the end of the run, not a server error
+			}
+			rec.Record(t1.Sub(t0), ops, err, !t1.Before(measureFrom))
+		}
+	})
+	wait()
+}
+
+// goWorkers starts n workers, worker w running work with newOp(w), and
+// returns a function that waits for all of them to return.
+func goWorkers(n int, newOp func(int) Op, work func(Op)) (wait func()) {
 	var wg sync.WaitGroup
-	for w := range cfg.Workers {
+	for w := range n {
 		op := newOp(w)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
-				t0 := time.Now()
-				ops, err := op(ctx)
-				t1 := time.Now()
-				if err != nil && (ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
-					return // cut by the end of the run, not a server error
-				}
-				rec.Record(t1.Sub(t0), ops, err, !t1.Before(measureFrom))
-			}
+			work(op)
 		}()
 	}
-	wg.Wait()
+	return wg.Wait
 }
 
 // openLoop schedules request i at start + i/Rate whatever the answers, and
@@ -143,23 +152,17 @@ func openLoop(ctx context.Context, cfg RunConfig, rec *Recorder, newOp func(int)
 		origin   time.Time // latency is measured from here: intended, or the dispatcher's late wake-up
 	}
 	queue := make(chan scheduled, 1<<16)
-	var wg sync.WaitGroup
-	for w := range cfg.Workers {
-		op := newOp(w)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for req := range queue {
-				measured := !req.intended.Before(measureFrom)
-				if hardCtx.Err() != nil {
-					rec.RecordUnsent(measured)
-					continue
-				}
-				ops, err := op(hardCtx)
-				rec.Record(time.Since(req.origin), ops, err, measured)
+	wait := goWorkers(cfg.Workers, newOp, func(op Op) {
+		for req := range queue {
+			measured := !req.intended.Before(measureFrom)
+			if hardCtx.Err() != nil {
+				rec.RecordUnsent(measured)
+				continue
 			}
-		}()
-	}
+			ops, err := op(hardCtx)
+			rec.Record(time.Since(req.origin), ops, err, measured)
+		}
+	})
 
 	interval := float64(time.Second) / cfg.Rate
 	total := int64(math.Ceil(float64(end.Sub(start)) / interval))
@@ -207,7 +210,7 @@ func openLoop(ctx context.Context, cfg RunConfig, rec *Recorder, newOp func(int)
 		rec.RecordUnsent(!at(i).Before(measureFrom))
 	}
 	close(queue)
-	wg.Wait()
+	wait()
 }
 
 // startProgress prints one line per cfg.ProgressEvery until the returned

@@ -25,22 +25,23 @@ type Range struct {
 	After, Upto uint64
 }
 
-// Batch is the unit of replication: what Publish takes and Replica.Apply
-// receives. Ranges are sorted by (Origin, After) and do not overlap; a batch
-// may carry deltas that no range covers (their vector stays where it is).
+// Batch is the unit of replication: what a node publishes after a commit
+// and what a replica applies. Ranges are sorted by (Origin, After) and do
+// not overlap; a batch may carry deltas that no range covers (their vector
+// stays where it is).
 type Batch struct {
 	Ranges  []Range
 	Deltas  []Delta
 	Configs []ConfigRecord
 }
 
-// Empty reports whether the batch carries nothing.
+// Empty reports whether b carries nothing.
 func (b Batch) Empty() bool {
 	return len(b.Ranges) == 0 && len(b.Deltas) == 0 && len(b.Configs) == 0
 }
 
 // ConfigRecord is a namespace config, replicated last-writer-wins by
-// (HLC, Origin). Payload is opaque to gossip.
+// (HLC, Origin). Payload is opaque to replication.
 type ConfigRecord struct {
 	NS      string
 	HLC     uint64

@@ -1,9 +1,11 @@
-// Package change holds the replication types of countmesh: a Delta is one
-// change of one origin's slot of one counter, a Batch is the unit that moves
-// between nodes (deltas, the (origin, sequence) ranges they complete, and
-// namespace config records).
+// Package change holds the replication delta types: a Delta is one change
+// of one origin's slot of one counter, a Range the contiguous run of an
+// origin's sequence numbers a batch completes, a ConfigRecord a namespace
+// config replicated last-writer-wins, and a Batch the unit that a node
+// publishes after each durable commit and that a replica applies.
 //
-// The package sits below both node and gossip, so that the node builds what
-// gossip sends without importing gossip's machinery, and gossip carries it
-// without knowing the node. It holds data types only: no I/O, no locks.
+// It sits below both the node and the mesh (package gossip re-exports the
+// types under their old names), so that the storage and node layers can
+// build and read deltas without importing the replication machinery. It
+// depends on crdt alone and does no I/O.
 package change

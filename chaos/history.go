@@ -1,12 +1,7 @@
-// Package chaos is countmesh's Jepsen-style campaign: real countd
-// processes, each in a network namespace of its own, a nemesis that
-// injects faults chosen from a seed, clients that record every operation
-// with its invoke and complete times and outcome, and a checker that reads
-// the whole history afterwards.
-//
 // This file holds the history: what the clients and the nemesis record
 // and what the checker reads. It is plain data, in memory and as JSON
 // lines (one Op or Fault per line) for a run kept on disk.
+
 package chaos
 
 import "time"

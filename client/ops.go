@@ -152,7 +152,7 @@ func (c *Client) WaitReady(ctx context.Context, interval time.Duration) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("client: node at %s not ready: %w (last: %v)", c.base, ctx.Err(), err)
+			return fmt.Errorf("client: node at %s not ready: %w (last: %w)", c.base, ctx.Err(), err)
 		case <-t.C:
 		}
 	}

@@ -194,7 +194,7 @@ func (c *Counter) Merge(other Counter) {
 		c.Reset = &r
 	} else {
 		floor := mergeSlots(c.Reset.Floor, other.Reset.Floor)
-		if resetLess(c.Reset, other.Reset) {
+		if c.Reset.Before(other.Reset) {
 			r := *other.Reset
 			c.Reset = &r
 		}
@@ -249,8 +249,10 @@ func (c Counter) Equal(other Counter) bool {
 		a.Deleted == b.Deleted && slices.Equal(a.Floor, b.Floor)
 }
 
-// resetLess orders resets: by epoch, then node, then value, then deleted.
-func resetLess(a, b *Reset) bool {
+// Before reports whether reset a loses to reset b: resets are ordered by
+// epoch, then node, then value, then deleted, and the greater one wins a
+// merge.
+func (a *Reset) Before(b *Reset) bool {
 	if a.Epoch != b.Epoch {
 		return a.Epoch < b.Epoch
 	}

@@ -790,40 +790,55 @@ func smallAdds(t *rapid.T, label string) []op {
 	}), 0, 12).Draw(t, label)
 }
 
+// drawSyncedSim draws a simulation, runs a short history of increments on
+// it and delivers everything everywhere.
+func drawSyncedSim(t *rapid.T) *sim {
+	s := drawSim(t, true)
+	s.run(t, drawOps(t, amountGen(1), 20, "history"))
+	s.syncAll(t)
+	return s
+}
+
+// stepAll runs the ops that keep accepts (nil: all) and returns the sum of
+// the amounts that applied.
+func (s *sim) stepAll(t *rapid.T, ops []op, keep func(op) bool) int64 {
+	var sum int64
+	for _, o := range ops {
+		if (keep == nil || keep(o)) && s.step(t, o) {
+			sum += o.Amount
+		}
+	}
+	return sum
+}
+
+// requireValue fails unless every replica reads want (what explains it).
+func (s *sim) requireValue(t *rapid.T, want int64, what string) {
+	for i, c := range s.reps {
+		if got := c.Value(); got != want {
+			t.Fatalf("replica %d reads %d, want %s", i, got, what)
+		}
+	}
+}
+
 // A reset to V keeps the increments the resetting node had not seen: after
 // a full exchange every replica reads V + (increments made concurrently with
 // or after the reset).
 func TestPropResetKeepsUnseenIncrements(t *testing.T) {
 	t.Parallel()
 	rapid.Check(t, func(t *rapid.T) {
-		s := drawSim(t, true)
-		s.run(t, drawOps(t, amountGen(1), 20, "history"))
-		s.syncAll(t)
+		s := drawSyncedSim(t)
 
 		n := len(s.reps)
 		r := rapid.IntRange(0, n-1).Draw(t, "resetter")
 		v := rapid.Int64Range(-1e12, 1e12).Draw(t, "value")
-		var sum int64
-		for _, o := range smallAdds(t, "concurrent adds") {
-			if o.R%n != r && s.step(t, o) {
-				sum += o.Amount
-			}
-		}
+		sum := s.stepAll(t, smallAdds(t, "concurrent adds"), func(o op) bool { return o.R%n != r })
 		s.step(t, op{Kind: opReset, R: r, Amount: v})
 		if got := s.reps[r].Value(); got != v {
 			t.Fatalf("right after the reset to %d the resetter reads %d", v, got)
 		}
-		for _, o := range smallAdds(t, "later adds") {
-			if s.step(t, o) {
-				sum += o.Amount
-			}
-		}
+		sum += s.stepAll(t, smallAdds(t, "later adds"), nil)
 		s.syncAll(t)
-		for i, c := range s.reps {
-			if got := c.Value(); got != v+sum {
-				t.Fatalf("replica %d reads %d, want reset value %d + unseen increments %d", i, got, v, sum)
-			}
-		}
+		s.requireValue(t, v+sum, fmt.Sprintf("reset value %d + unseen increments %d", v, sum))
 	})
 }
 
@@ -834,9 +849,7 @@ func TestPropResetKeepsUnseenIncrements(t *testing.T) {
 func TestPropConcurrentResetsSubtractOnce(t *testing.T) {
 	t.Parallel()
 	rapid.Check(t, func(t *rapid.T) {
-		s := drawSim(t, true)
-		s.run(t, drawOps(t, amountGen(1), 20, "history"))
-		s.syncAll(t)
+		s := drawSyncedSim(t)
 
 		n := len(s.reps)
 		r1 := rapid.IntRange(0, n-1).Draw(t, "r1")
@@ -849,22 +862,13 @@ func TestPropConcurrentResetsSubtractOnce(t *testing.T) {
 		if e1 != e2 {
 			t.Fatalf("concurrent resets after the same history have epochs %d and %d", e1, e2)
 		}
-		var sum int64
-		for _, o := range smallAdds(t, "concurrent adds") {
-			if s.step(t, o) {
-				sum += o.Amount
-			}
-		}
+		sum := s.stepAll(t, smallAdds(t, "concurrent adds"), nil)
 		s.syncAll(t)
 		win := v1
 		if s.ids[r2] > s.ids[r1] {
 			win = v2
 		}
-		for i, c := range s.reps {
-			if got := c.Value(); got != win+sum {
-				t.Fatalf("replica %d reads %d, want winning reset %d + unseen increments %d", i, got, win, sum)
-			}
-		}
+		s.requireValue(t, win+sum, fmt.Sprintf("winning reset %d + unseen increments %d", win, sum))
 	})
 }
 
@@ -873,9 +877,7 @@ func TestPropConcurrentResetsSubtractOnce(t *testing.T) {
 func TestPropDeleteHidesUntilNextAdd(t *testing.T) {
 	t.Parallel()
 	rapid.Check(t, func(t *rapid.T) {
-		s := drawSim(t, true)
-		s.run(t, drawOps(t, amountGen(1), 20, "history"))
-		s.syncAll(t)
+		s := drawSyncedSim(t)
 
 		n := len(s.reps)
 		r := rapid.IntRange(0, n-1).Draw(t, "deleter")

@@ -8,6 +8,8 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/countmesh/countmesh/internal/splitmix"
 )
 
 // Count-Min Sketch (Cormode and Muthukrishnan, 2005) with one slot per node,
@@ -95,23 +97,12 @@ func (p SketchParams) Bound(total uint64) uint64 {
 // Mitzenmacher), with h2 an independent remix of the hash, forced odd.
 func (p SketchParams) Columns(key string, dst []uint32) []uint32 {
 	h1 := xxhash.Sum64String(key)
-	h2 := mix64(h1^0x9e3779b97f4a7c15) | 1
+	h2 := splitmix.Mix(h1^0x9e3779b97f4a7c15) | 1
 	w := uint64(p.Width)
 	for r := range p.Depth {
 		dst = append(dst, uint32((h1+uint64(r)*h2)%w))
 	}
 	return dst
-}
-
-// mix64 is the splitmix64 finaliser: a bijection that spreads every input
-// bit over the whole word.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }
 
 // CountMin is a Count-Min Sketch with one slot per node, a state-based

@@ -348,7 +348,7 @@ func zipfStream(views, keys int, s float64, seed uint64) []uint32 {
 
 func pageKey(i uint32) string { return fmt.Sprintf("page/%d", i) }
 
-// The acceptance of issue 5 on the sketch math at full size: 10,000,000
+// The sketch's documented error bound at full size: 10,000,000
 // page views over 1,000,000 keys (Zipf, s = 1.1), epsilon 0.1 %,
 // confidence 99 %. Every estimate is at least the truth; at least 99 % of
 // the keys are within ε·N; the memory is w×d cells whatever the number of

@@ -27,6 +27,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/countmesh/countmesh/internal/pki"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // prometheusOwn are series Prometheus makes itself for every target; an
@@ -127,7 +128,7 @@ func startCountd(t *testing.T, args ...string) string {
 		}
 	})
 	base := "http://" + httpAddr
-	waitFor(t, "countd "+strings.Join(args, " ")+" to be ready", func() bool {
+	wait.Until(t, 30*time.Second, "countd "+strings.Join(args, " ")+" to be ready", func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("countd exited: %v\n%s", waitErr, logs.String())
@@ -141,18 +142,6 @@ func startCountd(t *testing.T, args ...string) string {
 		return resp.StatusCode == 200
 	})
 	return base
-}
-
-// waitFor polls cond until it holds, failing the test after 30 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func call(t *testing.T, method, url, body string) (int, string) {
@@ -199,11 +188,11 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		}
 	}
 	// Replication: b reads what a wrote, and a reports its lag to b.
-	waitFor(t, "b to read a's writes", func() bool {
+	wait.Until(t, 30*time.Second, "b to read a's writes", func() bool {
 		_, body := call(t, "GET", b+"/v1/counters/pages/home", "")
 		return strings.Contains(body, `"value":5`)
 	})
-	waitFor(t, "a to report replication lag towards b", func() bool {
+	wait.Until(t, 30*time.Second, "a to report replication lag towards b", func() bool {
 		_, body := call(t, "GET", a+"/v1/cluster", "")
 		return strings.Contains(body, `"peer":"b"`)
 	})

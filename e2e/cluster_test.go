@@ -315,7 +315,7 @@ func (c *cluster) healthy(ctx context.Context) (bool, string) {
 }
 
 func (c *cluster) waitHealthy(ctx context.Context) error {
-	_, err := poll(ctx, 90*time.Second, 100*time.Millisecond, func() (bool, string) { return c.healthy(ctx) })
+	_, err := wait.Poll(ctx, 90*time.Second, 100*time.Millisecond, func() (bool, string) { return c.healthy(ctx) })
 	if err != nil {
 		return fmt.Errorf("mesh not healthy: %w", err)
 	}
@@ -338,18 +338,6 @@ func (c *cluster) requireHealthy(t *testing.T) {
 		c.broken.Store(true)
 		t.Fatal(err)
 	}
-}
-
-// poll evaluates cond every interval until it holds, ctx ends or d passes.
-// It returns how long it took.
-func poll(ctx context.Context, d, interval time.Duration, cond func() (bool, string)) (time.Duration, error) {
-	return wait.Poll(ctx, d, interval, cond)
-}
-
-// waitFor polls cond until it holds and fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	return wait.For(t, d, what, cond)
 }
 
 // partition cuts region off: its nodes leave the other regions' networks

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // post sends a JSON body to n and returns the status and the decoded answer
@@ -57,7 +59,7 @@ func put(ctx context.Context, t *testing.T, n *node, path, body string) {
 	}
 }
 
-// TestRetriesCountOnce (issue 5, acceptance 1): 10,000 increments with ids,
+// TestRetriesCountOnce: 10,000 increments with ids,
 // each sent 2 to 4 times to random nodes of random regions (as if answers
 // were lost), while one node is SIGKILLed and started again; afterwards
 // every node reads exactly the sum of the distinct ids.
@@ -115,14 +117,12 @@ func TestRetriesCountOnce(t *testing.T) {
 		}()
 	}
 	// A quarter of the way in: SIGKILL, a pause, docker start.
-	for next.Load() < int64(ids)/4 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.Until(t, 5*time.Minute, "a quarter of the ids sent", func() bool { return next.Load() >= int64(ids)/4 })
 	t.Cleanup(func() { docker(context.Background(), "start", victim.container) })
 	mustDocker(t, "kill", "-s", "KILL", victim.container)
 	time.Sleep(2 * time.Second)
 	mustDocker(t, "start", victim.container)
-	waitFor(t, 60*time.Second, victim.name+" ready after the restart", func() (bool, string) {
+	wait.For(t, 60*time.Second, victim.name+" ready after the restart", func() (bool, string) {
 		return ready(ctx, victim), "not ready"
 	})
 	wg.Wait()
@@ -131,7 +131,7 @@ func TestRetriesCountOnce(t *testing.T) {
 		return
 	}
 	total := want.Load()
-	conv := waitFor(t, 60*time.Second, "every node reading the sum of the distinct ids", func() (bool, string) {
+	conv := wait.For(t, 60*time.Second, "every node reading the sum of the distinct ids", func() (bool, string) {
 		var got []string
 		ok := true
 		for _, n := range cl.nodes {
@@ -152,7 +152,7 @@ func TestRetriesCountOnce(t *testing.T) {
 	})
 }
 
-// TestBoundedLikes (issue 5, acceptance 2): an exact namespace with min 0,
+// TestBoundedLikes: an exact namespace with min 0,
 // a counter at 100, 1,000 concurrent decrements of 1 spread over all six
 // nodes, 400 of them while region ap is cut off: exactly 100 succeed, the
 // rest get 409 (or 503 while cut off), and no read on any node ever shows a
@@ -165,7 +165,7 @@ func TestBoundedLikes(t *testing.T) {
 	key := "post"
 	put(ctx, t, cl.nodes[0], "/v1/namespaces/"+ns, `{"type":"exact","min":0}`)
 	// Every node knows the config before the counter moves.
-	waitFor(t, 30*time.Second, "the namespace config on every node", func() (bool, string) {
+	wait.For(t, 30*time.Second, "the namespace config on every node", func() (bool, string) {
 		for _, n := range cl.nodes {
 			var cfg struct{ Type string }
 			if err := getJSON(ctx, n, "/v1/namespaces/"+ns, &cfg); err != nil || cfg.Type != "exact" {
@@ -180,7 +180,7 @@ func TestBoundedLikes(t *testing.T) {
 			t.Fatalf("increment %d on %s: %d %v", i, n.name, status, ans)
 		}
 	}
-	waitFor(t, 30*time.Second, "every node reading 100", func() (bool, string) {
+	wait.For(t, 30*time.Second, "every node reading 100", func() (bool, string) {
 		for _, n := range cl.nodes {
 			if v, err := value(ctx, n, ns, key); err != nil || v != 100 {
 				return false, fmt.Sprintf("%s reads %d (%v)", n.name, v, err)
@@ -262,7 +262,7 @@ func TestBoundedLikes(t *testing.T) {
 	if minSeen.Load() < 0 {
 		t.Fatalf("a node read %d", minSeen.Load())
 	}
-	waitFor(t, 30*time.Second, "every node reading 0", func() (bool, string) {
+	wait.For(t, 30*time.Second, "every node reading 0", func() (bool, string) {
 		for _, n := range cl.nodes {
 			if v, err := value(ctx, n, ns, key); err != nil || v != 0 {
 				return false, fmt.Sprintf("%s reads %d (%v)", n.name, v, err)
@@ -275,8 +275,7 @@ func TestBoundedLikes(t *testing.T) {
 	})
 }
 
-// TestRateLimitAcrossTheMesh (issue 4, acceptance 4, on six containers in
-// three regions): clients hammer every node with one key's limit of 1,000
+// TestRateLimitAcrossTheMesh (on six containers in three regions): clients hammer every node with one key's limit of 1,000
 // per window; at most 1,001 are admitted.
 func TestRateLimitAcrossTheMesh(t *testing.T) {
 	cl := needMesh(t)

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // runID keeps the counters of one run apart from those of earlier runs
@@ -97,7 +99,7 @@ func TestConvergenceUnderLoad(t *testing.T) {
 	measure := func(r *round) (roundResult, error) {
 		ctx := context.Background()
 		res := roundResult{Round: r.id}
-		if _, err := poll(ctx, maxInflight, 2*time.Millisecond, func() (bool, string) {
+		if _, err := wait.Poll(ctx, maxInflight, 2*time.Millisecond, func() (bool, string) {
 			return r.inflight.Load() == 0, fmt.Sprintf("%d batches of round %d in flight", r.inflight.Load(), r.id)
 		}); err != nil {
 			return res, err
@@ -116,7 +118,7 @@ func TestConvergenceUnderLoad(t *testing.T) {
 		}
 		if !res.Exact {
 			// Targets are ranges: wait until the nodes agree within them.
-			_, err := poll(ctx, bound, 20*time.Millisecond, func() (bool, string) { return converged(ctx, cl, ns, want) })
+			_, err := wait.Poll(ctx, bound, 20*time.Millisecond, func() (bool, string) { return converged(ctx, cl, ns, want) })
 			return res, err
 		}
 		doneAt := make([]time.Time, len(cl.nodes))
@@ -223,7 +225,7 @@ func TestConvergenceUnderLoad(t *testing.T) {
 
 	// Every counter written, the hot set included, converges exactly.
 	want := l.keys.snapshot()
-	took, err := poll(context.Background(), bound, 50*time.Millisecond, func() (bool, string) {
+	took, err := wait.Poll(context.Background(), bound, 50*time.Millisecond, func() (bool, string) {
 		return converged(context.Background(), cl, ns, want)
 	})
 	if err != nil {
@@ -288,7 +290,7 @@ func waitLoadRunning(t *testing.T, l *load, batches int64) {
 	for name, s := range l.nodes {
 		base[name] = s.batches.Load()
 	}
-	waitFor(t, 30*time.Second, "the load running on every node", func() (bool, string) {
+	wait.For(t, 30*time.Second, "the load running on every node", func() (bool, string) {
 		for name, s := range l.nodes {
 			if s.batches.Load()-base[name] < batches {
 				return false, l.summary()
@@ -319,7 +321,7 @@ func TestKillRestart(t *testing.T) {
 	mustDocker(t, "kill", "-s", "KILL", victim.container)
 	tKill := time.Now()
 	// Let the mesh notice: every other node sees the victim fail.
-	detect := waitFor(t, 60*time.Second, "the other nodes noticing the kill", func() (bool, string) {
+	detect := wait.For(t, 60*time.Second, "the other nodes noticing the kill", func() (bool, string) {
 		for _, n := range cl.nodes {
 			if n == victim {
 				continue
@@ -336,7 +338,7 @@ func TestKillRestart(t *testing.T) {
 	})
 	// Every request sent to the victim before the kill has its outcome, so
 	// its acknowledged total is final.
-	waitFor(t, 30*time.Second, "requests sent before the kill to finish", func() (bool, string) {
+	wait.For(t, 30*time.Second, "requests sent before the kill to finish", func() (bool, string) {
 		n := vs.pendingSince(tKill)
 		return n == 0, fmt.Sprintf("%d in flight", n)
 	})
@@ -346,7 +348,7 @@ func TestKillRestart(t *testing.T) {
 
 	tStart := time.Now()
 	mustDocker(t, "start", victim.container)
-	waitFor(t, 60*time.Second, victim.name+" ready after the restart", func() (bool, string) {
+	wait.For(t, 60*time.Second, victim.name+" ready after the restart", func() (bool, string) {
 		return ready(context.Background(), victim), "not ready"
 	})
 	readyIn := time.Since(tStart)
@@ -359,7 +361,7 @@ func TestKillRestart(t *testing.T) {
 			victim.name, ownKey, got, ownAcked)
 	}
 	// It has everything the mesh acknowledged before it came back.
-	waitFor(t, 60*time.Second, victim.name+" catching up", func() (bool, string) {
+	wait.For(t, 60*time.Second, victim.name+" catching up", func() (bool, string) {
 		for _, k := range sortedKeys(atStart) {
 			v, err := value(context.Background(), victim, ns, k)
 			if err != nil {
@@ -379,7 +381,7 @@ func TestKillRestart(t *testing.T) {
 	waitLoadRunning(t, l, 20)
 	l.stop()
 	want := l.keys.snapshot()
-	if _, err := poll(context.Background(), 10*time.Second, 10*time.Millisecond, func() (bool, string) {
+	if _, err := wait.Poll(context.Background(), 10*time.Second, 10*time.Millisecond, func() (bool, string) {
 		return converged(context.Background(), cl, ns, want)
 	}); err != nil {
 		t.Fatalf("no convergence after the restart: %v", err)
@@ -436,7 +438,7 @@ func TestRegionPartition(t *testing.T) {
 	tCut := time.Now()
 	// Whatever was sent before the cut was complete may have crossed it:
 	// wait for those requests' outcomes, then count them.
-	waitFor(t, 30*time.Second, "requests sent before the cut to finish", func() (bool, string) {
+	wait.For(t, 30*time.Second, "requests sent before the cut to finish", func() (bool, string) {
 		for name, s := range l.nodes {
 			if n := s.pendingSince(tCut); n > 0 {
 				return false, fmt.Sprintf("%s: %d in flight", name, n)
@@ -504,7 +506,7 @@ func TestRegionPartition(t *testing.T) {
 	var conv, members time.Duration
 	var timeline []string // how membership healed
 	lastMembers := "-"
-	if _, err := poll(ctx, 60*time.Second, 10*time.Millisecond, func() (bool, string) {
+	if _, err := wait.Poll(ctx, 60*time.Second, 10*time.Millisecond, func() (bool, string) {
 		var state []string
 		if conv == 0 {
 			if ok, st := converged(ctx, cl, ns, want); ok {

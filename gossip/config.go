@@ -1,13 +1,13 @@
 package gossip
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"time"
 
+	"github.com/countmesh/countmesh/gossip/transport"
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
 
@@ -349,7 +349,7 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 	if c.AdvertiseAddr != "" {
 		host, port, err := splitHostPort(c.AdvertiseAddr)
 		if err != nil {
-			return nil, fmt.Errorf("%w: advertise address %q: %v", ErrInvalidConfig, c.AdvertiseAddr, err)
+			return nil, fmt.Errorf("%w: advertise address %q: %w", ErrInvalidConfig, c.AdvertiseAddr, err)
 		}
 		mc.AdvertiseAddr, mc.AdvertisePort = host, port
 	}
@@ -370,7 +370,7 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 	if len(c.GossipKeys) > 0 {
 		kr, err := memberlist.NewKeyring(c.GossipKeys[1:], c.GossipKeys[0])
 		if err != nil {
-			return nil, fmt.Errorf("%w: gossip keys: %v", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: gossip keys: %w", ErrInvalidConfig, err)
 		}
 		mc.Keyring = kr
 		mc.GossipVerifyIncoming = true
@@ -404,16 +404,14 @@ func (c *Config) replBindAddr() string {
 }
 
 // PeerTLS is the mutual TLS of the peer listener (Config.TLS).
-type PeerTLS struct {
-	// Server configures inbound connections; it must require and verify
-	// a client certificate (tls.RequireAndVerifyClientCert).
-	Server *tls.Config
-	// Client returns the configuration for dialing the member called
-	// name ("" for a probe of an address whose member is not known); it
-	// must verify that the server's certificate chains to the CA and,
-	// when name is not empty, was issued to name.
-	Client func(name string) *tls.Config
-}
+type PeerTLS = transport.PeerTLS
+
+// Network carries the peer connections: TCP in production (TCPNetwork),
+// an in-process network in tests (package fakenet).
+type Network = transport.Network
+
+// TCPNetwork is the production Network.
+type TCPNetwork = transport.TCPNetwork
 
 // checkGossipKeys checks a memberlist keyring: at least one key when any,
 // each 16, 24 or 32 bytes (AES-128, -192 or -256), no duplicates.

@@ -22,19 +22,10 @@
 // UDP, 7946 by default) and Config.ReplAddr for the peer listener (TCP; by
 // default the gossip host with the gossip port + 1, so 7947), which
 // carries every node-to-node exchange: replication streams, anti-entropy
-// and the peer calls (Call, Handle). Both are advertised to the others
-// (the peer address in the memberlist node meta), so only the gossip
-// address is ever given to Join.
-//
-// # Peer calls
-//
-// Call sends a request to a member and waits for its answer; Handle
-// registers the answering side of a Method (quorum state reads and
-// writes, rights, rate-limit leases: package peerrpc binds them). A call
-// runs on a pooled connection of kind 4 (at most MaxIdleRPCConns idle per
-// member), one request at a time per connection; the handler learns the
-// caller's name from the connection, and a handler that panics answers
-// with an error.
+// and the peer calls (Call, Handle: package peerrpc binds them; see
+// gossip/transport). Both are advertised to the others (the peer address
+// in the memberlist node meta), so only the gossip address is ever given
+// to Join.
 //
 // # Security
 //
@@ -47,11 +38,6 @@
 // Config.GossipKeys memberlist encrypts with a keyring, rotated at run
 // time by SetGossipKeys. Without TLS a hello must still name a member this
 // node knows (any state), for streams, exchanges and calls.
-//
-// The listener holds at most MaxInboundConns connections (more are closed
-// on arrival), reads at most 4 KiB before the hello, and reads a frame's
-// body as it arrives, in chunks of 1 MiB, so that a peer announcing a
-// 64 MiB frame and sending nothing costs one chunk.
 //
 // # What it guarantees
 //
@@ -88,44 +74,16 @@
 // Nothing is ordered across counters, and nothing is transactional across
 // nodes: replicas converge by merging.
 //
-// # Streams
+// # Streams and anti-entropy
 //
 // Each node keeps one outgoing stream per peer it sends to (the peers of
-// its region, and the bridges; every peer with FanOutDirect). Publish adds
-// a batch to each target's queue, coalescing it: per (namespace, key,
-// origin) the queue holds one delta, the join of every state queued for it
-// under the highest seq, so many increments of a hot counter within one
-// flush cost one slot update on the wire. Ranges of an origin merge when
-// they touch; config records coalesce per namespace, last writer wins.
-// Every FlushInterval the peer's goroutine sends the queue as frames of at
-// most MaxFrameDeltas deltas, the ranges and configs in the last, keeping
-// at most MaxInflightFrames unacknowledged. The receiver applies each frame,
-// relays it into its region when the frame asks for it (it is a bridge),
-// and acknowledges it. Frames still unacknowledged when a connection fails
-// are put back in the queue and sent again on the next connection. The lag
-// reported per peer is the age of the oldest change published and not yet
-// acknowledged (or dropped and not yet repaired), or else the
-// publish-to-ack time of the last frame.
-//
-// # Anti-entropy
-//
-// Every AntiEntropyInterval (jittered) a node picks a random alive peer
-// (from another region with probability AntiEntropyRemote) and runs a
-// push-pull exchange on a fresh connection:
-//
-//	initiator -> responder: hello, aeReq{vector, config digest, full}
-//	responder -> initiator: chunks for each origin where its vector is ahead, aeResp{vector, digest, configs if the digests differ}
-//	initiator -> responder: chunks for each origin where its vector is ahead, aeEnd{configs if the digests differ}
-//	responder -> initiator: aeFin
-//
-// A side's chunks for an origin are its Replica.ScanSince(origin,
-// theirs[origin]) in seq order, at most MaxFrameDeltas per chunk, each
-// chunk with the range it completes, so that a transfer of a million
-// counters advances the receiver's vector chunk by chunk and resumes where
-// it stopped. Periodic exchanges cap each origin at the vector this node
-// had AntiEntropyGrace ago: younger changes are still on the streams and
-// sending them again would double the traffic under load. SyncOnce asks
-// for everything (full) from one peer of every region.
+// its region, and the bridges; every peer with FanOutDirect), coalescing
+// what it queues, flushed every FlushInterval (package gossip/stream).
+// Every AntiEntropyInterval (jittered) it runs a push-pull exchange of
+// version vectors and missing changes with a random alive peer, from
+// another region with probability AntiEntropyRemote (package
+// gossip/antientropy, which documents the protocol). SyncOnce asks for
+// everything (full) from one peer of every region.
 //
 // # Membership
 //
@@ -155,30 +113,22 @@
 // counts alive as "suspect" while this node cannot reach its replication
 // address (memberlist does not expose its own suspicion).
 //
-// # Wire format
+// # Packages
 //
-// A frame is a 4-byte big-endian length n and n bytes: a type byte and a
-// msgpack body (structs as arrays, compact integers). Every connection
-// starts with hello{proto, kind (1 stream, 2 anti-entropy, 3 probe, 4
-// calls), name, region}; a version other than 1 is refused. Frame types:
+// Package gossip is the facade and the membership glue (memberlist, node
+// meta, verification, reconnects, routes and bridges). It is built from:
 //
-//	1 hello    {proto, kind, name, region}
-//	2 batch    {id, relay, batch}                 stream, sender to receiver
-//	3 ack      {id}                               stream, receiver to sender, after Apply
-//	4 aeReq    {vector, config digest, full}
-//	5 aeChunk  batch
-//	6 aeResp   {vector, config digest, configs}
-//	7 aeEnd    {configs}
-//	8 aeFin    (empty)
-//	9 aeBusy   (empty: the responder runs MaxConcurrentAntiEntropy exchanges already)
-//	10 rpcReq  {method, body}                      caller to callee
-//	11 rpcResp {err, body}                         callee to caller
+//   - gossip/transport: the peer listener, dials, the hello, mutual TLS,
+//     the frame format and the peer calls (Call, Handle) with their wire
+//     format;
+//   - gossip/stream: the per-peer outgoing queue and stream of this node's
+//     changes, and the receiving side;
+//   - gossip/antientropy: the push-pull exchange of version vectors and
+//     the changes the other side lacks;
+//   - gossip/internal/stats: the counters behind Stats.
 //
-// A batch is {ranges [[origin, after, upto]], groups [[ns, origin, items]],
-// configs [[ns, hlc, origin, payload]]}, an item [key, seq, slots [[node,
-// p, n]], reset [epoch, node, value, deleted, floor] or nil]: grouping by
-// namespace and origin keeps them out of every item. A vector is a list of
-// [origin, seq] pairs. Frames larger than MaxFrameBytes are refused.
+// The delta types (Delta, Range, Batch, ConfigRecord) are package
+// change's, below node and gossip; gossip keeps their names as aliases.
 //
 // # Failure behaviour
 //

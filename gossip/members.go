@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/countmesh/countmesh/gossip/antientropy"
+	"github.com/countmesh/countmesh/gossip/transport"
 	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
 
@@ -36,7 +38,7 @@ type nodeMeta struct {
 }
 
 func (m *Mesh) setMeta(replAddr string, leaving bool) {
-	b, err := marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving, ID: uint64(m.selfID)})
+	b, err := transport.Marshal(&nodeMeta{Version: metaVersion, Region: m.cfg.Region, HTTPAddr: m.cfg.HTTPAddr, ReplAddr: replAddr, Leaving: leaving, ID: uint64(m.selfID)})
 	if err != nil {
 		// Plain strings and a bool always encode; keep the old meta if not.
 		m.log.Error("encode node meta; keeping the previous one", zap.Error(err))
@@ -47,7 +49,7 @@ func (m *Mesh) setMeta(replAddr string, leaving bool) {
 
 func decodeMeta(b []byte) (nodeMeta, error) {
 	var md nodeMeta
-	if err := decode(b, &md); err != nil {
+	if err := transport.Decode(b, &md); err != nil {
 		return md, fmt.Errorf("node meta: %w", err)
 	}
 	if md.Version != metaVersion || md.Region == "" || md.ReplAddr == "" {
@@ -325,7 +327,7 @@ func (m *Mesh) probeInBackground(pi peerInfo, then func()) {
 		m.reach.Lock()
 		delete(m.reach.probing, addr)
 		m.reach.Unlock()
-		if ok && !isDone(m.loopDone) {
+		if ok && m.loopCtx.Err() == nil {
 			m.probeThen.Lock()
 			then()
 			m.probeThen.Unlock()
@@ -341,7 +343,7 @@ func (m *Mesh) probeInBackground(pi peerInfo, then func()) {
 // probe reports whether the member's peer listener answers (and, with
 // TLS, proves to be that member).
 func (m *Mesh) probe(pi peerInfo) bool {
-	fc, err := m.dialPeer(m.loopCtx, pi, kindPing)
+	fc, err := m.tr.Dial(m.loopCtx, pi.peer(), transport.KindPing)
 	if err != nil {
 		return false
 	}
@@ -351,11 +353,11 @@ func (m *Mesh) probe(pi peerInfo) bool {
 
 // rejoin asks memberlist to join addr (a push-pull with it).
 func (m *Mesh) rejoin(addr string) {
-	if isDone(m.loopDone) {
+	if m.loopCtx.Err() != nil {
 		return
 	}
 	if n, err := m.ml.Join([]string{addr}); err == nil && n > 0 {
-		m.stats.reconnects.Add(1)
+		m.stats.Reconnects.Add(1)
 		m.log.Debug("reconnected", zap.String("addr", addr))
 	} else {
 		m.log.Debug("reconnect failed", zap.String("addr", addr), zap.Error(err))
@@ -387,7 +389,7 @@ func (m *Mesh) repairExchange(p peerInfo) { m.exchangeInBackground(p, false) }
 
 func (m *Mesh) exchangeInBackground(p peerInfo, full bool) {
 	m.goHeal(func() {
-		if err := m.exchange(m.loopCtx, p, full); err != nil && !errors.Is(err, errBusy) {
+		if err := m.exchange(m.loopCtx, p, full); err != nil && !errors.Is(err, antientropy.ErrBusy) {
 			m.log.Debug("exchange with a member back or reachable again failed; the periodic rounds will repair",
 				zap.String("peer", p.name), zap.Bool("full", full), zap.Error(err))
 		}

@@ -17,6 +17,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/antientropy"
+	"github.com/countmesh/countmesh/gossip/internal/stats"
+	"github.com/countmesh/countmesh/gossip/stream"
+	"github.com/countmesh/countmesh/gossip/transport"
 )
 
 // Mesh states.
@@ -37,17 +41,17 @@ type Mesh struct {
 	log     *zap.Logger
 	replica Replica
 	selfID  crdt.NodeID
-	netw    Network
-	stats   counters
-	aeSem   chan struct{} // one token per inbound anti-entropy session
+	tr      *transport.Transport // the peer listener, dials and calls
+	streams *stream.Env          // what the streams to peers share
+	ae      *antientropy.Exchanger
+	stats   stats.Counters
 
 	state atomic.Int32
 
 	// Set by Start, read-only afterwards.
-	ml       *memberlist.Memberlist
-	keyring  *memberlist.Keyring // nil without gossip encryption
-	listener net.Listener
-	self     NodeInfo
+	ml      *memberlist.Memberlist
+	keyring *memberlist.Keyring // nil without gossip encryption
+	self    NodeInfo
 
 	meta   atomic.Pointer[[]byte] // this node's memberlist meta
 	routes atomic.Pointer[routes] // alive peers; never nil after New
@@ -59,8 +63,8 @@ type Mesh struct {
 	}
 
 	peers struct {
-		sync.RWMutex                  // guards m and closed
-		m            map[string]*peer // streams to peers, by name
+		sync.RWMutex                           // guards m and closed
+		m            map[string]*stream.Stream // streams to peers, by name
 		closed       bool
 	}
 
@@ -70,29 +74,6 @@ type Mesh struct {
 		probing    map[string]bool      // replication addresses with a reconnect probe in flight
 	}
 	probeThen sync.Mutex // serialises what answered probes do (joins)
-
-	hist struct {
-		sync.Mutex              // guards snaps
-		snaps      []vvSnapshot // version vectors recently seen, oldest first
-	}
-
-	inbound struct {
-		sync.Mutex                       // guards conns and closed
-		conns      map[net.Conn]struct{} // accepted connections, closed by Close
-		closed     bool
-	}
-
-	// handlers answer peer calls, by method (copy on write).
-	handlers   atomic.Pointer[[methodLimit]Handler]
-	handlersMu sync.Mutex // serialises Handle
-
-	rpc struct {
-		sync.Mutex                       // guards idle and closed
-		idle       map[string][]idleConn // idle call connections, by member name
-		closed     bool
-	}
-
-	refusedOnce sync.Once // the connection limit is logged once
 
 	rngMu sync.Mutex // guards rng
 	rng   *rand.Rand
@@ -111,13 +92,6 @@ type Mesh struct {
 	leaveErr  error
 	closeOnce sync.Once
 	closeErr  error
-
-	// aeBusy holds the peers this node is running an anti-entropy exchange
-	// with, in either direction.
-	aeBusy struct {
-		sync.Mutex
-		peers map[string]bool
-	}
 
 	// heal tracks the exchanges started for members that came back.
 	heal struct {
@@ -139,9 +113,6 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	if cfg.Network == nil {
-		cfg.Network = TCPNetwork{}
-	}
 	if cfg.NodeID == 0 {
 		cfg.NodeID = crdt.NodeIDFromName(cfg.Name)
 	}
@@ -154,19 +125,32 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 		log:      cfg.Logger.With(zap.String("node", cfg.Name)),
 		replica:  replica,
 		selfID:   cfg.NodeID,
-		netw:     cfg.Network,
-		aeSem:    make(chan struct{}, cfg.MaxConcurrentAntiEntropy),
 		rng:      rand.New(rand.NewPCG(seed, uint64(cfg.NodeID))),
 		loopDone: make(chan struct{}),
 		peerDone: make(chan struct{}),
 	}
-	m.stats.selfRegion = cfg.Region
+	m.stats.SelfRegion = cfg.Region
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.loopCtx, m.loopStop = context.WithCancel(m.ctx)
 	m.members.m = make(map[string]*memberRecord)
-	m.peers.m = make(map[string]*peer)
-	m.inbound.conns = make(map[net.Conn]struct{})
-	m.rpc.idle = make(map[string][]idleConn)
+	m.peers.m = make(map[string]*stream.Stream)
+	m.tr = transport.New(transport.Config{
+		Name: cfg.Name, Region: cfg.Region, Network: cfg.Network, TLS: cfg.TLS,
+		IOTimeout: cfg.IOTimeout, DialTimeout: cfg.DialTimeout, MaxFrameBytes: cfg.MaxFrameBytes,
+		MaxInboundConns: cfg.MaxInboundConns, MaxIdleRPCConns: cfg.MaxIdleRPCConns, Logger: m.log,
+	}, &m.stats, memberView{m})
+	m.streams = &stream.Env{
+		Config: stream.Config{FlushInterval: cfg.FlushInterval, IOTimeout: cfg.IOTimeout, MaxQueueBytes: cfg.MaxQueueBytes,
+			MaxInflightFrames: cfg.MaxInflightFrames, MaxFrameDeltas: cfg.MaxFrameDeltas},
+		Stats: &m.stats, Log: m.log, Ctx: m.ctx, Done: m.peerDone, WG: &m.wg,
+		Dial: m.tr.Dial, Reachable: m.setReachable, Apply: replica.Apply, Relay: m.forward,
+		Reconnected: func(p transport.Peer) { m.healExchange(fromPeer(p)) },
+	}
+	m.tr.Serve(transport.KindStream, m.streams.Receive)
+	m.ae = antientropy.New(antientropy.Config{IOTimeout: cfg.IOTimeout, Grace: cfg.AntiEntropyGrace,
+		MaxFrameDeltas: cfg.MaxFrameDeltas, MaxConcurrent: cfg.MaxConcurrentAntiEntropy}, replica, &m.stats,
+		antientropy.Hooks{Dial: m.tr.Dial, Reachable: m.setReachable, Repaired: m.markRepaired})
+	m.tr.Serve(transport.KindAE, m.ae.Serve)
 	m.reach.failing = make(map[string]time.Time)
 	m.reach.probing = make(map[string]bool)
 	m.routes.Store(buildRoutes(cfg.Name, cfg.Region, m.selfID, nil, cfg.FanOut))
@@ -193,22 +177,20 @@ func (m *Mesh) Start() error {
 
 func (m *Mesh) start() error {
 	cfg := &m.cfg
-	l, err := m.netw.Listen(cfg.replBindAddr())
+	addr, err := m.tr.Listen(cfg.replBindAddr())
 	if err != nil {
+		m.tr.Close()
 		return fmt.Errorf("gossip: listen for replication on %s: %w", cfg.replBindAddr(), err)
 	}
-	m.listener = l
 	replAdv := cfg.ReplAdvertiseAddr
 	if replAdv == "" {
-		replAdv = l.Addr().String()
+		replAdv = addr.String()
 	}
 	m.setMeta(replAdv, false)
-	m.wg.Add(1)
-	go m.acceptLoop()
 
 	mc, err := cfg.memberlistConfig()
 	if err != nil {
-		l.Close()
+		m.tr.Close()
 		return err
 	}
 	m.keyring = mc.Keyring
@@ -217,9 +199,7 @@ func (m *Mesh) start() error {
 	mc.Logger = newMemberlistLogger(m.log)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		m.closeListener()
-		m.closeRPCConns()
-		m.wg.Wait()
+		m.tr.Close()
 		return fmt.Errorf("gossip: start memberlist on %s: %w", cfg.GossipAddr, err)
 	}
 	m.ml = ml
@@ -297,13 +277,13 @@ func (m *Mesh) Publish(b Batch) {
 	if m.state.Load() != stateStarted || b.Empty() {
 		return
 	}
-	m.stats.published.Add(1)
-	m.stats.publishedDeltas.Add(uint64(len(b.Deltas)))
+	m.stats.Published.Add(1)
+	m.stats.PublishedDeltas.Add(uint64(len(b.Deltas)))
 	r := m.routes.Load()
 	now := time.Now()
 	for i, pi := range r.publish {
 		if p := m.peer(pi, r.relay[i]); p != nil {
-			p.enqueue(b, now)
+			p.Enqueue(b, now)
 		}
 	}
 }
@@ -314,7 +294,7 @@ func (m *Mesh) forward(b Batch, from string) {
 	if m.state.Load() != stateStarted {
 		return
 	}
-	m.stats.forwarded.Add(1)
+	m.stats.Forwarded.Add(1)
 	r := m.routes.Load()
 	now := time.Now()
 	for _, pi := range r.local {
@@ -322,18 +302,18 @@ func (m *Mesh) forward(b Batch, from string) {
 			continue
 		}
 		if p := m.peer(pi, false); p != nil {
-			p.enqueue(b, now)
+			p.Enqueue(b, now)
 		}
 	}
 }
 
 // peer returns the stream to pi, starting it on first use; nil when pi is
 // no longer an alive member or the mesh is closing.
-func (m *Mesh) peer(pi peerInfo, relay bool) *peer {
+func (m *Mesh) peer(pi peerInfo, relay bool) *stream.Stream {
 	m.peers.RLock()
 	p := m.peers.m[pi.name]
 	m.peers.RUnlock()
-	if p != nil && p.info == pi && p.relay == relay {
+	if p != nil && p.To() == pi.peer() && p.Relays() == relay {
 		return p
 	}
 	m.peers.Lock()
@@ -342,10 +322,10 @@ func (m *Mesh) peer(pi peerInfo, relay bool) *peer {
 		return nil
 	}
 	if p = m.peers.m[pi.name]; p != nil {
-		if p.info == pi && p.relay == relay {
+		if p.To() == pi.peer() && p.Relays() == relay {
 			return p
 		}
-		p.close() // the member moved or changed role: start afresh
+		p.Close() // the member moved or changed role: start afresh
 		delete(m.peers.m, pi.name)
 	}
 	// Routes may have changed since the caller read them: only alive
@@ -353,10 +333,10 @@ func (m *Mesh) peer(pi peerInfo, relay bool) *peer {
 	if cur, ok := m.routes.Load().alive[pi.name]; !ok || cur != pi {
 		return nil
 	}
-	p = newPeer(m, pi, relay)
+	p = stream.New(m.streams, pi.peer(), relay)
 	m.peers.m[pi.name] = p
 	m.wg.Add(1)
-	go p.run()
+	go p.Run()
 	return p
 }
 
@@ -367,7 +347,7 @@ func (m *Mesh) dropPeer(name string) {
 	delete(m.peers.m, name)
 	m.peers.Unlock()
 	if p != nil {
-		p.close()
+		p.Close()
 	}
 }
 
@@ -383,16 +363,16 @@ func (m *Mesh) prunePeers() {
 		wanted[pi.name] = true
 	}
 	m.peers.Lock()
-	var stop []*peer
+	var stop []*stream.Stream
 	for name, p := range m.peers.m {
-		if !wanted[name] && p.idle() {
+		if !wanted[name] && p.Idle() {
 			stop = append(stop, p)
 			delete(m.peers.m, name)
 		}
 	}
 	m.peers.Unlock()
 	for _, p := range stop {
-		p.close()
+		p.Close()
 	}
 }
 
@@ -535,7 +515,7 @@ func (m *Mesh) Status() Status {
 	now := time.Now()
 	m.peers.RLock()
 	for _, p := range m.peers.m {
-		st.Replication = append(st.Replication, PeerLag{Peer: p.info.name, Region: p.info.region, LagMS: p.lag(now).Milliseconds()})
+		st.Replication = append(st.Replication, PeerLag{Peer: p.To().Name, Region: p.To().Region, LagMS: p.Lag(now).Milliseconds()})
 	}
 	m.peers.RUnlock()
 	slices.SortFunc(st.Replication, func(a, b PeerLag) int { return strings.Compare(a.Peer, b.Peer) })
@@ -543,7 +523,7 @@ func (m *Mesh) Status() Status {
 }
 
 // Stats returns the cumulative counters.
-func (m *Mesh) Stats() Stats { return m.stats.snapshot() }
+func (m *Mesh) Stats() Stats { return snapshot(&m.stats) }
 
 // Leave leaves the mesh gracefully: it stops the background loops, flushes
 // the peers' queues (Publish still works meanwhile), runs a last full
@@ -624,9 +604,9 @@ func (m *Mesh) drain(deadline time.Time) {
 		busy := false
 		m.peers.RLock()
 		for _, p := range m.peers.m {
-			if p.draining() {
+			if p.Draining() {
 				busy = true
-				p.kick()
+				p.Kick()
 			}
 		}
 		m.peers.RUnlock()
@@ -655,29 +635,16 @@ func (m *Mesh) Close() error {
 		m.peers.Lock()
 		m.peers.closed = true
 		ps := m.peers.m
-		m.peers.m = make(map[string]*peer)
+		m.peers.m = make(map[string]*stream.Stream)
 		m.peers.Unlock()
 		close(m.peerDone)
 		for _, p := range ps {
-			p.close()
+			p.Close()
 		}
-		m.closeListener()
-		m.closeRPCConns()
+		m.tr.Close()
 		m.wg.Wait()
 		m.closeErr = errL
 		m.log.Info("gossip closed")
 	})
 	return m.closeErr
-}
-
-func (m *Mesh) closeListener() {
-	if m.listener != nil {
-		m.listener.Close()
-	}
-	m.inbound.Lock()
-	m.inbound.closed = true
-	for c := range m.inbound.conns {
-		c.Close()
-	}
-	m.inbound.Unlock()
 }

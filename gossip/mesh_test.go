@@ -14,6 +14,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/gossip/gossiptest"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 func TestReplicatesAcrossRegions(t *testing.T) {
@@ -413,9 +414,15 @@ func TestLeave(t *testing.T) {
 	if a1.rep.Counter("ns", "quiet").Value() != 7 && b1.rep.Counter("ns", "quiet").Value() != 7 {
 		t.Fatal("the unpublished change left with the node: no peer got it in the hand-over")
 	}
-	// A member that left is not retried.
+	// A member that left is not retried: while several reconnect
+	// intervals pass (and, however loaded the machine, memberlist keeps
+	// exchanging packets, so the background loops do run), nothing
+	// reconnects.
 	r := a1.mesh.Stats().Reconnects
-	time.Sleep(200 * time.Millisecond) // several reconnect intervals; asserting that nothing happens
+	since, packets := time.Now(), c.nw.Stats().Packets
+	wait.Until(t, 10*time.Second, "four reconnect intervals and 20 memberlist packets", func() bool {
+		return time.Since(since) > 4*50*time.Millisecond && c.nw.Stats().Packets >= packets+20
+	})
 	if got := a1.mesh.Stats().Reconnects; got != r {
 		t.Fatalf("a1 reconnected %d times to a member that left", got-r)
 	}
@@ -443,7 +450,28 @@ func TestPartitionHealsByItself(t *testing.T) {
 	}
 	c.add(c.node("a1"), "ns", "k", 1)
 	c.add(c.node("b2"), "ns", "k", 2)
-	time.Sleep(700 * time.Millisecond) // past GossipToTheDeadTime: memberlist has forgotten the other side
+	// The partition lasts past GossipToTheDeadTime (500 ms in tests), so
+	// that memberlist forgets the other side and only the reconnect loop
+	// can bring it back: that duration is the fault under test, not a wait.
+	cut := time.Now()
+	attempts := func(n *tnode) uint64 {
+		st := n.mesh.Stats()
+		return st.AntiEntropyRounds + st.AntiEntropyFailures
+	}
+	before := make(map[*tnode]uint64)
+	for _, n := range c.nodes {
+		before[n] = attempts(n)
+	}
+	// Every node tries anti-entropy a few times meanwhile, so that a cut
+	// that leaks would show.
+	wait.Until(t, 10*time.Second, "three anti-entropy attempts on every node during the partition", func() bool {
+		for _, n := range c.nodes {
+			if attempts(n) < before[n]+3 {
+				return false
+			}
+		}
+		return time.Since(cut) > 700*time.Millisecond
+	})
 	if ok, _ := c.converged(); ok {
 		t.Fatal("the two sides converged through a partition; the cut does not hold")
 	}

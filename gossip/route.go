@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/transport"
+	"github.com/countmesh/countmesh/internal/splitmix"
 )
 
 // peerInfo is what routing needs of a member.
@@ -107,13 +109,16 @@ func Rendezvous(key uint64, name string) uint64 {
 	binary.BigEndian.PutUint64(b[:], key)
 	h.Write(b[:])
 	h.Write([]byte(name))
-	// FNV's low bits mix poorly for inputs that differ in their last bytes;
-	// finish with a 64-bit mixer (splitmix64's).
-	x := h.Sum64()
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	// FNV's low bits mix poorly for inputs that differ in their last bytes.
+	return splitmix.Mix(h.Sum64())
+}
+
+// peer returns what the transport needs to dial p.
+func (p peerInfo) peer() transport.Peer {
+	return transport.Peer{Name: p.name, Region: p.region, Addr: p.replAddr}
+}
+
+// fromPeer is the inverse of peerInfo.peer.
+func fromPeer(p transport.Peer) peerInfo {
+	return peerInfo{name: p.Name, region: p.Region, replAddr: p.Addr}
 }

@@ -37,7 +37,7 @@ func (k *keyModel) expect() int64 {
 	if len(k.resets) > 0 {
 		w := k.resets[0]
 		for _, r := range k.resets {
-			if resetBefore(w, r) {
+			if w.Before(r) {
 				w = r
 			}
 			for _, s := range r.Floor {
@@ -54,20 +54,6 @@ func (k *keyModel) expect() int64 {
 		v -= int64(n - floor[node].N)
 	}
 	return v
-}
-
-// resetBefore orders resets as crdt does: epoch, node, value, deleted.
-func resetBefore(a, b *crdt.Reset) bool {
-	if a.Epoch != b.Epoch {
-		return a.Epoch < b.Epoch
-	}
-	if a.Node != b.Node {
-		return a.Node < b.Node
-	}
-	if a.Value != b.Value {
-		return a.Value < b.Value
-	}
-	return !a.Deleted && b.Deleted
 }
 
 type model map[gossiptest.Key]*keyModel

@@ -5,6 +5,7 @@ import (
 
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/transport"
 	"github.com/countmesh/countmesh/meshstatus"
 )
 
@@ -19,14 +20,21 @@ var (
 	// ErrSyncFailed is returned by SyncOnce when no peer could be reached.
 	ErrSyncFailed = errors.New("gossip: sync failed")
 	// ErrProtocol is a peer speaking something this node does not understand.
-	ErrProtocol = errors.New("gossip: protocol error")
+	ErrProtocol = transport.ErrProtocol
 )
 
-// The replication types live in package change, below gossip and node.
+// The replication delta types live in package change, below the node and
+// the mesh; gossip keeps their names.
 type (
-	Delta        = change.Delta
-	Range        = change.Range
-	Batch        = change.Batch
+	// Delta is one change of one origin's slot of one counter.
+	Delta = change.Delta
+	// Range says that a batch carries every change of an origin within
+	// (After, Upto] that its sender still holds.
+	Range = change.Range
+	// Batch is the unit of replication: what Publish takes and
+	// Replica.Apply receives.
+	Batch = change.Batch
+	// ConfigRecord is a namespace config, replicated last-writer-wins.
 	ConfigRecord = change.ConfigRecord
 )
 

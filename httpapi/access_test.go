@@ -9,12 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/countmesh/countmesh/auth"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // Tokens of the tests.
@@ -346,7 +348,7 @@ func TestWatchStreamCap(t *testing.T) {
 		t.Fatalf("third watch: %d %v %v", s, h, b)
 	}
 	cancel1()
-	waitFor(t, "the closed watch to end", func() bool { return a.srv.watchers.Load() < 2 })
+	wait.Until(t, 10*time.Second, "the closed watch to end", func() bool { return a.srv.watchers.Load() < 2 })
 	if s, _ := openWatch(t, a, "/v1/counters/w/b/watch"); s != 200 {
 		t.Fatalf("watch after one ended: %d", s)
 	}

@@ -70,14 +70,24 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return body, nil
 }
 
+// decodeBody reads the body (readBody) and decodes it with decode, which
+// gets the request's Content-Type.
+func decodeBody[T any](w http.ResponseWriter, r *http.Request, decode func(ct string, body []byte) (T, error)) (T, error) {
+	body, err := readBody(w, r)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return decode(r.Header.Get("Content-Type"), body)
+}
+
 // decodeJSON reads an optional JSON body and decodes it into v (see
 // decodeJSONBody).
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := readBody(w, r)
-	if err != nil {
-		return err
-	}
-	return decodeJSONBody(r.Header.Get("Content-Type"), body, v)
+	_, err := decodeBody(w, r, func(ct string, body []byte) (struct{}, error) {
+		return struct{}{}, decodeJSONBody(ct, body, v)
+	})
+	return err
 }
 
 // decodeJSONBody decodes an optional JSON body with Content-Type ct into v,

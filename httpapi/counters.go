@@ -123,12 +123,7 @@ func (s *Server) incr(sign int64) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		body, err := readBody(w, r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		req, err := decodeIncr(r.Header.Get("Content-Type"), body)
+		req, err := decodeBody(w, r, decodeIncr)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -17,12 +17,7 @@ func (s *Server) putNamespace(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	body, err := readBody(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	patch, err := decodeNamespacePatch(r.Header.Get("Content-Type"), body)
+	patch, err := decodeBody(w, r, decodeNamespacePatch)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

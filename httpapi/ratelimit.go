@@ -42,12 +42,9 @@ func (s *Server) rateLimit(l *ratelimit.Limiter) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		body, err := readBody(w, r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		req, err := decodeRateLimit(ns, key, r.Header.Get("Content-Type"), body)
+		req, err := decodeBody(w, r, func(ct string, body []byte) (ratelimit.Request, error) {
+			return decodeRateLimit(ns, key, ct, body)
+		})
 		if err != nil {
 			s.writeError(w, r, err)
 			return

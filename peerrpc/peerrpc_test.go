@@ -3,6 +3,7 @@ package peerrpc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/gossip/fakenet"
+	"github.com/countmesh/countmesh/internal/wait"
 	"github.com/countmesh/countmesh/node"
 	"github.com/countmesh/countmesh/peerrpc"
 	"github.com/countmesh/countmesh/ratelimit"
@@ -84,14 +86,11 @@ func startPeerNodes(t *testing.T, nw *fakenet.Network, region string, names ...s
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
 	for _, pn := range out {
-		for alive(pn.mesh) < len(out) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s sees %d alive members, want %d", pn.name, alive(pn.mesh), len(out))
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		wait.For(t, 10*time.Second, fmt.Sprintf("%s seeing %d alive members", pn.name, len(out)), func() (bool, string) {
+			n := alive(pn.mesh)
+			return n == len(out), fmt.Sprintf("%d alive", n)
+		})
 	}
 	return out
 }

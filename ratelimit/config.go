@@ -117,7 +117,7 @@ func (r Request) validate() error {
 		return fmt.Errorf("%w: limit must be a whole number from 1 to 2^53-1, got %d", ErrInvalidArgument, r.Limit)
 	}
 	if r.Window < MinWindow || r.Window > MaxWindow {
-		return fmt.Errorf("%w: window must be from 1ms to 366d, such as \"1m\", got %v", ErrInvalidArgument, r.Window)
+		return fmt.Errorf("%w: window must be from 1ms to 366d, such as \"1m\", got %s", ErrInvalidArgument, r.Window)
 	}
 	if r.Cost < 1 || r.Cost > r.Limit {
 		return fmt.Errorf("%w: cost must be from 1 to the limit (%d), got %d; a cost over the limit could never be admitted", ErrInvalidArgument, r.Limit, r.Cost)

@@ -311,7 +311,7 @@ func (l *Limiter) decideHolder(ctx context.Context, e *entry, v *view, owner *vi
 			select {
 			case <-ch:
 			case <-ctx.Done():
-				return d, false, fmt.Errorf("%w: gave up waiting for the owner: %v", ErrUnavailable, ctx.Err())
+				return d, false, fmt.Errorf("%w: gave up waiting for the owner: %w", ErrUnavailable, ctx.Err())
 			}
 			e.mu.Lock()
 			if e.dead {
@@ -345,7 +345,7 @@ func (l *Limiter) decideHolder(ctx context.Context, e *entry, v *view, owner *vi
 		if err != nil {
 			if ctx.Err() != nil {
 				e.mu.Unlock()
-				return d, false, fmt.Errorf("%w: gave up waiting for the owner: %v", ErrUnavailable, ctx.Err())
+				return d, false, fmt.Errorf("%w: gave up waiting for the owner: %w", ErrUnavailable, ctx.Err())
 			}
 			l.markDown(owner.Name, now)
 			l.cfg.Logger.Debug("rate limit owner unreachable; deciding on the local share",

@@ -29,7 +29,7 @@ func keyOwnedBy(t testing.TB, want string, w time.Duration, names ...string) str
 	return ""
 }
 
-// TestMeshAcceptance is issue 4's acceptance: 3 nodes, 1,000/min for one
+// TestMeshAcceptance is the mesh-wide limit's promise: 3 nodes, 1,000/min for one
 // key, clients hammering all three: at most 1,001 admitted in the window
 // (here: exactly the limit, since every node is hammered until refused,
 // so no lease budget is left stranded).

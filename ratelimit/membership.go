@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/internal/splitmix"
 )
 
 // Member is one live node of the mesh as the limiter sees it.
@@ -125,15 +126,5 @@ func keyHash(ns, key string, w time.Duration) uint64 {
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], uint64(w))
 	h.Write(b[:])
-	return mix64(h.Sum64())
-}
-
-// mix64 is the splitmix64 finaliser.
-func mix64(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
+	return splitmix.Mix(h.Sum64())
 }

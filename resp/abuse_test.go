@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // TestBoundedAbuse checks the bounds: a connection past MaxConns is
@@ -64,7 +66,7 @@ func TestBoundedAbuse(t *testing.T) {
 	}
 
 	// Connections past the limit are refused; closing one makes room.
-	waitFor(t, "the refused connections to close", func() bool { return ts.srv.conns.Load() == 1 })
+	wait.Until(t, 10*time.Second, "the refused connections to close", func() bool { return ts.srv.conns.Load() == 1 })
 	var held []*rawConn
 	for range maxConns - 1 {
 		c := dialRaw(t, ts.addr)
@@ -83,7 +85,7 @@ func TestBoundedAbuse(t *testing.T) {
 		t.Errorf("refused connections metric = %v, want 1", got)
 	}
 	held[0].c.Close()
-	waitFor(t, "a slot to free", func() bool { return ts.srv.conns.Load() < maxConns })
+	wait.Until(t, 10*time.Second, "a slot to free", func() bool { return ts.srv.conns.Load() < maxConns })
 	again := dialRaw(t, ts.addr)
 	again.send("*1\r\n$4\r\nPING\r\n")
 	if got := again.line(); got != "+PONG" {
@@ -132,17 +134,5 @@ func TestShutdownFinishesPipelines(t *testing.T) {
 	c.wantClosed()
 	if err := ts.srv.Close(); err != nil {
 		t.Errorf("Close after Shutdown: %v", err)
-	}
-}
-
-// waitFor waits until cond holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

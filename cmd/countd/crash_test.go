@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // When the test binary is started with COUNTD_TEST_AS_DAEMON=1 it runs as
@@ -40,20 +42,15 @@ type daemon struct {
 func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	d := launchDaemon(t, dataDir, extra...)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	wait.Until(t, 20*time.Second, fmt.Sprintf("countd at %s ready", d.addr), func() bool {
 		resp, err := http.Get("http://" + d.addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return d
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("countd at %s not ready within 20 s", d.addr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return d
 }
 
 // launchDaemon starts countd on dataDir with a free port and returns once

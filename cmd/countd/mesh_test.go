@@ -67,12 +67,6 @@ func getJSON(t *testing.T, url string, out any) int {
 	return resp.StatusCode
 }
 
-// waitFor polls cond until it holds and fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	return wait.For(t, d, what, cond)
-}
-
 // TestMeshOfProcesses runs three countd processes on loopback in two
 // regions: they find each other, converge on counts written to all of
 // them, and a node killed with SIGKILL and restarted with an empty disk
@@ -98,7 +92,7 @@ func TestMeshOfProcesses(t *testing.T) {
 	for _, p := range procs {
 		start(p)
 	}
-	waitFor(t, 15*time.Second, "membership", func() (bool, string) {
+	wait.For(t, 15*time.Second, "membership", func() (bool, string) {
 		for _, p := range procs {
 			var st struct {
 				Members []struct{ Name, State string }
@@ -118,7 +112,7 @@ func TestMeshOfProcesses(t *testing.T) {
 	})
 
 	// A watcher on n1 (region r1) sees an increment made on n3 (region r2)
-	// within a second (issue 4, acceptance 3).
+	// within a second, across regions.
 	wc, err := client.New(client.Config{BaseURL: "http://" + procs[0].d.addr})
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +182,7 @@ func TestMeshOfProcesses(t *testing.T) {
 		return sum
 	}
 	want := acked.Load()
-	took := waitFor(t, 5*time.Second, "convergence", func() (bool, string) {
+	took := wait.For(t, 5*time.Second, "convergence", func() (bool, string) {
 		var got []string
 		ok := true
 		for _, p := range procs {
@@ -221,7 +215,7 @@ func TestMeshOfProcesses(t *testing.T) {
 		t.Fatalf("incr after restart: %v %v", err, resp)
 	}
 	resp.Body.Close()
-	waitFor(t, 5*time.Second, "convergence after restart", func() (bool, string) {
+	wait.For(t, 5*time.Second, "convergence after restart", func() (bool, string) {
 		var got []string
 		ok := true
 		for _, p := range procs {

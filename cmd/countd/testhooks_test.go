@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 func TestTestClockOffset(t *testing.T) {
@@ -53,17 +56,10 @@ func TestFsyncFailFileArmsFaults(t *testing.T) {
 	defer f.Close()
 	waitSync := func(wantErr bool) {
 		t.Helper()
-		deadline := time.Now().Add(2 * time.Second)
-		for {
+		wait.For(t, 2*time.Second, fmt.Sprintf("Sync failing: %v", wantErr), func() (bool, string) {
 			err := f.Sync()
-			if (err != nil) == wantErr {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Sync() = %v, want error %v", err, wantErr)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return (err != nil) == wantErr, fmt.Sprintf("Sync() = %v", err)
+		})
 	}
 	waitSync(false)
 	if err := os.WriteFile(flag, nil, 0o600); err != nil {

@@ -3,6 +3,7 @@ package fakenet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 func dialPair(t *testing.T, nw *Network, from, to *Host) (client, server net.Conn) {
@@ -198,18 +201,9 @@ func TestTransportRunsMemberlist(t *testing.T) {
 	}
 	wait := func(want int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			ok := true
-			for _, ml := range mls[:2] {
-				ok = ok && ml.NumMembers() == want
-			}
-			if ok {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Fatalf("memberlists did not reach %d members", want)
+		wait.Until(t, 10*time.Second, fmt.Sprintf("memberlists reaching %d members", want), func() bool {
+			return mls[0].NumMembers() == want && mls[1].NumMembers() == want
+		})
 	}
 	wait(3)
 	// Cut m3 off: the others declare it dead.

@@ -370,15 +370,20 @@ func (l *Listener) Accept() (net.Conn, error) {
 	}
 }
 
+// unregister removes key from m (a registry of n, guarded by n.mu) if it
+// still maps to v: a newer registration under the same key stays.
+func unregister[K, V comparable](n *Network, m map[K]V, key K, v V) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if m[key] == v {
+		delete(m, key)
+	}
+}
+
 // Close implements net.Listener; connections not yet accepted are closed.
 func (l *Listener) Close() error {
 	l.closeOnce.Do(func() {
-		n := l.host.nw
-		n.mu.Lock()
-		if n.listeners[l.key] == l {
-			delete(n.listeners, l.key)
-		}
-		n.mu.Unlock()
+		unregister(l.host.nw, l.host.nw.listeners, l.key, l)
 		close(l.done)
 		for {
 			select {

@@ -143,12 +143,7 @@ func (t *Transport) StreamCh() <-chan net.Conn { return t.streamCh }
 // Shutdown implements memberlist.Transport.
 func (t *Transport) Shutdown() error {
 	t.once.Do(func() {
-		n := t.host.nw
-		n.mu.Lock()
-		if n.gossip[t.key] == t {
-			delete(n.gossip, t.key)
-		}
-		n.mu.Unlock()
+		unregister(t.host.nw, t.host.nw.gossip, t.key, t)
 		close(t.done)
 	})
 	return nil

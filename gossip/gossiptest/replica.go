@@ -1,9 +1,8 @@
-// Package gossiptest holds an in-memory gossip.Replica for tests of package
-// gossip and of its users.
 package gossiptest
 
 import (
 	"cmp"
+	"context"
 	"maps"
 	"slices"
 	"sync"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // Key names a counter.
@@ -329,17 +329,10 @@ func (c *Committer) Commit() {
 	c.Publish(b)
 }
 
-// WaitFor polls cond every few milliseconds until it holds or timeout
-// passes, and reports whether it held.
+// WaitFor polls cond until it holds or timeout passes, and reports
+// whether it held (wait.Poll, for callers without a testing.T such as
+// examples).
 func WaitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	_, err := wait.Poll(context.Background(), timeout, 5*time.Millisecond, func() (bool, string) { return cond(), "" })
+	return err == nil
 }

@@ -1,7 +1,3 @@
-// Package hlc is a hybrid logical clock: timestamps that follow the wall
-// clock in milliseconds but never go backwards and order causally related
-// events even when clocks are skewed. A timestamp is the wall time in
-// milliseconds shifted left 16 bits, plus a 16-bit logical counter.
 package hlc
 
 import (
@@ -54,7 +50,7 @@ func (c *Clock) Check(ts uint64, maxOffset time.Duration) error {
 	wallMs := c.now().UnixMilli()
 	limit := uint64(max(wallMs+maxOffset.Milliseconds(), 0))
 	if physical := ts >> 16; physical > limit {
-		return fmt.Errorf("%w: its wall time %d ms is %d ms ahead of this node's, more than the allowed offset %v",
+		return fmt.Errorf("%w: its wall time %d ms is %d ms ahead of this node's, more than the allowed offset %s",
 			ErrAhead, physical, int64(physical-uint64(max(wallMs, 0))), maxOffset)
 	}
 	return nil

@@ -207,7 +207,7 @@ func (p *PeerTLS) load() (*peerState, error) {
 		}
 	}
 	if _, err := verifyChain(roots, cert.Certificate, x509.ExtKeyUsageAny, now); err != nil {
-		return nil, fmt.Errorf("%s: %w %s: %v", p.certFile, ErrNotSignedByCA, p.caFile, err)
+		return nil, fmt.Errorf("%s: %w %s: %w", p.certFile, ErrNotSignedByCA, p.caFile, err)
 	}
 	st := &peerState{cert: cert, roots: roots}
 	st.server = &tls.Config{

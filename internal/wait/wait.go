@@ -43,3 +43,9 @@ func For(t testing.TB, d time.Duration, what string, cond func() (bool, string))
 	}
 	return took
 }
+
+// Until is For for a condition that has no state to describe.
+func Until(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	return For(t, d, what, func() (bool, string) { return cond(), "" })
+}

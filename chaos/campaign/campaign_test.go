@@ -1,6 +1,6 @@
 //go:build chaos && linux
 
-package chaos
+package campaign
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/countmesh/countmesh/chaos"
 )
 
 // The campaign needs root (namespaces, iptables, tmpfs) and `ip`; it runs
@@ -44,7 +46,7 @@ func buildCountd(t *testing.T, tags string) string {
 		return abs
 	}
 	out := filepath.Join(t.TempDir(), "countd")
-	cmd := exec.Command("go", "build", "-tags", strings.ReplaceAll(tags, " ", ","), "-o", out, "../cmd/countd")
+	cmd := exec.Command("go", "build", "-tags", strings.ReplaceAll(tags, " ", ","), "-o", out, "../../cmd/countd")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build -tags %q ./cmd/countd: %v\n%s", tags, err, b)
@@ -75,7 +77,7 @@ func TestChaosCampaign(t *testing.T) {
 		Countd:     buildCountd(t, os.Getenv("CHAOS_TAGS")),
 		Seed:       envSeed(t),
 		Secure:     envSecure(),
-		ResultsDir: "results",
+		ResultsDir: "../results",
 		Logf:       t.Logf,
 		Duration:   5 * time.Minute,
 	}
@@ -119,16 +121,16 @@ func TestChaosCampaign(t *testing.T) {
 
 // parseFaults reads CHAOS_FAULTS, "kind=weight,..." (e.g.
 // "kill=3,clock-skew=1"), to run a campaign on some faults only.
-func parseFaults(t *testing.T, s string) map[FaultKind]int {
+func parseFaults(t *testing.T, s string) map[chaos.FaultKind]int {
 	t.Helper()
-	out := map[FaultKind]int{}
+	out := map[chaos.FaultKind]int{}
 	for _, kv := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		w, err := strconv.Atoi(v)
-		if _, known := DefaultFaults[FaultKind(k)]; !ok || err != nil || w < 0 || !known {
+		if _, known := DefaultFaults[chaos.FaultKind(k)]; !ok || err != nil || w < 0 || !known {
 			t.Fatalf("CHAOS_FAULTS=%q: want kind=weight,... with kinds from %v", s, DefaultFaults)
 		}
-		out[FaultKind(k)] = w
+		out[chaos.FaultKind(k)] = w
 	}
 	return out
 }
@@ -148,25 +150,25 @@ func TestChaosCatchesSabotage(t *testing.T) {
 	for _, tt := range []struct {
 		tag    string
 		checks []string // the report must name one of these
-		faults map[FaultKind]int
+		faults map[chaos.FaultKind]int
 		work   map[Work]int
 	}{
 		{
 			// An ack before the fsync is lost by a kill right after it.
 			tag: "sabotage_ack_before_fsync", checks: []string{"final", "reads"},
-			faults: map[FaultKind]int{Kill: 6, Wipe: 1, PartitionNodes: 1},
+			faults: map[chaos.FaultKind]int{chaos.Kill: 6, chaos.Wipe: 1, chaos.PartitionNodes: 1},
 			work:   map[Work]int{WorkEventual: 4, WorkLikesIncr: 3, WorkLinIncr: 3, WorkLinRead: 3},
 		},
 		{
 			// A dropped delta shows as diverging nodes or a lost increment.
 			tag: "sabotage_drop_delta", checks: []string{"final", "reads"},
-			faults: map[FaultKind]int{PartitionRegions: 2, PartitionNodes: 2, Pause: 1},
+			faults: map[chaos.FaultKind]int{chaos.PartitionRegions: 2, chaos.PartitionNodes: 2, chaos.Pause: 1},
 			work:   map[Work]int{WorkEventual: 6, WorkLinIncr: 3, WorkLinRead: 3, WorkWindow: 2},
 		},
 		{
 			// An id counted twice: id'd retries on other nodes.
 			tag: "sabotage_id_twice", checks: []string{"ids"},
-			faults: map[FaultKind]int{Pause: 3, PartitionNodes: 2, Kill: 2},
+			faults: map[chaos.FaultKind]int{chaos.Pause: 3, chaos.PartitionNodes: 2, chaos.Kill: 2},
 			work:   map[Work]int{WorkVotes: 6, WorkLikesIncr: 2, WorkEventual: 2, WorkLocalRead: 1},
 		},
 		{
@@ -175,7 +177,7 @@ func TestChaosCatchesSabotage(t *testing.T) {
 			// acknowledged decrements than the bound allows: the final
 			// value (0, clamped) above what was acknowledged.
 			tag: "sabotage_bounds_no_rights", checks: []string{"bounds", "final", "reads"},
-			faults: map[FaultKind]int{PartitionRegions: 3, PartitionNodes: 3, Kill: 1},
+			faults: map[chaos.FaultKind]int{chaos.PartitionRegions: 3, chaos.PartitionNodes: 3, chaos.Kill: 1},
 			work:   map[Work]int{WorkLikesDecr: 6, WorkLikesIncr: 3, WorkLocalRead: 1},
 		},
 	} {
@@ -195,7 +197,7 @@ func TestChaosCatchesSabotage(t *testing.T) {
 					Faults:     tt.faults,
 					Workload:   tt.work,
 					Clients:    10,
-					ResultsDir: "results",
+					ResultsDir: "../results",
 					Logf:       t.Logf,
 				}
 				t.Logf("chaos: %s seed=%d", tt.tag, cfg.Seed)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package chaos
+package campaign
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/countmesh/countmesh/chaos"
 )
 
 // client is one client goroutine: it owns its rng and its ops.
@@ -21,7 +23,7 @@ type client struct {
 	id  int
 	c   *campaign
 	rng *rand.Rand
-	ops []Op
+	ops []chaos.Op
 	seq int
 }
 
@@ -155,15 +157,15 @@ func (cl *client) write(ns, key string, by int64, id, consistency string) {
 		n := cl.pick(prev)
 		op := cl.writeOnce(n, ns, key, by, id, consistency)
 		cl.ops = append(cl.ops, op)
-		if id == "" || op.Outcome == OK || (op.Outcome == Fail && op.Error != "refused") {
+		if id == "" || op.Outcome == chaos.OK || (op.Outcome == chaos.Fail && op.Error != "refused") {
 			return
 		}
 		prev = n
 	}
 }
 
-func (cl *client) writeOnce(n *member, ns, key string, by int64, id, consistency string) Op {
-	op := Op{Client: cl.id, Kind: Incr, Node: n.name, NS: ns, Key: key, By: by, ID: id, Consistency: consistency}
+func (cl *client) writeOnce(n *member, ns, key string, by int64, id, consistency string) chaos.Op {
+	op := chaos.Op{Client: cl.id, Kind: chaos.Incr, Node: n.name, NS: ns, Key: key, By: by, ID: id, Consistency: consistency}
 	verb, abs := "incr", by
 	if by < 0 {
 		verb, abs = "decr", -by
@@ -180,7 +182,7 @@ func (cl *client) writeOnce(n *member, ns, key string, by int64, id, consistency
 	resp, rb, err := cl.c.m.do(context.Background(), n, http.MethodPost, "/v1/counters/"+ns+"/"+url.PathEscape(key)+"/"+verb, b)
 	op.Complete = time.Now()
 	cl.outcome(&op, true, resp, rb, err)
-	if op.Outcome == OK {
+	if op.Outcome == chaos.OK {
 		var v struct {
 			Value     int64
 			Duplicate bool
@@ -193,15 +195,15 @@ func (cl *client) writeOnce(n *member, ns, key string, by int64, id, consistency
 }
 
 func (cl *client) readOp(n *member, ns, key, consistency string) {
-	op := Op{Client: cl.id, Kind: Read, Node: n.name, NS: ns, Key: key, Consistency: consistency}
+	op := chaos.Op{Client: cl.id, Kind: chaos.Read, Node: n.name, NS: ns, Key: key, Consistency: consistency}
 	op.Invoke = time.Now()
 	resp, rb, err := cl.c.m.do(context.Background(), n, http.MethodGet, "/v1/counters/"+ns+"/"+url.PathEscape(key)+"?consistency="+consistency, nil)
 	op.Complete = time.Now()
 	cl.outcome(&op, false, resp, rb, err)
-	if op.Outcome == OK {
+	if op.Outcome == chaos.OK {
 		var v struct{ Value int64 }
 		if err := json.Unmarshal(rb, &v); err != nil {
-			op.Outcome, op.Error = Fail, "bad answer: "+err.Error()
+			op.Outcome, op.Error = chaos.Fail, "bad answer: "+err.Error()
 		}
 		op.Value = v.Value
 	}
@@ -209,13 +211,13 @@ func (cl *client) readOp(n *member, ns, key, consistency string) {
 }
 
 func (cl *client) rateLimit(n *member, key string) {
-	op := Op{Client: cl.id, Kind: RateLimit, Node: n.name, NS: nsRate, Key: key, Limit: rateLimit, Window: rateWindow, Cost: 1}
+	op := chaos.Op{Client: cl.id, Kind: chaos.RateLimit, Node: n.name, NS: nsRate, Key: key, Limit: rateLimit, Window: rateWindow, Cost: 1}
 	b := fmt.Appendf(nil, `{"limit":%d,"window":"%s","cost":1}`, rateLimit, rateWindow)
 	op.Invoke = time.Now()
 	resp, rb, err := cl.c.m.do(context.Background(), n, http.MethodPost, "/v1/ratelimit/"+nsRate+"/"+url.PathEscape(key), b)
 	op.Complete = time.Now()
 	cl.outcome(&op, true, resp, rb, err)
-	if op.Outcome == OK {
+	if op.Outcome == chaos.OK {
 		var v struct{ Allowed bool }
 		json.Unmarshal(rb, &v)
 		op.Allowed = v.Allowed
@@ -227,17 +229,17 @@ func (cl *client) rateLimit(n *member, key string) {
 // limit, which takes units) 5xx, a timeout or a reset is Unknown (503 may
 // still land), 4xx and a refused connection Fail; a read that does not
 // answer 2xx is Fail (not checked).
-func (cl *client) outcome(op *Op, write bool, resp *http.Response, body []byte, err error) {
+func (cl *client) outcome(op *chaos.Op, write bool, resp *http.Response, body []byte, err error) {
 	switch {
 	case err != nil && errors.Is(err, syscall.ECONNREFUSED):
-		op.Outcome, op.Error = Fail, "refused"
+		op.Outcome, op.Error = chaos.Fail, "refused"
 	case err != nil:
-		op.Outcome, op.Error = Unknown, err.Error()
+		op.Outcome, op.Error = chaos.Unknown, err.Error()
 		if resp != nil {
 			op.Status = resp.StatusCode
 		}
 	case resp.StatusCode/100 == 2:
-		op.Outcome, op.Status = OK, resp.StatusCode
+		op.Outcome, op.Status = chaos.OK, resp.StatusCode
 	default:
 		op.Status = resp.StatusCode
 		var e struct{ Error struct{ Code string } }
@@ -246,12 +248,12 @@ func (cl *client) outcome(op *Op, write bool, resp *http.Response, body []byte, 
 		} else {
 			op.Error = http.StatusText(resp.StatusCode)
 		}
-		op.Outcome = Fail
+		op.Outcome = chaos.Fail
 		if write && resp.StatusCode >= 500 {
-			op.Outcome = Unknown
+			op.Outcome = chaos.Unknown
 		}
 	}
-	if !write && op.Outcome == Unknown {
-		op.Outcome = Fail
+	if !write && op.Outcome == chaos.Unknown {
+		op.Outcome = chaos.Fail
 	}
 }

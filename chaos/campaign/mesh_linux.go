@@ -1,6 +1,6 @@
 //go:build linux
 
-package chaos
+package campaign
 
 // The mesh under test: real countd processes, each in a network namespace
 // of its own with a veth into one bridge of the root namespace (which holds

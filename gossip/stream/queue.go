@@ -1,10 +1,11 @@
-package gossip
+package stream
 
 import (
 	"cmp"
 	"slices"
 	"time"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 )
 
@@ -17,7 +18,7 @@ type deltaKey struct {
 
 // queued is a delta waiting in a peer's queue.
 type queued struct {
-	d Delta
+	d change.Delta
 	// owned is set once d.State is a private copy that may be merged into;
 	// until then it may be shared with other queues and the caller.
 	owned bool
@@ -26,24 +27,24 @@ type queued struct {
 }
 
 type queuedConfig struct {
-	rec ConfigRecord
+	rec change.ConfigRecord
 	at  time.Time
 }
 
 // content is what one frame carries, kept until the peer acknowledges it
 // so that it can be requeued when the connection fails.
 type content struct {
-	ranges  []Range
+	ranges  []change.Range
 	deltas  []queued
 	configs []queuedConfig
 	bytes   int
 	oldest  time.Time
 }
 
-func (c *content) batch() Batch {
-	b := Batch{Ranges: c.ranges}
+func (c *content) batch() change.Batch {
+	b := change.Batch{Ranges: c.ranges}
 	if len(c.deltas) > 0 {
-		b.Deltas = make([]Delta, len(c.deltas))
+		b.Deltas = make([]change.Delta, len(c.deltas))
 		for i := range c.deltas {
 			b.Deltas[i] = c.deltas[i].d
 		}
@@ -64,7 +65,7 @@ func (c *content) batch() Batch {
 // never advances its vector past a change it has not received. Frames that
 // fail unacknowledged are merged back (requeue), which restores that.
 type outQueue struct {
-	ranges  []Range // sorted by (Origin, After), merged when they touch
+	ranges  []change.Range // sorted by (Origin, After), merged when they touch
 	deltas  map[deltaKey]*queued
 	configs map[string]queuedConfig
 	bytes   int
@@ -79,7 +80,7 @@ func (q *outQueue) empty() bool {
 }
 
 // deltaSize estimates a delta's encoded size.
-func deltaSize(d *Delta) int {
+func deltaSize(d *change.Delta) int {
 	n := 16 + len(d.NS) + len(d.Key) + 20*len(d.State.Slots)
 	if r := d.State.Reset; r != nil {
 		n += 24 + 20*len(r.Floor)
@@ -92,7 +93,7 @@ const configOverhead = 32
 // add queues a published batch unless that would take the queue over
 // limit bytes; it reports whether it did. A batch is queued whole or not at
 // all, so that its ranges never go out without its deltas.
-func (q *outQueue) add(b Batch, at time.Time, limit int) bool {
+func (q *outQueue) add(b change.Batch, at time.Time, limit int) bool {
 	growth := 0
 	for i := range b.Deltas {
 		d := &b.Deltas[i]
@@ -183,11 +184,11 @@ func (q *outQueue) addConfig(n queuedConfig) {
 // addRange inserts r, merging it with the ranges of the same origin it
 // overlaps or touches: a batch holding every change of (a, b] and of (c, d]
 // with c <= b holds every change of (a, max(b, d)].
-func (q *outQueue) addRange(r Range) {
+func (q *outQueue) addRange(r change.Range) {
 	if r.Upto <= r.After {
 		return
 	}
-	i, _ := slices.BinarySearchFunc(q.ranges, r, func(x, y Range) int {
+	i, _ := slices.BinarySearchFunc(q.ranges, r, func(x, y change.Range) int {
 		return cmp.Or(cmp.Compare(x.Origin, y.Origin), cmp.Compare(x.After, y.After))
 	})
 	q.ranges = slices.Insert(q.ranges, i, r)

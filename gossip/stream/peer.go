@@ -1,6 +1,7 @@
-package gossip
+package stream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,9 +9,44 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/gossip/internal/stats"
+	"github.com/countmesh/countmesh/gossip/transport"
 )
 
 var errAckTimeout = errors.New("gossip: peer did not acknowledge in time")
+
+// Config holds the stream settings (see gossip.Config for each one's
+// meaning and default).
+type Config struct {
+	FlushInterval, IOTimeout                         time.Duration
+	MaxQueueBytes, MaxInflightFrames, MaxFrameDeltas int
+}
+
+// Env is what the streams share with the mesh that owns them.
+type Env struct {
+	Config
+	Stats *stats.Counters
+	Log   *zap.Logger
+	// Ctx aborts dials; Done, closed, stops every stream; WG counts the
+	// streams' goroutines (the owner waits for it on close).
+	Ctx  context.Context
+	Done <-chan struct{}
+	WG   *sync.WaitGroup
+	// Dial opens a stream connection (transport.KindStream) to a peer.
+	Dial func(ctx context.Context, p transport.Peer, kind uint8) (*transport.Conn, error)
+	// Reachable records whether the last connection attempt to a peer
+	// succeeded.
+	Reachable func(name string, ok bool)
+	// Reconnected runs when a stream that lost batches (a failed
+	// connection or dial) connects again: the owner repairs what it lost.
+	Reconnected func(p transport.Peer)
+	// Apply merges a received batch durably; Relay forwards a batch
+	// received from another region into this node's region.
+	Apply func(b change.Batch) error
+	Relay func(b change.Batch, from string)
+}
 
 // frame is a sent batch awaiting its ack.
 type frame struct {
@@ -19,13 +55,13 @@ type frame struct {
 	sent time.Time
 }
 
-// peer is the stream of this node's changes to one other node: a bounded
+// Stream is the stream of this node's changes to one other node: a bounded
 // queue that Publish fills without blocking, a goroutine that connects and
 // sends the queue's coalesced content FlushInterval after the first change,
 // and a goroutine per connection that reads acks.
-type peer struct {
-	m     *Mesh
-	info  peerInfo
+type Stream struct {
+	env   *Env
+	info  transport.Peer
 	relay bool // frames ask the receiver to relay into its region
 
 	stop     chan struct{} // closed by close
@@ -41,38 +77,47 @@ type peer struct {
 	gapSince  time.Time     // publish time of the first dropped batch not yet repaired
 }
 
-func newPeer(m *Mesh, info peerInfo, relay bool) *peer {
-	return &peer{m: m, info: info, relay: relay, stop: make(chan struct{}), wakeCh: make(chan struct{}, 1), q: newOutQueue()}
+// New returns the stream of this node's changes to info; relay asks the
+// receiver, a bridge, to relay them into its region. The owner adds one
+// to env.WG and runs Run in a goroutine of its own.
+func New(env *Env, info transport.Peer, relay bool) *Stream {
+	return &Stream{env: env, info: info, relay: relay, stop: make(chan struct{}), wakeCh: make(chan struct{}, 1), q: newOutQueue()}
 }
 
-func (p *peer) close() { p.stopOnce.Do(func() { close(p.stop) }) }
+// To returns the peer the stream sends to.
+func (p *Stream) To() transport.Peer { return p.info }
 
-func (p *peer) kick() {
+// Relays reports whether the stream asks its peer to relay.
+func (p *Stream) Relays() bool { return p.relay }
+
+func (p *Stream) Close() { p.stopOnce.Do(func() { close(p.stop) }) }
+
+func (p *Stream) Kick() {
 	select {
 	case p.wakeCh <- struct{}{}:
 	default:
 	}
 }
 
-// enqueue queues b for the peer, or counts a drop when the queue is full.
-func (p *peer) enqueue(b Batch, at time.Time) {
+// Enqueue queues b for the peer, or counts a drop when the queue is full.
+func (p *Stream) Enqueue(b change.Batch, at time.Time) {
 	p.mu.Lock()
-	ok := p.q.add(b, at, p.m.cfg.MaxQueueBytes)
+	ok := p.q.add(b, at, p.env.MaxQueueBytes)
 	if !ok && p.gapSince.IsZero() {
 		p.gapSince = at
 	}
 	p.mu.Unlock()
 	if !ok {
-		p.m.stats.drops.Add(1)
-		p.m.stats.droppedDeltas.Add(uint64(len(b.Deltas)))
+		p.env.Stats.Drops.Add(1)
+		p.env.Stats.DroppedDeltas.Add(uint64(len(b.Deltas)))
 		return
 	}
-	p.kick()
+	p.Kick()
 }
 
-// repaired records that an anti-entropy exchange with the peer, started at
+// Repaired records that an anti-entropy exchange with the peer, started at
 // start, completed: drops before start are repaired.
-func (p *peer) repaired(start time.Time) {
+func (p *Stream) Repaired(start time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.gapSince.IsZero() && p.gapSince.Before(start) {
@@ -80,22 +125,22 @@ func (p *peer) repaired(start time.Time) {
 	}
 }
 
-func (p *peer) idle() bool {
+func (p *Stream) Idle() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.q.empty() && len(p.inflight) == 0
 }
 
-// draining reports whether the peer is connected and still has something
+// Draining reports whether the peer is connected and still has something
 // to send or to see acknowledged.
-func (p *peer) draining() bool {
+func (p *Stream) Draining() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.connected && (!p.q.empty() || len(p.inflight) > 0)
 }
 
-// lag returns the replication lag towards the peer (see PeerLag).
-func (p *peer) lag(now time.Time) time.Duration {
+// Lag returns the replication lag towards the peer (see PeerLag).
+func (p *Stream) Lag(now time.Time) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	lag := p.lastLag
@@ -116,7 +161,7 @@ func (p *peer) lag(now time.Time) time.Duration {
 
 // peerConn is one connection to the peer, with the goroutine reading acks.
 type peerConn struct {
-	fc       *frameConn
+	fc       *transport.Conn
 	failed   chan struct{} // closed when the connection fails
 	failOnce sync.Once
 	err      error // set before failed is closed
@@ -130,12 +175,12 @@ func (pc *peerConn) fail(err error) {
 	})
 }
 
-// run is the peer's goroutine. It sleeps while the peer is idle; the first
+// Run is the peer's goroutine. It sleeps while the peer is idle; the first
 // change queued (or an ack, or a drain) wakes it and arms a flush timer, so
 // the changes of one FlushInterval go out together, coalesced.
-func (p *peer) run() {
-	defer p.m.wg.Done()
-	cfg := &p.m.cfg
+func (p *Stream) Run() {
+	defer p.env.WG.Done()
+	cfg := &p.env.Config
 	flush := time.NewTimer(time.Hour)
 	flush.Stop()
 	armed := false
@@ -160,10 +205,10 @@ func (p *peer) run() {
 		select {
 		case <-p.stop:
 			return
-		case <-p.m.peerDone:
+		case <-p.env.Done:
 			return
 		case <-p.wakeCh:
-			if !p.idle() {
+			if !p.Idle() {
 				arm(cfg.FlushInterval)
 			}
 			continue
@@ -178,7 +223,7 @@ func (p *peer) run() {
 			backoff = min(max(2*backoff, cfg.FlushInterval), 10*cfg.FlushInterval)
 			nextDial = time.Now().Add(backoff)
 		}
-		if p.idle() {
+		if p.Idle() {
 			continue
 		}
 		if pc == nil {
@@ -189,8 +234,8 @@ func (p *peer) run() {
 			var err error
 			if pc, err = p.connect(); err != nil {
 				lost = true
-				p.m.setReachable(p.info.name, false)
-				p.m.log.Debug("replication: dial failed", zap.String("peer", p.info.name), zap.Error(err))
+				p.env.Reachable(p.info.Name, false)
+				p.env.Log.Debug("replication: dial failed", zap.String("peer", p.info.Name), zap.Error(err))
 				backoff = min(max(2*backoff, cfg.FlushInterval), 10*cfg.FlushInterval)
 				nextDial = time.Now().Add(backoff)
 				arm(backoff)
@@ -198,19 +243,19 @@ func (p *peer) run() {
 			}
 			failed = pc.failed
 			backoff = 0
-			p.m.setReachable(p.info.name, true)
+			p.env.Reachable(p.info.Name, true)
 			if lost {
 				// What this stream lost while the peer was out of reach
 				// (a partition, a restart) is repaired now, not when a
 				// periodic round happens to pick this peer.
 				lost = false
-				p.m.healExchange(p.info)
+				p.env.Reconnected(p.info)
 			}
 		}
 		if err := p.send(pc); err != nil {
 			pc.fail(err)
 		}
-		if !p.idle() {
+		if !p.Idle() {
 			arm(cfg.FlushInterval) // more queued, or acks to wait for (and time out)
 		}
 	}
@@ -227,7 +272,7 @@ func isDone(c <-chan struct{}) bool {
 
 // connectionLost puts the unacknowledged frames back in the queue, to be
 // sent again on the next connection.
-func (p *peer) connectionLost(err error) {
+func (p *Stream) connectionLost(err error) {
 	p.mu.Lock()
 	n := len(p.inflight)
 	for _, f := range p.inflight {
@@ -240,12 +285,11 @@ func (p *peer) connectionLost(err error) {
 	if !errors.Is(err, io.EOF) && !errors.Is(err, errAckTimeout) {
 		lvl = zap.InfoLevel
 	}
-	p.m.log.Check(lvl, "replication: stream lost").Write(zap.String("peer", p.info.name), zap.Int("requeued_frames", n), zap.Error(err))
+	p.env.Log.Check(lvl, "replication: stream lost").Write(zap.String("peer", p.info.Name), zap.Int("requeued_frames", n), zap.Error(err))
 }
 
-func (p *peer) connect() (*peerConn, error) {
-	m := p.m
-	fc, err := m.dialPeer(m.ctx, p.info, kindStream)
+func (p *Stream) connect() (*peerConn, error) {
+	fc, err := p.env.Dial(p.env.Ctx, p.info, transport.KindStream)
 	if err != nil {
 		return nil, err
 	}
@@ -253,37 +297,37 @@ func (p *peer) connect() (*peerConn, error) {
 	p.mu.Lock()
 	p.connected = true
 	p.mu.Unlock()
-	m.wg.Add(1)
+	p.env.WG.Add(1)
 	go p.readAcks(pc)
 	return pc, nil
 }
 
 // readAcks reads the peer's acks until the connection fails.
-func (p *peer) readAcks(pc *peerConn) {
-	defer p.m.wg.Done()
+func (p *Stream) readAcks(pc *peerConn) {
+	defer p.env.WG.Done()
 	for {
 		// No read deadline: an idle stream has nothing to acknowledge; send
 		// notices acks that are overdue.
-		typ, body, err := pc.fc.readFrame(0)
+		typ, body, err := pc.fc.ReadFrame(0)
 		if err != nil {
 			pc.fail(err)
 			return
 		}
-		var ack ackMsg
-		if typ != frameAck {
-			pc.fail(fmt.Errorf("%w: frame type %d on a stream, want an ack", ErrProtocol, typ))
+		var ack transport.AckMsg
+		if typ != transport.FrameAck {
+			pc.fail(fmt.Errorf("%w: frame type %d on a stream, want an ack", transport.ErrProtocol, typ))
 			return
 		}
-		if err := decode(body, &ack); err != nil {
+		if err := transport.Decode(body, &ack); err != nil {
 			pc.fail(err)
 			return
 		}
 		p.acked(ack.ID)
-		p.kick()
+		p.Kick()
 	}
 }
 
-func (p *peer) acked(id uint64) {
+func (p *Stream) acked(id uint64) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -299,9 +343,8 @@ func (p *peer) acked(id uint64) {
 }
 
 // send writes as many frames as the in-flight window allows, then flushes.
-func (p *peer) send(pc *peerConn) error {
-	m := p.m
-	cfg := &m.cfg
+func (p *Stream) send(pc *peerConn) error {
+	cfg := &p.env.Config
 	wrote := false
 	for {
 		p.mu.Lock()
@@ -318,15 +361,54 @@ func (p *peer) send(pc *peerConn) error {
 		f := &frame{id: p.nextID, c: c, sent: time.Now()}
 		p.inflight = append(p.inflight, f)
 		p.mu.Unlock()
-		msg := batchMsg{ID: f.id, Relay: p.relay, Batch: toWire(c.batch())}
-		if err := pc.fc.writeFrame(frameBatch, &msg); err != nil {
+		msg := transport.BatchMsg{ID: f.id, Relay: p.relay, Batch: transport.ToWire(c.batch())}
+		if err := pc.fc.WriteFrame(transport.FrameBatch, &msg); err != nil {
 			return err
 		}
-		m.stats.deltasStreamed.Add(uint64(len(c.deltas)))
+		p.env.Stats.DeltasStreamed.Add(uint64(len(c.deltas)))
 		wrote = true
 	}
 	if wrote {
-		return pc.fc.flush()
+		return pc.fc.Flush()
 	}
 	return nil
+}
+
+// Receive applies the batches a peer streams, acknowledging each once
+// the replica has made it durable, and relays those marked for relay.
+func (e *Env) Receive(fc *transport.Conn, h transport.Hello) error {
+	for {
+		var msg transport.BatchMsg
+		// A stream is idle while its sender has nothing to send; one idle
+		// for long is closed (the sender reconnects when it has data), so a
+		// sender that vanished without a reset does not pin this goroutine.
+		typ, body, err := fc.ReadFrame(transport.IdleTimeoutFactor * e.IOTimeout)
+		if err != nil {
+			return err
+		}
+		if typ != transport.FrameBatch {
+			return fmt.Errorf("%w: frame type %d on a stream, want a batch", transport.ErrProtocol, typ)
+		}
+		if err := transport.Decode(body, &msg); err != nil {
+			return err
+		}
+		b, err := transport.FromWire(msg.Batch)
+		if err != nil {
+			return err
+		}
+		if !b.Empty() {
+			if err := e.Apply(b); err != nil {
+				e.Stats.ApplyErrors.Add(1)
+				e.Log.Warn("replication: replica refused a batch; the sender will retry", zap.String("peer", h.Name), zap.Error(err))
+				return err
+			}
+		}
+		e.Stats.DeltasReceived.Add(uint64(len(b.Deltas)))
+		if msg.Relay {
+			e.Relay(b, h.Name)
+		}
+		if err := fc.Send(transport.FrameAck, &transport.AckMsg{ID: msg.ID}); err != nil {
+			return err
+		}
+	}
 }

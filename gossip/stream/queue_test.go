@@ -1,9 +1,10 @@
-package gossip
+package stream
 
 import (
 	"testing"
 	"time"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 )
 
@@ -21,16 +22,16 @@ func TestQueueCoalescesPerCounterAndOrigin(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	// 100 changes of a's slot of one hot counter, one commit each.
 	for seq := uint64(1); seq <= 100; seq++ {
-		ok := q.add(Batch{
-			Ranges: []Range{{Origin: a, After: seq - 1, Upto: seq}},
-			Deltas: []Delta{{NS: "ns", Key: "hot", Origin: a, Seq: seq, State: incr(&ca, a, 1)}},
+		ok := q.add(change.Batch{
+			Ranges: []change.Range{{Origin: a, After: seq - 1, Upto: seq}},
+			Deltas: []change.Delta{{NS: "ns", Key: "hot", Origin: a, Seq: seq, State: incr(&ca, a, 1)}},
 		}, t0.Add(time.Duration(seq)*time.Millisecond), 1<<20)
 		if !ok {
 			t.Fatalf("add %d refused", seq)
 		}
 	}
 	// b's slot of the same counter is a different entry.
-	q.add(Batch{Ranges: []Range{{Origin: b, After: 0, Upto: 1}}, Deltas: []Delta{{NS: "ns", Key: "hot", Origin: b, Seq: 1, State: incr(&cb, b, 5)}}}, t0, 1<<20)
+	q.add(change.Batch{Ranges: []change.Range{{Origin: b, After: 0, Upto: 1}}, Deltas: []change.Delta{{NS: "ns", Key: "hot", Origin: b, Seq: 1, State: incr(&cb, b, 5)}}}, t0, 1<<20)
 
 	if got := len(q.deltas); got != 2 {
 		t.Fatalf("queue holds %d deltas, want 2 (one per origin)", got)
@@ -39,7 +40,7 @@ func TestQueueCoalescesPerCounterAndOrigin(t *testing.T) {
 	if !q.empty() || q.bytes != 0 {
 		t.Fatalf("queue not empty after taking everything: %+v", q)
 	}
-	want := []Range{{Origin: a, After: 0, Upto: 100}, {Origin: b, After: 0, Upto: 1}}
+	want := []change.Range{{Origin: a, After: 0, Upto: 100}, {Origin: b, After: 0, Upto: 1}}
 	if a > b {
 		want[0], want[1] = want[1], want[0]
 	}
@@ -72,8 +73,8 @@ func TestQueueDoesNotModifySharedStates(t *testing.T) {
 	first := incr(&c, a, 1)
 	keep := first.Clone()
 	q := newOutQueue()
-	q.add(Batch{Deltas: []Delta{{NS: "n", Key: "k", Origin: a, Seq: 1, State: first}}}, time.Now(), 1<<20)
-	q.add(Batch{Deltas: []Delta{{NS: "n", Key: "k", Origin: a, Seq: 2, State: incr(&c, a, 41)}}}, time.Now(), 1<<20)
+	q.add(change.Batch{Deltas: []change.Delta{{NS: "n", Key: "k", Origin: a, Seq: 1, State: first}}}, time.Now(), 1<<20)
+	q.add(change.Batch{Deltas: []change.Delta{{NS: "n", Key: "k", Origin: a, Seq: 2, State: incr(&c, a, 41)}}}, time.Now(), 1<<20)
 	if !first.Equal(keep) {
 		t.Fatalf("coalescing modified the published state: %+v, was %+v", first, keep)
 	}
@@ -87,17 +88,17 @@ func TestQueueRanges(t *testing.T) {
 	o, p := crdt.NodeID(1), crdt.NodeID(2)
 	tests := []struct {
 		name string
-		add  []Range
-		want []Range
+		add  []change.Range
+		want []change.Range
 	}{
-		{"contiguous", []Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 5, Upto: 9}}, []Range{{Origin: o, After: 0, Upto: 9}}},
-		{"out of order", []Range{{Origin: o, After: 5, Upto: 9}, {Origin: o, After: 0, Upto: 5}}, []Range{{Origin: o, After: 0, Upto: 9}}},
-		{"gap kept", []Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 7, Upto: 9}}, []Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 7, Upto: 9}}},
-		{"gap filled", []Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 7, Upto: 9}, {Origin: o, After: 5, Upto: 7}}, []Range{{Origin: o, After: 0, Upto: 9}}},
-		{"overlap", []Range{{Origin: o, After: 0, Upto: 6}, {Origin: o, After: 3, Upto: 9}}, []Range{{Origin: o, After: 0, Upto: 9}}},
-		{"contained", []Range{{Origin: o, After: 0, Upto: 9}, {Origin: o, After: 3, Upto: 4}}, []Range{{Origin: o, After: 0, Upto: 9}}},
-		{"origins apart", []Range{{Origin: p, After: 0, Upto: 3}, {Origin: o, After: 3, Upto: 4}, {Origin: o, After: 0, Upto: 3}}, []Range{{Origin: o, After: 0, Upto: 4}, {Origin: p, After: 0, Upto: 3}}},
-		{"empty ignored", []Range{{Origin: o, After: 4, Upto: 4}}, nil},
+		{"contiguous", []change.Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 5, Upto: 9}}, []change.Range{{Origin: o, After: 0, Upto: 9}}},
+		{"out of order", []change.Range{{Origin: o, After: 5, Upto: 9}, {Origin: o, After: 0, Upto: 5}}, []change.Range{{Origin: o, After: 0, Upto: 9}}},
+		{"gap kept", []change.Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 7, Upto: 9}}, []change.Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 7, Upto: 9}}},
+		{"gap filled", []change.Range{{Origin: o, After: 0, Upto: 5}, {Origin: o, After: 7, Upto: 9}, {Origin: o, After: 5, Upto: 7}}, []change.Range{{Origin: o, After: 0, Upto: 9}}},
+		{"overlap", []change.Range{{Origin: o, After: 0, Upto: 6}, {Origin: o, After: 3, Upto: 9}}, []change.Range{{Origin: o, After: 0, Upto: 9}}},
+		{"contained", []change.Range{{Origin: o, After: 0, Upto: 9}, {Origin: o, After: 3, Upto: 4}}, []change.Range{{Origin: o, After: 0, Upto: 9}}},
+		{"origins apart", []change.Range{{Origin: p, After: 0, Upto: 3}, {Origin: o, After: 3, Upto: 4}, {Origin: o, After: 0, Upto: 3}}, []change.Range{{Origin: o, After: 0, Upto: 4}, {Origin: p, After: 0, Upto: 3}}},
+		{"empty ignored", []change.Range{{Origin: o, After: 4, Upto: 4}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,8 +122,8 @@ func TestQueueLimitDropsWholeBatches(t *testing.T) {
 	a := crdt.NodeIDFromName("a")
 	q := newOutQueue()
 	var c crdt.Counter
-	mk := func(seq uint64, key string) Batch {
-		return Batch{Ranges: []Range{{Origin: a, After: seq - 1, Upto: seq}}, Deltas: []Delta{{NS: "n", Key: key, Origin: a, Seq: seq, State: incr(&c, a, 1)}}}
+	mk := func(seq uint64, key string) change.Batch {
+		return change.Batch{Ranges: []change.Range{{Origin: a, After: seq - 1, Upto: seq}}, Deltas: []change.Delta{{NS: "n", Key: key, Origin: a, Seq: seq, State: incr(&c, a, 1)}}}
 	}
 	limit := 3 * deltaSize(&mk(1, "k0").Deltas[0])
 	accepted := 0
@@ -139,7 +140,7 @@ func TestQueueLimitDropsWholeBatches(t *testing.T) {
 		t.Fatal("a change of a counter already queued was refused")
 	}
 	// The queue's ranges cover only what was accepted: 1..3 and 11.
-	want := []Range{{Origin: a, After: 0, Upto: 3}, {Origin: a, After: 10, Upto: 11}}
+	want := []change.Range{{Origin: a, After: 0, Upto: 3}, {Origin: a, After: 10, Upto: 11}}
 	if len(q.ranges) != 2 || q.ranges[0] != want[0] || q.ranges[1] != want[1] {
 		t.Fatalf("ranges = %+v, want %+v", q.ranges, want)
 	}
@@ -148,13 +149,13 @@ func TestQueueLimitDropsWholeBatches(t *testing.T) {
 func TestQueueTakeSplitsFramesAndKeepsRangesForTheLast(t *testing.T) {
 	a := crdt.NodeIDFromName("a")
 	q := newOutQueue()
-	var b Batch
+	var b change.Batch
 	for i := 0; i < 25; i++ {
 		var c crdt.Counter
-		b.Deltas = append(b.Deltas, Delta{NS: "n", Key: string(rune('a' + i)), Origin: a, Seq: uint64(i + 1), State: incr(&c, a, 1)})
+		b.Deltas = append(b.Deltas, change.Delta{NS: "n", Key: string(rune('a' + i)), Origin: a, Seq: uint64(i + 1), State: incr(&c, a, 1)})
 	}
-	b.Ranges = []Range{{Origin: a, After: 0, Upto: 25}}
-	b.Configs = []ConfigRecord{{NS: "n", HLC: 1, Origin: a}}
+	b.Ranges = []change.Range{{Origin: a, After: 0, Upto: 25}}
+	b.Configs = []change.ConfigRecord{{NS: "n", HLC: 1, Origin: a}}
 	q.add(b, time.Now(), 1<<20)
 	var frames []content
 	for !q.empty() {

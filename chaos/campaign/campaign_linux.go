@@ -1,6 +1,6 @@
 //go:build linux
 
-package chaos
+package campaign
 
 import (
 	"bytes"
@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/countmesh/countmesh/chaos"
 )
 
 // Work is one kind of client operation of the campaign's workload.
@@ -58,9 +60,9 @@ var DefaultWorkload = map[Work]int{
 }
 
 // DefaultFaults weighs the faults the nemesis picks.
-var DefaultFaults = map[FaultKind]int{
-	PartitionRegions: 3, PartitionNodes: 3, PartitionOneWay: 2, Kill: 3, Pause: 2,
-	Wipe: 1, Join: 1, Leave: 1, ClockSkew: 1, DiskFull: 1, FsyncError: 1,
+var DefaultFaults = map[chaos.FaultKind]int{
+	chaos.PartitionRegions: 3, chaos.PartitionNodes: 3, chaos.PartitionOneWay: 2, chaos.Kill: 3, chaos.Pause: 2,
+	chaos.Wipe: 1, chaos.Join: 1, chaos.Leave: 1, chaos.ClockSkew: 1, chaos.DiskFull: 1, chaos.FsyncError: 1,
 }
 
 // The namespaces and keys of the workload: small key sets, so that bounds
@@ -110,7 +112,7 @@ type Config struct {
 	Clients int
 	// Faults and Workload weigh the nemesis's and the clients' choices
 	// (nil: DefaultFaults, DefaultWorkload).
-	Faults   map[FaultKind]int
+	Faults   map[chaos.FaultKind]int
 	Workload map[Work]int
 	// ResultsDir receives <seed>.jsonl, and the nodes' logs on a failure.
 	ResultsDir string
@@ -120,8 +122,8 @@ type Config struct {
 
 // Result is what a campaign found.
 type Result struct {
-	History *History
-	Report  Report
+	History *chaos.History
+	Report  chaos.Report
 	Cycles  int
 	// PartitionHeld: the probe written on one side of the first partition
 	// was not seen on the other side during the cut, and was after it.
@@ -142,7 +144,7 @@ type campaign struct {
 	start time.Time
 
 	// Written by the nemesis goroutine only (Run's).
-	faults   []Fault
+	faults   []chaos.Fault
 	maxSides int
 	probeKey string
 	held     bool
@@ -201,10 +203,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		nemErr = errors.Join(nemErr, err)
 	}
 
-	h := &History{
+	h := &chaos.History{
 		Seed:       cfg.Seed,
 		Faults:     c.faults,
-		Bounds:     map[string]Bounds{nsLikes: {Min: ptr(int64(0))}},
+		Bounds:     map[string]chaos.Bounds{nsLikes: {Min: ptr(int64(0))}},
 		LossWindow: 3 * time.Second,
 	}
 	for _, cl := range clients {
@@ -223,7 +225,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		nemErr = errors.Join(nemErr, err)
 	}
 	res := &Result{History: h, Cycles: cycles, PartitionHeld: c.held, Unready: c.unready}
-	res.Report = Check(h)
+	res.Report = chaos.Check(h)
 	res.Summary = c.summary(h, res)
 	if cfg.ResultsDir != "" {
 		res.Path, err = writeHistory(cfg.ResultsDir, h)
@@ -342,7 +344,7 @@ func (c *campaign) nemesis(ctx context.Context) (int, error) {
 	deadline := c.start.Add(c.cfg.Duration)
 	cycles := 0
 	for time.Now().Before(deadline) && ctx.Err() == nil && (c.cfg.Cycles <= 0 || cycles < c.cfg.Cycles) {
-		kind := PartitionRegions
+		kind := chaos.PartitionRegions
 		if cycles > 0 {
 			kind = c.pick(rng)
 		}
@@ -388,19 +390,19 @@ func (c *campaign) nemesis(ctx context.Context) (int, error) {
 // pick chooses a fault kind by weight among those possible now: join while
 // fewer than 6 members, leave while more than 4, node faults while a node
 // runs.
-func (c *campaign) pick(rng *rand.Rand) FaultKind {
+func (c *campaign) pick(rng *rand.Rand) chaos.FaultKind {
 	members := len(c.m.members())
-	var kinds []FaultKind
+	var kinds []chaos.FaultKind
 	total := 0
 	for k, w := range c.cfg.Faults {
-		if w <= 0 || (k == Join && members >= 6) || (k == Leave && members <= 4) {
+		if w <= 0 || (k == chaos.Join && members >= 6) || (k == chaos.Leave && members <= 4) {
 			continue
 		}
 		kinds = append(kinds, k)
 		total += w
 	}
 	if total == 0 {
-		return PartitionNodes
+		return chaos.PartitionNodes
 	}
 	slices.Sort(kinds) // map order is random; the seed must decide
 	x := rng.IntN(total)
@@ -422,9 +424,9 @@ func names(ns []*member) []string {
 
 // inject injects one fault and returns it (Start set) with its heal
 // (nil: nothing to heal, a join or a leave).
-func (c *campaign) inject(rng *rand.Rand, kind FaultKind) (Fault, func() error, error) {
+func (c *campaign) inject(rng *rand.Rand, kind chaos.FaultKind) (chaos.Fault, func() error, error) {
 	m := c.m
-	f := Fault{Kind: kind}
+	f := chaos.Fault{Kind: kind}
 	members := m.members()
 	running := m.runningMembers()
 	if len(running) == 0 {
@@ -435,9 +437,9 @@ func (c *campaign) inject(rng *rand.Rand, kind FaultKind) (Fault, func() error, 
 	var err error
 	var heal func() error
 	switch kind {
-	case PartitionRegions, PartitionNodes:
+	case chaos.PartitionRegions, chaos.PartitionNodes:
 		var sides [][]*member
-		if kind == PartitionRegions {
+		if kind == chaos.PartitionRegions {
 			sides = regionSides(rng, members)
 		} else {
 			shuffled := slices.Clone(members)
@@ -460,7 +462,7 @@ func (c *campaign) inject(rng *rand.Rand, kind FaultKind) (Fault, func() error, 
 			}
 		}
 		heal = m.healNet
-	case PartitionOneWay:
+	case chaos.PartitionOneWay:
 		shuffled := slices.Clone(members)
 		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 		k := 2 + rng.IntN(2)
@@ -469,24 +471,24 @@ func (c *campaign) inject(rng *rand.Rand, kind FaultKind) (Fault, func() error, 
 		f.Start = time.Now()
 		err = m.cut(shuffled[:1], shuffled[1:min(k, len(shuffled))])
 		heal = m.healNet
-	case Kill:
+	case chaos.Kill:
 		f.Nodes = []string{target.name}
 		f.Start = time.Now()
 		err = m.stop(target, syscall.SIGKILL, down, 5*time.Second)
 		heal = func() error { return m.start(target) }
-	case Pause:
+	case chaos.Pause:
 		f.Nodes = []string{target.name}
 		f.Start = time.Now()
 		err = m.signal(target, syscall.SIGSTOP)
 		heal = func() error { return m.signal(target, syscall.SIGCONT) }
-	case Wipe:
+	case chaos.Wipe:
 		f.Nodes = []string{target.name}
 		f.Start = time.Now()
 		if err = m.stop(target, syscall.SIGKILL, down, 5*time.Second); err == nil {
 			err = os.RemoveAll(target.dataDir)
 		}
 		heal = func() error { return m.start(target) }
-	case Join:
+	case chaos.Join:
 		region := fmt.Sprintf("r%d", 1+rng.IntN(3))
 		f.Start = time.Now()
 		var n *member
@@ -496,11 +498,11 @@ func (c *campaign) inject(rng *rand.Rand, kind FaultKind) (Fault, func() error, 
 				f.End = time.Now()
 			}
 		}
-	case Leave:
+	case chaos.Leave:
 		f.Nodes = []string{target.name}
 		f.Start = time.Now()
 		err = m.stop(target, syscall.SIGTERM, gone, 15*time.Second)
-	case ClockSkew:
+	case chaos.ClockSkew:
 		skew := time.Duration(100+rng.IntN(301)) * time.Millisecond
 		if rng.IntN(2) == 0 {
 			skew = -skew
@@ -509,7 +511,7 @@ func (c *campaign) inject(rng *rand.Rand, kind FaultKind) (Fault, func() error, 
 		f.Start = time.Now()
 		err = m.restart(target, []string{fmt.Sprintf("%s=%+dms", envClockOffset, skew.Milliseconds())})
 		heal = restartClean
-	case DiskFull:
+	case chaos.DiskFull:
 		f.Nodes = []string{target.name}
 		f.Start = time.Now()
 		err = fill(target.fillFile)
@@ -519,7 +521,7 @@ func (c *campaign) inject(rng *rand.Rand, kind FaultKind) (Fault, func() error, 
 			}
 			return restartClean()
 		}
-	case FsyncError:
+	case chaos.FsyncError:
 		f.Nodes = []string{target.name}
 		f.Start = time.Now()
 		err = os.WriteFile(target.faultFile, nil, 0o600)
@@ -589,7 +591,7 @@ func fill(path string) error {
 // probe checks that the first partition holds: a value written on one side
 // is not seen on the other during the cut (and is seen after, checked by
 // converge).
-func (c *campaign) probe(ctx context.Context, f Fault) error {
+func (c *campaign) probe(ctx context.Context, f chaos.Fault) error {
 	var sides [][]*member
 	for _, g := range f.Groups {
 		var s []*member
@@ -674,7 +676,7 @@ func (c *campaign) healAll() error {
 
 // converge waits (up to 60 s) until every member reads the same value for
 // every key, then fills h.Final and h.Nodes.
-func (c *campaign) converge(ctx context.Context, h *History) error {
+func (c *campaign) converge(ctx context.Context, h *chaos.History) error {
 	type nk struct{ ns, key string }
 	var all []nk
 	for _, k := range keysEventual {
@@ -780,7 +782,7 @@ func (c *campaign) dumpStates(ctx context.Context, ns, key string) {
 }
 
 // finalSeries reads each windowed key's series total over the whole run.
-func (c *campaign) finalSeries(ctx context.Context, h *History) error {
+func (c *campaign) finalSeries(ctx context.Context, h *chaos.History) error {
 	h.FinalSeries = map[string]int64{}
 	members := c.m.members()
 	if len(members) == 0 {
@@ -824,8 +826,8 @@ func (c *campaign) slack() int64 {
 
 // summary is the one-line summary: seed, cycles, faults by kind, ops by
 // outcome, the partition check and the checker's verdicts.
-func (c *campaign) summary(h *History, r *Result) string {
-	fk := map[FaultKind]int{}
+func (c *campaign) summary(h *chaos.History, r *Result) string {
+	fk := map[chaos.FaultKind]int{}
 	for _, f := range h.Faults {
 		fk[f.Kind]++
 	}
@@ -834,7 +836,7 @@ func (c *campaign) summary(h *History, r *Result) string {
 		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
 	}
 	sort.Strings(kinds)
-	oc := map[Outcome]int{}
+	oc := map[chaos.Outcome]int{}
 	for _, o := range h.Ops {
 		oc[o.Outcome]++
 	}
@@ -846,7 +848,7 @@ func (c *campaign) summary(h *History, r *Result) string {
 		}
 	}
 	return fmt.Sprintf("chaos: seed=%d secure=%v cycles=%d faults{%s} ops{ok=%d fail=%d unknown=%d} partition-check=%s unready-cycles=%d | %s",
-		h.Seed, c.cfg.Secure, r.Cycles, strings.Join(kinds, " "), oc[OK], oc[Fail], oc[Unknown], held, r.Unready, r.Report.Summary())
+		h.Seed, c.cfg.Secure, r.Cycles, strings.Join(kinds, " "), oc[chaos.OK], oc[chaos.Fail], oc[chaos.Unknown], held, r.Unready, r.Report.Summary())
 }
 
 // keepLogs copies the nodes' logs next to the history.
@@ -875,7 +877,7 @@ func (c *campaign) keepLogs() {
 
 // writeHistory writes the history as JSON lines: {"history":…} first, then
 // one {"fault":…} per fault and one {"op":…} per operation.
-func writeHistory(dir string, h *History) (string, error) {
+func writeHistory(dir string, h *chaos.History) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}

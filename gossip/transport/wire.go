@@ -1,10 +1,11 @@
-package gossip
+package transport
 
 import (
 	"bufio"
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -15,27 +16,31 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/msgpackguard"
 )
 
-// protoVersion is the replication protocol spoken on streams and
+// ErrProtocol is a peer speaking something this node does not understand.
+var ErrProtocol = errors.New("gossip: protocol error")
+
+// ProtoVersion is the replication protocol spoken on streams and
 // anti-entropy sessions; a hello with another version is refused.
-const protoVersion = 1
+const ProtoVersion = 1
 
 // Frame types. A frame is a 4-byte big-endian length n, then n bytes: one
 // type byte and a msgpack body, with structs encoded as arrays (fields in
 // declaration order; new fields may only be appended) and compact ints.
 const (
-	frameHello   byte = 1  // helloMsg: first frame of every connection, dialer to listener
-	frameBatch   byte = 2  // batchMsg: stream data, sender to receiver
-	frameAck     byte = 3  // ackMsg: receiver to sender, after Apply returned
-	frameAEReq   byte = 4  // aeReqMsg: anti-entropy initiator's vector
-	frameAEChunk byte = 5  // wireBatch: deltas with their ranges, either way
-	frameAEResp  byte = 6  // aeRespMsg: responder's vector, after its chunks
-	frameAEEnd   byte = 7  // aeEndMsg: initiator done sending its chunks
-	frameAEFin   byte = 8  // empty: responder has applied everything
-	frameAEBusy  byte = 9  // empty: responder refuses, too many sessions
+	FrameHello   byte = 1  // Hello: first frame of every connection, dialer to listener
+	FrameBatch   byte = 2  // BatchMsg: stream data, sender to receiver
+	FrameAck     byte = 3  // AckMsg: receiver to sender, after Apply returned
+	FrameAEReq   byte = 4  // AEReq: anti-entropy initiator's vector
+	FrameAEChunk byte = 5  // WireBatch: deltas with their ranges, either way
+	FrameAEResp  byte = 6  // AEResp: responder's vector, after its chunks
+	FrameAEEnd   byte = 7  // AEEnd: initiator done sending its chunks
+	FrameAEFin   byte = 8  // empty: responder has applied everything
+	FrameAEBusy  byte = 9  // empty: responder refuses, too many sessions
 	frameRPCReq  byte = 10 // rpcReqMsg: a peer call, caller to callee
 	frameRPCResp byte = 11 // rpcRespMsg: its answer
 )
@@ -52,13 +57,13 @@ const (
 
 // Connection kinds in the hello.
 const (
-	kindStream = 1
-	kindAE     = 2
-	kindPing   = 3 // a reachability probe: the listener closes at once
-	kindRPC    = 4 // peer calls (Mesh.Call), one at a time, answered in order
+	KindStream = 1
+	KindAE     = 2
+	KindPing   = 3 // a reachability probe: the listener closes at once
+	KindRPC    = 4 // peer calls (Transport.Call), one at a time, answered in order
 )
 
-type helloMsg struct {
+type Hello struct {
 	Proto  uint8
 	Kind   uint8
 	Name   string
@@ -78,49 +83,49 @@ type rpcRespMsg struct {
 	Body []byte
 }
 
-type batchMsg struct {
+type BatchMsg struct {
 	ID uint64
 	// Relay asks the receiver, a bridge, to forward the batch to the other
 	// nodes of its region.
 	Relay bool
-	Batch wireBatch
+	Batch WireBatch
 }
 
-type ackMsg struct {
+type AckMsg struct {
 	ID uint64
 }
 
-type vvEntry struct {
+type VVEntry struct {
 	Origin uint64
 	Seq    uint64
 }
 
-type aeReqMsg struct {
-	VV        []vvEntry
+type AEReq struct {
+	VV        []VVEntry
 	CfgDigest uint64
 	// Full asks for every change the initiator lacks, without the grace
 	// (SyncOnce at start-up).
 	Full bool
 }
 
-type aeRespMsg struct {
-	VV        []vvEntry
+type AEResp struct {
+	VV        []VVEntry
 	CfgDigest uint64
 	// Configs are the responder's config records, sent when the digests
 	// differ.
-	Configs []wireConfig
+	Configs []WireConfig
 }
 
-type aeEndMsg struct {
-	Configs []wireConfig
+type AEEnd struct {
+	Configs []WireConfig
 }
 
-// wireBatch is a Batch on the wire: deltas grouped by (namespace, origin)
+// WireBatch is a change.Batch on the wire: deltas grouped by (namespace, origin)
 // so that neither is repeated per counter.
-type wireBatch struct {
+type WireBatch struct {
 	Ranges  []wireRange
 	Groups  []wireGroup
-	Configs []wireConfig
+	Configs []WireConfig
 }
 
 type wireRange struct {
@@ -156,7 +161,8 @@ type wireReset struct {
 	Floor   []wireSlot
 }
 
-type wireConfig struct {
+// WireConfig is a ConfigRecord on the wire.
+type WireConfig struct {
 	NS      string
 	HLC     uint64
 	Origin  uint64
@@ -190,32 +196,32 @@ func fromWireSlots(s []wireSlot) ([]crdt.Slot, error) {
 	return out, nil
 }
 
-func toWireConfigs(cs []ConfigRecord) []wireConfig {
+func ToWireConfigs(cs []change.ConfigRecord) []WireConfig {
 	if len(cs) == 0 {
 		return nil
 	}
-	out := make([]wireConfig, len(cs))
+	out := make([]WireConfig, len(cs))
 	for i, c := range cs {
-		out[i] = wireConfig{NS: c.NS, HLC: c.HLC, Origin: uint64(c.Origin), Payload: c.Payload}
+		out[i] = WireConfig{NS: c.NS, HLC: c.HLC, Origin: uint64(c.Origin), Payload: c.Payload}
 	}
 	return out
 }
 
-func fromWireConfigs(cs []wireConfig) []ConfigRecord {
+func FromWireConfigs(cs []WireConfig) []change.ConfigRecord {
 	if len(cs) == 0 {
 		return nil
 	}
-	out := make([]ConfigRecord, len(cs))
+	out := make([]change.ConfigRecord, len(cs))
 	for i, c := range cs {
-		out[i] = ConfigRecord{NS: c.NS, HLC: c.HLC, Origin: crdt.NodeID(c.Origin), Payload: c.Payload}
+		out[i] = change.ConfigRecord{NS: c.NS, HLC: c.HLC, Origin: crdt.NodeID(c.Origin), Payload: c.Payload}
 	}
 	return out
 }
 
-// toWire converts a batch, grouping its deltas by (namespace, origin) in
+// ToWire converts a batch, grouping its deltas by (namespace, origin) in
 // sorted order so that the encoding is deterministic.
-func toWire(b Batch) wireBatch {
-	w := wireBatch{Configs: toWireConfigs(b.Configs)}
+func ToWire(b change.Batch) WireBatch {
+	w := WireBatch{Configs: ToWireConfigs(b.Configs)}
 	for _, r := range b.Ranges {
 		w.Ranges = append(w.Ranges, wireRange{Origin: uint64(r.Origin), After: r.After, Upto: r.Upto})
 	}
@@ -245,29 +251,29 @@ func toWire(b Batch) wireBatch {
 	return w
 }
 
-func fromWire(w wireBatch) (Batch, error) {
-	b := Batch{Configs: fromWireConfigs(w.Configs)}
+func FromWire(w WireBatch) (change.Batch, error) {
+	b := change.Batch{Configs: FromWireConfigs(w.Configs)}
 	for _, r := range w.Ranges {
-		b.Ranges = append(b.Ranges, Range{Origin: crdt.NodeID(r.Origin), After: r.After, Upto: r.Upto})
+		b.Ranges = append(b.Ranges, change.Range{Origin: crdt.NodeID(r.Origin), After: r.After, Upto: r.Upto})
 	}
 	n := 0
 	for _, g := range w.Groups {
 		n += len(g.Items)
 	}
 	if n > 0 {
-		b.Deltas = make([]Delta, 0, n)
+		b.Deltas = make([]change.Delta, 0, n)
 	}
 	for _, g := range w.Groups {
 		for _, it := range g.Items {
 			slots, err := fromWireSlots(it.Slots)
 			if err != nil {
-				return Batch{}, err
+				return change.Batch{}, err
 			}
-			d := Delta{NS: g.NS, Key: it.Key, Origin: crdt.NodeID(g.Origin), Seq: it.Seq, State: crdt.Counter{Slots: slots}}
+			d := change.Delta{NS: g.NS, Key: it.Key, Origin: crdt.NodeID(g.Origin), Seq: it.Seq, State: crdt.Counter{Slots: slots}}
 			if r := it.Reset; r != nil {
 				floor, err := fromWireSlots(r.Floor)
 				if err != nil {
-					return Batch{}, err
+					return change.Batch{}, err
 				}
 				d.State.Reset = &crdt.Reset{Epoch: r.Epoch, Node: crdt.NodeID(r.Node), Value: r.Value, Deleted: r.Deleted, Floor: floor}
 			}
@@ -277,16 +283,16 @@ func fromWire(w wireBatch) (Batch, error) {
 	return b, nil
 }
 
-func toWireVV(vv map[crdt.NodeID]uint64) []vvEntry {
-	out := make([]vvEntry, 0, len(vv))
+func ToWireVV(vv map[crdt.NodeID]uint64) []VVEntry {
+	out := make([]VVEntry, 0, len(vv))
 	for o, s := range vv {
-		out = append(out, vvEntry{Origin: uint64(o), Seq: s})
+		out = append(out, VVEntry{Origin: uint64(o), Seq: s})
 	}
-	slices.SortFunc(out, func(a, b vvEntry) int { return cmp.Compare(a.Origin, b.Origin) })
+	slices.SortFunc(out, func(a, b VVEntry) int { return cmp.Compare(a.Origin, b.Origin) })
 	return out
 }
 
-func fromWireVV(v []vvEntry) map[crdt.NodeID]uint64 {
+func FromWireVV(v []VVEntry) map[crdt.NodeID]uint64 {
 	out := make(map[crdt.NodeID]uint64, len(v))
 	for _, e := range v {
 		out[crdt.NodeID(e.Origin)] = e.Seq
@@ -294,13 +300,13 @@ func fromWireVV(v []vvEntry) map[crdt.NodeID]uint64 {
 	return out
 }
 
-// configDigest summarises a set of config records, so that anti-entropy
+// ConfigDigest summarises a set of config records, so that anti-entropy
 // sends them only when two nodes disagree. Under last-writer-wins,
 // (namespace, HLC, origin) identifies a write, so the payload is left out:
 // its encoding need not be deterministic.
-func configDigest(cs []ConfigRecord) uint64 {
+func ConfigDigest(cs []change.ConfigRecord) uint64 {
 	cs = slices.Clone(cs)
-	slices.SortFunc(cs, func(a, b ConfigRecord) int { return cmp.Compare(a.NS, b.NS) })
+	slices.SortFunc(cs, func(a, b change.ConfigRecord) int { return cmp.Compare(a.NS, b.NS) })
 	h := fnv.New64a()
 	var buf [8]byte
 	for _, c := range cs {
@@ -314,18 +320,18 @@ func configDigest(cs []ConfigRecord) uint64 {
 	return h.Sum64()
 }
 
-// trafficCounter receives the bytes and frames a connection moves.
-type trafficCounter interface {
-	countSent(region string, bytes int, ae bool)
-	countReceived(region string, bytes int, ae bool)
+// Counter receives the bytes and frames a connection moves.
+type Counter interface {
+	CountSent(region string, bytes int, ae bool)
+	CountReceived(region string, bytes int, ae bool)
 }
 
-// frameConn reads and writes frames on one connection and counts them.
-type frameConn struct {
+// Conn reads and writes frames on one connection and counts them.
+type Conn struct {
 	c       net.Conn
 	r       *bufio.Reader
 	w       *bufio.Writer
-	tc      trafficCounter
+	tc      Counter
 	region  atomic.Pointer[string] // the peer's region, for the counters
 	ae      atomic.Bool            // an anti-entropy session, for the counters
 	timeout time.Duration
@@ -337,8 +343,8 @@ type frameConn struct {
 	body    []byte
 }
 
-func newFrameConn(c net.Conn, tc trafficCounter, region string, timeout time.Duration, maxSize int) *frameConn {
-	fc := &frameConn{
+func NewConn(c net.Conn, tc Counter, region string, timeout time.Duration, maxSize int) *Conn {
+	fc := &Conn{
 		c:       c,
 		r:       bufio.NewReaderSize(c, 16<<10),
 		w:       bufio.NewWriterSize(c, 16<<10),
@@ -360,8 +366,8 @@ func newEncoder(w io.Writer) *msgpack.Encoder {
 	return enc
 }
 
-// marshal encodes v in the wire format.
-func marshal(v any) ([]byte, error) {
+// Marshal encodes v in the wire format.
+func Marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := newEncoder(&buf).Encode(v); err != nil {
 		return nil, err
@@ -369,11 +375,15 @@ func marshal(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func (fc *frameConn) setRegion(r string) { fc.region.Store(&r) }
+// SetRegion sets the peer's region, for the traffic counters.
+func (fc *Conn) SetRegion(r string) { fc.region.Store(&r) }
+
+// MarkAE counts the connection's traffic as anti-entropy.
+func (fc *Conn) MarkAE() { fc.ae.Store(true) }
 
 // writeFrame encodes v and buffers the frame; flush sends it. The write
 // deadline is renewed for every frame.
-func (fc *frameConn) writeFrame(typ byte, v any) error {
+func (fc *Conn) WriteFrame(typ byte, v any) error {
 	fc.encBuf.Reset()
 	fc.encBuf.WriteByte(typ)
 	if v != nil {
@@ -393,18 +403,27 @@ func (fc *frameConn) writeFrame(typ byte, v any) error {
 	if _, err := fc.w.Write(fc.encBuf.Bytes()); err != nil {
 		return err
 	}
-	fc.tc.countSent(*fc.region.Load(), n+4, fc.ae.Load())
+	fc.tc.CountSent(*fc.region.Load(), n+4, fc.ae.Load())
 	return nil
 }
 
-func (fc *frameConn) flush() error {
+// Flush sends the buffered frames.
+func (fc *Conn) Flush() error {
 	fc.c.SetWriteDeadline(time.Now().Add(fc.timeout))
 	return fc.w.Flush()
 }
 
+// Send writes one frame and flushes it.
+func (fc *Conn) Send(typ byte, v any) error {
+	if err := fc.WriteFrame(typ, v); err != nil {
+		return err
+	}
+	return fc.Flush()
+}
+
 // readFrame reads one frame; the body is valid until the next call. A zero
 // timeout waits without a deadline (an idle stream).
-func (fc *frameConn) readFrame(timeout time.Duration) (byte, []byte, error) {
+func (fc *Conn) ReadFrame(timeout time.Duration) (byte, []byte, error) {
 	if timeout > 0 {
 		fc.c.SetReadDeadline(time.Now().Add(timeout))
 	} else {
@@ -423,14 +442,14 @@ func (fc *frameConn) readFrame(timeout time.Duration) (byte, []byte, error) {
 	if err := fc.readBody(n); err != nil {
 		return 0, nil, err
 	}
-	fc.tc.countReceived(*fc.region.Load(), n+4, fc.ae.Load())
+	fc.tc.CountReceived(*fc.region.Load(), n+4, fc.ae.Load())
 	return fc.body[0], fc.body[1:], nil
 }
 
 // readBody reads a body of n bytes into fc.body. The buffer grows with
 // the bytes that actually arrive, a chunk at a time, so that a peer that
 // announces a large frame and sends nothing costs no more than one chunk.
-func (fc *frameConn) readBody(n int) error {
+func (fc *Conn) readBody(n int) error {
 	const chunk = 1 << 20
 	if cap(fc.body) >= n {
 		fc.body = fc.body[:n]
@@ -451,32 +470,32 @@ func (fc *frameConn) readBody(n int) error {
 }
 
 // readMsg reads a frame that must be of type want and decodes it into v.
-func (fc *frameConn) readMsg(timeout time.Duration, want byte, v any) error {
-	typ, body, err := fc.readFrame(timeout)
+func (fc *Conn) ReadMsg(timeout time.Duration, want byte, v any) error {
+	typ, body, err := fc.ReadFrame(timeout)
 	if err != nil {
 		return err
 	}
 	if typ != want {
 		return fmt.Errorf("%w: got frame type %d, want %d", ErrProtocol, typ, want)
 	}
-	return decode(body, v)
+	return Decode(body, v)
 }
 
-func decode(body []byte, v any) error {
+func Decode(body []byte, v any) error {
 	if v == nil {
 		return nil
 	}
 	// The decoder recurses when it skips a nested value: a few MiB of
 	// nesting would overflow the stack and kill the process.
 	if err := msgpackguard.Check(body, msgpackguard.MaxDepth); err != nil {
-		return fmt.Errorf("%w: decode: %w", ErrProtocol, err)
+		return fmt.Errorf("%w: Decode: %w", ErrProtocol, err)
 	}
 	// A decoder of its own, not msgpack's pool: pooled decoders keep the
 	// largest buffer they ever grew.
 	if err := msgpack.NewDecoder(bytes.NewReader(body)).Decode(v); err != nil {
-		return fmt.Errorf("%w: decode: %w", ErrProtocol, err)
+		return fmt.Errorf("%w: Decode: %w", ErrProtocol, err)
 	}
 	return nil
 }
 
-func (fc *frameConn) Close() error { return fc.c.Close() }
+func (fc *Conn) Close() error { return fc.c.Close() }

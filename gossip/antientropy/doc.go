@@ -1,0 +1,27 @@
+// Package antientropy repairs whatever the replication streams missed:
+// an Exchanger runs push-pull exchanges of version vectors and of the
+// changes the other side lacks, as initiator (Exchange) and as responder
+// (Serve, on the peer transport). Package gossip picks the peers and the
+// times; this package owns the protocol.
+//
+// An exchange runs on a fresh connection:
+//
+//	initiator -> responder: hello, aeReq{vector, config digest, full}
+//	responder -> initiator: chunks for each origin where its vector is ahead, aeResp{vector, digest, configs if the digests differ}
+//	initiator -> responder: chunks for each origin where its vector is ahead, aeEnd{configs if the digests differ}
+//	responder -> initiator: aeFin
+//
+// A side's chunks for an origin are its Replica.ScanSince(origin,
+// theirs[origin]) in seq order, at most MaxFrameDeltas per chunk, each
+// chunk with the range it completes, so that a transfer of a million
+// counters advances the receiver's vector chunk by chunk and resumes where
+// it stopped. Periodic exchanges cap each origin at the vector this node
+// had AntiEntropyGrace ago: younger changes are still on the streams and
+// sending them again would double the traffic under load; a full
+// exchange (gossip's SyncOnce at start-up, a member back from a partition)
+// sends everything past the other side's vector.
+//
+// Two exchanges between the same pair of nodes never run at once (the
+// second is refused with ErrBusy), and a node answers at most
+// MaxConcurrent exchanges at a time.
+package antientropy

@@ -1,0 +1,367 @@
+package antientropy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip/internal/stats"
+	"github.com/countmesh/countmesh/gossip/transport"
+)
+
+// Replica is what an exchange reads and merges (gossip.Replica).
+type Replica interface {
+	Apply(b change.Batch) error
+	VersionVector() map[crdt.NodeID]uint64
+	ScanSince(origin crdt.NodeID, after uint64, fn func(change.Delta) bool) error
+	Configs() []change.ConfigRecord
+}
+
+// Config holds the exchange settings (see gossip.Config).
+type Config struct {
+	// IOTimeout bounds each read and write.
+	IOTimeout time.Duration
+	// Grace leaves changes held for less than this to the streams
+	// (gossip.Config.AntiEntropyGrace); a full exchange ignores it.
+	Grace time.Duration
+	// MaxFrameDeltas bounds the deltas of one chunk.
+	MaxFrameDeltas int
+	// MaxConcurrent bounds the exchanges other nodes run against this one.
+	MaxConcurrent int
+}
+
+// Hooks connect an Exchanger to the mesh that owns it.
+type Hooks struct {
+	// Dial opens a connection of a kind to a peer.
+	Dial func(ctx context.Context, p transport.Peer, kind uint8) (*transport.Conn, error)
+	// Reachable records whether dialing a peer succeeded.
+	Reachable func(name string, ok bool)
+	// Repaired records that an exchange with a peer, started at start,
+	// completed: what the stream to it dropped before start is repaired.
+	Repaired func(name string, start time.Time)
+}
+
+// Exchanger runs anti-entropy exchanges for one node, as initiator
+// (Exchange) and responder (Serve). It is safe for concurrent use.
+type Exchanger struct {
+	cfg       Config
+	replica   Replica
+	stats     *stats.Counters
+	dial      func(ctx context.Context, p transport.Peer, kind uint8) (*transport.Conn, error)
+	reachable func(name string, ok bool)
+	repaired  func(name string, start time.Time)
+	sem       chan struct{} // one token per inbound exchange
+
+	// busy holds the peers this node is running an exchange with, in
+	// either direction.
+	busy struct {
+		sync.Mutex // guards peers
+		peers      map[string]bool
+	}
+
+	hist struct {
+		sync.Mutex              // guards snaps
+		snaps      []vvSnapshot // version vectors recently seen, oldest first
+	}
+}
+
+// New returns an Exchanger over replica that counts in st.
+func New(cfg Config, replica Replica, st *stats.Counters, h Hooks) *Exchanger {
+	return &Exchanger{cfg: cfg, replica: replica, stats: st, dial: h.Dial, reachable: h.Reachable,
+		repaired: h.Repaired, sem: make(chan struct{}, cfg.MaxConcurrent)}
+}
+
+// ErrBusy is a peer that refused an exchange: it runs one with this node
+// already, or as many as it allows.
+var ErrBusy = errors.New("gossip: peer is busy with other anti-entropy sessions")
+
+// claimPeer marks an exchange with the named peer as running and reports
+// whether none was. Two exchanges between the same pair of nodes would send
+// the same changes twice (each from the vector the receiver had when it
+// started): with a million counters to catch up, the periodic rounds of
+// both sides ran beside the start-up sync and moved 2.5 times the data.
+func (e *Exchanger) claimPeer(name string) bool {
+	e.busy.Lock()
+	defer e.busy.Unlock()
+	if e.busy.peers[name] {
+		return false
+	}
+	if e.busy.peers == nil {
+		e.busy.peers = make(map[string]bool)
+	}
+	e.busy.peers[name] = true
+	return true
+}
+
+func (e *Exchanger) releasePeer(name string) {
+	e.busy.Lock()
+	delete(e.busy.peers, name)
+	e.busy.Unlock()
+}
+
+// Exchange runs one push-pull anti-entropy session with p, as initiator:
+//
+//	-> hello, aeReq{my vector, my config digest}
+//	<- chunks of what I lack, aeResp{its vector, its digest, its configs if the digests differ}
+//	-> chunks of what it lacks, aeEnd{my configs if the digests differ}
+//	<- aeFin (it has applied everything)
+//
+// With full (SyncOnce) both sides send everything the other lacks;
+// otherwise only what they have held for AntiEntropyGrace.
+func (e *Exchanger) Exchange(ctx context.Context, p transport.Peer, full bool) (err error) {
+	if !e.claimPeer(p.Name) {
+		return ErrBusy
+	}
+	defer e.releasePeer(p.Name)
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			e.stats.AEFailures.Add(1)
+		}
+	}()
+	fc, err := e.dial(ctx, p, transport.KindAE)
+	e.reachable(p.Name, err == nil)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { fc.Close() })
+	defer stop()
+	defer fc.Close()
+
+	cfgs := e.replica.Configs()
+	digest := transport.ConfigDigest(cfgs)
+	if err := fc.Send(transport.FrameAEReq, &transport.AEReq{VV: transport.ToWireVV(e.replica.VersionVector()), CfgDigest: digest, Full: full}); err != nil {
+		return err
+	}
+	var resp transport.AEResp
+	if err := e.receiveChunks(fc, transport.FrameAEResp, &resp); err != nil {
+		return err
+	}
+	if err := e.applyConfigs(resp.Configs); err != nil {
+		return err
+	}
+	if _, err := e.sendDiff(fc, transport.FromWireVV(resp.VV), full); err != nil {
+		return err
+	}
+	var end transport.AEEnd
+	if resp.CfgDigest != digest {
+		end.Configs = transport.ToWireConfigs(cfgs)
+	}
+	if err := fc.Send(transport.FrameAEEnd, &end); err != nil {
+		return err
+	}
+	if err := fc.ReadMsg(e.cfg.IOTimeout, transport.FrameAEFin, nil); err != nil {
+		return err
+	}
+	e.stats.AERounds.Add(1)
+	e.repaired(p.Name, start)
+	return nil
+}
+
+// Serve answers an exchange that a peer started (see Exchange); it is
+// the transport.ServeFunc of transport.KindAE.
+func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
+	start := time.Now()
+	fc.MarkAE()
+	select {
+	case e.sem <- struct{}{}:
+		defer func() { <-e.sem }()
+	default:
+		return fc.Send(transport.FrameAEBusy, nil)
+	}
+	if !e.claimPeer(h.Name) {
+		return fc.Send(transport.FrameAEBusy, nil)
+	}
+	defer e.releasePeer(h.Name)
+	defer func() {
+		if err != nil {
+			e.stats.AEFailures.Add(1)
+		}
+	}()
+	var req transport.AEReq
+	if err := fc.ReadMsg(e.cfg.IOTimeout, transport.FrameAEReq, &req); err != nil {
+		return err
+	}
+	if _, err := e.sendDiff(fc, transport.FromWireVV(req.VV), req.Full); err != nil {
+		return err
+	}
+	cfgs := e.replica.Configs()
+	resp := transport.AEResp{VV: transport.ToWireVV(e.replica.VersionVector()), CfgDigest: transport.ConfigDigest(cfgs)}
+	if resp.CfgDigest != req.CfgDigest {
+		resp.Configs = transport.ToWireConfigs(cfgs)
+	}
+	if err := fc.Send(transport.FrameAEResp, &resp); err != nil {
+		return err
+	}
+	var end transport.AEEnd
+	if err := e.receiveChunks(fc, transport.FrameAEEnd, &end); err != nil {
+		return err
+	}
+	if err := e.applyConfigs(end.Configs); err != nil {
+		return err
+	}
+	if err := fc.Send(transport.FrameAEFin, nil); err != nil {
+		return err
+	}
+	e.stats.AEServed.Add(1)
+	e.repaired(h.Name, start)
+	return nil
+}
+
+// applyConfigs applies the config records the other side sent (none when
+// the digests agreed).
+func (e *Exchanger) applyConfigs(wc []transport.WireConfig) error {
+	if len(wc) == 0 {
+		return nil
+	}
+	if err := e.replica.Apply(change.Batch{Configs: transport.FromWireConfigs(wc)}); err != nil {
+		e.stats.ApplyErrors.Add(1)
+		return fmt.Errorf("gossip: apply configs: %w", err)
+	}
+	return nil
+}
+
+// receiveChunks applies the chunks the other side sends until a frame of
+// type last arrives, which it decodes into v.
+func (e *Exchanger) receiveChunks(fc *transport.Conn, last byte, v any) error {
+	for {
+		typ, body, err := fc.ReadFrame(e.cfg.IOTimeout)
+		if err != nil {
+			return err
+		}
+		switch typ {
+		case transport.FrameAEChunk:
+			var w transport.WireBatch
+			if err := transport.Decode(body, &w); err != nil {
+				return err
+			}
+			b, err := transport.FromWire(w)
+			if err != nil {
+				return err
+			}
+			if err := e.replica.Apply(b); err != nil {
+				e.stats.ApplyErrors.Add(1)
+				return fmt.Errorf("gossip: apply anti-entropy chunk: %w", err)
+			}
+			e.stats.AEDeltasReceived.Add(uint64(len(b.Deltas)))
+		case last:
+			return transport.Decode(body, v)
+		case transport.FrameAEBusy:
+			return ErrBusy
+		default:
+			return fmt.Errorf("%w: frame type %d in an anti-entropy session", transport.ErrProtocol, typ)
+		}
+	}
+}
+
+// sendDiff sends, for every origin where this node's vector is ahead of
+// theirs, the changes the replica holds past theirs, in chunks of at most
+// MaxFrameDeltas. Each chunk carries the range it completes: the replica
+// scans in seq order, so a chunk ending at seq s holds (with the chunks
+// before it) every held change up to s, and changes up to the vector that
+// are not held were superseded by a later change, which a later chunk
+// carries (or, past a grace cap, the receiver's next transfer: its vector
+// stays below the superseding change). The last chunk of an origin closes
+// its range at the vector.
+//
+// Without full, the vector is the one of AntiEntropyGrace ago and the scan
+// stops there: newer changes are left to the streams. With full, the
+// current vector, and every held change past theirs goes.
+func (e *Exchanger) sendDiff(fc *transport.Conn, theirs map[crdt.NodeID]uint64, full bool) (int, error) {
+	var mine map[crdt.NodeID]uint64
+	if full {
+		mine = e.replica.VersionVector()
+	} else {
+		mine = e.Settled(time.Now())
+	}
+	origins := make([]crdt.NodeID, 0, len(mine))
+	for o, upto := range mine {
+		if upto > theirs[o] {
+			origins = append(origins, o)
+		}
+	}
+	slices.Sort(origins)
+	sent := 0
+	for _, o := range origins {
+		upto, after := mine[o], theirs[o]
+		last := after // the vector the receiver will have reached
+		var chunk []change.Delta
+		var werr error
+		flush := func(rangeUpto uint64) {
+			var b change.Batch
+			b.Deltas = chunk
+			if rangeUpto > last {
+				b.Ranges = []change.Range{{Origin: o, After: last, Upto: rangeUpto}}
+				last = rangeUpto
+			}
+			if b.Empty() {
+				return
+			}
+			w := transport.ToWire(b)
+			if werr = fc.WriteFrame(transport.FrameAEChunk, &w); werr == nil {
+				sent += len(chunk)
+				e.stats.AEDeltasSent.Add(uint64(len(chunk)))
+			}
+			chunk = chunk[:0]
+		}
+		err := e.replica.ScanSince(o, after, func(d change.Delta) bool {
+			if !full && d.Seq > upto {
+				return false
+			}
+			chunk = append(chunk, d)
+			if len(chunk) >= e.cfg.MaxFrameDeltas {
+				flush(min(d.Seq, upto))
+			}
+			return werr == nil
+		})
+		if werr != nil {
+			return sent, werr
+		}
+		if err != nil {
+			return sent, fmt.Errorf("gossip: scan changes of origin %d: %w", o, err)
+		}
+		flush(upto)
+		if werr != nil {
+			return sent, werr
+		}
+	}
+	return sent, nil
+}
+
+// vvSnapshot is the replica's version vector at a time.
+type vvSnapshot struct {
+	at time.Time
+	vv map[crdt.NodeID]uint64
+}
+
+// Settled records the replica's current version vector and returns the
+// newest one recorded at least AntiEntropyGrace ago (empty when there is
+// none yet): what this node has held long enough for the streams to have
+// delivered it.
+func (e *Exchanger) Settled(now time.Time) map[crdt.NodeID]uint64 {
+	cur := e.replica.VersionVector()
+	if e.cfg.Grace == 0 {
+		return cur
+	}
+	cutoff := now.Add(-e.cfg.Grace)
+	e.hist.Lock()
+	defer e.hist.Unlock()
+	e.hist.snaps = append(e.hist.snaps, vvSnapshot{at: now, vv: cur})
+	settled := -1
+	for i, s := range e.hist.snaps {
+		if s.at.After(cutoff) {
+			break
+		}
+		settled = i
+	}
+	if settled < 0 {
+		return nil
+	}
+	e.hist.snaps = e.hist.snaps[settled:] // older ones are no longer needed
+	return e.hist.snaps[0].vv
+}
