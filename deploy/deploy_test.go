@@ -90,17 +90,22 @@ func freePort(t *testing.T) int {
 }
 
 // startCountd starts a countd process with args (on a free loopback
-// --http-addr and a temporary --data-dir unless args give them) and stops it
+// --http-addr, a free --resp-addr and a temporary --data-dir unless args
+// give them) and stops it
 // when the test ends. It returns the HTTP base URL once /readyz answers 200.
 func startCountd(t *testing.T, args ...string) string {
 	t.Helper()
 	httpAddr := ""
-	dataDir := false
+	dataDir, respAddr := false, false
 	for _, a := range args {
 		if v, ok := strings.CutPrefix(a, "--http-addr="); ok {
 			httpAddr = v
 		}
 		dataDir = dataDir || strings.HasPrefix(a, "--data-dir=")
+		respAddr = respAddr || strings.HasPrefix(a, "--resp-addr=")
+	}
+	if !respAddr { // the default, the HTTP host's port 6380, may be taken
+		args = append([]string{"--resp-addr=127.0.0.1:0"}, args...)
 	}
 	if httpAddr == "" {
 		httpAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -650,6 +655,7 @@ func startFromManifest(t *testing.T, args []string, mounts map[string]string, st
 		"peer-addr":      fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"advertise-addr": fmt.Sprintf("127.0.0.1:%d", gossipPort),
 		"data-dir":       t.TempDir(),
+		"resp-addr":      "127.0.0.1:0",
 	}
 	var run []string
 	for _, a := range args {
