@@ -376,11 +376,33 @@ func (m *Mesh) prunePeers() {
 	}
 }
 
-// SyncOnce runs an anti-entropy exchange with one reachable peer of every
-// region (trying the region's peers in random order until one answers),
-// without the grace of periodic exchanges, so that this node holds, before
-// it reports ready, everything those peers hold, including their copies of
-// its own slot. It returns nil when at least one exchange succeeded, or
+// syncWith runs a full exchange with p, asking again (up to 5 times, 100 ms
+// apart) while p is busy with other exchanges.
+func (m *Mesh) syncWith(ctx context.Context, p peerInfo) error {
+	var err error
+	for range 5 {
+		if err = m.exchange(ctx, p, true); !errors.Is(err, antientropy.ErrBusy) {
+			return err
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return err
+}
+
+// SyncOnce runs an anti-entropy exchange with every reachable peer (the
+// regions in parallel, a busy peer asked again a few times), without the
+// grace of periodic exchanges, so that this node holds, before it reports
+// ready, everything its peers hold. One peer per region is not enough: the
+// chaos campaign wiped the only node of a region right after quorum writes
+// that, being a region of one, lived on it and in its streams; the peer it
+// caught up from had not received them yet, and its next quorum read
+// answered 0. It returns nil when at least one exchange succeeded, or
 // when no peer is known and Join was never given an address (the first
 // node of a mesh); otherwise an error wrapping ErrSyncFailed (every region
 // failed, or Join found nobody). ctx bounds it.
@@ -415,17 +437,22 @@ func (m *Mesh) SyncOnce(ctx context.Context) error {
 		m.shuffle(ps)
 		go func() {
 			var errs []error
+			answered := false
 			for _, p := range ps {
 				if ctx.Err() != nil {
 					errs = append(errs, ctx.Err())
 					break
 				}
-				err := m.exchange(ctx, p, true)
+				err := m.syncWith(ctx, p)
 				if err == nil {
-					results <- result{region: region}
-					return
+					answered = true
+					continue
 				}
 				errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
+			}
+			if answered {
+				results <- result{region: region}
+				return
 			}
 			results <- result{region: region, err: errors.Join(errs...)}
 		}()
