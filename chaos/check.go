@@ -246,7 +246,11 @@ func strong(consistency string) bool { return consistency == "quorum" || consist
 //
 // The wipe exception, applied before every check: an Incr acknowledged by
 // node n (Outcome OK, Complete) at most h.LossWindow before a Wipe fault
-// of n started is counted as Unknown: possible, never required.
+// of n started is counted as Unknown: possible, never required. A strong
+// Read answered by n in that window is no evidence for linearizability
+// either: it may show increments the wipe then lost (a region of one
+// acknowledges quorum writes that live on its disk and in its streams
+// only). Local reads are judged as before (their bounds allow it).
 //
 // Consistency "quorum" and "all" are "strong"; anything else ("local",
 // or "" when the client did not record it) is local.
@@ -749,7 +753,7 @@ func (c *checker) linearizable() Verdict {
 					ret = math.MaxInt64
 				}
 				ops = append(ops, porcupine.Operation{ClientId: op.Client, Input: linInput{incr: true, by: op.By}, Call: int64(op.Invoke.Sub(t0)), Return: ret, Metadata: i})
-			case op.Kind == Read && op.Outcome == OK && strong(op.Consistency):
+			case op.Kind == Read && op.Outcome == OK && strong(op.Consistency) && !c.mayBeLost(op):
 				ops = append(ops, porcupine.Operation{ClientId: op.Client, Input: linInput{}, Call: int64(op.Invoke.Sub(t0)), Output: op.Value, Return: int64(op.Complete.Sub(t0)), Metadata: i})
 			}
 		}

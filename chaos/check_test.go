@@ -233,6 +233,16 @@ func TestCheckAcceptsEdgeCases(t *testing.T) {
 			h.Faults = []Fault{{Kind: Wipe, Nodes: []string{"n3"}, Start: at(40), End: at(100)}}
 			return h
 		}()},
+		{"a strong read by a node wiped just after proves nothing (a region of one lost what it showed)", func() *History {
+			h := hist([]Op{
+				incr(0, "n3", "q/k", "quorum", 1, 0, 10, OK),
+				read(1, "n3", "q/k", "quorum", 12, 14, 1),
+				incr(0, "n3", "q/k", "quorum", 1, 100, 110, OK),
+				read(1, "n3", "q/k", "quorum", 120, 130, 1),
+			}, everywhere(map[string]int64{"q/k": 1}))
+			h.Faults = []Fault{{Kind: Wipe, Nodes: []string{"n3"}, Start: at(40), End: at(90)}}
+			return h
+		}()},
 		{"a retried id counted once, the retry answered duplicate", hist([]Op{
 			idIncr(0, "n1", "i/k", "x", 0, 10, Unknown, false),
 			idIncr(0, "n2", "i/k", "x", 20, 30, OK, true),
