@@ -375,15 +375,19 @@ func (c *Committer) round(next *Ticket, last bool) {
 	}
 	if sabotage.AckBeforeFsync && sync && !last {
 		// Sabotage (test builds only): release the waiters first, then
-		// write a while later without fsync. A stand-in generation carries
+		// write 100 ms later without fsync. A stand-in generation carries
 		// the token, so the source's bookkeeping (replication) still
 		// follows the write; a kill in between loses acknowledged changes.
+		// (A kill does not lose what was written without fsync, and a
+		// restarted node gets quorum writes back from the peers they were
+		// pushed to, so the window must be long enough for local writes
+		// to fall into it.)
 		g.markVisible(nil)
 		close(g.done)
 		g = &Ticket{done: make(chan struct{}), visible: make(chan struct{}), token: token, filled: true}
 		sync = false
 		select {
-		case <-time.After(c.maxDelay):
+		case <-time.After(max(c.maxDelay, 100*time.Millisecond)):
 		case <-c.closing:
 		}
 	}
