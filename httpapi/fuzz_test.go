@@ -143,3 +143,29 @@ func FuzzDecodeRateLimit(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeBatchGet(f *testing.F) {
+	for _, c := range []struct{ ct, body string }{
+		{"application/json", `{"keys":[{"ns":"v","key":"a"},{"ns":"v","key":"b"}],"consistency":"local"}`},
+		{"application/json", `{"keys":[]}`},
+		{"application/json", `{"keys":[{"ns":"v","key":"a","by":1}]}`},
+		{"application/json", `{"keys":null}`},
+		{"application/json", `{`},
+		{"application/msgpack", "\x81\xa4keys\x91\x82\xa2ns\xa1v\xa3key\xa1a"},
+		{"application/msgpack", "\x81\xa4keys\xdd\x7f\xff\xff\xff"}, // 2^31-1 keys announced
+		{"application/msgpack", "\x81\xa4keys\x91\x81\xa2ns\xdb\x7f\xff\xff\xff"},
+		{"application/msgpack", ""},
+	} {
+		f.Add(c.ct, []byte(c.body))
+	}
+	f.Fuzz(func(t *testing.T, ct string, body []byte) {
+		keys, _, err := decodeBatchGet(ct, body)
+		if err != nil {
+			checkRefusal(t, err)
+			return
+		}
+		if len(keys) > node.MaxGetMany {
+			t.Fatalf("accepted %d keys", len(keys))
+		}
+	})
+}
