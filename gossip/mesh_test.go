@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -632,5 +633,52 @@ func TestReplicationAddressAdvertisedAtTheGossipHost(t *testing.T) {
 	}
 	if gh, _, _ := net.SplitHostPort(self.GossipAddr); gh != "127.0.0.1" {
 		t.Fatalf("gossip address %q", self.GossipAddr)
+	}
+}
+
+// A node lost for good (its disk, or it left) made changes 1 to 4, and
+// change 2 reached no one. Both survivors got 1; then b1 got only 3 and a1
+// only 4, each past the gap (a quorum push, a stream batch out of order).
+// Their vectors agree at 1, so an exchange of vectors alone finds nothing to
+// send and the two disagree for good; the held-ahead lists make each offer
+// the change the other lacks.
+func TestHeldAheadChangesOfAGoneOriginSpread(t *testing.T) {
+	c := newCluster(t, 21, []string{"a1@A", "b1@B"}, nil)
+	gone := gossiptest.NewReplica(crdt.NodeIDFromName("gone"))
+	var changes []gossip.Delta
+	for i := range 4 {
+		d, err := gone.Add("ns", fmt.Sprintf("k%d", i), int64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		changes = append(changes, d)
+	}
+	o := gone.Self()
+	a1, b1 := c.nodes[0], c.nodes[1]
+	for _, n := range []*tnode{a1, b1} {
+		if err := n.rep.Apply(gossip.Batch{Deltas: changes[:1], Ranges: []gossip.Range{{Origin: o, After: 0, Upto: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b1.rep.Apply(gossip.Batch{Deltas: changes[2:3], Ranges: []gossip.Range{{Origin: o, After: 2, Upto: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Part of a batch whose range a1 cannot count (it lacks 2 and 3): the
+	// delta still counts as held.
+	if err := a1.rep.Apply(gossip.Batch{Deltas: changes[3:4], Ranges: []gossip.Range{{Origin: o, After: 2, Upto: 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	if a1.rep.VersionVector()[o] != 1 || b1.rep.VersionVector()[o] != 1 {
+		t.Fatalf("vectors before the exchange: a1 %v, b1 %v", a1.rep.VersionVector(), b1.rep.VersionVector())
+	}
+	c.startAll()
+	c.waitConverged(10 * time.Second)
+	for _, n := range []*tnode{a1, b1} {
+		if got := n.rep.Held(o); !slices.Equal(got, []uint64{3, 4}) {
+			t.Errorf("%s holds past the gap %v, want [3 4]", n.name, got)
+		}
+		if got := n.rep.Counter("ns", "k3").Value(); got != 4 {
+			t.Errorf("%s reads k3 = %d, want 4", n.name, got)
+		}
 	}
 }

@@ -26,6 +26,8 @@ func (s *syntheticReplica) VersionVector() map[crdt.NodeID]uint64 {
 	return map[crdt.NodeID]uint64{s.origin: uint64(s.n)}
 }
 
+func (s *syntheticReplica) HeldAhead() map[crdt.NodeID][]uint64 { return nil }
+
 func (s *syntheticReplica) ScanSince(origin crdt.NodeID, after uint64, fn func(gossip.Delta) bool) error {
 	if origin != s.origin {
 		return nil
@@ -74,6 +76,8 @@ func (c *countingReplica) Apply(b gossip.Batch) error {
 	}
 	return nil
 }
+
+func (c *countingReplica) HeldAhead() map[crdt.NodeID][]uint64 { return nil }
 
 func (c *countingReplica) VersionVector() map[crdt.NodeID]uint64 {
 	c.mu.Lock()

@@ -53,6 +53,14 @@ type Replica interface {
 	// of that origin up to it is durably held (or superseded by a held
 	// change).
 	VersionVector() map[crdt.NodeID]uint64
+	// HeldAhead returns, per origin, single changes durably held past the
+	// end of the version vector (a gap before them not yet filled); Apply
+	// records each delta's (Origin, Seq) as held, and the vector moves over
+	// held changes once it reaches them. Anti-entropy offers these to peers
+	// that lack them, so that changes of an origin that is gone for good
+	// spread even when a gap before them never fills. It may leave some
+	// out (a bound), never list one not held.
+	HeldAhead() map[crdt.NodeID][]uint64
 	// ScanSince calls fn, in ascending seq order, for every change of
 	// origin with seq > after that the replica holds (from its
 	// (origin, seq) index: per counter, the highest seq merged from that

@@ -166,6 +166,10 @@ func (n *Node) recoverLog() error {
 	if err := n.ckpt.Checkpoint(); err != nil {
 		return fmt.Errorf("node: checkpoint the replayed log: %w", err)
 	}
+	// After the checkpoint: the index then holds the replayed changes too.
+	if err := n.recoverHeld(); err != nil {
+		return fmt.Errorf("node: changes held past the recovered version vector: %w", err)
+	}
 	n.log.Info("recovered", zap.Int("log_records", records), zap.Int("changes", changes),
 		zap.Uint64("own_seq", n.ownSeq), zap.Int("origins", len(vv)), zap.Duration("took", time.Since(start)))
 	return nil

@@ -46,9 +46,9 @@ type Node struct {
 		// change of that origin up to it is durably held here.
 		m map[crdt.NodeID]uint64
 		// ahead holds single changes past a gap in m, durably held here
-		// (from quorum pushes): m moves over them once the gap is filled.
-		// In memory only: after a restart the streams and anti-entropy
-		// fill m as before.
+		// (quorum pushes, deltas of a batch that did not follow on): m
+		// moves over them once the gap is filled. In memory only;
+		// recovery finds them again in the (origin, seq) index.
 		ahead map[crdt.NodeID]map[uint64]struct{}
 	}
 	failed atomic.Pointer[error]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"maps"
+	"slices"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"go.uber.org/zap"
@@ -131,13 +132,16 @@ func (n *Node) applyBatch(b change.Batch, durable bool) error {
 			return n.ackError(err)
 		}
 	}
-	if len(b.Ranges) > 0 {
-		n.vv.Lock()
-		for _, r := range b.Ranges {
-			n.advanceLocked(r)
-		}
-		n.vv.Unlock()
+	n.vv.Lock()
+	for _, r := range b.Ranges {
+		n.advanceLocked(r)
 	}
+	// Each delta is a change now held here, whatever the ranges say; past a
+	// gap it waits in n.vv.ahead for the vector to reach it.
+	for i := range b.Deltas {
+		n.holdLocked(b.Deltas[i].Origin, b.Deltas[i].Seq)
+	}
+	n.vv.Unlock()
 	n.metrics.replicated.Add(float64(len(b.Deltas)))
 	return nil
 }
@@ -151,43 +155,108 @@ const maxAhead = 4096
 // a single change past a gap is remembered for when the gap fills. The
 // caller holds n.vv.
 func (n *Node) advanceLocked(r change.Range) {
-	cur := n.vv.m[r.Origin]
+	cur, known := n.vv.m[r.Origin]
+	if !known {
+		n.vv.m[r.Origin] = 0 // claims nothing; keeps the origin known
+	}
 	if cur < r.After {
 		// Only a single change is known to be held on its own: a longer
 		// range may rely on changes a later batch carries.
 		if r.Upto == r.After+1 {
-			ahead := n.vv.ahead[r.Origin]
-			if ahead == nil {
-				if n.vv.ahead == nil {
-					n.vv.ahead = make(map[crdt.NodeID]map[uint64]struct{})
-				}
-				ahead = make(map[uint64]struct{})
-				n.vv.ahead[r.Origin] = ahead
-			}
-			if len(ahead) < maxAhead {
-				ahead[r.Upto] = struct{}{}
-			}
+			n.holdLocked(r.Origin, r.Upto)
 		}
 		return
 	}
-	cur = max(cur, r.Upto)
-	if ahead := n.vv.ahead[r.Origin]; ahead != nil {
-		for {
-			if _, ok := ahead[cur+1]; !ok {
-				break
-			}
-			cur++
+	n.vv.m[r.Origin] = max(cur, r.Upto)
+	n.catchUpLocked(r.Origin)
+}
+
+// holdLocked records that this node durably holds origin's change seq (a
+// delta of it merged here). Past the vector's end it waits in n.vv.ahead,
+// which anti-entropy offers to peers (HeldAhead), until the vector reaches
+// it. The caller holds n.vv.
+func (n *Node) holdLocked(origin crdt.NodeID, seq uint64) {
+	if origin == n.id || seq <= n.vv.m[origin] {
+		return // this node's own sequence is the committer's alone
+	}
+	if _, known := n.vv.m[origin]; !known {
+		n.vv.m[origin] = 0
+	}
+	ahead := n.vv.ahead[origin]
+	if ahead == nil {
+		if n.vv.ahead == nil {
+			n.vv.ahead = make(map[crdt.NodeID]map[uint64]struct{})
 		}
-		for s := range ahead {
-			if s <= cur {
-				delete(ahead, s)
-			}
+		ahead = make(map[uint64]struct{})
+		n.vv.ahead[origin] = ahead
+	}
+	if len(ahead) < maxAhead {
+		ahead[seq] = struct{}{}
+	}
+	n.catchUpLocked(origin)
+}
+
+// catchUpLocked moves origin's vector over the held changes that now follow
+// on from it and forgets those it covers. The caller holds n.vv.
+func (n *Node) catchUpLocked(origin crdt.NodeID) {
+	ahead := n.vv.ahead[origin]
+	if ahead == nil {
+		return
+	}
+	cur := n.vv.m[origin]
+	for {
+		if _, ok := ahead[cur+1]; !ok {
+			break
 		}
-		if len(ahead) == 0 {
-			delete(n.vv.ahead, r.Origin)
+		cur++
+	}
+	for s := range ahead {
+		if s <= cur {
+			delete(ahead, s)
 		}
 	}
-	n.vv.m[r.Origin] = cur
+	if len(ahead) == 0 {
+		delete(n.vv.ahead, origin)
+	}
+	n.vv.m[origin] = cur
+}
+
+// HeldAhead implements gossip.Replica.
+func (n *Node) HeldAhead() map[crdt.NodeID][]uint64 {
+	n.vv.Lock()
+	defer n.vv.Unlock()
+	out := make(map[crdt.NodeID][]uint64, len(n.vv.ahead))
+	for o, ahead := range n.vv.ahead {
+		out[o] = slices.Sorted(maps.Keys(ahead))
+	}
+	return out
+}
+
+// recoverHeld finds, in the (origin, seq) index, the changes held past the
+// end of the recovered version vector (at most maxAhead per origin) and
+// holds them again: n.vv.ahead is not saved, and without this a restarted
+// node would never offer them.
+func (n *Node) recoverHeld() error {
+	vv := n.vvSnapshot()
+	for o, after := range vv {
+		if o == n.id {
+			continue
+		}
+		var seqs []uint64
+		err := n.store.ScanIndex(o, after, func(seq uint64, _, _ string) bool {
+			seqs = append(seqs, seq)
+			return len(seqs) < maxAhead
+		})
+		if err != nil {
+			return err
+		}
+		n.vv.Lock()
+		for _, s := range seqs {
+			n.holdLocked(o, s)
+		}
+		n.vv.Unlock()
+	}
+	return nil
 }
 
 // sabotageDrops picks about one delta in 50, the same on every node, for

@@ -6,8 +6,8 @@
 //
 // An exchange runs on a fresh connection:
 //
-//	initiator -> responder: hello, aeReq{vector, config digest, full}
-//	responder -> initiator: chunks for each origin where its vector is ahead, aeResp{vector, digest, configs if the digests differ}
+//	initiator -> responder: hello, aeReq{vector, held, config digest, full}
+//	responder -> initiator: chunks for each origin where its vector is ahead, aeResp{vector, held, digest, configs if the digests differ}
 //	initiator -> responder: chunks for each origin where its vector is ahead, aeEnd{configs if the digests differ}
 //	responder -> initiator: aeFin
 //
@@ -20,6 +20,12 @@
 // sending them again would double the traffic under load; a full
 // exchange (gossip's SyncOnce at start-up, a member back from a partition)
 // sends everything past the other side's vector.
+//
+// "held" lists the single changes a side holds past a gap in its vector
+// (Replica.HeldAhead). Each side also sends the held changes the other
+// lists under neither its vector nor its held list: when an origin is gone
+// for good, a gap in its sequence may never fill, and changes past it
+// would otherwise stay on the nodes that happened to receive them.
 //
 // Two exchanges between the same pair of nodes never run at once (the
 // second is refused with ErrBusy), and a node answers at most

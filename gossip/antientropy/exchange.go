@@ -18,6 +18,7 @@ import (
 type Replica interface {
 	Apply(b change.Batch) error
 	VersionVector() map[crdt.NodeID]uint64
+	HeldAhead() map[crdt.NodeID][]uint64
 	ScanSince(origin crdt.NodeID, after uint64, fn func(change.Delta) bool) error
 	Configs() []change.ConfigRecord
 }
@@ -135,7 +136,8 @@ func (e *Exchanger) Exchange(ctx context.Context, p transport.Peer, full bool) (
 
 	cfgs := e.replica.Configs()
 	digest := transport.ConfigDigest(cfgs)
-	if err := fc.Send(transport.FrameAEReq, &transport.AEReq{VV: transport.ToWireVV(e.replica.VersionVector()), CfgDigest: digest, Full: full}); err != nil {
+	req := transport.AEReq{VV: transport.ToWireVV(e.replica.VersionVector()), Held: transport.ToWireHeld(e.replica.HeldAhead()), CfgDigest: digest, Full: full}
+	if err := fc.Send(transport.FrameAEReq, &req); err != nil {
 		return err
 	}
 	var resp transport.AEResp
@@ -145,7 +147,7 @@ func (e *Exchanger) Exchange(ctx context.Context, p transport.Peer, full bool) (
 	if err := e.applyConfigs(resp.Configs); err != nil {
 		return err
 	}
-	if _, err := e.sendDiff(fc, transport.FromWireVV(resp.VV), full); err != nil {
+	if _, err := e.sendDiff(fc, transport.FromWireVV(resp.VV), transport.FromWireHeld(resp.Held), full); err != nil {
 		return err
 	}
 	var end transport.AEEnd
@@ -187,11 +189,12 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 	if err := fc.ReadMsg(e.cfg.IOTimeout, transport.FrameAEReq, &req); err != nil {
 		return err
 	}
-	if _, err := e.sendDiff(fc, transport.FromWireVV(req.VV), req.Full); err != nil {
+	if _, err := e.sendDiff(fc, transport.FromWireVV(req.VV), transport.FromWireHeld(req.Held), req.Full); err != nil {
 		return err
 	}
 	cfgs := e.replica.Configs()
-	resp := transport.AEResp{VV: transport.ToWireVV(e.replica.VersionVector()), CfgDigest: transport.ConfigDigest(cfgs)}
+	resp := transport.AEResp{VV: transport.ToWireVV(e.replica.VersionVector()), Held: transport.ToWireHeld(e.replica.HeldAhead()),
+		CfgDigest: transport.ConfigDigest(cfgs)}
 	if resp.CfgDigest != req.CfgDigest {
 		resp.Configs = transport.ToWireConfigs(cfgs)
 	}
@@ -269,26 +272,57 @@ func (e *Exchanger) receiveChunks(fc *transport.Conn, last byte, v any) error {
 // stays below the superseding change). The last chunk of an origin closes
 // its range at the vector.
 //
-// Without full, the vector is the one of AntiEntropyGrace ago and the scan
-// stops there: newer changes are left to the streams. With full, the
-// current vector, and every held change past theirs goes.
-func (e *Exchanger) sendDiff(fc *transport.Conn, theirs map[crdt.NodeID]uint64, full bool) (int, error) {
-	var mine map[crdt.NodeID]uint64
+// It also sends the single changes this node holds past a gap in its
+// vector (Replica.HeldAhead) that the other side holds neither under its
+// vector nor among its own held-ahead changes (theirsHeld). Without them,
+// two nodes that each hold a different change past the same gap of an
+// origin that is gone for good (a lost disk, a node that left) would agree
+// on their vectors and never exchange those changes: the gap never fills.
+// Such changes go without a range; the receiver records each delta's seq
+// as held.
+//
+// Without full, the vector and held changes are the ones of
+// AntiEntropyGrace ago and the scan stops there: newer changes are left to
+// the streams. With full, the current ones, and every held change past
+// theirs goes.
+func (e *Exchanger) sendDiff(fc *transport.Conn, theirs map[crdt.NodeID]uint64, theirsHeld map[crdt.NodeID][]uint64, full bool) (int, error) {
+	var mine vvSnapshot
 	if full {
-		mine = e.replica.VersionVector()
+		mine = vvSnapshot{vv: e.replica.VersionVector(), held: e.replica.HeldAhead()}
 	} else {
-		mine = e.Settled(time.Now())
+		mine = e.settled(time.Now())
 	}
-	origins := make([]crdt.NodeID, 0, len(mine))
-	for o, upto := range mine {
-		if upto > theirs[o] {
+	// offer[o] is the held-ahead changes of o the other side lacks.
+	offer := make(map[crdt.NodeID]map[uint64]bool)
+	for o, seqs := range mine.held {
+		for _, s := range seqs {
+			if _, found := slices.BinarySearch(theirsHeld[o], s); s > theirs[o] && !found {
+				if offer[o] == nil {
+					offer[o] = make(map[uint64]bool)
+				}
+				offer[o][s] = true
+			}
+		}
+	}
+	origins := make([]crdt.NodeID, 0, len(mine.vv)+len(offer))
+	for o, upto := range mine.vv {
+		if upto > theirs[o] || offer[o] != nil {
+			origins = append(origins, o)
+		}
+	}
+	for o := range offer {
+		if _, ok := mine.vv[o]; !ok {
 			origins = append(origins, o)
 		}
 	}
 	slices.Sort(origins)
 	sent := 0
 	for _, o := range origins {
-		upto, after := mine[o], theirs[o]
+		upto, after := mine.vv[o], theirs[o]
+		var lastOffer uint64
+		for s := range offer[o] {
+			lastOffer = max(lastOffer, s)
+		}
 		last := after // the vector the receiver will have reached
 		var chunk []change.Delta
 		var werr error
@@ -311,7 +345,12 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, theirs map[crdt.NodeID]uint64, 
 		}
 		err := e.replica.ScanSince(o, after, func(d change.Delta) bool {
 			if !full && d.Seq > upto {
-				return false
+				if d.Seq > lastOffer {
+					return false
+				}
+				if !offer[o][d.Seq] {
+					return true
+				}
 			}
 			chunk = append(chunk, d)
 			if len(chunk) >= e.cfg.MaxFrameDeltas {
@@ -333,10 +372,12 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, theirs map[crdt.NodeID]uint64, 
 	return sent, nil
 }
 
-// vvSnapshot is the replica's version vector at a time.
+// vvSnapshot is the replica's version vector and held-ahead changes at a
+// time.
 type vvSnapshot struct {
-	at time.Time
-	vv map[crdt.NodeID]uint64
+	at   time.Time
+	vv   map[crdt.NodeID]uint64
+	held map[crdt.NodeID][]uint64
 }
 
 // Settled records the replica's current version vector and returns the
@@ -344,14 +385,19 @@ type vvSnapshot struct {
 // none yet): what this node has held long enough for the streams to have
 // delivered it.
 func (e *Exchanger) Settled(now time.Time) map[crdt.NodeID]uint64 {
-	cur := e.replica.VersionVector()
+	return e.settled(now).vv
+}
+
+// settled is Settled with the held-ahead changes of the same time.
+func (e *Exchanger) settled(now time.Time) vvSnapshot {
+	cur := vvSnapshot{at: now, vv: e.replica.VersionVector(), held: e.replica.HeldAhead()}
 	if e.cfg.Grace == 0 {
 		return cur
 	}
 	cutoff := now.Add(-e.cfg.Grace)
 	e.hist.Lock()
 	defer e.hist.Unlock()
-	e.hist.snaps = append(e.hist.snaps, vvSnapshot{at: now, vv: cur})
+	e.hist.snaps = append(e.hist.snaps, cur)
 	settled := -1
 	for i, s := range e.hist.snaps {
 		if s.at.After(cutoff) {
@@ -360,8 +406,8 @@ func (e *Exchanger) Settled(now time.Time) map[crdt.NodeID]uint64 {
 		settled = i
 	}
 	if settled < 0 {
-		return nil
+		return vvSnapshot{}
 	}
 	e.hist.snaps = e.hist.snaps[settled:] // older ones are no longer needed
-	return e.hist.snaps[0].vv
+	return e.hist.snaps[0]
 }

@@ -28,6 +28,7 @@ type Replica struct {
 	counters map[Key]crdt.Counter
 	index    map[crdt.NodeID]*originIndex
 	vv       map[crdt.NodeID]uint64
+	ahead    map[crdt.NodeID]map[uint64]bool // held past a gap in vv
 	configs  map[string]gossip.ConfigRecord
 	hook     func(gossip.Batch) error
 	applied  int
@@ -47,6 +48,7 @@ func NewReplica(self crdt.NodeID) *Replica {
 		counters: make(map[Key]crdt.Counter),
 		index:    make(map[crdt.NodeID]*originIndex),
 		vv:       make(map[crdt.NodeID]uint64),
+		ahead:    make(map[crdt.NodeID]map[uint64]bool),
 		configs:  make(map[string]gossip.ConfigRecord),
 	}
 }
@@ -175,6 +177,29 @@ func (r *Replica) Apply(b gossip.Batch) error {
 			r.vv[rg.Origin] = rg.Upto
 		}
 	}
+	// Each delta is a change held, whatever the ranges say: past a gap it
+	// waits in ahead until the vector reaches it.
+	for _, d := range b.Deltas {
+		if d.Seq > r.vv[d.Origin] {
+			if r.ahead[d.Origin] == nil {
+				r.ahead[d.Origin] = make(map[uint64]bool)
+			}
+			r.ahead[d.Origin][d.Seq] = true
+		}
+	}
+	for o, held := range r.ahead {
+		for held[r.vv[o]+1] {
+			r.vv[o]++
+		}
+		for s := range held {
+			if s <= r.vv[o] {
+				delete(held, s)
+			}
+		}
+		if len(held) == 0 {
+			delete(r.ahead, o)
+		}
+	}
 	for _, c := range b.Configs {
 		r.setConfigLocked(c)
 	}
@@ -187,6 +212,22 @@ func (r *Replica) VersionVector() map[crdt.NodeID]uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return maps.Clone(r.vv)
+}
+
+// HeldAhead implements gossip.Replica.
+func (r *Replica) HeldAhead() map[crdt.NodeID][]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[crdt.NodeID][]uint64, len(r.ahead))
+	for o, held := range r.ahead {
+		out[o] = slices.Sorted(maps.Keys(held))
+	}
+	return out
+}
+
+// Held returns origin's single changes held past a gap in the vector.
+func (r *Replica) Held(origin crdt.NodeID) []uint64 {
+	return r.HeldAhead()[origin]
 }
 
 // ScanSince implements gossip.Replica. It copies what it will send under

@@ -101,7 +101,9 @@ type VVEntry struct {
 }
 
 type AEReq struct {
-	VV        []VVEntry
+	VV []VVEntry
+	// Held lists single changes held past a gap in VV, as (origin, seq).
+	Held      []VVEntry
 	CfgDigest uint64
 	// Full asks for every change the initiator lacks, without the grace
 	// (SyncOnce at start-up).
@@ -110,6 +112,7 @@ type AEReq struct {
 
 type AEResp struct {
 	VV        []VVEntry
+	Held      []VVEntry // as in AEReq
 	CfgDigest uint64
 	// Configs are the responder's config records, sent when the digests
 	// differ.
@@ -296,6 +299,42 @@ func FromWireVV(v []VVEntry) map[crdt.NodeID]uint64 {
 	out := make(map[crdt.NodeID]uint64, len(v))
 	for _, e := range v {
 		out[crdt.NodeID(e.Origin)] = e.Seq
+	}
+	return out
+}
+
+// MaxHeld bounds the held-ahead changes one side lists in an exchange;
+// past it the rest are left out (and sent again by the other side, which
+// costs traffic, not correctness).
+const MaxHeld = 1 << 16
+
+// ToWireHeld lists held-ahead changes, sorted by origin then seq, at most
+// MaxHeld of them.
+func ToWireHeld(held map[crdt.NodeID][]uint64) []VVEntry {
+	var out []VVEntry
+	for o, seqs := range held {
+		for _, s := range seqs {
+			out = append(out, VVEntry{Origin: uint64(o), Seq: s})
+		}
+	}
+	slices.SortFunc(out, func(a, b VVEntry) int {
+		return cmp.Or(cmp.Compare(a.Origin, b.Origin), cmp.Compare(a.Seq, b.Seq))
+	})
+	if len(out) > MaxHeld {
+		out = out[:MaxHeld]
+	}
+	return out
+}
+
+// FromWireHeld groups a held list by origin, each origin's seqs sorted (for
+// slices.BinarySearch) whatever order the peer sent.
+func FromWireHeld(v []VVEntry) map[crdt.NodeID][]uint64 {
+	out := make(map[crdt.NodeID][]uint64)
+	for _, e := range v {
+		out[crdt.NodeID(e.Origin)] = append(out[crdt.NodeID(e.Origin)], e.Seq)
+	}
+	for _, seqs := range out {
+		slices.Sort(seqs)
 	}
 	return out
 }
