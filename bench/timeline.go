@@ -29,25 +29,46 @@ func (s Sample) rate(n int64) float64 {
 }
 
 // takeSample returns the counts since the previous call and starts a new
-// sample.
-func (r *Recorder) takeSample() Snapshot {
+// sample; the caller owns the returned stats.
+func (r *Recorder) takeSample() stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := r.sample.snapshotLocked()
-	r.sample.resetLocked()
+	s := r.sample
+	r.sample = newStats()
 	return s
 }
 
+// merge adds o's counts to s; s is not shared.
+func (s *stats) merge(o stats) {
+	_ = s.hist.Merge(o.hist) // same range and precision: nothing is dropped
+	s.ops += o.ops
+	s.requests += o.requests
+	for k, v := range o.errors {
+		s.errors[k] += v
+	}
+}
+
 // startTimeline records a Sample per every until the returned function is
-// called; that function takes the last, partial sample (unless it is short
-// and empty) and returns the timeline. rec must not be in use yet.
+// called; that function takes the last, partial sample and returns the
+// timeline. A partial sample shorter than every/2 is folded into the one
+// before (or dropped if it counted nothing and is the only one), as a rate
+// over a few milliseconds of late answers would mean little. rec must not be
+// in use yet.
 func startTimeline(rec *Recorder, every time.Duration, start, measureFrom time.Time) (stop func() []Sample) {
 	if every <= 0 {
 		return func() []Sample { return nil }
 	}
 	rec.sampling = true
-	var samples []Sample // owned by the goroutine until stopped is closed
+	// Owned by the goroutine until stopped is closed: the samples so far,
+	// the counts of the last one, and when it ended.
+	var samples []Sample
+	var lastStats stats
 	last := start
+	add := func(st stats, now time.Time) {
+		samples = append(samples, Sample{From: last.Sub(start), To: now.Sub(start),
+			Warmup: last.Before(measureFrom), Snapshot: st.snapshotLocked()})
+		lastStats, last = st, now
+	}
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -61,20 +82,24 @@ func startTimeline(rec *Recorder, every time.Duration, start, measureFrom time.T
 			case <-t.C:
 				// The time of the cut, not of the tick: a busy scheduler may
 				// run this late.
-				snap, now := rec.takeSample(), time.Now()
-				samples = append(samples, Sample{From: last.Sub(start), To: now.Sub(start),
-					Warmup: last.Before(measureFrom), Snapshot: snap})
-				last = now
+				st := rec.takeSample()
+				add(st, time.Now())
 			}
 		}
 	}()
 	return func() []Sample {
 		close(done)
 		<-stopped
-		now := time.Now()
-		if tail := rec.takeSample(); tail.Requests > 0 || now.Sub(last) >= every/2 {
-			samples = append(samples, Sample{From: last.Sub(start), To: now.Sub(start),
-				Warmup: last.Before(measureFrom), Snapshot: tail})
+		tail, now := rec.takeSample(), time.Now()
+		switch {
+		case now.Sub(last) >= every/2:
+			add(tail, now)
+		case len(samples) > 0:
+			lastStats.merge(tail)
+			s := &samples[len(samples)-1]
+			s.To, s.Snapshot = now.Sub(start), lastStats.snapshotLocked()
+		case tail.requests > 0:
+			add(tail, now)
 		}
 		return samples
 	}
