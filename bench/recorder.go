@@ -29,9 +29,12 @@ func newHistogram() *hdrhistogram.Histogram {
 type Recorder struct {
 	mu sync.Mutex // guards the fields below
 	// total holds the measured requests, interval every request since the
-	// last Interval call (warm-up included).
+	// last Interval call (warm-up included), sample every request since the
+	// last takeSample call when sampling is set.
 	total    stats
 	interval stats
+	sample   stats
+	sampling bool
 }
 
 // stats is one set of counts; guarded by Recorder.mu.
@@ -48,7 +51,7 @@ func newStats() stats {
 
 // NewRecorder returns an empty Recorder.
 func NewRecorder() *Recorder {
-	return &Recorder{total: newStats(), interval: newStats()}
+	return &Recorder{total: newStats(), interval: newStats(), sample: newStats()}
 }
 
 // Record counts one request that took latency and carried ops operations
@@ -69,6 +72,9 @@ func (r *Recorder) Record(latency time.Duration, ops int64, err error, measured 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.interval.addLocked(us, ops, code)
+	if r.sampling {
+		r.sample.addLocked(us, ops, code)
+	}
 	if measured {
 		r.total.addLocked(us, ops, code)
 	}
@@ -80,6 +86,9 @@ func (r *Recorder) RecordUnsent(measured bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.interval.addLocked(0, 0, "unsent")
+	if r.sampling {
+		r.sample.addLocked(0, 0, "unsent")
+	}
 	if measured {
 		r.total.addLocked(0, 0, "unsent")
 	}
@@ -159,10 +168,15 @@ func (r *Recorder) Interval() Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.interval.snapshotLocked()
-	r.interval.hist.Reset()
-	r.interval.ops, r.interval.requests = 0, 0
-	clear(r.interval.errors)
+	r.interval.resetLocked()
 	return s
+}
+
+// resetLocked empties s. Recorder.mu is held.
+func (s *stats) resetLocked() {
+	s.hist.Reset()
+	s.ops, s.requests = 0, 0
+	clear(s.errors)
 }
 
 // CountAtOrAbove returns how many measured successful requests took at least

@@ -36,6 +36,9 @@ type RunConfig struct {
 	ProgressEvery time.Duration
 	// Label starts each progress line.
 	Label string
+	// SampleEvery, when more than 0, makes Run record a timeline in
+	// Result.Timeline: one Sample per SampleEvery, warm-up included.
+	SampleEvery time.Duration
 }
 
 // DefaultRunConfig is a 10 s closed loop of 4 workers after 1 s of warm-up.
@@ -65,6 +68,9 @@ type Result struct {
 	Duration time.Duration
 	// Recorder holds every measured latency.
 	Recorder *Recorder
+	// Timeline holds one Sample per RunConfig.SampleEvery, in order;
+	// nil when SampleEvery is 0.
+	Timeline []Sample
 }
 
 // Run drives newOp's Ops for cfg.Warmup plus cfg.Duration and returns the
@@ -80,6 +86,7 @@ func Run(ctx context.Context, cfg RunConfig, newOp func(worker int) Op) (Result,
 	measureFrom := start.Add(cfg.Warmup)
 	end := measureFrom.Add(cfg.Duration)
 
+	stopTimeline := startTimeline(rec, cfg.SampleEvery, start, measureFrom)
 	stopProgress := startProgress(cfg, rec, start, measureFrom)
 	defer stopProgress()
 
@@ -94,7 +101,8 @@ func Run(ctx context.Context, cfg RunConfig, newOp func(worker int) Op) (Result,
 	if ctx.Err() != nil {
 		measured = min(max(time.Since(measureFrom), 0), cfg.Duration)
 	}
-	return Result{Snapshot: rec.Total(), Duration: measured, Recorder: rec}, nil
+	timeline := stopTimeline()
+	return Result{Snapshot: rec.Total(), Duration: measured, Recorder: rec, Timeline: timeline}, nil
 }
 
 // closedLoop runs cfg.Workers workers, each sending its next request when

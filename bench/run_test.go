@@ -239,3 +239,55 @@ func TestSummaryLine(t *testing.T) {
 		t.Errorf("errors_by_code or config wrong: %s", line)
 	}
 }
+
+// With SampleEvery, a run keeps a contiguous timeline from its start that
+// sees every request, warm-up first; the answers that arrive after the last
+// tick join the last sample.
+func TestRunRecordsATimeline(t *testing.T) {
+	var calls atomic.Int64
+	op := func(int) Op {
+		return func(context.Context) (int64, error) {
+			calls.Add(1)
+			time.Sleep(30 * time.Millisecond) // the simulated server's answer time
+			return 2, nil
+		}
+	}
+	cfg := RunConfig{Rate: 500, Workers: 64, Warmup: 200 * time.Millisecond, Duration: 400 * time.Millisecond,
+		Grace: time.Second, SampleEvery: 100 * time.Millisecond}
+	res, err := Run(context.Background(), cfg, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := res.Timeline
+	if len(tl) < 5 || len(tl) > 8 {
+		t.Fatalf("%d samples over 600ms at 100ms, want about 6", len(tl))
+	}
+	if tl[0].From != 0 || !tl[0].Warmup || tl[len(tl)-1].Warmup {
+		t.Errorf("first sample from %v warm-up %v, last warm-up %v; want from 0 in warm-up, last measured",
+			tl[0].From, tl[0].Warmup, tl[len(tl)-1].Warmup)
+	}
+	var requests, ops, unsent int64
+	for i, s := range tl {
+		if i > 0 && s.From != tl[i-1].To {
+			t.Errorf("sample %d starts at %v, previous ends at %v", i, s.From, tl[i-1].To)
+		}
+		if s.Requests > 0 && s.Latency.Max <= 0 {
+			t.Errorf("sample %d: %d requests but no latency", i, s.Requests)
+		}
+		requests += s.Requests
+		ops += s.Ops
+		unsent += s.Errors["unsent"]
+	}
+	if requests != 300 || calls.Load() != 300 || ops != 600 || unsent != 0 {
+		t.Errorf("timeline has %d requests (%d unsent), %d ops; %d sent; want the 300 scheduled, 2 ops each",
+			requests, unsent, ops, calls.Load())
+	}
+	// The schedule ends about on a tick: the answers in the 30ms after it
+	// belong to the last sample rather than making one of their own.
+	if last := tl[len(tl)-1]; last.To-last.From < cfg.SampleEvery/2 {
+		t.Errorf("last sample spans %v, want at least %v", last.To-last.From, cfg.SampleEvery/2)
+	}
+	if mid := tl[len(tl)/2]; mid.OpsPerS() < 500 || mid.OpsPerS() > 1500 {
+		t.Errorf("sample %+v: %.0f ops/s, want about 1000 (500 req/s of 2 ops)", mid, mid.OpsPerS())
+	}
+}

@@ -20,10 +20,17 @@
 //	         closed loop of --concurrency workers to find the maximum.
 //	prefill  write --keys distinct counters once by batches and stop.
 //
+// --plot PREFIX keeps a per-second timeline of the run and, when it ends,
+// writes PREFIX-latency.png (p50, p99 and max of each second, in ms on a log
+// scale) and PREFIX-throughput.png (operations per second, and failed
+// requests per second when there were any), --plot-size pixels each
+// (default 800x400); the warm-up is drawn too, up to a dashed line.
+//
 // --prefill N writes N counters the same way before any mode runs. Every
 // run stops by itself after --warmup plus --duration (prefill when done, or
 // after --prefill-timeout).
 //
-// Exit status: 0 when the run completed, 1 when no request succeeded or a
-// prefill failed (the summary is still printed), 2 on bad usage.
+// Exit status: 0 when the run completed, 1 when no request succeeded, a
+// prefill failed or the --plot PNGs could not be written (the summary is
+// still printed), 2 on bad usage.
 package main

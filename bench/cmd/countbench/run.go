@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/countmesh/countmesh/bench"
+	"github.com/countmesh/countmesh/bench/benchplot"
 	"github.com/countmesh/countmesh/client"
 	"github.com/countmesh/countmesh/internal/progress"
 )
@@ -37,6 +38,9 @@ type options struct {
 	seed           uint64
 	progress       time.Duration
 	waitReady      time.Duration
+	plot           string
+	plotSize       string
+	plotW, plotH   int
 }
 
 // defaultRate is the open-loop rate of the modes that have one, used when
@@ -68,6 +72,8 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed of the key draws")
 	fs.DurationVar(&o.progress, "progress", time.Second, "progress line interval on stderr (0: none)")
 	fs.DurationVar(&o.waitReady, "wait-ready", 0, "wait up to this long for /readyz before starting")
+	fs.StringVar(&o.plot, "plot", "", "after the run, write `PREFIX`-latency.png (p50, p99, max per second, ms, log scale) and PREFIX-throughput.png (ops/s per second), warm-up included; not with prefill")
+	fs.StringVar(&o.plotSize, "plot-size", "800x400", "size of each --plot PNG in pixels, `WIDTHxHEIGHT`")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
 	}
@@ -114,6 +120,13 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 		return o, fs, fmt.Errorf("--consistency %q: want local, quorum or all", o.consistency)
 	case o.timeout <= 0:
 		return o, fs, fmt.Errorf("--timeout %v: want more than 0", o.timeout)
+	}
+	if _, err := fmt.Sscanf(o.plotSize, "%dx%d", &o.plotW, &o.plotH); err != nil ||
+		fmt.Sprintf("%dx%d", o.plotW, o.plotH) != o.plotSize || o.plotW < 100 || o.plotH < 100 || o.plotW > 10000 || o.plotH > 10000 {
+		return o, fs, fmt.Errorf("--plot-size %q: want WIDTHxHEIGHT in pixels, 100 to 10000 each, such as 800x400", o.plotSize)
+	}
+	if o.plot != "" && o.mode == "prefill" {
+		return o, fs, errors.New("--plot: prefill mode has no timeline to plot; plot a batch, batchget, incr or read run")
 	}
 	if _, err := bench.NewKeyGen(bench.Dist(o.dist), o.keys, o.zipfS, o.seed); err != nil {
 		return o, fs, err
@@ -282,12 +295,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Rate: o.rate, Workers: o.concurrency, Warmup: o.warmup, Duration: o.duration,
 		Grace: o.timeout, Progress: progressLines, ProgressEvery: o.progress, Label: o.mode + " ",
 	}
+	if o.plot != "" {
+		rcfg.SampleEvery = time.Second
+	}
 	res, err := bench.Run(ctx, rcfg, newOp)
 	if err != nil {
 		fmt.Fprintf(stderr, "countbench: %v\n", err)
 		return 2
 	}
-	return finish(stdout, stderr, bench.NewSummary(o.mode, res, cfg))
+	plotted := writePlots(stderr, o, res)
+	code := finish(stdout, stderr, bench.NewSummary(o.mode, res, cfg))
+	if code == 0 && !plotted {
+		code = 1
+	}
+	return code
+}
+
+// writePlots writes the --plot PNGs, if asked, and says where on stderr; it
+// reports whether it succeeded.
+func writePlots(stderr io.Writer, o options, res bench.Result) bool {
+	if o.plot == "" {
+		return true
+	}
+	title := fmt.Sprintf("%s, %d workers", o.mode, o.concurrency)
+	if o.rate > 0 {
+		title = fmt.Sprintf("%s at %g req/s", o.mode, o.rate)
+	}
+	paths, err := benchplot.WriteFiles(o.plot, res.Timeline, benchplot.Options{Width: o.plotW, Height: o.plotH, Title: title})
+	for _, p := range paths {
+		fmt.Fprintf(stderr, "wrote %s\n", p)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "countbench: --plot: %v\n", err)
+		return false
+	}
+	return true
 }
 
 // finish prints the summary as the last line on stdout.
