@@ -11,6 +11,7 @@ import (
 
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/gossip/gossiptest"
+	"github.com/countmesh/countmesh/gossip/transport"
 )
 
 type echoReq struct {
@@ -133,13 +134,13 @@ func TestPeerListenerRefusesStrangers(t *testing.T) {
 		name  string
 		bytes []byte
 	}{
-		{"a stream from a name that is not a member", rawFrame(t, 1, rawHello{Proto: 1, Kind: 1, Name: "x", Region: "r1"})},
-		{"a call from a name that is not a member", rawFrame(t, 1, rawHello{Proto: 1, Kind: 4, Name: "x", Region: "r1"})},
-		{"an anti-entropy session under the node's own name", rawFrame(t, 1, rawHello{Proto: 1, Kind: 2, Name: "b", Region: "r1"})},
-		{"a hello with a name of 10 KB", rawFrame(t, 1, rawHello{Proto: 1, Kind: 1, Name: strings.Repeat("n", 10_000), Region: "r1"})},
+		{"a stream from a name that is not a member", rawFrame(t, 1, rawHello{Proto: transport.ProtoVersion, Kind: 1, Name: "x", Region: "r1"})},
+		{"a call from a name that is not a member", rawFrame(t, 1, rawHello{Proto: transport.ProtoVersion, Kind: 4, Name: "x", Region: "r1"})},
+		{"an anti-entropy session under the node's own name", rawFrame(t, 1, rawHello{Proto: transport.ProtoVersion, Kind: 2, Name: "b", Region: "r1"})},
+		{"a hello with a name of 10 KB", rawFrame(t, 1, rawHello{Proto: transport.ProtoVersion, Kind: 1, Name: strings.Repeat("n", 10_000), Region: "r1"})},
 		{"a first frame announcing 64 MiB", binary.BigEndian.AppendUint32(nil, 64<<20)},
 		{"a first frame that is not a hello", rawFrame(t, 2, nil)},
-		{"an unknown connection kind", rawFrame(t, 1, rawHello{Proto: 1, Kind: 99, Name: "a", Region: "r1"})},
+		{"an unknown connection kind", rawFrame(t, 1, rawHello{Proto: transport.ProtoVersion, Kind: 99, Name: "a", Region: "r1"})},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

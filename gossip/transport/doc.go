@@ -41,9 +41,9 @@
 //	1 hello    {proto, kind, name, region}
 //	2 batch    {id, relay, batch}                 stream, sender to receiver
 //	3 ack      {id}                               stream, receiver to sender, after Apply
-//	4 aeReq    {vector, config digest, full}
+//	4 aeReq    {vector, held, config digest, full}
 //	5 aeChunk  batch
-//	6 aeResp   {vector, config digest, configs}
+//	6 aeResp   {vector, held, config digest, configs}
 //	7 aeEnd    {configs}
 //	8 aeFin    (empty)
 //	9 aeBusy   (empty: the responder runs MaxConcurrentAntiEntropy exchanges already)
@@ -54,6 +54,7 @@
 // configs [[ns, hlc, origin, payload]]}, an item [key, seq, slots [[node,
 // p, n]], reset [epoch, node, value, deleted, floor] or nil]: grouping by
 // namespace and origin keeps them out of every item. A vector is a list of
-// [origin, seq] pairs. Frames larger than MaxFrameBytes are refused, and a
+// [origin, seq] pairs; held is such a list too, of single changes held past
+// a gap in the vector (at most MaxHeld). Frames larger than MaxFrameBytes are refused, and a
 // batch whose slots are not sorted by node is refused before any merge.
 package transport

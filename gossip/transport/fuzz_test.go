@@ -45,7 +45,7 @@ func FuzzPeerFrames(f *testing.F) {
 		Deltas:  []change.Delta{{NS: "pages", Key: "home", Origin: 7, Seq: 2, State: crdt.Counter{Slots: []crdt.Slot{{Node: 7, P: 3}}}}},
 		Configs: []change.ConfigRecord{{NS: "pages", HLC: 1, Origin: 7, Payload: []byte("{}")}},
 	}
-	f.Add(append(frame(FrameHello, &Hello{Proto: 1, Kind: KindStream, Name: "a", Region: "r"}), frame(FrameBatch, &BatchMsg{ID: 1, Batch: ToWire(b)})...))
+	f.Add(append(frame(FrameHello, &Hello{Proto: ProtoVersion, Kind: KindStream, Name: "a", Region: "r"}), frame(FrameBatch, &BatchMsg{ID: 1, Batch: ToWire(b)})...))
 	f.Add(frame(frameRPCReq, &rpcReqMsg{Method: MethodLease, Body: []byte{0x90}}))
 	f.Add(frame(FrameAEReq, &AEReq{VV: []VVEntry{{Origin: 1, Seq: 2}}, Full: true}))
 	f.Add([]byte{0, 0, 0, 13, 2, 0x93, 0x01, 0xc2, 0x93, 0xdd, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0})

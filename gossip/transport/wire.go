@@ -25,8 +25,10 @@ import (
 var ErrProtocol = errors.New("gossip: protocol error")
 
 // ProtoVersion is the replication protocol spoken on streams and
-// anti-entropy sessions; a hello with another version is refused.
-const ProtoVersion = 1
+// anti-entropy sessions; a hello with another version is refused (structs
+// travel as arrays, so a message with a field more does not decode on a
+// node that lacks it). Version 2: AEReq and AEResp carry Held.
+const ProtoVersion = 2
 
 // Frame types. A frame is a 4-byte big-endian length n, then n bytes: one
 // type byte and a msgpack body, with structs encoded as arrays (fields in
