@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -46,11 +47,19 @@ type Reset struct {
 type Counter struct {
 	Slots []Slot
 	Reset *Reset
+	// Gen is the retired generation: how many ids of the cluster's retired
+	// list the state has folded into the retired slot (see Fold). At 0 the
+	// state is exactly what it was before retirement existed; above 0, the
+	// slot of RetiredNode is the retired slot. Gen is not encoded by the
+	// reflection-based msgpack codecs (structs as arrays would change shape
+	// even for 0); a codec that carries states of Gen > 0 must encode it
+	// explicitly.
+	Gen uint64 `json:",omitempty" msgpack:"-"`
 }
 
 // Clone returns a deep copy of c.
 func (c Counter) Clone() Counter {
-	out := Counter{Slots: slices.Clone(c.Slots)}
+	out := Counter{Slots: slices.Clone(c.Slots), Gen: c.Gen}
 	if c.Reset != nil {
 		r := *c.Reset
 		r.Floor = slices.Clone(c.Reset.Floor)
@@ -128,9 +137,13 @@ func (c Counter) Live() bool {
 // Add applies an increment of by (a decrement when negative) to node's slot
 // and returns the resulting value. It refuses, changing nothing, an update
 // that would take the value out of the int64 range or a slot total past
-// MaxSlotTotal.
+// MaxSlotTotal, and, with ErrRetired, an update of the retired slot (node
+// RetiredNode of a state with Gen > 0).
 func (c *Counter) Add(node NodeID, by int64) (int64, error) {
 	cur, ok := c.value()
+	if node == RetiredNode && c.Gen > 0 {
+		return cur, fmt.Errorf("%w: node %d is the retired slot, which no node writes", ErrRetired, node)
+	}
 	if !ok {
 		// The merged state is already out of range; allow only updates
 		// that move it back towards zero.
@@ -182,7 +195,8 @@ func (c *Counter) SetReset(node NodeID, value int64, deleted bool) *Reset {
 }
 
 // Merge joins other into c. It is commutative, associative and idempotent,
-// and never moves any slot total backwards.
+// and never moves any slot total backwards. Both states must be at the same
+// retired generation (Gen); MergeRetired joins states of any generations.
 func (c *Counter) Merge(other Counter) {
 	c.Slots = mergeSlots(c.Slots, other.Slots)
 	if other.Reset == nil {
@@ -211,8 +225,15 @@ func (c *Counter) Merge(other Counter) {
 // delta is itself a Counter state below c, so deltas may be merged with each
 // other before they are sent: with the reset it also holds, for every node
 // of the reset's floor, a slot at least as high as the floor entry.
+//
+// A delta has c's retired generation, and above generation 0 it always
+// carries the retired slot: a state of generation g holds the whole total of
+// the ids folded up to g, which MergeRetired relies on.
 func (c Counter) Delta(withReset bool, nodes ...NodeID) Counter {
-	var d Counter
+	d := Counter{Gen: c.Gen}
+	if c.Gen > 0 {
+		nodes = append(slices.Clip(nodes), RetiredNode)
+	}
 	for _, n := range nodes {
 		if i, ok := findSlot(c.Slots, n); ok {
 			d.Slots = append(d.Slots, c.Slots[i])
@@ -235,7 +256,7 @@ func (c Counter) Delta(withReset bool, nodes ...NodeID) Counter {
 
 // Equal reports whether c and other hold the same state.
 func (c Counter) Equal(other Counter) bool {
-	if !slices.Equal(c.Slots, other.Slots) {
+	if c.Gen != other.Gen || !slices.Equal(c.Slots, other.Slots) {
 		return false
 	}
 	if (c.Reset == nil) != (other.Reset == nil) {

@@ -24,6 +24,26 @@
 // Merging valid states yields a valid state, and Add and SetReset never
 // leave those bounds, so every state a replica holds validates.
 //
+// # Retirement
+//
+// A counter keeps a slot for every node that ever wrote it, and a node that
+// lost its disk comes back under a new slot (NodeIDOf), so slots pile up.
+// Retirement folds the slots of nodes that have left for good into one
+// retired slot, of the reserved id RetiredNode (0). The cluster agrees on an
+// append-only list of forgotten ids; a state's Gen says how many of them it
+// has folded. Counter.Fold removes their slots and floor entries and adds
+// them, per component, into the retired slot and its floor entry, so the
+// value formula and the value stay as they were. Counter.MergeRetired folds
+// the lower-generation side up first and then merges as Merge does (Merge
+// itself requires equal generations): a late delta of a forgotten node is
+// folded on its side and lies below the retired slot, so it counts once.
+// That holds under Fold's precondition: a node's slot is final everywhere
+// from its cut (the moment it is appended to the list) on, and a replica
+// folds it only once it holds every reset made before the cut. Folded
+// floors are sums, and sums built from different resets would merge by
+// maximum below the per-node maxima. Counter.ValidateRetired checks a state
+// against the list. A state of generation 0 behaves, and encodes, as before.
+//
 // Nothing in this package does I/O, starts goroutines or locks. Values are not
 // safe for concurrent use: callers (package node) serialise access.
 package crdt

@@ -63,7 +63,10 @@ func (l Limits) withDefaults() Limits {
 // node (Merge and Delta keep that invariant; without it the value wraps).
 // It returns an error wrapping ErrInvalid that says what is wrong. It never
 // panics, whatever c holds. Merging two states that pass Validate yields one
-// that passes it too, given room for both states' slots.
+// that passes it too, given room for both states' slots. Validate does not
+// know the retired list: above generation 0 the slot of RetiredNode is held
+// to the same rules as any slot, and ValidateRetired adds the checks that
+// need the list.
 func (c Counter) Validate(lim Limits) error {
 	lim = lim.withDefaults()
 	if err := validSlots("slot", c.Slots, lim); err != nil {
