@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/series"
 )
 
 // Stats are count, sum, average, minimum and maximum over a set of counters.
@@ -60,17 +61,17 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 	var out AggregateResult
 	base := "" // the key prefix of the counters aggregated: "" or a bucket's
 	if windowName != "" {
-		rt, err := n.windowedRuntime(ns)
+		ws, err := n.windows.Kept(ns)
 		if err != nil {
 			return out, err
 		}
-		w, ok := rt.window(windowName)
+		w, ok := series.Find(ws, windowName)
 		if !ok {
 			return out, fmt.Errorf("%w: namespace %q does not keep window %q", ErrInvalidArgument, ns, windowName)
 		}
-		start := n.cfg.Now().Unix() / w.g.secs * w.g.secs
-		base = string(bucketKey(nil, w.g, start, ""))
-		out.Window, out.BucketStart = w.g.name, start
+		start := n.cfg.Now().Unix() / w.G.Secs * w.G.Secs
+		base = string(series.BucketKey(nil, w.G, start, ""))
+		out.Window, out.BucketStart = w.G.Name, start
 	}
 	n.ns.RLock()
 	_, exists := n.ns.m[ns]
@@ -107,7 +108,7 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 	seen := false
 	seriesPrefix := base + string([]byte{keyspace.KindSeries}) + prefix
 	err = n.scanLive(ns, seriesPrefix, "", true, func(key string, c scanned) bool {
-		skey, labels, ok := parseSeriesKey(key[len(base):])
+		skey, labels, ok := series.ParseKey(key[len(base):])
 		if !ok {
 			return true
 		}

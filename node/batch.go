@@ -123,7 +123,7 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 		recs[op.NS] = rec
 	}
 	for i, op := range w.ops {
-		if err := n.reserveSeries(op.NS, op.Key, op.Labels); err != nil {
+		if err := n.seriesCaps.Reserve(op.NS, op.Key, op.Labels); err != nil {
 			return BatchResult{}, w.opErr(i, err)
 		}
 	}
@@ -278,7 +278,7 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 			if at.IsZero() {
 				at = n.cfg.Now()
 			}
-			n.applyDerived(rt, op.NS, op.Key, op.Labels, at, op.By)
+			n.windows.Count(rt.windows, op.NS, op.Key, op.Labels, at, op.By)
 		}
 	}
 	n.metrics.increments.Add(float64(res.Applied))

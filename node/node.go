@@ -15,6 +15,7 @@ import (
 	"github.com/countmesh/countmesh/internal/hlc"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/series"
 	"github.com/countmesh/countmesh/node/watch"
 	"github.com/countmesh/countmesh/store"
 )
@@ -54,15 +55,14 @@ type Node struct {
 	failed atomic.Pointer[error]
 	ready  atomic.Bool
 
-	tops           sync.Map         // namespace -> *nsTops, for namespaces asked for their top
-	anyTops        atomic.Bool      // tops is not empty
-	approx         approxSet        // approximate namespaces' sketch layouts and heavy hitters (approx.go)
-	watch          *watch.Hub       // the subscriptions, fed by changedLocked
-	idLocks        idLocks          // serialise the writes of one id (idempotency.go)
-	recent         recentIDs        // ids not yet in the store, for the cross-key check
-	series         seriesCaps       // label series per key, for Config.MaxSeriesPerKey (series.go)
-	retentionMu    sync.Mutex       // serialises retention passes; guards retentionEdges
-	retentionEdges map[string]int64 // ns 0x00 window -> bucket start dropped up to
+	tops       sync.Map        // namespace -> *nsTops, for namespaces asked for their top
+	anyTops    atomic.Bool     // tops is not empty
+	approx     approxSet       // approximate namespaces' sketch layouts and heavy hitters (approx.go)
+	watch      *watch.Hub      // the subscriptions, fed by changedLocked
+	idLocks    idLocks         // serialise the writes of one id (idempotency.go)
+	recent     recentIDs       // ids not yet in the store, for the cross-key check
+	windows    *series.Windows // time buckets, label series, point-in-time reads, retention
+	seriesCaps *series.Caps    // label series per key, for Config.MaxSeriesPerKey
 
 	ns struct {
 		sync.RWMutex // guards m; creation of a namespace holds the write lock
@@ -106,6 +106,11 @@ func Open(cfg Config) (*Node, error) {
 		Capacity:      cfg.CacheCounters,
 		OnReadThrough: func() { n.metrics.readThrough.Inc() },
 		OnEvict:       func() { n.metrics.evictions.Inc() },
+	})
+	n.windows = newWindows(n)
+	n.seriesCaps = series.NewCaps(cfg.MaxSeriesPerKey, st, func(ns, key string) (bool, error) {
+		_, found, err := n.counterState(ns, key)
+		return found, err
 	})
 	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
@@ -293,7 +298,7 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if rec := n.approxNamespace(ns); rec != nil {
 		return n.incrApprox(ctx, rec, ns, key, by, opts)
 	}
-	at, err := n.eventTime(opts.At)
+	at, err := series.EventTime(n.cfg.Now(), opts.At)
 	if err != nil {
 		return Result{}, err
 	}
@@ -335,7 +340,7 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
-	n.recordJump(ns, key, jumpOf(before, v)) // for reads as of a time before it
+	n.windows.RecordJump(ns, key, series.JumpOf(before, v)) // for reads as of a time before it
 	return Result{Value: v}, n.durable(ctx, sync)
 }
 
@@ -360,7 +365,7 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err != nil {
 		return err
 	}
-	n.recordJump(ns, key, jumpOf(before, 0)) // for reads as of a time before it
+	n.windows.RecordJump(ns, key, series.JumpOf(before, 0)) // for reads as of a time before it
 	return n.durable(ctx, sync)
 }
 
@@ -464,7 +469,17 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		return n.getApprox(ctx, rec, ns, key, opts)
 	}
 	if !opts.At.IsZero() {
-		return n.readAt(ctx, ns, key, opts)
+		at, err := n.windows.ReadAt(ctx, ns, key, opts.At, opts.Window)
+		if err != nil {
+			return Counter{}, err
+		}
+		n.metrics.reads.Inc()
+		out := Counter{NS: ns, Key: key, Value: at.Value, Resolution: at.Resolution, AsOf: at.AsOf,
+			Window: at.Window, BucketStart: at.BucketStart}
+		if at.Resolution != "" {
+			out.Value = n.clampToBounds(ns, out.Value)
+		}
+		return out, nil
 	}
 	var merged *crdt.Counter // the quorum's state, which a quorum read answers
 	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/series"
 	"go.uber.org/zap"
 )
 
@@ -221,11 +222,11 @@ func (n *Node) observeTop(ns, key string, before, after int64, live bool) {
 		}
 		return
 	}
-	g, start, series, ok := parseBucketKey(key)
+	g, start, series, ok := series.ParseBucketKey(key)
 	if !ok || keyspace.IsInternal(series) {
 		return
 	}
-	if t := tops.windows[g.idx].Load(); t != nil && t.start == start {
+	if t := tops.windows[g.Idx].Load(); t != nil && t.start == start {
 		t.observe(series, before, after, live)
 	}
 }
@@ -255,15 +256,15 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 		items, err := n.topApprox(ns, k, prefix)
 		return TopResult{Items: items}, err // estimates: never exact
 	}
-	var w window
+	var w series.Window
 	var out TopResult
 	if windowName != "" {
-		rt, err := n.windowedRuntime(ns)
+		ws, err := n.windows.Kept(ns)
 		if err != nil {
 			return TopResult{}, err
 		}
 		var ok bool
-		if w, ok = rt.window(windowName); !ok {
+		if w, ok = series.Find(ws, windowName); !ok {
 			return TopResult{}, fmt.Errorf("%w: namespace %q does not keep window %q", ErrInvalidArgument, ns, windowName)
 		}
 	}
@@ -286,9 +287,9 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 		}
 	} else {
 		now := n.cfg.Now().Unix()
-		start := now / w.g.secs * w.g.secs
-		out.Window, out.BucketStart = w.g.name, time.Unix(start, 0).UTC()
-		slot := &tops.windows[w.g.idx]
+		start := now / w.G.Secs * w.G.Secs
+		out.Window, out.BucketStart = w.G.Name, time.Unix(start, 0).UTC()
+		slot := &tops.windows[w.G.Idx]
 		for {
 			t = slot.Load()
 			if t != nil && t.start >= start {
@@ -296,7 +297,7 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 			}
 			nt := newTopSet(start)
 			if slot.CompareAndSwap(t, nt) {
-				go n.fillTop(nt, ns, string(bucketKey(nil, w.g, start, "")))
+				go n.fillTop(nt, ns, string(series.BucketKey(nil, w.G, start, "")))
 				t = nt
 				break
 			}
@@ -332,7 +333,7 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 }
 
 // rebuildTop replaces an inexact set with a fresh one filled from a scan.
-func (n *Node) rebuildTop(tops *nsTops, old *topSet, ns string, w window, windowed bool) {
+func (n *Node) rebuildTop(tops *nsTops, old *topSet, ns string, w series.Window, windowed bool) {
 	nt := newTopSet(old.start)
 	if !windowed {
 		if tops.total.CompareAndSwap(old, nt) {
@@ -340,8 +341,8 @@ func (n *Node) rebuildTop(tops *nsTops, old *topSet, ns string, w window, window
 		}
 		return
 	}
-	if tops.windows[w.g.idx].CompareAndSwap(old, nt) {
-		go n.fillTop(nt, ns, string(bucketKey(nil, w.g, old.start, "")))
+	if tops.windows[w.G.Idx].CompareAndSwap(old, nt) {
+		go n.fillTop(nt, ns, string(series.BucketKey(nil, w.G, old.start, "")))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/series"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -105,7 +106,7 @@ func (n *Node) expireIdle(ctx context.Context) error {
 				return err
 			}
 			if err == nil {
-				n.recordJump(j.ns, key, jumpOf(before, 0))
+				n.windows.RecordJump(j.ns, key, series.JumpOf(before, 0))
 			}
 		}
 		if len(idle) > 0 {
