@@ -15,6 +15,7 @@ import (
 	"github.com/countmesh/countmesh/internal/hlc"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/query"
 	"github.com/countmesh/countmesh/node/series"
 	"github.com/countmesh/countmesh/node/watch"
 	"github.com/countmesh/countmesh/store"
@@ -55,14 +56,14 @@ type Node struct {
 	failed atomic.Pointer[error]
 	ready  atomic.Bool
 
-	tops       sync.Map        // namespace -> *nsTops, for namespaces asked for their top
-	anyTops    atomic.Bool     // tops is not empty
-	approx     approxSet       // approximate namespaces' sketch layouts and heavy hitters (approx.go)
-	watch      *watch.Hub      // the subscriptions, fed by changedLocked
-	idLocks    idLocks         // serialise the writes of one id (idempotency.go)
-	recent     recentIDs       // ids not yet in the store, for the cross-key check
-	windows    *series.Windows // time buckets, label series, point-in-time reads, retention
-	seriesCaps *series.Caps    // label series per key, for Config.MaxSeriesPerKey
+	tops       *query.TopSets    // top-K sets of the namespaces asked for their top
+	aggregates *query.Aggregates // aggregate queries
+	approx     approxSet         // approximate namespaces' sketch layouts and heavy hitters (approx.go)
+	watch      *watch.Hub        // the subscriptions, fed by changedLocked
+	idLocks    idLocks           // serialise the writes of one id (idempotency.go)
+	recent     recentIDs         // ids not yet in the store, for the cross-key check
+	windows    *series.Windows   // time buckets, label series, point-in-time reads, retention
+	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
 
 	ns struct {
 		sync.RWMutex // guards m; creation of a namespace holds the write lock
@@ -112,6 +113,8 @@ func Open(cfg Config) (*Node, error) {
 		_, found, err := n.counterState(ns, key)
 		return found, err
 	})
+	n.tops = query.NewTopSets(queryConfig(n))
+	n.aggregates = query.NewAggregates(queryConfig(n))
 	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
 	n.vv.m = make(map[crdt.NodeID]uint64)
