@@ -459,10 +459,16 @@ func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency s
 	sync := false
 	for _, i := range approx {
 		op := ops[i]
-		est, s, err := n.addApprox(n.approxNamespace(op.NS), op.NS, op.Key, op.By)
+		p, err := sketchParamsOf(op.NS, n.approxNamespace(op.NS))
+		var est int64
+		var s bool
+		if err == nil {
+			est, s, err = n.sketches.Add(op.NS, p, op.Key, op.By)
+		}
 		if err != nil {
 			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, err)
 		}
+		n.metrics.increments.Inc()
 		sync = sync || s
 		if returnValues {
 			values[i] = est

@@ -14,6 +14,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/hlc"
 	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/approx"
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/query"
 	"github.com/countmesh/countmesh/node/series"
@@ -58,7 +59,7 @@ type Node struct {
 
 	tops       *query.TopSets    // top-K sets of the namespaces asked for their top
 	aggregates *query.Aggregates // aggregate queries
-	approx     approxSet         // approximate namespaces' sketch layouts and heavy hitters (approx.go)
+	sketches   *approx.Sketches  // approximate namespaces' sketch layouts and heavy hitters
 	watch      *watch.Hub        // the subscriptions, fed by changedLocked
 	idLocks    idLocks           // serialise the writes of one id (idempotency.go)
 	recent     recentIDs         // ids not yet in the store, for the cross-key check
@@ -113,6 +114,7 @@ func Open(cfg Config) (*Node, error) {
 		_, found, err := n.counterState(ns, key)
 		return found, err
 	})
+	n.sketches = newSketches(n)
 	n.tops = query.NewTopSets(queryConfig(n))
 	n.aggregates = query.NewAggregates(queryConfig(n))
 	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })

@@ -73,5 +73,4 @@ func TestLargeTopSetOverAMillionCounters(t *testing.T) {
 	}
 }
 
-
 func sameTop(got, want []Item) bool { return slices.Equal(got, want) }
