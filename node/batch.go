@@ -509,7 +509,7 @@ func (n *Node) replicateBatch(ctx context.Context, ops []writeOp, consistency st
 		}
 	}
 	for ns, g := range groups {
-		if err := n.replicateTo(ctx, g.level, ns, g.keys...); err != nil {
+		if err := n.quorum.Replicate(ctx, g.level, ns, g.keys...); err != nil {
 			return err
 		}
 	}

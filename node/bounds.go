@@ -223,7 +223,7 @@ func (n *Node) acquireRights(ctx context.Context, ns, key string, r *errNeedRigh
 	}
 	need := r.need
 	ask := func(p Peer, want int64) (int64, error) {
-		cctx, cancel := context.WithTimeout(ctx, min(rightsTimeout, n.quorumTimeout()))
+		cctx, cancel := context.WithTimeout(ctx, min(rightsTimeout, n.quorum.Timeout()))
 		defer cancel()
 		g, err := n.cfg.Rights.TransferRights(cctx, p, RightsRequest{NS: ns, Key: key, Down: r.down, Want: want, To: n.id})
 		if err != nil {

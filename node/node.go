@@ -15,6 +15,7 @@ import (
 	"github.com/countmesh/countmesh/internal/hlc"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/approx"
+	"github.com/countmesh/countmesh/node/exact"
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/query"
 	"github.com/countmesh/countmesh/node/series"
@@ -60,6 +61,7 @@ type Node struct {
 	tops       *query.TopSets    // top-K sets of the namespaces asked for their top
 	aggregates *query.Aggregates // aggregate queries
 	sketches   *approx.Sketches  // approximate namespaces' sketch layouts and heavy hitters
+	quorum     *exact.Quorum     // the quorum and all consistency levels
 	watch      *watch.Hub        // the subscriptions, fed by changedLocked
 	idLocks    idLocks           // serialise the writes of one id (idempotency.go)
 	recent     recentIDs         // ids not yet in the store, for the cross-key check
@@ -115,6 +117,7 @@ func Open(cfg Config) (*Node, error) {
 		return found, err
 	})
 	n.sketches = newSketches(n)
+	n.quorum = newQuorum(n)
 	n.tops = query.NewTopSets(queryConfig(n))
 	n.aggregates = query.NewAggregates(queryConfig(n))
 	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
@@ -488,7 +491,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	}
 	var merged *crdt.Counter // the quorum's state, which a quorum read answers
 	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
-		c, err := n.gatherFrom(ctx, lvl, ns, key)
+		c, err := n.quorum.Gather(ctx, lvl, ns, key)
 		if err != nil {
 			return Counter{}, err
 		}
