@@ -12,6 +12,7 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/exact"
 	"github.com/countmesh/countmesh/node/keyspace"
 )
 
@@ -132,13 +133,13 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 	// acquisition per bounded counter, and a few more for rights that move.
 	bounded := 0
 	for _, op := range w.ops {
-		if b := recs[op.NS].bounds(); b.exact && b.any() {
+		if b := recs[op.NS].bounds(); b.Exact && b.Any() {
 			bounded++
 		}
 	}
 	for attempt := 0; ; attempt++ {
 		res, err := n.applyOnce(ctx, w, recs, sync)
-		var need *errNeedRights
+		var need *exact.NeedRights
 		if !errors.As(err, &need) {
 			if err == nil {
 				err = n.replicateBatch(ctx, w.ops, w.consistency)
@@ -151,7 +152,7 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 		// Without the ids' locks: the peers' round trips must not hold up
 		// other ids (a retry of one of them meanwhile is seen on the next
 		// attempt, which checks the ids again).
-		if err := n.acquireRights(ctx, need.ns, need.key, need); err != nil {
+		if err := n.rights.Acquire(ctx, need.NS, need.Key, need); err != nil {
 			return BatchResult{}, err
 		}
 	}
@@ -384,7 +385,7 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keys
 	var net map[*keyspace.Entry]int64
 	var at map[*keyspace.Entry]int
 	for i, op := range ops {
-		if dup[i] || !recs[op.NS].bounds().any() {
+		if dup[i] || !recs[op.NS].bounds().Any() {
 			continue
 		}
 		if net == nil {
@@ -396,10 +397,10 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keys
 	for e, by := range net {
 		i := at[e]
 		op := ops[i]
-		if err := n.checkBoundsLocked(n.keys.Stripe(prepared[i].stripe), recs[op.NS], op.NS, op.Key, e, by); err != nil {
-			var need *errNeedRights
+		if err := n.rights.CheckLocked(n.keys.Stripe(prepared[i].stripe), recs[op.NS].bounds(), op.NS, op.Key, e, by); err != nil {
+			var need *exact.NeedRights
 			if errors.As(err, &need) {
-				need.ns, need.key = op.NS, op.Key
+				need.NS, need.Key = op.NS, op.Key
 				return need
 			}
 			return w.opErr(i, err)

@@ -62,6 +62,7 @@ type Node struct {
 	aggregates *query.Aggregates // aggregate queries
 	sketches   *approx.Sketches  // approximate namespaces' sketch layouts and heavy hitters
 	quorum     *exact.Quorum     // the quorum and all consistency levels
+	rights     *exact.Rights     // the rights that keep the bounds of exact namespaces
 	watch      *watch.Hub        // the subscriptions, fed by changedLocked
 	idLocks    idLocks           // serialise the writes of one id (idempotency.go)
 	recent     recentIDs         // ids not yet in the store, for the cross-key check
@@ -118,6 +119,7 @@ func Open(cfg Config) (*Node, error) {
 	})
 	n.sketches = newSketches(n)
 	n.quorum = newQuorum(n)
+	n.rights = newBoundsRights(n)
 	n.tops = query.NewTopSets(queryConfig(n))
 	n.aggregates = query.NewAggregates(queryConfig(n))
 	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })

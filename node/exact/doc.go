@@ -1,5 +1,4 @@
-// Package exact owns the machinery of exact counters that reaches other
-// nodes: the quorum and all consistency levels (Quorum). A write at such a
+// Package exact owns what makes exact counters exact: the quorum and all consistency levels (Quorum). A write at such a
 // level is pushed, once durable here, to the nodes the level asks for
 // (Quorum.Replicate); a read first brings this node's copy up to what a
 // majority holds and writes the merged state back where it is missing
@@ -9,7 +8,13 @@
 // It also holds the types the peer RPC speaks (Peer, Peers, PeerTransport,
 // CounterState), which package node re-exports. It reaches the node's
 // counters only through the function values of Config and does not import
-// package node. Bounds and rights of exact namespaces are still in package
-// node (node/bounds.go): they are checked inside the write path under the
-// stripe locks.
+// package node.
+//
+// It also keeps the bounds (min and max) of exact namespaces by per-node
+// rights (Rights): the rights a node holds on a counter (HeldLocked), the
+// check of a write against them under the counter's stripe lock
+// (CheckLocked, which asks for more with *NeedRights), collecting rights
+// from peers (Acquire) and giving them (Grant). Rights records are
+// internal counters of the hot set (keyspace.KindRights, RightsKey), which
+// Rights reads and writes through the *keyspace.Set it is given.
 package exact
