@@ -1,5 +1,7 @@
-// Package exact owns what makes exact counters exact: the quorum and all consistency levels (Quorum). A write at such a
-// level is pushed, once durable here, to the nodes the level asks for
+// Package exact owns what makes exact counters exact: the quorum and all
+// consistency levels (Quorum), and the rights that keep bounds (Rights).
+//
+// A write at the quorum or all level is pushed, once durable here, to the nodes the level asks for
 // (Quorum.Replicate); a read first brings this node's copy up to what a
 // majority holds and writes the merged state back where it is missing
 // (Quorum.Gather), so a quorum read returns every write a quorum
@@ -10,8 +12,8 @@
 // counters only through the function values of Config and does not import
 // package node.
 //
-// It also keeps the bounds (min and max) of exact namespaces by per-node
-// rights (Rights): the rights a node holds on a counter (HeldLocked), the
+// Rights keep the bounds (min and max) of exact namespaces by per-node
+// rights (escrow): the rights a node holds on a counter (HeldLocked), the
 // check of a write against them under the counter's stripe lock
 // (CheckLocked, which asks for more with *NeedRights), collecting rights
 // from peers (Acquire) and giving them (Grant). Rights records are
