@@ -13,6 +13,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
 )
 
@@ -162,7 +163,11 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*namespaceRecord, sync bool) (BatchResult, error) {
 	ops := w.ops
 	// Ops with ids: each id names one increment, within the batch too.
-	repeatOf, unlockIDs, err := n.batchIDs(w)
+	idOps := make([]idem.Op, len(w.ops))
+	for i, op := range w.ops {
+		idOps[i] = idem.Op{NS: op.NS, Key: op.Key, ID: op.ID, By: op.By}
+	}
+	repeatOf, unlockIDs, err := n.ids.LockBatch(idOps, w.opErr)
 	if err != nil {
 		return BatchResult{}, err
 	}
@@ -254,7 +259,7 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 			n.keys.MarkDirty(s, e)
 			n.changedLocked(op.NS, op.Key, before, e)
 			if re := records[i]; re != nil {
-				n.setIDLocked(s, re, op.By, now)
+				n.ids.SetLocked(s, re, op.By, now)
 				n.recent.add(op.NS, op.ID, op.Key)
 			}
 			if w.values {

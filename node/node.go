@@ -16,6 +16,7 @@ import (
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/approx"
 	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/query"
 	"github.com/countmesh/countmesh/node/series"
@@ -64,7 +65,7 @@ type Node struct {
 	quorum     *exact.Quorum     // the quorum and all consistency levels
 	rights     *exact.Rights     // the rights that keep the bounds of exact namespaces
 	watch      *watch.Hub        // the subscriptions, fed by changedLocked
-	idLocks    idLocks           // serialise the writes of one id (idempotency.go)
+	ids        *idem.IDs         // increment ids: their records, locks, take-backs and expiry
 	recent     recentIDs         // ids not yet in the store, for the cross-key check
 	windows    *series.Windows   // time buckets, label series, point-in-time reads, retention
 	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
@@ -120,6 +121,7 @@ func Open(cfg Config) (*Node, error) {
 	n.sketches = newSketches(n)
 	n.quorum = newQuorum(n)
 	n.rights = newBoundsRights(n)
+	n.ids = newIDs(n)
 	n.tops = query.NewTopSets(queryConfig(n))
 	n.aggregates = query.NewAggregates(queryConfig(n))
 	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
