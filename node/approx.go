@@ -59,23 +59,6 @@ func (cfg *NamespaceConfig) normalizeApprox() error {
 	return nil
 }
 
-// namespaceIfExists returns the record of ns, or nil when ns does not exist
-// (it does not create it).
-func (n *Node) namespaceIfExists(ns string) *namespaceRecord {
-	n.ns.RLock()
-	defer n.ns.RUnlock()
-	return n.ns.m[ns]
-}
-
-// approxNamespace returns the record of ns when ns exists and is
-// approximate, else nil.
-func (n *Node) approxNamespace(ns string) *namespaceRecord {
-	if rec := n.namespaceIfExists(ns); rec != nil && rec.counterType().sketch() {
-		return rec
-	}
-	return nil
-}
-
 // newSketches wires the approximate namespaces' sketches (package
 // node/approx) to the hot set.
 func newSketches(n *Node) *approx.Sketches {
@@ -171,7 +154,7 @@ func (n *Node) topApprox(ns string, k int, prefix string) ([]Counter, error) {
 	if err := ValidateNamespace(ns); err != nil {
 		return nil, err
 	}
-	rec := n.approxNamespace(ns)
+	rec := n.ns.approx(ns)
 	if rec == nil {
 		return nil, fmt.Errorf("%w: %q is not an approximate namespace", ErrInvalidArgument, ns)
 	}

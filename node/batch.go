@@ -421,7 +421,7 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keys
 func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency string, returnValues bool) (BatchResult, bool, error) {
 	var approx []int
 	for i, op := range ops {
-		rec := n.approxNamespace(op.NS)
+		rec := n.ns.approx(op.NS)
 		if rec == nil {
 			continue
 		}
@@ -465,7 +465,7 @@ func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency s
 	sync := false
 	for _, i := range approx {
 		op := ops[i]
-		p, err := sketchParamsOf(op.NS, n.approxNamespace(op.NS))
+		p, err := sketchParamsOf(op.NS, n.ns.approx(op.NS))
 		var est int64
 		var s bool
 		if err == nil {
@@ -497,7 +497,7 @@ func (n *Node) replicateBatch(ctx context.Context, ops []writeOp, consistency st
 	for _, op := range ops {
 		g := groups[op.NS]
 		if g == nil {
-			lvl := n.consistencyFor(op.NS, consistency)
+			lvl := n.ns.consistencyFor(op.NS, consistency)
 			if lvl == ConsistencyLocal {
 				continue
 			}

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/countmesh/countmesh/crdt"
@@ -91,17 +90,6 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	return out, nil
 }
 
-// clampToBounds keeps a read of a bounded exact counter within its bounds.
-// The merged state never crosses them; a node that has seen a decrement
-// before the increment or transfer that allowed it could, until that
-// arrives.
-func (n *Node) clampToBounds(ns string, v int64) int64 {
-	n.ns.RLock()
-	rec := n.ns.m[ns]
-	n.ns.RUnlock()
-	return clampRec(rec, v)
-}
-
 // clampRec is clampToBounds with the namespace's record (callers under a
 // stripe lock must not take n.ns).
 func clampRec(rec *namespaceRecord, v int64) int64 {
@@ -109,16 +97,4 @@ func clampRec(rec *namespaceRecord, v int64) int64 {
 		return v
 	}
 	return rec.counterType().clamp(&rec.Config, v)
-}
-
-// refuseBoundedReset refuses resets and deletes in an exact namespace with
-// bounds.
-func (n *Node) refuseBoundedReset(ns, what string) error {
-	n.ns.RLock()
-	rec := n.ns.m[ns]
-	n.ns.RUnlock()
-	if rec != nil && rec.counterType().escrow() && rec.bounds().Any() {
-		return fmt.Errorf("%w: %s in exact namespace %q with bounds is not supported (it would move the value outside the accounting that keeps the bounds); decrement or increment instead", ErrConflict, what, ns)
-	}
-	return nil
 }

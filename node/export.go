@@ -94,9 +94,7 @@ func (n *Node) Export(ctx context.Context, opts ExportOptions, w io.Writer) (Exp
 	}
 	out := make([]export.Namespace, 0, len(nss))
 	for _, ns := range nss {
-		n.ns.RLock()
-		rec := n.ns.m[ns.Name]
-		n.ns.RUnlock()
+		rec := n.ns.get(ns.Name)
 		if rec == nil {
 			continue // gone since it was listed
 		}
@@ -129,18 +127,6 @@ func (n *Node) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Exp
 	})
 }
 
-// vouchFor makes the given origins known to this node (see package
-// node/export): entries at sequence 0 of the version vector, which claim nothing.
-func (n *Node) vouchFor(ids ...crdt.NodeID) {
-	n.vv.Lock()
-	defer n.vv.Unlock()
-	for _, id := range ids {
-		if _, ok := n.vv.m[id]; !ok && id != 0 {
-			n.vv.m[id] = 0
-		}
-	}
-}
-
 // importNamespace installs a namespace config of an export when it is newer
 // than this node's (last writer wins by hybrid logical clock, as
 // replication does).
@@ -164,7 +150,7 @@ func (n *Node) importNamespace(rec *ExportRecord) error {
 	if err := n.clock.Check(rec.HLC, n.cfg.MaxClockOffset); err != nil {
 		return fmt.Errorf("namespace %q: %w", rec.Namespace, err)
 	}
-	n.vouchFor(crdt.NodeID(rec.Origin), crdt.NodeID(rec.Bank))
+	n.vv.vouchFor(crdt.NodeID(rec.Origin), crdt.NodeID(rec.Bank))
 	nr := &namespaceRecord{Config: cfg, HLC: rec.HLC, Origin: rec.Origin, CreatedAt: rec.CreatedMs, Bank: rec.Bank}
 	n.clock.Observe(rec.HLC)
 	return n.installNewer(rec.Namespace, nr)
@@ -222,7 +208,7 @@ func (n *Node) importCounter(rec *ExportRecord) error {
 	for _, s := range c.Slots {
 		ids = append(ids, s.Node)
 	}
-	n.vouchFor(ids...)
+	n.vv.vouchFor(ids...)
 	return n.mergeImported(rec.NS, key, &c, rec.UpdatedMs)
 }
 

@@ -107,7 +107,7 @@ func (n *Node) idExpired(rec *namespaceRecord, c *crdt.Counter) bool {
 // idempotency window.
 func (n *Node) expireIDs(ctx context.Context) error {
 	var ws []idem.Window
-	for _, j := range n.namespacesWith(func(rt *nsRuntime) time.Duration { return rt.idWindow }) {
+	for _, j := range n.ns.with(func(rt *nsRuntime) time.Duration { return rt.idWindow }) {
 		ws = append(ws, idem.Window{NS: j.ns, Win: j.d})
 	}
 	return n.ids.Expire(ctx, ws)

@@ -45,17 +45,7 @@ type Node struct {
 	ownSeq       uint64 // this node's last own sequence number; committer goroutine only (and recovery)
 	publisher    atomic.Pointer[Publisher]
 
-	vv struct {
-		sync.Mutex // guards m and ahead
-		// m is the version vector: origin -> highest seq such that every
-		// change of that origin up to it is durably held here.
-		m map[crdt.NodeID]uint64
-		// ahead holds single changes past a gap in m, durably held here
-		// (from quorum pushes): m moves over them once the gap is filled.
-		// In memory only: after a restart the streams and anti-entropy
-		// fill m as before.
-		ahead map[crdt.NodeID]map[uint64]struct{}
-	}
+	vv     versionVector
 	failed atomic.Pointer[error]
 	ready  atomic.Bool
 
@@ -70,10 +60,7 @@ type Node struct {
 	windows    *series.Windows   // time buckets, label series, point-in-time reads, retention
 	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
 
-	ns struct {
-		sync.RWMutex // guards m; creation of a namespace holds the write lock
-		m            map[string]*namespaceRecord
-	}
+	ns nsTable // the namespaces
 
 	done      chan struct{}
 	baseCtx   context.Context // cancelled by Close
@@ -307,7 +294,7 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if err := validateWrite(ns, key, by, opts); err != nil {
 		return Result{}, err
 	}
-	if rec := n.approxNamespace(ns); rec != nil {
+	if rec := n.ns.approx(ns); rec != nil {
 		return n.incrApprox(ctx, rec, ns, key, by, opts)
 	}
 	at, err := series.EventTime(n.cfg.Now(), opts.At)
@@ -336,10 +323,10 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err := validateName(ns, key); err != nil {
 		return Result{}, err
 	}
-	if n.approxNamespace(ns) != nil {
+	if n.ns.approx(ns) != nil {
 		return Result{}, errApproxRefused(ns, "a key cannot be reset, since its count is spread over cells shared with other keys")
 	}
-	if err := n.refuseBoundedReset(ns, "a reset"); err != nil {
+	if err := n.ns.refuseBoundedReset(ns, "a reset"); err != nil {
 		return Result{}, err
 	}
 	var before, v int64
@@ -362,10 +349,10 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := validateName(ns, key); err != nil {
 		return err
 	}
-	if n.approxNamespace(ns) != nil {
+	if n.ns.approx(ns) != nil {
 		return errApproxRefused(ns, "a key cannot be deleted, since its count is spread over cells shared with other keys")
 	}
-	if err := n.refuseBoundedReset(ns, "a delete"); err != nil {
+	if err := n.ns.refuseBoundedReset(ns, "a delete"); err != nil {
 		return err
 	}
 	var before int64
@@ -477,7 +464,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	if err := n.checkReadable(); err != nil {
 		return Counter{}, err
 	}
-	if rec := n.approxNamespace(ns); rec != nil {
+	if rec := n.ns.approx(ns); rec != nil {
 		return n.getApprox(ctx, rec, ns, key, opts)
 	}
 	if !opts.At.IsZero() {
@@ -489,19 +476,19 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		out := Counter{NS: ns, Key: key, Value: at.Value, Resolution: at.Resolution, AsOf: at.AsOf,
 			Window: at.Window, BucketStart: at.BucketStart}
 		if at.Resolution != "" {
-			out.Value = n.clampToBounds(ns, out.Value)
+			out.Value = n.ns.clamp(ns, out.Value)
 		}
 		return out, nil
 	}
 	var merged *crdt.Counter // the quorum's state, which a quorum read answers
-	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
+	if lvl := n.ns.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
 		c, err := n.quorum.Gather(ctx, lvl, ns, key)
 		if err != nil {
 			return Counter{}, err
 		}
 		merged = &c
 	}
-	ttl := n.ttlOf(ns) // before the stripe lock
+	ttl := n.ns.ttlOf(ns) // before the stripe lock
 	var buf [600]byte
 	ck := keyspace.Composite(buf[:0], ns, key)
 	s := n.keys.StripeOf(ck)
@@ -522,7 +509,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		}
 	}
 	s.Unlock()
-	out.Value = n.clampToBounds(ns, out.Value)
+	out.Value = n.ns.clamp(ns, out.Value)
 	n.metrics.reads.Inc()
 	return out, nil
 }
@@ -584,7 +571,7 @@ type scanned struct {
 func (n *Node) scanLive(ns, prefix, after string, checkIdle bool, fn func(key string, c scanned) bool) error {
 	var idle func(int64) bool
 	if checkIdle {
-		ttl := n.ttlOf(ns) // before any stripe lock
+		ttl := n.ns.ttlOf(ns) // before any stripe lock
 		idle = func(updated int64) bool { return n.idle(ttl, updated) }
 	}
 	return n.keys.Scan(ns, prefix, after, idle, func(c keyspace.Scanned) bool {

@@ -31,12 +31,7 @@ func queryConfig(n *Node) query.Config {
 			})
 		},
 		Windows: n.windows.Kept,
-		Exists: func(ns string) bool {
-			n.ns.RLock()
-			_, ok := n.ns.m[ns]
-			n.ns.RUnlock()
-			return ok
-		},
+		Exists:  func(ns string) bool { return n.ns.get(ns) != nil },
 	}
 }
 
@@ -58,7 +53,7 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 	if k < 1 || k > MaxTopK {
 		return TopResult{}, fmt.Errorf("%w: k must be 1 to %d, got %d", ErrInvalidArgument, MaxTopK, k)
 	}
-	if n.approxNamespace(ns) != nil {
+	if n.ns.approx(ns) != nil {
 		if windowName != "" {
 			return TopResult{}, errApproxRefused(ns, "it keeps no time buckets, so it has no top of a window; leave window out")
 		}

@@ -63,21 +63,6 @@ func newQuorum(n *Node) *exact.Quorum {
 	})
 }
 
-// consistencyFor resolves the level of an operation on ns: the requested
-// one, else quorum for an exact namespace, else local.
-func (n *Node) consistencyFor(ns, requested string) string {
-	if requested != "" {
-		return requested
-	}
-	n.ns.RLock()
-	rec := n.ns.m[ns]
-	n.ns.RUnlock()
-	if rec != nil {
-		return rec.counterType().consistency()
-	}
-	return ConsistencyLocal
-}
-
 // PeerState answers a peer's quorum read: the state of ns/key as this node
 // holds it durably (the zero Counter when it never saw the counter). A
 // node that is not ready refuses with ErrUnavailable: it may have lost what

@@ -19,18 +19,6 @@ import (
 // peer's stale copy of the old value cannot bring it back: merge keeps the
 // reset's floor over the slots it observed.
 
-// ttlOf returns the ttl of ns (0 for none). It takes n.ns: never call it
-// under a stripe lock (the lock order is n.ns, then stripes).
-func (n *Node) ttlOf(ns string) time.Duration {
-	n.ns.RLock()
-	rec := n.ns.m[ns]
-	n.ns.RUnlock()
-	if rec == nil {
-		return 0
-	}
-	return rec.runtime().ttl
-}
-
 // idle reports whether a counter last changed at updatedMs has outlived
 // ttl.
 func (n *Node) idle(ttl time.Duration, updatedMs int64) bool {
@@ -43,20 +31,6 @@ type nsDuration struct {
 	d  time.Duration
 }
 
-// namespacesWith returns the namespaces whose runtime config has a positive
-// duration pick (a ttl, an idempotency window).
-func (n *Node) namespacesWith(pick func(*nsRuntime) time.Duration) []nsDuration {
-	var out []nsDuration
-	n.ns.RLock()
-	defer n.ns.RUnlock()
-	for ns, rec := range n.ns.m {
-		if d := pick(rec.runtime()); d > 0 {
-			out = append(out, nsDuration{ns, d})
-		}
-	}
-	return out
-}
-
 // maxExpirePerPass bounds the deletes of one expiry pass per namespace; the
 // next pass takes the rest.
 const maxExpirePerPass = 100_000
@@ -65,7 +39,7 @@ const maxExpirePerPass = 100_000
 // every namespace with a ttl. It scans those namespaces; time buckets are
 // left to retention.
 func (n *Node) expireIdle(ctx context.Context) error {
-	jobs := n.namespacesWith(func(rt *nsRuntime) time.Duration { return rt.ttl })
+	jobs := n.ns.with(func(rt *nsRuntime) time.Duration { return rt.ttl })
 	if len(jobs) == 0 {
 		return nil
 	}

@@ -72,9 +72,7 @@ func newWindows(n *Node) *series.Windows {
 		Log:   n.log,
 		Store: n.store,
 		Windows: func(ns string) []series.Window {
-			n.ns.RLock()
-			rec := n.ns.m[ns]
-			n.ns.RUnlock()
+			rec := n.ns.get(ns)
 			if rec == nil {
 				return nil
 			}
