@@ -58,6 +58,7 @@ type Node struct {
 	ids        *idem.IDs         // increment ids: their records, locks, take-backs and expiry
 	recent     recentIDs         // ids not yet in the store, for the cross-key check
 	windows    *series.Windows   // time buckets, label series, point-in-time reads, retention
+	ttl        *series.TTL       // expiry of counters idle past their namespace's ttl
 	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
 
 	ns nsTable // the namespaces
@@ -101,6 +102,7 @@ func Open(cfg Config) (*Node, error) {
 		OnEvict:       func() { n.metrics.evictions.Inc() },
 	})
 	n.windows = newWindows(n)
+	n.ttl = newTTL(n)
 	n.seriesCaps = series.NewCaps(cfg.MaxSeriesPerKey, st, func(ns, key string) (bool, error) {
 		_, found, err := n.counterState(ns, key)
 		return found, err

@@ -5,8 +5,8 @@
 // event time and its label series (Windows.Count), the jumps of resets and
 // deletes (Windows.RecordJump), series queries (Windows.Series), reads as
 // of a time (Windows.ReadAt), the retention pass that range-deletes expired
-// buckets (Windows.DropExpired), and the cap on label series per key
-// (Caps).
+// buckets (Windows.DropExpired), the cap on label series per key (Caps),
+// and the expiry of counters idle past their namespace's ttl (TTL, Idle).
 //
 // Buckets and series are ordinary internal counters of the hot set: this
 // package reads and adds to them through the function values of Config and
