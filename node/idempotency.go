@@ -1,10 +1,8 @@
 package node
 
 import (
-	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
@@ -101,16 +99,6 @@ func (n *Node) compensateLocked(s *keyspace.Stripe, ns, rk string, re *keyspace.
 // namespace's idempotency window.
 func (n *Node) idExpired(rec *namespaceRecord, c *crdt.Counter) bool {
 	return n.ids.Expired(rec.runtime().idWindow, c)
-}
-
-// expireIDs deletes the id records older than their namespace's
-// idempotency window.
-func (n *Node) expireIDs(ctx context.Context) error {
-	var ws []idem.Window
-	for _, j := range n.ns.with(func(rt *nsRuntime) time.Duration { return rt.idWindow }) {
-		ws = append(ws, idem.Window{NS: j.ns, Win: j.d})
-	}
-	return n.ids.Expire(ctx, ws)
 }
 
 // batchDuplicatesLocked resolves the id records of a batch's ops and tells

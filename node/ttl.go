@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"time"
 
 	"github.com/countmesh/countmesh/node/keyspace"
@@ -42,13 +41,4 @@ func newTTL(n *Node) *series.TTL {
 		Jump:      n.windows.RecordJump,
 		OnExpired: func(k int) { n.metrics.expired.Add(float64(k)) },
 	})
-}
-
-// expireIdle deletes the idle counters of every namespace with a ttl.
-func (n *Node) expireIdle(ctx context.Context) error {
-	var jobs []series.NSTTL
-	for _, j := range n.ns.with(func(rt *nsRuntime) time.Duration { return rt.ttl }) {
-		jobs = append(jobs, series.NSTTL{NS: j.ns, TTL: j.d})
-	}
-	return n.ttl.Expire(ctx, jobs)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/series"
 )
@@ -153,45 +151,4 @@ func (n *Node) Series(ctx context.Context, ns, key string, from, to time.Time, s
 		n.metrics.reads.Inc()
 	}
 	return res, err
-}
-
-// DropExpired runs retention, TTL and id expiry at once (they also run in
-// the background); tests and operators use it.
-func (n *Node) DropExpired(ctx context.Context) error {
-	if err := n.windows.DropExpired(); err != nil {
-		return err
-	}
-	if err := n.expireIdle(ctx); err != nil {
-		return err
-	}
-	return n.expireIDs(ctx)
-}
-
-// expiryLoop drops expired buckets and idle counters in the background.
-func (n *Node) expiryLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.ExpiryInterval)
-	defer t.Stop()
-	for pass := 1; ; pass++ {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-			if !n.Ready() {
-				continue
-			}
-			err := n.windows.DropExpired()
-			if err == nil {
-				err = n.expireIdle(n.ctx())
-			}
-			if err == nil && pass%6 == 0 {
-				// Id records are scanned less often: they are many,
-				// and their windows are long.
-				err = n.expireIDs(n.ctx())
-			}
-			if err != nil {
-				n.log.Warn("expiry pass failed", zap.Error(err))
-			}
-		}
-	}
 }
