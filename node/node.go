@@ -447,7 +447,7 @@ type Counter struct {
 type ReadOptions struct {
 	Consistency string
 	// At reads the value as of that time; with Window, the change during
-	// that window's bucket holding At (pointintime.go).
+	// that window's bucket holding At (package node/series).
 	At     time.Time
 	Window string
 }
