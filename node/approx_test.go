@@ -17,6 +17,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/node/approx"
 	"github.com/countmesh/countmesh/node/keyspace"
 )
 
@@ -335,13 +336,8 @@ func TestApproxZipfAcceptance(t *testing.T) {
 	if cached := cachedIn(n, "pv"); cached > p.Cells()+1 {
 		t.Fatalf("%d counters of the namespace in memory, want at most w×d+1 = %d", cached, p.Cells()+1)
 	}
-	n.approx.mu.RLock()
-	hh := n.approx.m["pv"]
-	n.approx.mu.RUnlock()
-	hh.mu.Lock()
-	tracked, capacity := hh.hh.Len(), hh.hh.Capacity()
-	hh.mu.Unlock()
-	if tracked > capacity || capacity != heavyHitterCapacity(p) {
+	tracked, capacity := n.sketches.HeavyHitters("pv")
+	if tracked > capacity || capacity != approx.HeavyHitterCapacity(p) {
 		t.Fatalf("heavy hitters track %d keys, capacity %d", tracked, capacity)
 	}
 	t.Logf("%d views: over %d known keys the live heap grew by %+d bytes, over %d fresh keys by %+d; %d internal counters (was %d); %d heavy hitters; exact counters would take about %d bytes",

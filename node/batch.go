@@ -12,6 +12,8 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
 )
 
@@ -123,7 +125,7 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 		recs[op.NS] = rec
 	}
 	for i, op := range w.ops {
-		if err := n.reserveSeries(op.NS, op.Key, op.Labels); err != nil {
+		if err := n.seriesCaps.Reserve(op.NS, op.Key, op.Labels); err != nil {
 			return BatchResult{}, w.opErr(i, err)
 		}
 	}
@@ -132,13 +134,13 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 	// acquisition per bounded counter, and a few more for rights that move.
 	bounded := 0
 	for _, op := range w.ops {
-		if b := recs[op.NS].bounds(); b.exact && b.any() {
+		if b := recs[op.NS].bounds(); b.Exact && b.Any() {
 			bounded++
 		}
 	}
 	for attempt := 0; ; attempt++ {
 		res, err := n.applyOnce(ctx, w, recs, sync)
-		var need *errNeedRights
+		var need *exact.NeedRights
 		if !errors.As(err, &need) {
 			if err == nil {
 				err = n.replicateBatch(ctx, w.ops, w.consistency)
@@ -151,7 +153,7 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 		// Without the ids' locks: the peers' round trips must not hold up
 		// other ids (a retry of one of them meanwhile is seen on the next
 		// attempt, which checks the ids again).
-		if err := n.acquireRights(ctx, need.ns, need.key, need); err != nil {
+		if err := n.rights.Acquire(ctx, need.NS, need.Key, need); err != nil {
 			return BatchResult{}, err
 		}
 	}
@@ -161,7 +163,11 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*namespaceRecord, sync bool) (BatchResult, error) {
 	ops := w.ops
 	// Ops with ids: each id names one increment, within the batch too.
-	repeatOf, unlockIDs, err := n.batchIDs(w)
+	idOps := make([]idem.Op, len(w.ops))
+	for i, op := range w.ops {
+		idOps[i] = idem.Op{NS: op.NS, Key: op.Key, ID: op.ID, By: op.By}
+	}
+	repeatOf, unlockIDs, err := n.ids.LockBatch(idOps, w.opErr)
 	if err != nil {
 		return BatchResult{}, err
 	}
@@ -253,7 +259,7 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 			n.keys.MarkDirty(s, e)
 			n.changedLocked(op.NS, op.Key, before, e)
 			if re := records[i]; re != nil {
-				n.setIDLocked(s, re, op.By, now)
+				n.ids.SetLocked(s, re, op.By, now)
 				n.recent.add(op.NS, op.ID, op.Key)
 			}
 			if w.values {
@@ -278,7 +284,7 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 			if at.IsZero() {
 				at = n.cfg.Now()
 			}
-			n.applyDerived(rt, op.NS, op.Key, op.Labels, at, op.By)
+			n.windows.Count(rt.windows, op.NS, op.Key, op.Labels, at, op.By)
 		}
 	}
 	n.metrics.increments.Add(float64(res.Applied))
@@ -384,7 +390,7 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keys
 	var net map[*keyspace.Entry]int64
 	var at map[*keyspace.Entry]int
 	for i, op := range ops {
-		if dup[i] || !recs[op.NS].bounds().any() {
+		if dup[i] || !recs[op.NS].bounds().Any() {
 			continue
 		}
 		if net == nil {
@@ -396,10 +402,10 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keys
 	for e, by := range net {
 		i := at[e]
 		op := ops[i]
-		if err := n.checkBoundsLocked(n.keys.Stripe(prepared[i].stripe), recs[op.NS], op.NS, op.Key, e, by); err != nil {
-			var need *errNeedRights
+		if err := n.rights.CheckLocked(n.keys.Stripe(prepared[i].stripe), recs[op.NS].bounds(), op.NS, op.Key, e, by); err != nil {
+			var need *exact.NeedRights
 			if errors.As(err, &need) {
-				need.ns, need.key = op.NS, op.Key
+				need.NS, need.Key = op.NS, op.Key
 				return need
 			}
 			return w.opErr(i, err)
@@ -415,7 +421,7 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keys
 func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency string, returnValues bool) (BatchResult, bool, error) {
 	var approx []int
 	for i, op := range ops {
-		rec := n.approxNamespace(op.NS)
+		rec := n.ns.approx(op.NS)
 		if rec == nil {
 			continue
 		}
@@ -459,10 +465,16 @@ func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency s
 	sync := false
 	for _, i := range approx {
 		op := ops[i]
-		est, s, err := n.addApprox(n.approxNamespace(op.NS), op.NS, op.Key, op.By)
+		p, err := sketchParamsOf(op.NS, n.ns.approx(op.NS))
+		var est int64
+		var s bool
+		if err == nil {
+			est, s, err = n.sketches.Add(op.NS, p, op.Key, op.By)
+		}
 		if err != nil {
 			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, err)
 		}
+		n.metrics.increments.Inc()
 		sync = sync || s
 		if returnValues {
 			values[i] = est
@@ -485,7 +497,7 @@ func (n *Node) replicateBatch(ctx context.Context, ops []writeOp, consistency st
 	for _, op := range ops {
 		g := groups[op.NS]
 		if g == nil {
-			lvl := n.consistencyFor(op.NS, consistency)
+			lvl := n.ns.consistencyFor(op.NS, consistency)
 			if lvl == ConsistencyLocal {
 				continue
 			}
@@ -503,7 +515,7 @@ func (n *Node) replicateBatch(ctx context.Context, ops []writeOp, consistency st
 		}
 	}
 	for ns, g := range groups {
-		if err := n.replicateTo(ctx, g.level, ns, g.keys...); err != nil {
+		if err := n.quorum.Replicate(ctx, g.level, ns, g.keys...); err != nil {
 			return err
 		}
 	}

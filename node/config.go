@@ -57,7 +57,7 @@ type Config struct {
 	PeerTransport PeerTransport
 	QuorumTimeout time.Duration
 	// Rights asks peers for rights on bounded counters of exact namespaces
-	// (bounds.go); with it or Peers nil, a node short of rights refuses
+	// (package node/exact); with it or Peers nil, a node short of rights refuses
 	// with 409.
 	Rights RightsTransport
 	// MaxClockOffset bounds how far ahead of this node's clock a hybrid

@@ -10,9 +10,9 @@ type counterType interface {
 	// clamp keeps a value read or written within the bounds of cfg.
 	clamp(cfg *NamespaceConfig, v int64) int64
 	// sketch reports whether counts live in a Count-Min Sketch rather than
-	// in a counter per key (approx.go).
+	// in a counter per key (package node/approx).
 	sketch() bool
-	// escrow reports whether bounds are kept by per-node rights (bounds.go)
+	// escrow reports whether bounds are kept by per-node rights (package node/exact)
 	// rather than by the value this node sees.
 	escrow() bool
 }

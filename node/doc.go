@@ -10,6 +10,15 @@
 // for. The counters themselves live in the hot set (package node/keyspace),
 // which reads through from and is checkpointed to package store.
 //
+// The rest lives in subpackages, each with its own state type that Open
+// builds and wires to the hot set with function values: node/series (time
+// buckets, label series, point-in-time reads, retention and ttl expiry),
+// node/query (top-K and aggregates), node/approx (approximate namespaces'
+// sketches), node/exact (the quorum levels and the rights that keep
+// bounds), node/idem (increment ids), node/export (the export stream) and
+// node/watch (subscriptions). None of them imports node; Node keeps a field
+// for each and the public methods that the HTTP and RESP layers call.
+//
 // # Guarantees
 //
 //   - A write that returns without error is as durable as its namespace

@@ -11,6 +11,7 @@ import (
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/crdt/crdtfuzz"
+	"github.com/countmesh/countmesh/node/exact"
 )
 
 // peerFuzz decodes peer input from fuzz bytes: node ids, keys and numbers
@@ -49,7 +50,7 @@ func FuzzPeerInput(f *testing.F) {
 			Nodes: []crdt.NodeID{n.ID(), crdt.NodeIDFromName("n2"), crdt.NodeIDFromName("n3"), 0xdeadbeef, 0, math.MaxUint64}},
 		keys: []struct{ ns, key string }{
 			{"ns", "k"}, {"ns", "k2"}, {"ns", idKey("i", "k")}, {"ns", idKey("j", "k")},
-			{"ex", "k"}, {"ex", rightsKey(givenToAll, "k")}, {"ex", rightsKey(n.ID(), "k")},
+			{"ex", "k"}, {"ex", exact.RightsKey(exact.GivenToAll, "k")}, {"ex", exact.RightsKey(n.ID(), "k")},
 		},
 	}
 	snapshot := func(t *testing.T) []crdt.Counter {

@@ -1,47 +1,19 @@
 package node
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"hash/maphash"
-	"slices"
 	"sync"
-	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/internal/sabotage"
+	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
 )
 
-// Idempotent increments.
-//
-// An increment carrying an id leaves an id record beside the counter: an
-// internal counter under keyspace.KindID, id, 0x00, key, in which the slot of every
-// node that applied the increment holds P = zigzag(by)+1 (the body) and
-// N = apply time in unix seconds << 1 | compensated. Id records replicate
-// and merge like any counter (per-slot max), which makes the set of appliers
-// a grow-only set: union by merge.
-//
-// A retry that reaches a node which holds the record (its own, or one
-// replicated from the first node) is answered as a duplicate and changes
-// nothing; with a different by it is 409. A retry that reaches a node before
-// the first attempt's record does is applied there too; once the records
-// meet, every applier but the one with the smallest node id compensates with
-// -by on its own slot, exactly once (the compensated bit). So the value is
-// exact once the nodes have exchanged the records, and over-counts by the
-// duplicated increments only until then (about the convergence time, or a
-// partition's length).
-//
-// A counter and its id records hash to the same lock stripe (stripeOf), so
-// they change under one lock and go into the same operation-log record: a
-// crash can never keep the increment and lose its id, or the reverse.
-//
-// Id records expire idempotency_window after the last apply: the expiry pass
-// deletes them and a replicated copy that old is dropped on arrival.
+// Idempotent increments: the id records are package node/idem's; the node
+// wires them to its hot set, remembers the ids the store may not hold yet,
+// and decides in the write path which ops of a batch are duplicates.
 
 // MaxIDBytes bounds an increment id.
 const MaxIDBytes = 256
@@ -59,59 +31,27 @@ func ValidateID(id string) error {
 }
 
 // idKey returns the internal key of the id record of (id, key).
-func idKey(id, key string) string { return string([]byte{keyspace.KindID}) + id + "\x00" + key }
+func idKey(id, key string) string { return idem.Key(id, key) }
 
 // parseIDKey undoes idKey.
-func parseIDKey(k string) (id, key string, ok bool) {
-	if len(k) < 3 || k[0] != keyspace.KindID {
-		return "", "", false
-	}
-	i := bytes.IndexByte([]byte(k[1:]), 0)
-	if i < 0 {
-		return "", "", false
-	}
-	return k[1 : 1+i], k[2+i:], true
-}
+func parseIDKey(k string) (id, key string, ok bool) { return idem.ParseKey(k) }
 
-func zigzag(by int64) uint64  { return uint64((by << 1) ^ (by >> 63)) }
-func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+// zigzag maps by to the body of an id record's slot (less one).
+func zigzag(by int64) uint64 { return idem.Zigzag(by) }
 
-// idState summarises an id record.
-type idState struct {
-	seen     bool
-	winner   crdt.NodeID // the applier with the smallest id
-	by       int64       // the winner's body
-	lastSec  int64       // the latest apply time of any applier
-	self     crdt.Slot   // this node's slot
-	selfSeen bool
-}
-
-func readID(c *crdt.Counter, self crdt.NodeID) idState {
-	var st idState
-	for _, s := range c.Slots {
-		if s.P == 0 {
-			continue
-		}
-		if !st.seen || s.Node < st.winner {
-			st.winner, st.by = s.Node, unzigzag(s.P-1)
-		}
-		st.seen = true
-		st.lastSec = max(st.lastSec, int64(s.N>>1))
-		if s.Node == self {
-			st.self, st.selfSeen = s, true
-		}
-	}
-	return st
-}
-
-// idLocks serialise the writes of one id on this node (the cross-key check
-// and the apply).
-type idLocks [64]sync.Mutex
-
-var idSeed = maphash.MakeSeed()
-
-func (l *idLocks) index(ns, id string) int {
-	return int(maphash.String(idSeed, ns+"\x00"+id) % uint64(len(l)))
+// newIDs wires the id records (package node/idem) to the node.
+func newIDs(n *Node) *idem.IDs {
+	return idem.New(idem.Config{
+		ID:           n.id,
+		Keys:         n.keys,
+		Store:        n.store,
+		Now:          n.cfg.Now,
+		Log:          n.log,
+		Recent:       n.recent.get,
+		Changed:      n.changedLocked,
+		OnCompensate: func() { n.metrics.compensations.Inc() },
+		OnExpired:    func(k int) { n.metrics.expiredIDs.Add(float64(k)) },
+	})
 }
 
 // recentIDs remembers the ids written or received since the last two
@@ -148,216 +88,17 @@ func (r *recentIDs) rotate() {
 	r.mu.Unlock()
 }
 
-// idUsedElsewhere returns the key another increment with this id counted
-// in, if any.
-func (n *Node) idUsedElsewhere(ns, id, key string) (string, bool, error) {
-	if other, ok := n.recent.get(ns, id); ok && other != key {
-		return other, true, nil
-	}
-	var other string
-	found := false
-	prefix := string([]byte{keyspace.KindID}) + id + "\x00"
-	err := n.store.ScanCounters(ns, prefix, "", func(k string, _ crdt.Counter) bool {
-		if _, kk, ok := parseIDKey(k); ok && kk != key {
-			other, found = kk, true
-			return false
-		}
-		return true
-	})
-	if err != nil {
-		return "", false, kinderr.New(ErrUnavailable, err, "read id records: %v", err)
-	}
-	return other, found, nil
-}
-
-// compensateLocked runs after an id record of this node changed by a merge:
-// when another node with a smaller id applied the same increment, this node
-// takes its own application back, once. The caller holds the stripe of the
-// record, which is the counter's stripe.
+// compensateLocked runs after an id record of this node changed by a merge
+// (idem.IDs.CompensateLocked). The caller holds the stripe of the record,
+// which is the counter's stripe.
 func (n *Node) compensateLocked(s *keyspace.Stripe, ns, rk string, re *keyspace.Entry) {
-	st := readID(&re.C, n.id)
-	var mark crdt.Slot // this node's slot of the record once taken back
-	var by int64
-	switch {
-	case st.selfSeen && st.winner != n.id && st.self.N&1 == 0:
-		by, mark = unzigzag(st.self.P-1), crdt.Slot{Node: n.id, P: st.self.P, N: st.self.N | 1}
-	case !st.selfSeen:
-		// An earlier incarnation of this node (its disk was lost since)
-		// applied the id, lost to another application, and did not take
-		// its own back: nobody else can, so this node does, once for its
-		// name (the mark: an empty body with the taken-back bit).
-		p, ok := predecessorOwing(&re.C, n.id, st.winner)
-		if !ok {
-			return
-		}
-		by, mark = unzigzag(p.P-1), crdt.Slot{Node: n.id, N: 1}
-	default:
-		return
-	}
-	_, key, ok := parseIDKey(rk)
-	if !ok {
-		return
-	}
-	e, err := n.keys.LookupEvict(s, keyspace.Composite(nil, ns, key), ns, key, true, false)
-	if err != nil {
-		n.log.Error("cannot take back a duplicated increment; the next merge of its id retries", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
-		return
-	}
-	before := e.C.Value()
-	if _, err := e.C.Add(n.id, -by); err != nil {
-		n.log.Error("cannot take back a duplicated increment: overflow", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
-		return
-	}
-	// The compensated bit: N's low bit, clear above. Set by a merge of this
-	// node's own slot, which cannot fail whatever the other slots hold
-	// (Add would refuse when their sum left int64).
-	re.C.Merge(crdt.Counter{Slots: []crdt.Slot{mark}})
-	ms := n.cfg.Now().UnixMilli()
-	for _, x := range []*keyspace.Entry{e, re} {
-		x.Updated, x.Own = ms, true
-		n.keys.MarkDirty(s, x)
-	}
-	n.changedLocked(ns, key, before, e)
-	n.metrics.compensations.Inc()
-	n.log.Info("took back an increment another node applied first", zap.String("ns", ns), zap.String("key", key), zap.Int64("by", by))
-}
-
-// predecessorOwing returns the application of an earlier incarnation of
-// self (crdt.SameName) that lost to winner and was not taken back, unless
-// an incarnation of the name has already taken one back for it.
-func predecessorOwing(c *crdt.Counter, self, winner crdt.NodeID) (crdt.Slot, bool) {
-	var owed crdt.Slot
-	found := false
-	for _, s := range c.Slots {
-		if !crdt.SameName(s.Node, self) {
-			continue
-		}
-		if s.P == 0 && s.N&1 == 1 {
-			return crdt.Slot{}, false // taken back by an incarnation already
-		}
-		if s.Node != self && s.Node != winner && s.P != 0 && s.N&1 == 0 && !found {
-			owed, found = s, true
-		}
-	}
-	return owed, found
+	n.ids.CompensateLocked(s, ns, rk, re)
 }
 
 // idExpired reports whether a replicated id record is older than the
 // namespace's idempotency window.
 func (n *Node) idExpired(rec *namespaceRecord, c *crdt.Counter) bool {
-	win := rec.runtime().idWindow
-	if win <= 0 {
-		return false
-	}
-	st := readID(c, n.id)
-	return st.seen && st.lastSec < n.cfg.Now().Add(-win).Unix()
-}
-
-// expireIDs deletes the id records older than their namespace's
-// idempotency window. Records are removed from the store (not reset): they
-// hold no value, and the window is the promise.
-func (n *Node) expireIDs(ctx context.Context) error {
-	for _, j := range n.namespacesWith(func(rt *nsRuntime) time.Duration { return rt.idWindow }) {
-		edge := n.cfg.Now().Add(-j.d).Unix()
-		var old []string
-		err := n.store.ScanCounters(j.ns, string([]byte{keyspace.KindID}), "", func(k string, c crdt.Counter) bool {
-			if st := readID(&c, n.id); st.seen && st.lastSec < edge {
-				old = append(old, k)
-			}
-			return len(old) < maxExpirePerPass && ctx.Err() == nil
-		})
-		if err != nil {
-			return kinderr.New(ErrUnavailable, err, "scan id records: %v", err)
-		}
-		if len(old) == 0 {
-			continue
-		}
-		b := n.store.NewBatch()
-		for _, k := range old {
-			ck := keyspace.Composite(nil, j.ns, k)
-			s := n.keys.StripeOf(ck)
-			s.Lock()
-			if e := s.Get(string(ck)); e != nil {
-				if !n.keys.Evictable(e) || readID(&e.C, n.id).lastSec >= edge {
-					s.Unlock()
-					continue
-				}
-				s.Remove(string(ck))
-			}
-			s.Unlock()
-			b.DeleteCounter(j.ns, k)
-		}
-		err = b.Commit(false)
-		b.Close()
-		if err != nil {
-			return kinderr.New(ErrUnavailable, err, "delete id records: %v", err)
-		}
-		n.metrics.expiredIDs.Add(float64(len(old)))
-	}
-	return nil
-}
-
-// setIDLocked records in re that this node applied an increment of by: its
-// slot becomes P = zigzag(by)+1, N = apply time << 1. re has no applier yet
-// (its slots' P are 0), so this node's slot is below that; it is set by a
-// merge, which cannot fail whatever the other slots hold.
-func (n *Node) setIDLocked(s *keyspace.Stripe, re *keyspace.Entry, by int64, now time.Time) {
-	applied := uint64(max(now.Unix(), 0)) << 1
-	re.C.Merge(crdt.Counter{Slots: []crdt.Slot{{Node: n.id, P: zigzag(by) + 1, N: applied}}})
-	re.Updated, re.Own = now.UnixMilli(), true
-	n.keys.MarkDirty(s, re)
-}
-
-// batchIDs checks the ids of a batch before anything is locked: an id used
-// twice in the batch must name the same increment (the repeat is a
-// duplicate), and an id must not have counted in another key. It locks the
-// batch's ids (the returned func unlocks them) and returns, per op, the
-// index of the earlier op it repeats, or -1.
-func (n *Node) batchIDs(w writeReq) ([]int, func(), error) {
-	ops := w.ops
-	var locks []int // indexes into n.idLocks, locked in ascending order
-	repeatOf := make([]int, len(ops))
-	first := map[string]int{}
-	for i, op := range ops {
-		repeatOf[i] = -1
-		if op.ID == "" {
-			continue
-		}
-		k := op.NS + "\x00" + op.ID
-		if j, ok := first[k]; ok {
-			if ops[j].Key != op.Key || ops[j].By != op.By {
-				return nil, func() {}, w.opErr(i, fmt.Errorf("%w: id %q is also op %d's, with a different body; an id names one increment", ErrConflict, op.ID, j))
-			}
-			repeatOf[i] = j
-			continue
-		}
-		first[k] = i
-		if li := n.idLocks.index(op.NS, op.ID); !slices.Contains(locks, li) {
-			locks = append(locks, li)
-		}
-	}
-	slices.Sort(locks)
-	for _, li := range locks {
-		n.idLocks[li].Lock()
-	}
-	unlock := func() {
-		for _, li := range locks {
-			n.idLocks[li].Unlock()
-		}
-	}
-	for i, op := range ops {
-		if op.ID == "" || repeatOf[i] >= 0 {
-			continue
-		}
-		if other, found, err := n.idUsedElsewhere(op.NS, op.ID, op.Key); err != nil {
-			unlock()
-			return nil, func() {}, err
-		} else if found {
-			unlock()
-			return nil, func() {}, w.opErr(i, fmt.Errorf("%w: id %q was already used for counter %q of %s; an id names one increment", ErrConflict, op.ID, other, op.NS))
-		}
-	}
-	return repeatOf, unlock, nil
+	return n.ids.Expired(rec.runtime().idWindow, c)
 }
 
 // batchDuplicatesLocked resolves the id records of a batch's ops and tells
@@ -384,9 +125,9 @@ func (n *Node) batchDuplicatesLocked(w writeReq, prepared []batchOp, repeatOf []
 				return nil, nil, kinderr.New(ErrUnavailable, err, "read id record: %v", err)
 			}
 		}
-		if st := readID(&re.C, n.id); st.seen {
-			if st.by != op.By {
-				return nil, nil, w.opErr(i, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, op.ID, st.by, op.NS, op.Key, op.By))
+		if st := idem.Read(&re.C, n.id); st.Seen {
+			if st.By != op.By {
+				return nil, nil, w.opErr(i, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, op.ID, st.By, op.NS, op.Key, op.By))
 			}
 			if sabotage.IDTwice {
 				continue // sabotage (test builds only): counted again, without a record

@@ -242,7 +242,7 @@ type namespaceRecord struct {
 	Origin    uint64          `msgpack:"o"`
 	CreatedAt int64           `msgpack:"ca"`
 	// Bank is the node that holds the initial rights of the bounds (the
-	// node that set them; bounds.go).
+	// node that set them; package node/exact).
 	Bank uint64 `msgpack:"b"`
 
 	rt   *nsRuntime  // the parsed config (see prepare); not stored

@@ -14,7 +14,12 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/hlc"
 	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/approx"
+	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/query"
+	"github.com/countmesh/countmesh/node/series"
 	"github.com/countmesh/countmesh/node/watch"
 	"github.com/countmesh/countmesh/store"
 )
@@ -40,34 +45,23 @@ type Node struct {
 	ownSeq       uint64 // this node's last own sequence number; committer goroutine only (and recovery)
 	publisher    atomic.Pointer[Publisher]
 
-	vv struct {
-		sync.Mutex // guards m and ahead
-		// m is the version vector: origin -> highest seq such that every
-		// change of that origin up to it is durably held here.
-		m map[crdt.NodeID]uint64
-		// ahead holds single changes past a gap in m, durably held here
-		// (quorum pushes, deltas of a batch that did not follow on): m
-		// moves over them once the gap is filled. In memory only;
-		// recovery finds them again in the (origin, seq) index.
-		ahead map[crdt.NodeID]map[uint64]struct{}
-	}
+	vv     versionVector
 	failed atomic.Pointer[error]
 	ready  atomic.Bool
 
-	tops           sync.Map         // namespace -> *nsTops, for namespaces asked for their top
-	anyTops        atomic.Bool      // tops is not empty
-	approx         approxSet        // approximate namespaces' sketch layouts and heavy hitters (approx.go)
-	watch          *watch.Hub       // the subscriptions, fed by changedLocked
-	idLocks        idLocks          // serialise the writes of one id (idempotency.go)
-	recent         recentIDs        // ids not yet in the store, for the cross-key check
-	series         seriesCaps       // label series per key, for Config.MaxSeriesPerKey (series.go)
-	retentionMu    sync.Mutex       // serialises retention passes; guards retentionEdges
-	retentionEdges map[string]int64 // ns 0x00 window -> bucket start dropped up to
+	tops       *query.TopSets    // top-K sets of the namespaces asked for their top
+	aggregates *query.Aggregates // aggregate queries
+	sketches   *approx.Sketches  // approximate namespaces' sketch layouts and heavy hitters
+	quorum     *exact.Quorum     // the quorum and all consistency levels
+	rights     *exact.Rights     // the rights that keep the bounds of exact namespaces
+	watch      *watch.Hub        // the subscriptions, fed by changedLocked
+	ids        *idem.IDs         // increment ids: their records, locks, take-backs and expiry
+	recent     recentIDs         // ids not yet in the store, for the cross-key check
+	windows    *series.Windows   // time buckets, label series, point-in-time reads, retention
+	ttl        *series.TTL       // expiry of counters idle past their namespace's ttl
+	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
 
-	ns struct {
-		sync.RWMutex // guards m; creation of a namespace holds the write lock
-		m            map[string]*namespaceRecord
-	}
+	ns nsTable // the namespaces
 
 	done      chan struct{}
 	baseCtx   context.Context // cancelled by Close
@@ -107,6 +101,18 @@ func Open(cfg Config) (*Node, error) {
 		OnReadThrough: func() { n.metrics.readThrough.Inc() },
 		OnEvict:       func() { n.metrics.evictions.Inc() },
 	})
+	n.windows = newWindows(n)
+	n.ttl = newTTL(n)
+	n.seriesCaps = series.NewCaps(cfg.MaxSeriesPerKey, st, func(ns, key string) (bool, error) {
+		_, found, err := n.counterState(ns, key)
+		return found, err
+	})
+	n.sketches = newSketches(n)
+	n.quorum = newQuorum(n)
+	n.rights = newBoundsRights(n)
+	n.ids = newIDs(n)
+	n.tops = query.NewTopSets(queryConfig(n))
+	n.aggregates = query.NewAggregates(queryConfig(n))
 	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
 	n.vv.m = make(map[crdt.NodeID]uint64)
@@ -290,10 +296,10 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if err := validateWrite(ns, key, by, opts); err != nil {
 		return Result{}, err
 	}
-	if rec := n.approxNamespace(ns); rec != nil {
+	if rec := n.ns.approx(ns); rec != nil {
 		return n.incrApprox(ctx, rec, ns, key, by, opts)
 	}
-	at, err := n.eventTime(opts.At)
+	at, err := series.EventTime(n.cfg.Now(), opts.At)
 	if err != nil {
 		return Result{}, err
 	}
@@ -319,10 +325,10 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err := validateName(ns, key); err != nil {
 		return Result{}, err
 	}
-	if n.approxNamespace(ns) != nil {
+	if n.ns.approx(ns) != nil {
 		return Result{}, errApproxRefused(ns, "a key cannot be reset, since its count is spread over cells shared with other keys")
 	}
-	if err := n.refuseBoundedReset(ns, "a reset"); err != nil {
+	if err := n.ns.refuseBoundedReset(ns, "a reset"); err != nil {
 		return Result{}, err
 	}
 	var before, v int64
@@ -335,7 +341,7 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err != nil {
 		return Result{}, err
 	}
-	n.recordJump(ns, key, jumpOf(before, v)) // for reads as of a time before it
+	n.windows.RecordJump(ns, key, series.JumpOf(before, v)) // for reads as of a time before it
 	return Result{Value: v}, n.durable(ctx, sync)
 }
 
@@ -345,10 +351,10 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := validateName(ns, key); err != nil {
 		return err
 	}
-	if n.approxNamespace(ns) != nil {
+	if n.ns.approx(ns) != nil {
 		return errApproxRefused(ns, "a key cannot be deleted, since its count is spread over cells shared with other keys")
 	}
-	if err := n.refuseBoundedReset(ns, "a delete"); err != nil {
+	if err := n.ns.refuseBoundedReset(ns, "a delete"); err != nil {
 		return err
 	}
 	var before int64
@@ -360,7 +366,7 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err != nil {
 		return err
 	}
-	n.recordJump(ns, key, jumpOf(before, 0)) // for reads as of a time before it
+	n.windows.RecordJump(ns, key, series.JumpOf(before, 0)) // for reads as of a time before it
 	return n.durable(ctx, sync)
 }
 
@@ -441,7 +447,7 @@ type Counter struct {
 type ReadOptions struct {
 	Consistency string
 	// At reads the value as of that time; with Window, the change during
-	// that window's bucket holding At (pointintime.go).
+	// that window's bucket holding At (package node/series).
 	At     time.Time
 	Window string
 }
@@ -460,21 +466,31 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	if err := n.checkReadable(); err != nil {
 		return Counter{}, err
 	}
-	if rec := n.approxNamespace(ns); rec != nil {
+	if rec := n.ns.approx(ns); rec != nil {
 		return n.getApprox(ctx, rec, ns, key, opts)
 	}
 	if !opts.At.IsZero() {
-		return n.readAt(ctx, ns, key, opts)
+		at, err := n.windows.ReadAt(ctx, ns, key, opts.At, opts.Window)
+		if err != nil {
+			return Counter{}, err
+		}
+		n.metrics.reads.Inc()
+		out := Counter{NS: ns, Key: key, Value: at.Value, Resolution: at.Resolution, AsOf: at.AsOf,
+			Window: at.Window, BucketStart: at.BucketStart}
+		if at.Resolution != "" {
+			out.Value = n.ns.clamp(ns, out.Value)
+		}
+		return out, nil
 	}
 	var merged *crdt.Counter // the quorum's state, which a quorum read answers
-	if lvl := n.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
-		c, err := n.gatherFrom(ctx, lvl, ns, key)
+	if lvl := n.ns.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
+		c, err := n.quorum.Gather(ctx, lvl, ns, key)
 		if err != nil {
 			return Counter{}, err
 		}
 		merged = &c
 	}
-	ttl := n.ttlOf(ns) // before the stripe lock
+	ttl := n.ns.ttlOf(ns) // before the stripe lock
 	var buf [600]byte
 	ck := keyspace.Composite(buf[:0], ns, key)
 	s := n.keys.StripeOf(ck)
@@ -495,7 +511,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		}
 	}
 	s.Unlock()
-	out.Value = n.clampToBounds(ns, out.Value)
+	out.Value = n.ns.clamp(ns, out.Value)
 	n.metrics.reads.Inc()
 	return out, nil
 }
@@ -557,7 +573,7 @@ type scanned struct {
 func (n *Node) scanLive(ns, prefix, after string, checkIdle bool, fn func(key string, c scanned) bool) error {
 	var idle func(int64) bool
 	if checkIdle {
-		ttl := n.ttlOf(ns) // before any stripe lock
+		ttl := n.ns.ttlOf(ns) // before any stripe lock
 		idle = func(updated int64) bool { return n.idle(ttl, updated) }
 	}
 	return n.keys.Scan(ns, prefix, after, idle, func(c keyspace.Scanned) bool {

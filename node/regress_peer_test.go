@@ -14,6 +14,7 @@ import (
 
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/node/exact"
 )
 
 // within runs fn and fails the test when it does not return in time: a
@@ -112,8 +113,8 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		{"apply: id record applied in the future", apply("ns", idKey("first", "k"), peer, slot(peer, 3, futureSec<<1))},
 		{"apply: id record with a time but no body", apply("ns", idKey("first", "k"), peer, slot(peer, 0, 2))},
 		{"apply: id record with a reset", apply("ns", idKey("first", "k"), peer, crdt.Counter{Reset: &crdt.Reset{Epoch: 1, Node: peer}})},
-		{"apply: gifts total past int64", apply("ex", rightsKey(givenToAll, "k"), peer, slot(peer, math.MaxInt64+1, 0))},
-		{"apply: rights received past int64", apply("ex", rightsKey(self, "k"), peer, slot(peer, 0, math.MaxInt64+1))},
+		{"apply: gifts total past int64", apply("ex", exact.RightsKey(exact.GivenToAll, "k"), peer, slot(peer, math.MaxInt64+1, 0))},
+		{"apply: rights received past int64", apply("ex", exact.RightsKey(self, "k"), peer, slot(peer, 0, math.MaxInt64+1))},
 		{"apply: range of a made-up origin", func() error {
 			return n.Apply(change.Batch{Ranges: []change.Range{{Origin: madeUp, After: 0, Upto: math.MaxUint64}}})
 		}},
@@ -128,7 +129,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		{"rights: negative want", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: -1, To: peer})},
 		{"rights: absurd want", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: math.MaxInt64, To: peer})},
 		{"rights: to a made-up node", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: 1, To: madeUp})},
-		{"rights: to the gifts total", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: 1, To: givenToAll})},
+		{"rights: to the gifts total", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: 1, To: exact.GivenToAll})},
 		{"rights: to this node", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: 1, To: self})},
 		{"batch: one bad delta refuses the good ones before it", func() error {
 			return n.Apply(change.Batch{Deltas: []change.Delta{

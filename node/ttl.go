@@ -1,39 +1,19 @@
 package node
 
 import (
-	"context"
-	"fmt"
 	"time"
 
-	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/keyspace"
-	"github.com/countmesh/countmesh/store"
+	"github.com/countmesh/countmesh/node/series"
 )
 
-// Counter TTL. A counter of a namespace with a ttl that nobody has changed
-// for that long reads 0 at once (idle), and the expiry pass deletes it: a
-// delete is an observed reset with the deleted flag, a CRDT operation like
-// any other, so it replicates and merges. A peer's increment concurrent with
-// the expiry (one that had not seen it) survives it and counts from 0, and a
-// peer's stale copy of the old value cannot bring it back: merge keeps the
-// reset's floor over the slots it observed.
-
-// ttlOf returns the ttl of ns (0 for none). It takes n.ns: never call it
-// under a stripe lock (the lock order is n.ns, then stripes).
-func (n *Node) ttlOf(ns string) time.Duration {
-	n.ns.RLock()
-	rec := n.ns.m[ns]
-	n.ns.RUnlock()
-	if rec == nil {
-		return 0
-	}
-	return rec.runtime().ttl
-}
+// Counter TTL: a counter idle past its namespace's ttl reads 0 at once,
+// and the expiry pass (package node/series, series.TTL) deletes it.
 
 // idle reports whether a counter last changed at updatedMs has outlived
 // ttl.
 func (n *Node) idle(ttl time.Duration, updatedMs int64) bool {
-	return ttl > 0 && updatedMs > 0 && n.cfg.Now().UnixMilli()-updatedMs >= ttl.Milliseconds()
+	return series.Idle(n.cfg.Now(), ttl, updatedMs)
 }
 
 // nsDuration is a namespace with one of its durations.
@@ -42,78 +22,23 @@ type nsDuration struct {
 	d  time.Duration
 }
 
-// namespacesWith returns the namespaces whose runtime config has a positive
-// duration pick (a ttl, an idempotency window).
-func (n *Node) namespacesWith(pick func(*nsRuntime) time.Duration) []nsDuration {
-	var out []nsDuration
-	n.ns.RLock()
-	defer n.ns.RUnlock()
-	for ns, rec := range n.ns.m {
-		if d := pick(rec.runtime()); d > 0 {
-			out = append(out, nsDuration{ns, d})
-		}
-	}
-	return out
-}
-
-// maxExpirePerPass bounds the deletes of one expiry pass per namespace; the
-// next pass takes the rest.
-const maxExpirePerPass = 100_000
-
-// expireIdle deletes the idle counters (user counters and label series) of
-// every namespace with a ttl. It scans those namespaces; time buckets are
-// left to retention.
-func (n *Node) expireIdle(ctx context.Context) error {
-	jobs := n.namespacesWith(func(rt *nsRuntime) time.Duration { return rt.ttl })
-	if len(jobs) == 0 {
-		return nil
-	}
-	if err := n.checkWritable(0); err != nil {
-		return err
-	}
-	if err := n.Checkpoint(); err != nil {
-		return err
-	}
-	for _, j := range jobs {
-		edge := n.cfg.Now().UnixMilli() - j.d.Milliseconds()
-		var idle []string
-		collect := func(key string, r store.Record) bool {
-			if r.UpdatedMs > 0 && r.UpdatedMs <= edge && r.Counter.Live() {
-				idle = append(idle, key)
-			}
-			return len(idle) < maxExpirePerPass && ctx.Err() == nil
-		}
-		err := n.store.ScanRecords(j.ns, string([]byte{keyspace.KindSeries}), "", collect)
-		if err == nil {
-			err = n.store.ScanRecords(j.ns, "", keyspace.FirstUserKey, collect)
-		}
-		if err != nil {
-			return kinderr.New(ErrUnavailable, err, "scan for idle counters: %v", err)
-		}
-		for _, key := range idle {
-			// The hot set may hold a later change than the scan saw.
-			var before int64
-			err := n.modify(j.ns, key, false, func(e *keyspace.Entry) error {
-				if e.Updated > edge || !e.C.Live() {
-					return errNotIdle
-				}
-				before = e.C.Value()
-				e.C.SetReset(n.id, 0, true)
-				return nil
-			})
-			if err != nil && err != errNotIdle {
+// newTTL wires the expiry of idle counters (package node/series) to the
+// node.
+func newTTL(n *Node) *series.TTL {
+	return series.NewTTL(series.TTLConfig{
+		ID:    n.id,
+		Store: n.store,
+		Now:   n.cfg.Now,
+		Prepare: func() error {
+			if err := n.checkWritable(0); err != nil {
 				return err
 			}
-			if err == nil {
-				n.recordJump(j.ns, key, jumpOf(before, 0))
-			}
-		}
-		if len(idle) > 0 {
-			n.metrics.expired.Add(float64(len(idle)))
-		}
-	}
-	return nil
+			return n.Checkpoint()
+		},
+		Modify: func(ns, key string, fn func(e *keyspace.Entry) error) error {
+			return n.modify(ns, key, false, fn)
+		},
+		Jump:      n.windows.RecordJump,
+		OnExpired: func(k int) { n.metrics.expired.Add(float64(k)) },
+	})
 }
-
-// errNotIdle stops the expiry of a counter that changed since the scan.
-var errNotIdle = fmt.Errorf("counter changed since the scan")

@@ -13,9 +13,9 @@ import (
 // from before. Every change of a counter's state passes here (own writes,
 // replicated merges, expiry); the caller holds the counter's stripe lock.
 func (n *Node) changedLocked(ns, key string, before int64, e *keyspace.Entry) {
-	tops, watched := n.anyTops.Load(), n.watch.Active()
+	tops, watched := n.tops.Active(), n.watch.Active()
 	if tops {
-		n.observeTop(ns, key, before, e.C.Value(), e.C.Live())
+		n.tops.Observe(ns, key, before, e.C.Value(), e.C.Live())
 	}
 	if watched && !keyspace.IsInternal(key) {
 		n.watch.Notify(ns, key)

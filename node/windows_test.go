@@ -13,6 +13,7 @@ import (
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/series"
 )
 
 // fakeClock is a settable clock for Config.Now.
@@ -106,11 +107,11 @@ func TestWindowsMatchReferenceOverAWeek(t *testing.T) {
 	if err := n.Checkpoint(); err != nil {
 		t.Fatal(err)
 	}
-	oldest := func(g granularity) (int64, int) {
+	oldest := func(g series.Granularity) (int64, int) {
 		first, count := int64(-1), 0
-		prefix := string([]byte{keyspace.KindBucket, g.idx})
+		prefix := string([]byte{keyspace.KindBucket, g.Idx})
 		if err := n.store.ScanCounters("an", prefix, "", func(key string, c crdt.Counter) bool {
-			_, s, _, _ := parseBucketKey(key)
+			_, s, _, _ := series.ParseBucketKey(key)
 			if first < 0 {
 				first = s
 			}
@@ -121,7 +122,7 @@ func TestWindowsMatchReferenceOverAWeek(t *testing.T) {
 		}
 		return first, count
 	}
-	minute, hour, day := granularities[2], granularities[4], granularities[5]
+	minute, hour, day := series.Granularities[2], series.Granularities[4], series.Granularities[5]
 	if first, _ := oldest(minute); first != start.Unix() {
 		t.Fatalf("oldest 1m bucket before retention = %d, want %d", first, start.Unix())
 	}

@@ -1,4 +1,4 @@
-package node
+package query
 
 import (
 	"cmp"
@@ -12,9 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/countmesh/countmesh/internal/kinderr"
-	"github.com/countmesh/countmesh/node/keyspace"
 	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/internal/nodeerr"
+	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/series"
 )
 
 // Top-K. For each namespace that has been asked for its top counters, the
@@ -155,7 +158,7 @@ func (t *topSet) raiseCeiling(v int64) {
 
 // top returns the k largest members under prefix (ties by key), and whether
 // they are certainly the true top k.
-func (t *topSet) top(k int, prefix string) ([]Counter, bool) {
+func (t *topSet) top(k int, prefix string) ([]Item, bool) {
 	t.mu.Lock()
 	items := make([]topItem, 0, min(k*4, len(t.heap)))
 	for _, it := range t.heap {
@@ -181,9 +184,9 @@ func (t *topSet) top(k int, prefix string) ([]Counter, bool) {
 			exact = true
 		}
 	}
-	out := make([]Counter, len(items))
+	out := make([]Item, len(items))
 	for i, it := range items {
-		out[i] = Counter{Key: it.key, Value: it.val}
+		out[i] = Item{Key: it.key, Value: it.val}
 	}
 	return out, exact
 }
@@ -195,23 +198,62 @@ type nsTops struct {
 	windows [6]atomic.Pointer[topSet] // by granularity index
 }
 
+// Item is one counter of a ranking.
+type Item struct {
+	Key   string
+	Value int64
+}
+
+// Config holds what the queries need from the node.
+type Config struct {
+	Now  func() time.Time
+	Log  *zap.Logger
+	Done <-chan struct{} // closed when the node closes: fills stop
+	// Scan calls fn, in key order, for every counter of ns whose key
+	// starts with prefix and sorts after `after`, with its freshest value,
+	// until fn returns false (keyspace.Set.Scan). live is false for a
+	// deleted counter or one idle past its namespace's ttl.
+	Scan func(ns, prefix, after string, fn func(key string, value int64, live bool) bool) error
+	// Windows returns the windows ns keeps, or an error when it keeps none
+	// (series.Windows.Kept).
+	Windows func(ns string) ([]series.Window, error)
+	// Exists reports whether the namespace ns exists.
+	Exists func(ns string) bool
+}
+
+// TopSets keeps, per namespace asked for its top, the top sets of all time
+// and of each window's current bucket. It is safe for concurrent use.
+type TopSets struct {
+	cfg  Config
+	sets sync.Map    // namespace -> *nsTops, for namespaces asked for their top
+	any  atomic.Bool // sets is not empty
+}
+
+// NewTopSets returns empty top sets.
+func NewTopSets(cfg Config) *TopSets { return &TopSets{cfg: cfg} }
+
 // topsFor returns the namespace's top sets, creating them when create.
-func (n *Node) topsFor(ns string, create bool) *nsTops {
-	if v, ok := n.tops.Load(ns); ok {
+func (q *TopSets) topsFor(ns string, create bool) *nsTops {
+	if v, ok := q.sets.Load(ns); ok {
 		return v.(*nsTops)
 	}
 	if !create {
 		return nil
 	}
-	v, _ := n.tops.LoadOrStore(ns, new(nsTops))
-	n.anyTops.Store(true)
+	v, _ := q.sets.LoadOrStore(ns, new(nsTops))
+	q.any.Store(true)
 	return v.(*nsTops)
 }
 
-// observeTop feeds a change of ns/key to the namespace's top sets, if any.
-// The caller holds the counter's stripe lock.
-func (n *Node) observeTop(ns, key string, before, after int64, live bool) {
-	tops := n.topsFor(ns, false)
+// Active reports whether any namespace has top sets to feed: a writer that
+// sees false need not call Observe.
+func (q *TopSets) Active() bool { return q.any.Load() }
+
+// Observe feeds a change of ns/key from before to after (live false: it is
+// deleted or idle) to the namespace's top sets, if any. The caller holds the
+// counter's stripe lock, so one key's changes arrive in order.
+func (q *TopSets) Observe(ns, key string, before, after int64, live bool) {
+	tops := q.topsFor(ns, false)
 	if tops == nil {
 		return
 	}
@@ -221,18 +263,18 @@ func (n *Node) observeTop(ns, key string, before, after int64, live bool) {
 		}
 		return
 	}
-	g, start, series, ok := parseBucketKey(key)
-	if !ok || keyspace.IsInternal(series) {
+	g, start, sk, ok := series.ParseBucketKey(key)
+	if !ok || keyspace.IsInternal(sk) {
 		return
 	}
-	if t := tops.windows[g.idx].Load(); t != nil && t.start == start {
-		t.observe(series, before, after, live)
+	if t := tops.windows[g.Idx].Load(); t != nil && t.start == start {
+		t.observe(sk, before, after, live)
 	}
 }
 
 // TopResult is the answer to Top.
 type TopResult struct {
-	Items []Counter
+	Items []Item
 	Exact bool
 	// Window and BucketStart name the bucket ranked, for a windowed query.
 	Window      string
@@ -240,55 +282,39 @@ type TopResult struct {
 }
 
 // Top returns the k largest counters of ns whose key starts with prefix, of
-// all time or, with window, of the window's current bucket.
-func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix string) (TopResult, error) {
-	if err := ValidateNamespace(ns); err != nil {
-		return TopResult{}, err
-	}
-	if k < 1 || k > MaxTopK {
-		return TopResult{}, fmt.Errorf("%w: k must be 1 to %d, got %d", ErrInvalidArgument, MaxTopK, k)
-	}
-	if n.approxNamespace(ns) != nil {
-		if windowName != "" {
-			return TopResult{}, errApproxRefused(ns, "it keeps no time buckets, so it has no top of a window; leave window out")
-		}
-		items, err := n.topApprox(ns, k, prefix)
-		return TopResult{Items: items}, err // estimates: never exact
-	}
-	var w window
+// all time or, with window, of the window's current bucket. The caller has
+// checked ns and k.
+func (q *TopSets) Top(ctx context.Context, ns string, k int, windowName, prefix string) (TopResult, error) {
+	var w series.Window
 	var out TopResult
 	if windowName != "" {
-		rt, err := n.windowedRuntime(ns)
+		ws, err := q.cfg.Windows(ns)
 		if err != nil {
 			return TopResult{}, err
 		}
 		var ok bool
-		if w, ok = rt.window(windowName); !ok {
-			return TopResult{}, fmt.Errorf("%w: namespace %q does not keep window %q", ErrInvalidArgument, ns, windowName)
+		if w, ok = series.Find(ws, windowName); !ok {
+			return TopResult{}, fmt.Errorf("%w: namespace %q does not keep window %q", nodeerr.ErrInvalidArgument, ns, windowName)
 		}
 	}
-	n.ns.RLock()
-	_, exists := n.ns.m[ns]
-	n.ns.RUnlock()
-	if !exists {
-		return TopResult{Items: []Counter{}, Exact: true}, nil
+	if !q.cfg.Exists(ns) {
+		return TopResult{Items: []Item{}, Exact: true}, nil
 	}
-	tops := n.topsFor(ns, true)
+	tops := q.topsFor(ns, true)
 	var t *topSet
 	if windowName == "" {
 		t = tops.total.Load()
 		if t == nil {
 			nt := newTopSet(0)
 			if tops.total.CompareAndSwap(nil, nt) {
-				go n.fillTop(nt, ns, "")
+				go q.fillTop(nt, ns, "")
 			}
 			t = tops.total.Load()
 		}
 	} else {
-		now := n.cfg.Now().Unix()
-		start := now / w.g.secs * w.g.secs
-		out.Window, out.BucketStart = w.g.name, time.Unix(start, 0).UTC()
-		slot := &tops.windows[w.g.idx]
+		start := w.Start(q.cfg.Now().Unix())
+		out.Window, out.BucketStart = w.G.Name, time.Unix(start, 0).UTC()
+		slot := &tops.windows[w.G.Idx]
 		for {
 			t = slot.Load()
 			if t != nil && t.start >= start {
@@ -296,7 +322,7 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 			}
 			nt := newTopSet(start)
 			if slot.CompareAndSwap(t, nt) {
-				go n.fillTop(nt, ns, string(bucketKey(nil, w.g, start, "")))
+				go q.fillTop(nt, ns, string(series.BucketKey(nil, w.G, start, "")))
 				t = nt
 				break
 			}
@@ -311,7 +337,7 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 	if !exact && prefix != "" && windowName == "" {
 		// A prefix's counters outside the set: rank the prefix itself.
 		var err error
-		if items, err = n.scanTop(ctx, ns, prefix, k); err != nil {
+		if items, err = q.scanTop(ctx, ns, prefix, k); err != nil {
 			return TopResult{}, err
 		}
 		exact = true
@@ -320,36 +346,32 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 		stale := time.Since(t.rebuilt) > topRebuildEvery && !t.building
 		t.mu.Unlock()
 		if stale {
-			n.rebuildTop(tops, t, ns, w, windowName != "")
+			q.rebuildTop(tops, t, ns, w, windowName != "")
 		}
 	}
-	for i := range items {
-		items[i].NS = ns
-	}
-	n.metrics.reads.Inc()
 	out.Items, out.Exact = items, exact
 	return out, nil
 }
 
 // rebuildTop replaces an inexact set with a fresh one filled from a scan.
-func (n *Node) rebuildTop(tops *nsTops, old *topSet, ns string, w window, windowed bool) {
+func (q *TopSets) rebuildTop(tops *nsTops, old *topSet, ns string, w series.Window, windowed bool) {
 	nt := newTopSet(old.start)
 	if !windowed {
 		if tops.total.CompareAndSwap(old, nt) {
-			go n.fillTop(nt, ns, "")
+			go q.fillTop(nt, ns, "")
 		}
 		return
 	}
-	if tops.windows[w.g.idx].CompareAndSwap(old, nt) {
-		go n.fillTop(nt, ns, string(bucketKey(nil, w.g, old.start, "")))
+	if tops.windows[w.G.Idx].CompareAndSwap(old, nt) {
+		go q.fillTop(nt, ns, string(series.BucketKey(nil, w.G, old.start, "")))
 	}
 }
 
 // fillTop fills a new set from a scan of ns (bucketPrefix empty: the user
 // counters; else the counters of one bucket). The set is installed before
 // the scan, so changes during it are observed; the scan sees every change
-// before it (scanLive).
-func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
+// before it (Config.Scan).
+func (q *TopSets) fillTop(t *topSet, ns, bucketPrefix string) {
 	defer func() {
 		t.mu.Lock()
 		t.building, t.touched, t.rebuilt = false, nil, time.Now()
@@ -360,7 +382,7 @@ func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
 	if prefix == "" {
 		after = keyspace.FirstUserKey
 	}
-	err := n.scanLive(ns, prefix, after, true, func(key string, c scanned) bool {
+	err := q.cfg.Scan(ns, prefix, after, func(key string, value int64, live bool) bool {
 		user := key
 		if bucketPrefix != "" {
 			user = key[len(bucketPrefix):]
@@ -370,33 +392,33 @@ func (n *Node) fillTop(t *topSet, ns, bucketPrefix string) {
 		}
 		t.mu.Lock()
 		if _, seen := t.touched[user]; !seen {
-			t.offerLocked(user, c.Value, c.live)
+			t.offerLocked(user, value, live)
 		}
 		t.mu.Unlock()
 		select {
-		case <-n.done:
+		case <-q.cfg.Done:
 			return false
 		default:
 			return true
 		}
 	})
 	if err != nil {
-		n.log.Warn("top-k: the scan that fills the set failed; it may miss counters until it is rebuilt", zap.String("ns", ns), zap.Error(err))
+		q.cfg.Log.Warn("top-k: the scan that fills the set failed; it may miss counters until it is rebuilt", zap.String("ns", ns), zap.Error(err))
 	}
 }
 
 // scanTop ranks the counters under prefix by scanning them.
-func (n *Node) scanTop(ctx context.Context, ns, prefix string, k int) ([]Counter, error) {
+func (q *TopSets) scanTop(ctx context.Context, ns, prefix string, k int) ([]Item, error) {
 	t := newTopSet(0)
-	err := n.scanLive(ns, prefix, keyspace.FirstUserKey, true, func(key string, c scanned) bool {
-		t.offerLocked(key, c.Value, c.live)
+	err := q.cfg.Scan(ns, prefix, keyspace.FirstUserKey, func(key string, value int64, live bool) bool {
+		t.offerLocked(key, value, live)
 		return ctx.Err() == nil
 	})
 	if err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
-		return nil, kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
+		return nil, kinderr.New(nodeerr.ErrUnavailable, err, "scan counters: %v", err)
 	}
 	items, _ := t.top(k, prefix)
 	return items, nil

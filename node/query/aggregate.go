@@ -1,11 +1,15 @@
-package node
+package query
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+
 	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/internal/nodeerr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/series"
 )
 
 // Stats are count, sum, average, minimum and maximum over a set of counters.
@@ -19,8 +23,8 @@ type Stats struct {
 
 // add counts one counter's value; it fails when the sum leaves int64.
 func (s *Stats) add(v int64) error {
-	if !clampAdd(s.Sum, v) {
-		return fmt.Errorf("%w: the sum leaves the int64 range", ErrOverflow)
+	if !addOK(s.Sum, v) {
+		return fmt.Errorf("%w: the sum leaves the int64 range", nodeerr.ErrOverflow)
 	}
 	if s.Count == 0 || v < s.Min {
 		s.Min = v
@@ -45,37 +49,36 @@ type AggregateResult struct {
 	BucketStart int64
 }
 
+// Aggregates answers aggregate queries by scanning the counters
+// (Config.Scan); it keeps no state of its own.
+type Aggregates struct{ cfg Config }
+
+// NewAggregates returns the aggregate queries over cfg.Scan.
+func NewAggregates(cfg Config) *Aggregates { return &Aggregates{cfg: cfg} }
+
 // Aggregate returns the stats of the counters of ns under prefix: of their
 // values, or with window of their changes in the window's current bucket.
 // With groupBy, the counters are also split by the value of that label: a
 // key's value in a group is the sum of its label series carrying that value
-// (keys written without the label are in no group).
-func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy string) (AggregateResult, error) {
-	if err := ValidateNamespace(ns); err != nil {
-		return AggregateResult{}, err
-	}
-	if groupBy != "" && ValidateNamespace(groupBy) != nil {
-		return AggregateResult{}, fmt.Errorf("%w: group_by %q is not a label name ([a-z0-9][a-z0-9_.-]{0,63})", ErrInvalidArgument, groupBy)
-	}
+// (keys written without the label are in no group). The caller has checked
+// ns and groupBy.
+func (q *Aggregates) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy string) (AggregateResult, error) {
 	var out AggregateResult
 	base := "" // the key prefix of the counters aggregated: "" or a bucket's
 	if windowName != "" {
-		rt, err := n.windowedRuntime(ns)
+		ws, err := q.cfg.Windows(ns)
 		if err != nil {
 			return out, err
 		}
-		w, ok := rt.window(windowName)
+		w, ok := series.Find(ws, windowName)
 		if !ok {
-			return out, fmt.Errorf("%w: namespace %q does not keep window %q", ErrInvalidArgument, ns, windowName)
+			return out, fmt.Errorf("%w: namespace %q does not keep window %q", nodeerr.ErrInvalidArgument, ns, windowName)
 		}
-		start := n.cfg.Now().Unix() / w.g.secs * w.g.secs
-		base = string(bucketKey(nil, w.g, start, ""))
-		out.Window, out.BucketStart = w.g.name, start
+		start := q.cfg.Now().Unix() / w.G.Secs * w.G.Secs
+		base = string(series.BucketKey(nil, w.G, start, ""))
+		out.Window, out.BucketStart = w.G.Name, start
 	}
-	n.ns.RLock()
-	_, exists := n.ns.m[ns]
-	n.ns.RUnlock()
-	if !exists && groupBy == "" {
+	if !q.cfg.Exists(ns) && groupBy == "" {
 		return out, nil
 	}
 	// The counters themselves.
@@ -84,14 +87,14 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 	if base == "" {
 		after = keyspace.FirstUserKey
 	}
-	err := n.scanLive(ns, base+prefix, after, true, func(key string, c scanned) bool {
+	err := q.cfg.Scan(ns, base+prefix, after, func(key string, value int64, live bool) bool {
 		if keyspace.IsInternal(key[len(base):]) {
 			return true // a label series' bucket
 		}
-		if !c.live {
+		if !live {
 			return true
 		}
-		if scanErr = out.add(c.Value); scanErr != nil {
+		if scanErr = out.add(value); scanErr != nil {
 			return false
 		}
 		return ctx.Err() == nil
@@ -106,8 +109,8 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 	perKey := make(map[string]map[string]int64)
 	seen := false
 	seriesPrefix := base + string([]byte{keyspace.KindSeries}) + prefix
-	err = n.scanLive(ns, seriesPrefix, "", true, func(key string, c scanned) bool {
-		skey, labels, ok := parseSeriesKey(key[len(base):])
+	err = q.cfg.Scan(ns, seriesPrefix, "", func(key string, value int64, live bool) bool {
+		skey, labels, ok := series.ParseKey(key[len(base):])
 		if !ok {
 			return true
 		}
@@ -116,7 +119,7 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 			return true
 		}
 		seen = true
-		if !c.live {
+		if !live {
 			return true
 		}
 		g := perKey[v]
@@ -125,18 +128,18 @@ func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy st
 			perKey[v] = g
 		}
 		sum := g[skey]
-		if !clampAdd(sum, c.Value) {
-			scanErr = fmt.Errorf("%w: the sum leaves the int64 range", ErrOverflow)
+		if !addOK(sum, value) {
+			scanErr = fmt.Errorf("%w: the sum leaves the int64 range", nodeerr.ErrOverflow)
 			return false
 		}
-		g[skey] = sum + c.Value
+		g[skey] = sum + value
 		return ctx.Err() == nil
 	})
 	if err := scanResult(ctx, err, scanErr); err != nil {
 		return out, err
 	}
 	if !seen {
-		return out, fmt.Errorf("%w: no counter of %q under prefix %q was written with label %q", ErrInvalidArgument, ns, prefix, groupBy)
+		return out, fmt.Errorf("%w: no counter of %q under prefix %q was written with label %q", nodeerr.ErrInvalidArgument, ns, prefix, groupBy)
 	}
 	out.Groups = make(map[string]Stats, len(perKey))
 	for v, keys := range perKey {
@@ -168,8 +171,13 @@ func scanResult(ctx context.Context, err, scanErr error) error {
 
 // aggregateError passes the node's own errors and wraps the store's.
 func aggregateError(err error) error {
-	if errors.Is(err, ErrOverflow) || errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, nodeerr.ErrOverflow) || errors.Is(err, nodeerr.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
+	return kinderr.New(nodeerr.ErrUnavailable, err, "scan counters: %v", err)
+}
+
+// addOK reports whether v+by stays in int64.
+func addOK(v, by int64) bool {
+	return !((by > 0 && v > math.MaxInt64-by) || (by < 0 && v < math.MinInt64-by))
 }
