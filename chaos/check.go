@@ -219,6 +219,7 @@ type group struct {
 // checker holds what the checks share.
 type checker struct {
 	h   *History
+	cut map[string][]span // per node, when it could send to no one (cutOff)
 	eff []Outcome // the outcome of each op after the wipe exception
 	// groups by key, in order of first invoke.
 	groups map[string][]*group
@@ -245,12 +246,17 @@ func strong(consistency string) bool { return consistency == "quorum" || consist
 // Outcome OK acks its group (the node says the ID is already counted).
 //
 // The wipe exception, applied before every check: an Incr acknowledged by
-// node n (Outcome OK, Complete) at most h.LossWindow before a Wipe fault
-// of n started is counted as Unknown: possible, never required. A strong
-// Read answered by n in that window is no evidence for linearizability
-// either: it may show increments the wipe then lost (a region of one
-// acknowledges quorum writes that live on its disk and in its streams
-// only). Local reads are judged as before (their bounds allow it).
+// node n (Outcome OK, Complete) that n had not been able to pass on for
+// h.LossWindow before a Wipe fault of n started is counted as Unknown:
+// possible, never required. "Able to pass on" is the time from the ack to
+// the wipe less the time n was cut off from every other node (alone on its
+// side of a partition of nodes or regions, paused, or killed): a write that
+// a region of one acknowledged while cut off stays on its disk alone until
+// the partition heals. A strong Read answered by n in that window is no
+// evidence for linearizability either: it may show increments the wipe then
+// lost (a region of one acknowledges quorum writes that live on its disk
+// and in its streams only). Local reads are judged as before (their bounds
+// allow it).
 //
 // Consistency "quorum" and "all" are "strong"; anything else ("local",
 // or "" when the client did not record it) is local.
@@ -378,17 +384,84 @@ func newChecker(h *History) *checker {
 	return c
 }
 
-// mayBeLost reports whether an acked op falls under the wipe exception.
+// mayBeLost reports whether an acked op falls under the wipe exception:
+// its node was wiped before it had been connected for LossWindow since the
+// ack (cutOff).
 func (c *checker) mayBeLost(op Op) bool {
+	if c.cut == nil {
+		c.cut = cutOff(c.h.Faults)
+	}
 	for _, f := range c.h.Faults {
-		if f.Kind != Wipe || !slices.Contains(f.Nodes, op.Node) {
+		if f.Kind != Wipe || !slices.Contains(f.Nodes, op.Node) || op.Complete.After(f.Start) {
 			continue
 		}
-		if !op.Complete.After(f.Start) && f.Start.Sub(op.Complete) <= c.h.LossWindow {
+		if connectedFor(c.cut[op.Node], op.Complete, f.Start) <= c.h.LossWindow {
 			return true
 		}
 	}
 	return false
+}
+
+// span is a time interval [from, to).
+type span struct{ from, to time.Time }
+
+// cutOff returns, per node, the times it could send nothing to any other
+// node, merged and sorted: alone on its side of a partition of nodes or
+// regions, paused, or killed (until restarted). A one-way partition leaves
+// the node some direction to send in, so it does not count.
+func cutOff(faults []Fault) map[string][]span {
+	out := map[string][]span{}
+	for _, f := range faults {
+		end := f.End
+		if end.IsZero() {
+			end = time.Unix(1<<40, 0) // never healed
+		}
+		switch f.Kind {
+		case PartitionNodes, PartitionRegions:
+			for _, g := range f.Groups {
+				if len(g) == 1 {
+					out[g[0]] = append(out[g[0]], span{f.Start, end})
+				}
+			}
+		case Pause, Kill:
+			for _, n := range f.Nodes {
+				out[n] = append(out[n], span{f.Start, end})
+			}
+		}
+	}
+	for n, ss := range out {
+		slices.SortFunc(ss, func(a, b span) int { return a.from.Compare(b.from) })
+		merged := ss[:1]
+		for _, s := range ss[1:] {
+			last := &merged[len(merged)-1]
+			if s.from.After(last.to) {
+				merged = append(merged, s)
+			} else if s.to.After(last.to) {
+				last.to = s.to
+			}
+		}
+		out[n] = merged
+	}
+	return out
+}
+
+// connectedFor returns how much of [from, to) lies outside the sorted,
+// disjoint spans cut: how long a node could pass a change on.
+func connectedFor(cut []span, from, to time.Time) time.Duration {
+	d := to.Sub(from)
+	for _, s := range cut {
+		lo, hi := s.from, s.to
+		if lo.Before(from) {
+			lo = from
+		}
+		if hi.After(to) {
+			hi = to
+		}
+		if hi.After(lo) {
+			d -= hi.Sub(lo)
+		}
+	}
+	return d
 }
 
 // sameRegion reports whether two nodes are in one region (a strong read

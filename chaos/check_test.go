@@ -233,6 +233,20 @@ func TestCheckAcceptsEdgeCases(t *testing.T) {
 			h.Faults = []Fault{{Kind: Wipe, Nodes: []string{"n3"}, Start: at(40), End: at(100)}}
 			return h
 		}()},
+		{"a write acked by a node cut off until its wipe may be lost, however long the cut lasted", func() *History {
+			// Found by a 1,000-cycle campaign (seed 20261203): n19, a region
+			// of one, acknowledged quorum writes while partitioned alone,
+			// and was wiped 3.04 s later (LossWindow 3 s) without the
+			// partition ever healing.
+			h := hist([]Op{incr(0, "n3", "q/k", "quorum", 1, 0, 10, OK)}, everywhere(map[string]int64{"q/k": 0}))
+			h.Faults = []Fault{
+				{Kind: PartitionNodes, Groups: [][]string{{"n3"}, {"n1", "n2"}}, Start: at(5), End: at(100)},
+				{Kind: Pause, Nodes: []string{"n3"}, Start: at(100), End: at(150)},
+				{Kind: PartitionRegions, Groups: [][]string{{"n1"}, {"n2"}, {"n3"}}, Start: at(150), End: at(235)},
+				{Kind: Wipe, Nodes: []string{"n3"}, Start: at(240), End: at(300)},
+			}
+			return h
+		}()},
 		{"a strong read by a node wiped just after proves nothing (a region of one lost what it showed)", func() *History {
 			h := hist([]Op{
 				incr(0, "n3", "q/k", "quorum", 1, 0, 10, OK),
@@ -273,6 +287,16 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 			incr(0, "n1", "q/k", "quorum", 1, 0, 10, OK),
 			incr(1, "n2", "q/k", "quorum", 1, 20, 30, OK),
 		}, everywhere(map[string]int64{"q/k": 1})), 1},
+		{"a write lost to a wipe after its node had been connected for longer than the loss window", CheckFinal, func() *History {
+			h := hist([]Op{incr(0, "n3", "q/k", "quorum", 1, 0, 10, OK)}, everywhere(map[string]int64{"q/k": 0}))
+			h.Faults = []Fault{
+				{Kind: PartitionNodes, Groups: [][]string{{"n3"}, {"n1", "n2"}}, Start: at(5), End: at(100)},
+				// Healed from 100 to 200: 100 ms connected, LossWindow 50 ms.
+				{Kind: PartitionNodes, Groups: [][]string{{"n3", "n1"}, {"n2"}}, Start: at(200), End: at(240)},
+				{Kind: Wipe, Nodes: []string{"n3"}, Start: at(240), End: at(300)},
+			}
+			return h
+		}(), 0},
 		{"a diverged node (a dropped delta)", CheckFinal, hist([]Op{
 			incr(0, "n1", "q/k", "local", 1, 0, 10, OK),
 		}, map[string]map[string]int64{"n1": {"q/k": 1}, "n2": {"q/k": 1}, "n3": {}}), 0},
@@ -445,5 +469,29 @@ func TestQuorumIsPerRegion(t *testing.T) {
 	r := Check(h)
 	if r.OK() || r.Failure == nil || (r.Failure.Check != CheckLinearizable && r.Failure.Check != CheckReads) {
 		t.Fatalf("a quorum read that missed its own region's quorum write was not reported:\n%s", r)
+	}
+}
+
+func TestHistoryRoundTrip(t *testing.T) {
+	h := simulate(3)
+	h.Faults = []Fault{{Kind: PartitionNodes, Groups: [][]string{{"n1"}, {"n2", "n3"}}, Start: at(1), End: at(2)}, {Kind: Leave, Nodes: []string{"n3"}, Start: at(3)}}
+	var buf strings.Builder
+	if err := WriteHistory(&buf, h); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadHistory(strings.NewReader(buf.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Ops) != len(h.Ops) || len(got.Faults) != 2 || got.Seed != h.Seed || !got.Faults[1].End.IsZero() {
+		t.Fatalf("read back %d ops, %d faults, seed %d; wrote %d, 2, %d", len(got.Ops), len(got.Faults), got.Seed, len(h.Ops), h.Seed)
+	}
+	if a, b := Check(h).Summary(), Check(got).Summary(); a != b {
+		t.Fatalf("the checker's verdicts differ after a round trip:\n%s\n%s", a, b)
+	}
+	for _, bad := range []string{"", `{"op":{}}` + "\n", `{"history":{}}` + "\n" + `{}` + "\n", "{"} {
+		if _, err := ReadHistory(strings.NewReader(bad)); err == nil {
+			t.Errorf("ReadHistory(%q) = nil error", bad)
+		}
 	}
 }

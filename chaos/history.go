@@ -4,7 +4,13 @@
 
 package chaos
 
-import "time"
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
 
 // Outcome is how an operation ended from the client's point of view.
 type Outcome uint8
@@ -141,4 +147,65 @@ type History struct {
 	// read need only see the strong writes made in its region. Nil: one
 	// region.
 	Regions map[string]string `json:"regions,omitempty"`
+}
+
+// WriteHistory writes h as JSON lines: {"history":…} first (everything but
+// the faults and operations), then one {"fault":…} per fault and one
+// {"op":…} per operation, in order.
+func WriteHistory(w io.Writer, h *History) error {
+	enc := json.NewEncoder(w)
+	if err := enc.Encode(map[string]any{"history": h}); err != nil {
+		return err
+	}
+	for _, f := range h.Faults {
+		if err := enc.Encode(map[string]any{"fault": f}); err != nil {
+			return err
+		}
+	}
+	for _, o := range h.Ops {
+		if err := enc.Encode(map[string]any{"op": o}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ReadHistory reads what WriteHistory wrote, so that a recorded campaign
+// can be checked again (by a newer checker, say).
+func ReadHistory(r io.Reader) (*History, error) {
+	dec := json.NewDecoder(r)
+	var h *History
+	for line := 1; ; line++ {
+		var rec struct {
+			History *History `json:"history"`
+			Fault   *Fault   `json:"fault"`
+			Op      *Op      `json:"op"`
+		}
+		err := dec.Decode(&rec)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("chaos: history record %d: %w", line, err)
+		}
+		switch {
+		case rec.History != nil:
+			if h != nil {
+				return nil, fmt.Errorf("chaos: history record %d: a second history header", line)
+			}
+			h = rec.History
+		case h == nil:
+			return nil, fmt.Errorf("chaos: history record %d: a fault or operation before the history header", line)
+		case rec.Fault != nil:
+			h.Faults = append(h.Faults, *rec.Fault)
+		case rec.Op != nil:
+			h.Ops = append(h.Ops, *rec.Op)
+		default:
+			return nil, fmt.Errorf("chaos: history record %d: neither history, fault nor op", line)
+		}
+	}
+	if h == nil {
+		return nil, errors.New("chaos: empty history")
+	}
+	return h, nil
 }

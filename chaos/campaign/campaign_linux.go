@@ -886,14 +886,7 @@ func writeHistory(dir string, h *chaos.History) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	enc := json.NewEncoder(f)
-	errs := []error{enc.Encode(map[string]any{"history": h})}
-	for _, ft := range h.Faults {
-		errs = append(errs, enc.Encode(map[string]any{"fault": ft}))
-	}
-	for _, o := range h.Ops {
-		errs = append(errs, enc.Encode(map[string]any{"op": o}))
-	}
+	errs := []error{chaos.WriteHistory(f, h)}
 	errs = append(errs, f.Close())
 	return path, errors.Join(errs...)
 }
