@@ -220,7 +220,7 @@ type group struct {
 type checker struct {
 	h   *History
 	cut map[string][]span // per node, when it could send to no one (cutOff)
-	eff []Outcome // the outcome of each op after the wipe exception
+	eff []Outcome         // the outcome of each op after the wipe exception
 	// groups by key, in order of first invoke.
 	groups map[string][]*group
 	// ops holds the indices of each key's ops, in invoke order.
