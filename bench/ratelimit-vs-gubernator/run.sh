@@ -61,6 +61,7 @@ fi
 "$WORK/countd" --data-dir "$WORK/countd-data" --http-addr "$CD_HTTP" --admin-addr "$CD_ADMIN" \
   --gossip-addr off --resp-addr off --log-level warn >"$OUT/countd.log" 2>&1 &
 PIDS+=($!)
+PID_countd=$!
 
 # One gubernator node: member-list discovery that knows only itself; traces off.
 env GUBER_HTTP_ADDRESS=$GB_HTTP GUBER_GRPC_ADDRESS=$GB_GRPC GUBER_ADVERTISE_ADDRESS=$GB_GRPC \
@@ -68,6 +69,7 @@ env GUBER_HTTP_ADDRESS=$GB_HTTP GUBER_GRPC_ADDRESS=$GB_GRPC GUBER_ADVERTISE_ADDR
   GUBER_MEMBERLIST_KNOWN_NODES=$GB_ML GUBER_LOG_LEVEL=warn OTEL_TRACES_EXPORTER=none \
   "$GUB_BIN" >"$OUT/gubernator.log" 2>&1 &
 PIDS+=($!)
+PID_gubernator=$!
 
 wait_ok() { # name, curl arguments...
   local name=$1; shift
@@ -84,16 +86,26 @@ wait_ok gubernator "http://$GB_HTTP/v1/HealthCheck"
 URL_countd=http://$CD_HTTP
 URL_gubernator=http://$GB_HTTP
 
+cpu_ticks() { # pid: user + system CPU time of the process so far, in clock ticks
+  awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
 run() { # side, duration, label
-  local side=$1 dur=$2 label=$3 url
+  local side=$1 dur=$2 label=$3 url pid t0 t1
   url=URL_$side
+  pid=PID_$side
   echo "== $label $side $(date -u +%H:%M:%S) load: $(uptime | sed 's/.*load average: //')"
+  t0=$(cpu_ticks "${!pid}")
   wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency -s "$HERE/$side.lua" "${!url}" >"$OUT/$label-$side.txt"
+  t1=$(cpu_ticks "${!pid}")
   echo "   after: load $(uptime | sed 's/.*load average: //')" >>"$OUT/$label-$side.txt"
-  awk '/Requests\/sec/ {rps=$2} / 50%/ {p50=$2} / 99%/ {p99=$2} /Non-2xx/ {bad=$NF}
-       END {printf "   req/s %s  p50 %s  p99 %s  non-2xx %s\n", rps, p50, p99, bad+0}' \
+  echo "   server CPU: $(((t1 - t0) * 1000 / $(getconf CLK_TCK))) ms" >>"$OUT/$label-$side.txt"
+  awk '/requests in/ {n=$1} /Requests\/sec/ {rps=$2} / 50%/ {p50=$2} / 99%/ {p99=$2} /Non-2xx/ {bad=$NF}
+       /server CPU/ {cpu=$3}
+       END {printf "   req/s %s  p50 %s  p99 %s  non-2xx %s  server CPU %.1f s = %.0f req per CPU-second\n",
+              rps, p50, p99, bad+0, cpu/1000, (cpu > 0 ? n*1000/cpu : 0)}' \
     "$OUT/$label-$side.txt"
-  tail -1 "$OUT/$label-$side.txt"
+  grep after "$OUT/$label-$side.txt"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB"
