@@ -83,6 +83,7 @@ wait_ok() { # name, curl arguments...
 wait_ok countd -X POST "http://$CD_HTTP/v1/ratelimit/bench/k1" -d '{"limit":10,"window":"1s"}'
 wait_ok gubernator "http://$GB_HTTP/v1/HealthCheck"
 
+TIMEFORMAT='%U user + %S sys'
 URL_countd=http://$CD_HTTP
 URL_gubernator=http://$GB_HTTP
 
@@ -96,16 +97,18 @@ run() { # side, duration, label
   pid=PID_$side
   echo "== $label $side $(date -u +%H:%M:%S) load: $(uptime | sed 's/.*load average: //')"
   t0=$(cpu_ticks "${!pid}")
-  wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency -s "$HERE/$side.lua" "${!url}" >"$OUT/$label-$side.txt"
+  { time wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency -s "$HERE/$side.lua" "${!url}" \
+      >"$OUT/$label-$side.txt"; } 2>"$OUT/$label-$side.time"
   t1=$(cpu_ticks "${!pid}")
   echo "   after: load $(uptime | sed 's/.*load average: //')" >>"$OUT/$label-$side.txt"
   echo "   server CPU: $(((t1 - t0) * 1000 / $(getconf CLK_TCK))) ms" >>"$OUT/$label-$side.txt"
+  echo "   wrk CPU: $(cat "$OUT/$label-$side.time") s" >>"$OUT/$label-$side.txt"
   awk '/requests in/ {n=$1} /Requests\/sec/ {rps=$2} / 50%/ {p50=$2} / 99%/ {p99=$2} /Non-2xx/ {bad=$NF}
        /server CPU/ {cpu=$3}
        END {printf "   req/s %s  p50 %s  p99 %s  non-2xx %s  server CPU %.1f s = %.0f req per CPU-second\n",
               rps, p50, p99, bad+0, cpu/1000, (cpu > 0 ? n*1000/cpu : 0)}' \
     "$OUT/$label-$side.txt"
-  grep after "$OUT/$label-$side.txt"
+  grep -E 'after|wrk CPU' "$OUT/$label-$side.txt"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB"
