@@ -117,7 +117,7 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 		if recs[op.NS] != nil {
 			continue
 		}
-		rec, err := n.namespaceForWrite(op.NS)
+		rec, err := n.ns.forWrite(op.NS)
 		if err != nil {
 			return BatchResult{}, err
 		}

@@ -44,11 +44,11 @@ func newBoundsRights(n *Node) *exact.Rights {
 		Transport: n.cfg.Rights,
 		Timeout:   func() time.Duration { return n.quorum.Timeout() },
 		MaxBy:     MaxBy,
-		Known:     func(id crdt.NodeID) bool { return n.knownOrigins().has(id) },
-		Check: func(ns, key string, c *crdt.Counter) error {
-			return n.checkPeerState(n.knownOrigins(), ns, key, n.id, c)
+		Known:     func(id crdt.NodeID) bool { return n.rep.Known(id) },
+		Check:     func(ns, key string, c *crdt.Counter) error { return n.rep.CheckState(ns, key, c) },
+		CheckLocal: func(ns, key string, local, c *crdt.Counter) error {
+			return n.rep.CheckAgainstLocalLocked(ns, key, local, c)
 		},
-		CheckLocal: n.checkAgainstLocalLocked,
 		OnRefused:  func() { n.metrics.peerRefused.Inc() },
 		OnReceived: func(got int64) { n.metrics.rightsReceived.Add(float64(got)) },
 	})

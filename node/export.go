@@ -14,6 +14,7 @@ import (
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/export"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/replica"
 )
 
 // Export and import (backup and restore): the stream is package
@@ -150,21 +151,10 @@ func (n *Node) importNamespace(rec *ExportRecord) error {
 	if err := n.clock.Check(rec.HLC, n.cfg.MaxClockOffset); err != nil {
 		return fmt.Errorf("namespace %q: %w", rec.Namespace, err)
 	}
-	n.vv.vouchFor(crdt.NodeID(rec.Origin), crdt.NodeID(rec.Bank))
+	n.rep.VouchFor(crdt.NodeID(rec.Origin), crdt.NodeID(rec.Bank))
 	nr := &namespaceRecord{Config: cfg, HLC: rec.HLC, Origin: rec.Origin, CreatedAt: rec.CreatedMs, Bank: rec.Bank}
 	n.clock.Observe(rec.HLC)
-	return n.installNewer(rec.Namespace, nr)
-}
-
-// installNewer persists nr as the config of ns unless this node's is as
-// new (last writer wins by HLC, then origin).
-func (n *Node) installNewer(ns string, nr *namespaceRecord) error {
-	n.ns.Lock()
-	defer n.ns.Unlock()
-	if cur := n.ns.m[ns]; cur != nil && (cur.HLC > nr.HLC || (cur.HLC == nr.HLC && cur.Origin >= nr.Origin)) {
-		return nil
-	}
-	return n.persistNamespaceLocked(ns, nr)
+	return n.ns.installNewer(rec.Namespace, nr)
 }
 
 // importCounter checks a counter record and merges it.
@@ -189,26 +179,26 @@ func (n *Node) importCounter(rec *ExportRecord) error {
 	c := rec.State()
 	// The rules of peer input that do not concern origins; every node the
 	// state names is vouched for by the file.
-	known := origins{n.id: {}}
+	known := replica.Origins{n.id: {}}
 	for _, s := range c.Slots {
 		known[s.Node] = struct{}{}
 	}
-	if err := n.checkPeerState(known, rec.NS, key, n.id, &c); err != nil {
+	if err := n.rep.CheckPeerState(known, rec.NS, key, n.id, &c); err != nil {
 		// The peer wording's sentinel is not this caller's.
 		return errors.New(strings.TrimPrefix(err.Error(), ErrInvalidPeerData.Error()+": "))
 	}
-	nsRec, err := n.namespaceForWrite(rec.NS)
+	nsRec, err := n.ns.forWrite(rec.NS)
 	if err != nil {
 		return err
 	}
-	if n.bucketExpired(nsRec, key) || (key[0] == keyspace.KindID && n.idExpired(nsRec, &c)) {
+	if nsRec.expired(key, &c, n.cfg.Now(), n.ids) {
 		return nil // expired here: keep it dropped, as replication does
 	}
 	ids := make([]crdt.NodeID, 0, len(c.Slots))
 	for _, s := range c.Slots {
 		ids = append(ids, s.Node)
 	}
-	n.vv.vouchFor(ids...)
+	n.rep.VouchFor(ids...)
 	return n.mergeImported(rec.NS, key, &c, rec.UpdatedMs)
 }
 
@@ -226,8 +216,8 @@ func (n *Node) mergeImported(ns, key string, c *crdt.Counter, updatedMs int64) e
 	if e.C.Reset != nil {
 		epoch = e.C.Reset.Epoch
 	}
-	if c.Reset != nil && c.Reset.Epoch > epoch+maxEpochAhead {
-		return fmt.Errorf("%s/%q: reset epoch %d is more than %d past this node's %d", ns, key, c.Reset.Epoch, uint64(maxEpochAhead), epoch)
+	if c.Reset != nil && c.Reset.Epoch > epoch+replica.MaxEpochAhead {
+		return fmt.Errorf("%s/%q: reset epoch %d is more than %d past this node's %d", ns, key, c.Reset.Epoch, uint64(replica.MaxEpochAhead), epoch)
 	}
 	old := e.C.Clone()
 	before, wasLive := old.Value(), old.Live()
@@ -244,7 +234,7 @@ func (n *Node) mergeImported(ns, key string, c *crdt.Counter, updatedMs int64) e
 	}
 	n.keys.MarkDirty(s, e)
 	if key[0] == keyspace.KindID {
-		n.compensateLocked(s, ns, key, e)
+		n.ids.CompensateLocked(s, ns, key, e)
 		if id, k, ok := parseIDKey(key); ok {
 			n.recent.add(ns, id, k)
 		}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/internal/sabotage"
 	"github.com/countmesh/countmesh/node/idem"
@@ -86,19 +85,6 @@ func (r *recentIDs) rotate() {
 	r.mu.Lock()
 	r.prev, r.cur = r.cur, nil
 	r.mu.Unlock()
-}
-
-// compensateLocked runs after an id record of this node changed by a merge
-// (idem.IDs.CompensateLocked). The caller holds the stripe of the record,
-// which is the counter's stripe.
-func (n *Node) compensateLocked(s *keyspace.Stripe, ns, rk string, re *keyspace.Entry) {
-	n.ids.CompensateLocked(s, ns, rk, re)
-}
-
-// idExpired reports whether a replicated id record is older than the
-// namespace's idempotency window.
-func (n *Node) idExpired(rec *namespaceRecord, c *crdt.Counter) bool {
-	return n.ids.Expired(rec.runtime().idWindow, c)
 }
 
 // batchDuplicatesLocked resolves the id records of a batch's ops and tells

@@ -16,69 +16,6 @@ type Namespace struct {
 	Config NamespaceConfig
 }
 
-// loadNamespaces reads every namespace config from the store.
-func (n *Node) loadNamespaces() error {
-	return n.store.ListNamespaces(func(ns string, decode func(out any) error) bool {
-		rec := new(namespaceRecord)
-		if err := decode(rec); err != nil {
-			n.log.Error("skipping unreadable namespace config", zap.String("ns", ns), zap.Error(err))
-			return true
-		}
-		rec.prepare()
-		n.ns.m[ns] = rec
-		n.clock.Observe(rec.HLC)
-		return true
-	})
-}
-
-// namespaceForWrite returns the config of ns, creating the namespace with the
-// default config when it does not exist (a first write creates it).
-func (n *Node) namespaceForWrite(ns string) (*namespaceRecord, error) {
-	n.ns.RLock()
-	rec := n.ns.m[ns]
-	n.ns.RUnlock()
-	if rec != nil {
-		return rec, nil
-	}
-	n.ns.Lock()
-	defer n.ns.Unlock()
-	if rec := n.ns.m[ns]; rec != nil {
-		return rec, nil
-	}
-	// An implicit namespace carries the lowest clock, so that any config set
-	// explicitly anywhere in the mesh wins over it when it arrives.
-	rec = &namespaceRecord{
-		Config:    DefaultNamespaceConfig(n.cfg.DefaultDurability),
-		CreatedAt: n.cfg.Now().UnixMilli(),
-	}
-	if err := n.persistNamespaceLocked(ns, rec); err != nil {
-		return nil, err
-	}
-	n.log.Info("namespace created by first write", zap.String("ns", ns))
-	return rec, nil
-}
-
-// persistNamespaceLocked writes rec durably and installs it; n.ns is held.
-// A new namespace past Config.MaxNamespaces is refused, whoever creates it
-// (a first write, PUT, or a config record from a peer).
-func (n *Node) persistNamespaceLocked(ns string, rec *namespaceRecord) error {
-	if n.ns.m[ns] == nil && len(n.ns.m) >= n.cfg.MaxNamespaces {
-		return fmt.Errorf("%w: this node holds %d namespaces, its limit; %q would be one more (delete unused namespaces' counters or raise the limit)",
-			ErrTooManyNamespaces, len(n.ns.m), ns)
-	}
-	b := n.store.NewBatch()
-	defer b.Close()
-	if err := b.PutNamespace(ns, rec); err != nil {
-		return kinderr.New(ErrUnavailable, err, "encode namespace: %v", err)
-	}
-	if err := b.Commit(true); err != nil {
-		return kinderr.New(ErrUnavailable, err, "store namespace: %v", err)
-	}
-	rec.prepare()
-	n.ns.m[ns] = rec
-	return nil
-}
-
 // PutNamespace creates ns or updates its config with the fields of patch.
 // It refuses a change of type while the namespace holds counters.
 func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch) (Namespace, error) {
@@ -140,10 +77,14 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 			rec.Bank = uint64(n.id)
 		}
 	}
-	if err := n.persistNamespaceLocked(ns, rec); err != nil {
+	if err := n.ns.persistLocked(ns, rec); err != nil {
 		return Namespace{}, err
 	}
-	n.publishConfig(ns, rec)
+	if cr, err := configRecord(ns, rec); err != nil {
+		n.log.Error("cannot encode namespace config", zap.String("ns", ns), zap.Error(err))
+	} else {
+		n.rep.PublishConfig(cr)
+	}
 	n.log.Info("namespace config set", zap.String("ns", ns), zap.Any("config", cfg))
 	return Namespace{Name: ns, Config: cfg}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/query"
+	"github.com/countmesh/countmesh/node/replica"
 	"github.com/countmesh/countmesh/node/series"
 	"github.com/countmesh/countmesh/node/watch"
 	"github.com/countmesh/countmesh/store"
@@ -38,16 +39,9 @@ type Node struct {
 
 	keys *keyspace.Set // the hot set
 
-	fillSeq      atomic.Uint64 // sequence of the last Fill
-	committedSeq atomic.Uint64 // highest Fill sequence known durable
-	logEnc       *store.LogEncoder
-	ckpt         *store.Checkpointer
-	ownSeq       uint64 // this node's last own sequence number; committer goroutine only (and recovery)
-	publisher    atomic.Pointer[Publisher]
-
-	vv     versionVector
-	failed atomic.Pointer[error]
-	ready  atomic.Bool
+	rep   *replica.Replica    // the replica side: Apply, the committer's source, the version vector
+	ckpt  *store.Checkpointer // the replica's checkpointer of the hot set
+	ready atomic.Bool
 
 	tops       *query.TopSets    // top-K sets of the namespaces asked for their top
 	aggregates *query.Aggregates // aggregate queries
@@ -104,7 +98,7 @@ func Open(cfg Config) (*Node, error) {
 	n.windows = newWindows(n)
 	n.ttl = newTTL(n)
 	n.seriesCaps = series.NewCaps(cfg.MaxSeriesPerKey, st, func(ns, key string) (bool, error) {
-		_, found, err := n.counterState(ns, key)
+		_, found, err := n.rep.CounterState(ns, key)
 		return found, err
 	})
 	n.sketches = newSketches(n)
@@ -115,31 +109,23 @@ func Open(cfg Config) (*Node, error) {
 	n.aggregates = query.NewAggregates(queryConfig(n))
 	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
-	n.vv.m = make(map[crdt.NodeID]uint64)
 	n.ns.m = make(map[string]*namespaceRecord)
-	if err := n.loadNamespaces(); err != nil {
+	n.ns.cfg, n.ns.store, n.ns.clock, n.ns.log = &n.cfg, st, n.clock, n.log
+	if err := n.ns.load(); err != nil {
 		st.Close()
 		return nil, err
 	}
 	n.metrics = newMetrics(n, cfg.Registerer)
-	n.logEnc = store.NewLogEncoder()
-	n.ckpt = st.NewCheckpointer(store.CheckpointConfig{
-		Interval: cfg.CheckpointInterval,
-		LogBytes: cfg.CheckpointLogBytes,
-		Logger:   cfg.Logger,
-		Observe: func(_ int64, took time.Duration) {
-			n.metrics.checkpoints.Inc()
-			n.metrics.checkpointSeconds.Observe(took.Seconds())
-		},
-	}, ckptSource{n.keys, n})
-	if err := n.recoverLog(); err != nil {
+	n.rep = newReplica(n)
+	n.ckpt = n.rep.Checkpointer()
+	if err := n.rep.Recover(); err != nil {
 		st.Close()
 		return nil, err
 	}
 	ccfg := store.DefaultCommitterConfig()
 	ccfg.MaxDelay = cfg.CommitMaxDelay
 	ccfg.Logger = cfg.Logger
-	n.committer, err = st.NewCommitter(ccfg, n)
+	n.committer, err = st.NewCommitter(ccfg, n.rep)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("node: start committer: %w", err)
@@ -183,7 +169,7 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		errC := n.committer.Close()
 		var errK error
-		if errC == nil && n.failed.Load() == nil && n.store.Err() == nil {
+		if errC == nil && n.rep.Failed() == nil && n.store.Err() == nil {
 			// A clean shutdown leaves no log to replay.
 			errK = n.ckpt.Checkpoint()
 		}
@@ -216,7 +202,7 @@ func (n *Node) Region() string { return n.cfg.Region }
 // commits failed, or whose store failed (store.Store.Err: a write or fsync
 // error, a full disk), is not ready until it is restarted.
 func (n *Node) Ready() bool {
-	return n.ready.Load() && n.failed.Load() == nil && n.store.Err() == nil
+	return n.ready.Load() && n.rep.Failed() == nil && n.store.Err() == nil
 }
 
 // Store returns the node's store (for operations such as measuring disk use).
@@ -254,11 +240,11 @@ func (n *Node) durable(ctx context.Context, sync bool) error {
 
 // checkWritable refuses writes while the node is failed or overloaded.
 func (n *Node) checkWritable(ops int) error {
-	if errp := n.failed.Load(); errp != nil {
-		if errors.Is(*errp, store.ErrDiskFailed) {
-			return n.ackError(*errp)
+	if err := n.rep.Failed(); err != nil {
+		if errors.Is(err, store.ErrDiskFailed) {
+			return n.ackError(err)
 		}
-		return kinderr.New(ErrUnavailable, *errp, "storage failed: %v", *errp)
+		return kinderr.New(ErrUnavailable, err, "storage failed: %v", err)
 	}
 	if err := n.store.Err(); err != nil {
 		// Failed before the committer noticed (a checkpoint's commit).
@@ -378,7 +364,7 @@ func (n *Node) update(ns, key string, create bool, fn func(e *keyspace.Entry) er
 	if err := n.checkWritable(1); err != nil {
 		return false, err
 	}
-	rec, err := n.namespaceForWrite(ns)
+	rec, err := n.ns.forWrite(ns)
 	if err != nil {
 		return false, err
 	}

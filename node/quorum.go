@@ -49,14 +49,12 @@ func newQuorum(n *Node) *exact.Quorum {
 		Timeout:   n.cfg.QuorumTimeout,
 		Log:       n.log,
 		Flush:     n.Flush,
-		OwnChange: n.ownChange,
+		OwnChange: func(ns, key string) (crdt.Counter, uint64, error) { return n.rep.OwnChange(ns, key) },
 		State: func(ns, key string) (crdt.Counter, error) {
-			c, _, err := n.counterState(ns, key)
+			c, _, err := n.rep.CounterState(ns, key)
 			return c, err
 		},
-		Check: func(ns, key string, c *crdt.Counter) error {
-			return n.checkPeerState(n.knownOrigins(), ns, key, n.id, c)
-		},
+		Check:         func(ns, key string, c *crdt.Counter) error { return n.rep.CheckState(ns, key, c) },
 		OnRefused:     func() { n.metrics.peerRefused.Inc() },
 		Merge:         n.mergeStates,
 		CheckReadable: n.checkReadable,
@@ -77,7 +75,7 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 	if !n.Ready() {
 		return crdt.Counter{}, fmt.Errorf("%w: the node is not ready", ErrUnavailable)
 	}
-	c, _, err := n.counterState(ns, key)
+	c, _, err := n.rep.CounterState(ns, key)
 	if err != nil {
 		return crdt.Counter{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
@@ -134,7 +132,7 @@ func (n *Node) mergeStates(states []CounterState) error {
 	slices.SortFunc(b.Ranges, func(x, y change.Range) int {
 		return cmp.Or(cmp.Compare(x.Origin, y.Origin), cmp.Compare(x.After, y.After))
 	})
-	return n.applyBatch(b, true)
+	return n.rep.ApplyDurable(b)
 }
 
 // checkReadable refuses a read, at any consistency, on a node that is not

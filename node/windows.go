@@ -104,12 +104,6 @@ func newWindows(n *Node) *series.Windows {
 	})
 }
 
-// bucketExpired reports whether key is a time bucket that the namespace's
-// retention has already dropped.
-func (n *Node) bucketExpired(rec *namespaceRecord, key string) bool {
-	return series.BucketExpired(rec.runtime().windows, key, n.cfg.Now())
-}
-
 // readValue returns the value of ns/key and whether it exists, from memory
 // or the store, without creating it.
 func (n *Node) readValue(ns, key string) (v int64, found bool, err error) {
