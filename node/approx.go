@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
@@ -14,50 +13,6 @@ import (
 // Approximate namespaces: the sketches live in package node/approx; the
 // node decides which namespaces are approximate, validates their configs
 // and refuses what a sketch cannot honour.
-
-// sketchParams returns the sketch dimensions of an approximate namespace's
-// config; zero epsilon or confidence (a config stored before they existed)
-// reads as the default.
-func (cfg NamespaceConfig) sketchParams() (crdt.SketchParams, error) {
-	eps, conf := cfg.Epsilon, cfg.Confidence
-	if eps == 0 {
-		eps = DefaultEpsilon
-	}
-	if conf == 0 {
-		conf = DefaultConfidence
-	}
-	return crdt.NewSketchParams(eps, conf)
-}
-
-// normalizeApprox validates and completes the sketch fields of cfg (see
-// NamespaceConfig.normalize): an approximate namespace gets the default
-// epsilon and confidence when they are not given, and refuses the options a
-// sketch cannot honour; other types refuse epsilon and confidence.
-func (cfg *NamespaceConfig) normalizeApprox() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)
-	}
-	if cfg.Type != TypeApproximate {
-		if cfg.Epsilon != 0 || cfg.Confidence != 0 {
-			return bad("epsilon and confidence apply to approximate namespaces only; set \"type\": \"approximate\" or leave them out")
-		}
-		return nil
-	}
-	p, err := cfg.sketchParams()
-	if err != nil {
-		return bad("%s", strings.TrimPrefix(err.Error(), crdt.ErrSketchParams.Error()+": "))
-	}
-	cfg.Epsilon, cfg.Confidence = p.Epsilon, p.Confidence
-	switch {
-	case len(cfg.Windows) > 0:
-		return bad("an approximate namespace keeps no time windows (its sketch has no per-key history); leave windows out or use an eventual namespace")
-	case cfg.TTL != "" && cfg.TTL != "0":
-		return bad("an approximate namespace has no per-key ttl (its sketch holds no per-key counters); set ttl to \"0\"")
-	case cfg.Min != nil || cfg.Max != nil:
-		return bad("an approximate namespace cannot enforce min or max on estimates; leave them null")
-	}
-	return nil
-}
 
 // newSketches wires the approximate namespaces' sketches (package
 // node/approx) to the hot set.
@@ -78,7 +33,7 @@ func newSketches(n *Node) *approx.Sketches {
 // sketchParamsOf returns the sketch dimensions of the approximate namespace
 // ns with config rec.
 func sketchParamsOf(ns string, rec *namespaceRecord) (crdt.SketchParams, error) {
-	p, err := rec.Config.sketchParams()
+	p, err := rec.Config.SketchParams()
 	if err != nil {
 		return p, kinderr.New(ErrInvalidArgument, err, "namespace %q: %v", ns, err)
 	}
@@ -154,7 +109,7 @@ func (n *Node) topApprox(ns string, k int, prefix string) ([]Counter, error) {
 	if err := ValidateNamespace(ns); err != nil {
 		return nil, err
 	}
-	rec := n.ns.approx(ns)
+	rec := n.ns.Approx(ns)
 	if rec == nil {
 		return nil, fmt.Errorf("%w: %q is not an approximate namespace", ErrInvalidArgument, ns)
 	}

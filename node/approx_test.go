@@ -126,7 +126,7 @@ func TestApproxConfig(t *testing.T) {
 	if err := msgpack.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	p, err := cfg.sketchParams()
+	p, err := cfg.SketchParams()
 	if err != nil || p.Epsilon != DefaultEpsilon || p.Confidence != DefaultConfidence || p.Width != 2719 || p.Depth != 5 {
 		t.Fatalf("old config reads as %+v, %v", p, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/countmesh/countmesh/node/exact"
 	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/nsconfig"
 )
 
 // MaxBatchOps bounds the operations of one batch.
@@ -117,7 +118,7 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 		if recs[op.NS] != nil {
 			continue
 		}
-		rec, err := n.ns.forWrite(op.NS)
+		rec, err := n.ns.ForWrite(op.NS)
 		if err != nil {
 			return BatchResult{}, err
 		}
@@ -134,7 +135,7 @@ func (n *Node) apply(ctx context.Context, w writeReq) (BatchResult, error) {
 	// acquisition per bounded counter, and a few more for rights that move.
 	bounded := 0
 	for _, op := range w.ops {
-		if b := recs[op.NS].bounds(); b.Exact && b.Any() {
+		if b := recs[op.NS].Bounds(); b.Exact && b.Any() {
 			bounded++
 		}
 	}
@@ -236,11 +237,11 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 			if dup[i] {
 				res.Duplicates++
 				if w.values {
-					res.Values[i] = clampRec(recs[op.NS], e.C.Value())
+					res.Values[i] = nsconfig.Clamp(recs[op.NS], e.C.Value())
 				}
 				continue
 			}
-			if n.idle(recs[op.NS].runtime().ttl, e.Updated) && e.C.Live() {
+			if n.idle(recs[op.NS].Runtime().TTL, e.Updated) && e.C.Live() {
 				e.C.SetReset(n.id, 0, true) // idle past its ttl: counts from 0
 			}
 			before := e.C.Value()
@@ -263,7 +264,7 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 				n.recent.add(op.NS, op.ID, op.Key)
 			}
 			if w.values {
-				res.Values[i] = clampRec(recs[op.NS], v)
+				res.Values[i] = nsconfig.Clamp(recs[op.NS], v)
 			}
 		}
 		res.Applied = len(ops) - res.Duplicates
@@ -279,12 +280,12 @@ func (n *Node) applyOnce(ctx context.Context, w writeReq, recs map[string]*names
 		if dup[i] {
 			continue
 		}
-		if rt := recs[op.NS].runtime(); len(rt.windows) > 0 || len(op.Labels) > 0 {
+		if rt := recs[op.NS].Runtime(); len(rt.Windows) > 0 || len(op.Labels) > 0 {
 			at := op.At
 			if at.IsZero() {
 				at = n.cfg.Now()
 			}
-			n.windows.Count(rt.windows, op.NS, op.Key, op.Labels, at, op.By)
+			n.windows.Count(rt.Windows, op.NS, op.Key, op.Labels, at, op.By)
 		}
 	}
 	n.metrics.increments.Add(float64(res.Applied))
@@ -359,7 +360,7 @@ func (n *Node) batchCheckLocked(w writeReq, entries []*keyspace.Entry, dup []boo
 		c, ok := sims[e]
 		if !ok {
 			cp := e.C.Clone()
-			if n.idle(recs[op.NS].runtime().ttl, e.Updated) && cp.Live() {
+			if n.idle(recs[op.NS].Runtime().TTL, e.Updated) && cp.Live() {
 				cp.SetReset(n.id, 0, true)
 			}
 			c = &cp
@@ -390,7 +391,7 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keys
 	var net map[*keyspace.Entry]int64
 	var at map[*keyspace.Entry]int
 	for i, op := range ops {
-		if dup[i] || !recs[op.NS].bounds().Any() {
+		if dup[i] || !recs[op.NS].Bounds().Any() {
 			continue
 		}
 		if net == nil {
@@ -402,7 +403,7 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keys
 	for e, by := range net {
 		i := at[e]
 		op := ops[i]
-		if err := n.rights.CheckLocked(n.keys.Stripe(prepared[i].stripe), recs[op.NS].bounds(), op.NS, op.Key, e, by); err != nil {
+		if err := n.rights.CheckLocked(n.keys.Stripe(prepared[i].stripe), recs[op.NS].Bounds(), op.NS, op.Key, e, by); err != nil {
 			var need *exact.NeedRights
 			if errors.As(err, &need) {
 				need.NS, need.Key = op.NS, op.Key
@@ -421,7 +422,7 @@ func (n *Node) batchBoundsLocked(w writeReq, prepared []batchOp, entries []*keys
 func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency string, returnValues bool) (BatchResult, bool, error) {
 	var approx []int
 	for i, op := range ops {
-		rec := n.ns.approx(op.NS)
+		rec := n.ns.Approx(op.NS)
 		if rec == nil {
 			continue
 		}
@@ -465,7 +466,7 @@ func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency s
 	sync := false
 	for _, i := range approx {
 		op := ops[i]
-		p, err := sketchParamsOf(op.NS, n.ns.approx(op.NS))
+		p, err := sketchParamsOf(op.NS, n.ns.Approx(op.NS))
 		var est int64
 		var s bool
 		if err == nil {
@@ -497,7 +498,7 @@ func (n *Node) replicateBatch(ctx context.Context, ops []writeOp, consistency st
 	for _, op := range ops {
 		g := groups[op.NS]
 		if g == nil {
-			lvl := n.ns.consistencyFor(op.NS, consistency)
+			lvl := n.ns.ConsistencyFor(op.NS, consistency)
 			if lvl == ConsistencyLocal {
 				continue
 			}

@@ -25,11 +25,6 @@ type RightsGrant = exact.RightsGrant
 // RightsTransport asks peers for rights (package peerrpc implements it).
 type RightsTransport = exact.RightsTransport
 
-// bounds returns the bounds of a namespace.
-func (r *namespaceRecord) bounds() exact.Bounds {
-	return exact.Bounds{Min: r.Config.Min, Max: r.Config.Max, Bank: crdt.NodeID(r.Bank), Exact: r.counterType().escrow()}
-}
-
 // newBoundsRights wires the rights of bounded exact counters (package
 // node/exact) to the node.
 func newBoundsRights(n *Node) *exact.Rights {
@@ -71,13 +66,11 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	if err := n.checkWritable(1); err != nil {
 		return RightsGrant{}, err
 	}
-	n.ns.RLock()
-	rec := n.ns.m[req.NS]
-	n.ns.RUnlock()
-	if rec == nil || !rec.bounds().Any() || !rec.bounds().Exact {
+	rec := n.ns.Get(req.NS)
+	if rec == nil || !rec.Bounds().Any() || !rec.Bounds().Exact {
 		return RightsGrant{}, nil // nothing to give (yet)
 	}
-	out, err := n.rights.Grant(rec.bounds(), req)
+	out, err := n.rights.Grant(rec.Bounds(), req)
 	if err != nil || out.Amount == 0 {
 		return RightsGrant{}, err
 	}
@@ -88,13 +81,4 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	}
 	n.metrics.rightsGiven.Add(float64(out.Amount))
 	return out, nil
-}
-
-// clampRec is clampToBounds with the namespace's record (callers under a
-// stripe lock must not take n.ns).
-func clampRec(rec *namespaceRecord, v int64) int64 {
-	if rec == nil {
-		return v
-	}
-	return rec.counterType().clamp(&rec.Config, v)
 }

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/node/idem"
+	"github.com/countmesh/countmesh/node/nsconfig"
 	"github.com/countmesh/countmesh/node/series"
 )
 
@@ -22,8 +23,8 @@ func (n *Node) expirePass(ctx context.Context, ids bool) error {
 		return err
 	}
 	var idle []series.NSTTL
-	for _, j := range n.ns.with(func(rt *nsRuntime) time.Duration { return rt.ttl }) {
-		idle = append(idle, series.NSTTL{NS: j.ns, TTL: j.d})
+	for _, j := range n.ns.With(func(rt *nsconfig.Runtime) time.Duration { return rt.TTL }) {
+		idle = append(idle, series.NSTTL{NS: j.NS, TTL: j.D})
 	}
 	if err := n.ttl.Expire(ctx, idle); err != nil {
 		return err
@@ -32,8 +33,8 @@ func (n *Node) expirePass(ctx context.Context, ids bool) error {
 		return nil
 	}
 	var windows []idem.Window
-	for _, j := range n.ns.with(func(rt *nsRuntime) time.Duration { return rt.idWindow }) {
-		windows = append(windows, idem.Window{NS: j.ns, Win: j.d})
+	for _, j := range n.ns.With(func(rt *nsconfig.Runtime) time.Duration { return rt.IDWindow }) {
+		windows = append(windows, idem.Window{NS: j.NS, Win: j.D})
 	}
 	return n.ids.Expire(ctx, windows)
 }

@@ -95,7 +95,7 @@ func (n *Node) Export(ctx context.Context, opts ExportOptions, w io.Writer) (Exp
 	}
 	out := make([]export.Namespace, 0, len(nss))
 	for _, ns := range nss {
-		rec := n.ns.get(ns.Name)
+		rec := n.ns.Get(ns.Name)
 		if rec == nil {
 			continue // gone since it was listed
 		}
@@ -144,7 +144,7 @@ func (n *Node) importNamespace(rec *ExportRecord) error {
 	if err := dec.Decode(&raw); err != nil {
 		return fmt.Errorf("malformed JSON: %v", err)
 	}
-	cfg, err := raw.normalize()
+	cfg, err := raw.Normalize()
 	if err != nil {
 		return fmt.Errorf("namespace %q: %w", rec.Namespace, err)
 	}
@@ -154,7 +154,7 @@ func (n *Node) importNamespace(rec *ExportRecord) error {
 	n.rep.VouchFor(crdt.NodeID(rec.Origin), crdt.NodeID(rec.Bank))
 	nr := &namespaceRecord{Config: cfg, HLC: rec.HLC, Origin: rec.Origin, CreatedAt: rec.CreatedMs, Bank: rec.Bank}
 	n.clock.Observe(rec.HLC)
-	return n.ns.installNewer(rec.Namespace, nr)
+	return n.ns.InstallNewer(rec.Namespace, nr)
 }
 
 // importCounter checks a counter record and merges it.
@@ -187,11 +187,11 @@ func (n *Node) importCounter(rec *ExportRecord) error {
 		// The peer wording's sentinel is not this caller's.
 		return errors.New(strings.TrimPrefix(err.Error(), ErrInvalidPeerData.Error()+": "))
 	}
-	nsRec, err := n.ns.forWrite(rec.NS)
+	nsRec, err := n.ns.ForWrite(rec.NS)
 	if err != nil {
 		return err
 	}
-	if nsRec.expired(key, &c, n.cfg.Now(), n.ids) {
+	if expired(nsRec, key, &c, n.cfg.Now(), n.ids) {
 		return nil // expired here: keep it dropped, as replication does
 	}
 	ids := make([]crdt.NodeID, 0, len(c.Slots))

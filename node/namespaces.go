@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/nsconfig"
 	"go.uber.org/zap"
 )
 
@@ -27,12 +28,12 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 	}
 	n.ns.Lock()
 	defer n.ns.Unlock()
-	cur := n.ns.m[ns]
+	cur := n.ns.GetLocked(ns)
 	base := DefaultNamespaceConfig(n.cfg.DefaultDurability)
 	if cur != nil {
 		base = cur.Config
 	}
-	cfg, err := patch.apply(base).normalize()
+	cfg, err := patch.Apply(base).Normalize()
 	if err != nil {
 		return Namespace{}, err
 	}
@@ -77,10 +78,10 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 			rec.Bank = uint64(n.id)
 		}
 	}
-	if err := n.ns.persistLocked(ns, rec); err != nil {
+	if err := n.ns.PersistLocked(ns, rec); err != nil {
 		return Namespace{}, err
 	}
-	if cr, err := configRecord(ns, rec); err != nil {
+	if cr, err := nsconfig.ConfigRecord(ns, rec); err != nil {
 		n.log.Error("cannot encode namespace config", zap.String("ns", ns), zap.Error(err))
 	} else {
 		n.rep.PublishConfig(cr)
@@ -107,9 +108,7 @@ func (n *Node) GetNamespace(ns string) (Namespace, error) {
 	if err := ValidateNamespace(ns); err != nil {
 		return Namespace{}, err
 	}
-	n.ns.RLock()
-	rec := n.ns.m[ns]
-	n.ns.RUnlock()
+	rec := n.ns.Get(ns)
 	if rec == nil {
 		return Namespace{}, fmt.Errorf("%w: namespace %q does not exist (a first write or PUT /v1/namespaces/%s creates it)", ErrNotFound, ns, ns)
 	}
@@ -118,12 +117,10 @@ func (n *Node) GetNamespace(ns string) (Namespace, error) {
 
 // Namespaces lists every namespace, sorted by name.
 func (n *Node) Namespaces() []Namespace {
-	n.ns.RLock()
-	out := make([]Namespace, 0, len(n.ns.m))
-	for name, rec := range n.ns.m {
+	out := make([]Namespace, 0, n.ns.Len())
+	n.ns.Range(func(name string, rec *namespaceRecord) {
 		out = append(out, Namespace{Name: name, Config: rec.Config})
-	}
-	n.ns.RUnlock()
+	})
 	slices.SortFunc(out, func(a, b Namespace) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/countmesh/countmesh/node/exact"
 	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/nsconfig"
 	"github.com/countmesh/countmesh/node/query"
 	"github.com/countmesh/countmesh/node/replica"
 	"github.com/countmesh/countmesh/node/series"
@@ -55,7 +56,7 @@ type Node struct {
 	ttl        *series.TTL       // expiry of counters idle past their namespace's ttl
 	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
 
-	ns nsTable // the namespaces
+	ns *nsconfig.Table // the namespaces and their configs
 
 	done      chan struct{}
 	baseCtx   context.Context // cancelled by Close
@@ -109,9 +110,16 @@ func Open(cfg Config) (*Node, error) {
 	n.aggregates = query.NewAggregates(queryConfig(n))
 	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
-	n.ns.m = make(map[string]*namespaceRecord)
-	n.ns.cfg, n.ns.store, n.ns.clock, n.ns.log = &n.cfg, st, n.clock, n.log
-	if err := n.ns.load(); err != nil {
+	n.ns = nsconfig.NewTable(nsconfig.TableConfig{
+		Store:             st,
+		Clock:             n.clock,
+		Log:               n.log,
+		Now:               cfg.Now,
+		DefaultDurability: cfg.DefaultDurability,
+		MaxNamespaces:     cfg.MaxNamespaces,
+		MaxClockOffset:    cfg.MaxClockOffset,
+	})
+	if err := n.ns.Load(); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -141,7 +149,7 @@ func Open(cfg Config) (*Node, error) {
 	n.log.Info("node open",
 		zap.String("name", cfg.Name), zap.String("region", cfg.Region),
 		zap.Uint64("slot", uint64(n.id)), zap.String("data_dir", cfg.Store.Dir),
-		zap.Int("namespaces", len(n.ns.m)), zap.Duration("took", time.Since(start)))
+		zap.Int("namespaces", n.ns.Len()), zap.Duration("took", time.Since(start)))
 	return n, nil
 }
 
@@ -282,7 +290,7 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if err := validateWrite(ns, key, by, opts); err != nil {
 		return Result{}, err
 	}
-	if rec := n.ns.approx(ns); rec != nil {
+	if rec := n.ns.Approx(ns); rec != nil {
 		return n.incrApprox(ctx, rec, ns, key, by, opts)
 	}
 	at, err := series.EventTime(n.cfg.Now(), opts.At)
@@ -311,10 +319,10 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err := validateName(ns, key); err != nil {
 		return Result{}, err
 	}
-	if n.ns.approx(ns) != nil {
+	if n.ns.Approx(ns) != nil {
 		return Result{}, errApproxRefused(ns, "a key cannot be reset, since its count is spread over cells shared with other keys")
 	}
-	if err := n.ns.refuseBoundedReset(ns, "a reset"); err != nil {
+	if err := n.ns.RefuseBoundedReset(ns, "a reset"); err != nil {
 		return Result{}, err
 	}
 	var before, v int64
@@ -337,10 +345,10 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := validateName(ns, key); err != nil {
 		return err
 	}
-	if n.ns.approx(ns) != nil {
+	if n.ns.Approx(ns) != nil {
 		return errApproxRefused(ns, "a key cannot be deleted, since its count is spread over cells shared with other keys")
 	}
-	if err := n.ns.refuseBoundedReset(ns, "a delete"); err != nil {
+	if err := n.ns.RefuseBoundedReset(ns, "a delete"); err != nil {
 		return err
 	}
 	var before int64
@@ -364,7 +372,7 @@ func (n *Node) update(ns, key string, create bool, fn func(e *keyspace.Entry) er
 	if err := n.checkWritable(1); err != nil {
 		return false, err
 	}
-	rec, err := n.ns.forWrite(ns)
+	rec, err := n.ns.ForWrite(ns)
 	if err != nil {
 		return false, err
 	}
@@ -452,7 +460,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	if err := n.checkReadable(); err != nil {
 		return Counter{}, err
 	}
-	if rec := n.ns.approx(ns); rec != nil {
+	if rec := n.ns.Approx(ns); rec != nil {
 		return n.getApprox(ctx, rec, ns, key, opts)
 	}
 	if !opts.At.IsZero() {
@@ -464,19 +472,19 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		out := Counter{NS: ns, Key: key, Value: at.Value, Resolution: at.Resolution, AsOf: at.AsOf,
 			Window: at.Window, BucketStart: at.BucketStart}
 		if at.Resolution != "" {
-			out.Value = n.ns.clamp(ns, out.Value)
+			out.Value = n.ns.Clamp(ns, out.Value)
 		}
 		return out, nil
 	}
 	var merged *crdt.Counter // the quorum's state, which a quorum read answers
-	if lvl := n.ns.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
+	if lvl := n.ns.ConsistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
 		c, err := n.quorum.Gather(ctx, lvl, ns, key)
 		if err != nil {
 			return Counter{}, err
 		}
 		merged = &c
 	}
-	ttl := n.ns.ttlOf(ns) // before the stripe lock
+	ttl := n.ns.TTLOf(ns) // before the stripe lock
 	var buf [600]byte
 	ck := keyspace.Composite(buf[:0], ns, key)
 	s := n.keys.StripeOf(ck)
@@ -497,7 +505,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		}
 	}
 	s.Unlock()
-	out.Value = n.ns.clamp(ns, out.Value)
+	out.Value = n.ns.Clamp(ns, out.Value)
 	n.metrics.reads.Inc()
 	return out, nil
 }
@@ -559,7 +567,7 @@ type scanned struct {
 func (n *Node) scanLive(ns, prefix, after string, checkIdle bool, fn func(key string, c scanned) bool) error {
 	var idle func(int64) bool
 	if checkIdle {
-		ttl := n.ns.ttlOf(ns) // before any stripe lock
+		ttl := n.ns.TTLOf(ns) // before any stripe lock
 		idle = func(updated int64) bool { return n.idle(ttl, updated) }
 	}
 	return n.keys.Scan(ns, prefix, after, idle, func(c keyspace.Scanned) bool {

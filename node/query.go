@@ -31,7 +31,7 @@ func queryConfig(n *Node) query.Config {
 			})
 		},
 		Windows: n.windows.Kept,
-		Exists:  func(ns string) bool { return n.ns.get(ns) != nil },
+		Exists:  func(ns string) bool { return n.ns.Get(ns) != nil },
 	}
 }
 
@@ -53,7 +53,7 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 	if k < 1 || k > MaxTopK {
 		return TopResult{}, fmt.Errorf("%w: k must be 1 to %d, got %d", ErrInvalidArgument, MaxTopK, k)
 	}
-	if n.ns.approx(ns) != nil {
+	if n.ns.Approx(ns) != nil {
 		if windowName != "" {
 			return TopResult{}, errApproxRefused(ns, "it keeps no time buckets, so it has no top of a window; leave window out")
 		}

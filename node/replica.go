@@ -59,13 +59,13 @@ func newReplica(n *Node) *replica.Replica {
 		ValidNamespace: ValidateNamespace,
 		ValidKey:       validReplicatedKey,
 		Namespace: func(ns, key string, c *crdt.Counter) (sync, drop bool, err error) {
-			rec, err := n.ns.forWrite(ns)
+			rec, err := n.ns.ForWrite(ns)
 			if err != nil {
 				return false, false, err
 			}
-			return rec.Config.Durability == DurabilitySync, rec.expired(key, c, cfg.Now(), n.ids), nil
+			return rec.Config.Durability == DurabilitySync, expired(rec, key, c, cfg.Now(), n.ids), nil
 		},
-		Namespaces: &n.ns,
+		Namespaces: n.ns,
 		Durable:    n.durable,
 		Ctx:        n.baseCtx,
 		Changed:    n.changedLocked,
@@ -82,9 +82,9 @@ func newReplica(n *Node) *replica.Replica {
 // expired reports whether a replicated or imported change of key has been
 // dropped here by expiry (a time bucket past its retention, an id record
 // older than the idempotency window): it is then kept dropped.
-func (r *namespaceRecord) expired(key string, c *crdt.Counter, now time.Time, ids *idem.IDs) bool {
-	return series.BucketExpired(r.runtime().windows, key, now) ||
-		(key[0] == keyspace.KindID && ids.Expired(r.runtime().idWindow, c))
+func expired(rec *namespaceRecord, key string, c *crdt.Counter, now time.Time, ids *idem.IDs) bool {
+	return series.BucketExpired(rec.Runtime().Windows, key, now) ||
+		(key[0] == keyspace.KindID && ids.Expired(rec.Runtime().IDWindow, c))
 }
 
 // Replica returns the replica side of the node (package node/replica): what

@@ -16,12 +16,6 @@ func (n *Node) idle(ttl time.Duration, updatedMs int64) bool {
 	return series.Idle(n.cfg.Now(), ttl, updatedMs)
 }
 
-// nsDuration is a namespace with one of its durations.
-type nsDuration struct {
-	ns string
-	d  time.Duration
-}
-
 // newTTL wires the expiry of idle counters (package node/series) to the
 // node.
 func newTTL(n *Node) *series.TTL {
