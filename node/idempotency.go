@@ -4,10 +4,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/countmesh/countmesh/internal/kinderr"
-	"github.com/countmesh/countmesh/internal/sabotage"
 	"github.com/countmesh/countmesh/node/idem"
-	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // Idempotent increments: the id records are package node/idem's; the node
@@ -85,43 +82,4 @@ func (r *recentIDs) rotate() {
 	r.mu.Lock()
 	r.prev, r.cur = r.cur, nil
 	r.mu.Unlock()
-}
-
-// batchDuplicatesLocked resolves the id records of a batch's ops and tells
-// which ops are duplicates; a known id with another body is 409. The caller
-// holds every touched stripe.
-func (n *Node) batchDuplicatesLocked(w writeReq, prepared []batchOp, repeatOf []int) ([]*keyspace.Entry, []bool, error) {
-	ops := w.ops
-	records := make([]*keyspace.Entry, len(ops))
-	dup := make([]bool, len(ops))
-	for i, op := range ops {
-		if op.ID == "" {
-			continue
-		}
-		if repeatOf[i] >= 0 {
-			dup[i] = true
-			continue
-		}
-		s := n.keys.Stripe(prepared[i].stripe)
-		re := s.Get(prepared[i].rck)
-		if re == nil {
-			rk := idKey(op.ID, op.Key)
-			var err error
-			if re, err = n.keys.LookupEvict(s, []byte(prepared[i].rck), op.NS, rk, true, false); err != nil {
-				return nil, nil, kinderr.New(ErrUnavailable, err, "read id record: %v", err)
-			}
-		}
-		if st := idem.Read(&re.C, n.id); st.Seen {
-			if st.By != op.By {
-				return nil, nil, w.opErr(i, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, op.ID, st.By, op.NS, op.Key, op.By))
-			}
-			if sabotage.IDTwice {
-				continue // sabotage (test builds only): counted again, without a record
-			}
-			dup[i] = true
-			continue
-		}
-		records[i] = re
-	}
-	return records, dup, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/countmesh/countmesh/node/replica"
 	"github.com/countmesh/countmesh/node/series"
 	"github.com/countmesh/countmesh/node/watch"
+	"github.com/countmesh/countmesh/node/write"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -55,6 +56,7 @@ type Node struct {
 	windows    *series.Windows   // time buckets, label series, point-in-time reads, retention
 	ttl        *series.TTL       // expiry of counters idle past their namespace's ttl
 	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
+	writer     *write.Writer     // the one write path of Incr and Batch
 
 	ns *nsconfig.Table // the namespaces and their configs
 
@@ -123,6 +125,25 @@ func Open(cfg Config) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
+	n.writer = write.New(write.Config{
+		ID:         n.id,
+		Log:        n.log,
+		Now:        cfg.Now,
+		Keys:       n.keys,
+		Namespaces: n.ns,
+		IDs:        n.ids,
+		Rights:     n.rights,
+		Quorum:     n.quorum,
+		Caps:       n.seriesCaps,
+		Windows:    n.windows,
+		Changed:    n.changedLocked,
+		Received:   n.recent.add,
+		Durable:    n.durable,
+		OnApplied: func(applied, duplicates int) {
+			n.metrics.increments.Add(float64(applied))
+			n.metrics.duplicates.Add(float64(duplicates))
+		},
+	})
 	n.metrics = newMetrics(n, cfg.Registerer)
 	n.rep = newReplica(n)
 	n.ckpt = n.rep.Checkpointer()
@@ -301,12 +322,12 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 		return Result{}, err
 	}
 	// An increment is a batch of one.
-	w := writeReq{
-		ops:         []writeOp{{BatchOp: BatchOp{NS: ns, Key: key, By: by, ID: opts.ID}, Labels: opts.Labels, At: at}},
-		consistency: opts.Consistency,
-		values:      true,
+	w := write.Request{
+		Ops:         []write.Op{{BatchOp: BatchOp{NS: ns, Key: key, By: by, ID: opts.ID}, Labels: opts.Labels, At: at}},
+		Consistency: opts.Consistency,
+		Values:      true,
 	}
-	res, err := n.apply(ctx, w)
+	res, err := n.writer.Apply(ctx, w)
 	if res.Values == nil {
 		return Result{}, err
 	}
