@@ -16,6 +16,7 @@ import (
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/approx"
 	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/export"
 	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/nsconfig"
@@ -57,6 +58,7 @@ type Node struct {
 	ttl        *series.TTL       // expiry of counters idle past their namespace's ttl
 	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
 	writer     *write.Writer     // the one write path of Incr and Batch
+	imports    *export.Merger    // the checks and merges of imported records
 
 	ns *nsconfig.Table // the namespaces and their configs
 
@@ -146,6 +148,21 @@ func Open(cfg Config) (*Node, error) {
 	})
 	n.metrics = newMetrics(n, cfg.Registerer)
 	n.rep = newReplica(n)
+	n.imports = export.NewMerger(export.MergeConfig{
+		ID:               n.id,
+		Keys:             n.keys,
+		Namespaces:       n.ns,
+		Replica:          n.rep,
+		IDs:              n.ids,
+		Clock:            n.clock,
+		MaxClockOffset:   cfg.MaxClockOffset,
+		Now:              cfg.Now,
+		ValidNamespace:   ValidateNamespace,
+		ValidKey:         ValidateKey,
+		ValidInternalKey: validReplicatedKey,
+		Changed:          n.changedLocked,
+		Received:         n.recent.add,
+	})
 	n.ckpt = n.rep.Checkpointer()
 	if err := n.rep.Recover(); err != nil {
 		st.Close()

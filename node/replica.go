@@ -6,10 +6,8 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
-	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/replica"
-	"github.com/countmesh/countmesh/node/series"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -63,7 +61,7 @@ func newReplica(n *Node) *replica.Replica {
 			if err != nil {
 				return false, false, err
 			}
-			return rec.Config.Durability == DurabilitySync, expired(rec, key, c, cfg.Now(), n.ids), nil
+			return rec.Config.Durability == DurabilitySync, rec.Dropped(key, c, cfg.Now(), n.ids), nil
 		},
 		Namespaces: n.ns,
 		Durable:    n.durable,
@@ -77,14 +75,6 @@ func newReplica(n *Node) *replica.Replica {
 		OnRefused:    func() { n.metrics.peerRefused.Inc() },
 		OnReplicated: func(k int) { n.metrics.replicated.Add(float64(k)) },
 	})
-}
-
-// expired reports whether a replicated or imported change of key has been
-// dropped here by expiry (a time bucket past its retention, an id record
-// older than the idempotency window): it is then kept dropped.
-func expired(rec *namespaceRecord, key string, c *crdt.Counter, now time.Time, ids *idem.IDs) bool {
-	return series.BucketExpired(rec.Runtime().Windows, key, now) ||
-		(key[0] == keyspace.KindID && ids.Expired(rec.Runtime().IDWindow, c))
 }
 
 // Replica returns the replica side of the node (package node/replica): what

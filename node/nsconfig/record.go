@@ -5,6 +5,8 @@ import (
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/idem"
+	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/series"
 )
 
@@ -72,6 +74,14 @@ func parseRuntime(cfg Config) *Runtime {
 	rt.TTL, _ = ParseDuration(cfg.TTL)
 	rt.IDWindow, _ = ParseDuration(cfg.IdempotencyWindow)
 	return rt
+}
+
+// Dropped reports whether a replicated or imported change of key has been
+// dropped here by expiry (a time bucket past its retention, an id record
+// older than the idempotency window): it is then kept dropped.
+func (r *Record) Dropped(key string, c *crdt.Counter, now time.Time, ids *idem.IDs) bool {
+	return series.BucketExpired(r.Runtime().Windows, key, now) ||
+		(key[0] == keyspace.KindID && ids.Expired(r.Runtime().IDWindow, c))
 }
 
 // Bounds returns the bounds of a namespace.
