@@ -76,7 +76,7 @@ func (n *Node) incrApprox(ctx context.Context, rec *namespaceRecord, ns, key str
 	if err != nil {
 		return Result{}, err
 	}
-	n.metrics.increments.Inc()
+	n.metrics.Increments.Inc()
 	return Result{Value: est}, n.durable(ctx, sync)
 }
 
@@ -96,7 +96,7 @@ func (n *Node) getApprox(ctx context.Context, rec *namespaceRecord, ns, key stri
 	if err != nil {
 		return Counter{}, err
 	}
-	n.metrics.reads.Inc()
+	n.metrics.Reads.Inc()
 	return Counter{NS: ns, Key: key, Value: est, Estimate: true, ErrorBound: bound}, nil
 }
 

@@ -44,7 +44,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	}
 	res, err := n.writer.Apply(ctx, w)
 	if err == nil {
-		n.metrics.batches.Inc()
+		n.metrics.Batches.Inc()
 	}
 	return res, err
 }
@@ -109,7 +109,7 @@ func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency s
 		if err != nil {
 			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, err)
 		}
-		n.metrics.increments.Inc()
+		n.metrics.Increments.Inc()
 		sync = sync || s
 		if returnValues {
 			values[i] = est

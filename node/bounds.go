@@ -44,8 +44,8 @@ func newBoundsRights(n *Node) *exact.Rights {
 		CheckLocal: func(ns, key string, local, c *crdt.Counter) error {
 			return n.rep.CheckAgainstLocalLocked(ns, key, local, c)
 		},
-		OnRefused:  func() { n.metrics.peerRefused.Inc() },
-		OnReceived: func(got int64) { n.metrics.rightsReceived.Add(float64(got)) },
+		OnRefused:  func() { n.metrics.PeerRefused.Inc() },
+		OnReceived: func(got int64) { n.metrics.RightsReceived.Add(float64(got)) },
 	})
 }
 
@@ -59,7 +59,7 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	}
 	if err != nil {
 		if errors.Is(err, ErrInvalidPeerData) {
-			n.metrics.peerRefused.Inc()
+			n.metrics.PeerRefused.Inc()
 		}
 		return RightsGrant{}, err
 	}
@@ -79,6 +79,6 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	if err := n.durable(ctx, true); err != nil {
 		return RightsGrant{}, err
 	}
-	n.metrics.rightsGiven.Add(float64(out.Amount))
+	n.metrics.RightsGiven.Add(float64(out.Amount))
 	return out, nil
 }

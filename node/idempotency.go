@@ -45,8 +45,8 @@ func newIDs(n *Node) *idem.IDs {
 		Log:          n.log,
 		Recent:       n.recent.get,
 		Changed:      n.changedLocked,
-		OnCompensate: func() { n.metrics.compensations.Inc() },
-		OnExpired:    func(k int) { n.metrics.expiredIDs.Add(float64(k)) },
+		OnCompensate: func() { n.metrics.Compensations.Inc() },
+		OnExpired:    func(k int) { n.metrics.ExpiredIDs.Add(float64(k)) },
 	})
 }
 

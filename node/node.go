@@ -19,6 +19,7 @@ import (
 	"github.com/countmesh/countmesh/node/export"
 	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/metrics"
 	"github.com/countmesh/countmesh/node/nsconfig"
 	"github.com/countmesh/countmesh/node/query"
 	"github.com/countmesh/countmesh/node/replica"
@@ -38,7 +39,7 @@ type Node struct {
 	store     *store.Store
 	committer *store.Committer
 	clock     *hlc.Clock
-	metrics   *metrics
+	metrics   *metrics.Metrics
 
 	keys *keyspace.Set // the hot set
 
@@ -97,8 +98,8 @@ func Open(cfg Config) (*Node, error) {
 		Store:         st,
 		Stripes:       cfg.Stripes,
 		Capacity:      cfg.CacheCounters,
-		OnReadThrough: func() { n.metrics.readThrough.Inc() },
-		OnEvict:       func() { n.metrics.evictions.Inc() },
+		OnReadThrough: func() { n.metrics.ReadThrough.Inc() },
+		OnEvict:       func() { n.metrics.Evictions.Inc() },
 	})
 	n.windows = newWindows(n)
 	n.ttl = newTTL(n)
@@ -112,7 +113,7 @@ func Open(cfg Config) (*Node, error) {
 	n.ids = newIDs(n)
 	n.tops = query.NewTopSets(queryConfig(n))
 	n.aggregates = query.NewAggregates(queryConfig(n))
-	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
+	n.watch = watch.NewHub(func(delta int) { n.metrics.Watchers.Add(float64(delta)) })
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
 	n.ns = nsconfig.NewTable(nsconfig.TableConfig{
 		Store:             st,
@@ -142,11 +143,18 @@ func Open(cfg Config) (*Node, error) {
 		Received:   n.recent.add,
 		Durable:    n.durable,
 		OnApplied: func(applied, duplicates int) {
-			n.metrics.increments.Add(float64(applied))
-			n.metrics.duplicates.Add(float64(duplicates))
+			n.metrics.Increments.Add(float64(applied))
+			n.metrics.Duplicates.Add(float64(duplicates))
 		},
 	})
-	n.metrics = newMetrics(n, cfg.Registerer)
+	n.metrics = metrics.New(cfg.Registerer, metrics.Sources{
+		Pending:   n.keys.Pending,
+		Unsaved:   n.keys.UnsavedCount,
+		LogBytes:  st.LogBytes,
+		Cached:    func() int { return n.keys.Count("") },
+		Commits:   func() store.CommitterStats { return n.committer.Stats() },
+		DiskBytes: st.DiskUsage,
+	})
 	n.rep = newReplica(n)
 	n.imports = export.NewMerger(export.MergeConfig{
 		ID:               n.id,
@@ -300,7 +308,7 @@ func (n *Node) checkWritable(ops int) error {
 		return fmt.Errorf("%w: the node is not ready", ErrUnavailable)
 	}
 	if n.keys.Pending()+int64(ops) > int64(n.cfg.MaxPending) {
-		n.metrics.shed.Inc()
+		n.metrics.Shed.Inc()
 		return fmt.Errorf("%w: %d changes are waiting for the disk; retry with backoff", ErrOverloaded, n.keys.Pending())
 	}
 	return nil
@@ -506,7 +514,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		if err != nil {
 			return Counter{}, err
 		}
-		n.metrics.reads.Inc()
+		n.metrics.Reads.Inc()
 		out := Counter{NS: ns, Key: key, Value: at.Value, Resolution: at.Resolution, AsOf: at.AsOf,
 			Window: at.Window, BucketStart: at.BucketStart}
 		if at.Resolution != "" {
@@ -544,7 +552,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	}
 	s.Unlock()
 	out.Value = n.ns.Clamp(ns, out.Value)
-	n.metrics.reads.Inc()
+	n.metrics.Reads.Inc()
 	return out, nil
 }
 

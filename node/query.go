@@ -68,7 +68,7 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 	for i, it := range res.Items {
 		out.Items[i] = Counter{NS: ns, Key: it.Key, Value: it.Value}
 	}
-	n.metrics.reads.Inc()
+	n.metrics.Reads.Inc()
 	return out, nil
 }
 

@@ -55,7 +55,7 @@ func newQuorum(n *Node) *exact.Quorum {
 			return c, err
 		},
 		Check:         func(ns, key string, c *crdt.Counter) error { return n.rep.CheckState(ns, key, c) },
-		OnRefused:     func() { n.metrics.peerRefused.Inc() },
+		OnRefused:     func() { n.metrics.PeerRefused.Inc() },
 		Merge:         n.mergeStates,
 		CheckReadable: n.checkReadable,
 	})
@@ -93,7 +93,7 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 // an error wrapping ErrInvalidPeerData, and nothing is merged.
 func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
 	if len(states) > MaxBatchOps {
-		n.metrics.peerRefused.Inc()
+		n.metrics.PeerRefused.Inc()
 		return fmt.Errorf("%w: %d states in one merge, more than %d", ErrInvalidPeerData, len(states), MaxBatchOps)
 	}
 	for _, s := range states {

@@ -35,8 +35,8 @@ func newReplica(n *Node) *replica.Replica {
 			LogBytes: cfg.CheckpointLogBytes,
 			Logger:   cfg.Logger,
 			Observe: func(_ int64, took time.Duration) {
-				n.metrics.checkpoints.Inc()
-				n.metrics.checkpointSeconds.Observe(took.Seconds())
+				n.metrics.Checkpoints.Inc()
+				n.metrics.CheckpointSeconds.Observe(took.Seconds())
 			},
 		},
 		Members: func() []crdt.NodeID {
@@ -72,8 +72,8 @@ func newReplica(n *Node) *replica.Replica {
 		},
 		Received:     n.recent.add,
 		Saved:        n.recent.rotate,
-		OnRefused:    func() { n.metrics.peerRefused.Inc() },
-		OnReplicated: func(k int) { n.metrics.replicated.Add(float64(k)) },
+		OnRefused:    func() { n.metrics.PeerRefused.Inc() },
+		OnReplicated: func(k int) { n.metrics.Replicated.Add(float64(k)) },
 	})
 }
 

@@ -33,6 +33,6 @@ func newTTL(n *Node) *series.TTL {
 			return n.modify(ns, key, false, fn)
 		},
 		Jump:      n.windows.RecordJump,
-		OnExpired: func(k int) { n.metrics.expired.Add(float64(k)) },
+		OnExpired: func(k int) { n.metrics.Expired.Add(float64(k)) },
 	})
 }

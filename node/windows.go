@@ -48,7 +48,7 @@ func newWindows(n *Node) *series.Windows {
 			}
 			return n.Checkpoint()
 		},
-		OnDrop: func(moved int) { n.metrics.bucketDrops.Add(float64(moved)) },
+		OnDrop: func(moved int) { n.metrics.BucketDrops.Add(float64(moved)) },
 	})
 }
 
@@ -90,7 +90,7 @@ func (n *Node) Series(ctx context.Context, ns, key string, from, to time.Time, s
 	}
 	res, err := n.windows.Series(ctx, ns, key, from, to, step)
 	if err == nil {
-		n.metrics.reads.Inc()
+		n.metrics.Reads.Inc()
 	}
 	return res, err
 }
