@@ -44,7 +44,7 @@ func newIDs(n *Node) *idem.IDs {
 		Now:          n.cfg.Now,
 		Log:          n.log,
 		Recent:       n.recent.get,
-		Changed:      n.changedLocked,
+		Changed:      n.feed.changedLocked,
 		OnCompensate: func() { n.metrics.Compensations.Inc() },
 		OnExpired:    func(k int) { n.metrics.ExpiredIDs.Add(float64(k)) },
 	})

@@ -26,6 +26,18 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 	if err := n.checkWritable(0); err != nil {
 		return Namespace{}, err
 	}
+	// hasCounters reports whether ns holds a live counter.
+	hasCounters := func() (bool, error) {
+		found := false
+		err := n.scanLive(ns, "", "", false, func(_ string, c scanned) bool { // n.ns is held
+			found = c.live
+			return !found
+		})
+		if err != nil {
+			return false, kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
+		}
+		return found, nil
+	}
 	n.ns.Lock()
 	defer n.ns.Unlock()
 	cur := n.ns.GetLocked(ns)
@@ -38,7 +50,7 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 		return Namespace{}, err
 	}
 	if cur != nil && cfg.Type != cur.Config.Type {
-		has, err := n.hasCounters(ctx, ns)
+		has, err := hasCounters()
 		if err != nil {
 			return Namespace{}, err
 		}
@@ -48,7 +60,7 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 	}
 	if cur != nil && cfg.Type == TypeApproximate && cur.Config.Type == TypeApproximate &&
 		(cfg.Epsilon != cur.Config.Epsilon || cfg.Confidence != cur.Config.Confidence) {
-		has, err := n.hasCounters(ctx, ns)
+		has, err := hasCounters()
 		if err != nil {
 			return Namespace{}, err
 		}
@@ -67,7 +79,7 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 			// The rights of the bounds are spread over the nodes: they can
 			// be set only before the namespace holds counters.
 			if cfg.Type == TypeExact || cur.Config.Type == TypeExact {
-				has, err := n.hasCounters(ctx, ns)
+				has, err := hasCounters()
 				if err != nil {
 					return Namespace{}, err
 				}
@@ -88,19 +100,6 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 	}
 	n.log.Info("namespace config set", zap.String("ns", ns), zap.Any("config", cfg))
 	return Namespace{Name: ns, Config: cfg}, nil
-}
-
-// hasCounters reports whether ns holds a live counter.
-func (n *Node) hasCounters(ctx context.Context, ns string) (bool, error) {
-	found := false
-	err := n.scanLive(ns, "", "", false, func(_ string, c scanned) bool { // n.ns is held
-		found = c.live
-		return !found
-	})
-	if err != nil {
-		return false, kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
-	}
-	return found, nil
 }
 
 // GetNamespace returns the config of ns, or ErrNotFound.

@@ -61,10 +61,11 @@ type Node struct {
 	writer     *write.Writer     // the one write path of Incr and Batch
 	imports    *export.Merger    // the checks and merges of imported records
 
-	ns *nsconfig.Table // the namespaces and their configs
+	ns   *nsconfig.Table // the namespaces and their configs
+	feed changeFeed      // where every change of a counter's state is told
 
 	done      chan struct{}
-	baseCtx   context.Context // cancelled by Close
+	baseCtx   context.Context // cancelled by Close; ends writes and waits of a closing node
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -114,6 +115,7 @@ func Open(cfg Config) (*Node, error) {
 	n.tops = query.NewTopSets(queryConfig(n))
 	n.aggregates = query.NewAggregates(queryConfig(n))
 	n.watch = watch.NewHub(func(delta int) { n.metrics.Watchers.Add(float64(delta)) })
+	n.feed = changeFeed{tops: n.tops, watch: n.watch}
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
 	n.ns = nsconfig.NewTable(nsconfig.TableConfig{
 		Store:             st,
@@ -139,7 +141,7 @@ func Open(cfg Config) (*Node, error) {
 		Quorum:     n.quorum,
 		Caps:       n.seriesCaps,
 		Windows:    n.windows,
-		Changed:    n.changedLocked,
+		Changed:    n.feed.changedLocked,
 		Received:   n.recent.add,
 		Durable:    n.durable,
 		OnApplied: func(applied, duplicates int) {
@@ -168,7 +170,7 @@ func Open(cfg Config) (*Node, error) {
 		ValidNamespace:   ValidateNamespace,
 		ValidKey:         ValidateKey,
 		ValidInternalKey: validReplicatedKey,
-		Changed:          n.changedLocked,
+		Changed:          n.feed.changedLocked,
 		Received:         n.recent.add,
 	})
 	n.ckpt = n.rep.Checkpointer()
@@ -185,33 +187,38 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: start committer: %w", err)
 	}
 	n.wg.Add(3)
-	go n.ticker()
+	go func() { // the coarse clock of eviction recency
+		defer n.wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.done:
+				return
+			case <-t.C:
+				n.keys.Tick()
+			}
+		}
+	}()
 	go func() {
 		defer n.wg.Done()
 		n.ckpt.Run(n.done)
 	}()
-	go n.expiryLoop()
+	go func() {
+		defer n.wg.Done()
+		expiryLoop(n.done, n.cfg.ExpiryInterval, n.log, func(ids bool) error {
+			if !n.Ready() {
+				return nil
+			}
+			return expirePass(n.baseCtx, n.windows, n.ttl, n.ns, n.ids, ids)
+		})
+	}()
 	n.ready.Store(!cfg.StartUnready)
 	n.log.Info("node open",
 		zap.String("name", cfg.Name), zap.String("region", cfg.Region),
 		zap.Uint64("slot", uint64(n.id)), zap.String("data_dir", cfg.Store.Dir),
 		zap.Int("namespaces", n.ns.Len()), zap.Duration("took", time.Since(start)))
 	return n, nil
-}
-
-// ticker advances the coarse clock used for eviction recency.
-func (n *Node) ticker() {
-	defer n.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-			n.keys.Tick()
-		}
-	}
 }
 
 // Close commits what is pending and closes the store. It is idempotent.
@@ -233,9 +240,6 @@ func (n *Node) Close() error {
 	})
 	return n.closeErr
 }
-
-// ctx is a context that ends when the node closes.
-func (n *Node) ctx() context.Context { return n.baseCtx }
 
 // MarkReady reports the node ready (see Config.StartUnready).
 func (n *Node) MarkReady() {
@@ -442,7 +446,7 @@ func (n *Node) modify(ns, key string, create bool, fn func(e *keyspace.Entry) er
 		e.Updated = n.cfg.Now().UnixMilli()
 		e.Own = true
 		n.keys.MarkDirty(s, e)
-		n.changedLocked(ns, key, before, e)
+		n.feed.changedLocked(ns, key, before, e)
 		return nil
 	})
 }
@@ -503,7 +507,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	if opts.Window != "" && opts.At.IsZero() {
 		return Counter{}, fmt.Errorf("%w: window %q needs at, the time whose bucket to read", ErrInvalidArgument, opts.Window)
 	}
-	if err := n.checkReadable(); err != nil {
+	if err := readable(n.ready.Load()); err != nil {
 		return Counter{}, err
 	}
 	if rec := n.ns.Approx(ns); rec != nil {
@@ -541,7 +545,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		return Counter{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
 	out := Counter{NS: ns, Key: key}
-	if e != nil && !n.idle(ttl, e.Updated) {
+	if e != nil && !series.Idle(n.cfg.Now(), ttl, e.Updated) {
 		out.Value = e.C.Value()
 		if merged != nil {
 			out.Value = merged.Value()
@@ -614,7 +618,7 @@ func (n *Node) scanLive(ns, prefix, after string, checkIdle bool, fn func(key st
 	var idle func(int64) bool
 	if checkIdle {
 		ttl := n.ns.TTLOf(ns) // before any stripe lock
-		idle = func(updated int64) bool { return n.idle(ttl, updated) }
+		idle = func(updated int64) bool { return series.Idle(n.cfg.Now(), ttl, updated) }
 	}
 	return n.keys.Scan(ns, prefix, after, idle, func(c keyspace.Scanned) bool {
 		out := scanned{Counter: Counter{NS: ns, Key: c.Key, Value: c.Value}, live: c.Live, hasReset: c.HasReset}

@@ -56,8 +56,8 @@ func newQuorum(n *Node) *exact.Quorum {
 		},
 		Check:         func(ns, key string, c *crdt.Counter) error { return n.rep.CheckState(ns, key, c) },
 		OnRefused:     func() { n.metrics.PeerRefused.Inc() },
-		Merge:         n.mergeStates,
-		CheckReadable: n.checkReadable,
+		Merge:         func(states []CounterState) error { return n.rep.ApplyDurable(statesBatch(n.id, states)) },
+		CheckReadable: func() error { return readable(n.ready.Load()) },
 	})
 }
 
@@ -107,21 +107,22 @@ func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
 	if err := ctx.Err(); err != nil {
 		return kinderr.New(ErrUnavailable, err, "%v", err)
 	}
-	return n.mergeStates(states)
+	return n.rep.ApplyDurable(statesBatch(n.id, states))
 }
 
-// mergeStates merges full counter states through Apply, and waits until
-// they are durable. The deltas carry this node as origin and no sequence:
+// statesBatch is the batch that merges full counter states (a quorum
+// write's) through the replica's ApplyDurable, which waits until they are
+// durable. The deltas carry this node as origin and no sequence:
 // they advance no version vector, and the origins' own changes still come
 // with their sequence numbers by the delta streams and anti-entropy.
 //
 // A state with Origin and Seq holds that origin's change Seq: it is
 // recorded under it (the index anti-entropy scans), and the version vector
 // moves past Seq when it already held every change before it.
-func (n *Node) mergeStates(states []CounterState) error {
+func statesBatch(self crdt.NodeID, states []CounterState) change.Batch {
 	b := change.Batch{Deltas: make([]change.Delta, len(states))}
 	for i, s := range states {
-		b.Deltas[i] = change.Delta{NS: s.NS, Key: s.Key, Origin: n.id, State: s.State}
+		b.Deltas[i] = change.Delta{NS: s.NS, Key: s.Key, Origin: self, State: s.State}
 		if s.Origin != 0 && s.Seq != 0 {
 			b.Deltas[i].Origin, b.Deltas[i].Seq = s.Origin, s.Seq
 			b.Ranges = append(b.Ranges, change.Range{Origin: s.Origin, After: s.Seq - 1, Upto: s.Seq})
@@ -132,16 +133,16 @@ func (n *Node) mergeStates(states []CounterState) error {
 	slices.SortFunc(b.Ranges, func(x, y change.Range) int {
 		return cmp.Or(cmp.Compare(x.Origin, y.Origin), cmp.Compare(x.After, y.After))
 	})
-	return n.rep.ApplyDurable(b)
+	return b
 }
 
-// checkReadable refuses a read, at any consistency, on a node that is not
+// readable refuses a read, at any consistency, on a node that is not
 // ready: one restarted with an empty disk holds whatever part of the state
 // has reached it so far, and may not even know its namespaces' configs (the
 // chaos campaign saw a wiped node answer -1 for a counter whose minimum is
 // 0, 200 ms after it restarted).
-func (n *Node) checkReadable() error {
-	if !n.ready.Load() {
+func readable(ready bool) error {
+	if !ready {
 		return fmt.Errorf("%w: the node is not ready (it is catching up with its peers after a restart); retry, or read from another node", ErrUnavailable)
 	}
 	return nil

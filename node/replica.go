@@ -66,7 +66,7 @@ func newReplica(n *Node) *replica.Replica {
 		Namespaces: n.ns,
 		Durable:    n.durable,
 		Ctx:        n.baseCtx,
-		Changed:    n.changedLocked,
+		Changed:    n.feed.changedLocked,
 		Compensate: func(s *keyspace.Stripe, ns, key string, e *keyspace.Entry) {
 			n.ids.CompensateLocked(s, ns, key, e)
 		},

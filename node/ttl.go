@@ -1,20 +1,12 @@
 package node
 
 import (
-	"time"
-
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/series"
 )
 
 // Counter TTL: a counter idle past its namespace's ttl reads 0 at once,
 // and the expiry pass (package node/series, series.TTL) deletes it.
-
-// idle reports whether a counter last changed at updatedMs has outlived
-// ttl.
-func (n *Node) idle(ttl time.Duration, updatedMs int64) bool {
-	return series.Idle(n.cfg.Now(), ttl, updatedMs)
-}
 
 // newTTL wires the expiry of idle counters (package node/series) to the
 // node.

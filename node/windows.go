@@ -43,7 +43,7 @@ func newWindows(n *Node) *series.Windows {
 		},
 		Read: n.readValue,
 		Flush: func() error {
-			if err := n.Flush(n.ctx()); err != nil {
+			if err := n.Flush(n.baseCtx); err != nil {
 				return err
 			}
 			return n.Checkpoint()
