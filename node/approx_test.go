@@ -644,3 +644,28 @@ func TestApproxThroughBatchTopAndConfig(t *testing.T) {
 		t.Fatalf("changing epsilon with counts: %v", err)
 	}
 }
+
+// topApprox is Top of an approximate namespace, without Top's checks of k
+// and window.
+func (n *Node) topApprox(ns string, k int, prefix string) ([]Counter, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return nil, err
+	}
+	rec := n.ns.Approx(ns)
+	if rec == nil {
+		return nil, fmt.Errorf("%w: %q is not an approximate namespace", ErrInvalidArgument, ns)
+	}
+	p, err := approx.ParamsOf(ns, rec)
+	if err != nil {
+		return nil, err
+	}
+	top, err := n.sketches.Top(ns, p, k, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Counter, len(top))
+	for i, e := range top {
+		out[i] = Counter{NS: ns, Key: e.Key, Value: e.Value, Estimate: true, ErrorBound: e.ErrorBound}
+	}
+	return out, nil
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/countmesh/countmesh/node/approx"
 	"github.com/countmesh/countmesh/node/write"
 )
 
@@ -35,8 +36,71 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	if err := n.checkWritable(len(ops)); err != nil {
 		return BatchResult{}, err
 	}
-	if res, done, err := n.batchWithApprox(ctx, ops, consistency, returnValues); done {
-		return res, err
+	// Ops on approximate namespaces: the other ops as a batch, then the
+	// sketch ops (checked up front, so that only an int64 overflow of a
+	// sketch total could fail after the rest applied).
+	var sketchOps []int
+	for i, op := range ops {
+		rec := n.ns.Approx(op.NS)
+		if rec == nil {
+			continue
+		}
+		switch {
+		case op.By < 0:
+			return BatchResult{}, fmt.Errorf("op %d: %w", i, errApproxRefused(op.NS, "decrements are refused because a sketch keeps its error bound only for non-negative counts"))
+		case op.ID != "":
+			return BatchResult{}, fmt.Errorf("op %d: %w", i, errApproxRefused(op.NS, "increment ids are not remembered there; send the op without an id"))
+		case consistency != "" && consistency != ConsistencyLocal:
+			return BatchResult{}, fmt.Errorf("op %d: %w", i, errApproxRefused(op.NS, "only consistency local is served there; leave consistency out"))
+		}
+		sketchOps = append(sketchOps, i)
+	}
+	if len(sketchOps) > 0 {
+		rest := make([]BatchOp, 0, len(ops)-len(sketchOps))
+		for i, op := range ops {
+			if !slices.Contains(sketchOps, i) {
+				rest = append(rest, op)
+			}
+		}
+		var res BatchResult
+		if len(rest) > 0 {
+			var err error
+			if res, err = n.Batch(ctx, rest, consistency, returnValues); err != nil {
+				return BatchResult{}, err
+			}
+		}
+		var values []int64
+		if returnValues {
+			values = make([]int64, len(ops))
+			j := 0
+			for i := range ops {
+				if !slices.Contains(sketchOps, i) {
+					values[i] = res.Values[j]
+					j++
+				}
+			}
+		}
+		sync := false
+		for _, i := range sketchOps {
+			op := ops[i]
+			p, err := approx.ParamsOf(op.NS, n.ns.Approx(op.NS))
+			var est int64
+			var s bool
+			if err == nil {
+				est, s, err = n.sketches.Add(op.NS, p, op.Key, op.By)
+			}
+			if err != nil {
+				return BatchResult{}, fmt.Errorf("op %d: %w", i, err)
+			}
+			n.metrics.Increments.Inc()
+			sync = sync || s
+			if returnValues {
+				values[i] = est
+			}
+		}
+		res.Applied += len(sketchOps)
+		res.Values = values
+		return res, n.durable(ctx, sync)
 	}
 	w := write.Request{Ops: make([]write.Op, len(ops)), Consistency: consistency, Values: returnValues, Numbered: true}
 	for i, op := range ops {
@@ -47,75 +111,4 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		n.metrics.Batches.Inc()
 	}
 	return res, err
-}
-
-// batchWithApprox serves a batch with ops on approximate namespaces: the
-// other ops as a batch, then the sketch ops (checked up front, so that only
-// an int64 overflow of a sketch total could fail after the rest applied).
-// done is false when the batch has no such op.
-func (n *Node) batchWithApprox(ctx context.Context, ops []BatchOp, consistency string, returnValues bool) (BatchResult, bool, error) {
-	var approx []int
-	for i, op := range ops {
-		rec := n.ns.Approx(op.NS)
-		if rec == nil {
-			continue
-		}
-		switch {
-		case op.By < 0:
-			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, errApproxRefused(op.NS, "decrements are refused because a sketch keeps its error bound only for non-negative counts"))
-		case op.ID != "":
-			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, errApproxRefused(op.NS, "increment ids are not remembered there; send the op without an id"))
-		case consistency != "" && consistency != ConsistencyLocal:
-			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, errApproxRefused(op.NS, "only consistency local is served there; leave consistency out"))
-		}
-		approx = append(approx, i)
-	}
-	if len(approx) == 0 {
-		return BatchResult{}, false, nil
-	}
-	rest := make([]BatchOp, 0, len(ops)-len(approx))
-	for i, op := range ops {
-		if !slices.Contains(approx, i) {
-			rest = append(rest, op)
-		}
-	}
-	var res BatchResult
-	if len(rest) > 0 {
-		var err error
-		if res, err = n.Batch(ctx, rest, consistency, returnValues); err != nil {
-			return BatchResult{}, true, err
-		}
-	}
-	var values []int64
-	if returnValues {
-		values = make([]int64, len(ops))
-		j := 0
-		for i := range ops {
-			if !slices.Contains(approx, i) {
-				values[i] = res.Values[j]
-				j++
-			}
-		}
-	}
-	sync := false
-	for _, i := range approx {
-		op := ops[i]
-		p, err := sketchParamsOf(op.NS, n.ns.Approx(op.NS))
-		var est int64
-		var s bool
-		if err == nil {
-			est, s, err = n.sketches.Add(op.NS, p, op.Key, op.By)
-		}
-		if err != nil {
-			return BatchResult{}, true, fmt.Errorf("op %d: %w", i, err)
-		}
-		n.metrics.Increments.Inc()
-		sync = sync || s
-		if returnValues {
-			values[i] = est
-		}
-	}
-	res.Applied += len(approx)
-	res.Values = values
-	return res, true, n.durable(ctx, sync)
 }

@@ -341,7 +341,8 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 		return Result{}, err
 	}
 	if rec := n.ns.Approx(ns); rec != nil {
-		return n.incrApprox(ctx, rec, ns, key, by, opts)
+		est, err := n.sketches.Incr(ctx, rec, ns, key, by, approx.WriteOptions{ID: opts.ID, Consistency: opts.Consistency, Labels: len(opts.Labels), At: opts.At})
+		return Result{Value: est}, err
 	}
 	at, err := series.EventTime(n.cfg.Now(), opts.At)
 	if err != nil {
@@ -511,7 +512,11 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		return Counter{}, err
 	}
 	if rec := n.ns.Approx(ns); rec != nil {
-		return n.getApprox(ctx, rec, ns, key, opts)
+		est, bound, err := n.sketches.Get(rec, ns, key, opts.At, opts.Consistency)
+		if err != nil {
+			return Counter{}, err
+		}
+		return Counter{NS: ns, Key: key, Value: est, Estimate: true, ErrorBound: bound}, nil
 	}
 	if !opts.At.IsZero() {
 		at, err := n.windows.ReadAt(ctx, ns, key, opts.At, opts.Window)
