@@ -89,7 +89,7 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 
 // MergeStates answers a peer's quorum write: it merges the states into this
 // node's counters and returns once they are durable. States that are
-// malformed or out of bounds (peerinput.go) are refused, all of them, with
+// malformed or out of bounds (package node/replica's peerinput.go) are refused, all of them, with
 // an error wrapping ErrInvalidPeerData, and nothing is merged.
 func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
 	if len(states) > MaxBatchOps {
