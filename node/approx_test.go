@@ -126,7 +126,7 @@ func TestApproxConfig(t *testing.T) {
 	if err := msgpack.Unmarshal(raw, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	p, err := cfg.sketchParams()
+	p, err := cfg.SketchParams()
 	if err != nil || p.Epsilon != DefaultEpsilon || p.Confidence != DefaultConfidence || p.Width != 2719 || p.Depth != 5 {
 		t.Fatalf("old config reads as %+v, %v", p, err)
 	}
@@ -643,4 +643,29 @@ func TestApproxThroughBatchTopAndConfig(t *testing.T) {
 	if _, err := n.PutNamespace(ctx, "pv", NamespacePatch{Epsilon: &eps}); !errors.Is(err, ErrConflict) {
 		t.Fatalf("changing epsilon with counts: %v", err)
 	}
+}
+
+// topApprox is Top of an approximate namespace, without Top's checks of k
+// and window.
+func (n *Node) topApprox(ns string, k int, prefix string) ([]Counter, error) {
+	if err := ValidateNamespace(ns); err != nil {
+		return nil, err
+	}
+	rec := n.ns.Approx(ns)
+	if rec == nil {
+		return nil, fmt.Errorf("%w: %q is not an approximate namespace", ErrInvalidArgument, ns)
+	}
+	p, err := approx.ParamsOf(ns, rec)
+	if err != nil {
+		return nil, err
+	}
+	top, err := n.sketches.Top(ns, p, k, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Counter, len(top))
+	for i, e := range top {
+		out[i] = Counter{NS: ns, Key: e.Key, Value: e.Value, Estimate: true, ErrorBound: e.ErrorBound}
+	}
+	return out, nil
 }

@@ -25,11 +25,6 @@ type RightsGrant = exact.RightsGrant
 // RightsTransport asks peers for rights (package peerrpc implements it).
 type RightsTransport = exact.RightsTransport
 
-// bounds returns the bounds of a namespace.
-func (r *namespaceRecord) bounds() exact.Bounds {
-	return exact.Bounds{Min: r.Config.Min, Max: r.Config.Max, Bank: crdt.NodeID(r.Bank), Exact: r.counterType().escrow()}
-}
-
 // newBoundsRights wires the rights of bounded exact counters (package
 // node/exact) to the node.
 func newBoundsRights(n *Node) *exact.Rights {
@@ -44,13 +39,13 @@ func newBoundsRights(n *Node) *exact.Rights {
 		Transport: n.cfg.Rights,
 		Timeout:   func() time.Duration { return n.quorum.Timeout() },
 		MaxBy:     MaxBy,
-		Known:     func(id crdt.NodeID) bool { return n.knownOrigins().has(id) },
-		Check: func(ns, key string, c *crdt.Counter) error {
-			return n.checkPeerState(n.knownOrigins(), ns, key, n.id, c)
+		Known:     func(id crdt.NodeID) bool { return n.rep.Known(id) },
+		Check:     func(ns, key string, c *crdt.Counter) error { return n.rep.CheckState(ns, key, c) },
+		CheckLocal: func(ns, key string, local, c *crdt.Counter) error {
+			return n.rep.CheckAgainstLocalLocked(ns, key, local, c)
 		},
-		CheckLocal: n.checkAgainstLocalLocked,
-		OnRefused:  func() { n.metrics.peerRefused.Inc() },
-		OnReceived: func(got int64) { n.metrics.rightsReceived.Add(float64(got)) },
+		OnRefused:  func() { n.metrics.PeerRefused.Inc() },
+		OnReceived: func(got int64) { n.metrics.RightsReceived.Add(float64(got)) },
 	})
 }
 
@@ -64,20 +59,18 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	}
 	if err != nil {
 		if errors.Is(err, ErrInvalidPeerData) {
-			n.metrics.peerRefused.Inc()
+			n.metrics.PeerRefused.Inc()
 		}
 		return RightsGrant{}, err
 	}
 	if err := n.checkWritable(1); err != nil {
 		return RightsGrant{}, err
 	}
-	n.ns.RLock()
-	rec := n.ns.m[req.NS]
-	n.ns.RUnlock()
-	if rec == nil || !rec.bounds().Any() || !rec.bounds().Exact {
+	rec := n.ns.Get(req.NS)
+	if rec == nil || !rec.Bounds().Any() || !rec.Bounds().Exact {
 		return RightsGrant{}, nil // nothing to give (yet)
 	}
-	out, err := n.rights.Grant(rec.bounds(), req)
+	out, err := n.rights.Grant(rec.Bounds(), req)
 	if err != nil || out.Amount == 0 {
 		return RightsGrant{}, err
 	}
@@ -86,15 +79,6 @@ func (n *Node) GrantRights(ctx context.Context, req RightsRequest) (RightsGrant,
 	if err := n.durable(ctx, true); err != nil {
 		return RightsGrant{}, err
 	}
-	n.metrics.rightsGiven.Add(float64(out.Amount))
+	n.metrics.RightsGiven.Add(float64(out.Amount))
 	return out, nil
-}
-
-// clampRec is clampToBounds with the namespace's record (callers under a
-// stripe lock must not take n.ns).
-func clampRec(rec *namespaceRecord, v int64) int64 {
-	if rec == nil {
-		return v
-	}
-	return rec.counterType().clamp(&rec.Config, v)
 }

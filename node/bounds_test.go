@@ -127,7 +127,7 @@ func TestBoundedCounterNeverCrossesMin(t *testing.T) {
 			}
 			for _, name := range names {
 				if n := m.get(name); n != nil {
-					st, _, err := n.counterState("likes", "post")
+					st, _, err := n.rep.CounterState("likes", "post")
 					if err == nil && st.Value() < 0 {
 						below.Add(1)
 					}
@@ -185,7 +185,7 @@ func TestBoundedCounterNeverCrossesMin(t *testing.T) {
 		t.Fatalf("a node's merged value was below 0 %d times", below.Load())
 	}
 	for _, name := range names {
-		st, _, err := m.get(name).counterState("likes", "post")
+		st, _, err := m.get(name).rep.CounterState("likes", "post")
 		if err != nil || st.Value() != 0 {
 			t.Fatalf("%s reads %d at the end, want 0 (%v)", name, st.Value(), err)
 		}

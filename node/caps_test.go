@@ -37,10 +37,10 @@ func TestNamespaceCapCountsEveryCreator(t *testing.T) {
 		{"first write", func(ns string) error { _, err := n.Incr(ctx, ns, "k", 1, WriteOptions{}); return err }, true},
 		{"put", func(ns string) error { _, err := n.PutNamespace(ctx, ns, NamespacePatch{}); return err }, true},
 		{"replicated delta", func(ns string) error {
-			return n.Apply(change.Batch{Deltas: []change.Delta{{NS: ns, Key: "k", Origin: peer, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: peer, P: 1}}}}}})
+			return n.Replica().Apply(change.Batch{Deltas: []change.Delta{{NS: ns, Key: "k", Origin: peer, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: peer, P: 1}}}}}})
 		}, true},
 		{"replicated config", func(ns string) error {
-			return n.Apply(change.Batch{Configs: []change.ConfigRecord{{NS: ns, HLC: hlc, Origin: peer, Payload: payload}}})
+			return n.Replica().Apply(change.Batch{Configs: []change.ConfigRecord{{NS: ns, HLC: hlc, Origin: peer, Payload: payload}}})
 		}, false},
 	}
 	for _, tt := range tests {

@@ -37,20 +37,20 @@ func BenchmarkCatchUp(b *testing.B) {
 		dst := openTest(b, dcfg)
 		var scan, apply time.Duration
 		t0 := time.Now()
-		vv := src.VersionVector()
+		vv := src.Replica().VersionVector()
 		var chunk change.Batch
 		last := uint64(0)
 		flush := func(upto uint64) {
 			chunk.Ranges = []change.Range{{Origin: src.ID(), After: last, Upto: upto}}
 			last = upto
 			t1 := time.Now()
-			if err := dst.Apply(chunk); err != nil {
+			if err := dst.Replica().Apply(chunk); err != nil {
 				b.Fatal(err)
 			}
 			apply += time.Since(t1)
 			chunk.Deltas = chunk.Deltas[:0]
 		}
-		err := src.ScanSince(src.ID(), 0, func(d change.Delta) bool {
+		err := src.Replica().ScanSince(src.ID(), 0, func(d change.Delta) bool {
 			chunk.Deltas = append(chunk.Deltas, d)
 			if len(chunk.Deltas) == 10_000 {
 				flush(d.Seq)

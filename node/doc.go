@@ -1,23 +1,29 @@
 // Package node is one countmesh peer: the facade that the HTTP and RESP
-// layers call, and the replica that gossip streams to.
+// layers call, with the replica side (Node.Replica, package node/replica)
+// that gossip streams to.
 //
-// A Node owns the namespaces and their configs, and the one write path:
-// Incr is a batch of one, so an increment and a batch both go through the
-// same function (apply), which applies ids at most once, keeps the bounds of
-// exact namespaces (with rights collected from peers), counts the derived
-// counters (label series and window buckets), waits for the durability the
-// namespace asks for, and replicates to the nodes its consistency level asks
-// for. The counters themselves live in the hot set (package node/keyspace),
-// which reads through from and is checkpointed to package store.
+// A Node is the facade: Config and Open, the public methods that the HTTP
+// and RESP layers call (validation, then one call into a subsystem), reads
+// and listings over the hot set (package node/keyspace, which reads through
+// from and is checkpointed to package store), and the change feed that
+// tells top-K and the watchers about every change. Incr is a batch of one,
+// so an increment and a batch both go through the same write path.
 //
-// The rest lives in subpackages, each with its own state type that Open
-// builds and wires to the hot set with function values: node/series (time
-// buckets, label series, point-in-time reads, retention and ttl expiry),
-// node/query (top-K and aggregates), node/approx (approximate namespaces'
-// sketches), node/exact (the quorum levels and the rights that keep
-// bounds), node/idem (increment ids), node/export (the export stream) and
-// node/watch (subscriptions). None of them imports node; Node keeps a field
-// for each and the public methods that the HTTP and RESP layers call.
+// Everything else lives in subpackages, each with its own state type that
+// Open builds from small concrete dependencies and function values:
+// node/replica (what gossip streams to and the committer drains: Apply,
+// the version vector, ScanSince, Fill and Committed, recovery, and the
+// checks of peer input; Node.Replica returns it), node/nsconfig (the
+// namespaces, their configs and counter types; node re-exports the public
+// types), node/write (the write path: ids, overflow and bounds under the
+// stripe locks, derived counters, durability, replication), node/series
+// (time buckets, label series, point-in-time reads, retention and ttl
+// expiry), node/query (top-K and aggregates), node/approx (approximate
+// namespaces' sketches and what they refuse), node/exact (the quorum
+// levels and the rights that keep bounds), node/idem (increment ids),
+// node/export (the export stream and the import's merges), node/watch
+// (subscriptions) and node/metrics. None of them imports node, and Node
+// embeds none of them.
 //
 // # Guarantees
 //

@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 
-	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/export"
-	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // Export and import (backup and restore): the stream is package
@@ -94,7 +89,7 @@ func (n *Node) Export(ctx context.Context, opts ExportOptions, w io.Writer) (Exp
 	}
 	out := make([]export.Namespace, 0, len(nss))
 	for _, ns := range nss {
-		rec := n.ns.get(ns.Name)
+		rec := n.ns.Get(ns.Name)
 		if rec == nil {
 			continue // gone since it was listed
 		}
@@ -120,134 +115,9 @@ func (n *Node) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Exp
 	}
 	return export.Read(ctx, r, export.Target{
 		Allow:     opts.Allow,
-		Namespace: n.importNamespace,
-		Counter:   n.importCounter,
+		Namespace: n.imports.Namespace,
+		Counter:   n.imports.Counter,
 		Ticket:    n.committer.Ticket,
 		AckError:  n.ackError,
 	})
-}
-
-// importNamespace installs a namespace config of an export when it is newer
-// than this node's (last writer wins by hybrid logical clock, as
-// replication does).
-func (n *Node) importNamespace(rec *ExportRecord) error {
-	if err := ValidateNamespace(rec.Namespace); err != nil {
-		return err
-	}
-	if len(rec.Config) == 0 || string(rec.Config) == "null" {
-		return fmt.Errorf("namespace %q has no config", rec.Namespace)
-	}
-	var raw NamespaceConfig
-	dec := json.NewDecoder(bytes.NewReader(rec.Config))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&raw); err != nil {
-		return fmt.Errorf("malformed JSON: %v", err)
-	}
-	cfg, err := raw.normalize()
-	if err != nil {
-		return fmt.Errorf("namespace %q: %w", rec.Namespace, err)
-	}
-	if err := n.clock.Check(rec.HLC, n.cfg.MaxClockOffset); err != nil {
-		return fmt.Errorf("namespace %q: %w", rec.Namespace, err)
-	}
-	n.vv.vouchFor(crdt.NodeID(rec.Origin), crdt.NodeID(rec.Bank))
-	nr := &namespaceRecord{Config: cfg, HLC: rec.HLC, Origin: rec.Origin, CreatedAt: rec.CreatedMs, Bank: rec.Bank}
-	n.clock.Observe(rec.HLC)
-	return n.installNewer(rec.Namespace, nr)
-}
-
-// installNewer persists nr as the config of ns unless this node's is as
-// new (last writer wins by HLC, then origin).
-func (n *Node) installNewer(ns string, nr *namespaceRecord) error {
-	n.ns.Lock()
-	defer n.ns.Unlock()
-	if cur := n.ns.m[ns]; cur != nil && (cur.HLC > nr.HLC || (cur.HLC == nr.HLC && cur.Origin >= nr.Origin)) {
-		return nil
-	}
-	return n.persistNamespaceLocked(ns, nr)
-}
-
-// importCounter checks a counter record and merges it.
-func (n *Node) importCounter(rec *ExportRecord) error {
-	if err := ValidateNamespace(rec.NS); err != nil {
-		return err
-	}
-	key := rec.Key
-	switch {
-	case rec.Key != "" && rec.RawKey != nil:
-		return fmt.Errorf("%s: a counter has a key or a raw_key, not both", rec.NS)
-	case rec.RawKey != nil:
-		key = string(rec.RawKey)
-		if !keyspace.IsInternal(key) || validReplicatedKey(key) != nil {
-			return fmt.Errorf("%s: raw_key is not the key of an internal counter", rec.NS)
-		}
-	default:
-		if err := ValidateKey(key); err != nil {
-			return fmt.Errorf("%s: %w", rec.NS, err)
-		}
-	}
-	c := rec.State()
-	// The rules of peer input that do not concern origins; every node the
-	// state names is vouched for by the file.
-	known := origins{n.id: {}}
-	for _, s := range c.Slots {
-		known[s.Node] = struct{}{}
-	}
-	if err := n.checkPeerState(known, rec.NS, key, n.id, &c); err != nil {
-		// The peer wording's sentinel is not this caller's.
-		return errors.New(strings.TrimPrefix(err.Error(), ErrInvalidPeerData.Error()+": "))
-	}
-	nsRec, err := n.namespaceForWrite(rec.NS)
-	if err != nil {
-		return err
-	}
-	if n.bucketExpired(nsRec, key) || (key[0] == keyspace.KindID && n.idExpired(nsRec, &c)) {
-		return nil // expired here: keep it dropped, as replication does
-	}
-	ids := make([]crdt.NodeID, 0, len(c.Slots))
-	for _, s := range c.Slots {
-		ids = append(ids, s.Node)
-	}
-	n.vv.vouchFor(ids...)
-	return n.mergeImported(rec.NS, key, &c, rec.UpdatedMs)
-}
-
-// mergeImported merges a checked state into ns/key under its stripe.
-func (n *Node) mergeImported(ns, key string, c *crdt.Counter, updatedMs int64) error {
-	ck := keyspace.Composite(nil, ns, key)
-	s := n.keys.StripeOf(ck)
-	s.Lock()
-	defer s.Unlock()
-	e, err := n.keys.Lookup(s, ck, ns, key, true)
-	if err != nil {
-		return kinderr.New(ErrUnavailable, err, "read counter: %v", err)
-	}
-	var epoch uint64
-	if e.C.Reset != nil {
-		epoch = e.C.Reset.Epoch
-	}
-	if c.Reset != nil && c.Reset.Epoch > epoch+maxEpochAhead {
-		return fmt.Errorf("%s/%q: reset epoch %d is more than %d past this node's %d", ns, key, c.Reset.Epoch, uint64(maxEpochAhead), epoch)
-	}
-	old := e.C.Clone()
-	before, wasLive := old.Value(), old.Live()
-	e.C.Merge(*c)
-	if e.C.Equal(old) && updatedMs <= e.Updated {
-		return nil // nothing new: importing twice changes nothing
-	}
-	e.Updated = max(e.Updated, updatedMs)
-	if mine := e.C.Slot(n.id); mine != old.Slot(n.id) {
-		e.Own = true // this node's own slot moved: it leaves as this node's change
-	}
-	if e.C.Value() != before || e.C.Live() != wasLive {
-		n.changedLocked(ns, key, before, e)
-	}
-	n.keys.MarkDirty(s, e)
-	if key[0] == keyspace.KindID {
-		n.compensateLocked(s, ns, key, e)
-		if id, k, ok := parseIDKey(key); ok {
-			n.recent.add(ns, id, k)
-		}
-	}
-	return nil
 }

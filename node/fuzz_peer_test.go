@@ -56,7 +56,7 @@ func FuzzPeerInput(f *testing.F) {
 	snapshot := func(t *testing.T) []crdt.Counter {
 		out := make([]crdt.Counter, len(pool.keys))
 		for i, k := range pool.keys {
-			c, _, err := n.counterState(k.ns, k.key)
+			c, _, err := n.rep.CounterState(k.ns, k.key)
 			if err != nil {
 				t.Fatalf("read %s/%q: %v", k.ns, k.key, err)
 			}
@@ -80,7 +80,7 @@ func FuzzPeerInput(f *testing.F) {
 		if door == 0 {
 			err = n.MergeStates(ctx, []CounterState{{NS: k.ns, Key: k.key, State: state}})
 		} else {
-			err = n.Apply(change.Batch{Deltas: []change.Delta{{NS: k.ns, Key: k.key, Origin: origin, Seq: 1, State: state}}})
+			err = n.Replica().Apply(change.Batch{Deltas: []change.Delta{{NS: k.ns, Key: k.key, Origin: origin, Seq: 1, State: state}}})
 		}
 		after := snapshot(t)
 		if err != nil {

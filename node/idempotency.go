@@ -4,11 +4,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/countmesh/countmesh/crdt"
-	"github.com/countmesh/countmesh/internal/kinderr"
-	"github.com/countmesh/countmesh/internal/sabotage"
 	"github.com/countmesh/countmesh/node/idem"
-	"github.com/countmesh/countmesh/node/keyspace"
 )
 
 // Idempotent increments: the id records are package node/idem's; the node
@@ -48,9 +44,9 @@ func newIDs(n *Node) *idem.IDs {
 		Now:          n.cfg.Now,
 		Log:          n.log,
 		Recent:       n.recent.get,
-		Changed:      n.changedLocked,
-		OnCompensate: func() { n.metrics.compensations.Inc() },
-		OnExpired:    func(k int) { n.metrics.expiredIDs.Add(float64(k)) },
+		Changed:      n.feed.changedLocked,
+		OnCompensate: func() { n.metrics.Compensations.Inc() },
+		OnExpired:    func(k int) { n.metrics.ExpiredIDs.Add(float64(k)) },
 	})
 }
 
@@ -86,56 +82,4 @@ func (r *recentIDs) rotate() {
 	r.mu.Lock()
 	r.prev, r.cur = r.cur, nil
 	r.mu.Unlock()
-}
-
-// compensateLocked runs after an id record of this node changed by a merge
-// (idem.IDs.CompensateLocked). The caller holds the stripe of the record,
-// which is the counter's stripe.
-func (n *Node) compensateLocked(s *keyspace.Stripe, ns, rk string, re *keyspace.Entry) {
-	n.ids.CompensateLocked(s, ns, rk, re)
-}
-
-// idExpired reports whether a replicated id record is older than the
-// namespace's idempotency window.
-func (n *Node) idExpired(rec *namespaceRecord, c *crdt.Counter) bool {
-	return n.ids.Expired(rec.runtime().idWindow, c)
-}
-
-// batchDuplicatesLocked resolves the id records of a batch's ops and tells
-// which ops are duplicates; a known id with another body is 409. The caller
-// holds every touched stripe.
-func (n *Node) batchDuplicatesLocked(w writeReq, prepared []batchOp, repeatOf []int) ([]*keyspace.Entry, []bool, error) {
-	ops := w.ops
-	records := make([]*keyspace.Entry, len(ops))
-	dup := make([]bool, len(ops))
-	for i, op := range ops {
-		if op.ID == "" {
-			continue
-		}
-		if repeatOf[i] >= 0 {
-			dup[i] = true
-			continue
-		}
-		s := n.keys.Stripe(prepared[i].stripe)
-		re := s.Get(prepared[i].rck)
-		if re == nil {
-			rk := idKey(op.ID, op.Key)
-			var err error
-			if re, err = n.keys.LookupEvict(s, []byte(prepared[i].rck), op.NS, rk, true, false); err != nil {
-				return nil, nil, kinderr.New(ErrUnavailable, err, "read id record: %v", err)
-			}
-		}
-		if st := idem.Read(&re.C, n.id); st.Seen {
-			if st.By != op.By {
-				return nil, nil, w.opErr(i, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", ErrConflict, op.ID, st.By, op.NS, op.Key, op.By))
-			}
-			if sabotage.IDTwice {
-				continue // sabotage (test builds only): counted again, without a record
-			}
-			dup[i] = true
-			continue
-		}
-		records[i] = re
-	}
-	return records, dup, nil
 }

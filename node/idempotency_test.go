@@ -130,11 +130,11 @@ func TestConcurrentRetriesOnTwoNodesCountOnce(t *testing.T) {
 	if err := b.DropExpired(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, found, _ := b.counterState("likes", idKey("u7", "p")); found {
+	if _, found, _ := b.rep.CounterState("likes", idKey("u7", "p")); found {
 		t.Fatal("b still holds the id record of u7 after its window")
 	}
 	resendAll(t, a, b)
-	if _, found, _ := b.counterState("likes", idKey("u7", "p")); found {
+	if _, found, _ := b.rep.CounterState("likes", idKey("u7", "p")); found {
 		t.Fatal("an expired id record came back from a")
 	}
 	if got := mustGet(t, b, "likes", "p"); got != 61 {
@@ -177,7 +177,7 @@ func newMeshSim(t *testing.T, names []string) *meshSim {
 				n := m.nodes[name]
 				m.mu.RUnlock()
 				if n != nil {
-					_ = n.Apply(b) // a node closed under us fails; anti-entropy repairs
+					_ = n.Replica().Apply(b) // a node closed under us fails; anti-entropy repairs
 				}
 			}
 		}()

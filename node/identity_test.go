@@ -99,7 +99,7 @@ func TestLostDiskComesBackUnderANewSlot(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			held, ok, err := n.counterState("ns", "k") // the copy a peer holds
+			held, ok, err := n.rep.CounterState("ns", "k") // the copy a peer holds
 			if err != nil || !ok {
 				t.Fatalf("state: %v %v", ok, err)
 			}
@@ -124,7 +124,7 @@ func TestLostDiskComesBackUnderANewSlot(t *testing.T) {
 			if _, err := n.Incr(ctx, "ns", "k", 1, WriteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			err = n.Apply(fromPeer)
+			err = n.Replica().Apply(fromPeer)
 			if tc.mint {
 				if n.ID() == old {
 					t.Fatal("the node came back under its old slot")
@@ -176,7 +176,7 @@ func TestIncarnationTakesBackItsPredecessorsDuplicate(t *testing.T) {
 			cfg.Name, cfg.Incarnation = tc.name, tc.inc
 			n := openTest(t, cfg)
 			for range 2 { // a second merge of the same record changes nothing
-				if err := n.Apply(batch); err != nil {
+				if err := n.Replica().Apply(batch); err != nil {
 					t.Fatal(err)
 				}
 				if got := mustGet(t, n, "likes", "k"); got != tc.want {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/nsconfig"
 	"go.uber.org/zap"
 )
 
@@ -14,69 +15,6 @@ import (
 type Namespace struct {
 	Name   string
 	Config NamespaceConfig
-}
-
-// loadNamespaces reads every namespace config from the store.
-func (n *Node) loadNamespaces() error {
-	return n.store.ListNamespaces(func(ns string, decode func(out any) error) bool {
-		rec := new(namespaceRecord)
-		if err := decode(rec); err != nil {
-			n.log.Error("skipping unreadable namespace config", zap.String("ns", ns), zap.Error(err))
-			return true
-		}
-		rec.prepare()
-		n.ns.m[ns] = rec
-		n.clock.Observe(rec.HLC)
-		return true
-	})
-}
-
-// namespaceForWrite returns the config of ns, creating the namespace with the
-// default config when it does not exist (a first write creates it).
-func (n *Node) namespaceForWrite(ns string) (*namespaceRecord, error) {
-	n.ns.RLock()
-	rec := n.ns.m[ns]
-	n.ns.RUnlock()
-	if rec != nil {
-		return rec, nil
-	}
-	n.ns.Lock()
-	defer n.ns.Unlock()
-	if rec := n.ns.m[ns]; rec != nil {
-		return rec, nil
-	}
-	// An implicit namespace carries the lowest clock, so that any config set
-	// explicitly anywhere in the mesh wins over it when it arrives.
-	rec = &namespaceRecord{
-		Config:    DefaultNamespaceConfig(n.cfg.DefaultDurability),
-		CreatedAt: n.cfg.Now().UnixMilli(),
-	}
-	if err := n.persistNamespaceLocked(ns, rec); err != nil {
-		return nil, err
-	}
-	n.log.Info("namespace created by first write", zap.String("ns", ns))
-	return rec, nil
-}
-
-// persistNamespaceLocked writes rec durably and installs it; n.ns is held.
-// A new namespace past Config.MaxNamespaces is refused, whoever creates it
-// (a first write, PUT, or a config record from a peer).
-func (n *Node) persistNamespaceLocked(ns string, rec *namespaceRecord) error {
-	if n.ns.m[ns] == nil && len(n.ns.m) >= n.cfg.MaxNamespaces {
-		return fmt.Errorf("%w: this node holds %d namespaces, its limit; %q would be one more (delete unused namespaces' counters or raise the limit)",
-			ErrTooManyNamespaces, len(n.ns.m), ns)
-	}
-	b := n.store.NewBatch()
-	defer b.Close()
-	if err := b.PutNamespace(ns, rec); err != nil {
-		return kinderr.New(ErrUnavailable, err, "encode namespace: %v", err)
-	}
-	if err := b.Commit(true); err != nil {
-		return kinderr.New(ErrUnavailable, err, "store namespace: %v", err)
-	}
-	rec.prepare()
-	n.ns.m[ns] = rec
-	return nil
 }
 
 // PutNamespace creates ns or updates its config with the fields of patch.
@@ -88,19 +26,31 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 	if err := n.checkWritable(0); err != nil {
 		return Namespace{}, err
 	}
+	// hasCounters reports whether ns holds a live counter.
+	hasCounters := func() (bool, error) {
+		found := false
+		err := n.scanLive(ns, "", "", false, func(_ string, c scanned) bool { // n.ns is held
+			found = c.live
+			return !found
+		})
+		if err != nil {
+			return false, kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
+		}
+		return found, nil
+	}
 	n.ns.Lock()
 	defer n.ns.Unlock()
-	cur := n.ns.m[ns]
+	cur := n.ns.GetLocked(ns)
 	base := DefaultNamespaceConfig(n.cfg.DefaultDurability)
 	if cur != nil {
 		base = cur.Config
 	}
-	cfg, err := patch.apply(base).normalize()
+	cfg, err := patch.Apply(base).Normalize()
 	if err != nil {
 		return Namespace{}, err
 	}
 	if cur != nil && cfg.Type != cur.Config.Type {
-		has, err := n.hasCounters(ctx, ns)
+		has, err := hasCounters()
 		if err != nil {
 			return Namespace{}, err
 		}
@@ -110,7 +60,7 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 	}
 	if cur != nil && cfg.Type == TypeApproximate && cur.Config.Type == TypeApproximate &&
 		(cfg.Epsilon != cur.Config.Epsilon || cfg.Confidence != cur.Config.Confidence) {
-		has, err := n.hasCounters(ctx, ns)
+		has, err := hasCounters()
 		if err != nil {
 			return Namespace{}, err
 		}
@@ -129,7 +79,7 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 			// The rights of the bounds are spread over the nodes: they can
 			// be set only before the namespace holds counters.
 			if cfg.Type == TypeExact || cur.Config.Type == TypeExact {
-				has, err := n.hasCounters(ctx, ns)
+				has, err := hasCounters()
 				if err != nil {
 					return Namespace{}, err
 				}
@@ -140,25 +90,16 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 			rec.Bank = uint64(n.id)
 		}
 	}
-	if err := n.persistNamespaceLocked(ns, rec); err != nil {
+	if err := n.ns.PersistLocked(ns, rec); err != nil {
 		return Namespace{}, err
 	}
-	n.publishConfig(ns, rec)
+	if cr, err := nsconfig.ConfigRecord(ns, rec); err != nil {
+		n.log.Error("cannot encode namespace config", zap.String("ns", ns), zap.Error(err))
+	} else {
+		n.rep.PublishConfig(cr)
+	}
 	n.log.Info("namespace config set", zap.String("ns", ns), zap.Any("config", cfg))
 	return Namespace{Name: ns, Config: cfg}, nil
-}
-
-// hasCounters reports whether ns holds a live counter.
-func (n *Node) hasCounters(ctx context.Context, ns string) (bool, error) {
-	found := false
-	err := n.scanLive(ns, "", "", false, func(_ string, c scanned) bool { // n.ns is held
-		found = c.live
-		return !found
-	})
-	if err != nil {
-		return false, kinderr.New(ErrUnavailable, err, "scan counters: %v", err)
-	}
-	return found, nil
 }
 
 // GetNamespace returns the config of ns, or ErrNotFound.
@@ -166,9 +107,7 @@ func (n *Node) GetNamespace(ns string) (Namespace, error) {
 	if err := ValidateNamespace(ns); err != nil {
 		return Namespace{}, err
 	}
-	n.ns.RLock()
-	rec := n.ns.m[ns]
-	n.ns.RUnlock()
+	rec := n.ns.Get(ns)
 	if rec == nil {
 		return Namespace{}, fmt.Errorf("%w: namespace %q does not exist (a first write or PUT /v1/namespaces/%s creates it)", ErrNotFound, ns, ns)
 	}
@@ -177,12 +116,10 @@ func (n *Node) GetNamespace(ns string) (Namespace, error) {
 
 // Namespaces lists every namespace, sorted by name.
 func (n *Node) Namespaces() []Namespace {
-	n.ns.RLock()
-	out := make([]Namespace, 0, len(n.ns.m))
-	for name, rec := range n.ns.m {
+	out := make([]Namespace, 0, n.ns.Len())
+	n.ns.Range(func(name string, rec *namespaceRecord) {
 		out = append(out, Namespace{Name: name, Config: rec.Config})
-	}
-	n.ns.RUnlock()
+	})
 	slices.SortFunc(out, func(a, b Namespace) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

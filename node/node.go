@@ -16,11 +16,16 @@ import (
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/approx"
 	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/export"
 	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/metrics"
+	"github.com/countmesh/countmesh/node/nsconfig"
 	"github.com/countmesh/countmesh/node/query"
+	"github.com/countmesh/countmesh/node/replica"
 	"github.com/countmesh/countmesh/node/series"
 	"github.com/countmesh/countmesh/node/watch"
+	"github.com/countmesh/countmesh/node/write"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -34,20 +39,13 @@ type Node struct {
 	store     *store.Store
 	committer *store.Committer
 	clock     *hlc.Clock
-	metrics   *metrics
+	metrics   *metrics.Metrics
 
 	keys *keyspace.Set // the hot set
 
-	fillSeq      atomic.Uint64 // sequence of the last Fill
-	committedSeq atomic.Uint64 // highest Fill sequence known durable
-	logEnc       *store.LogEncoder
-	ckpt         *store.Checkpointer
-	ownSeq       uint64 // this node's last own sequence number; committer goroutine only (and recovery)
-	publisher    atomic.Pointer[Publisher]
-
-	vv     versionVector
-	failed atomic.Pointer[error]
-	ready  atomic.Bool
+	rep   *replica.Replica    // the replica side: Apply, the committer's source, the version vector
+	ckpt  *store.Checkpointer // the replica's checkpointer of the hot set
+	ready atomic.Bool
 
 	tops       *query.TopSets    // top-K sets of the namespaces asked for their top
 	aggregates *query.Aggregates // aggregate queries
@@ -60,11 +58,14 @@ type Node struct {
 	windows    *series.Windows   // time buckets, label series, point-in-time reads, retention
 	ttl        *series.TTL       // expiry of counters idle past their namespace's ttl
 	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
+	writer     *write.Writer     // the one write path of Incr and Batch
+	imports    *export.Merger    // the checks and merges of imported records
 
-	ns nsTable // the namespaces
+	ns   *nsconfig.Table // the namespaces and their configs
+	feed changeFeed      // where every change of a counter's state is told
 
 	done      chan struct{}
-	baseCtx   context.Context // cancelled by Close
+	baseCtx   context.Context // cancelled by Close; ends writes and waits of a closing node
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -98,13 +99,13 @@ func Open(cfg Config) (*Node, error) {
 		Store:         st,
 		Stripes:       cfg.Stripes,
 		Capacity:      cfg.CacheCounters,
-		OnReadThrough: func() { n.metrics.readThrough.Inc() },
-		OnEvict:       func() { n.metrics.evictions.Inc() },
+		OnReadThrough: func() { n.metrics.ReadThrough.Inc() },
+		OnEvict:       func() { n.metrics.Evictions.Inc() },
 	})
 	n.windows = newWindows(n)
 	n.ttl = newTTL(n)
 	n.seriesCaps = series.NewCaps(cfg.MaxSeriesPerKey, st, func(ns, key string) (bool, error) {
-		_, found, err := n.counterState(ns, key)
+		_, found, err := n.rep.CounterState(ns, key)
 		return found, err
 	})
 	n.sketches = newSketches(n)
@@ -113,65 +114,111 @@ func Open(cfg Config) (*Node, error) {
 	n.ids = newIDs(n)
 	n.tops = query.NewTopSets(queryConfig(n))
 	n.aggregates = query.NewAggregates(queryConfig(n))
-	n.watch = watch.NewHub(func(delta int) { n.metrics.watchers.Add(float64(delta)) })
+	n.watch = watch.NewHub(func(delta int) { n.metrics.Watchers.Add(float64(delta)) })
+	n.feed = changeFeed{tops: n.tops, watch: n.watch}
 	n.baseCtx, n.cancel = context.WithCancel(context.Background())
-	n.vv.m = make(map[crdt.NodeID]uint64)
-	n.ns.m = make(map[string]*namespaceRecord)
-	if err := n.loadNamespaces(); err != nil {
+	n.ns = nsconfig.NewTable(nsconfig.TableConfig{
+		Store:             st,
+		Clock:             n.clock,
+		Log:               n.log,
+		Now:               cfg.Now,
+		DefaultDurability: cfg.DefaultDurability,
+		MaxNamespaces:     cfg.MaxNamespaces,
+		MaxClockOffset:    cfg.MaxClockOffset,
+	})
+	if err := n.ns.Load(); err != nil {
 		st.Close()
 		return nil, err
 	}
-	n.metrics = newMetrics(n, cfg.Registerer)
-	n.logEnc = store.NewLogEncoder()
-	n.ckpt = st.NewCheckpointer(store.CheckpointConfig{
-		Interval: cfg.CheckpointInterval,
-		LogBytes: cfg.CheckpointLogBytes,
-		Logger:   cfg.Logger,
-		Observe: func(_ int64, took time.Duration) {
-			n.metrics.checkpoints.Inc()
-			n.metrics.checkpointSeconds.Observe(took.Seconds())
+	n.writer = write.New(write.Config{
+		ID:         n.id,
+		Log:        n.log,
+		Now:        cfg.Now,
+		Keys:       n.keys,
+		Namespaces: n.ns,
+		IDs:        n.ids,
+		Rights:     n.rights,
+		Quorum:     n.quorum,
+		Caps:       n.seriesCaps,
+		Windows:    n.windows,
+		Changed:    n.feed.changedLocked,
+		Received:   n.recent.add,
+		Durable:    n.durable,
+		OnApplied: func(applied, duplicates int) {
+			n.metrics.Increments.Add(float64(applied))
+			n.metrics.Duplicates.Add(float64(duplicates))
 		},
-	}, ckptSource{n.keys, n})
-	if err := n.recoverLog(); err != nil {
+	})
+	n.metrics = metrics.New(cfg.Registerer, metrics.Sources{
+		Pending:   n.keys.Pending,
+		Unsaved:   n.keys.UnsavedCount,
+		LogBytes:  st.LogBytes,
+		Cached:    func() int { return n.keys.Count("") },
+		Commits:   func() store.CommitterStats { return n.committer.Stats() },
+		DiskBytes: st.DiskUsage,
+	})
+	n.rep = newReplica(n)
+	n.imports = export.NewMerger(export.MergeConfig{
+		ID:               n.id,
+		Keys:             n.keys,
+		Namespaces:       n.ns,
+		Replica:          n.rep,
+		IDs:              n.ids,
+		Clock:            n.clock,
+		MaxClockOffset:   cfg.MaxClockOffset,
+		Now:              cfg.Now,
+		ValidNamespace:   ValidateNamespace,
+		ValidKey:         ValidateKey,
+		ValidInternalKey: validReplicatedKey,
+		Changed:          n.feed.changedLocked,
+		Received:         n.recent.add,
+	})
+	n.ckpt = n.rep.Checkpointer()
+	if err := n.rep.Recover(); err != nil {
 		st.Close()
 		return nil, err
 	}
 	ccfg := store.DefaultCommitterConfig()
 	ccfg.MaxDelay = cfg.CommitMaxDelay
 	ccfg.Logger = cfg.Logger
-	n.committer, err = st.NewCommitter(ccfg, n)
+	n.committer, err = st.NewCommitter(ccfg, n.rep)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("node: start committer: %w", err)
 	}
 	n.wg.Add(3)
-	go n.ticker()
+	go func() { // the coarse clock of eviction recency
+		defer n.wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.done:
+				return
+			case <-t.C:
+				n.keys.Tick()
+			}
+		}
+	}()
 	go func() {
 		defer n.wg.Done()
 		n.ckpt.Run(n.done)
 	}()
-	go n.expiryLoop()
+	go func() {
+		defer n.wg.Done()
+		expiryLoop(n.done, n.cfg.ExpiryInterval, n.log, func(ids bool) error {
+			if !n.Ready() {
+				return nil
+			}
+			return expirePass(n.baseCtx, n.windows, n.ttl, n.ns, n.ids, ids)
+		})
+	}()
 	n.ready.Store(!cfg.StartUnready)
 	n.log.Info("node open",
 		zap.String("name", cfg.Name), zap.String("region", cfg.Region),
 		zap.Uint64("slot", uint64(n.id)), zap.String("data_dir", cfg.Store.Dir),
-		zap.Int("namespaces", len(n.ns.m)), zap.Duration("took", time.Since(start)))
+		zap.Int("namespaces", n.ns.Len()), zap.Duration("took", time.Since(start)))
 	return n, nil
-}
-
-// ticker advances the coarse clock used for eviction recency.
-func (n *Node) ticker() {
-	defer n.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-			n.keys.Tick()
-		}
-	}
 }
 
 // Close commits what is pending and closes the store. It is idempotent.
@@ -183,7 +230,7 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		errC := n.committer.Close()
 		var errK error
-		if errC == nil && n.failed.Load() == nil && n.store.Err() == nil {
+		if errC == nil && n.rep.Failed() == nil && n.store.Err() == nil {
 			// A clean shutdown leaves no log to replay.
 			errK = n.ckpt.Checkpoint()
 		}
@@ -193,9 +240,6 @@ func (n *Node) Close() error {
 	})
 	return n.closeErr
 }
-
-// ctx is a context that ends when the node closes.
-func (n *Node) ctx() context.Context { return n.baseCtx }
 
 // MarkReady reports the node ready (see Config.StartUnready).
 func (n *Node) MarkReady() {
@@ -216,7 +260,7 @@ func (n *Node) Region() string { return n.cfg.Region }
 // commits failed, or whose store failed (store.Store.Err: a write or fsync
 // error, a full disk), is not ready until it is restarted.
 func (n *Node) Ready() bool {
-	return n.ready.Load() && n.failed.Load() == nil && n.store.Err() == nil
+	return n.ready.Load() && n.rep.Failed() == nil && n.store.Err() == nil
 }
 
 // Store returns the node's store (for operations such as measuring disk use).
@@ -254,11 +298,11 @@ func (n *Node) durable(ctx context.Context, sync bool) error {
 
 // checkWritable refuses writes while the node is failed or overloaded.
 func (n *Node) checkWritable(ops int) error {
-	if errp := n.failed.Load(); errp != nil {
-		if errors.Is(*errp, store.ErrDiskFailed) {
-			return n.ackError(*errp)
+	if err := n.rep.Failed(); err != nil {
+		if errors.Is(err, store.ErrDiskFailed) {
+			return n.ackError(err)
 		}
-		return kinderr.New(ErrUnavailable, *errp, "storage failed: %v", *errp)
+		return kinderr.New(ErrUnavailable, err, "storage failed: %v", err)
 	}
 	if err := n.store.Err(); err != nil {
 		// Failed before the committer noticed (a checkpoint's commit).
@@ -268,7 +312,7 @@ func (n *Node) checkWritable(ops int) error {
 		return fmt.Errorf("%w: the node is not ready", ErrUnavailable)
 	}
 	if n.keys.Pending()+int64(ops) > int64(n.cfg.MaxPending) {
-		n.metrics.shed.Inc()
+		n.metrics.Shed.Inc()
 		return fmt.Errorf("%w: %d changes are waiting for the disk; retry with backoff", ErrOverloaded, n.keys.Pending())
 	}
 	return nil
@@ -296,8 +340,9 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if err := validateWrite(ns, key, by, opts); err != nil {
 		return Result{}, err
 	}
-	if rec := n.ns.approx(ns); rec != nil {
-		return n.incrApprox(ctx, rec, ns, key, by, opts)
+	if rec := n.ns.Approx(ns); rec != nil {
+		est, err := n.sketches.Incr(ctx, rec, ns, key, by, approx.WriteOptions{ID: opts.ID, Consistency: opts.Consistency, Labels: len(opts.Labels), At: opts.At})
+		return Result{Value: est}, err
 	}
 	at, err := series.EventTime(n.cfg.Now(), opts.At)
 	if err != nil {
@@ -307,12 +352,12 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 		return Result{}, err
 	}
 	// An increment is a batch of one.
-	w := writeReq{
-		ops:         []writeOp{{BatchOp: BatchOp{NS: ns, Key: key, By: by, ID: opts.ID}, Labels: opts.Labels, At: at}},
-		consistency: opts.Consistency,
-		values:      true,
+	w := write.Request{
+		Ops:         []write.Op{{BatchOp: BatchOp{NS: ns, Key: key, By: by, ID: opts.ID}, Labels: opts.Labels, At: at}},
+		Consistency: opts.Consistency,
+		Values:      true,
 	}
-	res, err := n.apply(ctx, w)
+	res, err := n.writer.Apply(ctx, w)
 	if res.Values == nil {
 		return Result{}, err
 	}
@@ -325,10 +370,10 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err := validateName(ns, key); err != nil {
 		return Result{}, err
 	}
-	if n.ns.approx(ns) != nil {
+	if n.ns.Approx(ns) != nil {
 		return Result{}, errApproxRefused(ns, "a key cannot be reset, since its count is spread over cells shared with other keys")
 	}
-	if err := n.ns.refuseBoundedReset(ns, "a reset"); err != nil {
+	if err := n.ns.RefuseBoundedReset(ns, "a reset"); err != nil {
 		return Result{}, err
 	}
 	var before, v int64
@@ -351,10 +396,10 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := validateName(ns, key); err != nil {
 		return err
 	}
-	if n.ns.approx(ns) != nil {
+	if n.ns.Approx(ns) != nil {
 		return errApproxRefused(ns, "a key cannot be deleted, since its count is spread over cells shared with other keys")
 	}
-	if err := n.ns.refuseBoundedReset(ns, "a delete"); err != nil {
+	if err := n.ns.RefuseBoundedReset(ns, "a delete"); err != nil {
 		return err
 	}
 	var before int64
@@ -378,7 +423,7 @@ func (n *Node) update(ns, key string, create bool, fn func(e *keyspace.Entry) er
 	if err := n.checkWritable(1); err != nil {
 		return false, err
 	}
-	rec, err := n.namespaceForWrite(ns)
+	rec, err := n.ns.ForWrite(ns)
 	if err != nil {
 		return false, err
 	}
@@ -402,7 +447,7 @@ func (n *Node) modify(ns, key string, create bool, fn func(e *keyspace.Entry) er
 		e.Updated = n.cfg.Now().UnixMilli()
 		e.Own = true
 		n.keys.MarkDirty(s, e)
-		n.changedLocked(ns, key, before, e)
+		n.feed.changedLocked(ns, key, before, e)
 		return nil
 	})
 }
@@ -463,34 +508,38 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	if opts.Window != "" && opts.At.IsZero() {
 		return Counter{}, fmt.Errorf("%w: window %q needs at, the time whose bucket to read", ErrInvalidArgument, opts.Window)
 	}
-	if err := n.checkReadable(); err != nil {
+	if err := readable(n.ready.Load()); err != nil {
 		return Counter{}, err
 	}
-	if rec := n.ns.approx(ns); rec != nil {
-		return n.getApprox(ctx, rec, ns, key, opts)
+	if rec := n.ns.Approx(ns); rec != nil {
+		est, bound, err := n.sketches.Get(rec, ns, key, opts.At, opts.Consistency)
+		if err != nil {
+			return Counter{}, err
+		}
+		return Counter{NS: ns, Key: key, Value: est, Estimate: true, ErrorBound: bound}, nil
 	}
 	if !opts.At.IsZero() {
 		at, err := n.windows.ReadAt(ctx, ns, key, opts.At, opts.Window)
 		if err != nil {
 			return Counter{}, err
 		}
-		n.metrics.reads.Inc()
+		n.metrics.Reads.Inc()
 		out := Counter{NS: ns, Key: key, Value: at.Value, Resolution: at.Resolution, AsOf: at.AsOf,
 			Window: at.Window, BucketStart: at.BucketStart}
 		if at.Resolution != "" {
-			out.Value = n.ns.clamp(ns, out.Value)
+			out.Value = n.ns.Clamp(ns, out.Value)
 		}
 		return out, nil
 	}
 	var merged *crdt.Counter // the quorum's state, which a quorum read answers
-	if lvl := n.ns.consistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
+	if lvl := n.ns.ConsistencyFor(ns, opts.Consistency); lvl != ConsistencyLocal {
 		c, err := n.quorum.Gather(ctx, lvl, ns, key)
 		if err != nil {
 			return Counter{}, err
 		}
 		merged = &c
 	}
-	ttl := n.ns.ttlOf(ns) // before the stripe lock
+	ttl := n.ns.TTLOf(ns) // before the stripe lock
 	var buf [600]byte
 	ck := keyspace.Composite(buf[:0], ns, key)
 	s := n.keys.StripeOf(ck)
@@ -501,7 +550,7 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		return Counter{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
 	out := Counter{NS: ns, Key: key}
-	if e != nil && !n.idle(ttl, e.Updated) {
+	if e != nil && !series.Idle(n.cfg.Now(), ttl, e.Updated) {
 		out.Value = e.C.Value()
 		if merged != nil {
 			out.Value = merged.Value()
@@ -511,8 +560,8 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 		}
 	}
 	s.Unlock()
-	out.Value = n.ns.clamp(ns, out.Value)
-	n.metrics.reads.Inc()
+	out.Value = n.ns.Clamp(ns, out.Value)
+	n.metrics.Reads.Inc()
 	return out, nil
 }
 
@@ -573,8 +622,8 @@ type scanned struct {
 func (n *Node) scanLive(ns, prefix, after string, checkIdle bool, fn func(key string, c scanned) bool) error {
 	var idle func(int64) bool
 	if checkIdle {
-		ttl := n.ns.ttlOf(ns) // before any stripe lock
-		idle = func(updated int64) bool { return n.idle(ttl, updated) }
+		ttl := n.ns.TTLOf(ns) // before any stripe lock
+		idle = func(updated int64) bool { return series.Idle(n.cfg.Now(), ttl, updated) }
 	}
 	return n.keys.Scan(ns, prefix, after, idle, func(c keyspace.Scanned) bool {
 		out := scanned{Counter: Counter{NS: ns, Key: c.Key, Value: c.Value}, live: c.Live, hasReset: c.HasReset}

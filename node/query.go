@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/countmesh/countmesh/node/approx"
 	"github.com/countmesh/countmesh/node/query"
 )
 
@@ -31,7 +32,7 @@ func queryConfig(n *Node) query.Config {
 			})
 		},
 		Windows: n.windows.Kept,
-		Exists:  func(ns string) bool { return n.ns.get(ns) != nil },
+		Exists:  func(ns string) bool { return n.ns.Get(ns) != nil },
 	}
 }
 
@@ -53,12 +54,26 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 	if k < 1 || k > MaxTopK {
 		return TopResult{}, fmt.Errorf("%w: k must be 1 to %d, got %d", ErrInvalidArgument, MaxTopK, k)
 	}
-	if n.ns.approx(ns) != nil {
+	if rec := n.ns.Approx(ns); rec != nil {
 		if windowName != "" {
 			return TopResult{}, errApproxRefused(ns, "it keeps no time buckets, so it has no top of a window; leave window out")
 		}
-		items, err := n.topApprox(ns, k, prefix)
-		return TopResult{Items: items}, err // estimates: never exact
+		// The candidates are the keys heavy in this node's own increments
+		// since it started; their values are the mesh-wide estimates of
+		// the merged sketch, each with its error bound.
+		p, err := approx.ParamsOf(ns, rec)
+		var top []approx.Estimated
+		if err == nil {
+			top, err = n.sketches.Top(ns, p, k, prefix)
+		}
+		if err != nil {
+			return TopResult{}, err
+		}
+		items := make([]Counter, len(top))
+		for i, e := range top {
+			items[i] = Counter{NS: ns, Key: e.Key, Value: e.Value, Estimate: true, ErrorBound: e.ErrorBound}
+		}
+		return TopResult{Items: items}, nil // estimates: never exact
 	}
 	res, err := n.tops.Top(ctx, ns, k, windowName, prefix)
 	if err != nil {
@@ -68,7 +83,7 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 	for i, it := range res.Items {
 		out.Items[i] = Counter{NS: ns, Key: it.Key, Value: it.Value}
 	}
-	n.metrics.reads.Inc()
+	n.metrics.Reads.Inc()
 	return out, nil
 }
 

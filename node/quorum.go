@@ -49,17 +49,15 @@ func newQuorum(n *Node) *exact.Quorum {
 		Timeout:   n.cfg.QuorumTimeout,
 		Log:       n.log,
 		Flush:     n.Flush,
-		OwnChange: n.ownChange,
+		OwnChange: func(ns, key string) (crdt.Counter, uint64, error) { return n.rep.OwnChange(ns, key) },
 		State: func(ns, key string) (crdt.Counter, error) {
-			c, _, err := n.counterState(ns, key)
+			c, _, err := n.rep.CounterState(ns, key)
 			return c, err
 		},
-		Check: func(ns, key string, c *crdt.Counter) error {
-			return n.checkPeerState(n.knownOrigins(), ns, key, n.id, c)
-		},
-		OnRefused:     func() { n.metrics.peerRefused.Inc() },
-		Merge:         n.mergeStates,
-		CheckReadable: n.checkReadable,
+		Check:         func(ns, key string, c *crdt.Counter) error { return n.rep.CheckState(ns, key, c) },
+		OnRefused:     func() { n.metrics.PeerRefused.Inc() },
+		Merge:         func(states []CounterState) error { return n.rep.ApplyDurable(statesBatch(n.id, states)) },
+		CheckReadable: func() error { return readable(n.ready.Load()) },
 	})
 }
 
@@ -77,7 +75,7 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 	if !n.Ready() {
 		return crdt.Counter{}, fmt.Errorf("%w: the node is not ready", ErrUnavailable)
 	}
-	c, _, err := n.counterState(ns, key)
+	c, _, err := n.rep.CounterState(ns, key)
 	if err != nil {
 		return crdt.Counter{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 	}
@@ -91,11 +89,11 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 
 // MergeStates answers a peer's quorum write: it merges the states into this
 // node's counters and returns once they are durable. States that are
-// malformed or out of bounds (peerinput.go) are refused, all of them, with
+// malformed or out of bounds (package node/replica's peerinput.go) are refused, all of them, with
 // an error wrapping ErrInvalidPeerData, and nothing is merged.
 func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
 	if len(states) > MaxBatchOps {
-		n.metrics.peerRefused.Inc()
+		n.metrics.PeerRefused.Inc()
 		return fmt.Errorf("%w: %d states in one merge, more than %d", ErrInvalidPeerData, len(states), MaxBatchOps)
 	}
 	for _, s := range states {
@@ -109,21 +107,22 @@ func (n *Node) MergeStates(ctx context.Context, states []CounterState) error {
 	if err := ctx.Err(); err != nil {
 		return kinderr.New(ErrUnavailable, err, "%v", err)
 	}
-	return n.mergeStates(states)
+	return n.rep.ApplyDurable(statesBatch(n.id, states))
 }
 
-// mergeStates merges full counter states through Apply, and waits until
-// they are durable. The deltas carry this node as origin and no sequence:
+// statesBatch is the batch that merges full counter states (a quorum
+// write's) through the replica's ApplyDurable, which waits until they are
+// durable. The deltas carry this node as origin and no sequence:
 // they advance no version vector, and the origins' own changes still come
 // with their sequence numbers by the delta streams and anti-entropy.
 //
 // A state with Origin and Seq holds that origin's change Seq: it is
 // recorded under it (the index anti-entropy scans), and the version vector
 // moves past Seq when it already held every change before it.
-func (n *Node) mergeStates(states []CounterState) error {
+func statesBatch(self crdt.NodeID, states []CounterState) change.Batch {
 	b := change.Batch{Deltas: make([]change.Delta, len(states))}
 	for i, s := range states {
-		b.Deltas[i] = change.Delta{NS: s.NS, Key: s.Key, Origin: n.id, State: s.State}
+		b.Deltas[i] = change.Delta{NS: s.NS, Key: s.Key, Origin: self, State: s.State}
 		if s.Origin != 0 && s.Seq != 0 {
 			b.Deltas[i].Origin, b.Deltas[i].Seq = s.Origin, s.Seq
 			b.Ranges = append(b.Ranges, change.Range{Origin: s.Origin, After: s.Seq - 1, Upto: s.Seq})
@@ -134,16 +133,16 @@ func (n *Node) mergeStates(states []CounterState) error {
 	slices.SortFunc(b.Ranges, func(x, y change.Range) int {
 		return cmp.Or(cmp.Compare(x.Origin, y.Origin), cmp.Compare(x.After, y.After))
 	})
-	return n.applyBatch(b, true)
+	return b
 }
 
-// checkReadable refuses a read, at any consistency, on a node that is not
+// readable refuses a read, at any consistency, on a node that is not
 // ready: one restarted with an empty disk holds whatever part of the state
 // has reached it so far, and may not even know its namespaces' configs (the
 // chaos campaign saw a wiped node answer -1 for a counter whose minimum is
 // 0, 200 ms after it restarted).
-func (n *Node) checkReadable() error {
-	if !n.ready.Load() {
+func readable(ready bool) error {
+	if !ready {
 		return fmt.Errorf("%w: the node is not ready (it is catching up with its peers after a restart); retry, or read from another node", ErrUnavailable)
 	}
 	return nil

@@ -61,7 +61,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 	}
 	apply := func(ns, key string, origin crdt.NodeID, c crdt.Counter) func() error {
 		return func() error {
-			return n.Apply(change.Batch{Deltas: []change.Delta{{NS: ns, Key: key, Origin: origin, Seq: 1, State: c}}})
+			return n.Replica().Apply(change.Batch{Deltas: []change.Delta{{NS: ns, Key: key, Origin: origin, Seq: 1, State: c}}})
 		}
 	}
 	config := func(ns string, hlc uint64, origin crdt.NodeID, bank uint64) func() error {
@@ -71,7 +71,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		return func() error {
-			return n.Apply(change.Batch{Configs: []change.ConfigRecord{{NS: ns, HLC: hlc, Origin: origin, Payload: payload}}})
+			return n.Replica().Apply(change.Batch{Configs: []change.ConfigRecord{{NS: ns, HLC: hlc, Origin: origin, Payload: payload}}})
 		}
 	}
 	grant := func(req RightsRequest) func() error {
@@ -95,7 +95,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		// and a delta may carry the reset of a node that left long ago.
 		{"merge: slot of a made-up node beside a reset", merge(crdt.Counter{Slots: []crdt.Slot{{Node: madeUp, P: 7}}, Reset: &crdt.Reset{Epoch: 2, Node: peer}})},
 		{"apply: made-up origin vouched only by a range", func() error {
-			return n.Apply(change.Batch{Ranges: []change.Range{{Origin: madeUp, After: 0, Upto: 1}},
+			return n.Replica().Apply(change.Batch{Ranges: []change.Range{{Origin: madeUp, After: 0, Upto: 1}},
 				Deltas: []change.Delta{{NS: "ns", Key: "k", Origin: peer, Seq: 1, State: slot(madeUp, 1e12, 0)}}})
 		}},
 		{"merge: own slot at MaxUint64", merge(slot(self, math.MaxUint64, 0))},
@@ -116,7 +116,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		{"apply: gifts total past int64", apply("ex", exact.RightsKey(exact.GivenToAll, "k"), peer, slot(peer, math.MaxInt64+1, 0))},
 		{"apply: rights received past int64", apply("ex", exact.RightsKey(self, "k"), peer, slot(peer, 0, math.MaxInt64+1))},
 		{"apply: range of a made-up origin", func() error {
-			return n.Apply(change.Batch{Ranges: []change.Range{{Origin: madeUp, After: 0, Upto: math.MaxUint64}}})
+			return n.Replica().Apply(change.Batch{Ranges: []change.Range{{Origin: madeUp, After: 0, Upto: math.MaxUint64}}})
 		}},
 		{"apply: config with HLC MaxUint64", config("ns", math.MaxUint64, peer, uint64(peer))},
 		{"apply: new namespace with HLC MaxUint64", config("fresh", math.MaxUint64, peer, uint64(peer))},
@@ -124,7 +124,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		{"apply: config of a made-up origin", config("ns", uint64(time.Now().UnixMilli())<<16, madeUp, uint64(peer))},
 		{"apply: config with a made-up bank", config("ns", uint64(time.Now().UnixMilli())<<16, peer, uint64(madeUp))},
 		{"apply: config that does not decode", func() error {
-			return n.Apply(change.Batch{Configs: []change.ConfigRecord{{NS: "ns", HLC: 1, Origin: peer, Payload: []byte{0xc1}}}})
+			return n.Replica().Apply(change.Batch{Configs: []change.ConfigRecord{{NS: "ns", HLC: 1, Origin: peer, Payload: []byte{0xc1}}}})
 		}},
 		{"rights: negative want", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: -1, To: peer})},
 		{"rights: absurd want", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: math.MaxInt64, To: peer})},
@@ -132,7 +132,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 		{"rights: to the gifts total", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: 1, To: exact.GivenToAll})},
 		{"rights: to this node", grant(RightsRequest{NS: "ex", Key: "k", Down: true, Want: 1, To: self})},
 		{"batch: one bad delta refuses the good ones before it", func() error {
-			return n.Apply(change.Batch{Deltas: []change.Delta{
+			return n.Replica().Apply(change.Batch{Deltas: []change.Delta{
 				{NS: "ns", Key: "k", Origin: peer, Seq: 1, State: slot(peer, 7, 0)},
 				{NS: "ns", Key: "k2", Origin: peer, Seq: 2, State: slot(madeUp, 7, 0)},
 			}})
@@ -191,7 +191,7 @@ func TestRegressHostilePeerInputIsRefused(t *testing.T) {
 	if err != nil || len(page.Items) != 1 || page.Items[0].Value != 5 {
 		t.Fatalf("listing after restart = %+v, %v; want k = 5", page, err)
 	}
-	if err := n.ScanSince(n.ID(), 0, func(change.Delta) bool { return true }); err != nil {
+	if err := n.Replica().ScanSince(n.ID(), 0, func(change.Delta) bool { return true }); err != nil {
 		t.Fatalf("anti-entropy scan of the node's origin after restart: %v", err)
 	}
 	if res, err := n.Incr(ctx, "ns", "k", 5, WriteOptions{ID: "first"}); err != nil || !res.Duplicate {
@@ -292,7 +292,7 @@ func TestDataOfAnOriginThatLeftIsAccepted(t *testing.T) {
 	gone := crdt.NodeIDFromName("left-last-year") // no member, not in the vector
 	peer := crdt.NodeIDFromName("n2")
 	// gone's own chunk: its delta and its range.
-	err := n.Apply(change.Batch{
+	err := n.Replica().Apply(change.Batch{
 		Ranges: []change.Range{{Origin: gone, After: 0, Upto: 1}},
 		Deltas: []change.Delta{{NS: "ns", Key: "a", Origin: gone, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: gone, P: 4}}}}},
 	})
@@ -307,7 +307,7 @@ func TestDataOfAnOriginThatLeftIsAccepted(t *testing.T) {
 	floor := []crdt.Slot{{Node: crdt.NodeIDFromName("gone-too"), P: 9}}
 	st := crdt.Counter{Slots: append([]crdt.Slot{{Node: peer, P: 2}}, floor...), Reset: &crdt.Reset{Epoch: 1, Node: crdt.NodeIDFromName("gone-too"), Floor: floor}}
 	slices.SortFunc(st.Slots, func(a, b crdt.Slot) int { return cmp.Compare(a.Node, b.Node) })
-	err = n.Apply(change.Batch{
+	err = n.Replica().Apply(change.Batch{
 		Ranges: []change.Range{{Origin: peer, After: 0, Upto: 1}},
 		Deltas: []change.Delta{{NS: "ns", Key: "b", Origin: peer, Seq: 1, State: st}},
 	})

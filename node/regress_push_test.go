@@ -41,7 +41,7 @@ func TestPushedChangeHasAPlaceInTheVector(t *testing.T) {
 	antiEntropy(t, a, c)
 	push := func(key string) {
 		t.Helper()
-		st, seq, err := a.ownChange("ns", key)
+		st, seq, err := a.rep.OwnChange("ns", key)
 		if err != nil || seq == 0 {
 			t.Fatalf("own change of %s: seq %d, %v", key, seq, err)
 		}
@@ -53,7 +53,7 @@ func TestPushedChangeHasAPlaceInTheVector(t *testing.T) {
 	// The next change reaches b by a push only; a is then gone for good.
 	incr("k3")
 	push("k3")
-	if got, want := b.VersionVector()[a.ID()], a.VersionVector()[a.ID()]; got != want {
+	if got, want := b.Replica().VersionVector()[a.ID()], a.Replica().VersionVector()[a.ID()]; got != want {
 		t.Fatalf("b's vector of a after the push: %d, want %d", got, want)
 	}
 	antiEntropy(t, b, c) // c never hears from a again
@@ -65,13 +65,13 @@ func TestPushedChangeHasAPlaceInTheVector(t *testing.T) {
 	// once the gap is filled, the vector covers both.
 	incr("k4")
 	incr("k5")
-	before := b.VersionVector()[a.ID()]
+	before := b.Replica().VersionVector()[a.ID()]
 	push("k5")
-	if got := b.VersionVector()[a.ID()]; got != before {
+	if got := b.Replica().VersionVector()[a.ID()]; got != before {
 		t.Fatalf("b's vector moved over a gap: %d, was %d", got, before)
 	}
 	push("k4")
-	if got := b.VersionVector()[a.ID()]; got != before+2 {
+	if got := b.Replica().VersionVector()[a.ID()]; got != before+2 {
 		t.Fatalf("b's vector after the missing change: %d, want %d", got, before+2)
 	}
 	antiEntropy(t, b, c)
@@ -106,39 +106,39 @@ func TestHeldAheadSurvivesARestart(t *testing.T) {
 	}
 	// b gets a's third change only, in a batch whose range it cannot count.
 	var held change.Delta
-	if err := a.ScanSince(a.ID(), 2, func(d change.Delta) bool { held = d; return false }); err != nil || held.Seq != 3 {
+	if err := a.Replica().ScanSince(a.ID(), 2, func(d change.Delta) bool { held = d; return false }); err != nil || held.Seq != 3 {
 		t.Fatalf("a's change 3: %+v, %v", held, err)
 	}
-	if err := b.Apply(change.Batch{Deltas: []change.Delta{held}, Ranges: []change.Range{{Origin: a.ID(), After: 1, Upto: 3}}}); err != nil {
+	if err := b.Replica().Apply(change.Batch{Deltas: []change.Delta{held}, Ranges: []change.Range{{Origin: a.ID(), After: 1, Upto: 3}}}); err != nil {
 		t.Fatal(err)
 	}
 	want := map[crdt.NodeID][]uint64{a.ID(): {3}}
-	if got := b.HeldAhead(); !maps.EqualFunc(got, want, slices.Equal) {
+	if got := b.Replica().HeldAhead(); !maps.EqualFunc(got, want, slices.Equal) {
 		t.Fatalf("b holds past its gap %v, want %v", got, want)
 	}
-	if got := b.VersionVector()[a.ID()]; got != 0 {
+	if got := b.Replica().VersionVector()[a.ID()]; got != 0 {
 		t.Fatalf("b's vector of a = %d, want 0 (it lacks 1 and 2)", got)
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
 	b = openTest(t, bcfg)
-	if got := b.HeldAhead(); !maps.EqualFunc(got, want, slices.Equal) {
+	if got := b.Replica().HeldAhead(); !maps.EqualFunc(got, want, slices.Equal) {
 		t.Fatalf("after a restart b holds past its gap %v, want %v", got, want)
 	}
 	// Once the gap fills, the vector moves over the held change.
 	var first change.Batch
-	if err := a.ScanSince(a.ID(), 0, func(d change.Delta) bool { first.Deltas = append(first.Deltas, d); return d.Seq < 2 }); err != nil {
+	if err := a.Replica().ScanSince(a.ID(), 0, func(d change.Delta) bool { first.Deltas = append(first.Deltas, d); return d.Seq < 2 }); err != nil {
 		t.Fatal(err)
 	}
 	first.Ranges = []change.Range{{Origin: a.ID(), After: 0, Upto: 2}}
-	if err := b.Apply(first); err != nil {
+	if err := b.Replica().Apply(first); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.VersionVector()[a.ID()]; got != 3 {
+	if got := b.Replica().VersionVector()[a.ID()]; got != 3 {
 		t.Fatalf("b's vector of a after the gap filled = %d, want 3", got)
 	}
-	if got := b.HeldAhead(); len(got) != 0 {
+	if got := b.Replica().HeldAhead(); len(got) != 0 {
 		t.Fatalf("b still lists %v as held past a gap", got)
 	}
 }

@@ -55,7 +55,7 @@ func TestRegressRightsGivenToUnknownNodeAreSpentTwice(t *testing.T) {
 	antiEntropy(t, a, x)
 	antiEntropy(t, x, a)
 	for _, n := range []*Node{a, x} {
-		st, _, err := n.counterState("likes", "post")
+		st, _, err := n.rep.CounterState("likes", "post")
 		if err != nil {
 			t.Fatalf("%s: read the counter: %v", n.Name(), err)
 		}
@@ -131,7 +131,7 @@ func TestRegressRightsHeldWithoutCounterAreNotGiven(t *testing.T) {
 	t.Cleanup(func() { x2.Close() })
 	m.set("x", x2)
 	x2.SetPublisher(nil)
-	st, _, err := a.counterState("likes", "post")
+	st, _, err := a.rep.CounterState("likes", "post")
 	if err != nil {
 		t.Fatalf("read the counter: %v", err)
 	}

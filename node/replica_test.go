@@ -47,7 +47,7 @@ func (d *direct) run() {
 		d.queue = d.queue[1:]
 		d.mu.Unlock()
 		for _, n := range d.to {
-			if err := n.Apply(b); err != nil {
+			if err := n.Replica().Apply(b); err != nil {
 				d.t.Errorf("apply on %s: %v", n.Name(), err)
 			}
 		}
@@ -78,27 +78,27 @@ func openNamed(t *testing.T, name string, fs vfs.FS) *Node {
 // the way gossip's anti-entropy does.
 func antiEntropy(t *testing.T, src, dst *Node) {
 	t.Helper()
-	theirs := dst.VersionVector()
-	for origin, upto := range src.VersionVector() {
+	theirs := dst.Replica().VersionVector()
+	for origin, upto := range src.Replica().VersionVector() {
 		after := theirs[origin]
 		if upto <= after {
 			continue
 		}
 		var b change.Batch
-		if err := src.ScanSince(origin, after, func(d change.Delta) bool {
+		if err := src.Replica().ScanSince(origin, after, func(d change.Delta) bool {
 			b.Deltas = append(b.Deltas, d)
 			return true
 		}); err != nil {
 			t.Fatal(err)
 		}
 		b.Ranges = []change.Range{{Origin: origin, After: after, Upto: upto}}
-		if err := dst.Apply(b); err != nil {
+		if err := dst.Replica().Apply(b); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var cfgs change.Batch
-	cfgs.Configs = src.Configs()
-	if err := dst.Apply(cfgs); err != nil {
+	cfgs.Configs = src.Replica().Configs()
+	if err := dst.Replica().Apply(cfgs); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -140,7 +140,7 @@ func TestStreamedChangesConverge(t *testing.T) {
 	}
 	// Each node's vector holds the other's sequence: the stream's ranges
 	// were contiguous.
-	va, vb := a.VersionVector(), b.VersionVector()
+	va, vb := a.Replica().VersionVector(), b.Replica().VersionVector()
 	if va[b.ID()] != vb[b.ID()] || vb[a.ID()] != va[a.ID()] || va[a.ID()] == 0 {
 		t.Fatalf("version vectors differ: a %v, b %v", va, vb)
 	}
@@ -174,7 +174,7 @@ func TestAntiEntropyCatchesUpAndRestoresOwnSlot(t *testing.T) {
 	if err != nil || ns.Config.Durability != "async" {
 		t.Fatalf("b did not get the namespace config: %+v %v", ns, err)
 	}
-	seqBefore := a.VersionVector()[a.ID()]
+	seqBefore := a.Replica().VersionVector()[a.ID()]
 	// a loses its disk and comes back under the same name: its own slot
 	// comes back from b, and its next changes get fresh sequence numbers.
 	// As countd does it in a mesh, a2 stays unready until it has caught
@@ -185,7 +185,7 @@ func TestAntiEntropyCatchesUpAndRestoresOwnSlot(t *testing.T) {
 	a2 := openTest(t, cfg)
 	antiEntropy(t, b, a2)
 	a2.MarkReady()
-	if got := a2.VersionVector()[a2.ID()]; got != seqBefore {
+	if got := a2.Replica().VersionVector()[a2.ID()]; got != seqBefore {
 		t.Fatalf("a's own sequence after recovery = %d, want %d", got, seqBefore)
 	}
 	if _, err := a2.Incr(ctx, "v", "k001", 10, WriteOptions{}); err != nil {
@@ -194,7 +194,7 @@ func TestAntiEntropyCatchesUpAndRestoresOwnSlot(t *testing.T) {
 	// The namespace is async: wait for the commit that gives the change
 	// its sequence number.
 	wait.For(t, 5*time.Second, "the commit of the async increment", func() (bool, string) {
-		seq := a2.VersionVector()[a2.ID()]
+		seq := a2.Replica().VersionVector()[a2.ID()]
 		return seq > seqBefore, fmt.Sprintf("own sequence %d, was %d", seq, seqBefore)
 	})
 	if got := mustGet(t, a2, "v", "k001"); got != 11 {

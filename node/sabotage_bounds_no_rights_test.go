@@ -30,7 +30,7 @@ func TestSabotageBoundsNoRightsCrossesMin(t *testing.T) {
 		antiEntropy(t, x, a)
 	}
 	exchange()
-	if st, _, _ := x.counterState("likes", "post"); st.Value() != 1 {
+	if st, _, _ := x.rep.CounterState("likes", "post"); st.Value() != 1 {
 		t.Fatalf("x sees %d before the decrements, want 1", st.Value())
 	}
 	// x holds no rights; a holds the one there is. Both decrement.
@@ -41,7 +41,7 @@ func TestSabotageBoundsNoRightsCrossesMin(t *testing.T) {
 	}
 	exchange()
 	for _, n := range []*Node{a, x} {
-		st, _, err := n.counterState("likes", "post")
+		st, _, err := n.rep.CounterState("likes", "post")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/node/replica"
 )
 
 // Under sabotage_drop_delta a batch of 200 replicated deltas leaves some
@@ -23,7 +24,7 @@ func TestSabotageDropDeltaLeavesCountersUnapplied(t *testing.T) {
 	for i := range 200 {
 		d := change.Delta{NS: "likes", Key: fmt.Sprintf("k%03d", i), Origin: origin, Seq: uint64(i + 1),
 			State: crdt.Counter{Slots: []crdt.Slot{{Node: origin, P: 1}}}}
-		if sabotageDrops(&d) {
+		if replica.SabotageDrops(&d) {
 			wantDropped++
 		}
 		b.Deltas = append(b.Deltas, d)
@@ -32,15 +33,15 @@ func TestSabotageDropDeltaLeavesCountersUnapplied(t *testing.T) {
 	if wantDropped == 0 {
 		t.Fatal("the sabotage's hash drops none of these 200 deltas; pick other keys")
 	}
-	if err := n.Apply(b); err != nil {
+	if err := n.Replica().Apply(b); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	if got := n.VersionVector()[origin]; got != 200 {
+	if got := n.Replica().VersionVector()[origin]; got != 200 {
 		t.Fatalf("version vector of the origin %d, want 200 (advanced over the dropped deltas)", got)
 	}
 	missing := 0
 	for _, d := range b.Deltas {
-		st, _, err := n.counterState(d.NS, d.Key)
+		st, _, err := n.rep.CounterState(d.NS, d.Key)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,26 +1,12 @@
 package node
 
 import (
-	"time"
-
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/series"
 )
 
 // Counter TTL: a counter idle past its namespace's ttl reads 0 at once,
 // and the expiry pass (package node/series, series.TTL) deletes it.
-
-// idle reports whether a counter last changed at updatedMs has outlived
-// ttl.
-func (n *Node) idle(ttl time.Duration, updatedMs int64) bool {
-	return series.Idle(n.cfg.Now(), ttl, updatedMs)
-}
-
-// nsDuration is a namespace with one of its durations.
-type nsDuration struct {
-	ns string
-	d  time.Duration
-}
 
 // newTTL wires the expiry of idle counters (package node/series) to the
 // node.
@@ -39,6 +25,6 @@ func newTTL(n *Node) *series.TTL {
 			return n.modify(ns, key, false, fn)
 		},
 		Jump:      n.windows.RecordJump,
-		OnExpired: func(k int) { n.metrics.expired.Add(float64(k)) },
+		OnExpired: func(k int) { n.metrics.Expired.Add(float64(k)) },
 	})
 }

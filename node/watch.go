@@ -6,19 +6,28 @@ import (
 
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/query"
 	"github.com/countmesh/countmesh/node/watch"
 )
 
+// changeFeed is where every change of a counter's state is told: the top
+// sets and the watchers.
+type changeFeed struct {
+	tops  *query.TopSets
+	watch *watch.Hub
+}
+
 // changedLocked tells the top sets and the watchers that ns/key changed
 // from before. Every change of a counter's state passes here (own writes,
-// replicated merges, expiry); the caller holds the counter's stripe lock.
-func (n *Node) changedLocked(ns, key string, before int64, e *keyspace.Entry) {
-	tops, watched := n.tops.Active(), n.watch.Active()
+// replicated merges, imports, expiry); the caller holds the counter's
+// stripe lock.
+func (f *changeFeed) changedLocked(ns, key string, before int64, e *keyspace.Entry) {
+	tops, watched := f.tops.Active(), f.watch.Active()
 	if tops {
-		n.tops.Observe(ns, key, before, e.C.Value(), e.C.Live())
+		f.tops.Observe(ns, key, before, e.C.Value(), e.C.Live())
 	}
 	if watched && !keyspace.IsInternal(key) {
-		n.watch.Notify(ns, key)
+		f.watch.Notify(ns, key)
 	}
 }
 

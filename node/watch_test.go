@@ -155,7 +155,7 @@ func TestTTLExpiresIdleCountersMergeSafely(t *testing.T) {
 	if err := a.DropExpired(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st, _, err := a.counterState("rl", "idle")
+	st, _, err := a.rep.CounterState("rl", "idle")
 	if err != nil || st.Live() {
 		t.Fatalf("idle is still live on a after the expiry pass (err %v)", err)
 	}

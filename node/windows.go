@@ -8,56 +8,6 @@ import (
 	"github.com/countmesh/countmesh/node/series"
 )
 
-// nsRuntime is the parsed form of a namespace config that the write and read
-// paths need.
-type nsRuntime struct {
-	windows  []series.Window // finest first
-	ttl      time.Duration
-	idWindow time.Duration // how long increment ids are remembered
-}
-
-// runtime returns the parsed config. Records are immutable once installed,
-// and prepare runs before a record is installed.
-func (r *namespaceRecord) runtime() *nsRuntime {
-	if r.rt != nil {
-		return r.rt
-	}
-	return parseRuntime(r.Config)
-}
-
-// prepare parses the config once, before the record is shared.
-func (r *namespaceRecord) prepare() {
-	r.rt = parseRuntime(r.Config)
-	r.kind = counterTypeOf(&r.Config)
-}
-
-// counterType returns the namespace's counter type.
-func (r *namespaceRecord) counterType() counterType {
-	if r.kind != nil {
-		return r.kind
-	}
-	return counterTypeOf(&r.Config)
-}
-
-func parseRuntime(cfg NamespaceConfig) *nsRuntime {
-	rt := &nsRuntime{}
-	for _, name := range cfg.Windows {
-		g, ok := series.GranularityByName(name)
-		if !ok {
-			continue // normalize refuses unknown windows
-		}
-		w := series.Window{G: g}
-		if s, ok := cfg.Retention[name]; ok {
-			w.Retention, _ = ParseDuration(s)
-		}
-		rt.windows = append(rt.windows, w)
-	}
-	series.Sort(rt.windows)
-	rt.ttl, _ = ParseDuration(cfg.TTL)
-	rt.idWindow, _ = ParseDuration(cfg.IdempotencyWindow)
-	return rt
-}
-
 // MaxFutureEvent bounds how far ahead of the node's clock an event time may
 // be.
 const MaxFutureEvent = series.MaxFutureEvent
@@ -70,21 +20,19 @@ func newWindows(n *Node) *series.Windows {
 		Log:   n.log,
 		Store: n.store,
 		Windows: func(ns string) []series.Window {
-			rec := n.ns.get(ns)
+			rec := n.ns.Get(ns)
 			if rec == nil {
 				return nil
 			}
-			return rec.runtime().windows
+			return rec.Runtime().Windows
 		},
 		All: func() map[string][]series.Window {
-			n.ns.RLock()
-			defer n.ns.RUnlock()
 			out := make(map[string][]series.Window)
-			for ns, rec := range n.ns.m {
-				if ws := rec.runtime().windows; len(ws) > 0 {
+			n.ns.Range(func(ns string, rec *namespaceRecord) {
+				if ws := rec.Runtime().Windows; len(ws) > 0 {
 					out[ns] = ws
 				}
-			}
+			})
 			return out
 		},
 		Add: func(ns, key string, by int64) error {
@@ -95,19 +43,13 @@ func newWindows(n *Node) *series.Windows {
 		},
 		Read: n.readValue,
 		Flush: func() error {
-			if err := n.Flush(n.ctx()); err != nil {
+			if err := n.Flush(n.baseCtx); err != nil {
 				return err
 			}
 			return n.Checkpoint()
 		},
-		OnDrop: func(moved int) { n.metrics.bucketDrops.Add(float64(moved)) },
+		OnDrop: func(moved int) { n.metrics.BucketDrops.Add(float64(moved)) },
 	})
-}
-
-// bucketExpired reports whether key is a time bucket that the namespace's
-// retention has already dropped.
-func (n *Node) bucketExpired(rec *namespaceRecord, key string) bool {
-	return series.BucketExpired(rec.runtime().windows, key, n.cfg.Now())
 }
 
 // readValue returns the value of ns/key and whether it exists, from memory
@@ -148,7 +90,7 @@ func (n *Node) Series(ctx context.Context, ns, key string, from, to time.Time, s
 	}
 	res, err := n.windows.Series(ctx, ns, key, from, to, step)
 	if err == nil {
-		n.metrics.reads.Inc()
+		n.metrics.Reads.Inc()
 	}
 	return res, err
 }

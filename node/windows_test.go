@@ -297,7 +297,7 @@ func TestReplicatedBucketsAndRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	var batch []string
-	if err := a.ScanSince(a.ID(), 0, func(d change.Delta) bool { batch = append(batch, d.Key); return true }); err != nil {
+	if err := a.Replica().ScanSince(a.ID(), 0, func(d change.Delta) bool { batch = append(batch, d.Key); return true }); err != nil {
 		t.Fatal(err)
 	}
 	if len(batch) == 0 {
@@ -362,10 +362,10 @@ func TestLabelsSumAndSplit(t *testing.T) {
 func resendAll(t *testing.T, src, dst *Node) {
 	t.Helper()
 	var ds []change.Delta
-	if err := src.ScanSince(src.ID(), 0, func(d change.Delta) bool { ds = append(ds, d); return true }); err != nil {
+	if err := src.Replica().ScanSince(src.ID(), 0, func(d change.Delta) bool { ds = append(ds, d); return true }); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.Apply(change.Batch{Deltas: ds}); err != nil {
+	if err := dst.Replica().Apply(change.Batch{Deltas: ds}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -22,7 +22,7 @@ func TestIncrAndBatchClampAlike(t *testing.T) {
 	}
 	peer := crdt.NodeIDFromName("peer")
 	for _, key := range []string{"a", "b"} {
-		err := n.Apply(change.Batch{
+		err := n.Replica().Apply(change.Batch{
 			Ranges: []change.Range{{Origin: peer, After: 0, Upto: 2}},
 			Deltas: []change.Delta{{NS: "q", Key: key, Origin: peer, Seq: 1, State: crdt.Counter{Slots: []crdt.Slot{{Node: peer, N: 5}}}}},
 		})

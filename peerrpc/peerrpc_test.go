@@ -58,7 +58,7 @@ func startPeerNodes(t *testing.T, nw *fakenet.Network, region string, names ...s
 		gcfg.Membership.ProbeTimeout = 100 * time.Millisecond
 		gcfg.Membership.GossipInterval = 20 * time.Millisecond
 		gcfg.Membership.Tune = func(mc *memberlist.Config) { mc.EnableCompression = false }
-		m, err := gossip.New(gcfg, n)
+		m, err := gossip.New(gcfg, n.Replica())
 		if err != nil {
 			t.Fatal(err)
 		}

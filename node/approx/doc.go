@@ -16,8 +16,13 @@
 // (those heavy in what this node counted), and their counts are read from
 // the merged, mesh-wide sketch.
 //
-// The package holds the cell layout and the heavy hitters; it reaches the
-// cells only through the function values of Config, and does not import
-// package node, which decides which namespaces are approximate and what a
-// sketch refuses (Refused).
+// The node's increments and reads of an approximate namespace go through
+// Sketches.Incr and Sketches.Get, which refuse what a sketch cannot honour
+// (Refused: decrements, ids, labels, event times, reads at a time, the
+// quorum levels) before they touch a cell.
+//
+// The package holds the cell layout, the heavy hitters and those refusals;
+// it reaches the cells only through the function values of Config, and
+// does not import package node, which decides (through its namespace table,
+// package node/nsconfig) which namespaces are approximate.
 package approx

@@ -2,6 +2,7 @@ package approx
 
 import (
 	"cmp"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -72,6 +73,12 @@ type Config struct {
 	CheckWritable func(ops int) error
 	// Read returns the value of ns/key, 0 for one never written.
 	Read func(ns, key string) (int64, error)
+	// Durable makes the changes made so far durable; with sync it waits
+	// for the group commit's fsync.
+	Durable func(ctx context.Context, sync bool) error
+	// OnIncrement and OnRead count an increment and a read served.
+	OnIncrement func()
+	OnRead      func()
 }
 
 // Sketches holds the in-memory part of the approximate namespaces: their

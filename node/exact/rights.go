@@ -15,6 +15,7 @@ import (
 	"github.com/countmesh/countmesh/internal/sabotage"
 	"github.com/countmesh/countmesh/node/internal/nodeerr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/replica"
 )
 
 // Rights. Bounds (min and max) of exact namespaces: a bounded counter with per-node
@@ -132,17 +133,17 @@ func RightsKey(to crdt.NodeID, key string) string {
 // that were out of bounds) are an error, never a wrapped number.
 func (r *Rights) HeldLocked(s *keyspace.Stripe, b Bounds, ns, key string, c *crdt.Counter) (down, up int64, err error) {
 	own := c.Slot(r.cfg.ID)
-	d, u := newRights(0), newRights(0)
-	d.addU(own.P)
-	d.subU(own.N)
-	u.addU(own.N)
-	u.subU(own.P)
+	d, u := replica.NewChecked(0), replica.NewChecked(0)
+	d.AddU(own.P)
+	d.SubU(own.N)
+	u.AddU(own.N)
+	u.SubU(own.P)
 	if r.cfg.ID == b.Bank {
 		if b.Min != nil {
-			d.sub(*b.Min)
+			d.Sub(*b.Min)
 		}
 		if b.Max != nil {
-			u.add(*b.Max)
+			u.Add(*b.Max)
 		}
 	}
 	// Received: the slots of the record addressed to this node.
@@ -150,8 +151,8 @@ func (r *Rights) HeldLocked(s *keyspace.Stripe, b Bounds, ns, key string, c *crd
 		return 0, 0, err
 	} else if rec != nil {
 		for _, sl := range rec.C.Slots {
-			d.addU(sl.P)
-			u.addU(sl.N)
+			d.AddU(sl.P)
+			u.AddU(sl.N)
 		}
 	}
 	// Given: this node's slot of the record of its gifts to anyone, kept
@@ -161,13 +162,13 @@ func (r *Rights) HeldLocked(s *keyspace.Stripe, b Bounds, ns, key string, c *crd
 		return 0, 0, err
 	} else if rec != nil {
 		g := rec.C.Slot(r.cfg.ID)
-		d.subU(g.P)
-		u.subU(g.N)
+		d.SubU(g.P)
+		u.SubU(g.N)
 	}
-	if !d.ok || !u.ok {
+	if !d.OK || !u.OK {
 		return 0, 0, fmt.Errorf("%w: %s/%s: the rights records of this counter sum beyond int64", nodeerr.ErrOverflow, ns, key)
 	}
-	return d.v, u.v, nil
+	return d.V, u.V, nil
 }
 
 // GivenToAll is the receiver id of the record of every node's total gifts.
@@ -422,45 +423,4 @@ func (r *Rights) Grant(b Bounds, req RightsRequest) (RightsGrant, error) {
 		r.cfg.Keys.MarkDirty(s, x)
 	}
 	return RightsGrant{Amount: give, Record: re.C.Clone()}, nil
-}
-
-// checkedRights sums rights in int64, refusing rather than wrapping (a
-// copy of the node's peer-input check of the same sums).
-type checkedRights struct {
-	v  int64
-	ok bool
-}
-
-func newRights(v int64) checkedRights { return checkedRights{v: v, ok: true} }
-
-func (r *checkedRights) add(x int64) {
-	s := r.v + x
-	if (x >= 0) != (s >= r.v) {
-		r.ok = false
-	}
-	r.v = s
-}
-
-func (r *checkedRights) sub(x int64) {
-	if x == math.MinInt64 {
-		r.ok = false
-		return
-	}
-	r.add(-x)
-}
-
-func (r *checkedRights) addU(x uint64) {
-	if x > math.MaxInt64 {
-		r.ok = false
-		return
-	}
-	r.add(int64(x))
-}
-
-func (r *checkedRights) subU(x uint64) {
-	if x > math.MaxInt64 {
-		r.ok = false
-		return
-	}
-	r.add(-int64(x))
 }

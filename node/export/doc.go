@@ -17,8 +17,9 @@
 // is merged (per-slot maximum, the later reset wins, floors merge), so
 // importing a file twice changes nothing and a node that holds newer state
 // keeps it. Each record is checked first with the rules of peer input
-// (node/peerinput.go): states bounded and well-formed, id records not applied in
-// the future, a reset epoch at most maxEpochAhead past this node's, and a
+// (package node/replica's peerinput.go): states bounded and well-formed, id
+// records not applied in the future, a reset epoch at most
+// replica.MaxEpochAhead past this node's, and a
 // namespace config's clock at most Config.MaxClockOffset ahead of this
 // node's (a config from last week is fine; one from the future is forged).
 // Two rules of peer input are different on purpose:
@@ -37,8 +38,9 @@
 // nothing of that record is applied, and every record before it is durable
 // when the error returns.
 //
-// This package holds the format, the writer and the reader; the checks and
-// merges of each record belong to package node, which passes them as a
-// Target. It does not import package node: a record's namespace config is
-// kept as raw JSON, which node decodes.
+// This package holds the format, the writer, the reader, and the checks and
+// merges of each record (Merger: Namespace and Counter, which the node
+// passes to Read as a Target). It does not import package node: the Merger
+// is built in node.Open from the hot set, the namespace table
+// (node/nsconfig), the replica (node/replica) and function values.
 package export

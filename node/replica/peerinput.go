@@ -1,15 +1,15 @@
-package node
+package replica
 
 import (
 	"fmt"
 	"math"
 	"time"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/node/idem"
+	"github.com/countmesh/countmesh/node/internal/nodeerr"
 	"github.com/countmesh/countmesh/node/keyspace"
 )
 
@@ -17,10 +17,12 @@ import (
 //
 // Everything a peer sends reaches the node through Apply (replication
 // streams, anti-entropy, and MergeStates of the peer RPC, which goes through
-// Apply) and the rights RPC (GrantRights, and the grants acquireRights
-// merges). A peer is trusted to be a member, never to be well-formed: before
-// anything of a request is merged or stored, the node checks it and refuses
-// the whole request with ErrInvalidPeerData when any part is wrong.
+// ApplyDurable) and the rights RPC (exact.Rights: Grant, and the grants
+// Acquire merges, checked with CheckState and CheckAgainstLocalLocked). A
+// peer is trusted to be a member, never to be well-formed: before anything of
+// a request is merged or stored, the node checks it and refuses the whole
+// request with ErrInvalidPeerData when any part is wrong. The import of an
+// export file applies the same rules (CheckPeerState, MaxEpochAhead).
 //
 // The rules, per counter state:
 //   - crdt.Counter.Validate with peerLimits: slots and floor strictly sorted
@@ -32,7 +34,7 @@ import (
 //   - Every node whose slot adds to the value (the delta's origin, every
 //     slot but those equal to their reset floor entry, which add nothing) is
 //     a known origin: this node, an origin of its version vector (it has
-//     held data of it before), a current member (Config.Peers), or an
+//     held data of it before), a current member (Config.Members), or an
 //     origin the batch carries a range of (the sending member holds that
 //     origin's changes: how a node that joins learns the origins that left
 //     before it came). A made-up node would add a slot nobody can ever take
@@ -41,18 +43,18 @@ import (
 //     what this node holds: only durable data leaves a node, so no peer can
 //     legitimately hold more of it. (Before MarkReady the node is catching up
 //     after a restart and takes max(own disk, peers' copies).)
-//   - A reset may move the counter's epoch at most maxEpochAhead past the
+//   - A reset may move the counter's epoch at most MaxEpochAhead past the
 //     epoch this node holds: epochs grow by one per reset, so a peer ahead by
 //     more has made it up; a forged state cannot carry the epoch to
 //     crdt.MaxEpoch in fewer than 2^30 requests.
-//   - Id records (idempotency.go): every slot is either empty or holds a body
+//   - Id records (package node/idem): every slot is either empty or holds a body
 //     zigzag(by)+1 with |by| <= MaxBy and an apply time no later than now
 //     plus Config.MaxClockOffset; no reset (id records are never reset).
-//   - Rights records (bounds.go): totals fit in int64 (rights are int64), the
+//   - Rights records (package node/exact): totals fit in int64 (rights are int64), the
 //     receiver id is 8 bytes followed by a key.
 //
-// Config records: the namespace name is checked as before (a bad one is
-// dropped); the payload must decode and normalize, the origin and the bank
+// Config records (checked by Config.Namespaces): the namespace name is
+// checked as before (a bad one is dropped); the payload must decode and normalize, the origin and the bank
 // must be known origins (or zero, as in an implicit namespace's record), and
 // the HLC's wall time may be at most Config.MaxClockOffset ahead of this
 // node's clock.
@@ -63,46 +65,48 @@ var peerLimits = crdt.Limits{}
 // rightsLimits bound the states of rights records: rights are int64.
 var rightsLimits = crdt.Limits{MaxTotal: math.MaxInt64}
 
-// maxEpochAhead bounds how far past this node's epoch of a counter one
+// MaxEpochAhead bounds how far past this node's epoch of a counter one
 // received reset may be.
-const maxEpochAhead = 1 << 32
+const MaxEpochAhead = 1 << 32
 
-// maxIDBody is the largest P of an id record's slot: zigzag(by)+1 for
-// |by| <= MaxBy.
-const maxIDBody = 2*MaxBy + 1
+// Origins is a set of node ids a peer may name.
+type Origins map[crdt.NodeID]struct{}
 
-// origins is the set of node ids a peer may name.
-type origins map[crdt.NodeID]struct{}
+// Has reports whether id is in the set.
+func (o Origins) Has(id crdt.NodeID) bool {
+	_, ok := o[id]
+	return ok
+}
 
 // knownOrigins returns this node, the origins of its version vector and the
 // current members.
-func (n *Node) knownOrigins() origins {
-	set := origins{n.id: {}}
-	n.vv.Lock()
-	for o := range n.vv.m {
+func (r *Replica) knownOrigins() Origins {
+	set := Origins{r.cfg.ID: {}}
+	r.vv.Lock()
+	for o := range r.vv.m {
 		set[o] = struct{}{}
 	}
-	n.vv.Unlock()
-	if n.cfg.Peers != nil {
-		for _, p := range n.cfg.Peers.Peers() {
-			id := p.ID
-			if id == 0 {
-				id = crdt.NodeIDFromName(p.Name)
-			}
+	r.vv.Unlock()
+	if r.cfg.Members != nil {
+		for _, id := range r.cfg.Members() {
 			set[id] = struct{}{}
 		}
 	}
 	return set
 }
 
+// Known reports whether a peer may name id: this node, an origin of its
+// version vector or a current member.
+func (r *Replica) Known(id crdt.NodeID) bool { return r.knownOrigins().Has(id) }
+
 // coveredByFloor reports whether slot s is exactly its reset floor entry:
 // it then adds nothing to the value (a delta carries such slots to keep
 // every floor entry dominated, for nodes that may have left long ago).
-func coveredByFloor(r *crdt.Reset, s crdt.Slot) bool {
-	if r == nil {
+func coveredByFloor(rs *crdt.Reset, s crdt.Slot) bool {
+	if rs == nil {
 		return false
 	}
-	for _, f := range r.Floor {
+	for _, f := range rs.Floor {
 		if f.Node == s.Node {
 			return f.P == s.P && f.N == s.N
 		}
@@ -110,19 +114,20 @@ func coveredByFloor(r *crdt.Reset, s crdt.Slot) bool {
 	return false
 }
 
-func (o origins) has(id crdt.NodeID) bool {
-	_, ok := o[id]
-	return ok
-}
-
 // invalidPeerData builds the error of a refused peer input.
 func invalidPeerData(ns, key, format string, args ...any) error {
-	return fmt.Errorf("%w: %s/%q: %s", ErrInvalidPeerData, ns, key, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s/%q: %s", nodeerr.ErrInvalidPeerData, ns, key, fmt.Sprintf(format, args...))
 }
 
-// checkPeerState applies the stateless rules to the state of ns/key that a
-// peer sent with the given origin.
-func (n *Node) checkPeerState(known origins, ns, key string, origin crdt.NodeID, c *crdt.Counter) error {
+// CheckState applies the stateless rules to a state of ns/key that a peer
+// sent for this node to merge (a quorum read's answer, a rights grant).
+func (r *Replica) CheckState(ns, key string, c *crdt.Counter) error {
+	return r.CheckPeerState(r.knownOrigins(), ns, key, r.cfg.ID, c)
+}
+
+// CheckPeerState applies the stateless rules to the state of ns/key that a
+// peer sent with the given origin; known are the nodes the sender may name.
+func (r *Replica) CheckPeerState(known Origins, ns, key string, origin crdt.NodeID, c *crdt.Counter) error {
 	lim := peerLimits
 	if key[0] == keyspace.KindRights {
 		lim = rightsLimits
@@ -130,17 +135,17 @@ func (n *Node) checkPeerState(known origins, ns, key string, origin crdt.NodeID,
 	if err := c.Validate(lim); err != nil {
 		return invalidPeerData(ns, key, "%v", err)
 	}
-	if !known.has(origin) {
+	if !known.Has(origin) {
 		return invalidPeerData(ns, key, "origin %d is neither this node, an origin it holds data of, a member, nor an origin the batch carries a range of", origin)
 	}
 	for _, s := range c.Slots {
-		if !known.has(s.Node) && !coveredByFloor(c.Reset, s) {
+		if !known.Has(s.Node) && !coveredByFloor(c.Reset, s) {
 			return invalidPeerData(ns, key, "slot of node %d, which is neither this node, an origin it holds data of, nor a member", s.Node)
 		}
 	}
 	switch key[0] {
 	case keyspace.KindID:
-		return n.checkIDRecord(ns, key, c)
+		return r.checkIDRecord(ns, key, c)
 	case keyspace.KindRights:
 		if len(key) < 10 {
 			return invalidPeerData(ns, key, "a rights record's key is its receiver (8 bytes) and a key")
@@ -150,21 +155,23 @@ func (n *Node) checkPeerState(known origins, ns, key string, origin crdt.NodeID,
 }
 
 // checkIDRecord applies the rules of id records.
-func (n *Node) checkIDRecord(ns, key string, c *crdt.Counter) error {
-	if _, _, ok := parseIDKey(key); !ok {
+func (r *Replica) checkIDRecord(ns, key string, c *crdt.Counter) error {
+	if _, _, ok := idem.ParseKey(key); !ok {
 		return invalidPeerData(ns, key, "not an id record key")
 	}
 	if c.Reset != nil {
 		return invalidPeerData(ns, key, "an id record is never reset")
 	}
-	latest := uint64(max(n.cfg.Now().Add(n.cfg.MaxClockOffset+time.Second).Unix(), 0))
+	// The largest P of an id record's slot: zigzag(by)+1 for |by| <= MaxBy.
+	maxIDBody := uint64(2*r.cfg.MaxBy + 1)
+	latest := uint64(max(r.cfg.Now().Add(r.cfg.MaxClockOffset+time.Second).Unix(), 0))
 	for _, s := range c.Slots {
 		switch {
 		case s.P == 0 && s.N <= 1: // empty, or an incarnation's take-back mark
 		case s.P == 0:
 			return invalidPeerData(ns, key, "id record slot of node %d has an apply time but no body", s.Node)
 		case s.P > maxIDBody:
-			return invalidPeerData(ns, key, "id record slot of node %d has body %d, beyond |by| <= %d", s.Node, s.P, MaxBy)
+			return invalidPeerData(ns, key, "id record slot of node %d has body %d, beyond |by| <= %d", s.Node, s.P, r.cfg.MaxBy)
 		case s.N>>1 > latest:
 			return invalidPeerData(ns, key, "id record slot of node %d was applied at %d, in the future", s.Node, s.N>>1)
 		}
@@ -172,47 +179,47 @@ func (n *Node) checkIDRecord(ns, key string, c *crdt.Counter) error {
 	return nil
 }
 
-// checkAgainstLocalLocked applies the rules that need this node's state of
+// CheckAgainstLocalLocked applies the rules that need this node's state of
 // the counter (nil: none). The caller holds the counter's stripe.
-func (n *Node) checkAgainstLocalLocked(ns, key string, local *crdt.Counter, c *crdt.Counter) error {
+func (r *Replica) CheckAgainstLocalLocked(ns, key string, local *crdt.Counter, c *crdt.Counter) error {
 	var mine crdt.Slot
 	var epoch uint64
 	if local != nil {
-		mine = local.Slot(n.id)
+		mine = local.Slot(r.cfg.ID)
 		if local.Reset != nil {
 			epoch = local.Reset.Epoch
 		}
 	}
-	if n.ready.Load() {
-		if theirs := c.Slot(n.id); theirs.P > mine.P || theirs.N > mine.N {
+	if r.cfg.Ready() {
+		if theirs := c.Slot(r.cfg.ID); theirs.P > mine.P || theirs.N > mine.N {
 			return invalidPeerData(ns, key, "it sets this node's own slot to P %d, N %d, above the P %d, N %d it holds; only this node writes its slot",
 				theirs.P, theirs.N, mine.P, mine.N)
 		}
 	}
-	if c.Reset != nil && c.Reset.Epoch > epoch+maxEpochAhead {
-		return invalidPeerData(ns, key, "reset epoch %d is more than %d past this node's %d", c.Reset.Epoch, uint64(maxEpochAhead), epoch)
+	if c.Reset != nil && c.Reset.Epoch > epoch+MaxEpochAhead {
+		return invalidPeerData(ns, key, "reset epoch %d is more than %d past this node's %d", c.Reset.Epoch, uint64(MaxEpochAhead), epoch)
 	}
 	return nil
 }
 
-// needsLocalCheck reports whether checkAgainstLocalLocked could refuse c,
+// needsLocalCheck reports whether CheckAgainstLocalLocked could refuse c,
 // so that the pre-check reads only those counters.
-func (n *Node) needsLocalCheck(c *crdt.Counter) bool {
+func (r *Replica) needsLocalCheck(c *crdt.Counter) bool {
 	if c.Reset != nil {
 		return true
 	}
-	own := c.Slot(n.id)
-	return n.ready.Load() && (own.P != 0 || own.N != 0)
+	own := c.Slot(r.cfg.ID)
+	return r.cfg.Ready() && (own.P != 0 || own.N != 0)
 }
 
 // checkBatch checks a batch from a peer before anything of it is applied:
 // every rule above, for every delta and config record. Deltas with a bad
 // name are skipped here as in Apply (which drops them).
-func (n *Node) checkBatch(b *change.Batch) error {
+func (r *Replica) checkBatch(b *change.Batch) error {
 	if len(b.Deltas) == 0 && len(b.Configs) == 0 && len(b.Ranges) == 0 {
 		return nil
 	}
-	known := n.knownOrigins()
+	known := r.knownOrigins()
 	// A range of an origin this node does not know, sent with changes of
 	// that origin, is the sending member's word that it holds them: that
 	// is how a node that joins learns the origins that left before it
@@ -222,33 +229,33 @@ func (n *Node) checkBatch(b *change.Batch) error {
 	for i := range b.Deltas {
 		carried[b.Deltas[i].Origin] = true
 	}
-	for _, r := range b.Ranges {
-		if !known.has(r.Origin) && carried[r.Origin] {
-			known[r.Origin] = struct{}{}
+	for _, rg := range b.Ranges {
+		if !known.Has(rg.Origin) && carried[rg.Origin] {
+			known[rg.Origin] = struct{}{}
 		}
 	}
-	for _, r := range b.Ranges {
-		if !known.has(r.Origin) {
-			return fmt.Errorf("%w: range of origin %d, which is neither this node, an origin it holds data of, a member, nor an origin whose changes the batch carries", ErrInvalidPeerData, r.Origin)
+	for _, rg := range b.Ranges {
+		if !known.Has(rg.Origin) {
+			return fmt.Errorf("%w: range of origin %d, which is neither this node, an origin it holds data of, a member, nor an origin whose changes the batch carries", nodeerr.ErrInvalidPeerData, rg.Origin)
 		}
-		if r.After > r.Upto {
-			return fmt.Errorf("%w: range of origin %d ends (%d) before it starts (%d)", ErrInvalidPeerData, r.Origin, r.Upto, r.After)
+		if rg.After > rg.Upto {
+			return fmt.Errorf("%w: range of origin %d ends (%d) before it starts (%d)", nodeerr.ErrInvalidPeerData, rg.Origin, rg.Upto, rg.After)
 		}
 	}
 	for i := range b.Deltas {
 		d := &b.Deltas[i]
-		if ValidateNamespace(d.NS) != nil || validReplicatedKey(d.Key) != nil {
+		if !r.validName(d.NS, d.Key) {
 			continue
 		}
-		if err := n.checkPeerState(known, d.NS, d.Key, d.Origin, &d.State); err != nil {
+		if err := r.CheckPeerState(known, d.NS, d.Key, d.Origin, &d.State); err != nil {
 			return err
 		}
 	}
 	for i := range b.Configs {
-		if ValidateNamespace(b.Configs[i].NS) != nil {
+		if r.cfg.ValidNamespace(b.Configs[i].NS) != nil {
 			continue
 		}
-		if _, err := n.checkConfigRecord(known, &b.Configs[i]); err != nil {
+		if err := r.cfg.Namespaces.Check(known.Has, &b.Configs[i]); err != nil {
 			return err
 		}
 	}
@@ -258,95 +265,75 @@ func (n *Node) checkBatch(b *change.Batch) error {
 	var buf []byte
 	for i := range b.Deltas {
 		d := &b.Deltas[i]
-		if ValidateNamespace(d.NS) != nil || validReplicatedKey(d.Key) != nil || !n.needsLocalCheck(&d.State) {
+		if !r.validName(d.NS, d.Key) || !r.needsLocalCheck(&d.State) {
 			continue
 		}
 		buf = keyspace.Composite(buf[:0], d.NS, d.Key)
-		if err := n.checkLocal(buf, d.NS, d.Key, &d.State); err != nil {
+		if err := r.checkLocal(buf, d.NS, d.Key, &d.State); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// checkLocal runs checkAgainstLocalLocked under the counter's stripe.
-func (n *Node) checkLocal(ck []byte, ns, key string, c *crdt.Counter) error {
-	s := n.keys.StripeOf(ck)
+// checkLocal runs CheckAgainstLocalLocked under the counter's stripe.
+func (r *Replica) checkLocal(ck []byte, ns, key string, c *crdt.Counter) error {
+	s := r.cfg.Keys.StripeOf(ck)
 	s.Lock()
 	defer s.Unlock()
-	e, err := n.keys.Lookup(s, ck, ns, key, false)
+	e, err := r.cfg.Keys.Lookup(s, ck, ns, key, false)
 	if err != nil {
-		return kinderr.New(ErrUnavailable, err, "read counter: %v", err)
+		return kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
 	}
 	var local *crdt.Counter
 	if e != nil {
 		local = &e.C
 	}
-	return n.checkAgainstLocalLocked(ns, key, local, c)
+	return r.CheckAgainstLocalLocked(ns, key, local, c)
 }
 
-// checkConfigRecord checks a config record from a peer and returns its
-// decoded record.
-func (n *Node) checkConfigRecord(known origins, cr *change.ConfigRecord) (*namespaceRecord, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: config record of namespace %q: %s", ErrInvalidPeerData, cr.NS, fmt.Sprintf(format, args...))
-	}
-	rec := new(namespaceRecord)
-	if err := msgpack.Unmarshal(cr.Payload, rec); err != nil {
-		return nil, bad("decode: %v", err)
-	}
-	if _, err := rec.Config.normalize(); err != nil {
-		return nil, bad("%v", err)
-	}
-	implicit := cr.HLC == 0 && cr.Origin == 0
-	if !implicit && !known.has(cr.Origin) {
-		return nil, bad("origin %d is neither this node, an origin it holds data of, nor a member", cr.Origin)
-	}
-	if rec.Bank != 0 && !known.has(crdt.NodeID(rec.Bank)) {
-		return nil, bad("bank node %d is neither this node, an origin it holds data of, nor a member", rec.Bank)
-	}
-	if err := n.clock.Check(cr.HLC, n.cfg.MaxClockOffset); err != nil {
-		return nil, bad("%v", err)
-	}
-	return rec, nil
+// Checked sums rights in int64, refusing rather than wrapping: the rights
+// of records that were out of bounds are an error, never a wrapped number.
+type Checked struct {
+	V  int64
+	OK bool
 }
 
-// checkedRights sums rights in int64, refusing rather than wrapping.
-type checkedRights struct {
-	v  int64
-	ok bool
-}
+// NewChecked starts a sum at v.
+func NewChecked(v int64) Checked { return Checked{V: v, OK: true} }
 
-func newRights(v int64) checkedRights { return checkedRights{v: v, ok: true} }
-
-func (r *checkedRights) add(x int64) {
-	s := r.v + x
-	if (x >= 0) != (s >= r.v) {
-		r.ok = false
+// Add adds x.
+func (c *Checked) Add(x int64) {
+	s := c.V + x
+	if (x >= 0) != (s >= c.V) {
+		c.OK = false
 	}
-	r.v = s
+	c.V = s
 }
 
-func (r *checkedRights) sub(x int64) {
+// Sub subtracts x.
+func (c *Checked) Sub(x int64) {
 	if x == math.MinInt64 {
-		r.ok = false
+		c.OK = false
 		return
 	}
-	r.add(-x)
+	c.Add(-x)
 }
 
-func (r *checkedRights) addU(x uint64) {
+// AddU adds x, which must fit in int64.
+func (c *Checked) AddU(x uint64) {
 	if x > math.MaxInt64 {
-		r.ok = false
+		c.OK = false
 		return
 	}
-	r.add(int64(x))
+	c.Add(int64(x))
 }
 
-func (r *checkedRights) subU(x uint64) {
+// SubU subtracts x, which must fit in int64.
+func (c *Checked) SubU(x uint64) {
 	if x > math.MaxInt64 {
-		r.ok = false
+		c.OK = false
 		return
 	}
-	r.add(-int64(x))
+	c.Add(-int64(x))
 }

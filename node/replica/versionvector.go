@@ -1,4 +1,4 @@
-package node
+package replica
 
 import (
 	"sync"
@@ -19,14 +19,15 @@ type versionVector struct {
 	ahead map[crdt.NodeID]map[uint64]struct{}
 }
 
-// vouchFor makes the given origins known to this node (see package
-// node/export): entries at sequence 0 of the version vector, which claim nothing.
-func (v *versionVector) vouchFor(ids ...crdt.NodeID) {
-	v.Lock()
-	defer v.Unlock()
+// VouchFor makes the given origins known to this node (see package
+// node/export): entries at sequence 0 of the version vector, which claim
+// nothing.
+func (r *Replica) VouchFor(ids ...crdt.NodeID) {
+	r.vv.Lock()
+	defer r.vv.Unlock()
 	for _, id := range ids {
-		if _, ok := v.m[id]; !ok && id != 0 {
-			v.m[id] = 0
+		if _, ok := r.vv.m[id]; !ok && id != 0 {
+			r.vv.m[id] = 0
 		}
 	}
 }

@@ -1,0 +1,160 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/store"
+)
+
+// fillToken is what a Fill hands to Committed: the node's own changes in
+// the commit, to publish once they are durable.
+type fillToken struct {
+	seq      uint64 // the Fill's sequence
+	from, to uint64 // own changes (from, to] are in this commit
+	deltas   []change.Delta
+}
+
+// Fill implements store.Source: it writes every dirty counter into one
+// operation-log record of b, gives each counter whose own slot changed the
+// next own sequence number, and queues the counters for the next
+// checkpoint. It runs on the committer goroutine only.
+func (r *Replica) Fill(b *store.Batch) (any, error) {
+	id := r.cfg.ID
+	tok := &fillToken{seq: r.fillSeq.Add(1)}
+	vv := r.VersionVector()
+	// Peers may have returned own changes this node had lost (restart
+	// from an older disk); never reuse their sequence numbers.
+	r.ownSeq = max(r.ownSeq, vv[id])
+	tok.from = r.ownSeq
+	publish := r.publisher.Load() != nil
+	enc := r.logEnc
+	enc.Reset()
+	unsaved := r.cfg.Keys.Drain(func(ns, key string, e *keyspace.Entry) {
+		if e.Own {
+			r.ownSeq++
+			e.RaiseSeq(id, r.ownSeq)
+			e.Own = false
+			if publish {
+				tok.deltas = append(tok.deltas, change.Delta{NS: ns, Key: key, Origin: id, Seq: r.ownSeq, State: e.C.Delta(true, id)})
+			}
+		}
+		enc.Add(ns, key, store.Record{Counter: e.C, UpdatedMs: e.Updated, Seqs: e.Seqs()})
+	})
+	tok.to = r.ownSeq
+	if unsaved >= r.ckptThreshold() {
+		r.ckpt.Kick()
+	}
+	if enc.Len() > 0 {
+		vv[id] = r.ownSeq
+		enc.AppendTo(b, store.SortedVV(vv))
+	}
+	return tok, nil
+}
+
+// Committed implements store.Source: the commit is durable, so its own
+// changes count in the version vector and may leave the node.
+func (r *Replica) Committed(token any, err error) {
+	if err != nil {
+		if !r.failed.CompareAndSwap(nil, &err) {
+			return // every generation pending at the failure reports it
+		}
+		if errors.Is(err, store.ErrDiskFailed) {
+			// The store logged the failure at error level, once.
+			r.cfg.Log.Info("the disk failed: the node stops acknowledging writes and reports not ready until restarted")
+		} else {
+			r.cfg.Log.Error("commit failed: the node stops acknowledging writes and reports not ready", zap.Error(err))
+		}
+		return
+	}
+	tok := token.(*fillToken)
+	r.committedSeq.Store(tok.seq)
+	if tok.to > tok.from {
+		r.vv.Lock()
+		r.vv.m[r.cfg.ID] = max(r.vv.m[r.cfg.ID], tok.to)
+		r.vv.Unlock()
+		if p := r.publisher.Load(); p != nil {
+			(*p).Publish(change.Batch{
+				Ranges: []change.Range{{Origin: r.cfg.ID, After: tok.from, Upto: tok.to}},
+				Deltas: tok.deltas,
+			})
+		}
+	}
+}
+
+// ckptThreshold is the number of unsaved counters that starts a checkpoint
+// early: they cannot be evicted, so they must not outgrow the cache much.
+func (r *Replica) ckptThreshold() int64 {
+	return max(int64(r.cfg.CacheCounters)/4, 16)
+}
+
+// ckptSource is the hot set as the store's checkpointer sees it, with the
+// replica's version vector.
+type ckptSource struct {
+	*keyspace.Set
+	r *Replica
+}
+
+// VersionVector implements store.Unsaved.
+func (c ckptSource) VersionVector() []store.OriginSeq { return store.SortedVV(c.r.VersionVector()) }
+
+// Saved implements store.Unsaved.
+func (c ckptSource) Saved(num uint64, err error) {
+	c.Set.Saved(num, err)
+	if err == nil {
+		// Ids recorded before the previous checkpoint ended are in the
+		// store now (this one wrote whatever that one had not).
+		c.r.cfg.Saved()
+	}
+}
+
+// Recover replays the operation log left by the previous run into the hot
+// set and restores the version vector, then checkpoints it, before the node
+// serves. The log holds at most one checkpoint interval of changes, so this
+// reads no more than it must.
+func (r *Replica) Recover() error {
+	start := time.Now()
+	keys := r.cfg.Keys
+	saved, records, changes, err := r.cfg.Store.Recover(func(ns, key string, rec store.Record) error {
+		ck := keyspace.Composite(nil, ns, key)
+		s := keys.StripeOf(ck)
+		s.Lock()
+		defer s.Unlock()
+		e, err := keys.Lookup(s, ck, ns, key, true)
+		if err != nil {
+			return err
+		}
+		e.C.Merge(rec.Counter)
+		e.Updated = max(e.Updated, rec.UpdatedMs)
+		for _, os := range rec.Seqs {
+			e.RaiseSeq(os.Origin, os.Seq)
+		}
+		keys.MarkReplayed(s, e)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	vv := make(map[crdt.NodeID]uint64)
+	store.RaiseVV(vv, saved)
+	r.vv.Lock()
+	r.vv.m = vv
+	r.vv.Unlock()
+	r.ownSeq = vv[r.cfg.ID]
+	if err := r.ckpt.Checkpoint(); err != nil {
+		return fmt.Errorf("node: checkpoint the replayed log: %w", err)
+	}
+	// After the checkpoint: the index then holds the replayed changes too.
+	if err := r.recoverHeld(); err != nil {
+		return fmt.Errorf("node: changes held past the recovered version vector: %w", err)
+	}
+	r.cfg.Log.Info("recovered", zap.Int("log_records", records), zap.Int("changes", changes),
+		zap.Uint64("own_seq", r.ownSeq), zap.Int("origins", len(vv)), zap.Duration("took", time.Since(start)))
+	return nil
+}

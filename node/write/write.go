@@ -1,0 +1,504 @@
+package write
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/internal/sabotage"
+	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/idem"
+	"github.com/countmesh/countmesh/node/internal/nodeerr"
+	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/nsconfig"
+	"github.com/countmesh/countmesh/node/series"
+)
+
+// BatchOp is one increment of a batch.
+type BatchOp struct {
+	NS  string
+	Key string
+	By  int64
+	ID  string
+}
+
+// Result is the answer to a batch.
+type Result struct {
+	Applied    int
+	Duplicates int
+	Values     []int64 // value after each op, in op order, when asked for
+}
+
+// Config wires a Writer to the node. Every field is required.
+type Config struct {
+	ID         crdt.NodeID
+	Log        *zap.Logger
+	Now        func() time.Time
+	Keys       *keyspace.Set // the hot set
+	Namespaces *nsconfig.Table
+	IDs        *idem.IDs       // increment ids: their records and locks
+	Rights     *exact.Rights   // the rights that keep the bounds of exact namespaces
+	Quorum     *exact.Quorum   // the quorum and all consistency levels
+	Caps       *series.Caps    // label series per key
+	Windows    *series.Windows // time buckets and label series
+	// Changed tells the node's change feed that ns/key changed from
+	// before; the caller holds the counter's stripe.
+	Changed func(ns, key string, before int64, e *keyspace.Entry)
+	// Received remembers an id the store may not hold yet.
+	Received func(ns, id, key string)
+	// Durable makes the changes made so far durable; with sync it waits
+	// for the group commit's fsync.
+	Durable func(ctx context.Context, sync bool) error
+	// OnApplied counts a write's applied ops and duplicates.
+	OnApplied func(applied, duplicates int)
+}
+
+// Writer is the one write path of a node. It is safe for concurrent use.
+type Writer struct {
+	cfg Config
+}
+
+// New returns the write path.
+func New(cfg Config) *Writer { return &Writer{cfg: cfg} }
+
+// idle reports whether a counter last updated at updatedMs is idle past
+// ttl (it then counts from 0).
+func (wr *Writer) idle(ttl time.Duration, updatedMs int64) bool {
+	return series.Idle(wr.cfg.Now(), ttl, updatedMs)
+}
+
+// batchOp is a validated op with its place in the hot set.
+type batchOp struct {
+	ck     string
+	rck    string // the op's id record, when it has an id
+	stripe int
+}
+
+// Op is one increment on the write path: a batch's op, or Incr's
+// increment with its labels and event time.
+type Op struct {
+	BatchOp
+	Labels map[string]string
+	At     time.Time // the event time, for the window buckets; zero is now
+}
+
+// Request is what Apply applies: validated ops, and how to answer.
+type Request struct {
+	Ops         []Op
+	Consistency string
+	Values      bool // answer the value after each op
+	Numbered    bool // errors name the op ("op 3: ..."), as a batch's do
+}
+
+// opErr names op i in err when the request's errors are numbered.
+func (w *Request) opErr(i int, err error) error {
+	if !w.Numbered {
+		return err
+	}
+	return fmt.Errorf("op %d: %w", i, err)
+}
+
+// Apply is the write path of Incr and Batch: it applies validated ops on
+// non-approximate namespaces at most once per id, within their namespaces'
+// bounds (collecting rights from peers when this node lacks them), counts
+// them in their derived counters (label series, window buckets), waits until
+// they are as durable as the strictest namespace asks, and replicates them
+// to the nodes their consistency level asks for. Values are clamped to the
+// namespace's bounds, as reads are. Either every op is applied or none is.
+func (wr *Writer) Apply(ctx context.Context, w Request) (Result, error) {
+	sync := false
+	lastNS := ""
+	recs := make(map[string]*nsconfig.Record, 1)
+	for _, op := range w.Ops {
+		if op.NS == lastNS {
+			continue
+		}
+		lastNS = op.NS
+		if recs[op.NS] != nil {
+			continue
+		}
+		rec, err := wr.cfg.Namespaces.ForWrite(op.NS)
+		if err != nil {
+			return Result{}, err
+		}
+		sync = sync || rec.Config.Durability == nsconfig.DurabilitySync
+		recs[op.NS] = rec
+	}
+	for i, op := range w.Ops {
+		if err := wr.cfg.Caps.Reserve(op.NS, op.Key, op.Labels); err != nil {
+			return Result{}, w.opErr(i, err)
+		}
+	}
+
+	// Each attempt may lack rights on one more bounded counter: allow one
+	// acquisition per bounded counter, and a few more for rights that move.
+	bounded := 0
+	for _, op := range w.Ops {
+		if b := recs[op.NS].Bounds(); b.Exact && b.Any() {
+			bounded++
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		res, err := wr.applyOnce(ctx, w, recs, sync)
+		var need *exact.NeedRights
+		if !errors.As(err, &need) {
+			if err == nil {
+				err = wr.replicateBatch(ctx, w.Ops, w.Consistency)
+			}
+			return res, err
+		}
+		if attempt == 3+bounded {
+			return Result{}, fmt.Errorf("%w: the rights for the bounded counters written moved away while this node was collecting them; retry", nodeerr.ErrUnavailable)
+		}
+		// Without the ids' locks: the peers' round trips must not hold up
+		// other ids (a retry of one of them meanwhile is seen on the next
+		// attempt, which checks the ids again).
+		if err := wr.cfg.Rights.Acquire(ctx, need.NS, need.Key, need); err != nil {
+			return Result{}, err
+		}
+	}
+}
+
+// applyOnce is one attempt of Apply.
+func (wr *Writer) applyOnce(ctx context.Context, w Request, recs map[string]*nsconfig.Record, sync bool) (Result, error) {
+	ops := w.Ops
+	// Ops with ids: each id names one increment, within the batch too.
+	idOps := make([]idem.Op, len(w.Ops))
+	for i, op := range w.Ops {
+		idOps[i] = idem.Op{NS: op.NS, Key: op.Key, ID: op.ID, By: op.By}
+	}
+	repeatOf, unlockIDs, err := wr.cfg.IDs.LockBatch(idOps, w.opErr)
+	if err != nil {
+		return Result{}, err
+	}
+	idsLocked := true
+	releaseIDs := func() {
+		if idsLocked {
+			idsLocked = false
+			unlockIDs()
+		}
+	}
+	defer releaseIDs()
+
+	// Bring every counter into memory, one stripe lock at a time, so that
+	// the all-stripes critical section below does no I/O.
+	prepared := make([]batchOp, len(ops))
+	var touched []int // stripe indexes, locked in ascending order
+	buf := make([]byte, 0, 600)
+	for i, op := range ops {
+		buf = keyspace.Composite(buf[:0], op.NS, op.Key)
+		si := wr.cfg.Keys.StripeIndex(buf)
+		s := wr.cfg.Keys.Stripe(si)
+		s.Lock()
+		e, err := wr.cfg.Keys.Lookup(s, buf, op.NS, op.Key, true)
+		var re *keyspace.Entry
+		if err == nil && op.ID != "" {
+			rk := idem.Key(op.ID, op.Key)
+			re, err = wr.cfg.Keys.LookupEvict(s, keyspace.Composite(nil, op.NS, rk), op.NS, rk, true, false)
+		}
+		s.Unlock()
+		if err != nil {
+			return Result{}, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
+		}
+		prepared[i] = batchOp{ck: e.CK(), stripe: si}
+		if re != nil {
+			prepared[i].rck = re.CK()
+		}
+		if j, found := slices.BinarySearch(touched, si); !found {
+			touched = slices.Insert(touched, j, si)
+		}
+	}
+
+	for _, si := range touched {
+		wr.cfg.Keys.Stripe(si).Lock()
+	}
+	entries, err := wr.batchEntriesLocked(ops, prepared)
+	var records []*keyspace.Entry
+	var dup []bool
+	if err == nil {
+		records, dup, err = wr.batchDuplicatesLocked(w, prepared, repeatOf)
+	}
+	if err == nil {
+		err = wr.batchCheckLocked(w, entries, dup, recs)
+	}
+	if err == nil {
+		err = wr.batchBoundsLocked(w, prepared, entries, dup, recs)
+	}
+	var res Result
+	if err == nil {
+		now := wr.cfg.Now()
+		ms := now.UnixMilli()
+		if w.Values {
+			res.Values = make([]int64, len(ops))
+		}
+		for i, op := range ops {
+			e := entries[i]
+			if dup[i] {
+				res.Duplicates++
+				if w.Values {
+					res.Values[i] = nsconfig.Clamp(recs[op.NS], e.C.Value())
+				}
+				continue
+			}
+			if wr.idle(recs[op.NS].Runtime().TTL, e.Updated) && e.C.Live() {
+				e.C.SetReset(wr.cfg.ID, 0, true) // idle past its ttl: counts from 0
+			}
+			before := e.C.Value()
+			v, addErr := e.C.Add(wr.cfg.ID, op.By)
+			if addErr != nil {
+				// batchCheckLocked ran these very updates on copies, so
+				// this cannot happen; were it to, refuse rather than crash
+				// with every touched stripe locked.
+				wr.cfg.Log.Error("write op failed after its check", zap.Int("op", i), zap.Error(addErr))
+				err = w.opErr(i, kinderr.New(nodeerr.ErrOverflow, addErr, "%s/%s: %v", op.NS, op.Key, addErr))
+				break
+			}
+			e.Updated = ms
+			e.Own = true
+			s := wr.cfg.Keys.Stripe(prepared[i].stripe)
+			wr.cfg.Keys.MarkDirty(s, e)
+			wr.cfg.Changed(op.NS, op.Key, before, e)
+			if re := records[i]; re != nil {
+				wr.cfg.IDs.SetLocked(s, re, op.By, now)
+				wr.cfg.Received(op.NS, op.ID, op.Key)
+			}
+			if w.Values {
+				res.Values[i] = nsconfig.Clamp(recs[op.NS], v)
+			}
+		}
+		res.Applied = len(ops) - res.Duplicates
+	}
+	for _, si := range touched {
+		wr.cfg.Keys.Stripe(si).Unlock()
+	}
+	releaseIDs() // applied with their records: other writes of these ids may go on
+	if err != nil {
+		return Result{}, err
+	}
+	for i, op := range ops {
+		if dup[i] {
+			continue
+		}
+		if rt := recs[op.NS].Runtime(); len(rt.Windows) > 0 || len(op.Labels) > 0 {
+			at := op.At
+			if at.IsZero() {
+				at = wr.cfg.Now()
+			}
+			wr.cfg.Windows.Count(rt.Windows, op.NS, op.Key, op.Labels, at, op.By)
+		}
+	}
+	wr.cfg.OnApplied(res.Applied, res.Duplicates)
+	// A duplicate waits too: the first attempt may not be durable yet.
+	return res, wr.cfg.Durable(ctx, sync)
+}
+
+// batchEntriesLocked resolves each op's entry; the caller holds every
+// touched stripe. An entry evicted since it was prepared is read again.
+func (wr *Writer) batchEntriesLocked(ops []Op, prepared []batchOp) ([]*keyspace.Entry, error) {
+	entries := make([]*keyspace.Entry, len(ops))
+	for i, p := range prepared {
+		s := wr.cfg.Keys.Stripe(p.stripe)
+		e := s.Get(p.ck)
+		if e == nil {
+			var err error
+			e, err = wr.cfg.Keys.LookupEvict(s, []byte(p.ck), ops[i].NS, ops[i].Key, true, false)
+			if err != nil {
+				return nil, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
+			}
+		}
+		entries[i] = e
+	}
+	return entries, nil
+}
+
+// batchCheckLocked refuses a batch any of whose ops would overflow, before
+// anything is applied.
+func (wr *Writer) batchCheckLocked(w Request, entries []*keyspace.Entry, dup []bool, recs map[string]*nsconfig.Record) error {
+	ops := w.Ops
+	index := func(i int) int { return i }
+	if slices.Contains(dup, true) {
+		var kept []int
+		var keepOps []Op
+		var keepEntries []*keyspace.Entry
+		for i := range ops {
+			if !dup[i] {
+				kept = append(kept, i)
+				keepOps = append(keepOps, ops[i])
+				keepEntries = append(keepEntries, entries[i])
+			}
+		}
+		ops, entries = keepOps, keepEntries
+		index = func(i int) int { return kept[i] }
+	}
+	// Fast path: when every counter is far from the int64 bounds and the
+	// batch's total magnitude is small, no op can overflow.
+	var total uint64
+	for _, op := range ops {
+		total += uint64(abs(op.By))
+	}
+	safe := total < 1<<61
+	for _, e := range entries {
+		if !safe {
+			break
+		}
+		own := e.C.Slot(wr.cfg.ID)
+		v := e.C.Value()
+		safe = abs(v) < 1<<61 && own.P < 1<<62 && own.N < 1<<62
+	}
+	if safe {
+		return nil
+	}
+	// Slow path: run the ops in order on copies of the counters, exactly as
+	// the apply loop will (the idle reset included): the value's range and
+	// this node's slot totals are Add's to judge, out-of-range merged states
+	// included.
+	sims := make(map[*keyspace.Entry]*crdt.Counter, len(ops))
+	for i, op := range ops {
+		e := entries[i]
+		c, ok := sims[e]
+		if !ok {
+			cp := e.C.Clone()
+			if wr.idle(recs[op.NS].Runtime().TTL, e.Updated) && cp.Live() {
+				cp.SetReset(wr.cfg.ID, 0, true)
+			}
+			c = &cp
+			sims[e] = c
+		}
+		if v, err := c.Add(wr.cfg.ID, op.By); err != nil {
+			return w.opErr(index(i), fmt.Errorf("%w: %s/%s is %d; adding %d would leave the int64 range (or this node's count of its changes to it is full)", nodeerr.ErrOverflow, op.NS, op.Key, v, op.By))
+		}
+	}
+	return nil
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		if v == math.MinInt64 {
+			return math.MaxInt64
+		}
+		return -v
+	}
+	return v
+}
+
+// batchBoundsLocked checks the batch's net change of each counter of a
+// namespace with bounds (the batch applies at once, so only the net change
+// matters). The caller holds every touched stripe.
+func (wr *Writer) batchBoundsLocked(w Request, prepared []batchOp, entries []*keyspace.Entry, dup []bool, recs map[string]*nsconfig.Record) error {
+	ops := w.Ops
+	var net map[*keyspace.Entry]int64
+	var at map[*keyspace.Entry]int
+	for i, op := range ops {
+		if dup[i] || !recs[op.NS].Bounds().Any() {
+			continue
+		}
+		if net == nil {
+			net, at = make(map[*keyspace.Entry]int64), make(map[*keyspace.Entry]int)
+		}
+		net[entries[i]] += op.By
+		at[entries[i]] = i
+	}
+	for e, by := range net {
+		i := at[e]
+		op := ops[i]
+		if err := wr.cfg.Rights.CheckLocked(wr.cfg.Keys.Stripe(prepared[i].stripe), recs[op.NS].Bounds(), op.NS, op.Key, e, by); err != nil {
+			var need *exact.NeedRights
+			if errors.As(err, &need) {
+				need.NS, need.Key = op.NS, op.Key
+				return need
+			}
+			return w.opErr(i, err)
+		}
+	}
+	return nil
+}
+
+// batchDuplicatesLocked resolves the id records of a batch's ops and tells
+// which ops are duplicates; a known id with another body is 409. The caller
+// holds every touched stripe.
+func (wr *Writer) batchDuplicatesLocked(w Request, prepared []batchOp, repeatOf []int) ([]*keyspace.Entry, []bool, error) {
+	ops := w.Ops
+	records := make([]*keyspace.Entry, len(ops))
+	dup := make([]bool, len(ops))
+	for i, op := range ops {
+		if op.ID == "" {
+			continue
+		}
+		if repeatOf[i] >= 0 {
+			dup[i] = true
+			continue
+		}
+		s := wr.cfg.Keys.Stripe(prepared[i].stripe)
+		re := s.Get(prepared[i].rck)
+		if re == nil {
+			rk := idem.Key(op.ID, op.Key)
+			var err error
+			if re, err = wr.cfg.Keys.LookupEvict(s, []byte(prepared[i].rck), op.NS, rk, true, false); err != nil {
+				return nil, nil, kinderr.New(nodeerr.ErrUnavailable, err, "read id record: %v", err)
+			}
+		}
+		if st := idem.Read(&re.C, wr.cfg.ID); st.Seen {
+			if st.By != op.By {
+				return nil, nil, w.opErr(i, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", nodeerr.ErrConflict, op.ID, st.By, op.NS, op.Key, op.By))
+			}
+			if sabotage.IDTwice {
+				continue // sabotage (test builds only): counted again, without a record
+			}
+			dup[i] = true
+			continue
+		}
+		records[i] = re
+	}
+	return records, dup, nil
+}
+
+// replicateBatch brings a batch's counters (and id records) to the nodes
+// the consistency level of each namespace asks for.
+func (wr *Writer) replicateBatch(ctx context.Context, ops []Op, consistency string) error {
+	type group struct {
+		level string
+		keys  []string
+		seen  map[string]bool
+	}
+	var groups map[string]*group
+	for _, op := range ops {
+		g := groups[op.NS]
+		if g == nil {
+			lvl := wr.cfg.Namespaces.ConsistencyFor(op.NS, consistency)
+			if lvl == exact.ConsistencyLocal {
+				continue
+			}
+			if groups == nil {
+				groups = make(map[string]*group)
+			}
+			g = &group{level: lvl, seen: make(map[string]bool)}
+			groups[op.NS] = g
+		}
+		for _, k := range []string{op.Key, idKeyOrEmpty(op.ID, op.Key)} {
+			if k != "" && !g.seen[k] {
+				g.seen[k] = true
+				g.keys = append(g.keys, k)
+			}
+		}
+	}
+	for ns, g := range groups {
+		if err := wr.cfg.Quorum.Replicate(ctx, g.level, ns, g.keys...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func idKeyOrEmpty(id, key string) string {
+	if id == "" {
+		return ""
+	}
+	return idem.Key(id, key)
+}
