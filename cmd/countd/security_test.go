@@ -217,6 +217,16 @@ func TestSecuredMeshOfProcesses(t *testing.T) {
 		}
 		t.Logf("write %d converged on n3 after %v", i, took)
 	}
+	// Every node has the last write before the strangers come: below, a
+	// node reading anything but 10 means a stranger's write arrived.
+	wait.For(t, 5*time.Second, "every node reads 10", func() (bool, string) {
+		for _, p := range procs {
+			if v := value(t, p.d.addr, s.reader, "pages", "home"); v != 10 {
+				return false, fmt.Sprintf("%s reads %d", p.name, v)
+			}
+		}
+		return true, ""
+	})
 
 	// The strangers: x has the gossip key but a certificate of another CA;
 	// y has a certificate of the mesh's CA but another gossip key.

@@ -353,6 +353,23 @@ func (h *Set) Saved(num uint64, err error) {
 	}
 	if err == nil {
 		h.saved.Store(num)
+		h.trim()
+	}
+}
+
+// trim evicts from every stripe over its share the entries a checkpoint
+// has made evictable. Eviction otherwise happens only when an entry is
+// added, so after a burst of new counters that were not yet saved (and
+// could not leave) the set would stay over its capacity until the next
+// new counter came to each stripe.
+func (h *Set) trim() {
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.Lock()
+		if len(s.m) > h.stripeCap {
+			h.evictLocked(s, h.stripeCap)
+		}
+		s.mu.Unlock()
 	}
 }
 
