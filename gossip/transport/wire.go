@@ -32,7 +32,9 @@ const ProtoVersion = 2
 
 // Frame types. A frame is a 4-byte big-endian length n, then n bytes: one
 // type byte and a msgpack body, with structs encoded as arrays (fields in
-// declaration order; new fields may only be appended) and compact ints.
+// declaration order) and compact ints. The decoder refuses an array of
+// another length than the struct's, so any new field needs a new
+// ProtoVersion.
 const (
 	FrameHello   byte = 1  // Hello: first frame of every connection, dialer to listener
 	FrameBatch   byte = 2  // BatchMsg: stream data, sender to receiver
