@@ -199,3 +199,28 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// A member speaking another protocol version is refused at the hello: its
+// frames would not decode (structs travel as arrays). The same hello with
+// the current version is kept open.
+func TestPeerListenerRefusesAnotherProtocolVersion(t *testing.T) {
+	c := newCluster(t, 14, []string{"a@r1", "b@r1"}, nil)
+	c.startAll()
+	a, b := c.node("a"), c.node("b")
+	for _, tc := range []struct {
+		proto  uint8
+		closed bool
+	}{{transport.ProtoVersion - 1, true}, {transport.ProtoVersion, false}} {
+		conn, err := a.host.Dial(context.Background(), b.host.ReplAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(rawFrame(t, 1, rawHello{Proto: tc.proto, Kind: 1, Name: "a", Region: "r1"})); err != nil {
+			t.Fatal(err)
+		}
+		if got := closedSoon(t, conn, time.Second); got != tc.closed {
+			t.Errorf("hello of version %d: closed = %v, want %v", tc.proto, got, tc.closed)
+		}
+		conn.Close()
+	}
+}
