@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -47,7 +48,8 @@ func FuzzPeerFrames(f *testing.F) {
 	}
 	f.Add(append(frame(FrameHello, &Hello{Proto: ProtoVersion, Kind: KindStream, Name: "a", Region: "r"}), frame(FrameBatch, &BatchMsg{ID: 1, Batch: ToWire(b)})...))
 	f.Add(frame(frameRPCReq, &rpcReqMsg{Method: MethodLease, Body: []byte{0x90}}))
-	f.Add(frame(FrameAEReq, &AEReq{VV: []VVEntry{{Origin: 1, Seq: 2}}, Full: true}))
+	f.Add(frame(FrameAEReq, &AEReq{VV: []VVEntry{{Origin: 1, Seq: 2}}, Held: []VVEntry{{Origin: 1, Seq: 4}}, Full: true}))
+	f.Add(frame(FrameAEResp, &AEResp{VV: []VVEntry{{Origin: 1, Seq: 2}}, Held: []VVEntry{{Origin: 3, Seq: 9}, {Origin: 3, Seq: 7}}}))
 	f.Add([]byte{0, 0, 0, 13, 2, 0x93, 0x01, 0xc2, 0x93, 0xdd, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0})
 	f.Add([]byte{0x7f, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -75,10 +77,13 @@ func FuzzPeerFrames(f *testing.F) {
 				var m AEReq
 				if Decode(body, &m) == nil {
 					_ = FromWireVV(m.VV)
+					checkHeld(t, m.Held)
 				}
 			case FrameAEResp:
 				var m AEResp
-				_ = Decode(body, &m)
+				if Decode(body, &m) == nil {
+					checkHeld(t, m.Held)
+				}
 			case frameRPCReq:
 				var m rpcReqMsg
 				_ = Decode(body, &m)
@@ -111,4 +116,19 @@ func resetFloor(r *crdt.Reset) []crdt.Slot {
 		return nil
 	}
 	return r.Floor
+}
+
+// checkHeld: a peer's held list, in any order, comes back grouped by
+// origin with each origin's seqs sorted (sendDiff binary-searches them).
+func checkHeld(t *testing.T, held []VVEntry) {
+	n := 0
+	for _, seqs := range FromWireHeld(held) {
+		if !slices.IsSorted(seqs) {
+			t.Fatalf("held seqs not sorted: %v", seqs)
+		}
+		n += len(seqs)
+	}
+	if n != len(held) {
+		t.Fatalf("FromWireHeld kept %d of %d entries", n, len(held))
+	}
 }
