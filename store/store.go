@@ -605,3 +605,52 @@ func (s *Store) failedErr() error {
 	}
 	return nil
 }
+
+// CounterKeysEstimate returns a rough upper estimate of how many counters
+// the sstables hold, from their size on disk (a counter takes at least
+// 8 bytes there, compressed). Memtables are not counted. It returns 0 once
+// closed.
+func (s *Store) CounterKeysEstimate() uint64 {
+	if s.readLock() != nil {
+		return 0
+	}
+	defer s.mu.RUnlock()
+	n, err := s.db.EstimateDiskUsage([]byte{spaceCounter}, []byte{spaceCounter + 1})
+	if err != nil {
+		return 0
+	}
+	return n / 8
+}
+
+// ScanCounterKeys calls fn with the composite key (ns, 0x00, key) of every
+// counter Pebble holds, internal ones included, in key order, a chunk of
+// chunk keys at a time: each chunk reads a fresh view, so a counter written
+// during the scan may be missed (its writer knows it) but none that Pebble
+// held before the scan started and still holds. It stops early, with nil,
+// when fn returns false. The slice passed to fn is only valid during the
+// call.
+func (s *Store) ScanCounterKeys(chunk int, fn func(ck []byte) bool) error {
+	chunk = max(chunk, 1)
+	lower := []byte{spaceCounter}
+	upper := []byte{spaceCounter + 1}
+	for {
+		n, more := 0, true
+		var last []byte
+		err := s.iterate(lower, upper, func(k, _ []byte) (bool, error) {
+			if !fn(k[1:]) {
+				more = false
+				return false, nil
+			}
+			n++
+			if n == chunk {
+				last = append(last[:0], k...)
+				return false, nil
+			}
+			return true, nil
+		})
+		if err != nil || !more || last == nil {
+			return err
+		}
+		lower = append(last, 0) // the smallest key after last
+	}
+}

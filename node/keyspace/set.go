@@ -98,6 +98,7 @@ type Set struct {
 	saved        atomic.Uint64 // the last checkpoint Pebble holds
 	onRead       func()
 	onEvict      func()
+	seen         *seen // keys Pebble may hold; see seen.go
 }
 
 var seed = maphash.MakeSeed()
@@ -113,6 +114,13 @@ func New(cfg Config) *Set {
 		h.onEvict = noop
 	}
 	h.stripeCap = max(1, (cfg.Capacity+cfg.Stripes-1)/cfg.Stripes)
+	// Planned for twice what is on disk or fits in memory, whichever is
+	// more, so that the node can grow a while before false positives rise.
+	var onDisk uint64
+	if cfg.Store != nil {
+		onDisk = cfg.Store.CounterKeysEstimate()
+	}
+	h.seen = newSeen(2 * max(onDisk, uint64(max(cfg.Capacity, 0))))
 	for i := range h.stripes {
 		h.stripes[i].m = make(map[string]*Entry)
 		h.stripes[i].index = i
@@ -219,14 +227,25 @@ func (h *Set) LookupEvict(s *Stripe, ck []byte, ns, key string, create, evict bo
 		e.lastUse = tick
 		return e, nil
 	}
-	r, found, err := h.st.GetRecord(ns, key)
-	if err != nil {
-		return nil, err
-	}
-	h.onRead()
-	if !found && !create {
+	hash := maphash.Bytes(seed, ck)
+	var r store.Record
+	if !h.seen.absent(hash) {
+		var found bool
+		var err error
+		r, found, err = h.st.GetRecord(ns, key)
+		if err != nil {
+			return nil, err
+		}
+		h.onRead()
+		if !found && !create {
+			return nil, nil
+		}
+	} else if !create {
 		return nil, nil
 	}
+	// Added before the entry exists, so before any checkpoint can write
+	// the key to Pebble.
+	h.seen.add(hash)
 	if evict && len(s.m) >= h.stripeCap {
 		h.evictLocked(s, h.stripeCap-1)
 	}
@@ -392,3 +411,40 @@ func withSeq(seqs []store.OriginSeq, origin crdt.NodeID, seq uint64) []store.Ori
 	out = append(out, store.OriginSeq{Origin: origin, Seq: seq})
 	return append(out, seqs[i:]...)
 }
+
+// BuildFilter adds every counter key Pebble holds to the filter of keys
+// seen, then marks it complete, from which point a lookup of a key the
+// filter has never seen skips the Pebble point read. It scans in chunks,
+// stops early (leaving the filter incomplete, so lookups keep reading
+// Pebble) when stop is closed or the scan fails, and returns how many
+// keys it read. The node runs it once, in the background, after start.
+func (h *Set) BuildFilter(stop <-chan struct{}) (keys uint64, err error) {
+	stopped := false
+	err = h.st.ScanCounterKeys(100_000, func(ck []byte) bool {
+		keys++
+		if keys%100_000 == 0 {
+			select {
+			case <-stop:
+				stopped = true
+				return false
+			default:
+			}
+		}
+		h.seen.add(maphash.Bytes(seed, ck))
+		return true
+	})
+	if err != nil || stopped {
+		return keys, err
+	}
+	h.seen.complete.Store(true)
+	return keys, nil
+}
+
+// FilterStats returns the keys the filter of keys seen was planned for and
+// how many adds it took.
+func (h *Set) FilterStats() (capacity, added uint64) {
+	return h.seen.capacity(), h.seen.added.Load()
+}
+
+// FilterComplete reports whether BuildFilter has completed.
+func (h *Set) FilterComplete() bool { return h.seen.complete.Load() }
