@@ -191,19 +191,18 @@ func Open(cfg Config) (*Node, error) {
 		// The filter of keys on disk, so that new counters skip the
 		// Pebble point read once it is complete.
 		defer n.wg.Done()
-		t0 := time.Now()
-		keys, err := n.keys.BuildFilter(n.done)
-		planned, _ := n.keys.FilterStats()
-		switch {
-		case err != nil:
-			n.log.Warn("key filter not built; every counter not in memory is read from disk, new ones included",
-				zap.Uint64("keys_scanned", keys), zap.Error(err))
-		case !n.keys.FilterComplete():
-			n.log.Debug("key filter not built: the node is closing", zap.Uint64("keys_scanned", keys))
-		default:
-			n.log.Info("key filter ready", zap.Uint64("keys", keys),
-				zap.Uint64("planned_keys", planned), zap.Duration("took", time.Since(t0)))
-		}
+		n.keys.RunFilter(n.done, func(scanned, planned uint64, took time.Duration, err error) {
+			switch {
+			case err != nil:
+				n.log.Warn("key filter not built; counters not in memory are read from disk, new ones included, until it is",
+					zap.Uint64("keys_scanned", scanned), zap.Error(err))
+			case !n.keys.FilterComplete() || planned < scanned:
+				n.log.Debug("key filter build stopped", zap.Uint64("keys_scanned", scanned))
+			default:
+				n.log.Info("key filter ready", zap.Uint64("keys", scanned),
+					zap.Uint64("planned_keys", planned), zap.Duration("took", took))
+			}
+		})
 	}()
 	go func() { // the coarse clock of eviction recency
 		defer n.wg.Done()

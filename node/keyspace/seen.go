@@ -1,8 +1,10 @@
 package keyspace
 
 import (
+	"hash/maphash"
 	"math/bits"
 	"sync/atomic"
+	"time"
 )
 
 // seen is a Bloom filter of every composite key this process has seen
@@ -75,3 +77,136 @@ func (f *seen) absent(h uint64) bool {
 
 // capacity returns the number of keys the filter was planned for.
 func (f *seen) capacity() uint64 { return uint64(len(f.words)) * 64 / seenBitsPerKey }
+
+// filter is the Set's key filter: the current seen, and the bigger one
+// being built when the current holds more keys than it was planned for.
+type filter struct {
+	cur  atomic.Pointer[seen]
+	next atomic.Pointer[seen] // nil unless a bigger filter is being built
+	grow chan struct{}        // asks RunFilter for a bigger filter
+}
+
+func (f *filter) init(capacity uint64) {
+	f.cur.Store(newSeen(capacity))
+	f.grow = make(chan struct{}, 1)
+}
+
+func (f *filter) absent(h uint64) bool { return f.cur.Load().absent(h) }
+
+// add adds a key's hash to the current filter and to the one being built.
+// The caller holds the key's stripe (see RunFilter).
+func (f *filter) add(h uint64) {
+	cur := f.cur.Load()
+	cur.add(h)
+	if nx := f.next.Load(); nx != nil {
+		nx.add(h)
+	}
+	if cur.added.Load() > cur.capacity() {
+		select {
+		case f.grow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// RunFilter builds the key filter: it adds every counter key Pebble holds
+// to it, then marks it complete, from which point a lookup of a key the
+// filter has never seen skips the Pebble point read. Then, whenever the
+// filter has taken more keys than it was planned for, it builds one planned
+// for twice as many and swaps it in. It returns when stop is closed; built,
+// when set, is called after each build with the keys it scanned, the keys
+// the filter is planned for, and the error that stopped it, if any (the
+// filter in use is then kept: an incomplete first one keeps every lookup
+// reading Pebble, a full one only costs more false positives). The node
+// runs it in the background from its start.
+func (h *Set) RunFilter(stop <-chan struct{}, built func(scanned, planned uint64, took time.Duration, err error)) {
+	if built == nil {
+		built = func(uint64, uint64, time.Duration, error) {}
+	}
+	t0 := time.Now()
+	f := h.filter.cur.Load()
+	n, err := h.scanInto(f, stop)
+	if err != nil || stopped(stop) {
+		built(n, f.capacity(), time.Since(t0), err)
+		return
+	}
+	f.complete.Store(true)
+	built(n, f.capacity(), time.Since(t0), nil)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-h.filter.grow:
+		}
+		cur := h.filter.cur.Load()
+		if cur.added.Load() <= cur.capacity() {
+			continue
+		}
+		t0 = time.Now()
+		nx := newSeen(2 * max(cur.added.Load(), h.st.CounterKeysEstimate()))
+		h.filter.next.Store(nx)
+		// Every key created from now on is added to nx (add reads next
+		// under the key's stripe lock, after this store). The ones created
+		// before are in memory, added here, or were evicted, which needs
+		// Pebble to hold them before the scan below starts.
+		for i := range h.stripes {
+			s := &h.stripes[i]
+			s.mu.Lock()
+			for ck := range s.m {
+				nx.add(maphash.String(seed, ck))
+			}
+			s.mu.Unlock()
+		}
+		n, err := h.scanInto(nx, stop)
+		if err != nil || stopped(stop) {
+			h.filter.next.Store(nil)
+			built(n, nx.capacity(), time.Since(t0), err)
+			if err == nil {
+				return
+			}
+			continue
+		}
+		nx.complete.Store(true)
+		h.filter.cur.Store(nx)
+		h.filter.next.Store(nil)
+		built(n, nx.capacity(), time.Since(t0), nil)
+	}
+}
+
+// scanInto adds every counter key Pebble holds to f, in chunks, and stops
+// early when stop is closed. It returns the keys scanned.
+func (h *Set) scanInto(f *seen, stop <-chan struct{}) (keys uint64, err error) {
+	err = h.st.ScanCounterKeys(100_000, func(ck []byte) bool {
+		keys++
+		if keys%100_000 == 0 && stopped(stop) {
+			return false
+		}
+		f.add(maphash.Bytes(seed, ck))
+		return true
+	})
+	return keys, err
+}
+
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// FilterStats returns the keys the key filter in use was planned for and
+// how many adds it took.
+func (h *Set) FilterStats() (planned, added uint64) {
+	f := h.filter.cur.Load()
+	return f.capacity(), f.added.Load()
+}
+
+// FilterComplete reports whether the key filter in use is complete.
+func (h *Set) FilterComplete() bool { return h.filter.cur.Load().complete.Load() }
+
+// ForgetFilterForTest marks the key filter in use incomplete again, so that
+// every lookup reads Pebble as before the filter: for benchmarks that
+// compare the two.
+func (h *Set) ForgetFilterForTest() { h.filter.cur.Load().complete.Store(false) }

@@ -2,7 +2,9 @@ package keyspace
 
 import (
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -66,6 +68,32 @@ func openStore(t *testing.T, fs vfs.FS) *store.Store {
 	return st
 }
 
+// buildFilter runs h's key filter until the test ends and waits for its
+// first build; it returns the keys that build scanned.
+func buildFilter(t *testing.T, h *Set) uint64 {
+	t.Helper()
+	stop := make(chan struct{})
+	builds := make(chan uint64, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.RunFilter(stop, func(scanned, _ uint64, _ time.Duration, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			builds <- scanned
+		})
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	select {
+	case n := <-builds:
+		return n
+	case <-time.After(30 * time.Second):
+		t.Fatal("key filter not built after 30 s")
+		return 0
+	}
+}
+
 func checkpoint(t *testing.T, st *store.Store, h *Set) {
 	t.Helper()
 	h.Drain(func(string, string, *Entry) {})
@@ -84,9 +112,7 @@ func TestFilterSkipsReadsOfNewKeysAndLosesNone(t *testing.T) {
 	const n = 2000
 	{
 		h := New(Config{Store: st, Stripes: 4, Capacity: 100})
-		if _, err := h.BuildFilter(nil); err != nil {
-			t.Fatal(err)
-		}
+		buildFilter(t, h)
 		for i := range n {
 			write(t, h, "ns", fmt.Sprintf("k%05d", i), int64(i+1))
 		}
@@ -103,10 +129,7 @@ func TestFilterSkipsReadsOfNewKeysAndLosesNone(t *testing.T) {
 	if _, ok := read(t, h, "ns", "never"); ok || reads != 1 {
 		t.Fatalf("before the build: found %v after %d reads, want not found after 1", ok, reads)
 	}
-	keys, err := h.BuildFilter(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := buildFilter(t, h)
 	if keys < n || !h.FilterComplete() {
 		t.Fatalf("build read %d keys (complete %v), want at least %d", keys, h.FilterComplete(), n)
 	}
@@ -159,14 +182,79 @@ func TestFilterBuildStops(t *testing.T) {
 	h2 := New(Config{Store: st, Stripes: 1, Capacity: 10})
 	stop := make(chan struct{})
 	close(stop)
-	keys, err := h2.BuildFilter(stop)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var keys uint64
+	h2.RunFilter(stop, func(scanned, _ uint64, _ time.Duration, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		keys = scanned
+	})
 	if h2.FilterComplete() || keys >= 250_000 {
 		t.Fatalf("stopped build: complete %v after %d keys", h2.FilterComplete(), keys)
 	}
 	if v, ok := read(t, h2, "ns", "k0249999"); !ok || v != 1 {
 		t.Fatalf("k0249999 after a stopped build: %d (found %v)", v, ok)
+	}
+}
+
+// TestFilterGrowsWithoutLosingKeys: a hot set that creates far more
+// counters than its filter was planned for gets a bigger filter, built
+// while writers keep creating counters; every counter written before,
+// during and after the swap is still found once out of memory, and keys
+// never written still skip Pebble afterwards.
+func TestFilterGrowsWithoutLosingKeys(t *testing.T) {
+	st := openStore(t, vfs.NewMem())
+	h := New(Config{Store: st, Stripes: 8, Capacity: 500})
+	buildFilter(t, h)
+	planned0, _ := h.FilterStats()
+	const writers, per = 4, 20_000
+	var wg sync.WaitGroup
+	var mu sync.Mutex // checkpoints run one at a time
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				write(t, h, "g", fmt.Sprintf("w%d-%06d", w, i), 1)
+				if i%2_000 == 1_999 {
+					mu.Lock()
+					checkpoint(t, st, h)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	checkpoint(t, st, h)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		planned, added := h.FilterStats()
+		if planned > planned0 && added <= planned && h.FilterComplete() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("filter planned for %d keys (first %d) with %d added, complete %v: it did not grow",
+				planned, planned0, added, h.FilterComplete())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for w := range writers {
+		for i := range per {
+			key := fmt.Sprintf("w%d-%06d", w, i)
+			if v, ok := read(t, h, "g", key); !ok || v != 1 {
+				t.Fatalf("%s after the filter grew: %d (found %v), want 1", key, v, ok)
+			}
+		}
+	}
+	var reads int
+	h2 := New(Config{Store: st, Stripes: 8, Capacity: 500, OnReadThrough: func() { reads++ }})
+	h2.filter = filter{}
+	h2.filter.init(1)
+	h2.filter.cur.Store(h.filter.cur.Load())
+	for i := range 2000 {
+		read(t, h2, "g", fmt.Sprintf("never-%d", i))
+	}
+	if reads > 200 {
+		t.Fatalf("%d of 2000 lookups of keys never written read Pebble with the grown filter", reads)
 	}
 }

@@ -30,6 +30,7 @@ type Entry struct {
 	lastUse      uint32 // Set.tick at the last access, for eviction
 	dirty        bool   // changed since the last Fill (in Stripe.dirty)
 	unsaved      bool   // logged or changed since the last checkpoint (in Stripe.unsaved)
+	queued       bool   // in Stripe.clean
 }
 
 // CK returns the entry's composite key.
@@ -57,8 +58,16 @@ type Stripe struct {
 	// saving lists the entries the checkpoint in progress writes: Pebble
 	// holds their state once it commits, and scans look here until then.
 	saving []*Entry
-	index  int     // position in Set.stripes
-	_      [8]byte // keep neighbouring stripes' locks off one cache line
+	// clean queues eviction candidates, oldest first: every entry when it
+	// is created and again each time a checkpoint saves it. An entry that
+	// is gone, changed again, or used in the last tick when its turn
+	// comes is skipped (the last one queued again): a CLOCK that costs
+	// O(1) per eviction, where sampling the map cost a walk of random
+	// entries, most of them not yet evictable while new counters pour in.
+	clean     []*Entry
+	cleanHead int
+	index     int     // position in Set.stripes
+	_         [8]byte // keep neighbouring stripes' locks off one cache line
 }
 
 // Lock locks the stripe.
@@ -98,7 +107,7 @@ type Set struct {
 	saved        atomic.Uint64 // the last checkpoint Pebble holds
 	onRead       func()
 	onEvict      func()
-	seen         *seen // keys Pebble may hold; see seen.go
+	filter       filter // keys Pebble may hold; see seen.go
 }
 
 var seed = maphash.MakeSeed()
@@ -120,7 +129,7 @@ func New(cfg Config) *Set {
 	if cfg.Store != nil {
 		onDisk = cfg.Store.CounterKeysEstimate()
 	}
-	h.seen = newSeen(2 * max(onDisk, uint64(max(cfg.Capacity, 0))))
+	h.filter.init(2 * max(onDisk, uint64(max(cfg.Capacity, 0))))
 	for i := range h.stripes {
 		h.stripes[i].m = make(map[string]*Entry)
 		h.stripes[i].index = i
@@ -184,29 +193,62 @@ func (h *Set) Evictable(e *Entry) bool {
 	return !e.dirty && !e.unsaved && e.savedAt <= h.saved.Load()
 }
 
-// evictLocked removes entries from a stripe until it holds target,
-// choosing among a few sampled entries the least recently used one that is
-// durable (sampled LRU, as Redis does). A stripe whose sampled entries are
-// all waiting for the committer stays over its share until the next insert.
+// evictLocked removes entries from a stripe until it holds target, taking
+// them from the clean queue (see Stripe.clean). A stripe whose candidates
+// are all waiting for a checkpoint stays over its share until the next
+// insert or the trim after the checkpoint.
 func (h *Set) evictLocked(s *Stripe, target int) {
-	for len(s.m) > target {
-		var victim *Entry
-		sampled := 0
-		for _, e := range s.m {
-			if h.Evictable(e) && (victim == nil || int32(e.lastUse-victim.lastUse) < 0) {
-				victim = e
-			}
-			sampled++
-			if sampled == 5 {
-				break
-			}
-		}
-		if victim == nil {
+	tick := h.tick.Load()
+	// Enough tries to pass over every candidate once (a second chance
+	// each) and then take the victims, but never an endless walk.
+	limit := len(s.clean) - s.cleanHead + len(s.m) - target
+	for tries := 0; len(s.m) > target && tries < limit; tries++ {
+		e := s.popClean()
+		if e == nil {
 			return
 		}
-		delete(s.m, victim.ck)
+		if s.m[e.ck] != e || !h.Evictable(e) {
+			// Gone, or changed since it was queued: the checkpoint that
+			// saves it queues it again.
+			continue
+		}
+		if e.lastUse == tick {
+			// A second chance for an entry in use; it loses its mark,
+			// so the next pass takes it unless it is used again.
+			e.lastUse = tick - 1
+			s.pushClean(e)
+			continue
+		}
+		delete(s.m, e.ck)
 		h.onEvict()
 	}
+}
+
+// pushClean queues e as an eviction candidate. The caller holds s.
+func (s *Stripe) pushClean(e *Entry) {
+	if !e.queued {
+		e.queued = true
+		s.clean = append(s.clean, e)
+	}
+}
+
+// popClean returns the oldest eviction candidate, or nil. The caller holds
+// s.
+func (s *Stripe) popClean() *Entry {
+	if s.cleanHead == len(s.clean) {
+		return nil
+	}
+	e := s.clean[s.cleanHead]
+	s.clean[s.cleanHead] = nil
+	s.cleanHead++
+	e.queued = false
+	if s.cleanHead >= 1024 && 2*s.cleanHead >= len(s.clean) {
+		n := copy(s.clean, s.clean[s.cleanHead:])
+		clear(s.clean[n:])
+		s.clean = s.clean[:n]
+		s.cleanHead = 0
+	}
+	return e
 }
 
 // Lookup returns the entry of the composite key ck (of ns/key), reading it
@@ -229,7 +271,7 @@ func (h *Set) LookupEvict(s *Stripe, ck []byte, ns, key string, create, evict bo
 	}
 	hash := maphash.Bytes(seed, ck)
 	var r store.Record
-	if !h.seen.absent(hash) {
+	if !h.filter.absent(hash) {
 		var found bool
 		var err error
 		r, found, err = h.st.GetRecord(ns, key)
@@ -245,12 +287,13 @@ func (h *Set) LookupEvict(s *Stripe, ck []byte, ns, key string, create, evict bo
 	}
 	// Added before the entry exists, so before any checkpoint can write
 	// the key to Pebble.
-	h.seen.add(hash)
+	h.filter.add(hash)
 	if evict && len(s.m) >= h.stripeCap {
 		h.evictLocked(s, h.stripeCap-1)
 	}
 	e := &Entry{ck: string(ck), C: r.Counter, Updated: r.UpdatedMs, seqs: r.Seqs, ckSeqs: r.Seqs, lastUse: tick}
 	s.m[e.ck] = e
+	s.pushClean(e)
 	return e, nil
 }
 
@@ -358,12 +401,20 @@ func (h *Set) Collect(num uint64, put func(ns, key string, r store.Record, index
 // Saved implements store.Unsaved: it ends the saving lists; when the
 // checkpoint failed, their counters are unsaved again, for the next one.
 func (h *Set) Saved(num uint64, err error) {
+	if err == nil {
+		// Before the entries are queued for eviction: one taken from the
+		// queue while Pebble's checkpoint number still lagged would look
+		// unevictable and leave the queue for good.
+		h.saved.Store(num)
+	}
 	for i := range h.stripes {
 		s := &h.stripes[i]
 		s.mu.Lock()
-		if err != nil {
-			for _, e := range s.saving {
+		for _, e := range s.saving {
+			if err != nil {
 				h.MarkReplayed(s, e)
+			} else {
+				s.pushClean(e)
 			}
 		}
 		clear(s.saving)
@@ -371,7 +422,6 @@ func (h *Set) Saved(num uint64, err error) {
 		s.mu.Unlock()
 	}
 	if err == nil {
-		h.saved.Store(num)
 		h.trim()
 	}
 }
@@ -411,40 +461,3 @@ func withSeq(seqs []store.OriginSeq, origin crdt.NodeID, seq uint64) []store.Ori
 	out = append(out, store.OriginSeq{Origin: origin, Seq: seq})
 	return append(out, seqs[i:]...)
 }
-
-// BuildFilter adds every counter key Pebble holds to the filter of keys
-// seen, then marks it complete, from which point a lookup of a key the
-// filter has never seen skips the Pebble point read. It scans in chunks,
-// stops early (leaving the filter incomplete, so lookups keep reading
-// Pebble) when stop is closed or the scan fails, and returns how many
-// keys it read. The node runs it once, in the background, after start.
-func (h *Set) BuildFilter(stop <-chan struct{}) (keys uint64, err error) {
-	stopped := false
-	err = h.st.ScanCounterKeys(100_000, func(ck []byte) bool {
-		keys++
-		if keys%100_000 == 0 {
-			select {
-			case <-stop:
-				stopped = true
-				return false
-			default:
-			}
-		}
-		h.seen.add(maphash.Bytes(seed, ck))
-		return true
-	})
-	if err != nil || stopped {
-		return keys, err
-	}
-	h.seen.complete.Store(true)
-	return keys, nil
-}
-
-// FilterStats returns the keys the filter of keys seen was planned for and
-// how many adds it took.
-func (h *Set) FilterStats() (capacity, added uint64) {
-	return h.seen.capacity(), h.seen.added.Load()
-}
-
-// FilterComplete reports whether BuildFilter has completed.
-func (h *Set) FilterComplete() bool { return h.seen.complete.Load() }
