@@ -10,6 +10,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/countmesh/countmesh/auth"
+	"github.com/countmesh/countmesh/internal/batchjson"
 	"github.com/countmesh/countmesh/internal/msgpackguard"
 	"github.com/countmesh/countmesh/node"
 )
@@ -112,7 +113,20 @@ func tooManyOps(n int) error {
 		fmt.Sprintf("a batch holds at most %d ops, got %d; split it", node.MaxBatchOps, n)}
 }
 
+// decodeBatchJSON decodes a JSON batch: a body of the plain shape that
+// clients send by the fast path (batchjson.Decode), any other one, and
+// every refusal, by encoding/json (decodeBatchJSONStd), so that both give
+// the same answers and errors.
 func decodeBatchJSON(body []byte) ([]node.BatchOp, string, error) {
+	if ops, consistency, ok := batchjson.Decode(body, node.MaxBatchOps); ok {
+		return ops, consistency, nil
+	}
+	return decodeBatchJSONStd(body)
+}
+
+// decodeBatchJSONStd decodes a JSON batch with encoding/json: the decoder
+// of record, whose errors the client sees.
+func decodeBatchJSONStd(body []byte) ([]node.BatchOp, string, error) {
 	var b batchBody
 	if err := unmarshalJSON(body, &b); err != nil {
 		return nil, "", err
