@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/countmesh/countmesh/internal/batchjson"
 	"github.com/countmesh/countmesh/node"
@@ -263,6 +266,37 @@ func benchBatchBody(n int) []byte {
 		panic(err)
 	}
 	return body
+}
+
+// BenchmarkDecodeBatchMsgpack decodes the batch of BenchmarkDecodeBatchJSON
+// sent as msgpack, for comparison.
+func BenchmarkDecodeBatchMsgpack(b *testing.B) {
+	var batch struct {
+		Ops []struct {
+			NS  string `json:"ns" msgpack:"ns"`
+			Key string `json:"key" msgpack:"key"`
+			By  int64  `json:"by" msgpack:"by"`
+			ID  string `json:"id,omitempty" msgpack:"id,omitempty"`
+		} `json:"ops" msgpack:"ops"`
+	}
+	if err := json.Unmarshal(benchBatchBody(node.MaxBatchOps), &batch); err != nil {
+		b.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(batch); err != nil {
+		b.Fatal(err)
+	}
+	body := buf.Bytes()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		ops, _, err := decodeBatch("application/msgpack", body)
+		if err != nil || len(ops) != node.MaxBatchOps {
+			b.Fatalf("%d ops, %v", len(ops), err)
+		}
+	}
 }
 
 // BenchmarkDecodeBatchJSON decodes a 10,000-op JSON batch by decodeBatch
