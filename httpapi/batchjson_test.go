@@ -15,9 +15,10 @@ import (
 	"github.com/countmesh/countmesh/node"
 )
 
-// decodeBatchReference is decodeBatch as it was before the JSON fast path
-// (batchjson.Decode), kept as the reference that the fast path must match
-// answer for answer and error for error.
+// decodeBatchReference is decodeBatch as it was before the fast paths
+// (batchjson.Decode, decodeBatchMsgpackPlain), kept as the reference that
+// they must match answer for answer and error for error. The msgpack
+// decoder of before is decodeBatchMsgpackStd, unchanged.
 func decodeBatchReference(ct string, body []byte) ([]node.BatchOp, string, error) {
 	mt, err := mediaType(ct, true)
 	if err != nil {
@@ -29,7 +30,7 @@ func decodeBatchReference(ct string, body []byte) ([]node.BatchOp, string, error
 		}
 	}
 	if mt == mediaMsgpack {
-		return decodeBatchMsgpack(body)
+		return decodeBatchMsgpackStd(body)
 	}
 	return decodeBatchJSONReference(body)
 }
