@@ -6,6 +6,10 @@
 //
 //	go build -o /tmp/NAME/bare ./bench/bare
 //	/tmp/NAME/bare --addr 127.0.0.1:18470
+//
+// With --countd-timeouts it sets the timeouts countd's http.Server sets (a
+// read and a write deadline per request), so that a comparison can tell the
+// cost of that configuration from the cost of the API.
 package main
 
 import (
@@ -14,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"sync/atomic"
+	"time"
 )
 
 // answer is about the size of countd's answer to an increment.
@@ -21,6 +26,7 @@ var answer = []byte(`{"ns":"bench","key":"k123","value":1}` + "\n")
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:18470", "listen address")
+	timeouts := flag.Bool("countd-timeouts", false, "set the timeouts of countd's HTTP server (cmd/countd)")
 	flag.Parse()
 	var n atomic.Int64
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -32,7 +38,15 @@ func main() {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(answer)
 	})
-	if err := http.ListenAndServe(*addr, h); err != nil {
+	srv := &http.Server{Addr: *addr, Handler: h}
+	if *timeouts {
+		srv.ReadHeaderTimeout = 10 * time.Second
+		srv.ReadTimeout = 30 * time.Second
+		srv.WriteTimeout = 30 * time.Second
+		srv.IdleTimeout = 2 * time.Minute
+		srv.MaxHeaderBytes = 64 << 10
+	}
+	if err := srv.ListenAndServe(); err != nil {
 		fmt.Fprintln(os.Stderr, "bare:", err)
 		os.Exit(1)
 	}
