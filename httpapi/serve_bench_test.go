@@ -2,15 +2,18 @@ package httpapi
 
 import (
 	"bytes"
-	"io"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/auth"
 	"github.com/countmesh/countmesh/node"
 )
 
@@ -52,6 +55,12 @@ func (*rewindBody) Close() error { return nil }
 // namespaces default to durability (sync or async).
 func benchServer(b *testing.B, durability string) *Server {
 	b.Helper()
+	return benchServerWith(b, durability, nil)
+}
+
+// benchServerWith is benchServer with a hook that changes the API's Config.
+func benchServerWith(b *testing.B, durability string, mutateAPI func(*Config)) *Server {
+	b.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Name = "bench-node"
 	cfg.Store.Dir = "data"
@@ -65,7 +74,11 @@ func benchServer(b *testing.B, durability string) *Server {
 		b.Fatalf("open node: %v", err)
 	}
 	b.Cleanup(func() { n.Close() })
-	s, err := New(Config{Node: n, Registerer: reg, Gatherer: reg})
+	apiCfg := Config{Node: n, Registerer: reg, Gatherer: reg}
+	if mutateAPI != nil {
+		mutateAPI(&apiCfg)
+	}
+	s, err := New(apiCfg)
 	if err != nil {
 		b.Fatalf("new api: %v", err)
 	}
@@ -76,6 +89,12 @@ func benchServer(b *testing.B, durability string) *Server {
 // and fails on an answer other than 200.
 func benchServe(b *testing.B, s *Server, method, path, contentType string, body []byte) {
 	b.Helper()
+	benchServeAs(b, s, method, path, contentType, "", body)
+}
+
+// benchServeAs is benchServe with an Authorization header (none when "").
+func benchServeAs(b *testing.B, s *Server, method, path, contentType, authorization string, body []byte) {
+	b.Helper()
 	u, err := url.ParseRequestURI(path)
 	if err != nil {
 		b.Fatal(err)
@@ -85,6 +104,9 @@ func benchServe(b *testing.B, s *Server, method, path, contentType string, body 
 		Header: http.Header{}, Host: "bench", Body: rb, ContentLength: int64(len(body))}
 	if contentType != "" {
 		r.Header.Set("Content-Type", contentType)
+	}
+	if authorization != "" {
+		r.Header.Set("Authorization", authorization)
 	}
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
@@ -114,13 +136,32 @@ func BenchmarkServeIncr(b *testing.B) {
 	})
 }
 
-// BenchmarkServeGet is one GET of a counter through ServeHTTP.
+// BenchmarkServeGet is one GET of a counter through ServeHTTP, without
+// and with API tokens.
 func BenchmarkServeGet(b *testing.B) {
-	s := benchServer(b, node.DurabilityAsync)
-	w := &discardWriter{h: http.Header{}}
-	r, _ := http.NewRequest("POST", "/v1/counters/bench/k123/incr", http.NoBody)
-	s.ServeHTTP(w, r)
-	benchServe(b, s, "GET", "/v1/counters/bench/k123", "", nil)
+	for _, tokens := range []bool{false, true} {
+		b.Run(fmt.Sprintf("tokens=%v", tokens), func(b *testing.B) {
+			s := benchServerWith(b, node.DurabilityAsync, func(c *Config) {
+				if tokens {
+					path := filepath.Join(b.TempDir(), "tokens")
+					if err := os.WriteFile(path, []byte(testTokensFile), 0o600); err != nil {
+						b.Fatal(err)
+					}
+					st, err := auth.LoadFile(path)
+					if err != nil {
+						b.Fatal(err)
+					}
+					c.Tokens = st
+				}
+			})
+			w := &discardWriter{h: http.Header{}}
+			r, _ := http.NewRequest("POST", "/v1/counters/bench/k123/incr", http.NoBody)
+			r.Header.Set("Authorization", "Bearer "+tokAdmin)
+			s.ServeHTTP(w, r)
+			if w.status != http.StatusOK {
+				b.Fatalf("incr: status %d", w.status)
+			}
+			benchServeAs(b, s, "GET", "/v1/counters/bench/k123", "", "Bearer "+tokRead, nil)
+		})
+	}
 }
-
-var _ io.ReadCloser = (*rewindBody)(nil)

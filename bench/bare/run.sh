@@ -13,6 +13,7 @@
 # during round 1's incr and get runs, OUT (output directory, default a new one under /tmp),
 # BASE_BIN (a countd binary built from another commit, e.g. before a change: measured too, on
 # BASE_HTTP, default 127.0.0.1:18472, right before this tree's countd).
+# BARE_FLAGS (flags of bare, e.g. --countd-timeouts).
 # Needs wrk. Builds countd, bare and countbench into a temporary directory under /tmp and
 # stops what it started by PID on exit.
 set -euo pipefail
@@ -51,7 +52,7 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2;
 "$WORK/countd" --data-dir "$WORK/countd-data" --http-addr "$HTTP" --admin-addr "$ADMIN" \
   --gossip-addr off --resp-addr off --log-level warn >"$OUT/countd.log" 2>&1 &
 PIDS+=($!)
-"$WORK/bare" --addr "$BARE" >"$OUT/bare.log" 2>&1 &
+"$WORK/bare" --addr "$BARE" ${BARE_FLAGS:-} >"$OUT/bare.log" 2>&1 &
 PIDS+=($!)
 ADDRS=("$HTTP" "$BARE")
 if [[ -n $BASE_BIN ]]; then
