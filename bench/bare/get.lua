@@ -1,5 +1,7 @@
--- wrk script: GET /v1/counters/bench/k{1..N} (N = BENCH_KEYS, default 1000).
+-- wrk script: GET /v1/counters/{ns}/k{1..N} (ns = BENCH_NS, default bench; N = BENCH_KEYS,
+-- default 1000).
 local keys = tonumber(os.getenv("BENCH_KEYS") or "1000")
+local ns = os.getenv("BENCH_NS") or "bench"
 local threads = 0
 function setup(thread)
   threads = threads + 1
@@ -9,5 +11,5 @@ function init(args)
   math.randomseed(seed)
 end
 function request()
-  return wrk.format("GET", "/v1/counters/bench/k" .. math.random(keys))
+  return wrk.format("GET", "/v1/counters/" .. ns .. "/k" .. math.random(keys))
 end

@@ -1,6 +1,8 @@
--- wrk script: POST /v1/counters/bench/k{1..N}/incr with {"by":1} (N = BENCH_KEYS, default 1000).
+-- wrk script: POST /v1/counters/{ns}/k{1..N}/incr with {"by":1} (ns = BENCH_NS, default bench;
+-- N = BENCH_KEYS, default 1000).
 -- Each wrk thread has its own fixed seed, so two runs send the same key sequence.
 local keys = tonumber(os.getenv("BENCH_KEYS") or "1000")
+local ns = os.getenv("BENCH_NS") or "bench"
 local headers = { ["Content-Type"] = "application/json" }
 local body = '{"by":1}'
 local threads = 0
@@ -12,5 +14,5 @@ function init(args)
   math.randomseed(seed)
 end
 function request()
-  return wrk.format("POST", "/v1/counters/bench/k" .. math.random(keys) .. "/incr", headers, body)
+  return wrk.format("POST", "/v1/counters/" .. ns .. "/k" .. math.random(keys) .. "/incr", headers, body)
 end

@@ -13,7 +13,8 @@
 # during round 1's incr and get runs, OUT (output directory, default a new one under /tmp),
 # BASE_BIN (a countd binary built from another commit, e.g. before a change: measured too, on
 # BASE_HTTP, default 127.0.0.1:18472, right before this tree's countd).
-# BARE_FLAGS (flags of bare, e.g. --countd-timeouts).
+# BARE_FLAGS (flags of bare, e.g. --countd-timeouts), DURABILITY (countd --durability: sync, the
+# default, or async).
 # Needs wrk. Builds countd, bare and countbench into a temporary directory under /tmp and
 # stops what it started by PID on exit.
 set -euo pipefail
@@ -33,6 +34,7 @@ ADMIN=${ADMIN:-127.0.0.1:18460}
 BARE=${BARE:-127.0.0.1:18471}
 BASE_HTTP=${BASE_HTTP:-127.0.0.1:18472}
 BASE_BIN=${BASE_BIN:-}
+DURABILITY=${DURABILITY:-sync}
 
 WORK=$(mktemp -d /tmp/bare-bench.XXXXXX)
 OUT=${OUT:-$(mktemp -d /tmp/bare-bench-out.XXXXXX)}
@@ -50,14 +52,14 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2;
   go build -o "$WORK/countbench" ./bench/cmd/countbench)
 
 "$WORK/countd" --data-dir "$WORK/countd-data" --http-addr "$HTTP" --admin-addr "$ADMIN" \
-  --gossip-addr off --resp-addr off --log-level warn >"$OUT/countd.log" 2>&1 &
+  --gossip-addr off --resp-addr off --log-level warn --durability "$DURABILITY" >"$OUT/countd.log" 2>&1 &
 PIDS+=($!)
 "$WORK/bare" --addr "$BARE" ${BARE_FLAGS:-} >"$OUT/bare.log" 2>&1 &
 PIDS+=($!)
 ADDRS=("$HTTP" "$BARE")
 if [[ -n $BASE_BIN ]]; then
   "$BASE_BIN" --data-dir "$WORK/base-data" --http-addr "$BASE_HTTP" --admin-addr off \
-    --gossip-addr off --resp-addr off --log-level warn >"$OUT/base.log" 2>&1 &
+    --gossip-addr off --resp-addr off --log-level warn --durability "$DURABILITY" >"$OUT/base.log" 2>&1 &
   PIDS+=($!)
   ADDRS+=("$BASE_HTTP")
 fi
@@ -93,7 +95,7 @@ print("   %-12s %s req/s %8.0f  p50 %.2fms p99 %.2fms max %.2fms errors %d  load
 }
 
 echo "machine: $(nproc) cores; commit $(git -C "$ROOT" rev-parse --short HEAD); output in $OUT"
-echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency; countbench --mode incr --rate $RATE --duration $OPEN_DURATION"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency; countbench --mode incr --rate $RATE --duration $OPEN_DURATION; durability $DURABILITY"
 for addr in "${ADDRS[@]}"; do
   wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$HERE/incr.lua" "http://$addr" >/dev/null
 done
