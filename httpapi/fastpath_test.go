@@ -492,3 +492,64 @@ func TestFastEncoders(t *testing.T) {
 		}
 	}
 }
+
+// failingBody returns data, then err.
+type failingBody struct {
+	data []byte
+	err  error
+}
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if len(b.data) == 0 {
+		return 0, b.err
+	}
+	n := copy(p, b.data)
+	b.data = b.data[n:]
+	return n, nil
+}
+
+func (*failingBody) Close() error { return nil }
+
+// TestDecodeIncrRequestMatchesDecodeBody checks that reading an
+// increment's body into a pooled buffer gives the body, or the error,
+// that readBody gives, for bodies shorter and longer than the buffer and
+// bodies whose reading fails.
+func TestDecodeIncrRequestMatchesDecodeBody(t *testing.T) {
+	long := `{"by":2` + strings.Repeat(" ", 2*smallBodyBytes) + `}`
+	cut := fmt.Errorf("connection reset by peer")
+	for _, c := range []struct {
+		name string
+		body func() io.ReadCloser
+	}{
+		{"empty", func() io.ReadCloser { return http.NoBody }},
+		{"small", func() io.ReadCloser { return io.NopCloser(strings.NewReader(`{"by":3}`)) }},
+		{"exactly the buffer", func() io.ReadCloser {
+			return io.NopCloser(strings.NewReader(`{"by":4` + strings.Repeat(" ", smallBodyBytes-len(`{"by":4}`)) + `}`))
+		}},
+		{"long", func() io.ReadCloser { return io.NopCloser(strings.NewReader(long)) }},
+		{"too large", func() io.ReadCloser {
+			return io.NopCloser(io.MultiReader(strings.NewReader(`{"by":1}`), strings.NewReader(strings.Repeat(" ", MaxBodyBytes))))
+		}},
+		{"fails early", func() io.ReadCloser { return &failingBody{[]byte(`{"by"`), cut} }},
+		{"fails late", func() io.ReadCloser { return &failingBody{[]byte(long), cut} }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/v1/counters/pages/home/incr", nil)
+			r.Header.Set("Content-Type", "application/json")
+			r.Body = c.body()
+			got, gotErr := decodeIncrRequest(httptest.NewRecorder(), r)
+			r.Body = c.body()
+			want, wantErr := decodeBody(httptest.NewRecorder(), r, decodeIncrGeneral)
+			if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || got.by != want.by {
+				t.Fatalf("decodeIncrRequest = %+v, %v; decodeBody %+v, %v", got, gotErr, want, wantErr)
+			}
+			if gotErr != nil {
+				gs, gc := classify(gotErr)
+				ws, wc := classify(wantErr)
+				if gs != ws || gc != wc {
+					t.Fatalf("error classified %d %s, decodeBody's %d %s", gs, gc, ws, wc)
+				}
+			}
+		})
+	}
+}
