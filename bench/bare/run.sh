@@ -114,3 +114,7 @@ for r in $(seq 1 "$ROUNDS"); do
   open "round$r" countd "$HTTP"
   open "round$r" bare "$BARE"
 done
+# The group commit of this tree's countd over the whole run: a sync increment waits for a WAL fsync.
+curl -s "http://$HTTP/metrics" | awk '/^countmesh_fsyncs_total/ {n=$2} /^countmesh_fsync_seconds_total/ {s=$2}
+  /^countmesh_increments_total/ {i=$2} /^countmesh_commits_total/ {c=$2}
+  END {if (n > 0 && c > 0) printf "countd: %d increments, %d commits (%.1f per commit), %d fsyncs, %.2f ms per fsync\n", i, c, i/c, n, s*1000/n}'
