@@ -134,6 +134,8 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	r := chi.NewRouter()
+	// The fast path (fastpath.go) does for its routes what these three do,
+	// without them: a middleware added here must be added there too.
 	r.Use(s.instrument, s.authenticate, s.checkQuery)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
