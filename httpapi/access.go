@@ -152,39 +152,50 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		token, err := bearerToken(r)
+		grant, err := s.authorize(r, pattern, acc, declared, rctx.URLParam("ns"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		grant, err := s.tokens.Current().Authenticate(token)
-		if err != nil {
-			s.writeError(w, r, fmt.Errorf("%w: the bearer token is not one of this node's API tokens; %s", auth.ErrUnauthenticated, sendToken))
-			return
-		}
-		if pattern != "" {
-			need := auth.ScopeAdmin // undeclared: fail closed
-			if declared {
-				need = acc.scope
-			}
-			ns := ""
-			if strings.Contains(pattern, "{ns}") {
-				if ns, err = unescapeParam(r, "ns", rctx.URLParam("ns")); err != nil {
-					s.writeError(w, r, err)
-					return
-				}
-				if err := node.ValidateNamespace(ns); err != nil {
-					s.writeError(w, r, err)
-					return
-				}
-			}
-			if err := grant.Allow(need, ns); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grantKey{}, grant)))
 	})
+}
+
+// authorize checks the request's bearer token against the access acc that
+// the route pattern declares (declared false: the pattern declares none and
+// needs an admin token; pattern "": no route matched, any valid token will
+// do). rawNS is the route's {ns} parameter as routed (escaped when the URL
+// holds escapes). It returns the token's grant, or the error to answer.
+// Both the middleware (authenticate) and the fast path (fastpath.go) call
+// it, so that they refuse alike.
+func (s *Server) authorize(r *http.Request, pattern string, acc access, declared bool, rawNS string) (*auth.Grant, error) {
+	token, err := bearerToken(r)
+	if err != nil {
+		return nil, err
+	}
+	grant, err := s.tokens.Current().Authenticate(token)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the bearer token is not one of this node's API tokens; %s", auth.ErrUnauthenticated, sendToken)
+	}
+	if pattern != "" {
+		need := auth.ScopeAdmin // undeclared: fail closed
+		if declared {
+			need = acc.scope
+		}
+		ns := ""
+		if strings.Contains(pattern, "{ns}") {
+			if ns, err = unescapeParam(r, "ns", rawNS); err != nil {
+				return nil, err
+			}
+			if err := node.ValidateNamespace(ns); err != nil {
+				return nil, err
+			}
+		}
+		if err := grant.Allow(need, ns); err != nil {
+			return nil, err
+		}
+	}
+	return grant, nil
 }
 
 // checkQuery refuses a malformed query string (a bad percent escape): the

@@ -58,7 +58,12 @@ func sniffJSON(ct string, body []byte, allowMsgpack bool) error {
 
 // readBody reads the whole body, refusing more than MaxBodyBytes.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	return readBodyFrom(w, r.Body)
+}
+
+// readBodyFrom is readBody of the body rc.
+func readBodyFrom(w http.ResponseWriter, rc io.ReadCloser) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, rc, MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -9,6 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/countmesh/countmesh/node"
 )
 
@@ -35,8 +37,18 @@ type incrRequest struct {
 }
 
 // decodeIncr decodes and validates the body of incr and decr (Content-Type
-// ct); its errors are 400 or 415.
+// ct); its errors are 400 or 415. The common bodies (none, {} and
+// {"by":N}) take parseIncrFast; every other goes through encoding/json
+// (decodeIncrGeneral), which gives the same answers.
 func decodeIncr(ct string, body []byte) (incrRequest, error) {
+	if req, ok := parseIncrFast(ct, body); ok {
+		return req, nil
+	}
+	return decodeIncrGeneral(ct, body)
+}
+
+// decodeIncrGeneral is decodeIncr through encoding/json, for any body.
+func decodeIncrGeneral(ct string, body []byte) (incrRequest, error) {
 	var b incrBody
 	if err := decodeJSONBody(ct, body, &b); err != nil {
 		return incrRequest{}, err
@@ -115,26 +127,42 @@ func parseTime(field, s string) (time.Time, error) {
 	return t, nil
 }
 
-// incr serves incr (sign 1) and decr (sign -1).
+// incr serves incr (sign 1) and decr (sign -1) as routed by chi.
 func (s *Server) incr(sign int64) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ns, key, err := nsKey(r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		req, err := decodeBody(w, r, decodeIncr)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		res, err := s.node.Incr(r.Context(), ns, key, sign*req.by, req.opts)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, valueAnswer{NS: ns, Key: key, Value: res.Value, Duplicate: res.Duplicate})
+		s.serveIncr(w, r, sign, chi.URLParam(r, "ns"), chi.URLParam(r, "key"))
 	}
+}
+
+// serveIncr serves incr (sign 1) or decr (sign -1) of the counter whose
+// {ns} and {key} path parameters, as routed, are rawNS and rawKey. It
+// returns the status it answered. Both chi and the fast path (fastpath.go)
+// call it.
+func (s *Server) serveIncr(w http.ResponseWriter, r *http.Request, sign int64, rawNS, rawKey string) int {
+	ns, key, err := nsKeyOf(r, rawNS, rawKey)
+	if err != nil {
+		return s.writeError(w, r, err)
+	}
+	var req incrRequest
+	if s.noFast {
+		req, err = decodeBody(w, r, decodeIncrGeneral)
+	} else {
+		req, err = decodeIncrRequest(w, r)
+	}
+	if err != nil {
+		return s.writeError(w, r, err)
+	}
+	res, err := s.node.Incr(r.Context(), ns, key, sign*req.by, req.opts)
+	if err != nil {
+		return s.writeError(w, r, err)
+	}
+	if !s.noFast {
+		if status, ok := writeValueFast(w, ns, key, res.Value, res.Duplicate); ok {
+			return status
+		}
+	}
+	writeJSON(w, http.StatusOK, valueAnswer{NS: ns, Key: key, Value: res.Value, Duplicate: res.Duplicate})
+	return http.StatusOK
 }
 
 type counterAnswer struct {
@@ -158,22 +186,36 @@ type counterAnswer struct {
 	ErrorBound *int64 `json:"error_bound,omitempty"`
 }
 
+// getCounter serves GET of a counter as routed by chi.
 func (s *Server) getCounter(w http.ResponseWriter, r *http.Request) {
-	ns, key, err := nsKey(r)
+	s.serveGet(w, r, chi.URLParam(r, "ns"), chi.URLParam(r, "key"))
+}
+
+// serveGet serves GET of the counter whose {ns} and {key} path parameters,
+// as routed, are rawNS and rawKey, and returns the status it answered. Both
+// chi and the fast path (fastpath.go) call it.
+func (s *Server) serveGet(w http.ResponseWriter, r *http.Request, rawNS, rawKey string) int {
+	ns, key, err := nsKeyOf(r, rawNS, rawKey)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return s.writeError(w, r, err)
 	}
-	q := r.URL.Query()
-	at, err := parseTime("at", q.Get("at"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	var opts node.ReadOptions
+	if r.URL.RawQuery != "" { // without a query every option is empty, as URL.Query would say
+		q := r.URL.Query()
+		at, err := parseTime("at", q.Get("at"))
+		if err != nil {
+			return s.writeError(w, r, err)
+		}
+		opts = node.ReadOptions{Consistency: q.Get("consistency"), At: at, Window: q.Get("window")}
 	}
-	c, err := s.node.Get(r.Context(), ns, key, node.ReadOptions{Consistency: q.Get("consistency"), At: at, Window: q.Get("window")})
+	c, err := s.node.Get(r.Context(), ns, key, opts)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return s.writeError(w, r, err)
+	}
+	if !s.noFast {
+		if status, ok := writeCounterFast(w, ns, key, c); ok {
+			return status
+		}
 	}
 	ans := counterAnswer{NS: ns, Key: key, Value: c.Value, Resolution: c.Resolution, Window: c.Window, Estimate: c.Estimate}
 	if !c.AsOf.IsZero() {
@@ -193,6 +235,7 @@ func (s *Server) getCounter(w http.ResponseWriter, r *http.Request) {
 		ans.UpdatedAt = &t
 	}
 	writeJSON(w, http.StatusOK, ans)
+	return http.StatusOK
 }
 
 type resetBody struct {

@@ -80,8 +80,9 @@ func classify(err error) (int, string) {
 	}
 }
 
-// writeError answers with the JSON error body for err.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// writeError answers with the JSON error body for err and returns the
+// status it answered.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) int {
 	status, code := classify(err)
 	var body errorBody
 	body.Error.Code = code
@@ -97,6 +98,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="countmesh"`)
 	}
 	writeJSON(w, status, body)
+	return status
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

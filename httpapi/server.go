@@ -100,6 +100,12 @@ type Server struct {
 	// watchers counts the open watch streams, at most maxWatchers.
 	watchers    atomic.Int64
 	maxWatchers int64
+	// fast are the routes of the fast path (fastpath.go).
+	fast fastRoutes
+	// noFast turns off the fast path and the fast decoding and encoding of
+	// the hot handlers, so that the tests can compare them with the general
+	// code. Only tests set it, before serving.
+	noFast bool
 }
 
 // CloseStreams ends every open watch stream with a final event, so that a
@@ -128,6 +134,8 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	r := chi.NewRouter()
+	// The fast path (fastpath.go) does for its routes what these three do,
+	// without them: a middleware added here must be added there too.
 	r.Use(s.instrument, s.authenticate, s.checkQuery)
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
@@ -156,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	})
 	s.router = r
+	s.fast = newFastRoutes(s.access)
 	return s, nil
 }
 
@@ -165,8 +174,12 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 		fmt.Sprintf("no route %s %s; see docs/api.md for the routes", r.Method, r.URL.Path)})
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. The hottest routes take the fast path
+// (fastpath.go); chi routes the others.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.noFast && s.serveFast(w, r) {
+		return
+	}
 	s.router.ServeHTTP(w, r)
 }
 
@@ -249,14 +262,21 @@ func promHandler(g prometheus.Gatherer) http.HandlerFunc {
 
 // nsKey returns the {ns} and {key} parameters, validated.
 func nsKey(r *http.Request) (string, string, error) {
-	ns, err := pathParam(r, "ns")
+	return nsKeyOf(r, chi.URLParam(r, "ns"), chi.URLParam(r, "key"))
+}
+
+// nsKeyOf returns the namespace and key of the {ns} and {key} parameters
+// rawNS and rawKey (as routed: escaped when the URL holds escapes),
+// unescaped and validated.
+func nsKeyOf(r *http.Request, rawNS, rawKey string) (string, string, error) {
+	ns, err := unescapeParam(r, "ns", rawNS)
 	if err != nil {
 		return "", "", err
 	}
 	if err := node.ValidateNamespace(ns); err != nil {
 		return "", "", err
 	}
-	key, err := pathParam(r, "key")
+	key, err := unescapeParam(r, "key", rawKey)
 	if err != nil {
 		return "", "", err
 	}
