@@ -19,7 +19,7 @@ go build -o "$OUT/countbench" ./bench/cmd/countbench
 log() { echo "$(date -u +%H:%M:%S) $*" | tee -a "$OUT/summary.txt"; }
 
 start() {
-	"$OUT/countd" --data-dir "$DATA" --http-addr $HTTP --resp-addr off --gossip-addr off \
+	"$OUT/countd" --data-dir "$DATA" --http-addr $HTTP --resp-addr off --gossip-addr off --admin-addr 127.0.0.1:18701 \
 		--log-level info >>"$OUT/countd.log" 2>&1 &
 	PID=$!
 }
