@@ -94,10 +94,17 @@ func buildFilter(t *testing.T, h *Set) uint64 {
 	}
 }
 
+// checkpointers holds one Checkpointer per hot set, as the node has: its
+// checkpoint numbers grow, and eviction relies on them (a second
+// Checkpointer would start again at 1, and an entry collected by it would
+// look saved before it is).
+var checkpointers sync.Map // *Set -> *store.Checkpointer
+
 func checkpoint(t *testing.T, st *store.Store, h *Set) {
 	t.Helper()
 	h.Drain(func(string, string, *Entry) {})
-	if err := st.NewCheckpointer(store.CheckpointConfig{}, ckptSource{h}).Checkpoint(); err != nil {
+	c, _ := checkpointers.LoadOrStore(h, st.NewCheckpointer(store.CheckpointConfig{}, ckptSource{h}))
+	if err := c.(*store.Checkpointer).Checkpoint(); err != nil {
 		t.Fatal(err)
 	}
 }

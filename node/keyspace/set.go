@@ -123,13 +123,14 @@ func New(cfg Config) *Set {
 		h.onEvict = noop
 	}
 	h.stripeCap = max(1, (cfg.Capacity+cfg.Stripes-1)/cfg.Stripes)
-	// Planned for twice what is on disk or fits in memory, whichever is
-	// more, so that the node can grow a while before false positives rise.
+	// Planned for half as much again as what is on disk or fits in
+	// memory, whichever is more, so that the node can grow a while before
+	// the filter is rebuilt bigger.
 	var onDisk uint64
 	if cfg.Store != nil {
 		onDisk = cfg.Store.CounterKeysEstimate()
 	}
-	h.filter.init(2 * max(onDisk, uint64(max(cfg.Capacity, 0))))
+	h.filter.init(max(onDisk, uint64(max(cfg.Capacity, 0))) * 3 / 2)
 	for i := range h.stripes {
 		h.stripes[i].m = make(map[string]*Entry)
 		h.stripes[i].index = i
