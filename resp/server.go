@@ -298,8 +298,10 @@ type session struct {
 	scratch []byte
 	// group collects a pipeline's consecutive increments.
 	group writeGroup
-	// lastNS is the namespace of the last key, reused while it repeats.
-	lastNS string
+	// lastNS is the namespace of the last key, reused while it repeats;
+	// lastNSValid says it passed node.ValidateNamespace.
+	lastNS      string
+	lastNSValid bool
 }
 
 // accept admits a new connection: nil refuses it (the caller closes it).

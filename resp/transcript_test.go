@@ -81,6 +81,26 @@ var transcripts = []struct {
 		[]string{"QUIT"},
 		[]string{"INCR", "pages:a"},
 	)},
+	{"namespaces", false, bulkCmds(
+		[]string{"INCR", ":a"},
+		[]string{"INCR", "pages:a"},
+		[]string{"INCR", ":a"},
+		[]string{"INCR", "Bad:a"},
+		[]string{"INCR", "pages:b"},
+		[]string{"incR", "pages:b"},
+		[]string{"INCR", "Bad:a"},
+		[]string{"INCR", "Bad:b"},
+		[]string{"INCRBY", "pages:c", "5"},
+		[]string{"DECR", "pages:c"},
+		[]string{"GET", ":a"},
+		[]string{"GET", "Bad:a"},
+		[]string{"GET", "pages:c"},
+		[]string{"INCR", "pages:\x01"},
+		[]string{"INCR", "pages:a"},
+		[]string{"INCR", strings.Repeat("n", 65) + ":a"},
+		[]string{"INCR", "clicks:a"},
+		[]string{"QUIT"},
+	)},
 	{"inline", false, "INCRBY pages:i 5\r\n\r\n   \r\nGET pages:i\nECHO \"a b\" 'c d'\r\nPING\r\n" + bulkCmds([]string{"INCR", "pages:i"}) + "QUIT\r\n"},
 	{"auth", true, bulkCmds(
 		[]string{"PING"},
@@ -183,4 +203,55 @@ func lineDiff(want, got string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestCommandMetricsByResult checks countmesh_resp_commands_total by
+// command and result after a pipeline mixing them (the increments of a
+// group are counted in runs).
+func TestCommandMetricsByResult(t *testing.T) {
+	ts := newTestServer(t, nil)
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	send := bulkCmds(
+		[]string{"INCR", "pages:a"}, []string{"INCR", "pages:a"}, []string{"INCR", "bad"},
+		[]string{"INCR", "pages:b"}, []string{"DECR", "pages:a"}, []string{"DECR", "x"},
+		[]string{"DECR", "pages:a"}, []string{"INCRBY", "pages:a", "2"}, []string{"GET", "pages:a"},
+		[]string{"GET", "x"}, []string{"NOPE"}, []string{"INCR", "pages:c"}, []string{"QUIT"},
+	)
+	if _, err := io.WriteString(c, send); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{
+		"incr/ok": 4, "incr/error": 1, "decr/ok": 2, "decr/error": 1, "incrby/ok": 1,
+		"get/ok": 1, "get/error": 1, "other/error": 1, "quit/ok": 1,
+	}
+	mfs, err := ts.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "countmesh_resp_commands_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if v := m.GetCounter().GetValue(); v != 0 {
+				got[labels["command"]+"/"+labels["result"]] = v
+			}
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("commands counted %v, want %v", got, want)
+	}
 }
