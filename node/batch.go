@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/countmesh/countmesh/node/approx"
+	"github.com/countmesh/countmesh/node/nsconfig"
 	"github.com/countmesh/countmesh/node/write"
 )
 
@@ -40,8 +42,11 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	// sketch ops (checked up front, so that only an int64 overflow of a
 	// sketch total could fail after the rest applied).
 	var sketchOps []int
+	var rec *nsconfig.Record
 	for i, op := range ops {
-		rec := n.ns.Approx(op.NS)
+		if i == 0 || op.NS != ops[i-1].NS { // looked up once per run of one namespace
+			rec = n.ns.Approx(op.NS)
+		}
 		if rec == nil {
 			continue
 		}
@@ -102,13 +107,38 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		res.Values = values
 		return res, n.durable(ctx, sync)
 	}
-	w := write.Request{Ops: make([]write.Op, len(ops)), Consistency: consistency, Values: returnValues, Numbered: true}
+	wops := getWriteOps(len(ops))
+	defer putWriteOps(wops)
 	for i, op := range ops {
-		w.Ops[i] = write.Op{BatchOp: op}
+		(*wops)[i] = write.Op{BatchOp: op}
 	}
-	res, err := n.writer.Apply(ctx, w)
+	res, err := n.writer.Apply(ctx, write.Request{Ops: *wops, Consistency: consistency, Values: returnValues, Numbered: true})
 	if err == nil {
 		n.metrics.Batches.Inc()
 	}
 	return res, err
+}
+
+// writeOpsPool holds the slices of write.Op that Batch hands the write
+// path (which keeps none of them), so that a batch does not allocate one.
+var writeOpsPool = sync.Pool{New: func() any { return new([]write.Op) }}
+
+// getWriteOps returns a pooled slice of n zero ops.
+func getWriteOps(n int) *[]write.Op {
+	p := writeOpsPool.Get().(*[]write.Op)
+	if cap(*p) < n {
+		*p = make([]write.Op, n)
+	}
+	*p = (*p)[:n]
+	return p
+}
+
+// putWriteOps clears p (its strings and label maps) and pools it, unless it
+// is large: a rare large batch's slice is left to the collector.
+func putWriteOps(p *[]write.Op) {
+	if cap(*p) > 1024 {
+		return
+	}
+	clear((*p)[:cap(*p)])
+	writeOpsPool.Put(p)
 }

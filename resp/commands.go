@@ -35,6 +35,7 @@ type command struct {
 	first, last, step int
 	open              bool // allowed before AUTH
 	kind              kind
+	index             int   // position in commandList, for the metrics
 	sign              int64 // INCR family: 1 or -1
 	takesBy           bool  // INCRBY, DECRBY
 	// run serves the command (kindOther); errReply, when not empty, is
@@ -42,9 +43,13 @@ type command struct {
 	run func(s *Server, ctx context.Context, sess *session, args [][]byte, w *redcon.Writer) (errReply string, quit bool)
 }
 
-// commandTable holds every command, by lower-case name. It is filled in
-// init (the run functions refer back to the table through COMMAND).
-var commandTable map[string]*command
+// commandTable holds every command, by lower-case name, and commandList
+// the same commands in a fixed order. They are filled in init (the run
+// functions refer back to the table through COMMAND).
+var (
+	commandTable map[string]*command
+	commandList  []*command
+)
 
 func init() {
 	write := []string{"write", "denyoom", "fast"}
@@ -71,16 +76,25 @@ func init() {
 		{name: "del", arity: -2, flags: []string{"write"}, first: 1, last: -1, step: 1, run: (*Server).del},
 	}
 	commandTable = make(map[string]*command, len(cmds))
-	for _, c := range cmds {
+	for i, c := range cmds {
+		c.index = i
 		commandTable[c.name] = c
 	}
+	commandList = cmds
+	cmdIncr = commandTable["incr"]
 }
+
+// cmdIncr is INCR, which lookup finds without the table.
+var cmdIncr *command
 
 // maxNameLen is the longest command name (and subcommand) looked up.
 const maxNameLen = 16
 
 // lookup returns the command named arg (any case), or nil.
 func lookup(arg []byte) *command {
+	if len(arg) == 4 && arg[0]|0x20 == 'i' && arg[1]|0x20 == 'n' && arg[2]|0x20 == 'c' && arg[3]|0x20 == 'r' {
+		return cmdIncr
+	}
 	if len(arg) > maxNameLen {
 		return nil
 	}
@@ -129,7 +143,7 @@ func (s *Server) exec(ctx context.Context, sess *session, cmds [][][]byte, w *re
 		}
 		if reply == "" && cmd.kind == kindIncr {
 			op, errReply := s.parseIncr(sess, cmd, args)
-			g.add(cmd.name, op, errReply)
+			g.add(cmd, op, errReply)
 			if len(g.ops) == node.MaxBatchOps {
 				s.flushWrites(ctx, g, w)
 			}
@@ -145,7 +159,7 @@ func (s *Server) exec(ctx context.Context, sess *session, cmds [][][]byte, w *re
 		if cmd == nil {
 			s.metrics.other.Inc()
 		} else {
-			s.metrics.count(cmd.name, reply == "")
+			s.metrics.count(cmd, reply == "", 1)
 		}
 		if quit {
 			return true
@@ -247,15 +261,17 @@ func (s *Server) splitKey(sess *session, arg []byte, need auth.Scope) (ns, key, 
 	if i < 0 {
 		return "", "", fmt.Sprintf("ERR key '%s' has no namespace: countmesh keys are namespace:key (e.g. pages:home)", printable(arg))
 	}
-	// Pipelines mostly name one namespace: reuse its string rather than
-	// allocate one per command (the key string is kept by the node).
-	if string(arg[:i]) != sess.lastNS {
-		sess.lastNS = string(arg[:i])
+	// Pipelines mostly name one namespace: reuse its string, checked once,
+	// rather than allocate and check one per command (the key string is
+	// kept by the node).
+	if !sess.lastNSValid || string(arg[:i]) != sess.lastNS {
+		ns := string(arg[:i])
+		if err := node.ValidateNamespace(ns); err != nil {
+			return "", "", errorReply(err)
+		}
+		sess.lastNS, sess.lastNSValid = ns, true
 	}
 	ns, key = sess.lastNS, string(arg[i+1:])
-	if err := node.ValidateNamespace(ns); err != nil {
-		return "", "", errorReply(err)
-	}
 	if err := node.ValidateKey(key); err != nil {
 		return "", "", errorReply(err)
 	}
@@ -303,17 +319,17 @@ type writeGroup struct {
 // pendingWrite is one increment command waiting for its reply: its op in
 // writeGroup.ops, or the error reply it already has.
 type pendingWrite struct {
-	name     string
+	cmd      *command
 	op       int
 	errReply string
 }
 
-func (g *writeGroup) add(name string, op node.BatchOp, errReply string) {
+func (g *writeGroup) add(cmd *command, op node.BatchOp, errReply string) {
 	if errReply != "" {
-		g.items = append(g.items, pendingWrite{name: name, op: -1, errReply: errReply})
+		g.items = append(g.items, pendingWrite{cmd: cmd, op: -1, errReply: errReply})
 		return
 	}
-	g.items = append(g.items, pendingWrite{name: name, op: len(g.ops)})
+	g.items = append(g.items, pendingWrite{cmd: cmd, op: len(g.ops)})
 	g.ops = append(g.ops, op)
 }
 
@@ -380,6 +396,9 @@ func (s *Server) flushWrites(ctx context.Context, g *writeGroup, w *redcon.Write
 			groupErr = err
 		}
 	}
+	// The metrics count runs of one command and result at once.
+	var run *command
+	runOK, runLen := false, 0
 	for _, it := range g.items {
 		reply := it.errReply
 		if reply == "" {
@@ -396,7 +415,16 @@ func (s *Server) flushWrites(ctx context.Context, g *writeGroup, w *redcon.Write
 		} else {
 			w.WriteInt64(g.values[it.op])
 		}
-		s.metrics.count(it.name, reply == "")
+		if ok := reply == ""; it.cmd != run || ok != runOK {
+			if runLen > 0 {
+				s.metrics.count(run, runOK, runLen)
+			}
+			run, runOK, runLen = it.cmd, ok, 0
+		}
+		runLen++
+	}
+	if runLen > 0 {
+		s.metrics.count(run, runOK, runLen)
 	}
 	clear(g.ops) // drop the key strings
 	g.ops, g.items = g.ops[:0], g.items[:0]

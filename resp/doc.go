@@ -1,7 +1,10 @@
 // Package resp serves countmesh's counters over the Redis protocol (RESP2
 // and RESP3), so that redis-cli, redis-benchmark and Redis client libraries
-// work against countd --resp-addr. The protocol is parsed by
-// github.com/tidwall/redcon.
+// work against countd --resp-addr. The listener runs its own connection
+// loop: it parses the RESP form of commands in place (no copy per command;
+// the inline form with github.com/tidwall/redcon's parser) and accepts and
+// refuses exactly what redcon's reader does, with redcon's errors; replies
+// are formatted by redcon's Writer and a pipeline's go out in one write.
 //
 // # Keys and commands
 //
@@ -17,7 +20,7 @@
 //
 // A write is answered once it is as durable as its namespace asks (sync:
 // its WAL record is fsynced), as over HTTP. The commands of one pipeline
-// (what redcon has read from the connection at once) run in order, and
+// (what one read from the connection returned) run in order, and
 // consecutive INCR-family commands among them are applied as one node batch,
 // so one group commit covers them; replies keep the commands' order. A batch
 // that one op refuses (an overflow) is applied op by op, so each command

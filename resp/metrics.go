@@ -11,9 +11,9 @@ type metrics struct {
 	conns    prometheus.Gauge
 	refused  prometheus.Counter
 	pipeline prometheus.Histogram
-	// ok and failed count the commands by name; other counts names that
-	// are not commands (their count would be unbounded).
-	ok, failed map[string]prometheus.Counter
+	// ok and failed count the commands by command.index; other counts
+	// names that are not commands (their count would be unbounded).
+	ok, failed []prometheus.Counter
 	other      prometheus.Counter
 }
 
@@ -34,13 +34,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time to handle one read of Redis protocol commands (a pipeline), writes' durability included.",
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 17), // 50µs .. 3.3s
 		}),
-		ok:     map[string]prometheus.Counter{},
-		failed: map[string]prometheus.Counter{},
+		ok:     make([]prometheus.Counter, len(commandList)),
+		failed: make([]prometheus.Counter, len(commandList)),
 		other:  commands.WithLabelValues("other", "error"),
 	}
-	for name := range commandTable {
-		m.ok[name] = commands.WithLabelValues(name, "ok")
-		m.failed[name] = commands.WithLabelValues(name, "error")
+	for i, c := range commandList {
+		m.ok[i] = commands.WithLabelValues(c.name, "ok")
+		m.failed[i] = commands.WithLabelValues(c.name, "error")
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{commands, m.conns, m.refused, m.pipeline} {
@@ -52,15 +52,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// count records one command named name (lower case) with its result.
-func (m *metrics) count(name string, ok bool) {
+// count records n commands cmd with their result.
+func (m *metrics) count(cmd *command, ok bool, n int) {
 	set := m.failed
 	if ok {
 		set = m.ok
 	}
-	if c := set[name]; c != nil {
-		c.Inc()
-		return
+	if n == 1 {
+		set[cmd.index].Inc()
+	} else {
+		set[cmd.index].Add(float64(n))
 	}
-	m.other.Inc()
 }

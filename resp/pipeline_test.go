@@ -43,7 +43,7 @@ func TestPipelineSharesOneBatch(t *testing.T) {
 	}
 	batches := ts.metric("countmesh_batches_total") - batchesBefore
 	if batches < 1 || batches > 20 {
-		t.Errorf("%d pipelined INCRs made %v node batches, want a few (the commands redcon read at once share one)", n, batches)
+		t.Errorf("%d pipelined INCRs made %v node batches, want a few (the commands read at once share one)", n, batches)
 	}
 	if incrs := ts.metric("countmesh_increments_total") - incrsBefore; incrs != 0 && incrs != n {
 		t.Errorf("increments counted %v", incrs)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"io"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tidwall/redcon"
 	"go.uber.org/zap"
@@ -114,7 +116,6 @@ type Server struct {
 	node    *node.Node
 	log     *zap.Logger
 	metrics *metrics
-	rc      *redcon.Server
 
 	// ctx is the context of the node calls; cancel ends them when a
 	// shutdown runs out of time.
@@ -129,11 +130,16 @@ type Server struct {
 	inflight atomic.Int64
 	draining atomic.Bool
 
-	// mu guards serving.
+	// mu guards serving, ln, open and closing.
 	mu      sync.Mutex
 	serving bool
+	ln      net.Listener
+	// open holds the connections accepted and not yet ended, closed at
+	// once when the listener closes.
+	open    map[*session]struct{}
+	closing bool
 	served  chan struct{} // closed when Serve returns
-	// closeOnce closes redcon's listener once.
+	// closeOnce closes the listener once.
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -147,32 +153,67 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, node: cfg.Node, log: cfg.Logger, metrics: m, served: make(chan struct{})}
+	s := &Server{cfg: cfg, node: cfg.Node, log: cfg.Logger, metrics: m, served: make(chan struct{}), open: map[*session]struct{}{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.rc = redcon.NewServer("", s.handle, s.accept, s.closed)
-	if cfg.IdleTimeout > 0 {
-		s.rc.SetIdleClose(cfg.IdleTimeout)
-	}
-	s.rc.AcceptError = func(err error) { s.log.Warn("RESP accept failed", zap.Error(err)) }
 	return s, nil
 }
 
 // Serve accepts connections on ln (wrapped in TLS when Config.TLS is set)
 // until Shutdown or Close; it returns nil then.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
+	ln = &boundedListener{Listener: ln, max: int64(s.cfg.MaxCommandBytes)}
 	s.mu.Lock()
 	if s.serving || s.draining.Load() {
 		s.mu.Unlock()
 		ln.Close()
 		return errors.New("resp: Serve called twice or after Shutdown")
 	}
-	s.serving = true
+	s.serving, s.ln = true, ln
 	s.mu.Unlock()
 	defer close(s.served)
-	if s.cfg.TLS != nil {
-		ln = tls.NewListener(ln, s.cfg.TLS)
+	defer func() {
+		// As redcon did: once the listener is closed, every connection is.
+		ln.Close()
+		s.mu.Lock()
+		s.closing = true
+		for sess := range s.open {
+			sess.nc.Close()
+		}
+		s.mu.Unlock()
+	}()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			s.log.Warn("RESP accept failed", zap.Error(err))
+			time.Sleep(5 * time.Millisecond) // a full file table: do not spin
+			continue
+		}
+		sess := s.accept(nc)
+		if sess == nil {
+			nc.Close()
+			continue
+		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			s.conns.Add(-1)
+			s.metrics.conns.Dec()
+			continue
+		}
+		s.open[sess] = struct{}{}
+		s.mu.Unlock()
+		go s.serveConn(sess)
 	}
-	return s.rc.Serve(&boundedListener{Listener: ln, max: int64(s.cfg.MaxCommandBytes)})
 }
 
 // Shutdown stops accepting connections, lets the pipelines being handled
@@ -198,10 +239,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !serving {
 		return err
 	}
-	// Closing redcon's listener makes its accept loop close every
-	// connection and return.
+	// Closing the listener makes the accept loop close every connection
+	// and return.
 	s.closeOnce.Do(func() {
-		if cerr := s.rc.Close(); cerr != nil {
+		s.mu.Lock()
+		s.closing = true
+		ln := s.ln
+		s.mu.Unlock()
+		if cerr := ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 			s.closeErr = fmt.Errorf("resp: close: %w", cerr)
 		}
 	})
@@ -233,10 +278,16 @@ func (s *Server) Close() error {
 // session is one connection's state. Only the connection's goroutine
 // touches it.
 type session struct {
-	id    int64
-	conn  *boundedConn
-	proto int    // 2 or 3, as HELLO set it
-	name  string // CLIENT SETNAME
+	id   int64
+	nc   net.Conn
+	conn *boundedConn // nc, when it is one
+	rd   *reader
+	w    *redcon.Writer
+	// closed is set once the session closed the connection itself (QUIT,
+	// a failed write).
+	closed bool
+	proto  int    // 2 or 3, as HELLO set it
+	name   string // CLIENT SETNAME
 	// token is the token AUTH accepted ("" before), and grant what it
 	// allows under tokens, the file loaded when it was checked: a token
 	// reloaded away (SIGHUP) stops working on open connections too.
@@ -247,100 +298,107 @@ type session struct {
 	scratch []byte
 	// group collects a pipeline's consecutive increments.
 	group writeGroup
-	// cmds is reused for the arguments of each pipeline.
-	cmds [][][]byte
-	// lastNS is the namespace of the last key, reused while it repeats.
-	lastNS string
+	// lastNS is the namespace of the last key, reused while it repeats;
+	// lastNSValid says it passed node.ValidateNamespace.
+	lastNS      string
+	lastNSValid bool
 }
 
-func (s *Server) accept(c redcon.Conn) bool {
+// accept admits a new connection: nil refuses it (the caller closes it).
+func (s *Server) accept(nc net.Conn) *session {
 	if s.draining.Load() {
-		return false
+		return nil
 	}
 	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
 		s.conns.Add(-1)
 		s.metrics.refused.Inc()
-		nc := c.NetConn()
 		_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = nc.Write([]byte("-ERR max number of clients reached\r\n"))
-		return false
+		return nil
 	}
 	s.metrics.conns.Inc()
-	bc, _ := c.NetConn().(*boundedConn)
-	c.SetContext(&session{id: s.nextID.Add(1), conn: bc, proto: 2})
-	return true
+	bc, _ := nc.(*boundedConn)
+	return &session{id: s.nextID.Add(1), nc: nc, conn: bc, rd: newReader(nc), w: redcon.NewWriter(nc), proto: 2}
 }
 
-func (s *Server) closed(c redcon.Conn, err error) {
+// serveConn reads the connection's pipelines and answers them until the
+// client leaves, QUIT, an error or the listener's close.
+func (s *Server) serveConn(sess *session) {
+	var err error
+	defer func() {
+		sess.nc.Close()
+		s.mu.Lock()
+		delete(s.open, sess)
+		s.mu.Unlock()
+		s.closed(sess, err)
+	}()
+	for {
+		if s.cfg.IdleTimeout > 0 {
+			_ = sess.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		}
+		var cmds [][][]byte
+		cmds, err = sess.rd.read()
+		if err != nil {
+			var pe *protocolError
+			if errors.As(err, &pe) {
+				// As redcon: a protocol error is answered, then the
+				// connection closed.
+				sess.w.WriteError("ERR " + pe.Error())
+				_ = s.flush(sess)
+			}
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return
+		}
+		s.handle(sess, cmds)
+		if sess.closed {
+			err = nil
+			return
+		}
+	}
+}
+
+func (s *Server) closed(sess *session, err error) {
 	s.conns.Add(-1)
 	s.metrics.conns.Dec()
 	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errCommandTooLarge) {
-		s.log.Debug("RESP connection ended", zap.String("remote", c.RemoteAddr()), zap.Error(err))
+		s.log.Debug("RESP connection ended", zap.String("remote", sess.nc.RemoteAddr().String()), zap.Error(err))
 	}
 }
 
-// handle serves one command and every command of the same pipeline that
-// redcon has already read, so that consecutive writes share one commit.
-func (s *Server) handle(c redcon.Conn, first redcon.Command) {
-	sess, _ := c.Context().(*session)
-	if sess == nil {
-		c.Close()
-		return
-	}
+// handle serves a pipeline: the commands read from the connection at
+// once, so that consecutive writes share one commit. Their replies go out
+// in one write (per Config.MaxPipeline commands).
+func (s *Server) handle(sess *session, cmds [][][]byte) {
 	if sess.conn != nil {
 		sess.conn.commandDone()
 	}
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	if s.draining.Load() {
-		c.Close()
+		sess.closed = true
 		return
 	}
-	rest := c.ReadPipeline()
-	cmds := append(sess.cmds[:0], first.Args)
-	for _, cmd := range rest {
-		cmds = append(cmds, cmd.Args)
-	}
-	defer func() {
-		clear(sess.cmds[:cap(sess.cmds)]) // let the arguments go
-		if cap(sess.cmds) > s.cfg.MaxPipeline {
-			sess.cmds = nil // a rare deep pipeline does not pin its buffer
-		}
-	}()
-	sess.cmds = cmds
-	w := redcon.BaseWriter(c)
 	start := time.Now()
 	for len(cmds) > 0 {
 		chunk := cmds[:min(len(cmds), s.cfg.MaxPipeline)]
 		cmds = cmds[len(chunk):]
-		quit := s.exec(s.ctx, sess, chunk, w)
-		if quit {
-			c.Close() // flushes the replies
+		quit := s.exec(s.ctx, sess, chunk, sess.w)
+		// Flushed here, chunk by chunk, so that a shutdown waiting for this
+		// pipeline closes the connection only after its replies went out.
+		if err := s.flush(sess); err != nil || quit {
+			sess.closed = true
 			break
 		}
-		if len(cmds) > 0 {
-			// Replies of a deep pipeline go out chunk by chunk.
-			if err := s.flush(sess, w); err != nil {
-				c.Close()
-				break
-			}
-		}
-	}
-	// Flushed here, not by redcon after the handler returns, so that a
-	// shutdown waiting for this pipeline closes the connection only after
-	// its replies went out.
-	if err := s.flush(sess, w); err != nil {
-		c.Close()
 	}
 	s.metrics.pipeline.Observe(time.Since(start).Seconds())
 }
 
 // flush writes the buffered replies within the write timeout.
-func (s *Server) flush(sess *session, w *redcon.Writer) error {
-	if sess.conn != nil {
-		_ = sess.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-	}
-	return w.Flush()
+func (s *Server) flush(sess *session) error {
+	_ = sess.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	return sess.w.Flush()
 }
 
 // errCommandTooLarge ends a connection that sent more than
@@ -362,11 +420,10 @@ func (l *boundedListener) Accept() (net.Conn, error) {
 }
 
 // boundedConn counts the bytes read since the last complete command and
-// refuses to read past max: redcon buffers an incomplete command whole, so
+// refuses to read past max: the reader buffers an incomplete command whole, so
 // without this a client could make it buffer without end. It also passes
 // what it reads through a lengthGuard. Its fields are touched only by the
-// connection's goroutine (redcon reads and calls the handler on the same
-// one).
+// connection's goroutine (it reads and handles the pipelines).
 type boundedConn struct {
 	net.Conn
 	max     int64
@@ -387,7 +444,7 @@ func (c *boundedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.pending += int64(n)
 	if gerr := c.guard.check(p[:n], c.max); gerr != nil {
-		// Nothing of this read reaches redcon; the next Read answers the
+		// Nothing of this read reaches the reader; the next Read answers the
 		// error and ends the connection.
 		c.refused = gerr
 		return 0, nil
@@ -402,11 +459,12 @@ func (c *boundedConn) commandDone() { c.pending = 0 }
 // 10,000 keys).
 const maxArgs = 1 << 16
 
-// lengthGuard checks the lengths a client declares before redcon's parser
-// sees them. redcon v1.6.4 trusts them: a bulk length near 2^63 overflows
-// its bounds check and panics (which would end the process: the panic is in
-// redcon's connection goroutine, out of reach of a recover), and a huge
-// argument count makes it loop that many times. The guard follows the
+// lengthGuard checks the lengths a client declares before the parser sees
+// them, and refuses one over the bounds with an error that names the bound.
+// (It was written for redcon v1.6.4's parser, which trusted them: a bulk
+// length near 2^63 overflowed its bounds check and panicked, and a huge
+// argument count made it loop that many times; the listener's own reader
+// does neither, but keeps the guard's answers.) The guard follows the
 // stream byte by byte across reads: a line that starts with '$' or '*' must
 // declare at most the bounds. A payload that happens to hold a line of that
 // shape ("...\n$99999999999\r\n...") is refused too, which only a

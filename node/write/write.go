@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -113,24 +114,26 @@ func (w *Request) opErr(i int, err error) error {
 // to the nodes their consistency level asks for. Values are clamped to the
 // namespace's bounds, as reads are. Either every op is applied or none is.
 func (wr *Writer) Apply(ctx context.Context, w Request) (Result, error) {
+	sc := getScratch()
+	defer putScratch(sc)
+	// Each op's namespace record, looked up once per run of ops of one
+	// namespace.
 	sync := false
-	lastNS := ""
-	recs := make(map[string]*nsconfig.Record, 1)
-	for _, op := range w.Ops {
-		if op.NS == lastNS {
-			continue
+	recs := sc.recs[:0]
+	var lastRec *nsconfig.Record
+	for i, op := range w.Ops {
+		if lastRec == nil || op.NS != w.Ops[i-1].NS {
+			rec, err := wr.cfg.Namespaces.ForWrite(op.NS)
+			if err != nil {
+				sc.recs = recs
+				return Result{}, err
+			}
+			sync = sync || rec.Config.Durability == nsconfig.DurabilitySync
+			lastRec = rec
 		}
-		lastNS = op.NS
-		if recs[op.NS] != nil {
-			continue
-		}
-		rec, err := wr.cfg.Namespaces.ForWrite(op.NS)
-		if err != nil {
-			return Result{}, err
-		}
-		sync = sync || rec.Config.Durability == nsconfig.DurabilitySync
-		recs[op.NS] = rec
+		recs = append(recs, lastRec)
 	}
+	sc.recs = recs
 	for i, op := range w.Ops {
 		if err := wr.cfg.Caps.Reserve(op.NS, op.Key, op.Labels); err != nil {
 			return Result{}, w.opErr(i, err)
@@ -140,13 +143,13 @@ func (wr *Writer) Apply(ctx context.Context, w Request) (Result, error) {
 	// Each attempt may lack rights on one more bounded counter: allow one
 	// acquisition per bounded counter, and a few more for rights that move.
 	bounded := 0
-	for _, op := range w.Ops {
-		if b := recs[op.NS].Bounds(); b.Exact && b.Any() {
+	for i := range w.Ops {
+		if b := recs[i].Bounds(); b.Exact && b.Any() {
 			bounded++
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := wr.applyOnce(ctx, w, recs, sync)
+		res, err := wr.applyOnce(ctx, w, recs, sync, sc)
 		var need *exact.NeedRights
 		if !errors.As(err, &need) {
 			if err == nil {
@@ -166,17 +169,69 @@ func (wr *Writer) Apply(ctx context.Context, w Request) (Result, error) {
 	}
 }
 
+// scratch is the working space of one Apply, pooled so that a request
+// allocates no per-op slices of its own. Its slices are cleared before it
+// returns to the pool, so that it pins no entry of the hot set.
+type scratch struct {
+	recs     []*nsconfig.Record // each op's namespace
+	idOps    []idem.Op
+	prepared []batchOp
+	touched  []int
+	buf      []byte
+	entries  []*keyspace.Entry
+	records  []*keyspace.Entry
+	dup      []bool
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 0, 600)} }}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+// maxPooledOps bounds the ops whose space returns to the pool: the space of
+// a rare large batch is left to the collector.
+const maxPooledOps = 1024
+
+func putScratch(sc *scratch) {
+	if cap(sc.recs) > maxPooledOps || cap(sc.prepared) > maxPooledOps {
+		return
+	}
+	clear(sc.recs[:cap(sc.recs)])
+	clear(sc.idOps[:cap(sc.idOps)])
+	clear(sc.prepared[:cap(sc.prepared)])
+	clear(sc.entries[:cap(sc.entries)])
+	clear(sc.records[:cap(sc.records)])
+	scratchPool.Put(sc)
+}
+
+// sized returns s with length n, reusing its array when it is large enough,
+// zeroed.
+func sized[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
 // applyOnce is one attempt of Apply.
-func (wr *Writer) applyOnce(ctx context.Context, w Request, recs map[string]*nsconfig.Record, sync bool) (Result, error) {
+func (wr *Writer) applyOnce(ctx context.Context, w Request, recs []*nsconfig.Record, sync bool, sc *scratch) (Result, error) {
 	ops := w.Ops
 	// Ops with ids: each id names one increment, within the batch too.
-	idOps := make([]idem.Op, len(w.Ops))
-	for i, op := range w.Ops {
-		idOps[i] = idem.Op{NS: op.NS, Key: op.Key, ID: op.ID, By: op.By}
-	}
-	repeatOf, unlockIDs, err := wr.cfg.IDs.LockBatch(idOps, w.opErr)
-	if err != nil {
-		return Result{}, err
+	// Without ids there is nothing to lock or check.
+	var repeatOf []int
+	unlockIDs := func() {}
+	if slices.ContainsFunc(ops, func(op Op) bool { return op.ID != "" }) {
+		idOps := sized(sc.idOps, len(ops))
+		sc.idOps = idOps
+		for i, op := range ops {
+			idOps[i] = idem.Op{NS: op.NS, Key: op.Key, ID: op.ID, By: op.By}
+		}
+		var err error
+		repeatOf, unlockIDs, err = wr.cfg.IDs.LockBatch(idOps, w.opErr)
+		if err != nil {
+			return Result{}, err
+		}
 	}
 	idsLocked := true
 	releaseIDs := func() {
@@ -189,9 +244,12 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs map[string]*nsc
 
 	// Bring every counter into memory, one stripe lock at a time, so that
 	// the all-stripes critical section below does no I/O.
-	prepared := make([]batchOp, len(ops))
-	var touched []int // stripe indexes, locked in ascending order
-	buf := make([]byte, 0, 600)
+	prepared := sized(sc.prepared, len(ops))
+	sc.prepared = prepared
+	touched := sc.touched[:0] // stripe indexes, locked in ascending order
+	defer func() { sc.touched = touched }()
+	buf := sc.buf[:0]
+	defer func() { sc.buf = buf }()
 	for i, op := range ops {
 		buf = keyspace.Composite(buf[:0], op.NS, op.Key)
 		si := wr.cfg.Keys.StripeIndex(buf)
@@ -219,11 +277,12 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs map[string]*nsc
 	for _, si := range touched {
 		wr.cfg.Keys.Stripe(si).Lock()
 	}
-	entries, err := wr.batchEntriesLocked(ops, prepared)
-	var records []*keyspace.Entry
-	var dup []bool
+	sc.entries = sized(sc.entries, len(ops))
+	entries, err := wr.batchEntriesLocked(ops, prepared, sc.entries)
+	sc.records, sc.dup = sized(sc.records, len(ops)), sized(sc.dup, len(ops))
+	records, dup := sc.records, sc.dup
 	if err == nil {
-		records, dup, err = wr.batchDuplicatesLocked(w, prepared, repeatOf)
+		err = wr.batchDuplicatesLocked(w, prepared, repeatOf, records, dup)
 	}
 	if err == nil {
 		err = wr.batchCheckLocked(w, entries, dup, recs)
@@ -243,11 +302,11 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs map[string]*nsc
 			if dup[i] {
 				res.Duplicates++
 				if w.Values {
-					res.Values[i] = nsconfig.Clamp(recs[op.NS], e.C.Value())
+					res.Values[i] = nsconfig.Clamp(recs[i], e.C.Value())
 				}
 				continue
 			}
-			if wr.idle(recs[op.NS].Runtime().TTL, e.Updated) && e.C.Live() {
+			if wr.idle(recs[i].Runtime().TTL, e.Updated) && e.C.Live() {
 				e.C.SetReset(wr.cfg.ID, 0, true) // idle past its ttl: counts from 0
 			}
 			before := e.C.Value()
@@ -270,7 +329,7 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs map[string]*nsc
 				wr.cfg.Received(op.NS, op.ID, op.Key)
 			}
 			if w.Values {
-				res.Values[i] = nsconfig.Clamp(recs[op.NS], v)
+				res.Values[i] = nsconfig.Clamp(recs[i], v)
 			}
 		}
 		res.Applied = len(ops) - res.Duplicates
@@ -286,7 +345,7 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs map[string]*nsc
 		if dup[i] {
 			continue
 		}
-		if rt := recs[op.NS].Runtime(); len(rt.Windows) > 0 || len(op.Labels) > 0 {
+		if rt := recs[i].Runtime(); len(rt.Windows) > 0 || len(op.Labels) > 0 {
 			at := op.At
 			if at.IsZero() {
 				at = wr.cfg.Now()
@@ -299,10 +358,9 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs map[string]*nsc
 	return res, wr.cfg.Durable(ctx, sync)
 }
 
-// batchEntriesLocked resolves each op's entry; the caller holds every
-// touched stripe. An entry evicted since it was prepared is read again.
-func (wr *Writer) batchEntriesLocked(ops []Op, prepared []batchOp) ([]*keyspace.Entry, error) {
-	entries := make([]*keyspace.Entry, len(ops))
+// batchEntriesLocked resolves each op's entry into entries (one per op); the
+// caller holds every touched stripe. An entry evicted since it was prepared is read again.
+func (wr *Writer) batchEntriesLocked(ops []Op, prepared []batchOp, entries []*keyspace.Entry) ([]*keyspace.Entry, error) {
 	for i, p := range prepared {
 		s := wr.cfg.Keys.Stripe(p.stripe)
 		e := s.Get(p.ck)
@@ -320,7 +378,7 @@ func (wr *Writer) batchEntriesLocked(ops []Op, prepared []batchOp) ([]*keyspace.
 
 // batchCheckLocked refuses a batch any of whose ops would overflow, before
 // anything is applied.
-func (wr *Writer) batchCheckLocked(w Request, entries []*keyspace.Entry, dup []bool, recs map[string]*nsconfig.Record) error {
+func (wr *Writer) batchCheckLocked(w Request, entries []*keyspace.Entry, dup []bool, recs []*nsconfig.Record) error {
 	ops := w.Ops
 	index := func(i int) int { return i }
 	if slices.Contains(dup, true) {
@@ -365,7 +423,7 @@ func (wr *Writer) batchCheckLocked(w Request, entries []*keyspace.Entry, dup []b
 		c, ok := sims[e]
 		if !ok {
 			cp := e.C.Clone()
-			if wr.idle(recs[op.NS].Runtime().TTL, e.Updated) && cp.Live() {
+			if wr.idle(recs[index(i)].Runtime().TTL, e.Updated) && cp.Live() {
 				cp.SetReset(wr.cfg.ID, 0, true)
 			}
 			c = &cp
@@ -391,12 +449,12 @@ func abs(v int64) int64 {
 // batchBoundsLocked checks the batch's net change of each counter of a
 // namespace with bounds (the batch applies at once, so only the net change
 // matters). The caller holds every touched stripe.
-func (wr *Writer) batchBoundsLocked(w Request, prepared []batchOp, entries []*keyspace.Entry, dup []bool, recs map[string]*nsconfig.Record) error {
+func (wr *Writer) batchBoundsLocked(w Request, prepared []batchOp, entries []*keyspace.Entry, dup []bool, recs []*nsconfig.Record) error {
 	ops := w.Ops
 	var net map[*keyspace.Entry]int64
 	var at map[*keyspace.Entry]int
 	for i, op := range ops {
-		if dup[i] || !recs[op.NS].Bounds().Any() {
+		if dup[i] || !recs[i].Bounds().Any() {
 			continue
 		}
 		if net == nil {
@@ -408,7 +466,7 @@ func (wr *Writer) batchBoundsLocked(w Request, prepared []batchOp, entries []*ke
 	for e, by := range net {
 		i := at[e]
 		op := ops[i]
-		if err := wr.cfg.Rights.CheckLocked(wr.cfg.Keys.Stripe(prepared[i].stripe), recs[op.NS].Bounds(), op.NS, op.Key, e, by); err != nil {
+		if err := wr.cfg.Rights.CheckLocked(wr.cfg.Keys.Stripe(prepared[i].stripe), recs[i].Bounds(), op.NS, op.Key, e, by); err != nil {
 			var need *exact.NeedRights
 			if errors.As(err, &need) {
 				need.NS, need.Key = op.NS, op.Key
@@ -421,12 +479,10 @@ func (wr *Writer) batchBoundsLocked(w Request, prepared []batchOp, entries []*ke
 }
 
 // batchDuplicatesLocked resolves the id records of a batch's ops and tells
-// which ops are duplicates; a known id with another body is 409. The caller
-// holds every touched stripe.
-func (wr *Writer) batchDuplicatesLocked(w Request, prepared []batchOp, repeatOf []int) ([]*keyspace.Entry, []bool, error) {
+// which ops are duplicates, into records and dup (one per op, zeroed); a
+// known id with another body is 409. The caller holds every touched stripe.
+func (wr *Writer) batchDuplicatesLocked(w Request, prepared []batchOp, repeatOf []int, records []*keyspace.Entry, dup []bool) error {
 	ops := w.Ops
-	records := make([]*keyspace.Entry, len(ops))
-	dup := make([]bool, len(ops))
 	for i, op := range ops {
 		if op.ID == "" {
 			continue
@@ -441,12 +497,12 @@ func (wr *Writer) batchDuplicatesLocked(w Request, prepared []batchOp, repeatOf 
 			rk := idem.Key(op.ID, op.Key)
 			var err error
 			if re, err = wr.cfg.Keys.LookupEvict(s, []byte(prepared[i].rck), op.NS, rk, true, false); err != nil {
-				return nil, nil, kinderr.New(nodeerr.ErrUnavailable, err, "read id record: %v", err)
+				return kinderr.New(nodeerr.ErrUnavailable, err, "read id record: %v", err)
 			}
 		}
 		if st := idem.Read(&re.C, wr.cfg.ID); st.Seen {
 			if st.By != op.By {
-				return nil, nil, w.opErr(i, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", nodeerr.ErrConflict, op.ID, st.By, op.NS, op.Key, op.By))
+				return w.opErr(i, fmt.Errorf("%w: id %q was used for an increment of %d on %s/%s; a retry must send the same body (got %d)", nodeerr.ErrConflict, op.ID, st.By, op.NS, op.Key, op.By))
 			}
 			if sabotage.IDTwice {
 				continue // sabotage (test builds only): counted again, without a record
@@ -456,7 +512,7 @@ func (wr *Writer) batchDuplicatesLocked(w Request, prepared []batchOp, repeatOf 
 		}
 		records[i] = re
 	}
-	return records, dup, nil
+	return nil
 }
 
 // replicateBatch brings a batch's counters (and id records) to the nodes
@@ -468,11 +524,16 @@ func (wr *Writer) replicateBatch(ctx context.Context, ops []Op, consistency stri
 		seen  map[string]bool
 	}
 	var groups map[string]*group
+	localNS := "" // the last namespace found local: most batches name one
 	for _, op := range ops {
+		if op.NS == localNS && localNS != "" {
+			continue
+		}
 		g := groups[op.NS]
 		if g == nil {
 			lvl := wr.cfg.Namespaces.ConsistencyFor(op.NS, consistency)
 			if lvl == exact.ConsistencyLocal {
+				localNS = op.NS
 				continue
 			}
 			if groups == nil {
