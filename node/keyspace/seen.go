@@ -2,7 +2,6 @@ package keyspace
 
 import (
 	"hash/maphash"
-	"math/bits"
 	"sync/atomic"
 	"time"
 )
@@ -28,7 +27,6 @@ import (
 // queries need no lock.
 type seen struct {
 	words    []atomic.Uint64
-	mask     uint64
 	complete atomic.Bool
 	added    atomic.Uint64 // keys added (with repeats), for capacity logs
 }
@@ -40,16 +38,16 @@ const (
 
 // newSeen returns a filter planned for capacity keys.
 func newSeen(capacity uint64) *seen {
-	words := max(uint64(1024), capacity*seenBitsPerKey/64)
-	words = 1 << bits.Len64(words-1) // a power of two
-	return &seen{words: make([]atomic.Uint64, words), mask: words - 1}
+	words := min(max(uint64(1024), capacity*seenBitsPerKey/64), 1<<32-1)
+	return &seen{words: make([]atomic.Uint64, words)}
 }
 
-// bitsOf returns the word index and the bit mask of a key's hash.
+// bitsOf returns the word index and the bit mask of a key's hash: the low
+// 32 bits pick the word (scaled to the filter's size, which need not be a
+// power of two), the high 32 the bit positions, 6 bits each.
 func (f *seen) bitsOf(h uint64) (int, uint64) {
-	w := int(h & f.mask)
-	// The remaining bits pick the k bit positions, 6 bits each.
-	h = bits.RotateLeft64(h, -32) ^ (h >> 13)
+	w := int(uint64(uint32(h)) * uint64(len(f.words)) >> 32)
+	h >>= 32
 	var m uint64
 	for range seenProbes {
 		m |= 1 << (h & 63)
