@@ -17,7 +17,7 @@ import (
 	"github.com/countmesh/countmesh/node"
 )
 
-// The fast path (issue 11) serves the hottest routes, POST
+// The fast path serves the hottest routes, POST
 // /v1/counters/{ns}/{key}/incr and /decr and GET /v1/counters/{ns}/{key},
 // without chi and its middleware chain: it matches the path by hand, checks
 // the token with the middleware's own code (authorize), calls the same

@@ -1,4 +1,4 @@
-// Command bare is the yardstick of the HTTP benchmarks (issue 11): a net/http
+// Command bare is the yardstick of the HTTP benchmarks: a net/http
 // server that answers every POST and GET with a fixed small JSON body after
 // bumping an atomic counter, and does nothing else. countd's HTTP API is
 // measured against it with the same load generator in the same minute, so

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 11: countd's HTTP API against bench/bare (net/http answering a fixed JSON body after
+# countd's HTTP API against bench/bare (net/http answering a fixed JSON body after
 # bumping an atomic), one process each on loopback, the same load generator, back to back so
 # that each ratio compares runs of the same minute.
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes N (default 100,000,000) new counters into one fresh countd with the
-# default cache, and records what issue 11's acceptance 6 asks for: the
+# default cache, and records what a node of that size costs: the
 # new-counter ingest rate as the node grows (from countbench's per-second
 # progress lines), the hot-counter rate at the end, RSS, disk bytes per
 # counter, restart to ready, and the p99 of random reads. Everything goes
