@@ -31,6 +31,7 @@ type Entry struct {
 	dirty        bool   // changed since the last Fill (in Stripe.dirty)
 	unsaved      bool   // logged or changed since the last checkpoint (in Stripe.unsaved)
 	queued       bool   // in Stripe.clean
+	gone         bool   // removed from its stripe (evicted or deleted)
 }
 
 // CK returns the entry's composite key.
@@ -81,7 +82,17 @@ func (s *Stripe) Get(ck string) *Entry { return s.m[ck] }
 
 // Remove drops the entry of ck from memory. The caller holds s, and has
 // checked that the entry is Evictable.
-func (s *Stripe) Remove(ck string) { delete(s.m, ck) }
+func (s *Stripe) Remove(ck string) {
+	if e := s.m[ck]; e != nil {
+		e.gone = true
+		delete(s.m, ck)
+	}
+}
+
+// Gone reports whether e has left its stripe (evicted or removed): a
+// pointer kept across an unlock of the stripe is only still the counter's
+// entry while Gone is false. The caller holds e's stripe.
+func (e *Entry) Gone() bool { return e.gone }
 
 // Config configures a Set.
 type Config struct {
@@ -220,6 +231,7 @@ func (h *Set) evictLocked(s *Stripe, target int) {
 			s.pushClean(e)
 			continue
 		}
+		e.gone = true
 		delete(s.m, e.ck)
 		h.onEvict()
 	}

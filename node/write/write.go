@@ -72,6 +72,9 @@ func New(cfg Config) *Writer { return &Writer{cfg: cfg} }
 // idle reports whether a counter last updated at updatedMs is idle past
 // ttl (it then counts from 0).
 func (wr *Writer) idle(ttl time.Duration, updatedMs int64) bool {
+	if ttl <= 0 || updatedMs <= 0 {
+		return false // the clock is read only when it can matter (5 % of a batch's CPU)
+	}
 	return series.Idle(wr.cfg.Now(), ttl, updatedMs)
 }
 
@@ -80,6 +83,7 @@ type batchOp struct {
 	ck     string
 	rck    string // the op's id record, when it has an id
 	stripe int
+	e      *keyspace.Entry // the entry as prepared; valid while not Gone
 }
 
 // Op is one increment on the write path: a batch's op, or Incr's
@@ -265,7 +269,7 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs []*nsconfig.Rec
 		if err != nil {
 			return Result{}, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
 		}
-		prepared[i] = batchOp{ck: e.CK(), stripe: si}
+		prepared[i] = batchOp{ck: e.CK(), stripe: si, e: e}
 		if re != nil {
 			prepared[i].rck = re.CK()
 		}
@@ -362,6 +366,10 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs []*nsconfig.Rec
 // caller holds every touched stripe. An entry evicted since it was prepared is read again.
 func (wr *Writer) batchEntriesLocked(ops []Op, prepared []batchOp, entries []*keyspace.Entry) ([]*keyspace.Entry, error) {
 	for i, p := range prepared {
+		if p.e != nil && !p.e.Gone() {
+			entries[i] = p.e // still the counter's entry: no second map lookup
+			continue
+		}
 		s := wr.cfg.Keys.Stripe(p.stripe)
 		e := s.Get(p.ck)
 		if e == nil {
