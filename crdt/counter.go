@@ -170,6 +170,12 @@ func (c *Counter) Add(node NodeID, by int64) (int64, error) {
 		}
 		s.N += mag
 	}
+	if ok {
+		// In range before, and the check above kept cur+by in range: the
+		// value moved by exactly by, so there is no need to sum the slots
+		// again.
+		return cur + by, nil
+	}
 	return c.Value(), nil
 }
 
