@@ -134,9 +134,9 @@ func getWriteOps(n int) *[]write.Op {
 }
 
 // putWriteOps clears p (its strings and label maps) and pools it, unless it
-// is large: a rare large batch's slice is left to the collector.
+// is larger than a batch may be.
 func putWriteOps(p *[]write.Op) {
-	if cap(*p) > 1024 {
+	if cap(*p) > MaxBatchOps {
 		return
 	}
 	clear((*p)[:cap(*p)])

@@ -191,12 +191,12 @@ func Open(cfg Config) (*Node, error) {
 		// The filter of keys on disk, so that new counters skip the
 		// Pebble point read once it is complete.
 		defer n.wg.Done()
-		n.keys.RunFilter(n.done, func(scanned, planned uint64, took time.Duration, err error) {
+		n.keys.RunFilter(n.done, func(scanned, planned uint64, took time.Duration, complete bool, err error) {
 			switch {
 			case err != nil:
 				n.log.Warn("key filter not built; counters not in memory are read from disk, new ones included, until it is",
 					zap.Uint64("keys_scanned", scanned), zap.Error(err))
-			case !n.keys.FilterComplete() || planned < scanned:
+			case !complete:
 				n.log.Debug("key filter build stopped", zap.Uint64("keys_scanned", scanned))
 			default:
 				n.log.Info("key filter ready", zap.Uint64("keys", scanned),

@@ -117,24 +117,25 @@ func (f *filter) add(h uint64) {
 // filter has never seen skips the Pebble point read. Then, whenever the
 // filter has taken more keys than it was planned for, it builds one planned
 // for twice as many and swaps it in. It returns when stop is closed; built,
-// when set, is called after each build with the keys it scanned, the keys
-// the filter is planned for, and the error that stopped it, if any (the
-// filter in use is then kept: an incomplete first one keeps every lookup
-// reading Pebble, a full one only costs more false positives). The node
-// runs it in the background from its start.
-func (h *Set) RunFilter(stop <-chan struct{}, built func(scanned, planned uint64, took time.Duration, err error)) {
+// when set, is called after each build ends with the keys it scanned, the
+// keys the filter is planned for, whether the build completed (false when
+// stop ended it), and the error that ended it, if any (the filter in use
+// is then kept: an incomplete first one keeps every lookup reading Pebble,
+// a full one only costs more false positives). The node runs it in the
+// background from its start.
+func (h *Set) RunFilter(stop <-chan struct{}, built func(scanned, planned uint64, took time.Duration, complete bool, err error)) {
 	if built == nil {
-		built = func(uint64, uint64, time.Duration, error) {}
+		built = func(uint64, uint64, time.Duration, bool, error) {}
 	}
 	t0 := time.Now()
 	f := h.filter.cur.Load()
 	n, err := h.scanInto(f, stop)
 	if err != nil || stopped(stop) {
-		built(n, f.capacity(), time.Since(t0), err)
+		built(n, f.capacity(), time.Since(t0), false, err)
 		return
 	}
 	f.complete.Store(true)
-	built(n, f.capacity(), time.Since(t0), nil)
+	built(n, f.capacity(), time.Since(t0), true, nil)
 	for {
 		select {
 		case <-stop:
@@ -163,7 +164,7 @@ func (h *Set) RunFilter(stop <-chan struct{}, built func(scanned, planned uint64
 		n, err := h.scanInto(nx, stop)
 		if err != nil || stopped(stop) {
 			h.filter.next.Store(nil)
-			built(n, nx.capacity(), time.Since(t0), err)
+			built(n, nx.capacity(), time.Since(t0), false, err)
 			if err == nil {
 				return
 			}
@@ -172,7 +173,7 @@ func (h *Set) RunFilter(stop <-chan struct{}, built func(scanned, planned uint64
 		nx.complete.Store(true)
 		h.filter.cur.Store(nx)
 		h.filter.next.Store(nil)
-		built(n, nx.capacity(), time.Since(t0), nil)
+		built(n, nx.capacity(), time.Since(t0), true, nil)
 	}
 }
 

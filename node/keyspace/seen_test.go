@@ -77,7 +77,7 @@ func buildFilter(t *testing.T, h *Set) uint64 {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		h.RunFilter(stop, func(scanned, _ uint64, _ time.Duration, err error) {
+		h.RunFilter(stop, func(scanned, _ uint64, _ time.Duration, _ bool, err error) {
 			if err != nil {
 				t.Error(err)
 			}
@@ -190,7 +190,7 @@ func TestFilterBuildStops(t *testing.T) {
 	stop := make(chan struct{})
 	close(stop)
 	var keys uint64
-	h2.RunFilter(stop, func(scanned, _ uint64, _ time.Duration, err error) {
+	h2.RunFilter(stop, func(scanned, _ uint64, _ time.Duration, _ bool, err error) {
 		if err != nil {
 			t.Error(err)
 		}

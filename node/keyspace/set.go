@@ -219,7 +219,7 @@ func (h *Set) evictLocked(s *Stripe, target int) {
 		if e == nil {
 			return
 		}
-		if s.m[e.ck] != e || !h.Evictable(e) {
+		if e.gone || !h.Evictable(e) {
 			// Gone, or changed since it was queued: the checkpoint that
 			// saves it queues it again.
 			continue

@@ -191,9 +191,11 @@ var scratchPool = sync.Pool{New: func() any { return &scratch{buf: make([]byte, 
 
 func getScratch() *scratch { return scratchPool.Get().(*scratch) }
 
-// maxPooledOps bounds the ops whose space returns to the pool: the space of
-// a rare large batch is left to the collector.
-const maxPooledOps = 1024
+// maxPooledOps bounds the ops whose space returns to the pool: the largest
+// batch the API accepts, 10,000 ops (the common body of batch ingest), so
+// that ingest reuses its space too; a pooled scratch of that size holds
+// about 1 MB.
+const maxPooledOps = 10_000
 
 func putScratch(sc *scratch) {
 	if cap(sc.recs) > maxPooledOps || cap(sc.prepared) > maxPooledOps {
