@@ -24,9 +24,13 @@ type Config struct {
 	Region string
 	// Store configures the Pebble store (its Dir is the data directory).
 	Store store.Config
-	// CacheCounters bounds the counters held in memory; the rest are read
-	// through from the store.
+	// CacheCounters bounds the counters held in memory, the most recently
+	// used as entries and, beyond hotCounters of them, as packed records;
+	// the rest are read through from the store.
 	CacheCounters int
+	// HotCounters, when positive, is how many of CacheCounters are kept as
+	// entries (the rest as packed records); 0 derives it (hotCounters).
+	HotCounters int
 	// DefaultDurability is the durability of namespaces created by a first
 	// write: DurabilitySync or DurabilityAsync.
 	DefaultDurability string
@@ -182,4 +186,18 @@ func (c *Config) validate() error {
 		c.MaxSeriesPerKey = DefaultMaxSeriesPerKey
 	}
 	return nil
+}
+
+// hotCounters returns how many of the cache's counters the hot set keeps as
+// entries; the rest of the cache holds counters evicted from them as packed
+// records (node/keyspace/compact.go), at about a fifth of the memory. The
+// entries are what the write path works on, so they are the counters in use
+// (and, until a checkpoint saves them, every counter changed since the last
+// one, whatever this number): 65,536 of them, or a sixty-fourth of a larger
+// cache, or the whole of a smaller one.
+func hotCounters(cache, set int) int {
+	if set > 0 {
+		return min(set, cache)
+	}
+	return max(min(cache, 1<<16), cache/64)
 }

@@ -15,8 +15,14 @@ import (
 // moment it locks their stripes; every increment must still land on the
 // counter's live entry, not on an evicted copy.
 func TestBatchesUnderEvictionCountEveryIncrement(t *testing.T) {
+	t.Run("entries", func(t *testing.T) { testBatchesUnderEviction(t, 16, 0) })
+	// 8 entries and 92 packed records, for 300 counters.
+	t.Run("packed", func(t *testing.T) { testBatchesUnderEviction(t, 100, 8) })
+}
+
+func testBatchesUnderEviction(t *testing.T, cache, hot int) {
 	cfg := testConfig(t, vfs.NewMem())
-	cfg.CacheCounters = 16
+	cfg.CacheCounters, cfg.HotCounters = cache, hot
 	cfg.Stripes = 4
 	n := openTest(t, cfg)
 	ctx := context.Background()

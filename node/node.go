@@ -95,10 +95,12 @@ func Open(cfg Config) (*Node, error) {
 		clock: hlc.New(cfg.Now),
 		done:  make(chan struct{}),
 	}
+	hot := hotCounters(cfg.CacheCounters, cfg.HotCounters)
 	n.keys = keyspace.New(keyspace.Config{
 		Store:         st,
 		Stripes:       cfg.Stripes,
-		Capacity:      cfg.CacheCounters,
+		Capacity:      hot,
+		Compact:       cfg.CacheCounters - hot,
 		OnReadThrough: func() { n.metrics.ReadThrough.Inc() },
 		OnEvict:       func() { n.metrics.Evictions.Inc() },
 	})

@@ -89,8 +89,15 @@ func TestConcurrentIncrementsAreExact(t *testing.T) {
 // With a cache far smaller than the counters, values survive eviction and
 // are read back through the store, and the cache stays near its bound.
 func TestEvictionReadsThrough(t *testing.T) {
+	t.Run("entries", func(t *testing.T) { testEvictionReadsThrough(t, 64, 0) })
+	// 32 entries and 968 packed records: counters go from the map to the
+	// compact tier and on to Pebble alone.
+	t.Run("packed", func(t *testing.T) { testEvictionReadsThrough(t, 1000, 32) })
+}
+
+func testEvictionReadsThrough(t *testing.T, cache, hot int) {
 	cfg := testConfig(t, vfs.NewMem())
-	cfg.CacheCounters = 64
+	cfg.CacheCounters, cfg.HotCounters = cache, hot
 	cfg.Stripes = 16
 	n := openTest(t, cfg)
 	ctx := context.Background()
@@ -107,13 +114,13 @@ func TestEvictionReadsThrough(t *testing.T) {
 		if err := n.Checkpoint(); err != nil {
 			t.Fatal(err)
 		}
-		if got, bound := n.keys.Count(""), cfg.Stripes*n.keys.StripeCap(); got > bound {
+		if got, bound := n.keys.Count(""), n.keys.Bound(); got > bound {
 			t.Fatalf("round %d, after a checkpoint: %d counters cached, bound %d", round, got, bound)
 		}
 		for i := range keys {
 			mustGet(t, n, "ev", fmt.Sprintf("k%04d", i))
 		}
-		if got, bound := n.keys.Count(""), cfg.Stripes*n.keys.StripeCap(); got > bound {
+		if got, bound := n.keys.Count(""), n.keys.Bound(); got > bound {
 			t.Fatalf("round %d: %d counters cached, bound %d", round, got, bound)
 		}
 	}

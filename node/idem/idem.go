@@ -242,13 +242,12 @@ func (x *IDs) Expire(ctx context.Context, ws []Window) error {
 			ck := keyspace.Composite(nil, j.NS, k)
 			s := x.cfg.Keys.StripeOf(ck)
 			s.Lock()
-			if e := s.Get(string(ck)); e != nil {
-				if !x.cfg.Keys.Evictable(e) || Read(&e.C, x.cfg.ID).LastSec >= edge {
-					s.Unlock()
-					continue
-				}
-				s.Remove(string(ck))
+			if e := s.Get(string(ck)); e != nil && (!x.cfg.Keys.Evictable(e) || Read(&e.C, x.cfg.ID).LastSec >= edge) {
+				s.Unlock()
+				continue
 			}
+			// Also when the map does not hold it: the compact tier may.
+			s.Remove(string(ck))
 			s.Unlock()
 			b.DeleteCounter(j.NS, k)
 		}

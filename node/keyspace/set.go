@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/store"
@@ -67,8 +68,10 @@ type Stripe struct {
 	// entries, most of them not yet evictable while new counters pour in.
 	clean     []*Entry
 	cleanHead int
-	index     int     // position in Set.stripes
-	_         [8]byte // keep neighbouring stripes' locks off one cache line
+	// tier packs counters evicted from m (see compact.go).
+	tier  compact
+	index int     // position in Set.stripes
+	_     [8]byte // keep neighbouring stripes' locks off one cache line
 }
 
 // Lock locks the stripe.
@@ -80,13 +83,16 @@ func (s *Stripe) Unlock() { s.mu.Unlock() }
 // Get returns the entry of ck in memory, or nil. The caller holds s.
 func (s *Stripe) Get(ck string) *Entry { return s.m[ck] }
 
-// Remove drops the entry of ck from memory. The caller holds s, and has
-// checked that the entry is Evictable.
+// Remove drops ck from memory, its entry or its packed record. The caller
+// holds s, and has checked that an entry in the map is Evictable; a key
+// that is not in the map must be removed too before its counter is deleted
+// from Pebble, because the compact tier may hold it.
 func (s *Stripe) Remove(ck string) {
 	if e := s.m[ck]; e != nil {
 		e.gone = true
 		delete(s.m, ck)
 	}
+	s.tier.remove(maphash.String(seed, ck), []byte(ck))
 }
 
 // Gone reports whether e has left its stripe (evicted or removed): a
@@ -99,6 +105,9 @@ type Config struct {
 	Store    *store.Store
 	Stripes  int // a power of two
 	Capacity int // counters in memory before eviction
+	// Compact is how many more counters, evicted, stay in memory as
+	// packed records (compact.go); 0 keeps none.
+	Compact int
 	// OnReadThrough and OnEvict, when set, count reads from the store and
 	// evictions.
 	OnReadThrough, OnEvict func()
@@ -142,9 +151,16 @@ func New(cfg Config) *Set {
 		onDisk = cfg.Store.CounterKeysEstimate()
 	}
 	h.filter.init(max(onDisk, uint64(max(cfg.Capacity, 0))) * 3 / 2)
+	d := newDict()
+	base := time.Now().UnixMilli()
+	perStripe := 0
+	if cfg.Compact > 0 {
+		perStripe = max(1, (cfg.Compact+cfg.Stripes-1)/cfg.Stripes)
+	}
 	for i := range h.stripes {
 		h.stripes[i].m = make(map[string]*Entry)
 		h.stripes[i].index = i
+		h.stripes[i].tier = compact{d: d, base: base, limit: perStripe}
 	}
 	h.dirtyStripes = make([]atomic.Uint64, (len(h.stripes)+63)/64)
 	return h
@@ -167,6 +183,10 @@ func (h *Set) StripeOf(ck []byte) *Stripe { return &h.stripes[h.StripeIndex(ck)]
 // StripeCap returns how many entries a stripe holds before it evicts.
 func (h *Set) StripeCap() int { return h.stripeCap }
 
+// Bound returns the most counters the set holds in memory once every
+// stripe has evicted down to its share: entries and packed records.
+func (h *Set) Bound() int { return len(h.stripes) * (h.stripeCap + h.stripes[0].tier.limit) }
+
 // Tick advances the coarse clock of eviction recency (once a second).
 func (h *Set) Tick() { h.tick.Add(1) }
 
@@ -176,14 +196,19 @@ func (h *Set) Pending() int64 { return h.pending.Load() }
 // UnsavedCount returns the entries waiting for a checkpoint.
 func (h *Set) UnsavedCount() int64 { return h.unsaved.Load() }
 
-// Count counts the entries in memory of namespace ns, or of every
-// namespace when ns is empty.
+// Count counts the counters in memory (entries and packed records) of
+// namespace ns, or of every namespace when ns is empty.
 func (h *Set) Count(ns string) int {
 	prefix := ns + "\x00"
+	var nsKey []byte
+	if ns != "" {
+		nsKey = []byte(ns)
+	}
 	total := 0
 	for i := range h.stripes {
 		s := &h.stripes[i]
 		s.mu.Lock()
+		total += s.tier.count(nsKey)
 		if ns == "" {
 			total += len(s.m)
 		} else {
@@ -232,6 +257,7 @@ func (h *Set) evictLocked(s *Stripe, target int) {
 			continue
 		}
 		e.gone = true
+		s.tier.put(maphash.String(seed, e.ck), e.ck, e)
 		delete(s.m, e.ck)
 		h.onEvict()
 	}
@@ -283,8 +309,11 @@ func (h *Set) LookupEvict(s *Stripe, ck []byte, ns, key string, create, evict bo
 		return e, nil
 	}
 	hash := maphash.Bytes(seed, ck)
-	var r store.Record
-	if !h.filter.absent(hash) {
+	// A packed record is the state Pebble holds, without the read.
+	r, packed := s.tier.take(hash, ck)
+	switch {
+	case packed:
+	case !h.filter.absent(hash):
 		var found bool
 		var err error
 		r, found, err = h.st.GetRecord(ns, key)
@@ -295,7 +324,7 @@ func (h *Set) LookupEvict(s *Stripe, ck []byte, ns, key string, create, evict bo
 		if !found && !create {
 			return nil, nil
 		}
-	} else if !create {
+	case !create:
 		return nil, nil
 	}
 	// Added before the entry exists, so before any checkpoint can write

@@ -1,0 +1,183 @@
+package keyspace
+
+import (
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"pgregory.net/rapid"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/store"
+)
+
+// TestCompactMatchesModel drives one stripe's compact tier with random
+// puts, takes and removes over keys of two namespaces, with a small limit,
+// against a model that keeps the records in the order they were added and
+// drops the oldest ones as the tier does when it is full: every take must
+// return exactly the state put, and the counts must agree.
+func TestCompactMatchesModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		limit := rapid.IntRange(1, 300).Draw(t, "limit")
+		c := compact{d: newDict(), base: 1_700_000_000_000, limit: limit}
+		defer c.release()
+		type rec struct {
+			ck string
+			r  store.Record
+		}
+		var model []rec // oldest first
+		find := func(ck string) int {
+			return slices.IndexFunc(model, func(r rec) bool { return r.ck == ck })
+		}
+		genCK := rapid.Custom(func(t *rapid.T) string {
+			ns := rapid.SampledFrom([]string{"a", "views"}).Draw(t, "ns")
+			// Mostly a small key space, so that keys come back; now and then
+			// a long key, to fill chunks faster.
+			key := fmt.Sprintf("k%d", rapid.IntRange(0, 400).Draw(t, "k"))
+			if rapid.IntRange(0, 9).Draw(t, "long") == 0 {
+				key += strings.Repeat("x", 200)
+			}
+			return ns + "\x00" + key
+		})
+		genEntry := rapid.Custom(func(t *rapid.T) *Entry {
+			e := &Entry{Updated: rapid.Int64Range(1_600_000_000_000, 1_800_000_000_000).Draw(t, "upd")}
+			for i := range rapid.IntRange(0, 4).Draw(t, "slots") {
+				e.C.Slots = append(e.C.Slots, crdt.Slot{Node: crdt.NodeID(uint64(i)*1e15 + 3), P: rapid.Uint64().Draw(t, "p"), N: rapid.Uint64Range(0, 1000).Draw(t, "n")})
+			}
+			for i := range rapid.IntRange(0, 3).Draw(t, "seqs") {
+				e.seqs = append(e.seqs, store.OriginSeq{Origin: crdt.NodeID(uint64(i)*1e15 + 3), Seq: rapid.Uint64().Draw(t, "seq")})
+			}
+			return e
+		})
+		hash := func(ck string) uint64 { return maphash.String(seed, ck) }
+		for range rapid.IntRange(1, 600).Draw(t, "ops") {
+			ck := genCK.Draw(t, "ck")
+			switch rapid.IntRange(0, 3).Draw(t, "op") {
+			case 0, 1: // put: the key left the map, so the tier never holds it
+				if i := find(ck); i >= 0 {
+					if _, ok := c.take(hash(ck), []byte(ck)); !ok {
+						t.Fatalf("take %q before put: not found", ck)
+					}
+					model = slices.Delete(model, i, i+1)
+				}
+				e := genEntry.Draw(t, "e")
+				if len(model) >= limit {
+					model = slices.Delete(model, 0, len(model)-(limit-max(limit/8, 1)))
+				}
+				if !c.put(hash(ck), ck, e) {
+					t.Fatalf("put %q refused", ck)
+				}
+				model = append(model, rec{ck, store.Record{Counter: e.C, UpdatedMs: e.Updated, Seqs: e.seqs}})
+			case 2:
+				got, ok := c.take(hash(ck), []byte(ck))
+				i := find(ck)
+				if ok != (i >= 0) {
+					t.Fatalf("take %q: found %v, model %v", ck, ok, i >= 0)
+				}
+				if ok {
+					want := model[i].r
+					if !slices.Equal(got.Counter.Slots, want.Counter.Slots) || got.UpdatedMs != want.UpdatedMs || !slices.Equal(got.Seqs, want.Seqs) {
+						t.Fatalf("take %q: got %+v, want %+v", ck, got, want)
+					}
+					model = slices.Delete(model, i, i+1)
+				}
+			case 3:
+				c.remove(hash(ck), []byte(ck))
+				if i := find(ck); i >= 0 {
+					model = slices.Delete(model, i, i+1)
+				}
+			}
+			if c.count(nil) != len(model) {
+				t.Fatalf("count %d, model %d", c.count(nil), len(model))
+			}
+			views := 0
+			for _, r := range model {
+				if r.ck[0] == 'v' {
+					views++
+				}
+			}
+			if got := c.count([]byte("views")); got != views {
+				t.Fatalf("count(views) %d, model %d", got, views)
+			}
+		}
+	})
+}
+
+// TestCompactRefusesOtherShapes: a counter with a reset record or a
+// retired generation is not packed (the record has no room for them), so
+// its eviction leaves Pebble to hold it.
+func TestCompactRefusesOtherShapes(t *testing.T) {
+	c := compact{d: newDict(), limit: 10}
+	defer c.release()
+	ck := "ns\x00k"
+	if c.put(maphash.String(seed, ck), ck, &Entry{C: crdt.Counter{Reset: &crdt.Reset{Epoch: 1}}}) {
+		t.Error("a counter with a reset was packed")
+	}
+	if c.put(maphash.String(seed, ck), ck, &Entry{C: crdt.Counter{Gen: 1}}) {
+		t.Error("a counter of retired generation 1 was packed")
+	}
+	if (&compact{d: newDict()}).put(maphash.String(seed, ck), ck, &Entry{}) {
+		t.Error("a tier of limit 0 packed a counter")
+	}
+}
+
+// TestCompactKeepsEvictedCountersWithoutPebbleReads: with a map of a few
+// entries per stripe and a compact tier large enough, every counter
+// evicted by a checkpointed set is read back from the tier, with its
+// value, and not from Pebble; a counter removed (as expiry does) before
+// Pebble deletes it is gone from the tier too.
+func TestCompactKeepsEvictedCountersWithoutPebbleReads(t *testing.T) {
+	st := openStore(t, vfs.NewMem())
+	var reads, evictions int
+	h := New(Config{Store: st, Stripes: 4, Capacity: 16, Compact: 5000,
+		OnReadThrough: func() { reads++ }, OnEvict: func() { evictions++ }})
+	const n = 3000
+	for i := range n {
+		write(t, h, "ns", fmt.Sprintf("k%d", i), int64(i%7+1))
+		if i%500 == 499 {
+			checkpoint(t, st, h)
+		}
+	}
+	checkpoint(t, st, h)
+	if evictions < n/2 {
+		t.Fatalf("%d evictions, want most of the %d counters evicted", evictions, n)
+	}
+	if got := h.Count(""); got != n {
+		t.Fatalf("%d counters in memory, want all %d", got, n)
+	}
+	readsBefore := reads
+	for i := range n {
+		v, ok := read(t, h, "ns", fmt.Sprintf("k%d", i))
+		if !ok || v != int64(i%7+1) {
+			t.Fatalf("k%d = %d, %v; want %d", i, v, ok, i%7+1)
+		}
+	}
+	if reads != readsBefore {
+		t.Errorf("%d Pebble reads for counters the tier holds, want 0", reads-readsBefore)
+	}
+	// The reads brought every counter back into the map; the trim after a
+	// checkpoint packs them again. Remove one that is packed, as expiry
+	// does: the tier must not answer for it afterwards.
+	checkpoint(t, st, h)
+	ck := Composite(nil, "ns", "k5")
+	s := h.StripeOf(ck)
+	s.Lock()
+	if _, _, packed := s.tier.findCK(maphash.Bytes(seed, ck), ck); !packed || s.Get(string(ck)) != nil {
+		s.Unlock()
+		t.Fatal("k5 is not packed; the test needs it there")
+	}
+	s.Remove(string(ck))
+	s.Unlock()
+	b := st.NewBatch()
+	b.DeleteCounter("ns", "k5")
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if v, ok := read(t, h, "ns", "k5"); ok {
+		t.Errorf("k5 = %d after Remove and delete, want not found", v)
+	}
+}
