@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -200,4 +201,14 @@ func hotCounters(cache, set int) int {
 		return min(set, cache)
 	}
 	return max(min(cache, 1<<16), cache/64)
+}
+
+// checkpointUnsaved returns how many unsaved counters start a checkpoint
+// early. Until a checkpoint saves them they are entries (about 240 bytes
+// each), whatever the cache holds packed: a quarter of the cache, but no
+// more than 262,144 beyond the hot entries, so that a burst of new
+// counters into a large cache does not grow the Go heap by gigabytes it
+// keeps long after they are packed.
+func checkpointUnsaved(cache int, keys *keyspace.Set) int64 {
+	return int64(min(cache/4, max(keys.Hot(), 1<<18)))
 }

@@ -21,15 +21,15 @@ type Publisher = replica.Publisher
 func newReplica(n *Node) *replica.Replica {
 	cfg := n.cfg
 	return replica.New(replica.Config{
-		ID:             n.id,
-		Log:            n.log,
-		Store:          n.store,
-		Keys:           n.keys,
-		Clock:          n.clock,
-		Now:            cfg.Now,
-		MaxClockOffset: cfg.MaxClockOffset,
-		MaxBy:          MaxBy,
-		CacheCounters:  cfg.CacheCounters,
+		ID:                n.id,
+		Log:               n.log,
+		Store:             n.store,
+		Keys:              n.keys,
+		Clock:             n.clock,
+		Now:               cfg.Now,
+		MaxClockOffset:    cfg.MaxClockOffset,
+		MaxBy:             MaxBy,
+		CheckpointUnsaved: checkpointUnsaved(cfg.CacheCounters, n.keys),
 		Checkpoint: store.CheckpointConfig{
 			Interval: cfg.CheckpointInterval,
 			LogBytes: cfg.CheckpointLogBytes,

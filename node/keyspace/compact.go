@@ -38,22 +38,28 @@ import (
 //	       (uvarint node number, seq).
 //
 // Namespaces and node ids are numbered by a dictionary shared by the set.
-// Records are appended to 64 KiB chunks; a stripe's index is an open
-// addressing table of uint64: the low 24 bits of the key's hash (its home
-// slot in a table of at most 2^24 slots) above the record's offset + 1.
-// Deletion shifts the following slots back, so there are no tombstones.
-// Dead records stay in their chunk until the stripe's records are packed
-// again (when dead bytes outgrow live ones, or the tier is full).
+// Records start at multiples of 4 bytes in 64 KiB chunks, at most
+// maxChunks of them a stripe. A stripe's index is an open addressing table
+// (linear probing, at most 3/4 full) of uint32: the top 8 bits of the key's
+// hash, which spare almost every probe a look at a record that is not the
+// one, above the record's offset / 4 + 1. The home slot of an entry is
+// recomputed from its record's key when the table grows or a deletion
+// shifts the following entries back (there are no tombstones). Dead
+// records stay in their chunk until the stripe's records are packed again
+// (when dead bytes outgrow live ones, or the tier is full).
 const (
 	chunkShift = 16
 	chunkSize  = 1 << chunkShift
+	maxChunks  = 1 << (24 + 2 - chunkShift) // offsets / 4 fit in 24 bits: 64 MiB a stripe
 	maxRecord  = 512
-	tagBits    = 24
-	offBits    = 40
-	offMask    = 1<<offBits - 1
-	maxIndex   = 1 << tagBits
+	tagShift   = 24
+	unitMask   = 1<<tagShift - 1
 	flagDead   = 1
 )
+
+// repackDead is the dead bytes below which a stripe's records are not
+// packed again however few are live (a variable for tests).
+var repackDead = chunkSize
 
 // dict numbers namespaces and node ids for compact records. It only grows;
 // readers load the current state without a lock.
@@ -128,7 +134,7 @@ type compact struct {
 	d     *dict
 	base  int64 // unix ms; Updated is stored relative to it
 	limit int   // most records held; 0 keeps none
-	index []uint64
+	index []uint32
 	n     int // records in the index
 	// chunks hold the records in the order they were added; used is what
 	// the last one holds.
@@ -164,13 +170,16 @@ func (c *compact) put(hash uint64, ck string, e *Entry) bool {
 	if slot, _, found := c.find(hash, key); found {
 		c.kill(slot) // not expected: a counter in the map has no record
 	}
-	if c.n >= c.limit {
-		c.repack(c.limit - max(c.limit/8, 1))
+	if c.n >= c.limit || (len(c.chunks) >= maxChunks && c.used+size > chunkSize) {
+		c.repack(c.n - max(c.n/8, 1))
 	}
-	if (c.n+1)*4 > len(c.index)*3 && !c.grow() {
-		return false
+	if (c.n+1)*4 > len(c.index)*3 {
+		c.grow()
 	}
 	if len(c.chunks) == 0 || c.used+size > chunkSize {
+		if len(c.chunks) >= maxChunks {
+			return false
+		}
 		ch := allocChunk()
 		if ch == nil {
 			return false
@@ -185,7 +194,7 @@ func (c *compact) put(hash uint64, ck string, e *Entry) bool {
 	w += binary.PutUvarint(rec[w:], uint64(len(val)))
 	w += copy(rec[w:], key)
 	copy(rec[w:], val)
-	c.used += size
+	c.used += (size + 3) &^ 3
 	c.live += size
 	c.insert(hash, off)
 	return true
@@ -242,19 +251,40 @@ func (c *compact) find(hash uint64, key []byte) (slot int, off uint64, found boo
 		return 0, 0, false
 	}
 	mask := len(c.index) - 1
-	tag := hash & (maxIndex - 1)
-	for i := int(tag) & mask; ; i = (i + 1) & mask {
+	tag := uint32(hash >> 56)
+	for i := int(hash) & mask; ; i = (i + 1) & mask {
 		e := c.index[i]
 		if e == 0 {
 			return 0, 0, false
 		}
-		if e>>offBits == tag {
-			off := e&offMask - 1
+		if e>>tagShift == tag {
+			off := offOf(e)
 			if k, _ := c.record(off); bytes.Equal(k, key) {
 				return i, off, true
 			}
 		}
 	}
+}
+
+// offOf returns the record offset of an index entry.
+func offOf(e uint32) uint64 { return uint64(e&unitMask-1) << 2 }
+
+// homeOf returns the slot an index entry's key hashes to.
+func (c *compact) homeOf(e uint32, mask int) int {
+	key, _ := c.record(offOf(e))
+	return int(c.hashKey(key)) & mask
+}
+
+// hashKey returns the hash of the composite key a packed key stands for:
+// the hash the set computes of it (maphash.Bytes of ns, 0, key).
+func (c *compact) hashKey(key []byte) uint64 {
+	nsNum, n := binary.Uvarint(key)
+	var h maphash.Hash
+	h.SetSeed(seed)
+	h.WriteString(c.d.cur.Load().nsOf[nsNum])
+	h.WriteByte(0)
+	h.Write(key[n:])
+	return h.Sum64()
 }
 
 // record returns the key and value of the record at off: slices of chunk
@@ -276,7 +306,7 @@ func recordSize(b []byte) int {
 
 // kill marks the record in index slot i dead and deletes the slot.
 func (c *compact) kill(i int) {
-	off := c.index[i]&offMask - 1
+	off := offOf(c.index[i])
 	b := c.chunks[off>>chunkShift][off&(chunkSize-1):]
 	b[0] |= flagDead
 	size := recordSize(b)
@@ -286,7 +316,7 @@ func (c *compact) kill(i int) {
 	c.n--
 	if c.n == 0 {
 		c.release()
-	} else if c.dead > c.live && c.dead >= chunkSize {
+	} else if c.dead > c.live && c.dead >= repackDead {
 		c.repack(c.n)
 	}
 }
@@ -294,12 +324,11 @@ func (c *compact) kill(i int) {
 // insert adds offset off under hash; the table has room.
 func (c *compact) insert(hash, off uint64) {
 	mask := len(c.index) - 1
-	tag := hash & (maxIndex - 1)
-	i := int(tag) & mask
+	i := int(hash) & mask
 	for c.index[i] != 0 {
 		i = (i + 1) & mask
 	}
-	c.index[i] = tag<<offBits | (off + 1)
+	c.index[i] = uint32(hash>>56)<<tagShift | uint32(off>>2+1)
 	c.n++
 }
 
@@ -316,7 +345,7 @@ func (c *compact) deleteSlot(i int) {
 			if e == 0 {
 				return
 			}
-			home := int(e>>offBits) & mask
+			home := c.homeOf(e, mask)
 			if (j-home)&mask >= (j-i)&mask {
 				c.index[i] = e
 				i = j
@@ -326,27 +355,22 @@ func (c *compact) deleteSlot(i int) {
 	}
 }
 
-// grow doubles the index (or makes the first one); false when it is at its
-// largest.
-func (c *compact) grow() bool {
+// grow doubles the index (or makes the first one).
+func (c *compact) grow() {
 	size := max(2*len(c.index), 64)
-	if size > maxIndex {
-		return false
-	}
 	old := c.index
-	c.index = make([]uint64, size)
+	c.index = make([]uint32, size)
 	mask := size - 1
 	for _, e := range old {
 		if e == 0 {
 			continue
 		}
-		i := int(e>>offBits) & mask
+		i := c.homeOf(e, mask)
 		for c.index[i] != 0 {
 			i = (i + 1) & mask
 		}
 		c.index[i] = e
 	}
-	return true
 }
 
 // repack writes the live records again into fresh chunks, in the order
@@ -361,9 +385,7 @@ func (c *compact) repack(keep int) {
 	for size*3 < max(keep, 1)*4 {
 		size *= 2
 	}
-	c.index = make([]uint64, min(size, maxIndex))
-	st := c.d.cur.Load()
-	var h maphash.Hash
+	c.index = make([]uint32, size)
 	for _, ch := range old {
 		for pos := 0; pos < len(ch); {
 			size := recordSize(ch[pos:])
@@ -371,7 +393,7 @@ func (c *compact) repack(keep int) {
 				break
 			}
 			rec := ch[pos : pos+size]
-			pos += size
+			pos += (size + 3) &^ 3
 			if rec[0]&flagDead != 0 {
 				continue
 			}
@@ -389,15 +411,10 @@ func (c *compact) repack(keep int) {
 			}
 			off := uint64(len(c.chunks)-1)<<chunkShift | uint64(c.used)
 			copy(c.chunks[len(c.chunks)-1][c.used:], rec)
-			c.used += size
+			c.used += (size + 3) &^ 3
 			c.live += size
 			key, _ := c.record(off)
-			nsNum, n := binary.Uvarint(key)
-			h.SetSeed(seed)
-			h.WriteString(st.nsOf[nsNum])
-			h.WriteByte(0)
-			h.Write(key[n:])
-			c.insert(h.Sum64(), off)
+			c.insert(c.hashKey(key), off)
 		}
 	}
 	for _, ch := range old {
@@ -428,7 +445,7 @@ func (c *compact) count(ns []byte) int {
 		if e == 0 {
 			continue
 		}
-		if key, _ := c.record(e&offMask - 1); len(key) > 0 {
+		if key, _ := c.record(offOf(e)); len(key) > 0 {
 			if v, _ := binary.Uvarint(key); v == uint64(nsNum) {
 				total++
 			}

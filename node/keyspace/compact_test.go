@@ -20,7 +20,11 @@ import (
 // drops the oldest ones as the tier does when it is full: every take must
 // return exactly the state put, and the counts must agree.
 func TestCompactMatchesModel(t *testing.T) {
+	defer func(d int) { repackDead = d }(repackDead)
 	rapid.Check(t, func(t *rapid.T) {
+		// Pack again after as little as 256 bytes of dead records, so that
+		// short runs repack for dead records too, not only when full.
+		repackDead = rapid.SampledFrom([]int{256, 4096, chunkSize}).Draw(t, "repackDead")
 		limit := rapid.IntRange(1, 300).Draw(t, "limit")
 		c := compact{d: newDict(), base: 1_700_000_000_000, limit: limit}
 		defer c.release()
@@ -179,5 +183,36 @@ func TestCompactKeepsEvictedCountersWithoutPebbleReads(t *testing.T) {
 	b.Close()
 	if v, ok := read(t, h, "ns", "k5"); ok {
 		t.Errorf("k5 = %d after Remove and delete, want not found", v)
+	}
+}
+
+// TestCompactFullArenaDropsOldest: a stripe whose records fill the largest
+// arena it may have drops its oldest eighth and goes on packing, instead
+// of refusing every counter from then on.
+func TestCompactFullArenaDropsOldest(t *testing.T) {
+	c := compact{d: newDict(), limit: 1 << 30}
+	defer c.release()
+	long := strings.Repeat("x", 480)
+	e := &Entry{C: crdt.Counter{Slots: []crdt.Slot{{Node: 1, P: 2}}}}
+	perChunk := chunkSize / 500
+	total := maxChunks*perChunk + perChunk
+	for i := range total {
+		ck := fmt.Sprintf("ns\x00%s%08d", long, i)
+		if !c.put(maphash.String(seed, ck), ck, e) {
+			t.Fatalf("put %d of %d refused", i, total)
+		}
+	}
+	if len(c.chunks) > maxChunks {
+		t.Fatalf("%d chunks, at most %d allowed", len(c.chunks), maxChunks)
+	}
+	if c.n >= total || c.n < total*3/4 {
+		t.Fatalf("%d of %d records kept; want the oldest eighth or so dropped", c.n, total)
+	}
+	for _, i := range []int{0, total - c.n - 1, total - c.n, total - 1} {
+		ck := fmt.Sprintf("ns\x00%s%08d", long, i)
+		_, _, found := c.findCK(maphash.String(seed, ck), []byte(ck))
+		if want := i >= total-c.n; found != want {
+			t.Errorf("record %d found %v, want %v (the newest %d kept)", i, found, want, c.n)
+		}
 	}
 }

@@ -183,6 +183,9 @@ func (h *Set) StripeOf(ck []byte) *Stripe { return &h.stripes[h.StripeIndex(ck)]
 // StripeCap returns how many entries a stripe holds before it evicts.
 func (h *Set) StripeCap() int { return h.stripeCap }
 
+// Hot returns how many entries the set keeps before it evicts (or packs).
+func (h *Set) Hot() int { return len(h.stripes) * h.stripeCap }
+
 // Bound returns the most counters the set holds in memory once every
 // stripe has evicted down to its share: entries and packed records.
 func (h *Set) Bound() int { return len(h.stripes) * (h.stripeCap + h.stripes[0].tier.limit) }

@@ -91,7 +91,7 @@ func (r *Replica) Committed(token any, err error) {
 // ckptThreshold is the number of unsaved counters that starts a checkpoint
 // early: they cannot be evicted, so they must not outgrow the cache much.
 func (r *Replica) ckptThreshold() int64 {
-	return max(int64(r.cfg.CacheCounters)/4, 16)
+	return max(r.cfg.CheckpointUnsaved, 16)
 }
 
 // ckptSource is the hot set as the store's checkpointer sees it, with the

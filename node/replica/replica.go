@@ -55,7 +55,9 @@ type Config struct {
 	Now            func() time.Time
 	MaxClockOffset time.Duration // how far ahead of this node's clock a peer's time may be
 	MaxBy          int64         // the largest |by| of one increment (id records' bodies)
-	CacheCounters  int           // a checkpoint starts early past a quarter of it unsaved
+	// CheckpointUnsaved is how many unsaved counters start a checkpoint
+	// early: they cannot leave the hot set's entries until one saves them.
+	CheckpointUnsaved int64
 	// Checkpoint configures the checkpointer the replica builds over the
 	// hot set and its version vector.
 	Checkpoint store.CheckpointConfig
