@@ -210,12 +210,24 @@ func Open(cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
+		var evicted int64 // since the last release
+		quiet := 0        // ticks without an eviction
 		for {
 			select {
 			case <-n.done:
 				return
 			case <-t.C:
 				n.keys.Tick()
+				if e := n.keys.TakeEvicted(); e > 0 {
+					evicted += e
+					quiet = 0
+				} else {
+					quiet++
+				}
+				if evicted >= releaseAfterEvicted && quiet >= releaseQuietTicks {
+					evicted = 0
+					releaseHeap(n.log)
+				}
 			}
 		}
 	}()

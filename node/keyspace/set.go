@@ -125,6 +125,7 @@ type Set struct {
 	pending      atomic.Int64  // dirty entries waiting for a Drain
 	unsaved      atomic.Int64  // entries waiting for a checkpoint
 	saved        atomic.Uint64 // the last checkpoint Pebble holds
+	evicted      atomic.Int64  // entries evicted since TakeEvicted
 	onRead       func()
 	onEvict      func()
 	filter       filter // keys Pebble may hold; see seen.go
@@ -242,6 +243,8 @@ func (h *Set) evictLocked(s *Stripe, target int) {
 	// Enough tries to pass over every candidate once (a second chance
 	// each) and then take the victims, but never an endless walk.
 	limit := len(s.clean) - s.cleanHead + len(s.m) - target
+	before := len(s.m)
+	defer func() { h.evicted.Add(int64(before - len(s.m))) }()
 	for tries := 0; len(s.m) > target && tries < limit; tries++ {
 		e := s.popClean()
 		if e == nil {
@@ -486,6 +489,10 @@ func (h *Set) trim() {
 		s.mu.Unlock()
 	}
 }
+
+// TakeEvicted returns how many entries were evicted (or packed) since the
+// last call.
+func (h *Set) TakeEvicted() int64 { return h.evicted.Swap(0) }
 
 // withSeq returns seqs with origin's sequence raised to seq, as a new slice
 // when anything changes (callers share these slices).
