@@ -151,7 +151,7 @@ func New(cfg Config) *Set {
 	if cfg.Store != nil {
 		onDisk = cfg.Store.CounterKeysEstimate()
 	}
-	h.filter.init(max(onDisk, uint64(max(cfg.Capacity, 0))) * 3 / 2)
+	h.filter.init(max(onDisk, uint64(max(cfg.Capacity, 0)+max(cfg.Compact, 0))) * 3 / 2)
 	d := newDict()
 	base := time.Now().UnixMilli()
 	perStripe := 0
