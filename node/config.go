@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -189,26 +188,25 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// hotCounters returns how many of the cache's counters the hot set keeps as
-// entries; the rest of the cache holds counters evicted from them as packed
-// records (node/keyspace/compact.go), at about a fifth of the memory. The
-// entries are what the write path works on, so they are the counters in use
-// (and, until a checkpoint saves them, every counter changed since the last
-// one, whatever this number): 65,536 of them, or a sixty-fourth of a larger
-// cache, or the whole of a smaller one.
+// hotCounters returns how many of the cache's counters the hot set may keep
+// as entries (about 240 bytes each, what the write path works on); the rest
+// of the cache holds packed records (node/keyspace/compact.go, tens of
+// bytes each) of counters evicted from the entries, or idle in them for
+// packIdleAfter. Up to 1,048,576 entries, so that a working set of a million
+// counters (the default cache) is served from entries as before, at full
+// speed; only a larger cache holds packed records.
 func hotCounters(cache, set int) int {
 	if set > 0 {
 		return min(set, cache)
 	}
-	return max(min(cache, 1<<16), cache/64)
+	return min(cache, 1<<20)
 }
 
 // checkpointUnsaved returns how many unsaved counters start a checkpoint
-// early. Until a checkpoint saves them they are entries (about 240 bytes
-// each), whatever the cache holds packed: a quarter of the cache, but no
-// more than 262,144 beyond the hot entries, so that a burst of new
-// counters into a large cache does not grow the Go heap by gigabytes it
-// keeps long after they are packed.
-func checkpointUnsaved(cache int, keys *keyspace.Set) int64 {
-	return int64(min(cache/4, max(keys.Hot(), 1<<18)))
+// early. Until a checkpoint saves them they are entries, whatever the cache
+// holds packed: a quarter of the cache, but no more than 262,144, so that a
+// burst of new counters into a large cache does not grow the Go heap by
+// gigabytes.
+func checkpointUnsaved(cache int) int64 {
+	return int64(min(cache/4, 1<<18))
 }

@@ -217,7 +217,9 @@ func Open(cfg Config) (*Node, error) {
 			case <-n.done:
 				return
 			case <-t.C:
-				n.keys.Tick()
+				if n.keys.Tick()%packIdleEvery == 0 {
+					n.keys.PackIdle(packIdleAfter)
+				}
 				if e := n.keys.TakeEvicted(); e > 0 {
 					evicted += e
 					quiet = 0

@@ -24,6 +24,14 @@ const (
 	releaseQuietTicks   = 2
 )
 
+// An entry of the hot set idle for packIdleAfter seconds is packed (when
+// the cache holds packed records at all; see hotCounters), by a walk of
+// the entries every packIdleEvery seconds.
+const (
+	packIdleAfter = 10
+	packIdleEvery = 5
+)
+
 // releaseHeap collects garbage and returns the free pages to the kernel.
 func releaseHeap(log *zap.Logger) {
 	var before, after runtime.MemStats

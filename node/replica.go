@@ -29,7 +29,7 @@ func newReplica(n *Node) *replica.Replica {
 		Now:               cfg.Now,
 		MaxClockOffset:    cfg.MaxClockOffset,
 		MaxBy:             MaxBy,
-		CheckpointUnsaved: checkpointUnsaved(cfg.CacheCounters, n.keys),
+		CheckpointUnsaved: checkpointUnsaved(cfg.CacheCounters),
 		Checkpoint: store.CheckpointConfig{
 			Interval: cfg.CheckpointInterval,
 			LogBytes: cfg.CheckpointLogBytes,

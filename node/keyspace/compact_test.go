@@ -216,3 +216,68 @@ func TestCompactFullArenaDropsOldest(t *testing.T) {
 		}
 	}
 }
+
+// TestPackIdlePacksOnlyIdleSavedEntries: PackIdle packs the entries idle
+// for the given ticks that Pebble holds, keeps the ones used since, and the
+// ones not yet saved, and leaves the clean queues holding only entries still
+// in the map; the packed counters read back without a Pebble read.
+func TestPackIdlePacksOnlyIdleSavedEntries(t *testing.T) {
+	st := openStore(t, vfs.NewMem())
+	reads := 0
+	h := New(Config{Store: st, Stripes: 4, Capacity: 1000, Compact: 1000, OnReadThrough: func() { reads++ }})
+	entries := func() int {
+		total := 0
+		for i := range h.NumStripes() {
+			s := h.Stripe(i)
+			s.Lock()
+			total += len(s.m)
+			if queued := len(s.clean) - s.cleanHead; queued > len(s.m) {
+				t.Errorf("stripe %d queues %d entries for %d in its map", i, queued, len(s.m))
+			}
+			s.Unlock()
+		}
+		return total
+	}
+	for i := range 300 {
+		write(t, h, "ns", fmt.Sprintf("k%d", i), int64(i+1))
+	}
+	checkpoint(t, st, h)
+	write(t, h, "ns", "k8", 1000) // changed, not saved: stays, though idle
+	for range 10 {
+		h.Tick()
+	}
+	read(t, h, "ns", "k7") // used: stays
+	h.PackIdle(10)
+	reads = 0 // the writes read Pebble (no key filter here)
+	if got := entries(); got != 2 {
+		t.Fatalf("%d entries after PackIdle, want 2 (k7 used, k8 unsaved)", got)
+	}
+	if got := h.Count(""); got != 300 {
+		t.Fatalf("%d counters in memory, want 300", got)
+	}
+	for i := range 300 {
+		want := int64(i + 1)
+		if i == 8 {
+			want += 1000
+		}
+		if v, ok := read(t, h, "ns", fmt.Sprintf("k%d", i)); !ok || v != want {
+			t.Fatalf("k%d = %d, %v; want %d", i, v, ok, want)
+		}
+	}
+	if reads != 0 {
+		t.Errorf("%d Pebble reads, want 0", reads)
+	}
+	// Without a compact tier, PackIdle keeps everything in the map.
+	h2 := New(Config{Store: st, Stripes: 4, Capacity: 1000})
+	for i := range 10 {
+		write(t, h2, "ns2", fmt.Sprintf("k%d", i), 1)
+	}
+	checkpoint(t, st, h2)
+	for range 20 {
+		h2.Tick()
+	}
+	h2.PackIdle(10)
+	if got := h2.Count("ns2"); got != 10 {
+		t.Fatalf("a set without a tier holds %d counters after PackIdle, want 10", got)
+	}
+}

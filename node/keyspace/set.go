@@ -184,15 +184,13 @@ func (h *Set) StripeOf(ck []byte) *Stripe { return &h.stripes[h.StripeIndex(ck)]
 // StripeCap returns how many entries a stripe holds before it evicts.
 func (h *Set) StripeCap() int { return h.stripeCap }
 
-// Hot returns how many entries the set keeps before it evicts (or packs).
-func (h *Set) Hot() int { return len(h.stripes) * h.stripeCap }
-
 // Bound returns the most counters the set holds in memory once every
 // stripe has evicted down to its share: entries and packed records.
 func (h *Set) Bound() int { return len(h.stripes) * (h.stripeCap + h.stripes[0].tier.limit) }
 
-// Tick advances the coarse clock of eviction recency (once a second).
-func (h *Set) Tick() { h.tick.Add(1) }
+// Tick advances the coarse clock of eviction recency (once a second) and
+// returns it.
+func (h *Set) Tick() uint32 { return h.tick.Add(1) }
 
 // Pending returns the entries waiting for a Drain.
 func (h *Set) Pending() int64 { return h.pending.Load() }
@@ -487,6 +485,45 @@ func (h *Set) trim() {
 			h.evictLocked(s, h.stripeCap)
 		}
 		s.mu.Unlock()
+	}
+}
+
+// PackIdle packs the entries that have not been used for idle ticks and
+// that Pebble holds, whatever room the stripes have: the entries are the
+// counters in use, the packed records everything else the cache holds. It
+// does nothing for a set without a compact tier. Each stripe's clean queue
+// is walked once, under the stripe's lock, and loses its departed entries
+// on the way (a set that never fills its stripes never pops them).
+func (h *Set) PackIdle(idle uint32) {
+	if h.stripes[0].tier.limit <= 0 {
+		return
+	}
+	tick := h.tick.Load()
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.Lock()
+		packed := 0
+		kept := s.clean[:0] // written behind the read position
+		for _, e := range s.clean[s.cleanHead:] {
+			if e.gone {
+				e.queued = false
+				continue
+			}
+			if tick-e.lastUse >= idle && h.Evictable(e) && s.tier.put(maphash.String(seed, e.ck), e.ck, e) {
+				e.gone, e.queued = true, false
+				delete(s.m, e.ck)
+				packed++
+				continue
+			}
+			kept = append(kept, e)
+		}
+		clear(s.clean[len(kept):])
+		s.clean, s.cleanHead = kept, 0
+		s.mu.Unlock()
+		for range packed {
+			h.onEvict()
+		}
+		h.evicted.Add(int64(packed))
 	}
 }
 
