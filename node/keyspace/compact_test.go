@@ -224,7 +224,7 @@ func TestCompactFullArenaDropsOldest(t *testing.T) {
 func TestPackIdlePacksOnlyIdleSavedEntries(t *testing.T) {
 	st := openStore(t, vfs.NewMem())
 	reads := 0
-	h := New(Config{Store: st, Stripes: 4, Capacity: 1000, Compact: 1000, OnReadThrough: func() { reads++ }})
+	h := New(Config{Store: st, Stripes: 4, Capacity: 6000, Compact: 10000, OnReadThrough: func() { reads++ }})
 	entries := func() int {
 		total := 0
 		for i := range h.NumStripes() {
@@ -241,6 +241,9 @@ func TestPackIdlePacksOnlyIdleSavedEntries(t *testing.T) {
 	for i := range 300 {
 		write(t, h, "ns", fmt.Sprintf("k%d", i), int64(i+1))
 	}
+	for i := range 5000 { // a burst, for the map and queue to give back
+		write(t, h, "burst", fmt.Sprintf("b%d", i), 1)
+	}
 	checkpoint(t, st, h)
 	write(t, h, "ns", "k8", 1000) // changed, not saved: stays, though idle
 	for range 10 {
@@ -252,8 +255,13 @@ func TestPackIdlePacksOnlyIdleSavedEntries(t *testing.T) {
 	if got := entries(); got != 2 {
 		t.Fatalf("%d entries after PackIdle, want 2 (k7 used, k8 unsaved)", got)
 	}
-	if got := h.Count(""); got != 300 {
-		t.Fatalf("%d counters in memory, want 300", got)
+	if got := h.Count("ns"); got != 300 {
+		t.Fatalf("%d counters of ns in memory, want 300", got)
+	}
+	for i := range h.NumStripes() {
+		if s := h.Stripe(i); s.peak > 1024 || cap(s.clean) > 64 {
+			t.Errorf("stripe %d: map rebuilt at a peak of %d, queue room %d; want both small after the burst", i, s.peak, cap(s.clean))
+		}
 	}
 	for i := range 300 {
 		want := int64(i + 1)

@@ -69,7 +69,11 @@ type Stripe struct {
 	clean     []*Entry
 	cleanHead int
 	// tier packs counters evicted from m (see compact.go).
-	tier  compact
+	tier compact
+	// peak is the most entries m has held since it was last rebuilt: a Go
+	// map keeps the room it grew to, so PackIdle rebuilds one that fell to
+	// a quarter of it.
+	peak  int
 	index int     // position in Set.stripes
 	_     [8]byte // keep neighbouring stripes' locks off one cache line
 }
@@ -339,6 +343,7 @@ func (h *Set) LookupEvict(s *Stripe, ck []byte, ns, key string, create, evict bo
 	}
 	e := &Entry{ck: string(ck), C: r.Counter, Updated: r.UpdatedMs, seqs: r.Seqs, ckSeqs: r.Seqs, lastUse: tick}
 	s.m[e.ck] = e
+	s.peak = max(s.peak, len(s.m))
 	s.pushClean(e)
 	return e, nil
 }
@@ -519,6 +524,16 @@ func (h *Set) PackIdle(idle uint32) {
 		}
 		clear(s.clean[len(kept):])
 		s.clean, s.cleanHead = kept, 0
+		if s.peak >= 1024 && len(s.m) <= s.peak/4 {
+			// After a burst: give back the room of the map and the queue.
+			m := make(map[string]*Entry, len(s.m)) // maps.Clone keeps the room
+			for ck, e := range s.m {
+				m[ck] = e
+			}
+			s.m = m
+			s.clean = slices.Clone(s.clean)
+			s.peak = len(s.m)
+		}
 		s.mu.Unlock()
 		for range packed {
 			h.onEvict()
