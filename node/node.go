@@ -156,6 +156,7 @@ func Open(cfg Config) (*Node, error) {
 		Unsaved:   n.keys.UnsavedCount,
 		LogBytes:  st.LogBytes,
 		Cached:    func() int { return n.keys.Count("") },
+		Packed:    n.keys.PackedCount,
 		Commits:   func() store.CommitterStats { return n.committer.Stats() },
 		DiskBytes: st.DiskUsage,
 	})

@@ -255,6 +255,9 @@ func TestPackIdlePacksOnlyIdleSavedEntries(t *testing.T) {
 	if got := entries(); got != 2 {
 		t.Fatalf("%d entries after PackIdle, want 2 (k7 used, k8 unsaved)", got)
 	}
+	if got, want := h.PackedCount(), 5300-2; got != want {
+		t.Fatalf("%d counters packed, want %d", got, want)
+	}
 	if got := h.Count("ns"); got != 300 {
 		t.Fatalf("%d counters of ns in memory, want 300", got)
 	}

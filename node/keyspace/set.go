@@ -188,6 +188,18 @@ func (h *Set) StripeOf(ck []byte) *Stripe { return &h.stripes[h.StripeIndex(ck)]
 // StripeCap returns how many entries a stripe holds before it evicts.
 func (h *Set) StripeCap() int { return h.stripeCap }
 
+// PackedCount returns the counters held as packed records.
+func (h *Set) PackedCount() int {
+	total := 0
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.Lock()
+		total += s.tier.n
+		s.mu.Unlock()
+	}
+	return total
+}
+
 // Bound returns the most counters the set holds in memory once every
 // stripe has evicted down to its share: entries and packed records.
 func (h *Set) Bound() int { return len(h.stripes) * (h.stripeCap + h.stripes[0].tier.limit) }

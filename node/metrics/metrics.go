@@ -37,6 +37,7 @@ type Sources struct {
 	Unsaved   func() int64                // counters logged but not yet checkpointed
 	LogBytes  func() int64                // operation-log bytes since the last checkpoint
 	Cached    func() int                  // counters held in memory
+	Packed    func() int                  // of them, those packed (not entries)
 	Commits   func() store.CommitterStats // the group committer's counts
 	DiskBytes func() uint64               // bytes the store uses on disk
 }
@@ -118,6 +119,9 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_cached_counters", Help: "Counters held in memory.",
 		}, func() float64 { return float64(src.Cached()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "countmesh_packed_counters", Help: "Of the counters held in memory, those packed in the compact tier (the rest are entries).",
+		}, func() float64 { return float64(src.Packed()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "countmesh_commits_total", Help: "Group commits written to the store.",
 		}, func() float64 { return float64(src.Commits().Commits) }),
