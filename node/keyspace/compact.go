@@ -61,71 +61,62 @@ const (
 // packed again however few are live (a variable for tests).
 var repackDead = chunkSize
 
-// dict numbers namespaces and node ids for compact records. It only grows;
-// readers load the current state without a lock.
+// dict numbers namespaces and node ids for compact records.
 type dict struct {
-	mu  sync.Mutex // serialises writers
-	cur atomic.Pointer[dictState]
+	ns   numbering[string]
+	node numbering[crdt.NodeID]
 }
 
-type dictState struct {
-	ns     map[string]uint32
-	nsOf   []string
-	node   map[crdt.NodeID]uint32
-	nodeOf []crdt.NodeID
-}
-
-func newDict() *dict {
-	d := &dict{}
-	d.cur.Store(&dictState{ns: map[string]uint32{}, node: map[crdt.NodeID]uint32{}})
-	return d
-}
+func newDict() *dict { return &dict{} }
 
 // nsLookup returns ns's number, if it has one.
 func (d *dict) nsLookup(ns []byte) (uint32, bool) {
-	n, ok := d.cur.Load().ns[string(ns)]
+	n, ok := d.ns.load().of[string(ns)]
 	return n, ok
 }
 
 // nsNumber returns ns's number, giving it one.
-func (d *dict) nsNumber(ns string) uint32 {
-	if n, ok := d.cur.Load().ns[ns]; ok {
-		return n
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	st := d.cur.Load()
-	if n, ok := st.ns[ns]; ok {
-		return n
-	}
-	next := &dictState{ns: make(map[string]uint32, len(st.ns)+1), nsOf: append(st.nsOf[:len(st.nsOf):len(st.nsOf)], ns), node: st.node, nodeOf: st.nodeOf}
-	for k, v := range st.ns {
-		next.ns[k] = v
-	}
-	n := uint32(len(st.nsOf))
-	next.ns[ns] = n
-	d.cur.Store(next)
-	return n
-}
+func (d *dict) nsNumber(ns string) uint32 { return d.ns.number(ns) }
 
 // nodeNumber returns id's number, giving it one.
-func (d *dict) nodeNumber(id crdt.NodeID) uint32 {
-	if n, ok := d.cur.Load().node[id]; ok {
+func (d *dict) nodeNumber(id crdt.NodeID) uint32 { return d.node.number(id) }
+
+// numbering gives keys small numbers in the order they come. It only
+// grows (copied on write); readers load it without a lock.
+type numbering[K comparable] struct {
+	mu  sync.Mutex // serialises writers
+	cur atomic.Pointer[numbers[K]]
+}
+
+type numbers[K comparable] struct {
+	of   map[K]uint32
+	keys []K // by number
+}
+
+func (m *numbering[K]) load() *numbers[K] {
+	if n := m.cur.Load(); n != nil {
 		return n
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	st := d.cur.Load()
-	if n, ok := st.node[id]; ok {
+	return &numbers[K]{}
+}
+
+func (m *numbering[K]) number(k K) uint32 {
+	if n, ok := m.load().of[k]; ok {
 		return n
 	}
-	next := &dictState{ns: st.ns, nsOf: st.nsOf, node: make(map[crdt.NodeID]uint32, len(st.node)+1), nodeOf: append(st.nodeOf[:len(st.nodeOf):len(st.nodeOf)], id)}
-	for k, v := range st.node {
-		next.node[k] = v
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.load()
+	if n, ok := cur.of[k]; ok {
+		return n
 	}
-	n := uint32(len(st.nodeOf))
-	next.node[id] = n
-	d.cur.Store(next)
+	next := &numbers[K]{of: make(map[K]uint32, len(cur.of)+1), keys: append(cur.keys[:len(cur.keys):len(cur.keys)], k)}
+	for key, n := range cur.of {
+		next.of[key] = n
+	}
+	n := uint32(len(cur.keys))
+	next.of[k] = n
+	m.cur.Store(next)
 	return n
 }
 
@@ -281,7 +272,7 @@ func (c *compact) hashKey(key []byte) uint64 {
 	nsNum, n := binary.Uvarint(key)
 	var h maphash.Hash
 	h.SetSeed(seed)
-	h.WriteString(c.d.cur.Load().nsOf[nsNum])
+	h.WriteString(c.d.ns.load().keys[nsNum])
 	h.WriteByte(0)
 	h.Write(key[n:])
 	return h.Sum64()
@@ -476,7 +467,7 @@ func (c *compact) encodeValue(dst []byte, e *Entry) ([]byte, bool) {
 // decodeValue decodes a packed value into fresh memory.
 func (c *compact) decodeValue(b []byte) (store.Record, error) {
 	var r store.Record
-	st := c.d.cur.Load()
+	nodes := c.d.node.load().keys
 	next := func() uint64 {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -488,10 +479,10 @@ func (c *compact) decodeValue(b []byte) (store.Record, error) {
 	}
 	node := func() (crdt.NodeID, bool) {
 		i := next()
-		if i >= uint64(len(st.nodeOf)) {
+		if i >= uint64(len(nodes)) {
 			return 0, false
 		}
-		return st.nodeOf[i], true
+		return nodes[i], true
 	}
 	ns := next()
 	if ns > 16 || b == nil {
