@@ -277,7 +277,9 @@ func (h *Set) evictLocked(s *Stripe, target int) {
 			continue
 		}
 		e.gone = true
-		s.tier.put(maphash.String(seed, e.ck), e.ck, e)
+		if s.tier.limit > 0 {
+			s.tier.put(maphash.String(seed, e.ck), e.ck, e)
+		}
 		delete(s.m, e.ck)
 		h.onEvict()
 	}
