@@ -15,10 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/countmesh/countmesh/node"
+	"github.com/countmesh/countmesh/ratelimit"
 )
 
 // The fast path serves the hottest routes, POST
-// /v1/counters/{ns}/{key}/incr and /decr and GET /v1/counters/{ns}/{key},
+// /v1/counters/{ns}/{key}/incr and /decr, GET /v1/counters/{ns}/{key} and
+// POST /v1/ratelimit/{ns}/{key},
 // without chi and its middleware chain: it matches the path by hand, checks
 // the token with the middleware's own code (authorize), calls the same
 // handler bodies (serveIncr, serveGet) and records the same latency series.
@@ -32,9 +34,11 @@ import (
 //
 // The handlers take two more shortcuts on any route: an increment's small
 // body is read into a pooled buffer and, when it is empty, {} or
-// {"by":N}, parsed by hand (parseIncrFast); and the answers of incr and GET
-// are appended into a pooled buffer instead of going through encoding/json
-// (writeValueFast, writeCounterFast) when their strings need no escaping.
+// {"by":N}, parsed by hand (parseIncrFast), and so is a rate-limit body of
+// limit, window and cost (parseRateLimitFast); and the answers of incr, GET
+// and rate limits are appended into a pooled buffer instead of going through
+// encoding/json (writeValueFast, writeCounterFast, writeRateLimitFast), the
+// first two when their strings need no escaping.
 // Anything else takes the general code.
 
 // fastRoute is a route the fast path serves.
@@ -66,7 +70,7 @@ func (rt *fastRoute) observe(vec *prometheus.HistogramVec, status int, d time.Du
 
 // fastRoutes are the routes of the fast path.
 type fastRoutes struct {
-	incr, decr, get *fastRoute
+	incr, decr, get, rateLimit *fastRoute
 }
 
 // newFastRoutes returns the fast routes with the access that the routes
@@ -83,6 +87,8 @@ func newFastRoutes(declared map[string]access) fastRoutes {
 		incr: mk(http.MethodPost, "/v1/counters/{ns}/{key}/incr"),
 		decr: mk(http.MethodPost, "/v1/counters/{ns}/{key}/decr"),
 		get:  mk(http.MethodGet, "/v1/counters/{ns}/{key}"),
+
+		rateLimit: mk(http.MethodPost, "/v1/ratelimit/{ns}/{key}"),
 	}
 }
 
@@ -93,8 +99,12 @@ func (s *Server) serveFast(w http.ResponseWriter, r *http.Request) bool {
 		return false // chi routes on the escaped path; checkQuery reads the query
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/counters/")
+	limit := false
 	if !ok {
-		return false
+		if rest, ok = strings.CutPrefix(r.URL.Path, "/v1/ratelimit/"); !ok {
+			return false
+		}
+		limit = true
 	}
 	ns, rest, ok := strings.Cut(rest, "/")
 	if !ok || ns == "" {
@@ -107,6 +117,10 @@ func (s *Server) serveFast(w http.ResponseWriter, r *http.Request) bool {
 	var rt *fastRoute
 	var sign int64
 	switch {
+	case limit:
+		if !hasOp && r.Method == http.MethodPost {
+			rt = s.fast.rateLimit
+		}
 	case !hasOp && r.Method == http.MethodGet:
 		rt = s.fast.get
 	case hasOp && op == "incr" && r.Method == http.MethodPost:
@@ -132,9 +146,12 @@ func (s *Server) serveFast(w http.ResponseWriter, r *http.Request) bool {
 		}
 	}
 	var status int
-	if rt == s.fast.get {
+	switch rt {
+	case s.fast.get:
 		status = s.serveGet(w, r, ns, key)
-	} else {
+	case s.fast.rateLimit:
+		status = s.serveRateLimit(w, r, s.limiter, ns, key)
+	default:
 		status = s.serveIncr(w, r, sign, ns, key)
 	}
 	rt.observe(s.latency, status, time.Since(start))
@@ -385,6 +402,159 @@ func appendCounterAnswer(b []byte, ns, key string, c node.Counter) []byte {
 	if c.Estimate {
 		b = append(b, `,"estimate":true,"error_bound":`...)
 		b = strconv.AppendInt(b, c.ErrorBound, 10)
+	}
+	return append(b, "}\n"...)
+}
+
+// decodeRateLimitRequest reads and decodes the body of POST
+// /v1/ratelimit/{ns}/{key} as decodeBody with decodeRateLimit does, parsing
+// the plain body by hand (parseRateLimitFast) and without allocating for a
+// small one.
+func decodeRateLimitRequest(w http.ResponseWriter, r *http.Request, ns, key string) (ratelimit.Request, error) {
+	ct := r.Header.Get("Content-Type")
+	if r.Body == http.NoBody {
+		return decodeRateLimit(ns, key, ct, nil)
+	}
+	buf := smallBodies.Get().(*[smallBodyBytes]byte)
+	defer smallBodies.Put(buf) // neither decoder keeps a reference to the body
+	body, err := readSmallBody(w, r, buf[:])
+	if err != nil {
+		return ratelimit.Request{}, err
+	}
+	if b, ok := parseRateLimitFast(ct, body); ok {
+		return rateLimitRequest(ns, key, b)
+	}
+	return decodeRateLimit(ns, key, ct, body)
+}
+
+// parseRateLimitFast decodes the body clients send: a JSON object (Content-
+// Type application/json or none) of "limit" and "window" and optionally
+// "cost", each at most once, in any order, the integers plain (see
+// parseJSONInt) and the window a string without escapes, JSON white space
+// allowed between tokens. ok is false for any other body, which
+// decodeRateLimit decides. When ok, rateLimitRequest of the result is what
+// decodeRateLimit returns.
+func parseRateLimitFast(ct string, body []byte) (b rateLimitBody, ok bool) {
+	if ct != "" && ct != mediaJSON {
+		return b, false
+	}
+	i := skipJSONSpace(body, 0)
+	if i == len(body) || body[i] != '{' {
+		return b, false
+	}
+	var limit, cost int64
+	var window []byte
+	for first := true; ; first = false {
+		i = skipJSONSpace(body, i+1)
+		if i < len(body) && body[i] == '}' && first {
+			break
+		}
+		if i == len(body) || body[i] != '"' {
+			return rateLimitBody{}, false
+		}
+		end := bytes.IndexByte(body[i+1:], '"')
+		if end < 0 {
+			return rateLimitBody{}, false
+		}
+		name := body[i+1 : i+1+end]
+		i = skipJSONSpace(body, i+end+2)
+		if i == len(body) || body[i] != ':' {
+			return rateLimitBody{}, false
+		}
+		i = skipJSONSpace(body, i+1)
+		switch string(name) {
+		case "limit", "cost":
+			var v int64
+			if v, i, ok = parseJSONInt(body, i); !ok {
+				return rateLimitBody{}, false
+			}
+			if name[0] == 'l' {
+				if b.Limit != nil {
+					return rateLimitBody{}, false
+				}
+				limit, b.Limit = v, &limit
+			} else {
+				if b.Cost != nil {
+					return rateLimitBody{}, false
+				}
+				cost, b.Cost = v, &cost
+			}
+		case "window":
+			if window != nil || i == len(body) || body[i] != '"' {
+				return rateLimitBody{}, false
+			}
+			end := bytes.IndexByte(body[i+1:], '"')
+			if end < 0 {
+				return rateLimitBody{}, false
+			}
+			window = body[i+1 : i+1+end]
+			if !plainJSON(string(window)) {
+				return rateLimitBody{}, false // escapes, or bytes encoding/json would check
+			}
+			i += end + 2
+		default:
+			return rateLimitBody{}, false
+		}
+		i = skipJSONSpace(body, i)
+		if i < len(body) && body[i] == ',' {
+			continue
+		}
+		if i == len(body) || body[i] != '}' {
+			return rateLimitBody{}, false
+		}
+		break
+	}
+	if skipJSONSpace(body, i+1) != len(body) {
+		return rateLimitBody{}, false
+	}
+	b.Window = string(window)
+	return b, true
+}
+
+// Canonical header keys (what Header.Set would store) of a rate-limit
+// answer, so that the fast writer stores them without canonicalising.
+const (
+	hdrRateLimitLimit     = "Ratelimit-Limit"
+	hdrRateLimitRemaining = "Ratelimit-Remaining"
+	hdrRateLimitReset     = "Ratelimit-Reset"
+	hdrRateLimitPolicy    = "Ratelimit-Policy"
+	hdrRetryAfter         = "Retry-After"
+)
+
+// writeRateLimitFast answers 200 with a rate-limit decision, its headers
+// and its JSON byte for byte as serveRateLimit's general code writes them.
+func writeRateLimitFast(w http.ResponseWriter, req ratelimit.Request, d ratelimit.Decision, ans rateLimitAnswer, retryAfter int64) {
+	h := w.Header()
+	h[hdrRateLimitLimit] = []string{strconv.FormatInt(d.Limit, 10)}
+	h[hdrRateLimitRemaining] = []string{strconv.FormatInt(d.Remaining, 10)}
+	h[hdrRateLimitReset] = []string{strconv.FormatInt(ceilSeconds(d.Reset), 10)}
+	bp := answerBufs.Get().(*[]byte)
+	b := strconv.AppendInt((*bp)[:0], d.Limit, 10)
+	b = append(b, ";w="...)
+	b = strconv.AppendInt(b, max(ceilSeconds(req.Window), 1), 10)
+	h[hdrRateLimitPolicy] = []string{string(b)}
+	if !d.Allowed {
+		h[hdrRetryAfter] = []string{strconv.FormatInt(retryAfter, 10)}
+	}
+	b = appendRateLimitAnswer(b[:0], ans)
+	writeJSONBytes(w, http.StatusOK, b)
+	putAnswerBuf(bp, b)
+}
+
+// appendRateLimitAnswer appends the JSON of ans and a newline, as
+// json.Encoder writes it.
+func appendRateLimitAnswer(b []byte, ans rateLimitAnswer) []byte {
+	b = append(b, `{"allowed":`...)
+	b = strconv.AppendBool(b, ans.Allowed)
+	b = append(b, `,"limit":`...)
+	b = strconv.AppendInt(b, ans.Limit, 10)
+	b = append(b, `,"remaining":`...)
+	b = strconv.AppendInt(b, ans.Remaining, 10)
+	b = append(b, `,"reset_ms":`...)
+	b = strconv.AppendInt(b, ans.ResetMS, 10)
+	if ans.RetryAfterMS != 0 {
+		b = append(b, `,"retry_after_ms":`...)
+		b = strconv.AppendInt(b, ans.RetryAfterMS, 10)
 	}
 	return append(b, "}\n"...)
 }

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/countmesh/countmesh/node"
+	"github.com/countmesh/countmesh/ratelimit"
 )
 
 // fastCase is one request of TestFastPathMatchesChi.
@@ -48,7 +49,14 @@ func newCompareServer(t *testing.T, noFast bool, tokens bool) (*Server, *prometh
 		t.Fatalf("open node: %v", err)
 	}
 	t.Cleanup(func() { n.Close() })
-	apiCfg := Config{Node: n, Registerer: reg, Gatherer: reg, Logger: cfg.Logger}
+	rl := ratelimit.DefaultConfig()
+	rl.Membership, rl.Now = ratelimit.Single(cfg.Name), cfg.Now
+	limiter, err := ratelimit.New(rl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { limiter.Close() })
+	apiCfg := Config{Node: n, Registerer: reg, Gatherer: reg, Logger: cfg.Logger, RateLimit: limiter}
 	if tokens {
 		apiCfg.Tokens, _ = writeTokens(t, testTokensFile)
 	}
@@ -159,7 +167,57 @@ func fastCases() []fastCase {
 		{name: "put bounded", method: "PUT", path: "/v1/namespaces/exact", ct: "application/json", body: `{"type":"exact","min":0}`, fast: false},
 		{name: "decr below min", method: "POST", path: "/v1/counters/exact/k/decr", fast: true},
 	}
+	rl := func(name, path, ct, body string, fast bool) fastCase {
+		return fastCase{name: "ratelimit " + name, method: "POST", path: path, ct: ct, body: body, fast: fast}
+	}
+	for _, body := range rateLimitBodies {
+		cs = append(cs, rl(fmt.Sprintf("body %q", body), "/v1/ratelimit/api/user-1", "application/json", body, true))
+	}
+	cs = append(cs,
+		// Refused: the third request of a limit of 2.
+		rl("allowed 1", "/v1/ratelimit/api/two", "application/json", `{"limit":2,"window":"1m"}`, true),
+		rl("allowed 2", "/v1/ratelimit/api/two", "application/json", `{"limit":2,"window":"1m"}`, true),
+		rl("refused", "/v1/ratelimit/api/two", "application/json", `{"limit":2,"window":"1m"}`, true),
+		rl("refused by cost", "/v1/ratelimit/api/cost", "application/json", `{"limit":5,"window":"1s","cost":5}`, true),
+		rl("refused by cost again", "/v1/ratelimit/api/cost", "application/json", `{"cost":5,"limit":5,"window":"1s"}`, true),
+		rl("no content type", "/v1/ratelimit/api/user-2", "", `{"limit":10,"window":"1h"}`, true),
+		rl("charset", "/v1/ratelimit/api/user-2", "application/json; charset=utf-8", `{"limit":10,"window":"1h"}`, true),
+		rl("msgpack", "/v1/ratelimit/api/user-2", "application/msgpack", "\x82\xa5limit\x0a\xa6window\xa21h", true),
+		rl("form", "/v1/ratelimit/api/user-2", "application/x-www-form-urlencoded", `limit=10`, true),
+		rl("no body", "/v1/ratelimit/api/user-2", "", "", true),
+		rl("long body", "/v1/ratelimit/api/user-3", "application/json", `{"limit":10,"window":"1h"`+strings.Repeat(" ", 600)+`}`, true),
+		rl("body too large", "/v1/ratelimit/api/user-3", "application/json", `{"limit":10,"window":"1h"}`+strings.Repeat(" ", MaxBodyBytes), true),
+		rl("bad namespace", "/v1/ratelimit/API/user-1", "application/json", `{"limit":10,"window":"1h"}`, true),
+		rl("key too long", "/v1/ratelimit/api/"+longKey, "application/json", `{"limit":10,"window":"1h"}`, true),
+		rl("key to escape", "/v1/ratelimit/api/a<b>&\"c\"", "application/json", `{"limit":10,"window":"1h"}`, true),
+		rl("escaped key", "/v1/ratelimit/api/a%2Fb", "application/json", `{"limit":10,"window":"1h"}`, false),
+		rl("query", "/v1/ratelimit/api/user-1?x=1", "application/json", `{"limit":10,"window":"1h"}`, false),
+		rl("empty key", "/v1/ratelimit/api/", "application/json", `{"limit":10,"window":"1h"}`, false),
+		rl("extra segment", "/v1/ratelimit/api/user-1/more", "application/json", `{"limit":10,"window":"1h"}`, false),
+		fastCase{name: "ratelimit by GET", method: "GET", path: "/v1/ratelimit/api/user-1", fast: false},
+	)
 	return cs
+}
+
+// rateLimitBodies are bodies of POST /v1/ratelimit for the decoder tests:
+// the ones parseRateLimitFast takes (first) and others.
+var rateLimitBodies = []string{
+	`{"limit":100,"window":"1m"}`, `{"window":"1m","limit":100}`, `{"limit":100,"window":"1m","cost":3}`,
+	`{"cost":3,"window":"1m","limit":100}`, " {\r\n\t\"limit\" : 7 ,\"window\":\"10s\" } \n", `{}`,
+	`{"limit":0,"window":"1m"}`, `{"limit":-1,"window":"1m"}`, `{"limit":100}`, `{"window":"1m"}`,
+	`{"limit":100,"window":"1m","cost":101}`, `{"limit":100,"window":"1m","cost":0}`,
+	`{"limit":100,"window":""}`, `{"limit":100,"window":"367d"}`, `{"limit":100,"window":"-1s"}`,
+	`{"limit":100,"window":"1x"}`, `{"limit":100,"window":"0s"}`, `{"limit":1,"window":"1ms"}`,
+	`{"limit":123456789012345,"window":"1d"}`,
+	// Left to encoding/json:
+	`{"limit":9007199254740991,"window":"1m"}`, `{"limit":9007199254740992,"window":"1m"}`,
+	`{"limit":1e3,"window":"1m"}`, `{"limit":1.5,"window":"1m"}`, `{"limit":"5","window":"1m"}`,
+	`{"limit":null,"window":"1m"}`, `{"limit":5,"window":null}`, `{"limit":5,"window":60}`,
+	`{"LIMIT":5,"window":"1m"}`, `{"Limit":5,"Window":"1m"}`, `{"limit":5,"limit":6,"window":"1m"}`,
+	`{"limit":5,"window":"1m","window":"1h"}`, `{"limit":5,"window":"1m","burst":5}`,
+	`{"limit":5,"window":"\u0031m"}`, `{"limit":5,"window":"1m\u0000"}`, `{"li\u006dit":5,"window":"1m"}`,
+	`{"limit":5,"window":"1m",}`, `{"limit":5,"window":"1m"} {}`, `{"limit":5,"window":"1m"`, `[1]`, `{"limit":5 "window":"1m"}`,
+	`{"limit":05,"window":"1m"}`, `{"limit":-0,"window":"1m"}`, "{\"limit\":5,\"window\":\"1\xffm\"}", ` `, `null`,
 }
 
 // authCases are requests of the fast path's routes against a server with
@@ -186,6 +244,10 @@ func authCases() []fastCase {
 		{name: "bad body with a token", method: "POST", path: "/v1/counters/pages/home/incr", ct: "application/json", body: `{"by":"x"}`, token: "Bearer " + tokPages, fast: true},
 		{name: "admin", method: "POST", path: "/v1/counters/views/home/incr", token: "Bearer " + tokAdmin, fast: true},
 		{name: "admin reads", method: "GET", path: "/v1/counters/views/home", token: "Bearer " + tokAdmin, fast: true},
+		{name: "rate limit without a token", method: "POST", path: "/v1/ratelimit/pages/u1", ct: "application/json", body: `{"limit":5,"window":"1m"}`, fast: true},
+		{name: "rate limit with a read token", method: "POST", path: "/v1/ratelimit/pages/u1", ct: "application/json", body: `{"limit":5,"window":"1m"}`, token: "Bearer " + tokRead, fast: true},
+		{name: "rate limit in its namespace", method: "POST", path: "/v1/ratelimit/pages/u1", ct: "application/json", body: `{"limit":5,"window":"1m"}`, token: "Bearer " + tokPages, fast: true},
+		{name: "rate limit in another namespace", method: "POST", path: "/v1/ratelimit/views/u1", ct: "application/json", body: `{"limit":5,"window":"1m"}`, token: "Bearer " + tokPages, fast: true},
 		{name: "escaped with a token", method: "POST", path: "/v1/counters/pages/a%2Fb/incr", token: "Bearer " + tokPages, fast: false},
 		{name: "escaped namespace with a token", method: "POST", path: "/v1/counters/p%61ges/home/incr", token: "Bearer " + tokPages, fast: false},
 		{name: "query with a token", method: "GET", path: "/v1/counters/pages/home?consistency=local", token: "Bearer " + tokRead, fast: false},
@@ -401,6 +463,25 @@ func FuzzParseIncrFast(f *testing.F) {
 		}
 		if got.by != want.by || !equalWriteOptions(got.opts, want.opts) {
 			t.Fatalf("parseIncrFast(%q) = %+v, encoding/json %+v", body, got, want)
+		}
+	})
+}
+
+// FuzzParseRateLimitFast checks that every body parseRateLimitFast takes
+// decodes the same through encoding/json, request and refusal alike.
+func FuzzParseRateLimitFast(f *testing.F) {
+	for _, b := range rateLimitBodies {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		b, ok := parseRateLimitFast("application/json", []byte(body))
+		if !ok {
+			return
+		}
+		got, gotErr := rateLimitRequest("api", "k", b)
+		want, wantErr := decodeRateLimit("api", "k", "application/json", []byte(body))
+		if got != want || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("body %q: fast %+v %v, encoding/json %+v %v", body, got, gotErr, want, wantErr)
 		}
 	})
 }

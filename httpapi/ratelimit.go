@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/countmesh/countmesh/node"
 	"github.com/countmesh/countmesh/ratelimit"
 )
@@ -32,44 +34,60 @@ type rateLimitAnswer struct {
 	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 }
 
-// rateLimit serves POST /v1/ratelimit/{ns}/{key}: a request over the limit
-// is an answer, not an error: 200 with "allowed":false and Retry-After (429
-// is the node shedding load, see docs/ratelimit.md).
+// rateLimit serves POST /v1/ratelimit/{ns}/{key} as routed by chi.
 func (s *Server) rateLimit(l *ratelimit.Limiter) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ns, key, err := nsKey(r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		req, err := decodeBody(w, r, func(ct string, body []byte) (ratelimit.Request, error) {
+		s.serveRateLimit(w, r, l, chi.URLParam(r, "ns"), chi.URLParam(r, "key"))
+	}
+}
+
+// serveRateLimit serves POST /v1/ratelimit/{ns}/{key}, whose path
+// parameters, as routed, are rawNS and rawKey, and returns the status it
+// answered: a request over the limit is an answer, not an error: 200 with
+// "allowed":false and Retry-After (429 is the node shedding load, see
+// docs/ratelimit.md). Both chi and the fast path (fastpath.go) call it.
+func (s *Server) serveRateLimit(w http.ResponseWriter, r *http.Request, l *ratelimit.Limiter, rawNS, rawKey string) int {
+	ns, key, err := nsKeyOf(r, rawNS, rawKey)
+	if err != nil {
+		return s.writeError(w, r, err)
+	}
+	var req ratelimit.Request
+	if s.noFast {
+		req, err = decodeBody(w, r, func(ct string, body []byte) (ratelimit.Request, error) {
 			return decodeRateLimit(ns, key, ct, body)
 		})
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if l == nil {
-			s.writeError(w, r, fmt.Errorf("%w: rate limiting is not configured on this node", node.ErrUnavailable))
-			return
-		}
-		d, err := l.Decide(r.Context(), req)
-		if err != nil {
-			s.writeError(w, r, rateLimitError(err))
-			return
-		}
-		h := w.Header()
-		h.Set("RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
-		h.Set("RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10))
-		h.Set("RateLimit-Reset", strconv.FormatInt(ceilSeconds(d.Reset), 10))
-		h.Set("RateLimit-Policy", fmt.Sprintf("%d;w=%d", d.Limit, max(ceilSeconds(req.Window), 1)))
-		ans := rateLimitAnswer{Allowed: d.Allowed, Limit: d.Limit, Remaining: d.Remaining, ResetMS: ceilMillis(d.Reset)}
-		if !d.Allowed {
-			h.Set("Retry-After", strconv.FormatInt(max(ceilSeconds(d.RetryAfter), 1), 10))
-			ans.RetryAfterMS = max(ceilMillis(d.RetryAfter), 1)
-		}
-		writeJSON(w, http.StatusOK, ans)
+	} else {
+		req, err = decodeRateLimitRequest(w, r, ns, key)
 	}
+	if err != nil {
+		return s.writeError(w, r, err)
+	}
+	if l == nil {
+		return s.writeError(w, r, fmt.Errorf("%w: rate limiting is not configured on this node", node.ErrUnavailable))
+	}
+	d, err := l.Decide(r.Context(), req)
+	if err != nil {
+		return s.writeError(w, r, rateLimitError(err))
+	}
+	ans := rateLimitAnswer{Allowed: d.Allowed, Limit: d.Limit, Remaining: d.Remaining, ResetMS: ceilMillis(d.Reset)}
+	if !d.Allowed {
+		ans.RetryAfterMS = max(ceilMillis(d.RetryAfter), 1)
+	}
+	retryAfter := max(ceilSeconds(d.RetryAfter), 1)
+	if !s.noFast {
+		writeRateLimitFast(w, req, d, ans, retryAfter)
+		return http.StatusOK
+	}
+	h := w.Header()
+	h.Set("RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
+	h.Set("RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10))
+	h.Set("RateLimit-Reset", strconv.FormatInt(ceilSeconds(d.Reset), 10))
+	h.Set("RateLimit-Policy", fmt.Sprintf("%d;w=%d", d.Limit, max(ceilSeconds(req.Window), 1)))
+	if !d.Allowed {
+		h.Set("Retry-After", strconv.FormatInt(retryAfter, 10))
+	}
+	writeJSON(w, http.StatusOK, ans)
+	return http.StatusOK
 }
 
 // decodeRateLimit decodes and validates the body of POST

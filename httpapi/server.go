@@ -102,6 +102,8 @@ type Server struct {
 	maxWatchers int64
 	// fast are the routes of the fast path (fastpath.go).
 	fast fastRoutes
+	// limiter decides POST /v1/ratelimit (nil: not configured).
+	limiter *ratelimit.Limiter
 	// noFast turns off the fast path and the fast decoding and encoding of
 	// the hot handlers, so that the tests can compare them with the general
 	// code. Only tests set it, before serving.
@@ -165,6 +167,7 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.router = r
 	s.fast = newFastRoutes(s.access)
+	s.limiter = cfg.RateLimit
 	return s, nil
 }
 
