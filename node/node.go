@@ -269,6 +269,7 @@ func (n *Node) Close() error {
 			errK = n.ckpt.Checkpoint()
 		}
 		errS := n.store.Close()
+		n.keys.ReleasePacked()
 		n.closeErr = errors.Join(errC, errK, errS)
 		n.log.Info("node closed", zap.Error(n.closeErr))
 	})

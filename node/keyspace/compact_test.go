@@ -278,6 +278,13 @@ func TestPackIdlePacksOnlyIdleSavedEntries(t *testing.T) {
 	if reads != 0 {
 		t.Errorf("%d Pebble reads, want 0", reads)
 	}
+	h.ReleasePacked()
+	if got := h.PackedCount(); got != 0 {
+		t.Fatalf("%d counters packed after ReleasePacked, want 0", got)
+	}
+	if v, ok := read(t, h, "burst", "b1"); !ok || v != 1 {
+		t.Fatalf("burst/b1 = %d, %v after ReleasePacked; want 1 read from Pebble", v, ok)
+	}
 	// Without a compact tier, PackIdle keeps everything in the map.
 	h2 := New(Config{Store: st, Stripes: 4, Capacity: 1000})
 	for i := range 10 {

@@ -188,6 +188,19 @@ func (h *Set) StripeOf(ck []byte) *Stripe { return &h.stripes[h.StripeIndex(ck)]
 // StripeCap returns how many entries a stripe holds before it evicts.
 func (h *Set) StripeCap() int { return h.stripeCap }
 
+// ReleasePacked drops every packed record and gives their chunks back,
+// and packs nothing from then on: the chunks live outside the Go heap, so
+// a set that is done with must return them (Node.Close calls it).
+func (h *Set) ReleasePacked() {
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.Lock()
+		s.tier.release()
+		s.tier.limit = 0
+		s.mu.Unlock()
+	}
+}
+
 // PackedCount returns the counters held as packed records.
 func (h *Set) PackedCount() int {
 	total := 0
