@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -142,7 +143,7 @@ func (c *compact) put(hash uint64, ck string, e *Entry) bool {
 	if c.limit <= 0 || e.C.Reset != nil || e.C.Gen != 0 {
 		return false
 	}
-	i := bytesIndex0(ck)
+	i := strings.IndexByte(ck, 0)
 	if i < 0 {
 		return false
 	}
@@ -531,13 +532,4 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
-}
-
-func bytesIndex0(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == 0 {
-			return i
-		}
-	}
-	return -1
 }
