@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/countmesh/countmesh/node/approx"
 	"github.com/countmesh/countmesh/node/nsconfig"
@@ -119,13 +118,20 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	return res, err
 }
 
-// writeOpsPool holds the slices of write.Op that Batch hands the write
-// path (which keeps none of them), so that a batch does not allocate one.
-var writeOpsPool = sync.Pool{New: func() any { return new([]write.Op) }}
+// writeOpsFree holds the slices of write.Op that Batch hands the write
+// path (which keeps none of them), so that a batch does not allocate one. A
+// free list rather than a sync.Pool, which every garbage collection empties
+// (several a second under batch ingest), as write's scratch space.
+var writeOpsFree = make(chan *[]write.Op, 16)
 
-// getWriteOps returns a pooled slice of n zero ops.
+// getWriteOps returns a slice of n zero ops.
 func getWriteOps(n int) *[]write.Op {
-	p := writeOpsPool.Get().(*[]write.Op)
+	var p *[]write.Op
+	select {
+	case p = <-writeOpsFree:
+	default:
+		p = new([]write.Op)
+	}
 	if cap(*p) < n {
 		*p = make([]write.Op, n)
 	}
@@ -140,5 +146,8 @@ func putWriteOps(p *[]write.Op) {
 		return
 	}
 	clear((*p)[:cap(*p)])
-	writeOpsPool.Put(p)
+	select {
+	case writeOpsFree <- p:
+	default: // enough are free
+	}
 }
