@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -222,33 +224,35 @@ func fold(w Request, recs []*nsconfig.Record, sc *scratch) (f Request, frecs []*
 			return w, recs, false
 		}
 	}
-	if sc.fold == nil {
-		sc.fold = make(map[string]foldPlace, len(w.Ops))
-	}
-	places := sc.fold
-	defer clear(places)
+	// An open-addressing table of the folded ops (their index + 1; 0 is
+	// empty), at most half full; cheaper than a map here, where fold is a
+	// tenth of a batch's CPU.
+	size := 1 << bits.Len(uint(2*len(w.Ops)))
+	table := sized(sc.foldTable, size)
+	sc.foldTable = table
+	mask := uint64(size - 1)
 	ops, frecs := sc.folded[:0], sc.foldRecs[:0]
 	for i, op := range w.Ops {
-		p, found := places[op.Key]
-		if !found {
-			p = foldPlace{pos: -1, neg: -1}
+		neg := op.By < 0
+		h := maphash.String(foldSeed, op.Key)
+		if neg {
+			h = ^h
 		}
-		at := &p.pos
-		if op.By < 0 {
-			at = &p.neg
+		for j := h & mask; ; j = (j + 1) & mask {
+			k := table[j]
+			if k == 0 {
+				table[j] = int32(len(ops) + 1)
+				ops = append(ops, op)
+				frecs = append(frecs, recs[i])
+				break
+			}
+			// A folded op keeps the sign of its ops: a sum of ops >= 0 is
+			// >= 0, of ops < 0 is < 0.
+			if f := &ops[k-1]; f.Key == op.Key && f.NS == op.NS && (f.By < 0) == neg {
+				f.By += op.By
+				break
+			}
 		}
-		if *at >= 0 && ops[*at].NS == op.NS {
-			ops[*at].By += op.By
-			continue
-		}
-		if !found || p.ns == op.NS {
-			// A key repeated in another namespace keeps its own ops.
-			*at = int32(len(ops))
-			p.ns = op.NS
-			places[op.Key] = p
-		}
-		ops = append(ops, op)
-		frecs = append(frecs, recs[i])
 	}
 	sc.folded, sc.foldRecs = ops, frecs
 	if len(ops) == len(w.Ops) {
@@ -260,28 +264,23 @@ func fold(w Request, recs []*nsconfig.Record, sc *scratch) (f Request, frecs []*
 	return f, frecs, true
 }
 
-// foldPlace is where fold put a key's positive and negative ops (-1: none
-// yet), and their namespace.
-type foldPlace struct {
-	ns       string
-	pos, neg int32
-}
+var foldSeed = maphash.MakeSeed()
 
 // scratch is the working space of one Apply, pooled so that a request
 // allocates no per-op slices of its own. Its slices are cleared before it
 // returns to the pool, so that it pins no entry of the hot set.
 type scratch struct {
-	recs     []*nsconfig.Record // each op's namespace
-	idOps    []idem.Op
-	prepared []batchOp
-	touched  []int
-	buf      []byte
-	entries  []*keyspace.Entry
-	records  []*keyspace.Entry
-	dup      []bool
-	fold     map[string]foldPlace // cleared after each use
-	folded   []Op
-	foldRecs []*nsconfig.Record
+	recs      []*nsconfig.Record // each op's namespace
+	idOps     []idem.Op
+	prepared  []batchOp
+	touched   []int
+	buf       []byte
+	entries   []*keyspace.Entry
+	records   []*keyspace.Entry
+	dup       []bool
+	foldTable []int32
+	folded    []Op
+	foldRecs  []*nsconfig.Record
 }
 
 // scratchFree holds the scratches not in use. A sync.Pool would be emptied
