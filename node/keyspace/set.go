@@ -46,8 +46,25 @@ func (e *Entry) Seqs() []store.OriginSeq { return e.seqs }
 // 0.
 func (e *Entry) SeqOf(origin crdt.NodeID) uint64 { return store.SeqOf(e.seqs, origin) }
 
-// RaiseSeq records that origin's change seq set its slot.
-func (e *Entry) RaiseSeq(origin crdt.NodeID, seq uint64) { e.seqs = withSeq(e.seqs, origin, seq) }
+// RaiseSeq records that origin's change seq set its slot. The caller holds
+// e's stripe.
+func (e *Entry) RaiseSeq(origin crdt.NodeID, seq uint64) {
+	// seqs shares its array with ckSeqs from a checkpoint (or a read from
+	// the store) until the first raise after it, which copies; ckSeqs is
+	// the only other holder of one (the records handed out are encoded
+	// before the stripe is unlocked). A raise of a private array is made in
+	// place: a hot counter raises its own origin at every commit.
+	if len(e.seqs) > 0 && (len(e.ckSeqs) == 0 || &e.seqs[0] != &e.ckSeqs[0]) {
+		i, found := slices.BinarySearchFunc(e.seqs, origin, func(s store.OriginSeq, o crdt.NodeID) int {
+			return cmp.Compare(s.Origin, o)
+		})
+		if found {
+			e.seqs[i].Seq = max(e.seqs[i].Seq, seq)
+			return
+		}
+	}
+	e.seqs = withSeq(e.seqs, origin, seq)
+}
 
 // Stripe is one lock stripe of the hot set.
 type Stripe struct {
