@@ -39,13 +39,21 @@ var scratchPool = sync.Pool{New: func() any { return &scratch{enc: newCounterEnc
 
 // NewBatch returns an empty batch. On a closed store the batch's Commit
 // returns ErrClosed.
-func (s *Store) NewBatch() *Batch {
+func (s *Store) NewBatch() *Batch { return s.NewBatchSized(0) }
+
+// NewBatchSized is NewBatch with room for about size bytes of writes, so
+// that a large batch (a checkpoint's) does not grow by copying.
+func (s *Store) NewBatchSized(size int) *Batch {
 	b := &Batch{s: s}
 	if err := s.readLock(); err != nil {
 		b.err = err
 		return b
 	}
-	b.pb = s.db.NewBatch()
+	if size > 0 {
+		b.pb = s.db.NewBatchWithSize(size)
+	} else {
+		b.pb = s.db.NewBatch()
+	}
 	s.mu.RUnlock()
 	b.sc = scratchPool.Get().(*scratch)
 	return b
