@@ -7,6 +7,7 @@
 # named in the runs, e.g.
 #   go build -o $W/countbench ./bench/cmd/countbench && go build -o $W/countd-after ./cmd/countd
 #   W=$W bench/batch-vs-redis/ab.sh 1 after-json:$W/countd-after:json after-mp:$W/countd-after:msgpack
+# DIST=uniform draws the keys uniformly instead of from Zipf(1.1).
 # Ports 18481, 18482 and 18490 on 127.0.0.1; every server it starts is stopped by PID.
 set -u
 W=${W:-/tmp/batch-vs-redis}
@@ -15,7 +16,7 @@ rm -rf ${W}/redis; mkdir -p ${W}/redis
 redis-server --port 18490 --appendonly no --save '' --dir ${W}/redis > $OUT/redis.log 2>&1 &
 RPID=$!
 sleep 0.5
-CB="${W}/countbench --addr http://127.0.0.1:18481 --mode batch --dist zipf --keys 1000000 --concurrency 4 --duration 15s --warmup 3s --progress 0"
+CB="${W}/countbench --addr http://127.0.0.1:18481 --mode batch --dist ${DIST:-zipf} --keys 1000000 --concurrency 4 --duration 15s --warmup 3s --progress 0"
 ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 redis() {
   local t=$(date -u +%T) l=$(uptime | sed 's/.*average: //') c0=$(ticks $RPID) s0=$(date +%s.%N)
