@@ -19,6 +19,15 @@
 //	read     GET at --rate requests/s, open loop as incr; --rate 0 runs a
 //	         closed loop of --concurrency workers to find the maximum.
 //	prefill  write --keys distinct counters once by batches and stop.
+//	simulate no server: for each size of --nodes (default 10,25,50,100),
+//	         a mesh of that many in-process nodes over the fake network
+//	         (package bench/simulate) in --regions regions, under --rate
+//	         changes/s in all, for --duration; then a table and one JSON line
+//	         per size: {"nodes","replicas","applied_per_node_per_s",
+//	         "bytes_per_node_per_s","convergence_p50_ms","convergence_p99_ms",
+//	         "counters_per_node",...}. It has flags of its own
+//	         (countbench --mode simulate -h). --replicas above 0 (sharding)
+//	         is refused: not built yet.
 //
 // --plot PREFIX keeps a per-second timeline of the run and, when it ends,
 // writes PREFIX-latency.png (p50, p99 and max of each second, in ms on a log

@@ -52,7 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs := flag.NewFlagSet("countbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", client.DefaultBaseURL, "node to drive (the only address contacted)")
-	fs.StringVar(&o.mode, "mode", "batch", "batch, incr, read or prefill")
+	fs.StringVar(&o.mode, "mode", "batch", "batch, batchget, incr, read, prefill, or simulate (in-process meshes, no server; --mode simulate -h lists its flags)")
 	fs.IntVar(&o.concurrency, "concurrency", 0, "closed loop: workers; open loop: most requests in flight (0: 4 for batch and prefill, 32 for closed incr/read, 512 open)")
 	fs.Float64Var(&o.rate, "rate", 0, "open-loop requests/s (default 5000 for incr and read, 0 for batch); 0 runs a closed loop")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time")
@@ -84,7 +84,7 @@ func parseFlags(args []string, stderr io.Writer) (options, *flag.FlagSet, error)
 	fs.Visit(func(f *flag.Flag) { rateSet = rateSet || f.Name == "rate" })
 	rate, ok := defaultRate[o.mode]
 	if !ok {
-		return o, fs, fmt.Errorf("--mode %q: want batch, batchget, incr, read or prefill", o.mode)
+		return o, fs, fmt.Errorf("--mode %q: want batch, batchget, incr, read, prefill or simulate", o.mode)
 	}
 	if !rateSet {
 		o.rate = rate
@@ -163,6 +163,9 @@ func configOf(fs *flag.FlagSet, o options) map[string]any {
 
 // run is countbench; it returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if isSimulate(args) {
+		return runSimulate(ctx, args, stdout, stderr)
+	}
 	o, fs, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

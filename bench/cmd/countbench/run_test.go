@@ -377,3 +377,43 @@ func TestPlotIntoMissingDirExitsOne(t *testing.T) {
 		t.Errorf("exit status %d, stderr %q; want 1 and the --plot error", code, stderr)
 	}
 }
+
+// TestSimulateMode: --mode simulate runs in-process meshes without a
+// server, prints a table and one JSON line per size with the fields the
+// scale-out curves are drawn from, and refuses what it cannot run.
+func TestSimulateMode(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"--mode=simulate", "--nodes", "2,3", "--regions", "2", "--rate", "200", "--duration", "1s", "--probe-every", "100ms"}
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit status %d, stderr %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if len(lines) != 5 || !strings.Contains(lines[0], "applied/node/s") {
+		t.Fatalf("stdout %q: want a table of a header and 2 rows, then 2 JSON lines", stdout.String())
+	}
+	for i, want := range []int{2, 3} {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(lines[3+i]), &r); err != nil {
+			t.Fatalf("line %q: %v", lines[3+i], err)
+		}
+		for _, k := range []string{"nodes", "replicas", "applied_per_node_per_s", "bytes_per_node_per_s", "convergence_p50_ms", "convergence_p99_ms", "counters_per_node"} {
+			if _, ok := r[k]; !ok {
+				t.Errorf("line %q lacks %q", lines[3+i], k)
+			}
+		}
+		if r["nodes"] != float64(want) || r["unconverged"] != float64(0) {
+			t.Errorf("line %q: want %d nodes, 0 unconverged", lines[3+i], want)
+		}
+	}
+	for _, args := range [][]string{
+		{"--mode", "simulate", "--replicas", "3", "--nodes", "3"},
+		{"--mode", "simulate", "--nodes", "1"},
+		{"--mode", "simulate", "--nodes", "ten"},
+		{"-mode", "simulate", "--addr", "http://x"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), args, &stdout, &stderr); code != 2 || stdout.Len() != 0 {
+			t.Errorf("%v: exit status %d stdout %q, want 2 and nothing", args, code, stdout.String())
+		}
+	}
+}

@@ -1,0 +1,360 @@
+// Package simulate runs a mesh of in-process nodes over the fake network of
+// package gossip/fakenet under a fixed total load, and measures what each
+// node pays for replication: changes applied and bytes per second, how long
+// a change takes to reach every node, and how many counters each holds.
+// countbench --mode simulate runs it for several mesh sizes (issue 13, the
+// scale-out simulation; docs/scale.md).
+//
+// A node here is the replication half of countd: a gossip.Mesh (memberlist
+// membership, per-peer streams, per-region bridges, anti-entropy) with its
+// production timings, over an in-memory replica (gossiptest.Replica) in
+// place of the hot set and Pebble, and a committer that publishes every
+// 10 ms. Nodes are spread round-robin over the regions.
+//
+// Only full replication is built: a Config with Replicas > 0 (counters
+// sharded over that many nodes per region) is refused until sharded
+// namespaces exist.
+package simulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/gossip/fakenet"
+	"github.com/countmesh/countmesh/gossip/gossiptest"
+)
+
+// Config is one simulated run.
+type Config struct {
+	Nodes    int     // mesh size, at least 2
+	Regions  int     // regions the nodes are spread over, at least 1
+	Replicas int     // nodes per region holding a counter; 0 = every node (the only one built)
+	Rate     float64 // changes per second over the whole mesh
+	Keys     int     // distinct counters the cold share of the load draws from, uniformly
+	HotKeys  int     // counters the hot share draws from
+	HotShare float64 // share of the changes that go to the hot counters, 0 to 1
+	Duration time.Duration
+	// ProbeEvery is how often a probe change (to a counter of its own) is
+	// written, whose arrival at every node gives one convergence sample.
+	ProbeEvery time.Duration
+	// Settle bounds how long Run waits, after the load, for the last
+	// probes; a probe that has not reached every node by then counts as
+	// unconverged.
+	Settle time.Duration
+	Seed   uint64
+	Logger *zap.Logger // nil: none
+}
+
+// ErrNotBuilt is returned for a Config with Replicas > 0.
+var ErrNotBuilt = errors.New("simulate: sharded namespaces (replicas > 0) are not built yet; see docs/scale.md")
+
+// Result is what Run measured. The first seven fields are the JSON line the
+// issue asks for.
+type Result struct {
+	Nodes              int     `json:"nodes"`
+	Replicas           int     `json:"replicas"`
+	AppliedPerNodePerS float64 `json:"applied_per_node_per_s"`
+	BytesPerNodePerS   float64 `json:"bytes_per_node_per_s"`
+	ConvergenceP50Ms   float64 `json:"convergence_p50_ms"`
+	ConvergenceP99Ms   float64 `json:"convergence_p99_ms"`
+	CountersPerNode    float64 `json:"counters_per_node"`
+	// Changes is how many changes the load made (probes included), Probes
+	// how many convergence samples were taken, Unconverged how many of
+	// them had not reached every node when Run gave up on them (their
+	// samples count as Settle in the percentiles).
+	Changes     int64 `json:"changes"`
+	Probes      int   `json:"probes"`
+	Unconverged int   `json:"unconverged"`
+	// JoinMs is how long the mesh took to see every member alive.
+	JoinMs float64 `json:"join_ms"`
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Replicas > 0:
+		return ErrNotBuilt
+	case c.Replicas < 0:
+		return fmt.Errorf("simulate: replicas %d is negative; 0 means every node", c.Replicas)
+	case c.Nodes < 2:
+		return fmt.Errorf("simulate: %d nodes; want at least 2", c.Nodes)
+	case c.Regions < 1 || c.Regions > c.Nodes:
+		return fmt.Errorf("simulate: %d regions for %d nodes; want 1 to %d", c.Regions, c.Nodes, c.Nodes)
+	case c.Rate <= 0:
+		return fmt.Errorf("simulate: rate %v; want more than 0 changes per second", c.Rate)
+	case c.Keys < 1 || c.HotKeys < 1:
+		return fmt.Errorf("simulate: %d keys and %d hot keys; want at least 1 of each", c.Keys, c.HotKeys)
+	case c.HotShare < 0 || c.HotShare > 1:
+		return fmt.Errorf("simulate: hot share %v; want 0 to 1", c.HotShare)
+	case c.Duration <= 0 || c.ProbeEvery <= 0 || c.Settle <= 0:
+		return fmt.Errorf("simulate: duration %v, probe interval %v and settle %v must be positive", c.Duration, c.ProbeEvery, c.Settle)
+	}
+	return nil
+}
+
+// node is one simulated node.
+type node struct {
+	name string
+	host *fakenet.Host
+	rep  *gossiptest.Replica
+	mesh *gossip.Mesh
+	com  *gossiptest.Committer
+	mu   sync.Mutex // serialises Add+Committer.Add against Commit
+}
+
+// write changes key on n by one and queues the change for n's next commit.
+func (n *node) write(key string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	d, err := n.rep.Add(ns, key, 1)
+	if err != nil {
+		return err
+	}
+	n.com.Add(d)
+	return nil
+}
+
+func (n *node) commit() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.com.Commit()
+}
+
+// ns is the namespace every simulated counter lives in.
+const ns = "sim"
+
+// commitEvery is how often each node publishes what it wrote, as the group
+// committer does under load.
+const commitEvery = 10 * time.Millisecond
+
+// Run builds the mesh, runs the load for cfg.Duration, waits for the last
+// probes, and closes the mesh.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.validate(); err != nil {
+		return Result{}, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	nw := fakenet.New(cfg.Seed, 0)
+	nodes := make([]*node, cfg.Nodes)
+	for i := range nodes {
+		name := fmt.Sprintf("n%03d", i)
+		region := fmt.Sprintf("r%d", i%cfg.Regions)
+		h := nw.Host(name, region)
+		n := &node{name: name, host: h, rep: gossiptest.NewReplica(crdt.NodeIDFromName(name))}
+		gc := gossip.DefaultConfig()
+		gc.Name, gc.Region = name, region
+		gc.HTTPAddr = "http://" + name + ":7070"
+		gc.GossipAddr, gc.ReplAddr = h.GossipAddr(), h.ReplAddr()
+		gc.Network, gc.Transport = h, h.NewTransport()
+		gc.Logger = log.Named(name)
+		gc.Seed = cfg.Seed*131 + uint64(i)*7 + 1
+		m, err := gossip.New(gc, n.rep)
+		if err != nil {
+			closeAll(nodes)
+			return Result{}, fmt.Errorf("simulate: node %s: %w", name, err)
+		}
+		n.mesh = m
+		if err := m.Start(); err != nil {
+			n.mesh = nil
+			closeAll(nodes)
+			return Result{}, fmt.Errorf("simulate: start %s: %w", name, err)
+		}
+		n.com = &gossiptest.Committer{Replica: n.rep, Publish: m.Publish}
+		nodes[i] = n
+	}
+	defer closeAll(nodes)
+
+	start := time.Now()
+	seeds := []string{nodes[0].host.GossipAddr()}
+	for _, n := range nodes[1:] {
+		if _, err := n.mesh.Join(seeds); err != nil {
+			return Result{}, fmt.Errorf("simulate: %s joining %s: %w", n.name, nodes[0].name, err)
+		}
+	}
+	if !waitFor(ctx, 60*time.Second, func() bool { return allAlive(nodes) }) {
+		return Result{}, fmt.Errorf("simulate: the %d nodes did not all see each other alive within 60 s", len(nodes))
+	}
+	res := Result{Nodes: cfg.Nodes, Replicas: cfg.Replicas, JoinMs: ms(time.Since(start))}
+	log.Info("mesh up", zap.Int("nodes", cfg.Nodes), zap.Duration("took", time.Since(start)))
+
+	before := totals(nodes)
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
+	var changes atomic.Int64
+	var samples []time.Duration
+	var pending []probe
+	var nextProbe int
+
+	// The load: every commitEvery, Rate*commitEvery changes on random
+	// nodes, then every node commits.
+	tick := time.NewTicker(commitEvery)
+	defer tick.Stop()
+	perTick := cfg.Rate * commitEvery.Seconds()
+	var carry float64
+	loadStart := time.Now()
+	lastProbe := loadStart
+	for time.Since(loadStart) < cfg.Duration {
+		select {
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-tick.C:
+		}
+		carry += perTick
+		for ; carry >= 1; carry-- {
+			key := fmt.Sprintf("k%d", rng.IntN(cfg.Keys))
+			if rng.Float64() < cfg.HotShare {
+				key = fmt.Sprintf("h%d", rng.IntN(cfg.HotKeys))
+			}
+			if err := nodes[rng.IntN(len(nodes))].write(key); err != nil {
+				return Result{}, fmt.Errorf("simulate: write: %w", err)
+			}
+			changes.Add(1)
+		}
+		if time.Since(lastProbe) >= cfg.ProbeEvery {
+			lastProbe = time.Now()
+			p := probe{key: fmt.Sprintf("p%d", nextProbe), at: time.Now()}
+			nextProbe++
+			if err := nodes[rng.IntN(len(nodes))].write(p.key); err != nil {
+				return Result{}, fmt.Errorf("simulate: probe: %w", err)
+			}
+			changes.Add(1)
+			pending = append(pending, p)
+		}
+		for _, n := range nodes {
+			n.commit()
+		}
+		pending = reap(nodes, pending, &samples)
+	}
+	elapsed := time.Since(loadStart)
+	after := totals(nodes)
+
+	// The last probes.
+	deadline := time.Now().Add(cfg.Settle)
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return Result{}, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		pending = reap(nodes, pending, &samples)
+	}
+	res.Unconverged = len(pending)
+	for range pending {
+		samples = append(samples, cfg.Settle)
+	}
+
+	n := float64(len(nodes))
+	secs := elapsed.Seconds()
+	local := float64(changes.Load())
+	res.Changes = changes.Load()
+	res.AppliedPerNodePerS = (float64(after.applied-before.applied) + local) / n / secs
+	res.BytesPerNodePerS = float64(after.bytes-before.bytes) / n / secs
+	var counters int
+	for _, nd := range nodes {
+		counters += nd.rep.Len()
+	}
+	res.CountersPerNode = float64(counters) / n
+	res.Probes = len(samples)
+	if len(samples) > 0 {
+		slices.Sort(samples)
+		res.ConvergenceP50Ms = ms(quantile(samples, 0.50))
+		res.ConvergenceP99Ms = ms(quantile(samples, 0.99))
+	}
+	return res, nil
+}
+
+// probe is a change whose arrival at every node is awaited.
+type probe struct {
+	key string
+	at  time.Time
+}
+
+// reap records the probes that every node holds and returns the others.
+func reap(nodes []*node, pending []probe, samples *[]time.Duration) []probe {
+	kept := pending[:0]
+	for _, p := range pending {
+		everywhere := true
+		for _, n := range nodes {
+			if c := n.rep.Counter(ns, p.key); c.Value() < 1 {
+				everywhere = false
+				break
+			}
+		}
+		if everywhere {
+			*samples = append(*samples, time.Since(p.at))
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	return kept
+}
+
+// sums are the mesh-wide counters Run differences.
+type sums struct{ applied, bytes uint64 }
+
+// totals adds up the deltas every node received from peers (streams and
+// anti-entropy) and the replication bytes every node sent.
+func totals(nodes []*node) sums {
+	var s sums
+	for _, n := range nodes {
+		st := n.mesh.Stats()
+		s.applied += st.DeltasReceived + st.AntiEntropyDeltasReceived
+		s.bytes += st.BytesSent
+	}
+	return s
+}
+
+func allAlive(nodes []*node) bool {
+	for _, n := range nodes {
+		alive := 0
+		for _, mb := range n.mesh.Status().Members {
+			if mb.State == gossip.StateAlive {
+				alive++
+			}
+		}
+		if alive != len(nodes) {
+			return false
+		}
+	}
+	return true
+}
+
+func closeAll(nodes []*node) {
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		if n != nil && n.mesh != nil {
+			wg.Go(func() { n.mesh.Close() })
+		}
+	}
+	wg.Wait()
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// quantile returns the q-quantile of sorted (nearest rank).
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(sorted)) + 0.5)
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
