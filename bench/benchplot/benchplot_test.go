@@ -136,3 +136,31 @@ func TestWriteFiles(t *testing.T) {
 		}
 	}
 }
+
+func TestCurves(t *testing.T) {
+	o := Options{Width: 640, Height: 320}
+	curves := []Curve{
+		{Name: "full replication", X: []float64{10, 25, 50, 100}, Y: []float64{2000, 1990, 1995, 1980}},
+		{Name: "3 per region", X: []float64{10, 25, 50, 100}, Y: []float64{600, 240, 120, 60}},
+	}
+	var buf bytes.Buffer
+	if err := Curves(&buf, "changes applied per node", "nodes", "changes/s", curves, o); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(&buf)
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != o.Width || b.Dy() != o.Height {
+		t.Fatalf("size %dx%d, want %dx%d", b.Dx(), b.Dy(), o.Width, o.Height)
+	}
+	if _, coloured := pixels(img); coloured < o.Width {
+		t.Errorf("%d coloured pixels, want at least %d (two data lines)", coloured, o.Width)
+	}
+	if err := Curves(io.Discard, "t", "x", "y", []Curve{{Name: "bad", X: []float64{1}, Y: nil}}, o); err == nil {
+		t.Error("a curve with fewer y than x values was drawn")
+	}
+	if err := Curves(io.Discard, "t", "x", "y", nil, o); err == nil {
+		t.Error("no curves: no error")
+	}
+}

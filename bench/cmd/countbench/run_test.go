@@ -383,7 +383,8 @@ func TestPlotIntoMissingDirExitsOne(t *testing.T) {
 // scale-out curves are drawn from, and refuses what it cannot run.
 func TestSimulateMode(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	args := []string{"--mode=simulate", "--nodes", "2,3", "--regions", "2", "--rate", "200", "--duration", "1s", "--probe-every", "100ms"}
+	plots := filepath.Join(t.TempDir(), "sim")
+	args := []string{"--mode=simulate", "--nodes", "2,3", "--regions", "2", "--rate", "200", "--duration", "1s", "--probe-every", "100ms", "--plot", plots}
 	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit status %d, stderr %s", code, stderr.String())
 	}
@@ -403,6 +404,17 @@ func TestSimulateMode(t *testing.T) {
 		}
 		if r["nodes"] != float64(want) || r["unconverged"] != float64(0) {
 			t.Errorf("line %q: want %d nodes, 0 unconverged", lines[3+i], want)
+		}
+	}
+	for _, name := range []string{"-applied.png", "-convergence.png"} {
+		f, err := os.Open(plots + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Errorf("%s: not a PNG: %v", name, err)
 		}
 	}
 	for _, args := range [][]string{

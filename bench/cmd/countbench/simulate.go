@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/countmesh/countmesh/bench/benchplot"
 	"github.com/countmesh/countmesh/bench/simulate"
 )
 
@@ -46,6 +48,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		cfg     simulate.Config
 		seed    uint64
 		verbose bool
+		plotTo  string
 	)
 	fs.StringVar(&mode, "mode", "simulate", "simulate")
 	fs.StringVar(&nodes, "nodes", "10,25,50,100", "mesh sizes to simulate, comma-separated (each at least 2)")
@@ -60,6 +63,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.DurationVar(&cfg.Settle, "settle", 10*time.Second, "how long to wait for the last probes after the load")
 	fs.Uint64Var(&seed, "seed", 1, "random seed")
 	fs.BoolVar(&verbose, "v", false, "log the meshes' warnings to stderr")
+	fs.StringVar(&plotTo, "plot", "", "after the runs, write `PREFIX`-applied.png (changes made and applied per node per second, against the mesh size) and PREFIX-convergence.png (p50 and p99)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -106,9 +110,9 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		results = append(results, res)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nodes\treplicas\tapplied/node/s\tbytes/node/s\tconv p50 ms\tconv p99 ms\tcounters/node\tprobes\tunconverged\t")
+	fmt.Fprintln(tw, "nodes\treplicas\tchanges/s\tapplied/node/s\tbytes/node/s\tconv p50 ms\tconv p99 ms\tcounters/node\tprobes\tunconverged\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.1f\t%.1f\t%.0f\t%d\t%d\t\n", r.Nodes, r.Replicas, r.AppliedPerNodePerS,
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%.0f\t%d\t%d\t\n", r.Nodes, r.Replicas, r.ChangesPerS, r.AppliedPerNodePerS,
 			r.BytesPerNodePerS, r.ConvergenceP50Ms, r.ConvergenceP99Ms, r.CountersPerNode, r.Probes, r.Unconverged)
 	}
 	tw.Flush()
@@ -119,7 +123,61 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return 1
 		}
 	}
+	if plotTo != "" {
+		paths, err := plotSimulation(plotTo, results)
+		if err != nil {
+			fmt.Fprintf(stderr, "countbench: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "simulate: wrote %s\n", strings.Join(paths, " and "))
+	}
 	return 0
+}
+
+// plotSimulation draws the runs' curves against the mesh size.
+func plotSimulation(prefix string, results []simulate.Result) ([]string, error) {
+	var x, made, applied, p50, p99 []float64
+	for _, r := range results {
+		x = append(x, float64(r.Nodes))
+		made = append(made, r.ChangesPerS)
+		applied = append(applied, r.AppliedPerNodePerS)
+		p50 = append(p50, r.ConvergenceP50Ms)
+		p99 = append(p99, r.ConvergenceP99Ms)
+	}
+	label := fmt.Sprintf("replicas %d", results[0].Replicas)
+	if results[0].Replicas == 0 {
+		label = "full replication"
+	}
+	o := benchplot.DefaultOptions()
+	charts := []struct {
+		path, title, y string
+		curves         []benchplot.Curve
+	}{
+		{prefix + "-applied.png", "changes per second", "changes/s", []benchplot.Curve{
+			{Name: "made in the whole mesh", X: x, Y: made},
+			{Name: "applied per node, " + label, X: x, Y: applied},
+		}},
+		{prefix + "-convergence.png", "time for a change to reach every node, " + label, "ms", []benchplot.Curve{
+			{Name: "p50", X: x, Y: p50},
+			{Name: "p99", X: x, Y: p99},
+		}},
+	}
+	var paths []string
+	for _, c := range charts {
+		f, err := os.Create(c.path)
+		if err != nil {
+			return paths, err
+		}
+		err = benchplot.Curves(f, c.title, "nodes", c.y, c.curves, o)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return paths, fmt.Errorf("%s: %w", c.path, err)
+		}
+		paths = append(paths, c.path)
+	}
+	return paths, nil
 }
 
 // stderrLogger logs warnings and errors to w.
