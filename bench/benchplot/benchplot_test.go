@@ -50,6 +50,19 @@ func pixels(img image.Image) (inked, coloured int) {
 	return inked, coloured
 }
 
+// decodeSized decodes a PNG of the size o asks for, or fails the test.
+func decodeSized(t *testing.T, r io.Reader, o Options) image.Image {
+	t.Helper()
+	img, err := png.Decode(r)
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != o.Width || b.Dy() != o.Height {
+		t.Fatalf("size %dx%d, want %dx%d", b.Dx(), b.Dy(), o.Width, o.Height)
+	}
+	return img
+}
+
 func TestChartsArePNGsOfTheAskedSizeWithData(t *testing.T) {
 	o := Options{Width: 640, Height: 320, Title: "incr"}
 	for _, tc := range []struct {
@@ -61,13 +74,7 @@ func TestChartsArePNGsOfTheAskedSizeWithData(t *testing.T) {
 			if err := tc.draw(&buf, synthetic(), o); err != nil {
 				t.Fatal(err)
 			}
-			img, err := png.Decode(&buf)
-			if err != nil {
-				t.Fatalf("not a PNG: %v", err)
-			}
-			if b := img.Bounds(); b.Dx() != o.Width || b.Dy() != o.Height {
-				t.Fatalf("size %dx%d, want %dx%d", b.Dx(), b.Dy(), o.Width, o.Height)
-			}
+			img := decodeSized(t, &buf, o)
 			inked, coloured := pixels(img)
 			total := o.Width * o.Height
 			// Axes, labels and grid alone ink a few percent; a blank or
@@ -147,14 +154,7 @@ func TestCurves(t *testing.T) {
 	if err := Curves(&buf, "changes applied per node", "nodes", "changes/s", curves, o); err != nil {
 		t.Fatal(err)
 	}
-	img, err := png.Decode(&buf)
-	if err != nil {
-		t.Fatalf("not a PNG: %v", err)
-	}
-	if b := img.Bounds(); b.Dx() != o.Width || b.Dy() != o.Height {
-		t.Fatalf("size %dx%d, want %dx%d", b.Dx(), b.Dy(), o.Width, o.Height)
-	}
-	if _, coloured := pixels(img); coloured < o.Width {
+	if _, coloured := pixels(decodeSized(t, &buf, o)); coloured < o.Width {
 		t.Errorf("%d coloured pixels, want at least %d (two data lines)", coloured, o.Width)
 	}
 	if err := Curves(io.Discard, "t", "x", "y", []Curve{{Name: "bad", X: []float64{1}, Y: nil}}, o); err == nil {
