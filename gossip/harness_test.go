@@ -201,20 +201,11 @@ func (c *cluster) running() []*tnode {
 func (c *cluster) waitMembership(timeout time.Duration) {
 	c.t.Helper()
 	run := c.running()
-	ok := gossiptest.WaitFor(timeout, func() bool {
-		for _, n := range run {
-			alive := 0
-			for _, mb := range n.mesh.Status().Members {
-				if mb.State == gossip.StateAlive {
-					alive++
-				}
-			}
-			if alive != len(run) {
-				return false
-			}
-		}
-		return true
-	})
+	meshes := make([]*gossip.Mesh, len(run))
+	for i, n := range run {
+		meshes[i] = n.mesh
+	}
+	ok := gossiptest.WaitFor(timeout, func() bool { return gossiptest.AllAlive(meshes) })
 	if !ok {
 		for _, n := range run {
 			c.t.Logf("%s sees %+v", n.name, n.mesh.Status().Members)

@@ -23,7 +23,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,6 +31,7 @@ import (
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/gossip/fakenet"
 	"github.com/countmesh/countmesh/gossip/gossiptest"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 // Config is one simulated run.
@@ -186,15 +186,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return Result{}, fmt.Errorf("simulate: %s joining %s: %w", n.name, nodes[0].name, err)
 		}
 	}
-	if !waitFor(ctx, 60*time.Second, func() bool { return allAlive(nodes) }) {
-		return Result{}, fmt.Errorf("simulate: the %d nodes did not all see each other alive within 60 s", len(nodes))
+	meshes := make([]*gossip.Mesh, len(nodes))
+	for i, n := range nodes {
+		meshes[i] = n.mesh
+	}
+	if _, err := wait.Poll(ctx, 60*time.Second, 20*time.Millisecond, func() (bool, string) { return gossiptest.AllAlive(meshes), "" }); err != nil {
+		return Result{}, fmt.Errorf("simulate: the %d nodes did not all see each other alive: %w", len(nodes), err)
 	}
 	res := Result{Nodes: cfg.Nodes, Replicas: cfg.Replicas, JoinMs: ms(time.Since(start))}
 	log.Info("mesh up", zap.Int("nodes", cfg.Nodes), zap.Duration("took", time.Since(start)))
 
 	before := totals(nodes)
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5eed))
-	var changes atomic.Int64
+	var changes int64
 	var samples []time.Duration
 	var pending []probe
 	var nextProbe int
@@ -222,7 +226,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			if err := nodes[rng.IntN(len(nodes))].write(key); err != nil {
 				return Result{}, fmt.Errorf("simulate: write: %w", err)
 			}
-			changes.Add(1)
+			changes++
 		}
 		if time.Since(lastProbe) >= cfg.ProbeEvery {
 			lastProbe = time.Now()
@@ -231,7 +235,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			if err := nodes[rng.IntN(len(nodes))].write(p.key); err != nil {
 				return Result{}, fmt.Errorf("simulate: probe: %w", err)
 			}
-			changes.Add(1)
+			changes++
 			pending = append(pending, p)
 		}
 		for _, n := range nodes {
@@ -259,8 +263,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	n := float64(len(nodes))
 	secs := elapsed.Seconds()
-	local := float64(changes.Load())
-	res.Changes = changes.Load()
+	local := float64(changes)
+	res.Changes = changes
 	res.ChangesPerS = local / secs
 	res.AppliedPerNodePerS = (float64(after.applied-before.applied) + local) / n / secs
 	res.BytesPerNodePerS = float64(after.bytes-before.bytes) / n / secs
@@ -319,21 +323,6 @@ func totals(nodes []*node) sums {
 	return s
 }
 
-func allAlive(nodes []*node) bool {
-	for _, n := range nodes {
-		alive := 0
-		for _, mb := range n.mesh.Status().Members {
-			if mb.State == gossip.StateAlive {
-				alive++
-			}
-		}
-		if alive != len(nodes) {
-			return false
-		}
-	}
-	return true
-}
-
 func closeAll(nodes []*node) {
 	var wg sync.WaitGroup
 	for _, n := range nodes {
@@ -342,17 +331,6 @@ func closeAll(nodes []*node) {
 		}
 	}
 	wg.Wait()
-}
-
-func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
 }
 
 // quantile returns the q-quantile of sorted (nearest rank).

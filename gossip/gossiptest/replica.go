@@ -377,3 +377,20 @@ func WaitFor(timeout time.Duration, cond func() bool) bool {
 	_, err := wait.Poll(context.Background(), timeout, 5*time.Millisecond, func() (bool, string) { return cond(), "" })
 	return err == nil
 }
+
+// AllAlive reports whether every mesh sees exactly len(meshes) members
+// alive, itself included: a cluster whose membership has converged.
+func AllAlive(meshes []*gossip.Mesh) bool {
+	for _, m := range meshes {
+		alive := 0
+		for _, mb := range m.Status().Members {
+			if mb.State == gossip.StateAlive {
+				alive++
+			}
+		}
+		if alive != len(meshes) {
+			return false
+		}
+	}
+	return true
+}
