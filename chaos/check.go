@@ -275,7 +275,12 @@ func strong(consistency string) bool { return consistency == "quorum" || consist
 //     read sees every acked quorum write of its region: quorum is a
 //     majority of the node's region, h.Regions) or that attempt was acked
 //     by the node the read went to (read-your-writes on one node). A local read at another node need
-//     not see a write made elsewhere (replication lag).
+//     not see a write made elsewhere (replication lag). An id'd group
+//     attempted on m distinct nodes may count m times (upper bound; lower
+//     for a decrement) until its records must have met (unmetCopies,
+//     MeetWindow): each of those nodes may apply it once before it learns
+//     of the others, and docs/exact.md says the value may include the
+//     duplicate until then; final and ids still require exactly one.
 //   - final: for every key any Incr touched, h.Final[node][k] (missing: 0)
 //     is the same on every node of h.Nodes, and lies within
 //     [A + Σ By<0 of U, A + Σ By>0 of U], A the sum of the acked groups
@@ -339,7 +344,7 @@ func Check(h *History) Report {
 }
 
 func newChecker(h *History) *checker {
-	c := &checker{h: h, eff: make([]Outcome, len(h.Ops)), groups: map[string][]*group{}, ops: map[string][]int{}, fail: map[string]*Failure{}}
+	c := &checker{h: h, cut: cutOff(h.Faults), eff: make([]Outcome, len(h.Ops)), groups: map[string][]*group{}, ops: map[string][]int{}, fail: map[string]*Failure{}}
 	for i, op := range h.Ops {
 		if i == 0 || op.Invoke.Before(c.t0) {
 			c.t0 = op.Invoke
@@ -388,9 +393,6 @@ func newChecker(h *History) *checker {
 // its node was wiped before it had been connected for LossWindow since the
 // ack (cutOff).
 func (c *checker) mayBeLost(op Op) bool {
-	if c.cut == nil {
-		c.cut = cutOff(c.h.Faults)
-	}
 	for _, f := range c.h.Faults {
 		if f.Kind != Wipe || !slices.Contains(f.Nodes, op.Node) || op.Complete.After(f.Start) {
 			continue
@@ -430,19 +432,27 @@ func cutOff(faults []Fault) map[string][]span {
 		}
 	}
 	for n, ss := range out {
-		slices.SortFunc(ss, func(a, b span) int { return a.from.Compare(b.from) })
-		merged := ss[:1]
-		for _, s := range ss[1:] {
-			last := &merged[len(merged)-1]
-			if s.from.After(last.to) {
-				merged = append(merged, s)
-			} else if s.to.After(last.to) {
-				last.to = s.to
-			}
-		}
-		out[n] = merged
+		out[n] = mergeSpans(ss)
 	}
 	return out
+}
+
+// mergeSpans sorts ss and joins the spans that overlap (in place).
+func mergeSpans(ss []span) []span {
+	if len(ss) == 0 {
+		return nil
+	}
+	slices.SortFunc(ss, func(a, b span) int { return a.from.Compare(b.from) })
+	merged := ss[:1]
+	for _, s := range ss[1:] {
+		last := &merged[len(merged)-1]
+		if s.from.After(last.to) {
+			merged = append(merged, s)
+		} else if s.to.After(last.to) {
+			last.to = s.to
+		}
+	}
+	return merged
 }
 
 // connectedFor returns how much of [from, to) lies outside the sorted,
@@ -500,6 +510,81 @@ func (c *checker) possibleAttempts(g *group, t time.Time) []int {
 	return out
 }
 
+// MeetWindow is how long the records of an increment id applied on two
+// nodes take to meet once the nodes can talk (docs/exact.md: until they
+// meet, the value may include the duplicate). Measured: the stream brings
+// a record in 100-300 ms, anti-entropy within about a second.
+const MeetWindow = 5 * time.Second
+
+// unmetCopies returns how many applications of g beyond one read r may
+// count: an id'd increment attempted (not refused) on m distinct nodes
+// before r completed may be applied once on each of them, and a node
+// reading between the applications and the take-back counts every copy
+// it holds. They must have met, and the count be one, once every two of
+// those nodes and the reader have been able to talk for MeetWindow since
+// the last of the attempts completed, before r was invoked.
+func (c *checker) unmetCopies(g *group, r Op) int64 {
+	if g.id == "" {
+		return 0
+	}
+	var nodes []string
+	var last time.Time
+	for _, i := range c.possibleAttempts(g, r.Complete) {
+		a := c.h.Ops[i]
+		if !slices.Contains(nodes, a.Node) {
+			nodes = append(nodes, a.Node)
+		}
+		if a.Complete.After(last) {
+			last = a.Complete
+		}
+	}
+	if len(nodes) < 2 {
+		return 0
+	}
+	copies := int64(len(nodes) - 1)
+	if !r.Invoke.After(last) {
+		return copies
+	}
+	involved := nodes
+	if !slices.Contains(involved, r.Node) {
+		involved = append(slices.Clone(nodes), r.Node)
+	}
+	for i, a := range involved {
+		for _, b := range involved[i+1:] {
+			if connectedFor(c.apart(a, b), last, r.Invoke) < MeetWindow {
+				return copies
+			}
+		}
+	}
+	return 0
+}
+
+// apart returns the sorted, disjoint times nodes a and b could not talk:
+// either was cut off from every node (cutOff), or a partition put them on
+// different sides, or a one-way partition stopped one hearing the other.
+func (c *checker) apart(a, b string) []span {
+	ss := append(slices.Clone(c.cut[a]), c.cut[b]...)
+	for _, f := range c.h.Faults {
+		end := f.End
+		if end.IsZero() {
+			end = time.Unix(1<<40, 0)
+		}
+		switch f.Kind {
+		case PartitionNodes, PartitionRegions:
+			ga := slices.IndexFunc(f.Groups, func(g []string) bool { return slices.Contains(g, a) })
+			gb := slices.IndexFunc(f.Groups, func(g []string) bool { return slices.Contains(g, b) })
+			if ga != gb {
+				ss = append(ss, span{f.Start, end})
+			}
+		case PartitionOneWay:
+			if len(f.Nodes) > 0 && (f.Nodes[0] == a && slices.Contains(f.Nodes[1:], b) || f.Nodes[0] == b && slices.Contains(f.Nodes[1:], a)) {
+				ss = append(ss, span{f.Start, end})
+			}
+		}
+	}
+	return mergeSpans(ss)
+}
+
 func (c *checker) reads() Verdict {
 	v := Verdict{Name: CheckReads, OK: true}
 	bad := 0
@@ -517,6 +602,15 @@ func (c *checker) reads() Verdict {
 					continue
 				}
 				vis := c.visibleAttempt(g, r)
+				// Copies of an id'd increment applied on other nodes before
+				// their records met: the read may count them as well.
+				if extra := c.unmetCopies(g, r); extra > 0 {
+					if g.by > 0 {
+						hi += extra * g.by
+					} else {
+						lo += extra * g.by
+					}
+				}
 				if g.by > 0 {
 					hi += g.by
 					hiWhy = append(hiWhy, c.possibleAttempts(g, r.Complete)...)

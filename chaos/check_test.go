@@ -261,6 +261,24 @@ func TestCheckAcceptsEdgeCases(t *testing.T) {
 			idIncr(0, "n1", "i/k", "x", 0, 10, Unknown, false),
 			idIncr(0, "n2", "i/k", "x", 20, 30, OK, true),
 		}, everywhere(map[string]int64{"i/k": 1}))},
+		{"an id applied on two nodes may read twice until the records meet", hist([]Op{
+			// The CI run of seed 1504608422373074219: n2 applied the id and
+			// failed its quorum (503: unknown); the retry at n5 applied it
+			// too, and n5 read it twice until it took its copy back.
+			idIncr(0, "n1", "i/k", "x", 0, 10, Unknown, false),
+			idIncr(0, "n2", "i/k", "x", 20, 30, OK, false),
+			read(1, "n2", "i/k", "local", 100, 110, 2),
+			read(1, "n3", "i/k", "local", 4000, 4010, 2),
+		}, everywhere(map[string]int64{"i/k": 1}))},
+		{"an id applied on two nodes split by a partition may read twice until it heals and the records meet", func() *History {
+			h := hist([]Op{
+				idIncr(0, "n1", "i/k", "x", 0, 10, Unknown, false),
+				idIncr(0, "n2", "i/k", "x", 20, 30, OK, false),
+				read(1, "n3", "i/k", "local", 9000, 9010, 2),
+			}, everywhere(map[string]int64{"i/k": 1}))
+			h.Faults = []Fault{{Kind: PartitionNodes, Groups: [][]string{{"n1", "n4"}, {"n2", "n3"}}, Start: at(5), End: at(6000)}}
+			return h
+		}()},
 		{"rate-limit admissions straddling a window edge may belong to the previous window", hist([]Op{
 			admit(0, "r/k", 1, time.Second, 900, 950),
 			admit(1, "r/k", 1, time.Second, 990, 1010),
@@ -338,6 +356,17 @@ func TestCheckCatchesBrokenHistories(t *testing.T) {
 			incr(0, "n1", "l/k", "local", 1, 50, 60, Unknown),
 			read(1, "n2", "l/k", "local", 20, 30, 2),
 		}, everywhere(map[string]int64{"l/k": 1})), 2},
+		{"an id read twice long after its two applications could meet", CheckReads, hist([]Op{
+			idIncr(0, "n1", "i/k", "x", 0, 10, Unknown, false),
+			idIncr(0, "n2", "i/k", "x", 20, 30, OK, false),
+			read(1, "n3", "i/k", "local", 100, 110, 2),
+			read(1, "n3", "i/k", "local", 5100, 5110, 2),
+		}, everywhere(map[string]int64{"i/k": 1})), 3},
+		{"an id read twice on the one node that applied it", CheckReads, hist([]Op{
+			idIncr(0, "n1", "i/k", "x", 0, 10, Unknown, false),
+			idIncr(0, "n1", "i/k", "x", 20, 30, OK, false),
+			read(1, "n1", "i/k", "local", 40, 50, 2),
+		}, everywhere(map[string]int64{"i/k": 1})), 2},
 		{"a read that misses its own node's acked write", CheckReads, hist([]Op{
 			incr(0, "n1", "l/k", "local", 1, 0, 10, OK),
 			read(0, "n1", "l/k", "local", 20, 30, 0),
