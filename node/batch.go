@@ -30,7 +30,13 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		return BatchResult{}, err
 	}
 	for i, op := range ops {
-		if err := validateWrite(op.NS, op.Key, op.By, WriteOptions{ID: op.ID}); err != nil {
+		// A batch names few namespaces, in runs: each is checked once a run.
+		if i == 0 || op.NS != ops[i-1].NS {
+			if err := ValidateNamespace(op.NS); err != nil {
+				return BatchResult{}, fmt.Errorf("op %d: %w", i, err)
+			}
+		}
+		if err := validateOp(op); err != nil {
 			return BatchResult{}, fmt.Errorf("op %d: %w", i, err)
 		}
 	}
@@ -116,6 +122,21 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		n.metrics.Batches.Inc()
 	}
 	return res, err
+}
+
+// validateOp checks what validateWrite does of a batch op but its
+// namespace, which Batch checks once per run of ops in one namespace.
+func validateOp(op BatchOp) error {
+	if err := ValidateKey(op.Key); err != nil {
+		return err
+	}
+	if err := ValidateBy(op.By); err != nil {
+		return err
+	}
+	if op.ID != "" {
+		return ValidateID(op.ID)
+	}
+	return nil
 }
 
 // writeOpsFree holds the slices of write.Op that Batch hands the write
