@@ -587,7 +587,7 @@ func (c *checker) apart(a, b string) []span {
 
 func (c *checker) reads() Verdict {
 	v := Verdict{Name: CheckReads, OK: true}
-	bad := 0
+	bad, copies := 0, 0
 	for _, k := range slices.Sorted(maps.Keys(c.ops)) {
 		for _, ri := range c.ops[k] {
 			r := c.h.Ops[ri]
@@ -596,6 +596,7 @@ func (c *checker) reads() Verdict {
 			}
 			v.Checked++
 			var lo, hi int64
+			var loX, hiX int64     // of which unmet copies
 			var loWhy, hiWhy []int // the attempts that make each bound
 			for _, g := range c.groups[k] {
 				if !g.possible || !g.first.Before(r.Complete) {
@@ -606,9 +607,9 @@ func (c *checker) reads() Verdict {
 				// their records met: the read may count them as well.
 				if extra := c.unmetCopies(g, r); extra > 0 {
 					if g.by > 0 {
-						hi += extra * g.by
+						hiX += extra * g.by
 					} else {
-						lo += extra * g.by
+						loX += extra * g.by
 					}
 				}
 				if g.by > 0 {
@@ -630,6 +631,11 @@ func (c *checker) reads() Verdict {
 			if lo <= r.Value && r.Value <= hi {
 				continue
 			}
+			lo, hi = lo+loX, hi+hiX
+			if lo <= r.Value && r.Value <= hi {
+				copies++
+				continue
+			}
 			bad++
 			if bad > 1 {
 				continue
@@ -647,6 +653,9 @@ func (c *checker) reads() Verdict {
 		v.Detail = fmt.Sprintf("%d reads out of bounds; first: %s", bad, v.Detail)
 	} else {
 		v.Detail = "every read within [must be visible, attempted]"
+		if copies > 0 {
+			v.Detail += fmt.Sprintf("; %d of them counted an id's copies on other nodes before the records met", copies)
+		}
 	}
 	return v
 }

@@ -524,3 +524,19 @@ func TestHistoryRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestReadsSaysWhenCopiesWereCounted: a run whose reads needed the
+// allowance for an id's unmet copies says how many did.
+func TestReadsSaysWhenCopiesWereCounted(t *testing.T) {
+	h := hist([]Op{
+		idIncr(0, "n1", "i/k", "x", 0, 10, Unknown, false),
+		idIncr(0, "n2", "i/k", "x", 20, 30, OK, false),
+		read(1, "n2", "i/k", "local", 100, 110, 2),
+		read(1, "n2", "i/k", "local", 120, 130, 1),
+	}, everywhere(map[string]int64{"i/k": 1}))
+	r := Check(h)
+	i := slices.IndexFunc(r.Verdicts, func(v Verdict) bool { return v.Name == CheckReads })
+	if !r.OK() || !strings.Contains(r.Verdicts[i].Detail, "; 1 of them counted an id's copies") {
+		t.Fatalf("want reads ok with 1 read counting copies:\n%s", r)
+	}
+}
