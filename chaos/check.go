@@ -512,8 +512,10 @@ func (c *checker) possibleAttempts(g *group, t time.Time) []int {
 
 // MeetWindow is how long the records of an increment id applied on two
 // nodes take to meet once the nodes can talk (docs/exact.md: until they
-// meet, the value may include the duplicate). Measured: the stream brings
-// a record in 100-300 ms, anti-entropy within about a second.
+// meet, the value may include the duplicate). The stream brings a record
+// in 100-300 ms (docs/exact.md); one the stream lost waits for
+// anti-entropy, a round a second with one random peer, so 5 s leaves room
+// for several rounds. The CI run that showed the window took 380 ms.
 const MeetWindow = 5 * time.Second
 
 // unmetCopies returns how many applications of g beyond one read r may
