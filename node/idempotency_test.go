@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -379,5 +380,64 @@ func TestLargeRetriedIncrementsCountOnce(t *testing.T) {
 		if got := mustGet(t, m.get(name), "likes", "post"); got != want.Load() {
 			t.Errorf("%s reads %d, want exactly %d", name, got, want.Load())
 		}
+	}
+}
+
+// TestTakeBackWaitsForTheWholeBatch: another node's id record can come
+// before its counter in one batch (anti-entropy sends changes in sequence
+// order, and the winner changed the counter again after the id). The loser
+// takes its copy back only once the whole batch is merged, so its count
+// never drops below what it acknowledged; until then it may show both
+// copies, which docs/exact.md allows until the records meet.
+func TestTakeBackWaitsForTheWholeBatch(t *testing.T) {
+	clock := &fakeClock{now: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}
+	win, lose := clock.open(t, "a"), clock.open(t, "b")
+	if lose.ID() < win.ID() {
+		win, lose = lose, win // the smallest id keeps its application
+	}
+	ctx := context.Background()
+	if _, err := win.PutNamespace(ctx, "likes", NamespacePatch{IdempotencyWindow: ptr("1h")}); err != nil {
+		t.Fatal(err)
+	}
+	antiEntropy(t, win, lose)
+	if r, err := lose.Incr(ctx, "likes", "p", 3, WriteOptions{ID: "u"}); err != nil || r.Value != 3 {
+		t.Fatalf("loser's increment: %+v %v", r, err)
+	}
+	if _, err := win.Incr(ctx, "likes", "p", 3, WriteOptions{ID: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := win.Incr(ctx, "likes", "p", 1, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []*Node{win, lose} {
+		if err := x.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ds []change.Delta
+	if err := win.Replica().ScanSince(win.ID(), 0, func(d change.Delta) bool { ds = append(ds, d); return true }); err != nil {
+		t.Fatal(err)
+	}
+	rec := slices.IndexFunc(ds, func(d change.Delta) bool { return d.NS == "likes" && d.Key == idKey("u", "p") })
+	ctr := slices.IndexFunc(ds, func(d change.Delta) bool { return d.NS == "likes" && d.Key == "p" })
+	if rec < 0 || ctr < 0 || rec > ctr {
+		t.Fatalf("the batch does not hold the id record (at %d) before the counter (at %d); the test needs that order", rec, ctr)
+	}
+	var seen []int64
+	obs := func(ns, key string, v int64) {
+		if ns == "likes" && key == "p" {
+			seen = append(seen, v)
+		}
+	}
+	lose.feed.observe.Store(&obs)
+	if err := lose.Replica().Apply(change.Batch{Deltas: ds}); err != nil {
+		t.Fatal(err)
+	}
+	lose.feed.observe.Store(nil)
+	if len(seen) == 0 || slices.Min(seen) < 3 {
+		t.Fatalf("the loser's count went %v while the batch merged; it acknowledged 3", seen)
+	}
+	if got := mustGet(t, lose, "likes", "p"); got != 4 {
+		t.Fatalf("the loser reads %d, want 4 (the id once, plus 1)", got)
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/countmesh/countmesh/internal/kinderr"
@@ -15,6 +16,8 @@ import (
 type changeFeed struct {
 	tops  *query.TopSets
 	watch *watch.Hub
+	// observe, when set (tests), sees every change with the new value.
+	observe atomic.Pointer[func(ns, key string, value int64)]
 }
 
 // changedLocked tells the top sets and the watchers that ns/key changed
@@ -22,6 +25,9 @@ type changeFeed struct {
 // replicated merges, imports, expiry); the caller holds the counter's
 // stripe lock.
 func (f *changeFeed) changedLocked(ns, key string, before int64, e *keyspace.Entry) {
+	if obs := f.observe.Load(); obs != nil {
+		(*obs)(ns, key, e.C.Value())
+	}
 	tops, watched := f.tops.Active(), f.watch.Active()
 	if tops {
 		f.tops.Observe(ns, key, before, e.C.Value(), e.C.Live())

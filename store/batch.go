@@ -33,6 +33,7 @@ type Batch struct {
 type scratch struct {
 	enc *counterEncoder
 	key []byte
+	val []byte // an index entry's value (Set copies it into the batch)
 }
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{enc: newCounterEncoder()} }}
@@ -165,9 +166,8 @@ func (b *Batch) PutIndex(origin crdt.NodeID, seq uint64, ns, key string) {
 	}
 	k := appendIndexKey(b.keyBuf(), uint64(origin), seq)
 	b.sc.key = k
-	v := make([]byte, 0, len(ns)+1+len(key))
-	v = append(append(append(v, ns...), sep), key...)
-	_ = b.pb.Set(k, v, nil)
+	b.sc.val = append(append(append(b.sc.val[:0], ns...), sep), key...)
+	_ = b.pb.Set(k, b.sc.val, nil)
 	b.n++
 }
 
@@ -237,7 +237,7 @@ func (b *Batch) Close() {
 		b.pb = nil
 	}
 	if b.sc != nil {
-		if cap(b.sc.key) <= 4096 && b.sc.enc.buf.Cap() <= 64<<10 {
+		if cap(b.sc.key) <= 4096 && cap(b.sc.val) <= 4096 && b.sc.enc.buf.Cap() <= 64<<10 {
 			scratchPool.Put(b.sc)
 		}
 		b.sc = nil

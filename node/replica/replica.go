@@ -83,8 +83,8 @@ type Config struct {
 	// Changed tells the node's change feed that ns/key changed from
 	// before; the caller holds the counter's stripe.
 	Changed func(ns, key string, before int64, e *keyspace.Entry)
-	// Compensate runs after an id record changed by a merge; the caller
-	// holds its stripe.
+	// Compensate runs for each id record a batch merged, once the whole
+	// batch is merged; the caller holds the record's stripe.
 	Compensate func(s *keyspace.Stripe, ns, key string, e *keyspace.Entry)
 	// Received remembers an id record the store may not hold yet.
 	Received func(ns, id, key string)
@@ -184,6 +184,11 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 	}
 	now := r.cfg.Now().UnixMilli()
 	var buf []byte
+	// The id records merged, taken back once the whole batch is merged:
+	// a batch in sequence order (anti-entropy) can hold another node's id
+	// record before its counter, and a take-back between the two would
+	// show this node's count without an increment it acknowledged.
+	var records []int
 	for i := range b.Deltas {
 		d := &b.Deltas[i]
 		if !r.validName(d.NS, d.Key) {
@@ -224,12 +229,27 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 		}
 		r.cfg.Keys.MarkDirty(s, e)
 		if d.Key[0] == keyspace.KindID {
-			r.cfg.Compensate(s, d.NS, d.Key, e)
+			records = append(records, i)
 			if id, key, ok := idem.ParseKey(d.Key); ok {
 				r.cfg.Received(d.NS, id, key)
 			}
 		}
 		s.Unlock()
+	}
+	for _, i := range records {
+		d := &b.Deltas[i]
+		buf = keyspace.Composite(buf[:0], d.NS, d.Key)
+		s := r.cfg.Keys.StripeOf(buf)
+		s.Lock()
+		e, err := r.cfg.Keys.Lookup(s, buf, d.NS, d.Key, true)
+		if err == nil {
+			r.cfg.Compensate(s, d.NS, d.Key, e)
+		}
+		s.Unlock()
+		if err != nil {
+			// The record is merged; the next merge of it takes back.
+			r.cfg.Log.Error("cannot read a merged id record to take back a duplicate; the next merge of it retries", zap.String("ns", d.NS), zap.String("key", d.Key), zap.Error(err))
+		}
 	}
 	for _, rec := range b.Configs {
 		err := r.cfg.ValidNamespace(rec.NS)
