@@ -275,6 +275,10 @@ type scratch struct {
 	prepared  []batchOp
 	touched   []int
 	buf       []byte
+	ckEnds    []int32 // where each op's composite key ends in buf
+	stripeOf  []int32 // each op's stripe
+	starts    []int32 // per stripe, where its ops start in order
+	order     []int32 // op indexes grouped by stripe
 	entries   []*keyspace.Entry
 	records   []*keyspace.Entry
 	dup       []bool
@@ -362,35 +366,67 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs []*nsconfig.Rec
 	defer releaseIDs()
 
 	// Bring every counter into memory, one stripe lock at a time, so that
-	// the all-stripes critical section below does no I/O.
+	// the all-stripes critical section below does no I/O. The ops are
+	// grouped by stripe (a counting sort of their indexes), so that each
+	// touched stripe is locked once rather than once per op.
 	prepared := sized(sc.prepared, len(ops))
 	sc.prepared = prepared
-	touched := sc.touched[:0] // stripe indexes, locked in ascending order
+	touched := sc.touched[:0] // stripe indexes, ascending
 	defer func() { sc.touched = touched }()
-	buf := sc.buf[:0]
-	defer func() { sc.buf = buf }()
+	cks := sc.buf[:0] // the ops' composite keys, end to end
+	defer func() { sc.buf = cks }()
+	ends := sized(sc.ckEnds, len(ops))
+	stripeOf := sized(sc.stripeOf, len(ops))
+	starts := sized(sc.starts, wr.cfg.Keys.NumStripes()+1)
+	order := sized(sc.order, len(ops))
+	sc.ckEnds, sc.stripeOf, sc.starts, sc.order = ends, stripeOf, starts, order
 	for i, op := range ops {
-		buf = keyspace.Composite(buf[:0], op.NS, op.Key)
-		si := wr.cfg.Keys.StripeIndex(buf)
+		from := len(cks)
+		cks = keyspace.Composite(cks, op.NS, op.Key)
+		ends[i] = int32(len(cks))
+		si := wr.cfg.Keys.StripeIndex(cks[from:])
+		stripeOf[i] = int32(si)
+		starts[si+1]++
+	}
+	for si := 1; si < len(starts); si++ {
+		starts[si] += starts[si-1]
+	}
+	for i, si := range stripeOf { // starts[si] moves to the end of stripe si
+		order[starts[si]] = int32(i)
+		starts[si]++
+	}
+	from := int32(0)
+	for si := range len(starts) - 1 {
+		to := starts[si]
+		if to == from {
+			continue
+		}
+		touched = append(touched, si)
 		s := wr.cfg.Keys.Stripe(si)
 		s.Lock()
-		e, err := wr.cfg.Keys.Lookup(s, buf, op.NS, op.Key, true)
-		var re *keyspace.Entry
-		if err == nil && op.ID != "" {
-			rk := idem.Key(op.ID, op.Key)
-			re, err = wr.cfg.Keys.LookupEvict(s, keyspace.Composite(nil, op.NS, rk), op.NS, rk, true, false)
+		for _, i := range order[from:to] {
+			op := &ops[i] // a pointer: an Op is large, and copying it cost 2.6 % of countd's CPU here
+			ck := cks[:ends[i]]
+			if i > 0 {
+				ck = ck[ends[i-1]:]
+			}
+			e, err := wr.cfg.Keys.Lookup(s, ck, op.NS, op.Key, true)
+			var re *keyspace.Entry
+			if err == nil && op.ID != "" {
+				rk := idem.Key(op.ID, op.Key)
+				re, err = wr.cfg.Keys.LookupEvict(s, keyspace.Composite(nil, op.NS, rk), op.NS, rk, true, false)
+			}
+			if err != nil {
+				s.Unlock()
+				return Result{}, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
+			}
+			prepared[i] = batchOp{ck: e.CK(), stripe: si, e: e}
+			if re != nil {
+				prepared[i].rck = re.CK()
+			}
 		}
 		s.Unlock()
-		if err != nil {
-			return Result{}, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
-		}
-		prepared[i] = batchOp{ck: e.CK(), stripe: si, e: e}
-		if re != nil {
-			prepared[i].rck = re.CK()
-		}
-		if j, found := slices.BinarySearch(touched, si); !found {
-			touched = slices.Insert(touched, j, si)
-		}
+		from = to
 	}
 
 	for _, si := range touched {
