@@ -237,7 +237,7 @@ func (b *Batch) Close() {
 		b.pb = nil
 	}
 	if b.sc != nil {
-		if cap(b.sc.key) <= 4096 && cap(b.sc.val) <= 4096 && b.sc.enc.buf.Cap() <= 64<<10 {
+		if cap(b.sc.key) <= 4096 && cap(b.sc.val) <= 4096 && cap(b.sc.enc.buf) <= 64<<10 {
 			scratchPool.Put(b.sc)
 		}
 		b.sc = nil

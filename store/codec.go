@@ -30,15 +30,10 @@ const counterFormatV1 = 1
 // counterEncoder encodes counters into a reused buffer without reflection.
 // It is not safe for concurrent use.
 type counterEncoder struct {
-	buf bytes.Buffer
-	enc *msgpack.Encoder
+	buf []byte
 }
 
-func newCounterEncoder() *counterEncoder {
-	e := &counterEncoder{}
-	e.enc = msgpack.NewEncoder(&e.buf)
-	return e
-}
+func newCounterEncoder() *counterEncoder { return &counterEncoder{} }
 
 // encode returns c's encoding. The result is valid until the next call.
 func (e *counterEncoder) encode(c crdt.Counter) []byte {
@@ -48,62 +43,8 @@ func (e *counterEncoder) encode(c crdt.Counter) []byte {
 // encodeRecord returns the encoding of r. The result is valid until the
 // next call.
 func (e *counterEncoder) encodeRecord(r Record) []byte {
-	e.buf.Reset()
-	encodeRecordTo(e.enc, r)
-	return e.buf.Bytes()
-}
-
-// encodeRecordTo writes one record with enc, leaving out trailing fields
-// that are empty. Writes to a bytes.Buffer cannot fail, so the errors are
-// dropped.
-func encodeRecordTo(enc *msgpack.Encoder, r Record) {
-	c := r.Counter
-	n := 2
-	if c.Reset != nil {
-		n = 3
-	}
-	if r.UpdatedMs != 0 {
-		n = 4
-	}
-	if len(r.Seqs) > 0 {
-		n = 5
-	}
-	_ = enc.EncodeArrayLen(n)
-	_ = enc.EncodeUint(counterFormatV1)
-	encodeSlots(enc, c.Slots)
-	if r := c.Reset; r != nil {
-		_ = enc.EncodeArrayLen(5)
-		_ = enc.EncodeUint(r.Epoch)
-		_ = enc.EncodeUint(uint64(r.Node))
-		_ = enc.EncodeInt(r.Value)
-		_ = enc.EncodeBool(r.Deleted)
-		encodeSlots(enc, r.Floor)
-	} else if n > 2 {
-		_ = enc.EncodeNil()
-	}
-	if n > 3 {
-		_ = enc.EncodeInt(r.UpdatedMs)
-	}
-	if n > 4 {
-		encodeSeqs(enc, r.Seqs)
-	}
-}
-
-func encodeSeqs(enc *msgpack.Encoder, seqs []OriginSeq) {
-	_ = enc.EncodeArrayLen(2 * len(seqs))
-	for _, s := range seqs {
-		_ = enc.EncodeUint(uint64(s.Origin))
-		_ = enc.EncodeUint(s.Seq)
-	}
-}
-
-func encodeSlots(enc *msgpack.Encoder, slots []crdt.Slot) {
-	_ = enc.EncodeArrayLen(3 * len(slots))
-	for _, s := range slots {
-		_ = enc.EncodeUint(uint64(s.Node))
-		_ = enc.EncodeUint(s.P)
-		_ = enc.EncodeUint(s.N)
-	}
+	e.buf = appendRecord(e.buf[:0], r)
+	return e.buf
 }
 
 // encoderPool holds counterEncoders for Batches and EncodeCounter.

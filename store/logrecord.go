@@ -1,11 +1,6 @@
 package store
 
-import (
-	"bytes"
-
-	"github.com/countmesh/countmesh/internal/kinderr"
-	"github.com/vmihailenco/msgpack/v5"
-)
+import "github.com/countmesh/countmesh/internal/kinderr"
 
 // A log record written by package node is a header followed by changed
 // counters. The header is a msgpack array [logFormatV2, [origin, seq, ...]]
@@ -17,24 +12,16 @@ const logFormatV2 = 2
 
 // LogEncoder builds one log record. It is not safe for concurrent use.
 type LogEncoder struct {
-	head, body bytes.Buffer
-	hEnc, bEnc *msgpack.Encoder
+	head, body []byte
 	n          int
 }
 
 // NewLogEncoder returns an empty encoder.
-func NewLogEncoder() *LogEncoder {
-	e := &LogEncoder{}
-	e.hEnc = msgpack.NewEncoder(&e.head)
-	e.bEnc = msgpack.NewEncoder(&e.body)
-	return e
-}
+func NewLogEncoder() *LogEncoder { return &LogEncoder{} }
 
 // Add appends one counter.
 func (e *LogEncoder) Add(ns, key string, r Record) {
-	_ = e.bEnc.EncodeString(ns)
-	_ = e.bEnc.EncodeString(key)
-	encodeRecordTo(e.bEnc, r)
+	e.body = appendRecord(appendString(appendString(e.body, ns), key), r)
 	e.n++
 }
 
@@ -45,26 +32,25 @@ func (e *LogEncoder) Len() int { return e.n }
 // operation-log record (Batch.AppendLog).
 func (e *LogEncoder) AppendTo(b *Batch, vv []OriginSeq) {
 	e.writeHead(vv)
-	b.AppendLog(e.head.Bytes())
-	b.AppendLog(e.body.Bytes())
+	b.AppendLog(e.head)
+	b.AppendLog(e.body)
 }
 
 // Encode returns the record with vv as its version vector, in a new slice.
 func (e *LogEncoder) Encode(vv []OriginSeq) []byte {
 	e.writeHead(vv)
-	return append(append([]byte(nil), e.head.Bytes()...), e.body.Bytes()...)
+	return append(append([]byte(nil), e.head...), e.body...)
 }
 
 func (e *LogEncoder) writeHead(vv []OriginSeq) {
-	e.head.Reset()
-	_ = e.hEnc.EncodeArrayLen(2)
-	_ = e.hEnc.EncodeUint(logFormatV2)
-	encodeSeqs(e.hEnc, vv)
+	e.head = appendArrayLen(e.head[:0], 2)
+	e.head = appendUint(e.head, logFormatV2)
+	e.head = appendSeqs(e.head, vv)
 }
 
 // Reset empties the encoder, keeping its buffers.
 func (e *LogEncoder) Reset() {
-	e.body.Reset()
+	e.body = e.body[:0]
 	e.n = 0
 }
 
