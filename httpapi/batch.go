@@ -43,12 +43,15 @@ func (s *Server) batch(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, badRequest(fmt.Sprintf("return must be \"values\" or absent, got %q", rv)))
 		return
 	}
-	body, err := readBody(w, r)
+	body, release, err := readBodyReused(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	// The decoded ops hold copies of the body's strings (batchjson, msgpack
+	// and encoding/json copy them), so the body goes back at once.
 	ops, consistency, err := decodeBatch(r.Header.Get("Content-Type"), body)
+	release()
 	if err != nil {
 		s.writeError(w, r, err)
 		return

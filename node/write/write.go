@@ -216,7 +216,8 @@ func fold(w Request, recs []*nsconfig.Record, sc *scratch) (f Request, frecs []*
 		return w, recs, false
 	}
 	var total uint64
-	for i, op := range w.Ops {
+	for i := range w.Ops {
+		op := &w.Ops[i]
 		if op.ID != "" || len(op.Labels) > 0 || !op.At.IsZero() || recs[i].Bounds().Any() {
 			return w, recs, false
 		}
@@ -232,7 +233,8 @@ func fold(w Request, recs []*nsconfig.Record, sc *scratch) (f Request, frecs []*
 	sc.foldTable = table
 	mask := uint64(size - 1)
 	ops, frecs := sc.folded[:0], sc.foldRecs[:0]
-	for i, op := range w.Ops {
+	for i := range w.Ops {
+		op := &w.Ops[i] // not a copy: an Op is large
 		neg := op.By < 0
 		h := maphash.String(foldSeed, op.Key)
 		if neg {
@@ -242,7 +244,7 @@ func fold(w Request, recs []*nsconfig.Record, sc *scratch) (f Request, frecs []*
 			k := table[j]
 			if k == 0 {
 				table[j] = int32(len(ops) + 1)
-				ops = append(ops, op)
+				ops = append(ops, *op)
 				frecs = append(frecs, recs[i])
 				break
 			}
