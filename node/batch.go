@@ -112,12 +112,7 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		res.Values = values
 		return res, n.durable(ctx, sync)
 	}
-	wops := getWriteOps(len(ops))
-	defer putWriteOps(wops)
-	for i, op := range ops {
-		(*wops)[i] = write.Op{BatchOp: op}
-	}
-	res, err := n.writer.Apply(ctx, write.Request{Ops: *wops, Consistency: consistency, Values: returnValues, Numbered: true})
+	res, err := n.writer.Apply(ctx, write.Request{Ops: ops, Consistency: consistency, Values: returnValues, Numbered: true})
 	if err == nil {
 		n.metrics.Batches.Inc()
 	}
@@ -137,38 +132,4 @@ func validateOp(op BatchOp) error {
 		return ValidateID(op.ID)
 	}
 	return nil
-}
-
-// writeOpsFree holds the slices of write.Op that Batch hands the write
-// path (which keeps none of them), so that a batch does not allocate one. A
-// free list rather than a sync.Pool, which every garbage collection empties
-// (several a second under batch ingest), as write's scratch space.
-var writeOpsFree = make(chan *[]write.Op, 16)
-
-// getWriteOps returns a slice of n zero ops.
-func getWriteOps(n int) *[]write.Op {
-	var p *[]write.Op
-	select {
-	case p = <-writeOpsFree:
-	default:
-		p = new([]write.Op)
-	}
-	if cap(*p) < n {
-		*p = make([]write.Op, n)
-	}
-	*p = (*p)[:n]
-	return p
-}
-
-// putWriteOps clears p (its strings and label maps) and pools it, unless it
-// is larger than a batch may be.
-func putWriteOps(p *[]write.Op) {
-	if cap(*p) > MaxBatchOps {
-		return
-	}
-	clear((*p)[:cap(*p)])
-	select {
-	case writeOpsFree <- p:
-	default: // enough are free
-	}
 }

@@ -388,7 +388,8 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	}
 	// An increment is a batch of one.
 	w := write.Request{
-		Ops:         []write.Op{{BatchOp: BatchOp{NS: ns, Key: key, By: by, ID: opts.ID}, Labels: opts.Labels, At: at}},
+		Ops:         []BatchOp{{NS: ns, Key: key, By: by, ID: opts.ID}},
+		Extras:      []write.Extra{{Labels: opts.Labels, At: at}},
 		Consistency: opts.Consistency,
 		Values:      true,
 	}
