@@ -332,9 +332,16 @@ func getScratch() *scratch {
 // have room for a little more (10,240), so the bound is on the length used.
 const maxPooledOps = 10_000
 
+// maxPooledKeyBytes bounds the composite keys' space (scratch.buf) that
+// returns to the free list: 10,000 keys of about 100 bytes.
+const maxPooledKeyBytes = 1 << 20
+
 func putScratch(sc *scratch) {
 	if len(sc.recs) > maxPooledOps || len(sc.prepared) > maxPooledOps || len(sc.folded) > maxPooledOps {
 		return
+	}
+	if cap(sc.buf) > maxPooledKeyBytes {
+		sc.buf = nil // a batch of long keys: not kept
 	}
 	clear(sc.folded[:cap(sc.folded)])
 	clear(sc.foldRecs[:cap(sc.foldRecs)])
