@@ -88,8 +88,12 @@ func TestClosedLoopHidesTheStall(t *testing.T) {
 	if res.Requests < 50 {
 		t.Fatalf("only %d requests", res.Requests)
 	}
-	if slow := res.Recorder.CountAtOrAbove(stall / 2); slow < 1 || slow > 8 {
-		t.Errorf("%d requests took at least %v, want 1 to 8 (one per worker)", slow, stall/2)
+	// Counted at 90 % of the stall: the requests held from its start
+	// (at most one per worker, the stalled one included) wait about all of
+	// it, while a machine busy with other tests under -race delays some
+	// requests by tens of milliseconds (13 took 50ms or more in a CI run).
+	if slow := res.Recorder.CountAtOrAbove(stall * 9 / 10); slow < 1 || slow > 8 {
+		t.Errorf("%d requests took at least %v, want 1 to 8 (one per worker)", slow, stall*9/10)
 	}
 }
 
