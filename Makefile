@@ -28,7 +28,7 @@ LARGE_PKGS = $(sort $(dir $(shell grep -rl --include='*_test.go' '^func TestLarg
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 ./crdt/
-	$(GO) test -count=1 -run '^TestLarge' $(LARGE_PKGS)
+	$(if $(LARGE_PKGS),$(GO) test -count=1 -run '^TestLarge' $(LARGE_PKGS))
 	$(GO) test -count=1 -race -skip '^TestLarge' $(RACE_PKGS)
 
 race: test

@@ -92,7 +92,7 @@ var bodyFree = make(chan []byte, 8)
 const maxReusedBody = 2 << 20
 
 // readBodyReused is readBody into a reused buffer, for a request that
-// declares its length (any other is read by readBody). The caller calls
+// declares a length up to maxReusedBody (any other is read by readBody). The caller calls
 // release once nothing refers to the body's bytes any more; the body must
 // not be used after it.
 func readBodyReused(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
@@ -106,8 +106,11 @@ func readBodyReused(w http.ResponseWriter, r *http.Request) (body []byte, releas
 	case buf = <-bodyFree:
 	default:
 	}
-	if cap(buf) <= int(n) { // one byte more, so that a body of the declared length ends in one read
-		buf = make([]byte, 0, max(int(n)+1, 64<<10))
+	if buf == nil {
+		// Not sized from the declared length: a client that declares 2 MB
+		// and then trickles its body would pin 2 MB a connection. The
+		// buffer grows as bytes arrive, as io.ReadAll's does.
+		buf = make([]byte, 0, 512)
 	}
 	buf, err = readAllInto(buf[:0], http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	release = func() {

@@ -300,7 +300,7 @@ type scratch struct {
 	buf       []byte
 	ckEnds    []int32 // where each op's composite key ends in buf
 	stripeOf  []int32 // each op's stripe
-	starts    []int32 // per stripe, where its ops start in order
+	starts    []int32 // per stripe, where its ops start in order (sortByStripe)
 	order     []int32 // op indexes grouped by stripe
 	entries   []*keyspace.Entry
 	records   []*keyspace.Entry
@@ -331,6 +331,42 @@ func getScratch() *scratch {
 // about 1.5 MB, and at most 16 are kept. Slices grown by append to 10,000
 // have room for a little more (10,240), so the bound is on the length used.
 const maxPooledOps = 10_000
+
+// sortByStripe returns the indexes of the ops, whose stripes are
+// stripeOf, ordered by stripe (ops of one stripe in their order), in sc's
+// space. A batch of a few ops (Incr, an unpipelined RESP command) is sorted
+// by insertion; a larger one by counting its ops per stripe, which costs a
+// pass over every stripe.
+func sortByStripe(stripeOf []int32, stripes int, sc *scratch) []int32 {
+	order := sized(sc.order, len(stripeOf))
+	sc.order = order
+	if len(stripeOf) <= insertionSortOps {
+		for i, si := range stripeOf {
+			j := i
+			for ; j > 0 && stripeOf[order[j-1]] > si; j-- {
+				order[j] = order[j-1]
+			}
+			order[j] = int32(i)
+		}
+		return order
+	}
+	starts := sized(sc.starts, stripes+1)
+	sc.starts = starts
+	for _, si := range stripeOf {
+		starts[si+1]++
+	}
+	for si := 1; si < len(starts); si++ {
+		starts[si] += starts[si-1]
+	}
+	for i, si := range stripeOf { // starts[si] moves to the end of stripe si
+		order[starts[si]] = int32(i)
+		starts[si]++
+	}
+	return order
+}
+
+// insertionSortOps is the largest batch sortByStripe sorts by insertion.
+const insertionSortOps = 16
 
 // maxPooledKeyBytes bounds the composite keys' space (scratch.buf) that
 // returns to the free list: 10,000 keys of about 100 bytes.
@@ -397,8 +433,8 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs []*nsconfig.Rec
 
 	// Bring every counter into memory, one stripe lock at a time, so that
 	// the all-stripes critical section below does no I/O. The ops are
-	// grouped by stripe (a counting sort of their indexes), so that each
-	// touched stripe is locked once rather than once per op.
+	// grouped by stripe (sortByStripe), so that each touched stripe is
+	// locked once rather than once per op.
 	prepared := sized(sc.prepared, len(ops))
 	sc.prepared = prepared
 	touched := sc.touched[:0] // stripe indexes, ascending
@@ -407,32 +443,22 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs []*nsconfig.Rec
 	defer func() { sc.buf = cks }()
 	ends := sized(sc.ckEnds, len(ops))
 	stripeOf := sized(sc.stripeOf, len(ops))
-	starts := sized(sc.starts, wr.cfg.Keys.NumStripes()+1)
-	order := sized(sc.order, len(ops))
-	sc.ckEnds, sc.stripeOf, sc.starts, sc.order = ends, stripeOf, starts, order
+	sc.ckEnds, sc.stripeOf = ends, stripeOf
 	for i, op := range ops {
 		from := len(cks)
 		cks = keyspace.Composite(cks, op.NS, op.Key)
 		ends[i] = int32(len(cks))
-		si := wr.cfg.Keys.StripeIndex(cks[from:])
-		stripeOf[i] = int32(si)
-		starts[si+1]++
+		stripeOf[i] = int32(wr.cfg.Keys.StripeIndex(cks[from:]))
 	}
-	for si := 1; si < len(starts); si++ {
-		starts[si] += starts[si-1]
-	}
-	for i, si := range stripeOf { // starts[si] moves to the end of stripe si
-		order[starts[si]] = int32(i)
-		starts[si]++
-	}
-	from := int32(0)
-	for si := range len(starts) - 1 {
-		to := starts[si]
-		if to == from {
-			continue
+	order := sortByStripe(stripeOf, wr.cfg.Keys.NumStripes(), sc)
+	for from := 0; from < len(order); {
+		si := stripeOf[order[from]]
+		to := from + 1
+		for to < len(order) && stripeOf[order[to]] == si {
+			to++
 		}
-		touched = append(touched, si)
-		s := wr.cfg.Keys.Stripe(si)
+		touched = append(touched, int(si))
+		s := wr.cfg.Keys.Stripe(int(si))
 		s.Lock()
 		for _, i := range order[from:to] {
 			op := &ops[i] // not a copy: reading ops out of order by value cost 2.6 % of countd's CPU here
@@ -450,7 +476,7 @@ func (wr *Writer) applyOnce(ctx context.Context, w Request, recs []*nsconfig.Rec
 				s.Unlock()
 				return Result{}, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
 			}
-			prepared[i] = batchOp{ck: e.CK(), stripe: si, e: e}
+			prepared[i] = batchOp{ck: e.CK(), stripe: int(si), e: e}
 			if re != nil {
 				prepared[i].rck = re.CK()
 			}
