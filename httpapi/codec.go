@@ -92,9 +92,9 @@ var bodyFree = make(chan []byte, 8)
 const maxReusedBody = 2 << 20
 
 // readBodyReused is readBody into a reused buffer, for a request that
-// declares a length up to maxReusedBody (any other is read by readBody). The caller calls
-// release once nothing refers to the body's bytes any more; the body must
-// not be used after it.
+// declares a length up to maxReusedBody (any other is read by readBody).
+// The caller calls release once nothing refers to the body's bytes any
+// more; the body must not be used after it.
 func readBodyReused(w http.ResponseWriter, r *http.Request) (body []byte, release func(), err error) {
 	n := r.ContentLength
 	if n <= 0 || n > maxReusedBody {
