@@ -196,6 +196,16 @@ type Config struct {
 	// Membership holds memberlist's timings.
 	Membership Membership
 
+	// Replicas returns how many nodes of each region hold the counters of
+	// a namespace: 0, the default (and every namespace when Replicas is
+	// nil), replicates the namespace to every node; R > 0 shards it: each
+	// key hashes into one of change.Partitions partitions, placed on the R
+	// alive members of each region with the highest rendezvous scores
+	// (ShardOwners), and the replica numbers its changes per shard
+	// (change.Shard.Space). See shard.go. It must answer the same for a
+	// namespace on every node and for the namespace's life.
+	Replicas func(ns string) int
+
 	// Seed seeds the random peer choices; 0 picks one at random.
 	Seed uint64
 	// Logger; nil logs nothing.

@@ -99,6 +99,8 @@ type Mesh struct {
 		stopped    bool
 		wg         sync.WaitGroup
 	}
+
+	spaces spaceRegistry // the sequence spaces of sharded namespaces seen
 }
 
 // New checks cfg and returns a mesh that replicates replica. It does no
@@ -143,13 +145,13 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 		Config: stream.Config{FlushInterval: cfg.FlushInterval, IOTimeout: cfg.IOTimeout, MaxQueueBytes: cfg.MaxQueueBytes,
 			MaxInflightFrames: cfg.MaxInflightFrames, MaxFrameDeltas: cfg.MaxFrameDeltas},
 		Stats: &m.stats, Log: m.log, Ctx: m.ctx, Done: m.peerDone, WG: &m.wg,
-		Dial: m.tr.Dial, Reachable: m.setReachable, Apply: replica.Apply, Relay: m.forward,
+		Dial: m.tr.Dial, Reachable: m.setReachable, Apply: m.applyFromPeer, Relay: m.forward,
 		Reconnected: func(p transport.Peer) { m.healExchange(fromPeer(p)) },
 	}
 	m.tr.Serve(transport.KindStream, m.streams.Receive)
 	m.ae = antientropy.New(antientropy.Config{IOTimeout: cfg.IOTimeout, Grace: cfg.AntiEntropyGrace,
-		MaxFrameDeltas: cfg.MaxFrameDeltas, MaxConcurrent: cfg.MaxConcurrentAntiEntropy}, replica, &m.stats,
-		antientropy.Hooks{Dial: m.tr.Dial, Reachable: m.setReachable, Repaired: m.markRepaired})
+		MaxFrameDeltas: cfg.MaxFrameDeltas, MaxConcurrent: cfg.MaxConcurrentAntiEntropy}, learningReplica{replica, m}, &m.stats,
+		antientropy.Hooks{Dial: m.tr.Dial, Reachable: m.setReachable, Repaired: m.markRepaired, Wants: m.wants})
 	m.tr.Serve(transport.KindAE, m.ae.Serve)
 	m.reach.failing = make(map[string]time.Time)
 	m.reach.probing = make(map[string]bool)
@@ -281,6 +283,18 @@ func (m *Mesh) Publish(b Batch) {
 	m.stats.PublishedDeltas.Add(uint64(len(b.Deltas)))
 	r := m.routes.Load()
 	now := time.Now()
+	if m.sharding() {
+		var per map[string]*Batch
+		b, per = m.splitSharded(r, b)
+		for name, pb := range per {
+			if p := m.peer(r.alive[name], r.relayTo[name]); p != nil {
+				p.Enqueue(*pb, now)
+			}
+		}
+		if b.Empty() {
+			return
+		}
+	}
 	for i, pi := range r.publish {
 		if p := m.peer(pi, r.relay[i]); p != nil {
 			p.Enqueue(b, now)
@@ -292,6 +306,9 @@ func (m *Mesh) Publish(b Batch) {
 // other nodes of this node's region.
 func (m *Mesh) forward(b Batch, from string) {
 	if m.state.Load() != stateStarted {
+		return
+	}
+	if b = m.unsharded(b); b.Empty() {
 		return
 	}
 	m.stats.Forwarded.Add(1)
@@ -356,6 +373,11 @@ func (m *Mesh) dropPeer(name string) {
 func (m *Mesh) prunePeers() {
 	r := m.routes.Load()
 	wanted := make(map[string]bool)
+	if m.sharding() {
+		for name := range r.alive { // any of them may own a shard
+			wanted[name] = true
+		}
+	}
 	for _, pi := range r.publish {
 		wanted[pi.name] = true
 	}

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip/transport"
@@ -28,10 +29,16 @@ type routes struct {
 	publish []peerInfo
 	// relay[i] tells whether publish[i] is a bridge that must relay.
 	relay []bool
+	// region is this node's; relayTo the names of the publish targets that
+	// relay, so that a sharded change to one of them shares its stream.
+	region  string
+	relayTo map[string]bool
+	// owners caches ownersOf: change.Shard -> *ownerSet.
+	owners sync.Map
 }
 
 func buildRoutes(self, region string, selfID crdt.NodeID, alive map[string]peerInfo, mode FanOut) *routes {
-	r := &routes{self: self, alive: alive, remote: make(map[string][]peerInfo)}
+	r := &routes{self: self, alive: alive, remote: make(map[string][]peerInfo), region: region, relayTo: make(map[string]bool)}
 	for _, p := range alive {
 		if p.region == region {
 			r.local = append(r.local, p)
@@ -58,8 +65,10 @@ func buildRoutes(self, region string, selfID crdt.NodeID, alive map[string]peerI
 			}
 			continue
 		}
-		r.publish = append(r.publish, bridge(selfID, ps))
+		b := bridge(selfID, ps)
+		r.publish = append(r.publish, b)
 		r.relay = append(r.relay, true)
+		r.relayTo[b.name] = true
 	}
 	return r
 }

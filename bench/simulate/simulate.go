@@ -11,14 +11,15 @@
 // place of the hot set and Pebble, and a committer that publishes every
 // 10 ms. Nodes are spread round-robin over the regions.
 //
-// Only full replication is built: a Config with Replicas > 0 (counters
-// sharded over that many nodes per region) is refused until sharded
-// namespaces exist.
+// With Replicas > 0 the namespace is sharded (gossip.Config.Replicas): each
+// counter lives on that many nodes of each region, each node numbers its
+// changes per shard, and a probe has converged once every owner of its
+// counter holds it. The mesh and the replica are the sharding of package
+// gossip; countd itself does not shard yet (docs/scale.md).
 package simulate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -27,6 +28,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/gossip/fakenet"
@@ -38,7 +40,7 @@ import (
 type Config struct {
 	Nodes    int     // mesh size, at least 2
 	Regions  int     // regions the nodes are spread over, at least 1
-	Replicas int     // nodes per region holding a counter; 0 = every node (the only one built)
+	Replicas int     // nodes per region holding a counter; 0 = every node
 	Rate     float64 // changes per second over the whole mesh
 	Keys     int     // distinct counters the cold share of the load draws from, uniformly
 	HotKeys  int     // counters the hot share draws from
@@ -54,9 +56,6 @@ type Config struct {
 	Seed   uint64
 	Logger *zap.Logger // nil: none
 }
-
-// ErrNotBuilt is returned for a Config with Replicas > 0.
-var ErrNotBuilt = errors.New("simulate: sharded namespaces (replicas > 0) are not built yet; see docs/scale.md")
 
 // Result is what Run measured. The first seven fields are the JSON line the
 // issue asks for.
@@ -80,12 +79,16 @@ type Result struct {
 	Unconverged int     `json:"unconverged"`
 	// JoinMs is how long the mesh took to see every member alive.
 	JoinMs float64 `json:"join_ms"`
+	// OwnerShare is the share of the nodes that own a counter, on average
+	// over the partitions: 1 under full replication, about
+	// replicas*regions/nodes when sharded (less when a region has fewer
+	// nodes than replicas). A node applies about OwnerShare of the changes
+	// made, plus its own writes to counters it does not own.
+	OwnerShare float64 `json:"owner_share"`
 }
 
 func (c Config) validate() error {
 	switch {
-	case c.Replicas > 0:
-		return ErrNotBuilt
 	case c.Replicas < 0:
 		return fmt.Errorf("simulate: replicas %d is negative; 0 means every node", c.Replicas)
 	case c.Nodes < 2:
@@ -106,12 +109,13 @@ func (c Config) validate() error {
 
 // node is one simulated node.
 type node struct {
-	name string
-	host *fakenet.Host
-	rep  *gossiptest.Replica
-	mesh *gossip.Mesh
-	com  *gossiptest.Committer
-	mu   sync.Mutex // serialises Add+Committer.Add against Commit
+	name   string
+	region string
+	host   *fakenet.Host
+	rep    *gossiptest.Replica
+	mesh   *gossip.Mesh
+	com    *gossiptest.Committer
+	mu     sync.Mutex // serialises Add+Committer.Add against Commit
 }
 
 // write changes key on n by one and queues the change for n's next commit.
@@ -155,8 +159,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		name := fmt.Sprintf("n%03d", i)
 		region := fmt.Sprintf("r%d", i%cfg.Regions)
 		h := nw.Host(name, region)
-		n := &node{name: name, host: h, rep: gossiptest.NewReplica(crdt.NodeIDFromName(name))}
+		n := &node{name: name, region: region, host: h, rep: gossiptest.NewReplica(crdt.NodeIDFromName(name))}
 		gc := gossip.DefaultConfig()
+		if cfg.Replicas > 0 {
+			gc.Replicas = func(string) int { return cfg.Replicas }
+			n.rep.SetReplicas(gc.Replicas)
+		}
 		gc.Name, gc.Region = name, region
 		gc.HTTPAddr = "http://" + name + ":7070"
 		gc.GossipAddr, gc.ReplAddr = h.GossipAddr(), h.ReplAddr()
@@ -194,6 +202,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, fmt.Errorf("simulate: the %d nodes did not all see each other alive: %w", len(nodes), err)
 	}
 	res := Result{Nodes: cfg.Nodes, Replicas: cfg.Replicas, JoinMs: ms(time.Since(start))}
+	place := newPlacement(nodes, cfg.Replicas)
+	res.OwnerShare = place.share()
 	log.Info("mesh up", zap.Int("nodes", cfg.Nodes), zap.Duration("took", time.Since(start)))
 
 	before := totals(nodes)
@@ -231,6 +241,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if time.Since(lastProbe) >= cfg.ProbeEvery {
 			lastProbe = time.Now()
 			p := probe{key: fmt.Sprintf("p%d", nextProbe), at: time.Now()}
+			p.owners = place.owners(p.key)
 			nextProbe++
 			if err := nodes[rng.IntN(len(nodes))].write(p.key); err != nil {
 				return Result{}, fmt.Errorf("simulate: probe: %w", err)
@@ -241,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		for _, n := range nodes {
 			n.commit()
 		}
-		pending = reap(nodes, pending, &samples)
+		pending = reap(pending, &samples)
 	}
 	elapsed := time.Since(loadStart)
 	after := totals(nodes)
@@ -254,7 +265,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return Result{}, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
-		pending = reap(nodes, pending, &samples)
+		pending = reap(pending, &samples)
 	}
 	res.Unconverged = len(pending)
 	for range pending {
@@ -282,18 +293,64 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, nil
 }
 
-// probe is a change whose arrival at every node is awaited.
+// probe is a change whose arrival at every owner is awaited.
 type probe struct {
-	key string
-	at  time.Time
+	key    string
+	at     time.Time
+	owners []*node
 }
 
-// reap records the probes that every node holds and returns the others.
-func reap(nodes []*node, pending []probe, samples *[]time.Duration) []probe {
+// placement is where the counters live (the membership does not change
+// during a run).
+type placement struct {
+	all      []*node
+	regions  map[string][]string
+	byName   map[string]*node
+	replicas int
+}
+
+func newPlacement(nodes []*node, replicas int) *placement {
+	p := &placement{all: nodes, regions: make(map[string][]string), byName: make(map[string]*node), replicas: replicas}
+	for _, n := range nodes {
+		p.regions[n.region] = append(p.regions[n.region], n.name)
+		p.byName[n.name] = n
+	}
+	return p
+}
+
+// owners returns the nodes that hold key.
+func (p *placement) owners(key string) []*node {
+	if p.replicas == 0 {
+		return p.all
+	}
+	s := change.ShardOf(ns, key, p.replicas)
+	var out []*node
+	for _, names := range p.regions {
+		for _, name := range gossip.ShardOwners(s, names) {
+			out = append(out, p.byName[name])
+		}
+	}
+	return out
+}
+
+// share is the mean share of the nodes that own a partition.
+func (p *placement) share() float64 {
+	if p.replicas == 0 {
+		return 1
+	}
+	owners := 0
+	for _, names := range p.regions {
+		owners += min(p.replicas, len(names))
+	}
+	return float64(owners) / float64(len(p.all))
+}
+
+// reap records the probes that every owner holds and returns the others.
+func reap(pending []probe, samples *[]time.Duration) []probe {
 	kept := pending[:0]
 	for _, p := range pending {
 		everywhere := true
-		for _, n := range nodes {
+		for _, n := range p.owners {
 			if c := n.rep.Counter(ns, p.key); c.Value() < 1 {
 				everywhere = false
 				break

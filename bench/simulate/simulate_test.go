@@ -2,7 +2,6 @@ package simulate
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 )
@@ -48,9 +47,6 @@ func TestRunFullReplication(t *testing.T) {
 
 func TestConfigRefusals(t *testing.T) {
 	ok := Config{Nodes: 3, Regions: 1, Rate: 1, Keys: 1, HotKeys: 1, Duration: time.Second, ProbeEvery: time.Second, Settle: time.Second}
-	if _, err := Run(context.Background(), func() Config { c := ok; c.Replicas = 3; return c }()); !errors.Is(err, ErrNotBuilt) {
-		t.Errorf("replicas 3: %v, want ErrNotBuilt", err)
-	}
 	for name, bad := range map[string]func(*Config){
 		"one node":        func(c *Config) { c.Nodes = 1 },
 		"more regions":    func(c *Config) { c.Regions = 4 },
@@ -62,8 +58,37 @@ func TestConfigRefusals(t *testing.T) {
 	} {
 		c := ok
 		bad(&c)
-		if _, err := Run(context.Background(), c); err == nil || errors.Is(err, ErrNotBuilt) {
+		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%s: %v, want a refusal", name, err)
 		}
+	}
+}
+
+// TestRunSharded: with one replica per region of three nodes, every probe
+// reaches its owners, and a node applies about a third of the changes
+// (the owner share) plus its own writes to counters it does not own:
+// well under full replication's every change.
+func TestRunSharded(t *testing.T) {
+	cfg := Config{
+		Nodes: 6, Regions: 2, Replicas: 1, Rate: 300, Keys: 1000, HotKeys: 10, HotShare: 0.5,
+		Duration: 2 * time.Second, ProbeEvery: 100 * time.Millisecond, Settle: 10 * time.Second, Seed: 2,
+	}
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if res.Unconverged != 0 || res.Probes < 10 {
+		t.Errorf("%d probes, %d of them unconverged; want at least 10, all converged", res.Probes, res.Unconverged)
+	}
+	if want := 2.0 / 6; res.OwnerShare != want {
+		t.Errorf("owner share %v, want %v (1 replica in each of 2 regions of 6 nodes)", res.OwnerShare, want)
+	}
+	// Owners apply a third of the changes; writers their own besides (a
+	// sixth of the changes each, two thirds of them to counters they do
+	// not own): about 0.44 of the changes made, against 1 unsharded.
+	if lo, hi := 0.25*res.ChangesPerS, 0.6*res.ChangesPerS; res.AppliedPerNodePerS < lo || res.AppliedPerNodePerS > hi {
+		t.Errorf("%.0f changes applied per node per second of %.0f made; want %.0f to %.0f with one replica per region of three",
+			res.AppliedPerNodePerS, res.ChangesPerS, lo, hi)
 	}
 }

@@ -45,6 +45,10 @@ type Hooks struct {
 	// Repaired records that an exchange with a peer, started at start,
 	// completed: what the stream to it dropped before start is repaired.
 	Repaired func(name string, start time.Time)
+	// Wants reports whether the named peer is to receive the changes of
+	// origin (a sequence space of a shard it does not own is withheld);
+	// nil sends everything.
+	Wants func(peer string, origin crdt.NodeID) bool
 }
 
 // Exchanger runs anti-entropy exchanges for one node, as initiator
@@ -56,6 +60,7 @@ type Exchanger struct {
 	dial      func(ctx context.Context, p transport.Peer, kind uint8) (*transport.Conn, error)
 	reachable func(name string, ok bool)
 	repaired  func(name string, start time.Time)
+	wants     func(peer string, origin crdt.NodeID) bool
 	sem       chan struct{} // one token per inbound exchange
 
 	// busy holds the peers this node is running an exchange with, in
@@ -74,7 +79,7 @@ type Exchanger struct {
 // New returns an Exchanger over replica that counts in st.
 func New(cfg Config, replica Replica, st *stats.Counters, h Hooks) *Exchanger {
 	return &Exchanger{cfg: cfg, replica: replica, stats: st, dial: h.Dial, reachable: h.Reachable,
-		repaired: h.Repaired, sem: make(chan struct{}, cfg.MaxConcurrent)}
+		repaired: h.Repaired, wants: h.Wants, sem: make(chan struct{}, cfg.MaxConcurrent)}
 }
 
 // ErrBusy is a peer that refused an exchange: it runs one with this node
@@ -147,7 +152,7 @@ func (e *Exchanger) Exchange(ctx context.Context, p transport.Peer, full bool) (
 	if err := e.applyConfigs(resp.Configs); err != nil {
 		return err
 	}
-	if _, err := e.sendDiff(fc, transport.FromWireVV(resp.VV), transport.FromWireHeld(resp.Held), full); err != nil {
+	if _, err := e.sendDiff(fc, p.Name, transport.FromWireVV(resp.VV), transport.FromWireHeld(resp.Held), full); err != nil {
 		return err
 	}
 	var end transport.AEEnd
@@ -189,7 +194,7 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 	if err := fc.ReadMsg(e.cfg.IOTimeout, transport.FrameAEReq, &req); err != nil {
 		return err
 	}
-	if _, err := e.sendDiff(fc, transport.FromWireVV(req.VV), transport.FromWireHeld(req.Held), req.Full); err != nil {
+	if _, err := e.sendDiff(fc, h.Name, transport.FromWireVV(req.VV), transport.FromWireHeld(req.Held), req.Full); err != nil {
 		return err
 	}
 	cfgs := e.replica.Configs()
@@ -285,16 +290,20 @@ func (e *Exchanger) receiveChunks(fc *transport.Conn, last byte, v any) error {
 // AntiEntropyGrace ago and the scan stops there: newer changes are left to
 // the streams. With full, the current ones, and every held change past
 // theirs goes.
-func (e *Exchanger) sendDiff(fc *transport.Conn, theirs map[crdt.NodeID]uint64, theirsHeld map[crdt.NodeID][]uint64, full bool) (int, error) {
+func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.NodeID]uint64, theirsHeld map[crdt.NodeID][]uint64, full bool) (int, error) {
 	var mine vvSnapshot
 	if full {
 		mine = vvSnapshot{vv: e.replica.VersionVector(), held: e.replica.HeldAhead()}
 	} else {
 		mine = e.settled(time.Now())
 	}
+	wanted := func(o crdt.NodeID) bool { return e.wants == nil || e.wants(peer, o) }
 	// offer[o] is the held-ahead changes of o the other side lacks.
 	offer := make(map[crdt.NodeID]map[uint64]bool)
 	for o, seqs := range mine.held {
+		if !wanted(o) {
+			continue
+		}
 		for _, s := range seqs {
 			if _, found := slices.BinarySearch(theirsHeld[o], s); s > theirs[o] && !found {
 				if offer[o] == nil {
@@ -306,7 +315,7 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, theirs map[crdt.NodeID]uint64, 
 	}
 	origins := make([]crdt.NodeID, 0, len(mine.vv)+len(offer))
 	for o, upto := range mine.vv {
-		if upto > theirs[o] || offer[o] != nil {
+		if (upto > theirs[o] || offer[o] != nil) && wanted(o) {
 			origins = append(origins, o)
 		}
 	}

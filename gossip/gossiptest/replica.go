@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/internal/wait"
@@ -31,6 +32,7 @@ type Replica struct {
 	ahead    map[crdt.NodeID]map[uint64]bool // held past a gap in vv
 	configs  map[string]gossip.ConfigRecord
 	hook     func(gossip.Batch) error
+	replicas func(ns string) int // nil: no namespace is sharded
 	applied  int
 }
 
@@ -62,6 +64,38 @@ func (r *Replica) SetApplyHook(f func(gossip.Batch) error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.hook = f
+}
+
+// SetReplicas makes the namespaces for which f answers R > 0 sharded, as
+// gossip.Config.Replicas does: the replica numbers its own changes of them
+// per shard, in the shard's sequence space (change.Shard.Space). Set it
+// before the first change, the same on every replica.
+func (r *Replica) SetReplicas(f func(ns string) int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.replicas = f
+}
+
+// spaceLocked returns the origin under which the replica numbers its own
+// changes of ns/key: its slot id, or the space of the counter's shard.
+func (r *Replica) spaceLocked(ns, key string) crdt.NodeID {
+	if r.replicas != nil {
+		if n := r.replicas(ns); n > 0 {
+			return change.ShardOf(ns, key, n).Space(r.self)
+		}
+	}
+	return r.self
+}
+
+// slotLocked returns the slot id whose changes origin numbers for k: origin
+// itself, or the writer of a space.
+func (r *Replica) slotLocked(origin crdt.NodeID, k Key) crdt.NodeID {
+	if r.replicas != nil {
+		if n := r.replicas(k.NS); n > 0 {
+			return change.ShardOf(k.NS, k.Key, n).Origin(origin)
+		}
+	}
+	return origin
 }
 
 func (r *Replica) indexLocked(origin crdt.NodeID) *originIndex {
@@ -97,11 +131,12 @@ func (r *Replica) update(ns, key string, f func(c *crdt.Counter) error) (gossip.
 	if err := f(&c); err != nil {
 		return gossip.Delta{}, err
 	}
-	seq := r.vv[r.self] + 1
-	r.vv[r.self] = seq
+	origin := r.spaceLocked(ns, key)
+	seq := r.vv[origin] + 1
+	r.vv[origin] = seq
 	r.counters[k] = c
-	r.noteLocked(r.self, k, seq)
-	return gossip.Delta{NS: ns, Key: key, Origin: r.self, Seq: seq, State: c.Delta(true, r.self)}, nil
+	r.noteLocked(origin, k, seq)
+	return gossip.Delta{NS: ns, Key: key, Origin: origin, Seq: seq, State: c.Delta(true, r.self)}, nil
 }
 
 // Add adds by to the own slot of ns/key and returns the change to publish.
@@ -246,7 +281,7 @@ func (r *Replica) ScanSince(origin crdt.NodeID, after uint64, fn func(gossip.Del
 		out = make([]gossip.Delta, 0, len(seqs))
 		for _, s := range seqs {
 			k := ix.bySeq[s]
-			out = append(out, gossip.Delta{NS: k.NS, Key: k.Key, Origin: origin, Seq: s, State: r.counters[k].Delta(true, origin)})
+			out = append(out, gossip.Delta{NS: k.NS, Key: k.Key, Origin: origin, Seq: s, State: r.counters[k].Delta(true, r.slotLocked(origin, k))})
 		}
 	}
 	r.mu.Unlock()
@@ -323,17 +358,20 @@ func Equal(a, b *Replica) (bool, Key) {
 }
 
 // Committer groups a node's changes as the node's group committer does and
-// publishes them as one batch: Ranges = [{self, first-1, last}], one delta
-// per counter (the latest).
+// publishes them as one batch: one range {origin, first-1, last} per origin
+// (the node's slot id, and each shard's space), one delta per counter (the
+// latest).
 type Committer struct {
 	Replica *Replica
 	Publish func(gossip.Batch)
 
-	mu      sync.Mutex // guards pending, first and last
+	mu      sync.Mutex // guards pending and spans
 	pending map[Key]gossip.Delta
-	first   uint64
-	last    uint64
+	spans   map[crdt.NodeID]*span
 }
+
+// span is the run of one origin's seqs added since the last commit.
+type span struct{ first, last uint64 }
 
 // Add records a change made by the replica (the Delta its Add or Reset
 // returned).
@@ -342,11 +380,14 @@ func (c *Committer) Add(d gossip.Delta) {
 	defer c.mu.Unlock()
 	if c.pending == nil {
 		c.pending = make(map[Key]gossip.Delta)
+		c.spans = make(map[crdt.NodeID]*span)
 	}
-	if c.first == 0 {
-		c.first = d.Seq
+	sp := c.spans[d.Origin]
+	if sp == nil {
+		sp = &span{first: d.Seq}
+		c.spans[d.Origin] = sp
 	}
-	c.last = d.Seq
+	sp.first, sp.last = min(sp.first, d.Seq), max(sp.last, d.Seq)
 	c.pending[Key{d.NS, d.Key}] = d
 }
 
@@ -357,15 +398,18 @@ func (c *Committer) Commit() {
 		c.mu.Unlock()
 		return
 	}
-	b := gossip.Batch{Ranges: []gossip.Range{{Origin: c.Replica.Self(), After: c.first - 1, Upto: c.last}}}
+	var b gossip.Batch
+	for _, o := range slices.Sorted(maps.Keys(c.spans)) {
+		sp := c.spans[o]
+		b.Ranges = append(b.Ranges, gossip.Range{Origin: o, After: sp.first - 1, Upto: sp.last})
+	}
 	keys := slices.SortedFunc(maps.Keys(c.pending), func(a, b Key) int {
 		return cmp.Or(cmp.Compare(a.NS, b.NS), cmp.Compare(a.Key, b.Key))
 	})
 	for _, k := range keys {
 		b.Deltas = append(b.Deltas, c.pending[k])
 	}
-	c.pending = nil
-	c.first, c.last = 0, 0
+	c.pending, c.spans = nil, nil
 	c.mu.Unlock()
 	c.Publish(b)
 }

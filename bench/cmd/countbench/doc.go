@@ -26,8 +26,9 @@
 //	         per size: {"nodes","replicas","applied_per_node_per_s",
 //	         "bytes_per_node_per_s","convergence_p50_ms","convergence_p99_ms",
 //	         "counters_per_node",...}. It has flags of its own
-//	         (countbench --mode simulate -h). --replicas above 0 (sharding)
-//	         is refused: not built yet.
+//	         (countbench --mode simulate -h). --replicas R above 0 shards
+//	         the namespace over R nodes per region (gossip's sharding;
+//	         countd does not shard yet).
 //
 // --plot PREFIX keeps a per-second timeline of the run and, when it ends,
 // writes PREFIX-latency.png (p50, p99 and max of each second, in ms on a log

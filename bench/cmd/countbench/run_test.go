@@ -418,7 +418,7 @@ func TestSimulateMode(t *testing.T) {
 		}
 	}
 	for _, args := range [][]string{
-		{"--mode", "simulate", "--replicas", "3", "--nodes", "3"},
+		{"--mode", "simulate", "--replicas", "-1", "--nodes", "3"},
 		{"--mode", "simulate", "--nodes", "1"},
 		{"--mode", "simulate", "--nodes", "ten"},
 		{"-mode", "simulate", "--addr", "http://x"},

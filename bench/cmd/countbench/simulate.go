@@ -52,7 +52,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	)
 	fs.StringVar(&mode, "mode", "simulate", "simulate")
 	fs.StringVar(&nodes, "nodes", "10,25,50,100", "mesh sizes to simulate, comma-separated (each at least 2)")
-	fs.IntVar(&cfg.Replicas, "replicas", 0, "nodes per region holding each counter; 0 = every node (sharding is not built yet)")
+	fs.IntVar(&cfg.Replicas, "replicas", 0, "nodes per region holding each counter (the namespace is sharded over them); 0 = every node")
 	fs.IntVar(&cfg.Regions, "regions", 5, "regions the nodes are spread over, round-robin")
 	fs.Float64Var(&cfg.Rate, "rate", 2000, "changes per second over the whole mesh, whatever its size")
 	fs.IntVar(&cfg.Keys, "keys", 100_000, "distinct counters of the cold share of the load")
@@ -81,6 +81,9 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		sizes = append(sizes, n)
 	}
 	switch {
+	case cfg.Replicas < 0:
+		fmt.Fprintf(stderr, "countbench: --replicas %d: want 0 (every node) or more\n", cfg.Replicas)
+		return 2
 	case mode != "simulate":
 		fmt.Fprintf(stderr, "countbench: --mode %q given twice with different values\n", mode)
 		return 2
@@ -99,10 +102,6 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		c.Seed = seed + uint64(i)
 		fmt.Fprintf(stderr, "simulate: %d nodes in %d regions, %d replicas, %.0f changes/s for %v\n", n, c.Regions, c.Replicas, c.Rate, c.Duration)
 		res, err := simulate.Run(ctx, c)
-		if errors.Is(err, simulate.ErrNotBuilt) {
-			fmt.Fprintf(stderr, "countbench: %v\n", err)
-			return 2
-		}
 		if err != nil {
 			fmt.Fprintf(stderr, "countbench: %v\n", err)
 			return 1
@@ -110,10 +109,10 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		results = append(results, res)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "nodes\treplicas\tchanges/s\tapplied/node/s\tbytes/node/s\tconv p50 ms\tconv p99 ms\tcounters/node\tprobes\tunconverged\t")
+	fmt.Fprintln(tw, "nodes\treplicas\tchanges/s\tapplied/node/s\towner share\tbytes/node/s\tconv p50 ms\tconv p99 ms\tcounters/node\tprobes\tunconverged\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.0f\t%.1f\t%.1f\t%.0f\t%d\t%d\t\n", r.Nodes, r.Replicas, r.ChangesPerS, r.AppliedPerNodePerS,
-			r.BytesPerNodePerS, r.ConvergenceP50Ms, r.ConvergenceP99Ms, r.CountersPerNode, r.Probes, r.Unconverged)
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.3f\t%.0f\t%.1f\t%.1f\t%.0f\t%d\t%d\t\n", r.Nodes, r.Replicas, r.ChangesPerS, r.AppliedPerNodePerS,
+			r.OwnerShare, r.BytesPerNodePerS, r.ConvergenceP50Ms, r.ConvergenceP99Ms, r.CountersPerNode, r.Probes, r.Unconverged)
 	}
 	tw.Flush()
 	enc := json.NewEncoder(stdout)
@@ -136,11 +135,12 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 // plotSimulation draws the runs' curves against the mesh size.
 func plotSimulation(prefix string, results []simulate.Result) ([]string, error) {
-	var x, made, applied, p50, p99 []float64
+	var x, made, applied, ideal, p50, p99 []float64
 	for _, r := range results {
 		x = append(x, float64(r.Nodes))
 		made = append(made, r.ChangesPerS)
 		applied = append(applied, r.AppliedPerNodePerS)
+		ideal = append(ideal, r.ChangesPerS*r.OwnerShare)
 		p50 = append(p50, r.ConvergenceP50Ms)
 		p99 = append(p99, r.ConvergenceP99Ms)
 	}
@@ -156,8 +156,9 @@ func plotSimulation(prefix string, results []simulate.Result) ([]string, error) 
 		{prefix + "-applied.png", "changes per second", "changes/s", []benchplot.Curve{
 			{Name: "made in the whole mesh", X: x, Y: made},
 			{Name: "applied per node, " + label, X: x, Y: applied},
+			{Name: "made x owner share", X: x, Y: ideal},
 		}},
-		{prefix + "-convergence.png", "time for a change to reach every node, " + label, "ms", []benchplot.Curve{
+		{prefix + "-convergence.png", "time for a change to reach every owner, " + label, "ms", []benchplot.Curve{
 			{Name: "p50", X: x, Y: p50},
 			{Name: "p99", X: x, Y: p99},
 		}},

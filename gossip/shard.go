@@ -1,0 +1,291 @@
+package gossip
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/crdt"
+)
+
+// Sharded namespaces (Config.Replicas; docs/scale.md).
+//
+// A change of a sharded namespace is numbered by its writer in the
+// sequence space of its shard (change.Shard.Space): Delta.Origin and the
+// ranges carry the space, not the writer's id, so that every version
+// vector entry, held-ahead list and scan is about one partition's changes
+// and a node that does not own the partition simply has no entry for it.
+// The mesh sends such a change only to the shard's owners in every region
+// (directly, never through a bridge), relays none of them as a bridge, and
+// gives a peer, in anti-entropy, only the spaces of shards the peer owns.
+// Everything else (streams, acks, coalescing, the exchange, recovery) is
+// the full replication machinery, per space.
+//
+// The mesh learns which origins are spaces, and of which shard, from the
+// deltas it sees (published, received, exchanged): a range or vector entry
+// of a space it has never seen a delta of is treated as a node's.
+
+// ShardOwners returns the names among candidates (the alive members of one
+// region, this node included when it is of that region) that hold shard s:
+// the s.Replicas highest rendezvous scores of s.PlacementKey(), ties by
+// name, in score order. Every node with the same view of the region picks
+// the same owners, and a member that comes or goes moves only the
+// partitions it gains or loses.
+func ShardOwners(s change.Shard, candidates []string) []string {
+	type scored struct {
+		name  string
+		score uint64
+	}
+	all := make([]scored, len(candidates))
+	key := s.PlacementKey()
+	for i, c := range candidates {
+		all[i] = scored{c, Rendezvous(key, c)}
+	}
+	slices.SortFunc(all, func(a, b scored) int {
+		return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(a.name, b.name))
+	})
+	n := min(s.Replicas, len(all))
+	out := make([]string, n)
+	for i := range n {
+		out[i] = all[i].name
+	}
+	return out
+}
+
+// ownerSet is where a shard's changes go from this node.
+type ownerSet struct {
+	peers []peerInfo // the owners other than this node, every region
+	self  bool       // this node owns the shard
+}
+
+func (o *ownerSet) has(name string) bool {
+	for _, p := range o.peers {
+		if p.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ownersOf returns the owners of s under the routes' membership, computed
+// once per membership version.
+func (r *routes) ownersOf(s change.Shard) *ownerSet {
+	if v, ok := r.owners.Load(s); ok {
+		return v.(*ownerSet)
+	}
+	os := &ownerSet{}
+	byName := make(map[string]peerInfo, len(r.alive))
+	regions := map[string][]string{r.region: {r.self}}
+	for _, p := range r.alive {
+		byName[p.name] = p
+		regions[p.region] = append(regions[p.region], p.name)
+	}
+	for _, names := range regions {
+		for _, n := range ShardOwners(s, names) {
+			if n == r.self {
+				os.self = true
+				continue
+			}
+			os.peers = append(os.peers, byName[n])
+		}
+	}
+	slices.SortFunc(os.peers, func(a, b peerInfo) int { return strings.Compare(a.name, b.name) })
+	v, _ := r.owners.LoadOrStore(s, os)
+	return v.(*ownerSet)
+}
+
+// spaceRegistry maps the sequence spaces the mesh has seen to their shard.
+type spaceRegistry struct {
+	mu sync.RWMutex
+	m  map[crdt.NodeID]change.Shard
+}
+
+func (sr *spaceRegistry) lookup(space crdt.NodeID) (change.Shard, bool) {
+	sr.mu.RLock()
+	s, ok := sr.m[space]
+	sr.mu.RUnlock()
+	return s, ok
+}
+
+func (sr *spaceRegistry) note(space crdt.NodeID, s change.Shard) {
+	if old, ok := sr.lookup(space); ok && old == s {
+		return
+	}
+	sr.mu.Lock()
+	if sr.m == nil {
+		sr.m = make(map[crdt.NodeID]change.Shard)
+	}
+	sr.m[space] = s
+	sr.mu.Unlock()
+}
+
+// sharding reports whether any namespace may be sharded.
+func (m *Mesh) sharding() bool { return m.cfg.Replicas != nil }
+
+// shardOf returns the shard of a delta of a sharded namespace, and records
+// its origin as that shard's space; false for a delta of a namespace every
+// node holds.
+func (m *Mesh) shardOf(d *Delta) (change.Shard, bool) {
+	if m.cfg.Replicas == nil {
+		return change.Shard{}, false
+	}
+	r := m.cfg.Replicas(d.NS)
+	if r <= 0 {
+		return change.Shard{}, false
+	}
+	s := change.ShardOf(d.NS, d.Key, r)
+	m.spaces.note(d.Origin, s)
+	return s, true
+}
+
+// learn records the spaces of a batch's deltas.
+func (m *Mesh) learn(b Batch) {
+	if !m.sharding() {
+		return
+	}
+	for i := range b.Deltas {
+		m.shardOf(&b.Deltas[i])
+	}
+}
+
+// applyFromPeer applies a batch a peer sent, after learning its spaces (so
+// that a bridge can tell them from what it must relay).
+func (m *Mesh) applyFromPeer(b Batch) error {
+	m.learn(b)
+	return m.replica.Apply(b)
+}
+
+// learningReplica is the replica as anti-entropy sees it: batches it
+// applies teach the mesh their spaces first.
+type learningReplica struct {
+	Replica
+	m *Mesh
+}
+
+func (lr learningReplica) Apply(b Batch) error { return lr.m.applyFromPeer(b) }
+
+// wants reports whether anti-entropy gives peer the changes of origin: a
+// node's own changes go to everyone, a space's only to its shard's owners.
+func (m *Mesh) wants(peer string, origin crdt.NodeID) bool {
+	if !m.sharding() {
+		return true
+	}
+	s, ok := m.spaces.lookup(origin)
+	if !ok {
+		return true
+	}
+	return m.routes.Load().ownersOf(s).has(peer)
+}
+
+// splitSharded takes the changes of sharded namespaces out of b: it returns
+// what goes the full replication way (b itself when nothing is sharded)
+// and, per peer, the sharded changes that peer owns.
+func (m *Mesh) splitSharded(r *routes, b Batch) (Batch, map[string]*Batch) {
+	found := false
+	for i := range b.Deltas {
+		if _, ok := m.shardOf(&b.Deltas[i]); ok {
+			found = true
+		}
+	}
+	if !found {
+		return b, nil
+	}
+	type group struct {
+		deltas []Delta
+		ranges []Range
+	}
+	groups := make(map[change.Shard]*group)
+	groupOf := func(s change.Shard) *group {
+		g := groups[s]
+		if g == nil {
+			g = &group{}
+			groups[s] = g
+		}
+		return g
+	}
+	full := Batch{Configs: b.Configs}
+	for i := range b.Deltas {
+		d := &b.Deltas[i]
+		if s, ok := m.shardOf(d); ok {
+			g := groupOf(s)
+			g.deltas = append(g.deltas, *d)
+			continue
+		}
+		full.Deltas = append(full.Deltas, *d)
+	}
+	for _, rg := range b.Ranges {
+		if s, ok := m.spaces.lookup(rg.Origin); ok {
+			g := groupOf(s)
+			g.ranges = append(g.ranges, rg)
+			continue
+		}
+		full.Ranges = append(full.Ranges, rg)
+	}
+	per := make(map[string]*Batch)
+	for s, g := range groups {
+		for _, pi := range r.ownersOf(s).peers {
+			pb := per[pi.name]
+			if pb == nil {
+				pb = &Batch{}
+				per[pi.name] = pb
+			}
+			pb.Deltas = append(pb.Deltas, g.deltas...)
+			pb.Ranges = append(pb.Ranges, g.ranges...)
+		}
+	}
+	for _, pb := range per {
+		slices.SortFunc(pb.Ranges, func(a, b Range) int {
+			return cmp.Or(cmp.Compare(a.Origin, b.Origin), cmp.Compare(a.After, b.After))
+		})
+	}
+	return full, per
+}
+
+// unsharded returns b without the changes of sharded namespaces: what a
+// bridge relays into its region (the owners there got them directly).
+func (m *Mesh) unsharded(b Batch) Batch {
+	if !m.sharding() {
+		return b
+	}
+	found := false
+	for i := range b.Deltas {
+		if _, ok := m.shardOf(&b.Deltas[i]); ok {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return b
+	}
+	out := Batch{Configs: b.Configs}
+	for i := range b.Deltas {
+		if _, ok := m.shardOf(&b.Deltas[i]); !ok {
+			out.Deltas = append(out.Deltas, b.Deltas[i])
+		}
+	}
+	for _, rg := range b.Ranges {
+		if _, ok := m.spaces.lookup(rg.Origin); !ok {
+			out.Ranges = append(out.Ranges, rg)
+		}
+	}
+	return out
+}
+
+// OwnsShard reports whether this node owns shard s under its current view
+// of the membership.
+func (m *Mesh) OwnsShard(s change.Shard) bool {
+	return m.routes.Load().ownersOf(s).self
+}
+
+// ShardPeers returns the names of the other owners of shard s, every
+// region, sorted.
+func (m *Mesh) ShardPeers(s change.Shard) []string {
+	os := m.routes.Load().ownersOf(s)
+	out := make([]string, len(os.peers))
+	for i, p := range os.peers {
+		out[i] = p.name
+	}
+	return out
+}

@@ -1,0 +1,281 @@
+package gossip_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/gossip/gossiptest"
+)
+
+// replicasOf shards namespace "sh" over one node per region and "sh2"
+// over two; every other namespace goes to every node.
+func replicasOf(ns string) int {
+	switch ns {
+	case "sh":
+		return 1
+	case "sh2":
+		return 2
+	}
+	return 0
+}
+
+func newShardedCluster(t *testing.T, seed uint64, specs []string, tune func(*gossip.Config)) *cluster {
+	c := newCluster(t, seed, specs, func(cfg *gossip.Config) {
+		cfg.Replicas = replicasOf
+		if tune != nil {
+			tune(cfg)
+		}
+	})
+	for _, n := range c.nodes {
+		n.rep.SetReplicas(replicasOf)
+	}
+	return c
+}
+
+// owners returns the names of the nodes of c that own ns/key when the
+// running nodes are the members, every region.
+func (c *cluster) owners(ns, key string) []string {
+	regions := make(map[string][]string)
+	for _, n := range c.running() {
+		regions[n.region] = append(regions[n.region], n.name)
+	}
+	s := change.ShardOf(ns, key, replicasOf(ns))
+	var out []string
+	for _, names := range regions {
+		out = append(out, gossip.ShardOwners(s, names)...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// shardedWrites adds to keys of ns on random running nodes and returns
+// what each counter must read, and which nodes wrote to it.
+func shardedWrites(c *cluster, rng *rand.Rand, ns string, keys, writes int, want map[gossiptest.Key]int64, writers map[gossiptest.Key]map[string]bool) {
+	run := c.running()
+	for i := range writes {
+		n := run[rng.IntN(len(run))]
+		k := gossiptest.Key{NS: ns, Key: fmt.Sprintf("k%d", i%keys)}
+		by := int64(rng.IntN(5) + 1)
+		c.add(n, k.NS, k.Key, by)
+		want[k] += by
+		if writers[k] == nil {
+			writers[k] = make(map[string]bool)
+		}
+		writers[k][n.name] = true
+	}
+}
+
+// shardedHeld checks that every owner of every counter in want reads it,
+// and reports the first that does not.
+func shardedHeld(c *cluster, want map[gossiptest.Key]int64) (bool, string) {
+	for k, v := range want {
+		for _, o := range c.owners(k.NS, k.Key) {
+			if got := c.node(o).rep.Counter(k.NS, k.Key).Value(); got != v {
+				return false, fmt.Sprintf("owner %s reads %v = %d, want %d", o, k, got, v)
+			}
+		}
+	}
+	return true, ""
+}
+
+func waitShardedHeld(t *testing.T, c *cluster, want map[gossiptest.Key]int64, timeout time.Duration) {
+	t.Helper()
+	var why string
+	if !gossiptest.WaitFor(timeout, func() bool {
+		var ok bool
+		ok, why = shardedHeld(c, want)
+		return ok
+	}) {
+		c.dump()
+		t.Fatalf("sharded counters not at their owners after %v: %s", timeout, why)
+	}
+}
+
+// A sharded namespace's counters reach their owners in every region and
+// no other node; a namespace of every node still reaches every node; and
+// no node holds a vector entry for a space of a shard it neither owns nor
+// wrote, so no vector claims changes its node cannot hand on.
+func TestShardedNamespaceReachesOnlyItsOwners(t *testing.T) {
+	c := newShardedCluster(t, 41, []string{"a1@A", "a2@A", "b1@B", "b2@B", "c1@C", "c2@C"}, nil)
+	c.startAll()
+	rng := rand.New(rand.NewPCG(41, 1))
+	want := make(map[gossiptest.Key]int64)
+	writers := make(map[gossiptest.Key]map[string]bool)
+	shardedWrites(c, rng, "sh", 120, 600, want, writers)
+	shardedWrites(c, rng, "sh2", 40, 200, want, writers)
+	full := make(map[gossiptest.Key]int64)
+	shardedWrites(c, rng, "all", 10, 60, full, make(map[gossiptest.Key]map[string]bool))
+	waitShardedHeld(t, c, want, 10*time.Second)
+
+	// Full replication is untouched.
+	if !gossiptest.WaitFor(5*time.Second, func() bool {
+		for _, n := range c.nodes {
+			for k, v := range full {
+				if n.rep.Counter(k.NS, k.Key).Value() != v {
+					return false
+				}
+			}
+		}
+		return true
+	}) {
+		t.Fatal("the namespace every node holds did not reach every node")
+	}
+
+	// Let anti-entropy run a few rounds: it must not spread shards either.
+	time.Sleep(500 * time.Millisecond)
+	for _, n := range c.nodes {
+		held := 0
+		for k := range want {
+			owner := slices.Contains(c.owners(k.NS, k.Key), n.name)
+			has := n.rep.Counter(k.NS, k.Key).Value() != 0 || len(n.rep.Counter(k.NS, k.Key).Slots) > 0
+			if has {
+				held++
+			}
+			if has && !owner && !writers[k][n.name] {
+				t.Errorf("%s holds %v, which it neither owns (owners %v) nor wrote", n.name, k, c.owners(k.NS, k.Key))
+			}
+		}
+		// With one replica per region of two nodes, a node owns about half
+		// of "sh"; "sh2" is on every node.
+		t.Logf("%s holds %d of %d sharded counters", n.name, held, len(want))
+		vv := n.rep.VersionVector()
+		for _, w := range c.nodes {
+			for _, ns := range []string{"sh", "sh2"} {
+				for p := range change.Partitions {
+					s := change.Shard{Replicas: replicasOf(ns), Part: p}
+					if _, ok := vv[s.Space(w.rep.Self())]; !ok || w == n {
+						continue
+					}
+					if !slices.Contains(ownersOfShard(c, s), n.name) {
+						t.Errorf("%s has a vector entry for %s's space of %+v, a shard it does not own", n.name, w.name, s)
+					}
+				}
+			}
+		}
+	}
+	for _, n := range c.nodes {
+		if n.mesh.Stats().ApplyErrors != 0 {
+			t.Errorf("%s: %d apply errors", n.name, n.mesh.Stats().ApplyErrors)
+		}
+	}
+}
+
+func ownersOfShard(c *cluster, s change.Shard) []string {
+	regions := make(map[string][]string)
+	for _, n := range c.running() {
+		regions[n.region] = append(regions[n.region], n.name)
+	}
+	var out []string
+	for _, names := range regions {
+		out = append(out, gossip.ShardOwners(s, names)...)
+	}
+	return out
+}
+
+// A node that joins becomes an owner of some partitions and receives
+// their counters from the other owners by anti-entropy; when a node leaves,
+// the partitions it owned move to the node left in its region, which gets
+// them the same way. Every counter reads its full value at every owner
+// after each change.
+func TestShardedOwnershipMovesWithMembership(t *testing.T) {
+	c := newShardedCluster(t, 43, []string{"a1@A", "a2@A", "b1@B", "b2@B", "a3@A"}, nil)
+	late := c.node("a3")
+	for _, n := range c.nodes {
+		if n != late {
+			c.start(n)
+		}
+	}
+	for _, n := range c.nodes[1:4] {
+		if _, err := n.mesh.Join([]string{c.nodes[0].host.GossipAddr()}); err != nil {
+			t.Fatalf("join %s: %v", n.name, err)
+		}
+	}
+	c.waitMembership(10 * time.Second)
+	rng := rand.New(rand.NewPCG(43, 1))
+	want := make(map[gossiptest.Key]int64)
+	writers := make(map[gossiptest.Key]map[string]bool)
+	shardedWrites(c, rng, "sh", 150, 450, want, writers)
+	waitShardedHeld(t, c, want, 10*time.Second)
+
+	c.start(late)
+	if _, err := late.mesh.Join([]string{c.nodes[0].host.GossipAddr()}); err != nil {
+		t.Fatalf("join a3: %v", err)
+	}
+	c.waitMembership(10 * time.Second)
+	owned := 0
+	for k := range want {
+		if slices.Contains(c.owners(k.NS, k.Key), "a3") {
+			owned++
+		}
+	}
+	if owned == 0 {
+		t.Fatal("the joining node owns none of the counters; the test proves nothing")
+	}
+	shardedWrites(c, rng, "sh", 150, 150, want, writers)
+	waitShardedHeld(t, c, want, 15*time.Second)
+	t.Logf("a3 joined and got the %d of %d counters it now owns", owned, len(want))
+
+	// a1 leaves: its partitions move to a2 or a3.
+	a1 := c.node("a1")
+	c.stop(a1, false)
+	c.waitMembership(10 * time.Second)
+	shardedWrites(c, rng, "sh", 150, 150, want, writers)
+	waitShardedHeld(t, c, want, 15*time.Second)
+}
+
+// A space's changes dropped on the way (the queue to a stalled owner
+// overflowed) are repaired by anti-entropy, which gives the owner the
+// spaces of the shards it owns and nothing else.
+func TestShardedDropsRepairedByAntiEntropy(t *testing.T) {
+	var aeOn atomic.Bool
+	c := newShardedCluster(t, 47, []string{"a1@A", "b1@B", "b2@B"}, func(cfg *gossip.Config) {
+		cfg.MaxQueueBytes = 4 << 10
+		cfg.MaxInflightFrames = 1
+		cfg.MaxFrameDeltas = 20
+		cfg.AntiEntropyInterval = 50 * time.Millisecond
+	})
+	c.startAll()
+	a1, b1 := c.node("a1"), c.node("b1")
+	release := make(chan struct{})
+	var once sync.Once
+	b1.rep.SetApplyHook(func(gossip.Batch) error {
+		if !aeOn.Load() {
+			<-release
+		}
+		return nil
+	})
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	want := make(map[gossiptest.Key]int64)
+	for i := range 2000 {
+		k := gossiptest.Key{NS: "sh", Key: fmt.Sprintf("k%d", i)}
+		c.add(a1, k.NS, k.Key, 1)
+		want[k] = 1
+	}
+	st := a1.mesh.Stats()
+	if st.Drops == 0 {
+		t.Fatalf("no drops with a stalled owner and a 4 KiB queue: %+v", st)
+	}
+	aeOn.Store(true)
+	once.Do(func() { close(release) })
+	waitShardedHeld(t, c, want, 10*time.Second)
+	if got := b1.mesh.Stats().AntiEntropyDeltasReceived; got == 0 {
+		t.Fatal("b1 received nothing by anti-entropy: the drops were not what the test meant")
+	}
+	owned := 0
+	for k := range want {
+		if slices.Contains(c.owners(k.NS, k.Key), "b1") {
+			owned++
+		}
+	}
+	if got := b1.rep.Len(); got != owned {
+		t.Fatalf("b1 holds %d counters, owns %d", got, owned)
+	}
+	t.Logf("a1 dropped %d batches to stalled owners; b1 holds exactly the %d of 2000 it owns", st.Drops, owned)
+}
