@@ -44,6 +44,12 @@ func (m *Mesh) antiEntropyLoop() {
 // node), else from the own region.
 func (m *Mesh) pickAntiEntropyPeer() (peerInfo, bool) {
 	r := m.routes.Load()
+	// With sharded namespaces, every other round goes to a co-owner.
+	if m.sharding() && m.randFloat() < 0.5 {
+		if p, ok := m.pickCoOwner(r); ok {
+			return p, true
+		}
+	}
 	var remote []peerInfo
 	for _, ps := range r.remote {
 		remote = append(remote, ps...)

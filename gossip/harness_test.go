@@ -298,6 +298,47 @@ func firstDifference(a, b map[gossiptest.Key]crdt.Counter) (gossiptest.Key, bool
 	return gossiptest.Key{}, true
 }
 
+// convergedAt is converged for counters that only some nodes hold: every
+// node holders(k) names holds the join of every node's state of k (so
+// nothing any node holds, a writer that owns nothing included, is still
+// on its way to them).
+func (c *cluster) convergedAt(holders func(gossiptest.Key) []*tnode) (bool, string) {
+	snaps := make(map[*tnode]map[gossiptest.Key]crdt.Counter, len(c.nodes))
+	joined := make(map[gossiptest.Key]crdt.Counter)
+	for _, n := range c.nodes {
+		snaps[n] = n.rep.Snapshot()
+		for k, st := range snaps[n] {
+			j := joined[k].Clone()
+			j.Merge(st)
+			joined[k] = j
+		}
+	}
+	for k, want := range joined {
+		for _, h := range holders(k) {
+			if got, ok := snaps[h][k]; !ok || !got.Equal(want) {
+				return false, fmt.Sprintf("%s holds %v as %+v, not the join of every node's %+v", h.name, k, got, want)
+			}
+		}
+	}
+	return true, ""
+}
+
+// waitConvergedAt waits until convergedAt or fails the test.
+func (c *cluster) waitConvergedAt(holders func(gossiptest.Key) []*tnode, timeout time.Duration) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	var why string
+	if !gossiptest.WaitFor(timeout, func() bool {
+		var ok bool
+		ok, why = c.convergedAt(holders)
+		return ok
+	}) {
+		c.dump()
+		c.t.Fatalf("not converged after %v: %s", timeout, why)
+	}
+	return time.Since(start)
+}
+
 // waitConverged waits until converged or fails the test.
 func (c *cluster) waitConverged(timeout time.Duration) time.Duration {
 	c.t.Helper()

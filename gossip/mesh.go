@@ -308,7 +308,7 @@ func (m *Mesh) forward(b Batch, from string) {
 	if m.state.Load() != stateStarted {
 		return
 	}
-	if b = m.unsharded(b); b.Empty() {
+	if b = m.relayable(b, from); b.Empty() {
 		return
 	}
 	m.stats.Forwarded.Add(1)

@@ -98,8 +98,9 @@ func (r *routes) ownersOf(s change.Shard) *ownerSet {
 
 // spaceRegistry maps the sequence spaces the mesh has seen to their shard.
 type spaceRegistry struct {
-	mu sync.RWMutex
-	m  map[crdt.NodeID]change.Shard
+	mu       sync.RWMutex
+	m        map[crdt.NodeID]change.Shard
+	replicas []int // the replica counts seen, for picking shards
 }
 
 func (sr *spaceRegistry) lookup(space crdt.NodeID) (change.Shard, bool) {
@@ -118,7 +119,51 @@ func (sr *spaceRegistry) note(space crdt.NodeID, s change.Shard) {
 		sr.m = make(map[crdt.NodeID]change.Shard)
 	}
 	sr.m[space] = s
+	if !slices.Contains(sr.replicas, s.Replicas) {
+		sr.replicas = append(sr.replicas, s.Replicas)
+	}
 	sr.mu.Unlock()
+}
+
+// replicaCounts returns the replica counts of the shards seen.
+func (sr *spaceRegistry) replicaCounts() []int {
+	sr.mu.RLock()
+	defer sr.mu.RUnlock()
+	return slices.Clone(sr.replicas)
+}
+
+// pickCoOwner picks, for an anti-entropy round, another owner of a random
+// shard this node owns (of its own region unless the remote coin says
+// otherwise, or it has none there). A random peer of the whole mesh shares
+// few shards with this node once the mesh is much larger than the owners
+// of a shard, so a change that missed an owner (its writer's view of the
+// membership differed) would wait for many rounds.
+func (m *Mesh) pickCoOwner(r *routes) (peerInfo, bool) {
+	counts := m.spaces.replicaCounts()
+	if len(counts) == 0 {
+		return peerInfo{}, false
+	}
+	for range 8 {
+		s := change.Shard{Replicas: counts[m.randN(len(counts))], Part: m.randN(change.Partitions)}
+		os := r.ownersOf(s)
+		if !os.self || len(os.peers) == 0 {
+			continue
+		}
+		var local, remote []peerInfo
+		for _, p := range os.peers {
+			if p.region == r.region {
+				local = append(local, p)
+			} else {
+				remote = append(remote, p)
+			}
+		}
+		pool := local
+		if len(pool) == 0 || (len(remote) > 0 && m.randFloat() < m.cfg.AntiEntropyRemote) {
+			pool = remote
+		}
+		return pool[m.randN(len(pool))], true
+	}
+	return peerInfo{}, false
 }
 
 // sharding reports whether any namespace may be sharded.
@@ -126,7 +171,11 @@ func (m *Mesh) sharding() bool { return m.cfg.Replicas != nil }
 
 // shardOf returns the shard of a delta of a sharded namespace, and records
 // its origin as that shard's space; false for a delta of a namespace every
-// node holds.
+// node holds. A delta counts as sharded only when its origin is the space
+// of a writer whose change it carries (the writer's slot, or its reset):
+// a node that numbered a change before it learned that the namespace is
+// sharded used its own id, and that change, and the node's id, must stay
+// on the full replication path.
 func (m *Mesh) shardOf(d *Delta) (change.Shard, bool) {
 	if m.cfg.Replicas == nil {
 		return change.Shard{}, false
@@ -136,8 +185,24 @@ func (m *Mesh) shardOf(d *Delta) (change.Shard, bool) {
 		return change.Shard{}, false
 	}
 	s := change.ShardOf(d.NS, d.Key, r)
+	if !carriesWriter(&d.State, s.Origin(d.Origin)) {
+		return change.Shard{}, false
+	}
 	m.spaces.note(d.Origin, s)
 	return s, true
+}
+
+// carriesWriter reports whether a delta's state holds a change of writer.
+func carriesWriter(c *crdt.Counter, writer crdt.NodeID) bool {
+	if c.Reset != nil && c.Reset.Node == writer {
+		return true
+	}
+	for _, sl := range c.Slots {
+		if sl.Node == writer {
+			return true
+		}
+	}
+	return false
 }
 
 // learn records the spaces of a batch's deltas.
@@ -216,7 +281,7 @@ func (m *Mesh) splitSharded(r *routes, b Batch) (Batch, map[string]*Batch) {
 		full.Deltas = append(full.Deltas, *d)
 	}
 	for _, rg := range b.Ranges {
-		if s, ok := m.spaces.lookup(rg.Origin); ok {
+		if s, ok := m.spaces.lookup(rg.Origin); ok && rg.Origin != m.selfID {
 			g := groupOf(s)
 			g.ranges = append(g.ranges, rg)
 			continue
@@ -243,8 +308,48 @@ func (m *Mesh) splitSharded(r *routes, b Batch) (Batch, map[string]*Batch) {
 	return full, per
 }
 
-// unsharded returns b without the changes of sharded namespaces: what a
-// bridge relays into its region (the owners there got them directly).
+// relayable returns what a bridge relays into its region of a batch that
+// member from streamed to it: from's own changes, not its changes of
+// sharded namespaces (the owners of this region got those directly).
+// Origin decides, not the registry of spaces: a range of a space can
+// arrive in a frame without any delta of its space (a restarted bridge
+// has not seen them), and relayed without them it would move the
+// receivers' vectors over changes they never got.
+func (m *Mesh) relayable(b Batch, from string) Batch {
+	if !m.sharding() {
+		return b
+	}
+	id, ok := m.memberID(from)
+	if !ok {
+		return m.unsharded(b)
+	}
+	out := Batch{Configs: b.Configs}
+	for i := range b.Deltas {
+		if b.Deltas[i].Origin == id {
+			out.Deltas = append(out.Deltas, b.Deltas[i])
+		}
+	}
+	for _, rg := range b.Ranges {
+		if rg.Origin == id {
+			out.Ranges = append(out.Ranges, rg)
+		}
+	}
+	return out
+}
+
+// memberID returns the slot id a member advertises.
+func (m *Mesh) memberID(name string) (crdt.NodeID, bool) {
+	m.members.Lock()
+	defer m.members.Unlock()
+	rec, ok := m.members.m[name]
+	if !ok || rec.info.ID == 0 {
+		return 0, false
+	}
+	return rec.info.ID, true
+}
+
+// unsharded returns b without the changes of sharded namespaces, as far
+// as the registry of spaces knows them (relayable's fallback).
 func (m *Mesh) unsharded(b Batch) Batch {
 	if !m.sharding() {
 		return b

@@ -39,18 +39,15 @@ func newShardedCluster(t *testing.T, seed uint64, specs []string, tune func(*gos
 	return c
 }
 
-// owners returns the names of the nodes of c that own ns/key when the
-// running nodes are the members, every region.
+// owners returns the names of the nodes of c that own ns/key under
+// replicasOf when the running nodes are the members, every region.
 func (c *cluster) owners(ns, key string) []string {
-	regions := make(map[string][]string)
-	for _, n := range c.running() {
-		regions[n.region] = append(regions[n.region], n.name)
-	}
-	s := change.ShardOf(ns, key, replicasOf(ns))
-	var out []string
-	for _, names := range regions {
-		out = append(out, gossip.ShardOwners(s, names)...)
-	}
+	return c.ownersWith(ns, key, replicasOf(ns))
+}
+
+// ownersWith is owners for a namespace of the given replicas per region.
+func (c *cluster) ownersWith(ns, key string, replicas int) []string {
+	out := ownersOfShard(c, change.ShardOf(ns, key, replicas))
 	slices.Sort(out)
 	return out
 }
@@ -278,4 +275,31 @@ func TestShardedDropsRepairedByAntiEntropy(t *testing.T) {
 		t.Fatalf("b1 holds %d counters, owns %d", got, owned)
 	}
 	t.Logf("a1 dropped %d batches to stalled owners; b1 holds exactly the %d of 2000 it owns", st.Drops, owned)
+}
+
+// A node that numbers its changes of a sharded namespace under its own id
+// (it had not learned yet that the namespace is sharded) keeps them, and
+// its id, on the full replication path: every node gets them and its
+// vector for that node stays contiguous; the mesh never takes the node's
+// id for a space.
+func TestShardedChangeUnderTheNodeIDStaysFull(t *testing.T) {
+	c := newShardedCluster(t, 53, []string{"a1@A", "a2@A", "b1@B", "b2@B"}, nil)
+	a1 := c.node("a1")
+	a1.rep.SetReplicas(nil) // a1's replica numbers "sh" under its id
+	c.startAll()
+	for i := range 40 {
+		c.add(a1, "sh", fmt.Sprintf("k%d", i), 1)
+		c.add(a1, "all", fmt.Sprintf("k%d", i), 1)
+	}
+	if !gossiptest.WaitFor(10*time.Second, func() bool {
+		for _, n := range c.nodes {
+			if n.rep.VersionVector()[a1.rep.Self()] != 80 || n.rep.Len() != 80 {
+				return false
+			}
+		}
+		return true
+	}) {
+		c.dump()
+		t.Fatal("the changes a1 numbered under its id did not reach every node whole")
+	}
 }

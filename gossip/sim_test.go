@@ -72,6 +72,7 @@ type simStats struct {
 	schedules, ops, resets, partitions, crashes, restarts atomic.Int64
 	maxConverge                                           atomic.Int64
 	dropped, duplicated, resetConns                       atomic.Int64
+	sharded                                               atomic.Int64 // clusters with a sharded namespace
 }
 
 // TestSimulation runs random schedules on meshes of 5 nodes in 3 regions:
@@ -96,11 +97,14 @@ func TestSimulation(t *testing.T) {
 			})
 		}
 	})
+	if st.sharded.Load() == 0 && *simClusters >= 3 && *simSeed == 0 {
+		t.Error("no cluster ran a sharded namespace")
+	}
 	if st.duplicated.Load() == 0 && *simSeed == 0 {
 		t.Errorf("no packet was duplicated in %d schedules: the fault injection did not work", st.schedules.Load())
 	}
-	t.Logf("%d schedules (%d ops, %d resets, %d partitions, %d crashes/stops, %d restarts; %d packets dropped, %d duplicated, %d connections reset) in %v; slowest convergence after a heal %v",
-		st.schedules.Load(), st.ops.Load(), st.resets.Load(), st.partitions.Load(), st.crashes.Load(), st.restarts.Load(),
+	t.Logf("%d clusters with a sharded namespace; %d schedules (%d ops, %d resets, %d partitions, %d crashes/stops, %d restarts; %d packets dropped, %d duplicated, %d connections reset) in %v; slowest convergence after a heal %v",
+		st.sharded.Load(), st.schedules.Load(), st.ops.Load(), st.resets.Load(), st.partitions.Load(), st.crashes.Load(), st.restarts.Load(),
 		st.dropped.Load(), st.duplicated.Load(), st.resetConns.Load(),
 		time.Since(start).Round(time.Millisecond), time.Duration(st.maxConverge.Load()).Round(time.Millisecond))
 }
@@ -111,20 +115,61 @@ func simulate(t *testing.T, seed uint64, schedules int, st *simStats) {
 	if seed%4 == 0 {
 		mode = gossip.FanOutDirect
 	}
+	// One seed in three shards "likes" over 1 or 2 nodes per region
+	// ("pages" stays on every node): ownership moves with every crash,
+	// restart and partition, and after the heal the owners of each counter
+	// must hold it whole.
+	var replicas func(ns string) int
+	if seed%3 == 2 {
+		r := 1 + int(seed/3%2)
+		replicas = func(ns string) int {
+			if ns == "likes" {
+				return r
+			}
+			return 0
+		}
+	}
 	c := newCluster(t, seed, []string{"a1@A", "a2@A", "b1@B", "b2@B", "c1@C"}, func(cfg *gossip.Config) {
 		cfg.FanOut = mode
+		cfg.Replicas = replicas
 	})
+	if replicas != nil {
+		st.sharded.Add(1)
+		for _, n := range c.nodes {
+			n.rep.SetReplicas(replicas)
+		}
+	}
+	holders := func(k gossiptest.Key) []*tnode {
+		if replicas == nil || replicas(k.NS) == 0 {
+			return c.nodes
+		}
+		var out []*tnode
+		for _, name := range c.ownersWith(k.NS, k.Key, replicas(k.NS)) {
+			out = append(out, c.node(name))
+		}
+		return out
+	}
 	c.startAll()
 	m := make(model)
 	for s := 0; s < schedules; s++ {
 		runSchedule(t, c, rng, m, st)
-		took := c.waitConverged(20 * time.Second)
+		var took time.Duration
+		if replicas == nil {
+			took = c.waitConverged(20 * time.Second)
+		} else {
+			took = c.waitConvergedAt(holders, 20*time.Second)
+		}
 		for k, km := range m {
 			want := km.expect()
-			for _, n := range c.nodes {
+			for _, n := range holders(k) {
 				if got := n.rep.Counter(k.NS, k.Key).Value(); got != want {
 					c.dump()
-					t.Fatalf("seed %d schedule %d: %s reads %v = %d, want %d", seed, s, n.name, k, got, want)
+					var rs []crdt.Reset
+					for _, r := range km.resets {
+						rs = append(rs, *r)
+					}
+					t.Fatalf("seed %d schedule %d: %s reads %v = %d, want %d; state %+v reset %+v; model p %v n %v resets %+v", seed, s, n.name, k, got, want,
+						n.rep.Counter(k.NS, k.Key), n.rep.Counter(k.NS, k.Key).Reset, km.p, km.n, rs)
 				}
 			}
 		}

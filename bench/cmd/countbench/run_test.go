@@ -384,7 +384,7 @@ func TestPlotIntoMissingDirExitsOne(t *testing.T) {
 func TestSimulateMode(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	plots := filepath.Join(t.TempDir(), "sim")
-	args := []string{"--mode=simulate", "--nodes", "2,3", "--regions", "2", "--rate", "200", "--duration", "1s", "--probe-every", "100ms", "--plot", plots}
+	args := []string{"--mode=simulate", "--nodes", "2,3", "--regions", "2", "--rate", "200", "--duration", "1s", "--warmup", "200ms", "--probe-every", "100ms", "--plot", plots}
 	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit status %d, stderr %s", code, stderr.String())
 	}

@@ -58,7 +58,8 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.IntVar(&cfg.Keys, "keys", 100_000, "distinct counters of the cold share of the load")
 	fs.IntVar(&cfg.HotKeys, "hot-keys", 100, "counters of the hot share")
 	fs.Float64Var(&cfg.HotShare, "hot-share", 0.5, "share of the changes that go to the hot counters")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "load time per mesh size")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measured load time per mesh size")
+	fs.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "load time before the measured one (streams open, the join's membership traffic settles)")
 	fs.DurationVar(&cfg.ProbeEvery, "probe-every", 100*time.Millisecond, "interval of the convergence probes")
 	fs.DurationVar(&cfg.Settle, "settle", 10*time.Second, "how long to wait for the last probes after the load")
 	fs.Uint64Var(&seed, "seed", 1, "random seed")
@@ -100,7 +101,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		c.Nodes = n
 		c.Regions = min(cfg.Regions, n)
 		c.Seed = seed + uint64(i)
-		fmt.Fprintf(stderr, "simulate: %d nodes in %d regions, %d replicas, %.0f changes/s for %v\n", n, c.Regions, c.Replicas, c.Rate, c.Duration)
+		fmt.Fprintf(stderr, "simulate: %d nodes in %d regions, %d replicas, %.0f changes/s for %v after %v of warm-up\n", n, c.Regions, c.Replicas, c.Rate, c.Duration, c.Warmup)
 		res, err := simulate.Run(ctx, c)
 		if err != nil {
 			fmt.Fprintf(stderr, "countbench: %v\n", err)
