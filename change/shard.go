@@ -68,3 +68,62 @@ func (s Shard) Space(origin crdt.NodeID) crdt.NodeID { return origin ^ s.mask() 
 // Origin is the inverse of Space: the slot id of the node that numbers
 // its changes of the shard in space.
 func (s Shard) Origin(space crdt.NodeID) crdt.NodeID { return space ^ s.mask() }
+
+// MaxReplicas bounds a namespace's replicas per region.
+const MaxReplicas = 16
+
+// CarriesWriter reports whether state c holds a change of writer: its
+// slot, or a reset it made.
+func CarriesWriter(c *crdt.Counter, writer crdt.NodeID) bool {
+	if c.Reset != nil && c.Reset.Node == writer {
+		return true
+	}
+	for _, sl := range c.Slots {
+		if sl.Node == writer {
+			return true
+		}
+	}
+	return false
+}
+
+// Writer returns the slot id whose changes origin numbers for ns/key, given
+// a state that holds the change: origin itself when the state carries it
+// (a node's own sequence), else the writer whose space of the key's shard
+// origin is, for the given replicas first and then every other count (a
+// namespace's replicas never change, but a peer may have numbered the
+// change under another count before the config reached it); origin and
+// false when none fits.
+func Writer(ns, key string, origin crdt.NodeID, replicas int, c *crdt.Counter) (crdt.NodeID, bool) {
+	if CarriesWriter(c, origin) {
+		return origin, true
+	}
+	part := PartitionOf(ns, key)
+	if replicas > 0 {
+		if w := (Shard{Replicas: replicas, Part: part}).Origin(origin); CarriesWriter(c, w) {
+			return w, true
+		}
+	}
+	for r := 1; r <= MaxReplicas; r++ {
+		if r == replicas {
+			continue
+		}
+		if w := (Shard{Replicas: r, Part: part}).Origin(origin); CarriesWriter(c, w) {
+			return w, true
+		}
+	}
+	return origin, false
+}
+
+// SpaceOwner returns the node among known whose sequence space of some
+// shard space is, and whether there is one: how a node vouches for a range
+// of a space that comes without a change of it.
+func SpaceOwner(space crdt.NodeID, known func(crdt.NodeID) bool) (crdt.NodeID, bool) {
+	for r := 1; r <= MaxReplicas; r++ {
+		for p := range Partitions {
+			if w := (Shard{Replicas: r, Part: p}).Origin(space); known(w) {
+				return w, true
+			}
+		}
+	}
+	return 0, false
+}

@@ -54,3 +54,35 @@ func TestPartitionOfSpreadsKeys(t *testing.T) {
 		t.Error("the namespace and key are not separated in the hash")
 	}
 }
+
+func TestWriterAndSpaceOwner(t *testing.T) {
+	w := crdt.NodeIDFromName("w1")
+	c := crdt.Counter{}
+	if _, err := c.Add(w, 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []int{1, 3, MaxReplicas} {
+		sp := ShardOf("ns", "k", r).Space(w)
+		for _, guess := range []int{0, r, 2} {
+			if got, ok := Writer("ns", "k", sp, guess, &c); !ok || got != w {
+				t.Errorf("replicas %d, guessed %d: Writer = %d, %v; want %d", r, guess, got, ok, w)
+			}
+		}
+		if got, ok := SpaceOwner(sp, func(id crdt.NodeID) bool { return id == w }); !ok || got != w {
+			t.Errorf("replicas %d: SpaceOwner = %d, %v", r, got, ok)
+		}
+	}
+	if got, ok := Writer("ns", "k", w, 3, &c); !ok || got != w {
+		t.Errorf("the writer's own id: Writer = %d, %v", got, ok)
+	}
+	if _, ok := Writer("ns", "k", crdt.NodeIDFromName("stranger"), 3, &c); ok {
+		t.Error("an origin that is neither a slot nor a space of one was resolved")
+	}
+	if _, ok := SpaceOwner(crdt.NodeIDFromName("stranger"), func(id crdt.NodeID) bool { return id == w }); ok {
+		t.Error("a random id was taken for a space of a known node")
+	}
+	r := c.SetReset(crdt.NodeIDFromName("w2"), 0, false)
+	if !CarriesWriter(&c, r.Node) {
+		t.Error("a reset's node is a writer of the state")
+	}
+}

@@ -23,6 +23,9 @@ const (
 	MethodRights = transport.MethodRights
 	// MethodLease asks the owner of a rate limit for a lease.
 	MethodLease = transport.MethodLease
+	// MethodFetchStates reads many counters' durable states (reads of
+	// sharded namespaces).
+	MethodFetchStates = transport.MethodFetchStates
 )
 
 // Handler answers a peer call (see transport.Handler).

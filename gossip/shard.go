@@ -185,24 +185,11 @@ func (m *Mesh) shardOf(d *Delta) (change.Shard, bool) {
 		return change.Shard{}, false
 	}
 	s := change.ShardOf(d.NS, d.Key, r)
-	if !carriesWriter(&d.State, s.Origin(d.Origin)) {
+	if !change.CarriesWriter(&d.State, s.Origin(d.Origin)) {
 		return change.Shard{}, false
 	}
 	m.spaces.note(d.Origin, s)
 	return s, true
-}
-
-// carriesWriter reports whether a delta's state holds a change of writer.
-func carriesWriter(c *crdt.Counter, writer crdt.NodeID) bool {
-	if c.Reset != nil && c.Reset.Node == writer {
-		return true
-	}
-	for _, sl := range c.Slots {
-		if sl.Node == writer {
-			return true
-		}
-	}
-	return false
 }
 
 // learn records the spaces of a batch's deltas.

@@ -39,6 +39,11 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		if err := validateOp(op); err != nil {
 			return BatchResult{}, fmt.Errorf("op %d: %w", i, err)
 		}
+		if (i == 0 || op.NS != ops[i-1].NS || op.ID != "") && n.ReplicasOf(op.NS) > 0 {
+			if err := shardedWriteOptions(op.NS, op.ID != "", false, consistency); err != nil {
+				return BatchResult{}, fmt.Errorf("op %d: %w", i, err)
+			}
+		}
 	}
 	if err := n.checkWritable(len(ops)); err != nil {
 		return BatchResult{}, err

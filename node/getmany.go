@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 )
@@ -32,12 +33,25 @@ func (n *Node) GetMany(ctx context.Context, keys []KeyRef, consistency string) (
 	}
 	values := make([]int64, len(keys))
 	opts := ReadOptions{Consistency: consistency}
+	var sharded []int // counters of sharded namespaces, read together
 	for i, k := range keys {
+		if n.ReplicasOf(k.NS) > 0 {
+			sharded = append(sharded, i)
+			continue
+		}
 		c, err := n.Get(ctx, k.NS, k.Key, opts)
 		if err != nil {
 			return nil, fmt.Errorf("key %d: %w", i, err)
 		}
 		values[i] = c.Value
+	}
+	if len(sharded) > 0 {
+		if err := readable(n.ready.Load()); err != nil {
+			return nil, err
+		}
+		if err := n.getManySharded(ctx, keys, sharded, cmp.Or(consistency, ConsistencyLocal), values); err != nil {
+			return nil, err
+		}
 	}
 	return values, nil
 }

@@ -49,6 +49,11 @@ func (n *Node) PutNamespace(ctx context.Context, ns string, patch NamespacePatch
 	if err != nil {
 		return Namespace{}, err
 	}
+	if cur != nil && cfg.Replicas != cur.Config.Replicas {
+		// A node numbers its changes of a sharded namespace per shard of
+		// the replicas count: changing it would strand them.
+		return Namespace{}, fmt.Errorf("%w: namespace %q has replicas %d; replicas is fixed when a namespace is created (use a new namespace)", ErrConflict, ns, cur.Config.Replicas)
+	}
 	if cur != nil && cfg.Type != cur.Config.Type {
 		has, err := hasCounters()
 		if err != nil {

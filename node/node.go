@@ -375,6 +375,11 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if err := validateWrite(ns, key, by, opts); err != nil {
 		return Result{}, err
 	}
+	if n.ReplicasOf(ns) > 0 {
+		if err := shardedWriteOptions(ns, opts.ID != "", len(opts.Labels) > 0, opts.Consistency); err != nil {
+			return Result{}, err
+		}
+	}
 	if rec := n.ns.Approx(ns); rec != nil {
 		est, err := n.sketches.Incr(ctx, rec, ns, key, by, approx.WriteOptions{ID: opts.ID, Consistency: opts.Consistency, Labels: len(opts.Labels), At: opts.At})
 		return Result{Value: est}, err
@@ -547,6 +552,9 @@ func (n *Node) Get(ctx context.Context, ns, key string, opts ReadOptions) (Count
 	if err := readable(n.ready.Load()); err != nil {
 		return Counter{}, err
 	}
+	if r := n.ReplicasOf(ns); r > 0 {
+		return n.getSharded(ctx, ns, key, r, opts)
+	}
 	if rec := n.ns.Approx(ns); rec != nil {
 		est, bound, err := n.sketches.Get(rec, ns, key, opts.At, opts.Consistency)
 		if err != nil {
@@ -618,6 +626,9 @@ func (n *Node) List(ctx context.Context, ns, prefix, cursor string, limit int) (
 	}
 	if limit < 1 || limit > MaxListLimit {
 		return Page{}, fmt.Errorf("%w: limit must be 1 to %d, got %d", ErrInvalidArgument, MaxListLimit, limit)
+	}
+	if err := n.refuseSharded(ns, "listing its counters"); err != nil {
+		return Page{}, err
 	}
 	if cursor < keyspace.FirstUserKey {
 		cursor = keyspace.FirstUserKey // internal counters are not listed

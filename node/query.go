@@ -51,6 +51,9 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 	if err := ValidateNamespace(ns); err != nil {
 		return TopResult{}, err
 	}
+	if err := n.refuseSharded(ns, "top-K"); err != nil {
+		return TopResult{}, err
+	}
 	if k < 1 || k > MaxTopK {
 		return TopResult{}, fmt.Errorf("%w: k must be 1 to %d, got %d", ErrInvalidArgument, MaxTopK, k)
 	}
@@ -94,6 +97,9 @@ func (n *Node) Top(ctx context.Context, ns string, k int, windowName, prefix str
 // (keys written without the label are in no group).
 func (n *Node) Aggregate(ctx context.Context, ns, prefix, windowName, groupBy string) (AggregateResult, error) {
 	if err := ValidateNamespace(ns); err != nil {
+		return AggregateResult{}, err
+	}
+	if err := n.refuseSharded(ns, "an aggregate"); err != nil {
 		return AggregateResult{}, err
 	}
 	if groupBy != "" && ValidateNamespace(groupBy) != nil {

@@ -87,6 +87,38 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 	return c, nil
 }
 
+// PeerStates answers a peer's read of many counters (reads of sharded
+// namespaces at a node that does not own them): PeerState for each, with
+// one flush.
+func (n *Node) PeerStates(ctx context.Context, keys []KeyRef) ([]crdt.Counter, error) {
+	if len(keys) > MaxGetMany {
+		return nil, fmt.Errorf("%w: %d keys in one fetch, more than %d", ErrInvalidArgument, len(keys), MaxGetMany)
+	}
+	for _, k := range keys {
+		if err := ValidateNamespace(k.NS); err != nil {
+			return nil, err
+		}
+		if err := validReplicatedKey(k.Key); err != nil {
+			return nil, fmt.Errorf("%w: bad key %q", ErrInvalidArgument, k.Key)
+		}
+	}
+	if !n.Ready() {
+		return nil, fmt.Errorf("%w: the node is not ready", ErrUnavailable)
+	}
+	out := make([]crdt.Counter, len(keys))
+	for i, k := range keys {
+		c, _, err := n.rep.CounterState(k.NS, k.Key)
+		if err != nil {
+			return nil, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
+		}
+		out[i] = c
+	}
+	if err := n.Flush(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MergeStates answers a peer's quorum write: it merges the states into this
 // node's counters and returns once they are durable. States that are
 // malformed or out of bounds (package node/replica's peerinput.go) are refused, all of them, with

@@ -54,6 +54,7 @@ func newReplica(n *Node) *replica.Replica {
 			return ids
 		},
 		Ready:          n.ready.Load,
+		Replicas:       n.ReplicasOf,
 		ValidNamespace: ValidateNamespace,
 		ValidKey:       validReplicatedKey,
 		Namespace: func(ns, key string, c *crdt.Counter) (sync, drop bool, err error) {

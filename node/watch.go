@@ -56,6 +56,9 @@ func (n *Node) Subscribe(ns, key, prefix string) (*Subscription, error) {
 	if err := ValidateNamespace(ns); err != nil {
 		return nil, err
 	}
+	if err := n.refuseSharded(ns, "watching its counters"); err != nil {
+		return nil, err
+	}
 	if key != "" {
 		if err := ValidateKey(key); err != nil {
 			return nil, err
@@ -81,6 +84,9 @@ func (s *Subscription) Current(ctx context.Context, keys []string) ([]Counter, e
 // at or after since (a reconnecting prefix watcher's catch-up).
 func (n *Node) ChangedSince(ctx context.Context, ns, prefix string, since time.Time, limit int) ([]Counter, error) {
 	if err := ValidateNamespace(ns); err != nil {
+		return nil, err
+	}
+	if err := n.refuseSharded(ns, "listing its changed counters"); err != nil {
 		return nil, err
 	}
 	var out []Counter

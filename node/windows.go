@@ -88,6 +88,9 @@ func (n *Node) Series(ctx context.Context, ns, key string, from, to time.Time, s
 	if err := validateName(ns, key); err != nil {
 		return SeriesResult{}, err
 	}
+	if err := n.refuseSharded(ns, "a series"); err != nil {
+		return SeriesResult{}, err
+	}
 	res, err := n.windows.Series(ctx, ns, key, from, to, step)
 	if err == nil {
 		n.metrics.Reads.Inc()

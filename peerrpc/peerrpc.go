@@ -37,6 +37,12 @@ type (
 	fetchResp struct {
 		State crdt.Counter
 	}
+	fetchManyReq struct {
+		Keys []fetchReq
+	}
+	fetchManyResp struct {
+		States []crdt.Counter
+	}
 	wireState struct {
 		NS, Key string
 		State   crdt.Counter
@@ -68,6 +74,7 @@ type meshRef struct{ m Mesh }
 var (
 	_ node.Peers           = (*Client)(nil)
 	_ node.PeerTransport   = (*Client)(nil)
+	_ node.StatesFetcher   = (*Client)(nil)
 	_ node.RightsTransport = (*Client)(nil)
 	_ ratelimit.Transport  = (*Client)(nil)
 )
@@ -108,6 +115,26 @@ func (c *Client) FetchState(ctx context.Context, p node.Peer, ns, key string) (c
 		return crdt.Counter{}, err
 	}
 	return out.State, nil
+}
+
+// FetchStates reads the durable states of many counters of p in one call
+// (node.StatesFetcher).
+func (c *Client) FetchStates(ctx context.Context, p node.Peer, keys []node.KeyRef) ([]crdt.Counter, error) {
+	if len(keys) > MaxStates {
+		return nil, fmt.Errorf("%w: %d keys in one fetch (at most %d)", ErrInvalid, len(keys), MaxStates)
+	}
+	in := fetchManyReq{Keys: make([]fetchReq, len(keys))}
+	for i, k := range keys {
+		in.Keys[i] = fetchReq{NS: k.NS, Key: k.Key}
+	}
+	var out fetchManyResp
+	if err := c.call(ctx, p.Name, gossip.MethodFetchStates, in, &out); err != nil {
+		return nil, err
+	}
+	if len(out.States) != len(keys) {
+		return nil, fmt.Errorf("peerrpc: %s answered %d states for %d keys", p.Name, len(out.States), len(keys))
+	}
+	return out.States, nil
 }
 
 // PushStates implements node.PeerTransport.
@@ -156,6 +183,24 @@ func Serve(m Mesh, s Services) {
 			return nil, err
 		}
 		return fetchResp{State: st}, nil
+	})
+	m.Handle(gossip.MethodFetchStates, func(ctx context.Context, _ string, decode func(any) error) (any, error) {
+		var req fetchManyReq
+		if err := decode(&req); err != nil {
+			return nil, err
+		}
+		if len(req.Keys) > MaxStates {
+			return nil, fmt.Errorf("%w: %d keys in one fetch (at most %d)", ErrInvalid, len(req.Keys), MaxStates)
+		}
+		keys := make([]node.KeyRef, len(req.Keys))
+		for i, k := range req.Keys {
+			keys[i] = node.KeyRef{NS: k.NS, Key: k.Key}
+		}
+		sts, err := s.Node.PeerStates(ctx, keys)
+		if err != nil {
+			return nil, err
+		}
+		return fetchManyResp{States: sts}, nil
 	})
 	m.Handle(gossip.MethodPushStates, func(ctx context.Context, from string, decode func(any) error) (any, error) {
 		var req pushReq

@@ -530,6 +530,7 @@ func startMesh(o options, httpAddr string, n *node.Node, sec *security, log *zap
 		gcfg.TLS = &gossip.PeerTLS{Server: sec.peerTLS.ServerConfig(), Client: sec.peerTLS.ClientConfig}
 	}
 	gcfg.Logger = log.Named("gossip")
+	gcfg.Replicas = n.ReplicasOf // sharded namespaces (docs/scale.md)
 	mesh, err := gossip.New(gcfg, n.Replica())
 	if err != nil {
 		return nil, err

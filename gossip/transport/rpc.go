@@ -26,7 +26,10 @@ const (
 	MethodRights Method = 3
 	// MethodLease asks the owner of a rate limit for a lease.
 	MethodLease Method = 4
-	methodLimit Method = 5
+	// MethodFetchStates reads many counters' durable states (reads of
+	// sharded namespaces at a node that does not own them).
+	MethodFetchStates Method = 5
+	methodLimit       Method = 6
 )
 
 func (m Method) String() string {
@@ -39,6 +42,8 @@ func (m Method) String() string {
 		return "rights"
 	case MethodLease:
 		return "lease"
+	case MethodFetchStates:
+		return "fetch-states"
 	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/node/internal/nodeerr"
 )
@@ -45,6 +46,10 @@ type Config struct {
 	// before they existed decodes as zero, which reads as the defaults.
 	Epsilon    float64 `json:"epsilon,omitempty" msgpack:"epsilon,omitempty"`
 	Confidence float64 `json:"confidence,omitempty" msgpack:"confidence,omitempty"`
+	// Replicas is how many nodes of each region hold each counter: 0,
+	// every node (full replication); N > 0 shards the namespace
+	// (docs/scale.md). Fixed when the namespace is created.
+	Replicas int `json:"replicas" msgpack:"replicas,omitempty"`
 }
 
 // Defaults of an approximate namespace's sketch: estimates within 0.1 % of
@@ -102,6 +107,7 @@ type Patch struct {
 	IdempotencyWindow *string            `json:"idempotency_window"`
 	Epsilon           *float64           `json:"epsilon"`
 	Confidence        *float64           `json:"confidence"`
+	Replicas          *int               `json:"replicas"`
 }
 
 // Apply returns cfg with the patch's fields set.
@@ -144,6 +150,9 @@ func (p Patch) Apply(cfg Config) Config {
 	}
 	if p.Confidence != nil {
 		out.Confidence = *p.Confidence
+	}
+	if p.Replicas != nil {
+		out.Replicas = *p.Replicas
 	}
 	return out
 }
@@ -207,7 +216,34 @@ func (cfg Config) Normalize() (Config, error) {
 	if err := out.normalizeApprox(); err != nil {
 		return cfg, err
 	}
+	if err := out.checkReplicas(); err != nil {
+		return cfg, err
+	}
 	return out, nil
+}
+
+// checkReplicas refuses a replicas count out of range, and the options a
+// sharded namespace does not support yet (docs/scale.md, "What a sharded
+// namespace does not do yet").
+func (cfg *Config) checkReplicas() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{nodeerr.ErrInvalidArgument}, args...)...)
+	}
+	switch {
+	case cfg.Replicas < 0 || cfg.Replicas > change.MaxReplicas:
+		return bad("replicas must be 0 (every node holds every counter) to %d nodes per region; got %d", change.MaxReplicas, cfg.Replicas)
+	case cfg.Replicas == 0:
+		return nil
+	case cfg.Type != TypeEventual:
+		return bad("a sharded namespace (replicas > 0) is of type eventual for now; exact and approximate namespaces keep every counter on every node (replicas 0)")
+	case len(cfg.Windows) > 0:
+		return bad("a sharded namespace (replicas > 0) keeps no time windows yet; leave windows out or use replicas 0")
+	case cfg.TTL != "" && cfg.TTL != "0":
+		return bad("a sharded namespace (replicas > 0) has no ttl yet; set ttl to \"0\" or use replicas 0")
+	case cfg.Min != nil || cfg.Max != nil:
+		return bad("a sharded namespace (replicas > 0) has no bounds; leave min and max null or use replicas 0")
+	}
+	return nil
 }
 
 // ParseDuration parses "0", a Go duration ("90s", "48h") or a whole number

@@ -1,8 +1,10 @@
 package replica
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,6 +21,46 @@ type fillToken struct {
 	seq      uint64 // the Fill's sequence
 	from, to uint64 // own changes (from, to] are in this commit
 	deltas   []change.Delta
+	// spaces holds, per sequence space of a sharded namespace's shard
+	// (change.Shard.Space of this node), the own changes (from, to] of it
+	// in this commit.
+	spaces map[crdt.NodeID]*span
+}
+
+// span is a run (from, to] of one origin's sequence numbers.
+type span struct{ from, to uint64 }
+
+// originFor returns the origin under which this node numbers its change of
+// ns/key: its id, or its sequence space of the key's shard when the
+// namespace is sharded (docs/scale.md).
+func (r *Replica) originFor(ns, key string) crdt.NodeID {
+	if r.cfg.Replicas != nil {
+		if n := r.cfg.Replicas(ns); n > 0 {
+			return change.ShardOf(ns, key, n).Space(r.cfg.ID)
+		}
+	}
+	return r.cfg.ID
+}
+
+// nextSpaceSeq numbers the next own change in space, never reusing a
+// number the version vector already covers (peers may have returned
+// changes this node lost).
+func (r *Replica) nextSpaceSeq(tok *fillToken, space crdt.NodeID, vv map[crdt.NodeID]uint64) uint64 {
+	sp := tok.spaces[space]
+	if sp == nil {
+		if tok.spaces == nil {
+			tok.spaces = make(map[crdt.NodeID]*span)
+		}
+		if r.ownSeqs == nil {
+			r.ownSeqs = make(map[crdt.NodeID]uint64)
+		}
+		cur := max(r.ownSeqs[space], vv[space])
+		sp = &span{from: cur, to: cur}
+		tok.spaces[space] = sp
+	}
+	sp.to++
+	r.ownSeqs[space] = sp.to
+	return sp.to
 }
 
 // Fill implements store.Source: it writes every dirty counter into one
@@ -38,11 +80,17 @@ func (r *Replica) Fill(b *store.Batch) (any, error) {
 	enc.Reset()
 	unsaved := r.cfg.Keys.Drain(func(ns, key string, e *keyspace.Entry) {
 		if e.Own {
-			r.ownSeq++
-			e.RaiseSeq(id, r.ownSeq)
+			origin, seq := id, uint64(0)
+			if origin = r.originFor(ns, key); origin == id {
+				r.ownSeq++
+				seq = r.ownSeq
+			} else {
+				seq = r.nextSpaceSeq(tok, origin, vv)
+			}
+			e.RaiseSeq(origin, seq)
 			e.Own = false
 			if publish {
-				tok.deltas = append(tok.deltas, change.Delta{NS: ns, Key: key, Origin: id, Seq: r.ownSeq, State: e.C.Delta(true, id)})
+				tok.deltas = append(tok.deltas, change.Delta{NS: ns, Key: key, Origin: origin, Seq: seq, State: e.C.Delta(true, id)})
 			}
 		}
 		enc.Add(ns, key, store.Record{Counter: e.C, UpdatedMs: e.Updated, Seqs: e.Seqs()})
@@ -53,6 +101,9 @@ func (r *Replica) Fill(b *store.Batch) (any, error) {
 	}
 	if enc.Len() > 0 {
 		vv[id] = r.ownSeq
+		for space, sp := range tok.spaces {
+			vv[space] = max(vv[space], sp.to)
+		}
 		enc.AppendTo(b, store.SortedVV(vv))
 	}
 	return tok, nil
@@ -75,15 +126,21 @@ func (r *Replica) Committed(token any, err error) {
 	}
 	tok := token.(*fillToken)
 	r.committedSeq.Store(tok.seq)
-	if tok.to > tok.from {
+	if tok.to > tok.from || len(tok.spaces) > 0 {
+		var ranges []change.Range
 		r.vv.Lock()
-		r.vv.m[r.cfg.ID] = max(r.vv.m[r.cfg.ID], tok.to)
+		if tok.to > tok.from {
+			r.vv.m[r.cfg.ID] = max(r.vv.m[r.cfg.ID], tok.to)
+			ranges = append(ranges, change.Range{Origin: r.cfg.ID, After: tok.from, Upto: tok.to})
+		}
+		for space, sp := range tok.spaces {
+			r.vv.m[space] = max(r.vv.m[space], sp.to)
+			ranges = append(ranges, change.Range{Origin: space, After: sp.from, Upto: sp.to})
+		}
 		r.vv.Unlock()
 		if p := r.publisher.Load(); p != nil {
-			(*p).Publish(change.Batch{
-				Ranges: []change.Range{{Origin: r.cfg.ID, After: tok.from, Upto: tok.to}},
-				Deltas: tok.deltas,
-			})
+			slices.SortFunc(ranges, func(a, b change.Range) int { return cmp.Compare(a.Origin, b.Origin) })
+			(*p).Publish(change.Batch{Ranges: ranges, Deltas: tok.deltas})
 		}
 	}
 }

@@ -135,8 +135,8 @@ func (r *Replica) CheckPeerState(known Origins, ns, key string, origin crdt.Node
 	if err := c.Validate(lim); err != nil {
 		return invalidPeerData(ns, key, "%v", err)
 	}
-	if !known.Has(origin) {
-		return invalidPeerData(ns, key, "origin %d is neither this node, an origin it holds data of, a member, nor an origin the batch carries a range of", origin)
+	if !known.Has(origin) && !known.Has(r.writerOf(ns, key, origin, c)) {
+		return invalidPeerData(ns, key, "origin %d is neither this node, an origin it holds data of, a member, an origin the batch carries a range of, nor the sequence space of one", origin)
 	}
 	for _, s := range c.Slots {
 		if !known.Has(s.Node) && !coveredByFloor(c.Reset, s) {
@@ -232,6 +232,18 @@ func (r *Replica) checkBatch(b *change.Batch) error {
 	for _, rg := range b.Ranges {
 		if !known.Has(rg.Origin) && carried[rg.Origin] {
 			known[rg.Origin] = struct{}{}
+		}
+	}
+	// A range of a sharded namespace's sequence space, without a change of
+	// it (the last chunk of an exchange), is vouched for by the known node
+	// whose space it is.
+	if r.cfg.Replicas != nil {
+		for _, rg := range b.Ranges {
+			if !known.Has(rg.Origin) {
+				if _, ok := change.SpaceOwner(rg.Origin, known.Has); ok {
+					known[rg.Origin] = struct{}{}
+				}
+			}
 		}
 	}
 	for _, rg := range b.Ranges {

@@ -70,6 +70,11 @@ type Config struct {
 	// and key; a change with a bad name is dropped.
 	ValidNamespace func(ns string) error
 	ValidKey       func(key string) error
+	// Replicas returns the replicas per region of a sharded namespace, 0
+	// for a namespace every node holds; nil: none is sharded. The node
+	// numbers its own changes of a sharded namespace per shard
+	// (change.Shard.Space; docs/scale.md).
+	Replicas func(ns string) int
 	// Namespace resolves the namespace of a replicated change of ns/key
 	// (a first change creates it): sync when its durability is sync, drop
 	// when expiry has dropped the change here.
@@ -103,6 +108,10 @@ type Replica struct {
 	logEnc       *store.LogEncoder
 	ckpt         *store.Checkpointer
 	ownSeq       uint64 // this node's last own sequence number; committer goroutine only (and recovery)
+	// ownSeqs holds the last own sequence number of each sequence space of
+	// a sharded namespace's shard this node numbered in (committer
+	// goroutine only); a space missing here starts from the vector.
+	ownSeqs map[crdt.NodeID]uint64
 	publisher    atomic.Pointer[Publisher]
 
 	vv     versionVector
@@ -434,11 +443,22 @@ func (r *Replica) ScanSince(origin crdt.NodeID, after uint64, fn func(change.Del
 			return true
 		}
 		// The current state is at least what change seq set; sending it
-		// under seq keeps the scan's seq order.
-		d.State = state.Delta(true, origin)
+		// under seq keeps the scan's seq order. A sequence space of a
+		// sharded namespace's shard sends its writer's slot.
+		d.State = state.Delta(true, r.writerOf(ns, key, origin, &state))
 		return fn(d)
 	})
 	return errors.Join(err, scanErr)
+}
+
+// writerOf returns the slot whose changes origin numbers for ns/key: origin
+// itself, or the writer of a sequence space of the key's shard.
+func (r *Replica) writerOf(ns, key string, origin crdt.NodeID, c *crdt.Counter) crdt.NodeID {
+	if r.cfg.Replicas == nil {
+		return origin
+	}
+	w, _ := change.Writer(ns, key, origin, r.cfg.Replicas(ns), c)
+	return w
 }
 
 // CounterState returns a copy of a counter's state, from memory or Pebble.

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/internal/wait"
+)
+
+// shardProc is one countd process of a sharded mesh test.
+type shardProc struct {
+	name, region, dir string
+	gossip            int
+	d                 *daemon
+}
+
+// shardRun is what one mesh of runShardMesh measured.
+type shardRun struct {
+	procs   []*shardProc
+	held    map[string]int   // counters of the namespace each node holds (countmesh_cached_counters growth)
+	want    map[string]int   // what it must hold: the counters it owns or wrote
+	dirSize map[string]int64 // bytes of each node's data directory after a graceful stop
+}
+
+// TestShardedMeshOfProcesses (issue 13, acceptance 1): a namespace with
+// one replica per region on 3 regions of 2 countd processes. Distinct
+// counters are written through random nodes; every node then reads every
+// counter right at local, quorum and all, and holds only the counters it
+// owns or wrote. COUNTMESH_SHARD_KEYS sets the number of counters (3,000
+// by default; the acceptance run writes 200,000); from 50,000 up, the same
+// writes also run on a fully replicated mesh and each node's data
+// directory must hold about half of what it holds there (within 20 %).
+func TestShardedMeshOfProcesses(t *testing.T) {
+	keys := 3000
+	if v := os.Getenv("COUNTMESH_SHARD_KEYS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 {
+			t.Fatalf("COUNTMESH_SHARD_KEYS=%q: want a number of at least 100", v)
+		}
+		keys = n
+	}
+	sharded := runShardMesh(t, 1, keys)
+	for _, p := range sharded.procs {
+		got, want := sharded.held[p.name], sharded.want[p.name]
+		// A few internal counters (a namespace's) may come with them.
+		if got < want || got > want+5 {
+			t.Errorf("%s holds %d counters; it owns or wrote %d of the %d", p.name, got, want, keys)
+		}
+		t.Logf("%s holds %d of %d counters (%.2f); data directory %d bytes", p.name, got, keys, float64(got)/float64(keys), sharded.dirSize[p.name])
+	}
+	if keys < 50_000 {
+		return
+	}
+	full := runShardMesh(t, 0, keys)
+	for _, p := range sharded.procs {
+		r := float64(sharded.dirSize[p.name]) / float64(full.dirSize[p.name])
+		t.Logf("%s: data directory %d bytes sharded, %d bytes fully replicated: %.3f", p.name, sharded.dirSize[p.name], full.dirSize[p.name], r)
+		if r < 0.4 || r > 0.6 {
+			t.Errorf("%s: the sharded data directory is %.3f of the fully replicated one; want 0.5 within 20 %%", p.name, r)
+		}
+	}
+}
+
+var cachedCountersRE = regexp.MustCompile(`(?m)^countmesh_cached_counters (\d+)`)
+
+func cachedCounters(t *testing.T, addr string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := cachedCountersRE.FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s/metrics has no countmesh_cached_counters", addr)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+func postJSON(t *testing.T, url string, body any, out any) int {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(url, "/v1/namespaces/") {
+		req.Method = http.MethodPut
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode == 200 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s: %v in %s", url, err, data)
+		}
+	}
+	if resp.StatusCode != 200 {
+		t.Logf("%s: %d %s", url, resp.StatusCode, data)
+	}
+	return resp.StatusCode
+}
+
+func runShardMesh(t *testing.T, replicas, keys int) shardRun {
+	t.Helper()
+	run := shardRun{held: map[string]int{}, want: map[string]int{}, dirSize: map[string]int64{}}
+	for _, s := range []string{"a1@A", "a2@A", "b1@B", "b2@B", "c1@C", "c2@C"} {
+		name, region, _ := strings.Cut(s, "@")
+		run.procs = append(run.procs, &shardProc{name: name, region: region, dir: t.TempDir(), gossip: freeGossipPort(t)})
+	}
+	for i, p := range run.procs {
+		args := []string{"--node-name", p.name, "--region", p.region, "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", p.gossip)}
+		if i > 0 {
+			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", run.procs[0].gossip))
+		}
+		p.d = startDaemon(t, p.dir, args...)
+	}
+	wait.For(t, 20*time.Second, "membership", func() (bool, string) {
+		for _, p := range run.procs {
+			var st struct{ Members []struct{ Name, State string } }
+			getJSON(t, "http://"+p.d.addr+"/v1/cluster", &st)
+			alive := 0
+			for _, m := range st.Members {
+				if m.State == "alive" {
+					alive++
+				}
+			}
+			if alive != len(run.procs) {
+				return false, fmt.Sprintf("%s sees %+v", p.name, st.Members)
+			}
+		}
+		return true, ""
+	})
+	const ns = "sharded"
+	if code := postJSON(t, "http://"+run.procs[0].d.addr+"/v1/namespaces/"+ns, map[string]any{"replicas": replicas}, nil); code != 200 {
+		t.Fatalf("create namespace %s with replicas %d: status %d", ns, replicas, code)
+	}
+	wait.For(t, 10*time.Second, "the namespace config on every node", func() (bool, string) {
+		for _, p := range run.procs {
+			var cfg struct{ Replicas int }
+			if getJSON(t, "http://"+p.d.addr+"/v1/namespaces/"+ns, &cfg) != 200 || cfg.Replicas != replicas {
+				return false, p.name + " has not got it"
+			}
+		}
+		return true, ""
+	})
+	base := map[string]int{}
+	for _, p := range run.procs {
+		base[p.name] = cachedCounters(t, p.d.addr)
+	}
+
+	// The writes: batches of 1,000 distinct counters, each to a random node.
+	rng := rand.New(rand.NewPCG(uint64(keys), 13))
+	key := func(i int) string { return fmt.Sprintf("k%07d", i) }
+	value := func(i int) int64 { return int64(i%7 + 1) }
+	holds := map[string]map[int]bool{}
+	for _, p := range run.procs {
+		holds[p.name] = map[int]bool{}
+	}
+	regions := map[string][]string{}
+	for _, p := range run.procs {
+		regions[p.region] = append(regions[p.region], p.name)
+	}
+	start := time.Now()
+	for from := 0; from < keys; from += 1000 {
+		w := run.procs[rng.IntN(len(run.procs))]
+		var ops []map[string]any
+		for i := from; i < min(from+1000, keys); i++ {
+			ops = append(ops, map[string]any{"ns": ns, "key": key(i), "by": value(i)})
+			holds[w.name][i] = true
+		}
+		if code := postJSON(t, "http://"+w.d.addr+"/v1/batch", map[string]any{"ops": ops}, nil); code != 200 {
+			t.Fatalf("batch at %s: status %d", w.name, code)
+		}
+	}
+	t.Logf("replicas %d: wrote %d counters through random nodes in %v", replicas, keys, time.Since(start).Round(time.Millisecond))
+	for i := range keys {
+		for _, names := range regions {
+			owners := names
+			if replicas > 0 {
+				owners = gossip.ShardOwners(change.ShardOf(ns, key(i), replicas), names)
+			}
+			for _, o := range owners {
+				holds[o][i] = true
+			}
+		}
+	}
+	for _, p := range run.procs {
+		run.want[p.name] = len(holds[p.name])
+	}
+
+	// Every node reads every counter right, at every level.
+	read := func(p *shardProc, level string) (bool, string) {
+		for from := 0; from < keys; from += 10_000 {
+			var refs []map[string]string
+			for i := from; i < min(from+10_000, keys); i++ {
+				refs = append(refs, map[string]string{"ns": ns, "key": key(i)})
+			}
+			var out struct{ Values []int64 }
+			if code := postJSON(t, "http://"+p.d.addr+"/v1/batch/get", map[string]any{"keys": refs, "consistency": level}, &out); code != 200 {
+				return false, fmt.Sprintf("%s: batch get at %s: status %d", p.name, level, code)
+			}
+			for j, v := range out.Values {
+				if i := from + j; v != value(i) {
+					return false, fmt.Sprintf("%s reads %s = %d at %s, want %d", p.name, key(i), v, level, value(i))
+				}
+			}
+		}
+		return true, ""
+	}
+	for _, level := range []string{"local", "quorum", "all"} {
+		start := time.Now()
+		took := wait.For(t, 60*time.Second, "every node reads every counter at "+level, func() (bool, string) {
+			for _, p := range run.procs {
+				if ok, why := read(p, level); !ok {
+					return false, why
+				}
+			}
+			return true, ""
+		})
+		t.Logf("replicas %d: every node read the %d counters right at %s (%v, %v after the first try)", replicas, keys, level, time.Since(start).Round(time.Millisecond), took)
+	}
+	for _, p := range run.procs {
+		run.held[p.name] = cachedCounters(t, p.d.addr) - base[p.name]
+	}
+	// Graceful stops (a checkpoint, the log dropped), then the sizes.
+	for _, p := range run.procs {
+		p.d.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range run.procs {
+		select {
+		case <-p.d.exit:
+			p.d.exit <- nil // for the cleanup
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not stop within 30 s of SIGTERM", p.name)
+		}
+		var size int64
+		filepath.WalkDir(p.dir, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if fi, err := d.Info(); err == nil {
+					size += fi.Size()
+				}
+			}
+			return nil
+		})
+		run.dirSize[p.name] = size
+	}
+	return run
+}
