@@ -141,7 +141,9 @@ func runShardMesh(t *testing.T, replicas, keys int) shardRun {
 	}
 	wait.For(t, 20*time.Second, "membership", func() (bool, string) {
 		for _, p := range run.procs {
-			var st struct{ Members []struct{ Name, State string } }
+			var st struct {
+				Members []struct{ Name, State string }
+			}
 			getJSON(t, "http://"+p.d.addr+"/v1/cluster", &st)
 			alive := 0
 			for _, m := range st.Members {

@@ -111,8 +111,8 @@ type Replica struct {
 	// ownSeqs holds the last own sequence number of each sequence space of
 	// a sharded namespace's shard this node numbered in (committer
 	// goroutine only); a space missing here starts from the vector.
-	ownSeqs map[crdt.NodeID]uint64
-	publisher    atomic.Pointer[Publisher]
+	ownSeqs   map[crdt.NodeID]uint64
+	publisher atomic.Pointer[Publisher]
 
 	vv     versionVector
 	failed atomic.Pointer[error]
