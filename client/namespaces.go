@@ -32,6 +32,9 @@ type NamespaceConfig struct {
 	Max *int64 `json:"max"`
 	// IdempotencyWindow is how long an increment id is remembered.
 	IdempotencyWindow string `json:"idempotency_window,omitempty"`
+	// Replicas is how many nodes of each region hold each counter; 0,
+	// every node.
+	Replicas int `json:"replicas,omitempty"`
 	// Raw is the server's answer as sent.
 	Raw json.RawMessage `json:"-"`
 }
@@ -51,6 +54,9 @@ type NamespacePatch struct {
 	Min               Bound              `json:"min,omitzero"`
 	Max               Bound              `json:"max,omitzero"`
 	IdempotencyWindow *string            `json:"idempotency_window,omitempty"`
+	// Replicas shards a new namespace over that many nodes per region;
+	// it is fixed once the namespace exists.
+	Replicas *int `json:"replicas,omitempty"`
 }
 
 // Ptr returns a pointer to v, for the fields of NamespacePatch.

@@ -614,7 +614,8 @@ func (m *Mesh) Leave() error {
 
 // handOver runs one full exchange with a peer (of this region if there is
 // one), so that what this node holds and no stream delivered (a dropped
-// batch, say) survives its departure.
+// batch, say) survives its departure. The peer gets the shards it does not
+// own too: the leaving node's own changes of them may be on no owner yet.
 func (m *Mesh) handOver(timeout time.Duration) {
 	r := m.routes.Load()
 	pool := r.local
@@ -632,7 +633,7 @@ func (m *Mesh) handOver(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(m.ctx, timeout)
 	defer cancel()
 	for _, p := range pool {
-		err := m.exchange(ctx, p, true)
+		err := m.ae.HandOver(ctx, p.peer())
 		if err == nil {
 			return
 		}

@@ -235,7 +235,7 @@ func (n *Node) fetchOwnerState(ctx context.Context, p exact.Peer, ns, key string
 	if err != nil {
 		return crdt.Counter{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
-	if err := n.rep.CheckState(ns, key, &c); err != nil {
+	if err := n.rep.CheckFetchedState(ns, key, &c); err != nil {
 		n.metrics.PeerRefused.Inc()
 		return crdt.Counter{}, fmt.Errorf("%s: %w", p.Name, err)
 	}
@@ -332,7 +332,7 @@ func (n *Node) getManySharded(ctx context.Context, keys []KeyRef, idx []int, lev
 					continue
 				}
 				k := keys[idx[j]]
-				if err := n.rep.CheckState(k.NS, k.Key, &a.states[x]); err != nil {
+				if err := n.rep.CheckFetchedState(k.NS, k.Key, &a.states[x]); err != nil {
 					n.metrics.PeerRefused.Inc()
 					continue
 				}

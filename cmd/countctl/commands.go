@@ -544,6 +544,12 @@ func namespacePatch(settings []string) (client.NamespacePatch, error) {
 			p.TTL = client.Ptr(v)
 		case "idempotency_window":
 			p.IdempotencyWindow = client.Ptr(v)
+		case "replicas":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return p, usagef("ns set: replicas %q: want 0 (every node) or a number of nodes per region", v)
+			}
+			p.Replicas = client.Ptr(n)
 		case "min", "max":
 			b := client.NoBound()
 			if !none {
@@ -559,7 +565,7 @@ func namespacePatch(settings []string) (client.NamespacePatch, error) {
 				p.Max = b
 			}
 		default:
-			return p, usagef("ns set: unknown key %q: want type, durability, windows, retention, ttl, min, max or idempotency_window", k)
+			return p, usagef("ns set: unknown key %q: want type, durability, windows, retention, ttl, min, max, idempotency_window or replicas", k)
 		}
 	}
 	return p, nil
@@ -605,6 +611,11 @@ func (c *cli) printNamespace(ns string, cfg client.NamespaceConfig) error {
 	fmt.Fprintf(tw, "min\t%s\n", bound(cfg.Min))
 	fmt.Fprintf(tw, "max\t%s\n", bound(cfg.Max))
 	fmt.Fprintf(tw, "idempotency_window\t%s\n", orDefault(cfg.IdempotencyWindow))
+	replicas := "every node"
+	if cfg.Replicas > 0 {
+		replicas = fmt.Sprintf("%d per region", cfg.Replicas)
+	}
+	fmt.Fprintf(tw, "replicas\t%s\n", replicas)
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing output: %w", err)
 	}

@@ -43,7 +43,7 @@ Namespaces:
   ns set NS key=value...      change config keys, keeping the others; keys: type,
                               durability, windows (1m,1h or none), retention
                               (1m:48h,1h:90d), ttl, min, max (N or none),
-                              idempotency_window
+                              idempotency_window, replicas (when creating)
   ns list                     list namespaces
 Other:
   ratelimit NS KEY LIMIT WINDOW   take one unit (--cost N) from a rate limit;

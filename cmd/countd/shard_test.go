@@ -11,8 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -272,4 +275,171 @@ func runShardMesh(t *testing.T, replicas, keys int) shardRun {
 		run.dirSize[p.name] = size
 	}
 	return run
+}
+
+// TestShardedJoinAndLeaveUnderLoad (issue 13, acceptance 3): under a load
+// of increments through random nodes on a namespace with one replica per
+// region, a node joins (and takes over partitions) and another leaves
+// gracefully (and hands its partitions on); afterwards every node reads
+// every counter at no less than what was acknowledged and no more than
+// what was attempted, at local, quorum and all.
+func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
+	var procs []*shardProc
+	for _, s := range []string{"a1@A", "a2@A", "b1@B", "b2@B", "a3@A"} {
+		name, region, _ := strings.Cut(s, "@")
+		procs = append(procs, &shardProc{name: name, region: region, dir: t.TempDir(), gossip: freeGossipPort(t)})
+	}
+	start := func(p *shardProc) {
+		args := []string{"--node-name", p.name, "--region", p.region, "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", p.gossip)}
+		switch p {
+		case procs[0]:
+		case procs[4]: // joins after procs[0] has left
+			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", procs[1].gossip))
+		default:
+			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", procs[0].gossip))
+		}
+		p.d = startDaemon(t, p.dir, args...)
+	}
+	late := procs[4]
+	for _, p := range procs[:4] {
+		start(p)
+	}
+	var liveMu sync.Mutex
+	live := slices.Clone(procs[:4])
+	waitMembers := func(want []*shardProc) {
+		t.Helper()
+		wait.For(t, 20*time.Second, "membership", func() (bool, string) {
+			for _, p := range want {
+				var st struct{ Members []struct{ Name, State string } }
+				getJSON(t, "http://"+p.d.addr+"/v1/cluster", &st)
+				alive := 0
+				for _, m := range st.Members {
+					if m.State == "alive" {
+						alive++
+					}
+				}
+				if alive != len(want) {
+					return false, fmt.Sprintf("%s sees %+v", p.name, st.Members)
+				}
+			}
+			return true, ""
+		})
+	}
+	waitMembers(live)
+	const ns, keys = "sharded", 500
+	if code := postJSON(t, "http://"+procs[0].d.addr+"/v1/namespaces/"+ns, map[string]any{"replicas": 1}, nil); code != 200 {
+		t.Fatalf("create the namespace: status %d", code)
+	}
+	wait.For(t, 10*time.Second, "the namespace config on every node", func() (bool, string) {
+		for _, p := range live {
+			var cfg struct{ Replicas int }
+			if getJSON(t, "http://"+p.d.addr+"/v1/namespaces/"+ns, &cfg) != 200 || cfg.Replicas != 1 {
+				return false, p.name + " has not got it"
+			}
+		}
+		return true, ""
+	})
+
+	// The load: batches of 20 increments of random counters, each batch to
+	// a random live node, until stopped.
+	acked := make([]atomic.Int64, keys)
+	attempted := make([]atomic.Int64, keys)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var batches, failed atomic.Int64
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			hc := &http.Client{Timeout: 5 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				liveMu.Lock()
+				p := live[rng.IntN(len(live))]
+				liveMu.Unlock()
+				var ops []map[string]any
+				var ks []int
+				for range 20 {
+					k := rng.IntN(keys)
+					ks = append(ks, k)
+					ops = append(ops, map[string]any{"ns": ns, "key": fmt.Sprintf("k%04d", k), "by": 1})
+				}
+				for _, k := range ks {
+					attempted[k].Add(1)
+				}
+				b, _ := json.Marshal(map[string]any{"ops": ops})
+				resp, err := hc.Post("http://"+p.d.addr+"/v1/batch", "application/json", bytes.NewReader(b))
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+					continue
+				}
+				batches.Add(1)
+				for _, k := range ks {
+					acked[k].Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	// a3 joins region A: it owns some partitions from now on.
+	start(late)
+	liveMu.Lock()
+	live = append(live, late)
+	liveMu.Unlock()
+	waitMembers(live)
+	time.Sleep(time.Second)
+	// a1 leaves gracefully: its partitions go to a2 or a3.
+	a1 := procs[0]
+	liveMu.Lock()
+	live = slices.DeleteFunc(live, func(p *shardProc) bool { return p == a1 })
+	liveMu.Unlock()
+	time.Sleep(100 * time.Millisecond) // no new batch goes to a1
+	a1.d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a1.d.exit:
+		a1.d.exit <- nil
+	case <-time.After(30 * time.Second):
+		t.Fatal("a1 did not stop within 30 s of SIGTERM")
+	}
+	waitMembers(live)
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d batches of 20 acknowledged, %d failed", batches.Load(), failed.Load())
+	if batches.Load() < 20 {
+		t.Fatalf("only %d batches acknowledged: the load did not run", batches.Load())
+	}
+
+	for _, level := range []string{"local", "quorum", "all"} {
+		took := wait.For(t, 60*time.Second, "every acknowledged increment counted on every node at "+level, func() (bool, string) {
+			for _, p := range live {
+				var refs []map[string]string
+				for k := range keys {
+					refs = append(refs, map[string]string{"ns": ns, "key": fmt.Sprintf("k%04d", k)})
+				}
+				var out struct{ Values []int64 }
+				if code := postJSON(t, "http://"+p.d.addr+"/v1/batch/get", map[string]any{"keys": refs, "consistency": level}, &out); code != 200 {
+					return false, fmt.Sprintf("%s: status %d", p.name, code)
+				}
+				for k, v := range out.Values {
+					if v < acked[k].Load() || v > attempted[k].Load() {
+						return false, fmt.Sprintf("%s reads k%04d = %d at %s; acknowledged %d, attempted %d", p.name, k, v, level, acked[k].Load(), attempted[k].Load())
+					}
+				}
+			}
+			return true, ""
+		})
+		t.Logf("every node counts every acknowledged increment at %s (%v)", level, took)
+	}
 }

@@ -120,6 +120,17 @@ func (e *Exchanger) releasePeer(name string) {
 // With full (SyncOnce) both sides send everything the other lacks;
 // otherwise only what they have held for AntiEntropyGrace.
 func (e *Exchanger) Exchange(ctx context.Context, p transport.Peer, full bool) (err error) {
+	return e.exchange(ctx, p, full, false)
+}
+
+// HandOver is a full Exchange that also gives p what Hooks.Wants would
+// withhold (the shards p does not own): a node that leaves hands p
+// everything only it may hold, for p to pass on to the owners.
+func (e *Exchanger) HandOver(ctx context.Context, p transport.Peer) error {
+	return e.exchange(ctx, p, true, true)
+}
+
+func (e *Exchanger) exchange(ctx context.Context, p transport.Peer, full, everything bool) (err error) {
 	if !e.claimPeer(p.Name) {
 		return ErrBusy
 	}
@@ -152,7 +163,7 @@ func (e *Exchanger) Exchange(ctx context.Context, p transport.Peer, full bool) (
 	if err := e.applyConfigs(resp.Configs); err != nil {
 		return err
 	}
-	if _, err := e.sendDiff(fc, p.Name, transport.FromWireVV(resp.VV), transport.FromWireHeld(resp.Held), full); err != nil {
+	if _, err := e.sendDiff(fc, p.Name, transport.FromWireVV(resp.VV), transport.FromWireHeld(resp.Held), full, everything); err != nil {
 		return err
 	}
 	var end transport.AEEnd
@@ -194,7 +205,7 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 	if err := fc.ReadMsg(e.cfg.IOTimeout, transport.FrameAEReq, &req); err != nil {
 		return err
 	}
-	if _, err := e.sendDiff(fc, h.Name, transport.FromWireVV(req.VV), transport.FromWireHeld(req.Held), req.Full); err != nil {
+	if _, err := e.sendDiff(fc, h.Name, transport.FromWireVV(req.VV), transport.FromWireHeld(req.Held), req.Full, false); err != nil {
 		return err
 	}
 	cfgs := e.replica.Configs()
@@ -290,14 +301,14 @@ func (e *Exchanger) receiveChunks(fc *transport.Conn, last byte, v any) error {
 // AntiEntropyGrace ago and the scan stops there: newer changes are left to
 // the streams. With full, the current ones, and every held change past
 // theirs goes.
-func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.NodeID]uint64, theirsHeld map[crdt.NodeID][]uint64, full bool) (int, error) {
+func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.NodeID]uint64, theirsHeld map[crdt.NodeID][]uint64, full, everything bool) (int, error) {
 	var mine vvSnapshot
 	if full {
 		mine = vvSnapshot{vv: e.replica.VersionVector(), held: e.replica.HeldAhead()}
 	} else {
 		mine = e.settled(time.Now())
 	}
-	wanted := func(o crdt.NodeID) bool { return e.wants == nil || e.wants(peer, o) }
+	wanted := func(o crdt.NodeID) bool { return everything || e.wants == nil || e.wants(peer, o) }
 	// offer[o] is the held-ahead changes of o the other side lacks.
 	offer := make(map[crdt.NodeID]map[uint64]bool)
 	for o, seqs := range mine.held {

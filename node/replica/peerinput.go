@@ -125,6 +125,18 @@ func (r *Replica) CheckState(ns, key string, c *crdt.Counter) error {
 	return r.CheckPeerState(r.knownOrigins(), ns, key, r.cfg.ID, c)
 }
 
+// CheckFetchedState applies the stateless rules to a state of ns/key that
+// an owner of a sharded namespace's counter sent for a read, merged for the
+// answer and not stored: its slots may be of nodes this node never heard
+// of (writers that left, whose changes this node, owning nothing of them,
+// never held), so only the shape and the limits are checked.
+func (r *Replica) CheckFetchedState(ns, key string, c *crdt.Counter) error {
+	if err := c.Validate(peerLimits); err != nil {
+		return invalidPeerData(ns, key, "%v", err)
+	}
+	return nil
+}
+
 // CheckPeerState applies the stateless rules to the state of ns/key that a
 // peer sent with the given origin; known are the nodes the sender may name.
 func (r *Replica) CheckPeerState(known Origins, ns, key string, origin crdt.NodeID, c *crdt.Counter) error {
@@ -243,6 +255,18 @@ func (r *Replica) checkBatch(b *change.Batch) error {
 				if _, ok := change.SpaceOwner(rg.Origin, known.Has); ok {
 					known[rg.Origin] = struct{}{}
 				}
+			}
+		}
+		// And a space vouched for (one this node holds, or one the batch
+		// carries a range of) vouches for its writer's slot: the writer may
+		// have left the mesh before this node learned of it.
+		for i := range b.Deltas {
+			d := &b.Deltas[i]
+			if !known.Has(d.Origin) || !r.validName(d.NS, d.Key) {
+				continue
+			}
+			if w := r.writerOf(d.NS, d.Key, d.Origin, &d.State); w != d.Origin {
+				known[w] = struct{}{}
 			}
 		}
 	}
