@@ -30,12 +30,8 @@ import (
 
 // ReplicasOf returns the replicas per region of namespace ns: 0 when every
 // node holds its counters (and for a namespace not known here).
-func (n *Node) ReplicasOf(ns string) int {
-	if rec := n.ns.Get(ns); rec != nil {
-		return rec.Config.Replicas
-	}
-	return 0
-}
+// It takes no lock (the committer asks under a counter's stripe).
+func (n *Node) ReplicasOf(ns string) int { return n.ns.Replicas(ns) }
 
 // errSharded refuses an operation a sharded namespace does not support yet.
 func errSharded(ns, what string) error {

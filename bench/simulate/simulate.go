@@ -15,7 +15,7 @@
 // counter lives on that many nodes of each region, each node numbers its
 // changes per shard, and a probe has converged once every owner of its
 // counter holds it. The mesh and the replica are the sharding of package
-// gossip; countd itself does not shard yet (docs/scale.md).
+// gossip, over an in-memory replica in place of countd's storage (docs/scale.md).
 package simulate
 
 import (

@@ -310,7 +310,9 @@ func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
 		t.Helper()
 		wait.For(t, 20*time.Second, "membership", func() (bool, string) {
 			for _, p := range want {
-				var st struct{ Members []struct{ Name, State string } }
+				var st struct {
+					Members []struct{ Name, State string }
+				}
 				getJSON(t, "http://"+p.d.addr+"/v1/cluster", &st)
 				alive := 0
 				for _, m := range st.Members {

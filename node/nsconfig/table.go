@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -39,7 +40,45 @@ type Table struct {
 	sync.RWMutex // guards m; creation of a namespace holds the write lock
 	m            map[string]*Record
 
+	// replicas maps the sharded namespaces to their replicas, copied on
+	// write under the lock and read without it: the committer asks for
+	// every counter it numbers while it holds the counter's stripe, under
+	// which the table's lock must not be taken (PutNamespace holds it
+	// while it scans the stripes).
+	replicas atomic.Pointer[map[string]int]
+
 	cfg TableConfig
+}
+
+// Replicas returns the replicas per region of namespace ns (0: every
+// node holds it, or ns is not known here). It takes no lock.
+func (t *Table) Replicas(ns string) int {
+	if m := t.replicas.Load(); m != nil {
+		return (*m)[ns]
+	}
+	return 0
+}
+
+// noteReplicasLocked keeps Replicas up to date with the record of ns; t
+// is held.
+func (t *Table) noteReplicasLocked(ns string, rec *Record) {
+	var cur map[string]int
+	if m := t.replicas.Load(); m != nil {
+		cur = *m
+	}
+	if cur[ns] == rec.Config.Replicas {
+		return
+	}
+	next := make(map[string]int, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	if rec.Config.Replicas > 0 {
+		next[ns] = rec.Config.Replicas
+	} else {
+		delete(next, ns)
+	}
+	t.replicas.Store(&next)
 }
 
 var _ replica.Namespaces = (*Table)(nil)
@@ -78,6 +117,7 @@ func (t *Table) Load() error {
 		}
 		rec.Prepare()
 		t.m[ns] = rec
+		t.noteReplicasLocked(ns, rec)
 		t.cfg.Clock.Observe(rec.HLC)
 		return true
 	})
@@ -128,6 +168,7 @@ func (t *Table) PersistLocked(ns string, rec *Record) error {
 	}
 	rec.Prepare()
 	t.m[ns] = rec
+	t.noteReplicasLocked(ns, rec)
 	return nil
 }
 

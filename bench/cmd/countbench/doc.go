@@ -27,8 +27,7 @@
 //	         "bytes_per_node_per_s","convergence_p50_ms","convergence_p99_ms",
 //	         "counters_per_node",...}. It has flags of its own
 //	         (countbench --mode simulate -h). --replicas R above 0 shards
-//	         the namespace over R nodes per region (gossip's sharding;
-//	         countd does not shard yet).
+//	         the namespace over R nodes per region (gossip's sharding).
 //
 // --plot PREFIX keeps a per-second timeline of the run and, when it ends,
 // writes PREFIX-latency.png (p50, p99 and max of each second, in ms on a log
