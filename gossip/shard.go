@@ -228,6 +228,11 @@ func (m *Mesh) wants(peer string, origin crdt.NodeID) bool {
 	if !ok {
 		return true
 	}
+	if id, ok := m.memberID(peer); ok && s.Origin(origin) == id {
+		// The writer's own changes: a writer restarted on an older or
+		// empty disk must get them back before it writes again.
+		return true
+	}
 	return m.routes.Load().ownersOf(s).has(peer)
 }
 
@@ -258,17 +263,26 @@ func (m *Mesh) splitSharded(r *routes, b Batch) (Batch, map[string]*Batch) {
 		return g
 	}
 	full := Batch{Configs: b.Configs}
+	// A range goes where the batch's deltas of its origin go.
+	sharded := make(map[crdt.NodeID]change.Shard)
+	unsharded := make(map[crdt.NodeID]bool)
 	for i := range b.Deltas {
 		d := &b.Deltas[i]
 		if s, ok := m.shardOf(d); ok {
 			g := groupOf(s)
 			g.deltas = append(g.deltas, *d)
+			sharded[d.Origin] = s
 			continue
 		}
 		full.Deltas = append(full.Deltas, *d)
+		unsharded[d.Origin] = true
 	}
 	for _, rg := range b.Ranges {
-		if s, ok := m.spaces.lookup(rg.Origin); ok && rg.Origin != m.selfID {
+		s, ok := sharded[rg.Origin]
+		if !ok && !unsharded[rg.Origin] && rg.Origin != m.selfID {
+			s, ok = m.spaces.lookup(rg.Origin)
+		}
+		if ok {
 			g := groupOf(s)
 			g.ranges = append(g.ranges, rg)
 			continue

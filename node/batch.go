@@ -120,6 +120,9 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 	res, err := n.writer.Apply(ctx, write.Request{Ops: ops, Consistency: consistency, Values: returnValues, Numbered: true})
 	if err == nil {
 		n.metrics.Batches.Inc()
+		if returnValues {
+			err = n.shardedValues(ctx, ops, res.Values)
+		}
 	}
 	return res, err
 }

@@ -402,6 +402,9 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 	if res.Values == nil {
 		return Result{}, err
 	}
+	if err == nil {
+		err = n.shardedValues(ctx, w.Ops, res.Values)
+	}
 	return Result{Value: res.Values[0], Duplicate: res.Duplicates == 1}, err
 }
 
@@ -417,8 +420,15 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err := n.ns.RefuseBoundedReset(ns, "a reset"); err != nil {
 		return Result{}, err
 	}
+	pulled, err := n.pullForReset(ctx, ns, key)
+	if err != nil {
+		return Result{}, err
+	}
 	var before, v int64
 	sync, err := n.update(ns, key, true, func(e *keyspace.Entry) error {
+		if pulled != nil {
+			e.C.Merge(*pulled)
+		}
 		before = e.C.Value()
 		e.C.SetReset(n.id, value, false)
 		v = e.C.Value()
@@ -443,8 +453,15 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := n.ns.RefuseBoundedReset(ns, "a delete"); err != nil {
 		return err
 	}
+	pulled, err := n.pullForReset(ctx, ns, key)
+	if err != nil {
+		return err
+	}
 	var before int64
-	sync, err := n.update(ns, key, false, func(e *keyspace.Entry) error {
+	sync, err := n.update(ns, key, pulled != nil, func(e *keyspace.Entry) error {
+		if pulled != nil {
+			e.C.Merge(*pulled)
+		}
 		before = e.C.Value()
 		e.C.SetReset(n.id, 0, true)
 		return nil

@@ -82,7 +82,10 @@ func (n *Node) memberSnapshot() *members {
 		byRegion: map[string][]string{n.cfg.Region: {n.cfg.Name}}, byName: make(map[string]exact.Peer)}
 	if n.cfg.Peers != nil {
 		for _, p := range n.cfg.Peers.Peers() {
-			if !p.Alive || p.Name == n.cfg.Name {
+			// Placement counts the members the mesh routes to: alive ones
+			// and those merely suspected (a read tries them, and the next
+			// owner when they do not answer).
+			if (!p.Alive && !p.Suspect) || p.Name == n.cfg.Name {
 				continue
 			}
 			m.byName[p.Name] = p
@@ -349,5 +352,80 @@ func (n *Node) getManySharded(ctx context.Context, keys []KeyRef, idx []int, lev
 		values[i] = states[j].Value()
 	}
 	n.metrics.Reads.Add(float64(len(idx)))
+	return nil
+}
+
+// pullForReset returns, for a reset or delete of a counter of a sharded
+// namespace at a node that does not own it, the state of the nearest
+// owner merged with this node's (nil elsewhere): the reset is made on it,
+// so that its floor covers the counts the owners hold and its epoch
+// follows theirs, as a reset at an owner would. The state is merged into
+// this node's counter with the reset.
+func (n *Node) pullForReset(ctx context.Context, ns, key string) (*crdt.Counter, error) {
+	r := n.ReplicasOf(ns)
+	if r == 0 {
+		return nil, nil
+	}
+	if _, _, self := n.memberSnapshot().owners(ns, key, r); self {
+		return nil, nil
+	}
+	if err := readable(n.ready.Load()); err != nil {
+		return nil, err
+	}
+	st, err := n.shardedState(ctx, ConsistencyLocal, ns, key, r)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// shardedValues corrects the values a write answers for the counters of
+// sharded namespaces this node does not own: the write path answers from
+// the node's own state, which lacks the other writers' counts. Each such
+// counter's value is raised by what its nearest owner holds beyond this
+// node's state (one batch read per owner). When no owner answers, the
+// values stay this node's: the write is done, and failing it now would
+// invite a retry that counts it twice.
+func (n *Node) shardedValues(ctx context.Context, ops []BatchOp, values []int64) error {
+	var idx []int
+	var keys []KeyRef
+	var m *members
+	for i, op := range ops {
+		r := n.ReplicasOf(op.NS)
+		if r == 0 {
+			continue
+		}
+		if m == nil {
+			m = n.memberSnapshot()
+		}
+		if _, _, self := m.owners(op.NS, op.Key, r); self {
+			continue
+		}
+		idx = append(idx, i)
+		keys = append(keys, KeyRef{NS: op.NS, Key: op.Key})
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	all := make([]int, len(keys))
+	for i := range all {
+		all[i] = i
+	}
+	merged := make([]int64, len(keys))
+	if err := n.getManySharded(ctx, keys, all, ConsistencyLocal, merged); err != nil {
+		// The write is applied and acknowledged: an error now would make
+		// the client retry it. Answer this node's values.
+		n.log.Debug("no owner answered for the value of a write at a node that does not own the counter; answering this node's value", zap.Error(err))
+		return nil
+	}
+	// The batch's last value of each counter is its value after the batch
+	// here; every value of it moves by what the owner adds.
+	last := make(map[KeyRef]int64, len(keys))
+	for j, i := range idx {
+		last[keys[j]] = values[i]
+	}
+	for j, i := range idx {
+		values[i] += merged[j] - last[keys[j]]
+	}
 	return nil
 }

@@ -103,7 +103,8 @@ func (c *Client) Peers() []node.Peer {
 		if m.State == gossip.StateLeft {
 			continue
 		}
-		out = append(out, node.Peer{Name: m.Name, ID: m.ID, Region: m.Region, HTTPAddr: m.HTTPAddr, Alive: m.State == gossip.StateAlive})
+		out = append(out, node.Peer{Name: m.Name, ID: m.ID, Region: m.Region, HTTPAddr: m.HTTPAddr,
+			Alive: m.State == gossip.StateAlive, Suspect: m.State == gossip.StateSuspect})
 	}
 	return out
 }

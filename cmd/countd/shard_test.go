@@ -79,6 +79,66 @@ func TestShardedMeshOfProcesses(t *testing.T) {
 	}
 }
 
+// shardedWritesAtNonOwners checks the writes whose answer or effect
+// depends on the counter's state at a node that does not own it: an
+// increment answers the counter's value, a reset and a delete apply to
+// what the owners hold.
+func shardedWritesAtNonOwners(t *testing.T, run shardRun, ns string, replicas int, regions map[string][]string) {
+	t.Helper()
+	nonOwner := func(k string) *shardProc {
+		owners := map[string]bool{}
+		for _, names := range regions {
+			for _, o := range gossip.ShardOwners(change.ShardOf(ns, k, replicas), names) {
+				owners[o] = true
+			}
+		}
+		for _, p := range run.procs {
+			if !owners[p.name] {
+				var c struct{ Value int64 }
+				// A node that holds nothing of it: its own value reads 0
+				// without the owners.
+				if getJSON(t, fmt.Sprintf("http://%s/v1/counters/%s/%s", p.d.addr, ns, k), &c) == 200 {
+					return p
+				}
+			}
+		}
+		t.Fatalf("no node is a non-owner of %s", k)
+		return nil
+	}
+	incrKey, resetKey, delKey := "k0000000", "k0000001", "k0000002"
+	p := nonOwner(incrKey)
+	var out struct{ Value int64 }
+	if code := postJSON(t, fmt.Sprintf("http://%s/v1/counters/%s/%s/incr", p.d.addr, ns, incrKey), map[string]any{"by": 10}, &out); code != 200 || out.Value != 1+10 {
+		t.Errorf("incr by 10 at %s, which does not own %s (value 1): status %d, value %d; want 11", p.name, incrKey, code, out.Value)
+	}
+	p = nonOwner(resetKey)
+	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/v1/counters/%s/%s", p.d.addr, ns, resetKey), strings.NewReader(`{"value":100}`))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("reset at %s: %v %v", p.name, err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	p = nonOwner(delKey)
+	req, _ = http.NewRequest(http.MethodDelete, fmt.Sprintf("http://%s/v1/counters/%s/%s", p.d.addr, ns, delKey), nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode/100 != 2 {
+		t.Fatalf("delete at %s: %v %v", p.name, err, resp)
+	} else {
+		resp.Body.Close()
+	}
+	want := map[string]int64{incrKey: 11, resetKey: 100, delKey: 0}
+	wait.For(t, 20*time.Second, "the writes at non-owners on every node", func() (bool, string) {
+		for _, p := range run.procs {
+			for k, v := range want {
+				var c struct{ Value int64 }
+				if getJSON(t, fmt.Sprintf("http://%s/v1/counters/%s/%s", p.d.addr, ns, k), &c) != 200 || c.Value != v {
+					return false, fmt.Sprintf("%s reads %s = %d, want %d", p.name, k, c.Value, v)
+				}
+			}
+		}
+		return true, ""
+	})
+}
+
 var cachedCountersRE = regexp.MustCompile(`(?m)^countmesh_cached_counters (\d+)`)
 
 func cachedCounters(t *testing.T, addr string) int {
@@ -251,6 +311,9 @@ func runShardMesh(t *testing.T, replicas, keys int) shardRun {
 	}
 	for _, p := range run.procs {
 		run.held[p.name] = cachedCounters(t, p.d.addr) - base[p.name]
+	}
+	if replicas > 0 {
+		shardedWritesAtNonOwners(t, run, ns, replicas, regions)
 	}
 	// Graceful stops (a checkpoint, the log dropped), then the sizes.
 	for _, p := range run.procs {

@@ -36,6 +36,10 @@ type Peer struct {
 	// dead. A quorum still asks it (the majority counts every member of the
 	// region); all skips it.
 	Alive bool
+	// Suspect is true for a member the mesh still counts alive but this
+	// node cannot reach: it keeps its place in the placement of sharded
+	// namespaces.
+	Suspect bool
 }
 
 // Peers lists the other members of the mesh (cmd/countd builds it from the
