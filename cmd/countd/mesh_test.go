@@ -92,24 +92,11 @@ func TestMeshOfProcesses(t *testing.T) {
 	for _, p := range procs {
 		start(p)
 	}
-	wait.For(t, 15*time.Second, "membership", func() (bool, string) {
-		for _, p := range procs {
-			var st struct {
-				Members []struct{ Name, State string }
-			}
-			getJSON(t, "http://"+p.d.addr+"/v1/cluster", &st)
-			alive := 0
-			for _, m := range st.Members {
-				if m.State == "alive" {
-					alive++
-				}
-			}
-			if alive != len(procs) {
-				return false, fmt.Sprintf("%s sees %+v", p.name, st.Members)
-			}
-		}
-		return true, ""
-	})
+	var addrs []string
+	for _, p := range procs {
+		addrs = append(addrs, p.d.addr)
+	}
+	waitMembersAlive(t, addrs)
 
 	// A watcher on n1 (region r1) sees an increment made on n3 (region r2)
 	// within a second, across regions.
