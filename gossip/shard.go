@@ -3,6 +3,7 @@ package gossip
 import (
 	"cmp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -28,28 +29,115 @@ import (
 // of a space it has never seen a delta of is treated as a node's.
 
 // ShardOwners returns the names among candidates (the alive members of one
-// region, this node included when it is of that region) that hold shard s:
-// the s.Replicas highest rendezvous scores of s.PlacementKey(), ties by
-// name, in score order. Every node with the same view of the region picks
-// the same owners, and a member that comes or goes moves only the
-// partitions it gains or loses.
+// region, this node included when it is of that region) that hold shard s,
+// in rank order. Every node with the same view of the region picks the
+// same owners.
+//
+// Placement is rendezvous hashing with bounded loads, one pass per
+// replica: the k-th owner of each partition, in partition order, is its
+// highest-scoring member (scores of s.PlacementKey(), ties by name) not yet
+// an owner of it with room in that pass, where each member takes
+// floor(Partitions / members) k-th places and the remainder of them one
+// more. Plain rendezvous placed 39 and 25 partitions of 64 on two nodes of
+// a region; with the bound one replica's loads are even within one, and R
+// replicas' within 2R (TestShardOwnersBalanced). A member that comes or
+// goes moves the partitions it gains or loses and, through the bound, some
+// others.
 func ShardOwners(s change.Shard, candidates []string) []string {
+	if s.Part < 0 || s.Part >= change.Partitions {
+		return nil
+	}
+	return slices.Clone(placementOf(s.Replicas, candidates)[s.Part])
+}
+
+// placements caches placementOf by replicas and member names: a placement
+// changes only with the membership.
+var placements struct {
+	sync.Mutex
+	m map[string][][]string
+}
+
+// placementOf returns the owners of every partition for the given replicas
+// among candidates (see ShardOwners).
+func placementOf(replicas int, candidates []string) [][]string {
+	names := slices.Clone(candidates)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	key := strconv.Itoa(replicas) + "\x00" + strings.Join(names, "\x00")
+	placements.Lock()
+	if p, ok := placements.m[key]; ok {
+		placements.Unlock()
+		return p
+	}
+	placements.Unlock()
+	p := computePlacement(replicas, names)
+	placements.Lock()
+	if placements.m == nil || len(placements.m) >= 256 {
+		placements.m = make(map[string][][]string) // memberships come and go
+	}
+	placements.m[key] = p
+	placements.Unlock()
+	return p
+}
+
+func computePlacement(replicas int, names []string) [][]string {
+	out := make([][]string, change.Partitions)
+	r := min(replicas, len(names))
+	if r <= 0 {
+		return out
+	}
 	type scored struct {
 		name  string
 		score uint64
 	}
-	all := make([]scored, len(candidates))
-	key := s.PlacementKey()
-	for i, c := range candidates {
-		all[i] = scored{c, Rendezvous(key, c)}
+	// Each partition's members in rank order.
+	ranked := make([][]scored, change.Partitions)
+	for part := range change.Partitions {
+		key := change.Shard{Replicas: replicas, Part: part}.PlacementKey()
+		rs := make([]scored, len(names))
+		for i, n := range names {
+			rs[i] = scored{n, Rendezvous(key, n)}
+		}
+		slices.SortFunc(rs, func(a, b scored) int {
+			return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(a.name, b.name))
+		})
+		ranked[part] = rs
+		out[part] = make([]string, 0, r)
 	}
-	slices.SortFunc(all, func(a, b scored) int {
-		return cmp.Or(cmp.Compare(b.score, a.score), strings.Compare(a.name, b.name))
-	})
-	n := min(s.Replicas, len(all))
-	out := make([]string, n)
-	for i := range n {
-		out[i] = all[i].name
+	// One pass per replica: the k-th owner of every partition is its
+	// highest-ranked member not yet an owner of it that has room in this
+	// pass (each member takes floor(Partitions / members) k-th places, the
+	// remainder of them one more); a partition that finds none takes the
+	// highest-ranked member not yet an owner.
+	base, extra := change.Partitions/len(names), change.Partitions%len(names)
+	for range r {
+		load := make(map[string]int, len(names))
+		big := 0
+		for part := range change.Partitions {
+			pick := ""
+			for _, c := range ranked[part] {
+				if slices.Contains(out[part], c.name) {
+					continue
+				}
+				if load[c.name] < base || (load[c.name] == base && big < extra) {
+					pick = c.name
+					break
+				}
+			}
+			if pick == "" {
+				for _, c := range ranked[part] {
+					if !slices.Contains(out[part], c.name) {
+						pick = c.name
+						break
+					}
+				}
+			}
+			if load[pick] == base {
+				big++
+			}
+			load[pick]++
+			out[part] = append(out[part], pick)
+		}
 	}
 	return out
 }

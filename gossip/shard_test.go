@@ -348,3 +348,61 @@ func TestShardedWriterGetsItsOwnSpacesBack(t *testing.T) {
 	}
 	t.Logf("a1 got back its slot of the %d counters it wrote, %d of which it does not own", len(want), notOwned)
 }
+
+// Placement with bounded loads: with one replica every member of a region
+// holds the same number of partitions within one (with R, within 2R), every partition has its replicas on
+// distinct members, the answer does not depend on the order of the
+// candidates, and a member that joins moves few partitions.
+func TestShardOwnersBalanced(t *testing.T) {
+	spread := 0
+	defer func() { t.Logf("the widest spread of loads: %d partitions", spread) }()
+	for n := 1; n <= 20; n++ {
+		var names []string
+		for i := range n {
+			names = append(names, fmt.Sprintf("node-%02d", i))
+		}
+		for _, r := range []int{1, 2, 3} {
+			load := map[string]int{}
+			for p := range change.Partitions {
+				s := change.Shard{Replicas: r, Part: p}
+				owners := gossip.ShardOwners(s, names)
+				if want := min(r, n); len(owners) != want || len(slices.Compact(slices.Sorted(slices.Values(owners)))) != want {
+					t.Fatalf("%d members, %d replicas, partition %d: owners %v", n, r, p, owners)
+				}
+				reversed := slices.Clone(names)
+				slices.Reverse(reversed)
+				if got := gossip.ShardOwners(s, reversed); !slices.Equal(got, owners) {
+					t.Fatalf("owners depend on the candidates' order: %v against %v", got, owners)
+				}
+				for _, o := range owners {
+					load[o]++
+				}
+			}
+			lo, hi := change.Partitions, 0
+			for _, name := range names {
+				lo, hi = min(lo, load[name]), max(hi, load[name])
+			}
+			// One replica: even within one. More: each replica's places
+			// are even within one, the sum within two per replica.
+			if limit := max(1, 2*min(r, n)); (r == 1 && hi-lo > 1) || hi-lo > limit {
+				t.Errorf("%d members, %d replicas: loads from %d to %d partitions", n, r, lo, hi)
+			}
+			spread = max(spread, hi-lo)
+		}
+	}
+	// A fifth member joining four moves about a fifth of the placements,
+	// not all of them.
+	four := []string{"a", "b", "c", "d"}
+	five := append(slices.Clone(four), "e")
+	moved := 0
+	for p := range change.Partitions {
+		s := change.Shard{Replicas: 1, Part: p}
+		if !slices.Equal(gossip.ShardOwners(s, four), gossip.ShardOwners(s, five)) {
+			moved++
+		}
+	}
+	if moved > change.Partitions/2 {
+		t.Errorf("a fifth member moved %d of %d partitions", moved, change.Partitions)
+	}
+	t.Logf("a fifth member moved %d of %d partitions (a fifth is %d)", moved, change.Partitions, change.Partitions/5)
+}
