@@ -53,9 +53,14 @@ type linCluster struct {
 	tb     testing.TB
 	nodes  []*linNode
 	client directPeers
-	// late tracks pushes delivered after their sender gave up on them.
-	late   sync.WaitGroup
-	faulty atomic.Bool // the transport drops acknowledgements and delays calls
+	// late tracks pushes delivered after their sender gave up on them;
+	// lateMu orders their Add before close's Wait (a push still in flight
+	// when the test ends may start one: the race detector caught the Add
+	// racing the Wait).
+	late    sync.WaitGroup
+	lateMu  sync.Mutex
+	closing bool
+	faulty  atomic.Bool // the transport drops acknowledgements and delays calls
 }
 
 // linPeers is the Peers view every node shares: the harness's membership.
@@ -120,7 +125,13 @@ func (t *faultTransport) PushStates(ctx context.Context, p node.Peer, states []n
 	}
 	if r, d := t.roll(); t.c.faulty.Load() && r < 0.05 {
 		// The acknowledgement is lost; the push lands a little later.
+		t.c.lateMu.Lock()
+		if t.c.closing {
+			t.c.lateMu.Unlock()
+			return fmt.Errorf("%w: the harness is closing", errInjected)
+		}
 		t.c.late.Add(1)
+		t.c.lateMu.Unlock()
 		go func() {
 			defer t.c.late.Done()
 			time.Sleep(50*time.Millisecond + 100*d)
@@ -225,6 +236,9 @@ func (c *linCluster) kill(ln *linNode) {
 }
 
 func (c *linCluster) close() {
+	c.lateMu.Lock()
+	c.closing = true
+	c.lateMu.Unlock()
 	c.late.Wait()
 	for _, ln := range c.nodes {
 		c.kill(ln)
