@@ -18,8 +18,8 @@ import (
 )
 
 // Sharded namespaces (docs/scale.md). A namespace with replicas R > 0
-// keeps each counter on the R alive members of each region that rank
-// highest for the counter's partition (gossip.ShardOwners). Any node
+// keeps each counter on R alive members of each region, chosen for the
+// counter's partition (gossip.ShardOwners: rendezvous with bounded loads). Any node
 // accepts a write: it is applied to the node's own slot and made durable
 // here, numbered in the node's sequence space of the counter's shard, and
 // replicated to the owners only (package gossip). Any node answers a read:
