@@ -74,6 +74,17 @@
 // Nothing is ordered across counters, and nothing is transactional across
 // nodes: replicas converge by merging.
 //
+// # Sharded namespaces
+//
+// With Config.Replicas answering R > 0 for a namespace, each of its keys
+// lives on R members of each region, chosen per partition by ShardOwners
+// (rendezvous with bounded loads). The replica numbers its changes of such
+// a namespace per shard in a sequence space of its own
+// (change.Shard.Space), which every mechanism below treats as an origin;
+// Publish sends them straight to the shard's owners, bridges do not relay
+// them, and anti-entropy gives a peer only the spaces of shards it owns
+// (and a writer its own). See shard.go and docs/scale.md.
+//
 // # Streams and anti-entropy
 //
 // Each node keeps one outgoing stream per peer it sends to (the peers of
