@@ -223,8 +223,7 @@ func (cfg Config) Normalize() (Config, error) {
 }
 
 // checkReplicas refuses a replicas count out of range, and the options a
-// sharded namespace does not support yet (docs/scale.md, "What a sharded
-// namespace does not do yet").
+// sharded namespace does not support yet (docs/scale.md, "Where it stands").
 func (cfg *Config) checkReplicas() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{nodeerr.ErrInvalidArgument}, args...)...)
