@@ -49,6 +49,10 @@ const (
 	WorkLocalRead Work = "local-read"
 	// WorkWindow: a +1 of the windowed namespace "win" (windows 1m).
 	WorkWindow Work = "window"
+	// WorkSharded: incr/decr of a key of "sh", an eventual namespace sharded
+	// over one node per region (replicas 1; docs/scale.md), at a random
+	// node, local, without an id.
+	WorkSharded Work = "sharded"
 	// WorkRateLimit: one unit of a limit of 50 per 2 s.
 	WorkRateLimit Work = "ratelimit"
 )
@@ -56,7 +60,7 @@ const (
 // DefaultWorkload weighs the client operations.
 var DefaultWorkload = map[Work]int{
 	WorkEventual: 4, WorkLikesIncr: 3, WorkLikesDecr: 2, WorkLinIncr: 2,
-	WorkLinRead: 2, WorkLocalRead: 2, WorkWindow: 2, WorkRateLimit: 2, WorkVotes: 2,
+	WorkLinRead: 2, WorkLocalRead: 2, WorkWindow: 2, WorkRateLimit: 2, WorkVotes: 2, WorkSharded: 2,
 }
 
 // DefaultFaults weighs the faults the nemesis picks.
@@ -73,6 +77,7 @@ const (
 	nsVotes    = "votes"
 	nsLin      = "lin"
 	nsWindow   = "win"
+	nsSharded  = "sh"
 	nsRate     = "rl"
 	nsProbe    = "probe"
 
@@ -85,6 +90,7 @@ var (
 	keysLikes    = keys("likes-", 8)
 	keysVotes    = keys("votes-", 8)
 	keysWindow   = keys("win-", 4)
+	keysSharded  = keys("sh-", 12)
 	keysRate     = keys("rl-", 3)
 )
 
@@ -261,6 +267,7 @@ func (c *campaign) setUp(ctx context.Context) error {
 		{nsVotes, `{"type":"exact"}`},
 		{nsLin, `{"type":"exact"}`},
 		{nsWindow, `{"type":"eventual","windows":["1m"]}`},
+		{nsSharded, `{"type":"eventual","replicas":1}`},
 	} {
 		if err := retry(ctx, 10*time.Second, func() error {
 			resp, body, err := c.m.do(ctx, first, http.MethodPut, "/v1/namespaces/"+ns.name, []byte(ns.body))
@@ -279,7 +286,7 @@ func (c *campaign) setUp(ctx context.Context) error {
 	// create the namespace as eventual: wait until every node has it.
 	return retry(ctx, 30*time.Second, func() error {
 		for _, n := range c.m.members() {
-			for _, ns := range []string{nsLikes, nsVotes, nsLin, nsWindow} {
+			for _, ns := range []string{nsLikes, nsVotes, nsLin, nsWindow, nsSharded} {
 				resp, body, err := c.m.do(ctx, n, http.MethodGet, "/v1/namespaces/"+ns, nil)
 				if err != nil {
 					return err
@@ -697,6 +704,9 @@ func (c *campaign) converge(ctx context.Context, h *chaos.History) error {
 	}
 	for _, k := range keysWindow {
 		all = append(all, nk{nsWindow, k})
+	}
+	for _, k := range keysSharded {
+		all = append(all, nk{nsSharded, k})
 	}
 	var final map[string]map[string]int64
 	var lastDiff, diffNS, diffKey string

@@ -136,13 +136,22 @@ func (cl *client) do(w Work) {
 			cl.readOp(n, nsLin, k, cons)
 		}
 	case WorkLocalRead:
-		if cl.rng.IntN(2) == 0 {
+		switch cl.rng.IntN(3) {
+		case 0:
 			cl.readOp(cl.pick(nil), nsEventual, cl.key(keysEventual), "local")
-		} else {
+		case 1:
 			cl.readOp(cl.pick(nil), nsLikes, cl.key(keysLikes), "local")
+		default:
+			cl.readOp(cl.pick(nil), nsSharded, cl.key(keysSharded), "local")
 		}
 	case WorkWindow:
 		cl.write(nsWindow, cl.key(keysWindow), 1, "", "local")
+	case WorkSharded:
+		by := int64(cl.rng.IntN(6)) - 2
+		if by == 0 {
+			by = 1
+		}
+		cl.write(nsSharded, cl.key(keysSharded), by, "", "local")
 	case WorkRateLimit:
 		cl.rateLimit(cl.pick(nil), cl.key(keysRate))
 	}
