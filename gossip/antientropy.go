@@ -45,7 +45,7 @@ func (m *Mesh) antiEntropyLoop() {
 func (m *Mesh) pickAntiEntropyPeer() (peerInfo, bool) {
 	r := m.routes.Load()
 	// With sharded namespaces, every other round goes to a co-owner.
-	if m.sharding() && m.randFloat() < 0.5 {
+	if m.spaces.seen() && m.randFloat() < 0.5 {
 		if p, ok := m.pickCoOwner(r); ok {
 			return p, true
 		}

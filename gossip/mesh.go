@@ -373,7 +373,7 @@ func (m *Mesh) dropPeer(name string) {
 func (m *Mesh) prunePeers() {
 	r := m.routes.Load()
 	wanted := make(map[string]bool)
-	if m.sharding() {
+	if m.spaces.seen() {
 		for name := range r.alive { // any of them may own a shard
 			wanted[name] = true
 		}

@@ -213,6 +213,14 @@ func (sr *spaceRegistry) note(space crdt.NodeID, s change.Shard) {
 	sr.mu.Unlock()
 }
 
+// seen reports whether any space has been seen: until then no namespace
+// is sharded as far as routing can tell.
+func (sr *spaceRegistry) seen() bool {
+	sr.mu.RLock()
+	defer sr.mu.RUnlock()
+	return len(sr.m) > 0
+}
+
 // replicaCounts returns the replica counts of the shards seen.
 func (sr *spaceRegistry) replicaCounts() []int {
 	sr.mu.RLock()
@@ -412,6 +420,16 @@ func (m *Mesh) relayable(b Batch, from string) Batch {
 	if !ok {
 		return m.unsharded(b)
 	}
+	foreign := false // the batch holds changes of another origin (spaces)
+	for i := range b.Deltas {
+		foreign = foreign || b.Deltas[i].Origin != id
+	}
+	for _, rg := range b.Ranges {
+		foreign = foreign || rg.Origin != id
+	}
+	if !foreign {
+		return b // no copy of what full replication relays
+	}
 	out := Batch{Configs: b.Configs}
 	for i := range b.Deltas {
 		if b.Deltas[i].Origin == id {
@@ -465,12 +483,6 @@ func (m *Mesh) unsharded(b Batch) Batch {
 		}
 	}
 	return out
-}
-
-// OwnsShard reports whether this node owns shard s under its current view
-// of the membership.
-func (m *Mesh) OwnsShard(s change.Shard) bool {
-	return m.routes.Load().ownersOf(s).self
 }
 
 // ShardPeers returns the names of the other owners of shard s, every

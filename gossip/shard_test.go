@@ -390,6 +390,16 @@ func TestShardOwnersBalanced(t *testing.T) {
 			spread = max(spread, hi-lo)
 		}
 	}
+	// The first pass does not depend on the replicas: the owner of a
+	// namespace with one replica is the first of one with three.
+	for p := range change.Partitions {
+		names := []string{"a", "b", "c", "d", "e", "f"}
+		one := gossip.ShardOwners(change.Shard{Replicas: 1, Part: p}, names)
+		three := gossip.ShardOwners(change.Shard{Replicas: 3, Part: p}, names)
+		if one[0] != three[0] {
+			t.Fatalf("partition %d: the owner with 1 replica is %s, the first with 3 is %s", p, one[0], three[0])
+		}
+	}
 	// A fifth member joining four moves about a fifth of the placements,
 	// not all of them.
 	four := []string{"a", "b", "c", "d"}
