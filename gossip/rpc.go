@@ -26,6 +26,9 @@ const (
 	// MethodFetchStates reads many counters' durable states (reads of
 	// sharded namespaces).
 	MethodFetchStates = transport.MethodFetchStates
+	// MethodCovers reads durable vector entries of sequence spaces, then
+	// counters' states (a writer's copies of sharded counters).
+	MethodCovers = transport.MethodCovers
 )
 
 // Handler answers a peer call (see transport.Handler).

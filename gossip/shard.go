@@ -495,3 +495,18 @@ func (m *Mesh) ShardPeers(s change.Shard) []string {
 	}
 	return out
 }
+
+// releaser is the optional part of a Replica that drops its copies of
+// counters it wrote but does not own (node/replica: ReleasedThrough).
+type releaser interface {
+	ReleasedThrough(origin crdt.NodeID) uint64
+}
+
+// floorOf returns the anti-entropy floor of replica (antientropy.Hooks.Floor),
+// nil when it never drops what its vector covers.
+func floorOf(replica Replica) func(crdt.NodeID) uint64 {
+	if r, ok := replica.(releaser); ok {
+		return r.ReleasedThrough
+	}
+	return nil
+}

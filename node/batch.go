@@ -117,7 +117,12 @@ func (n *Node) Batch(ctx context.Context, ops []BatchOp, consistency string, ret
 		res.Values = values
 		return res, n.durable(ctx, sync)
 	}
+	unlock, err := n.guardReleased(ctx, ops)
+	if err != nil {
+		return BatchResult{}, err
+	}
 	res, err := n.writer.Apply(ctx, write.Request{Ops: ops, Consistency: consistency, Values: returnValues, Numbered: true})
+	unlock()
 	if err == nil {
 		n.metrics.Batches.Inc()
 		if returnValues {

@@ -50,6 +50,10 @@ type Config struct {
 	// ExpiryInterval is how often time buckets past their retention and
 	// counters idle past their namespace's ttl are dropped.
 	ExpiryInterval time.Duration
+	// ReleaseInterval is how often the node drops its copies of counters
+	// of sharded namespaces it wrote but does not own, once every owner
+	// holds them (copies.go); 0 keeps them.
+	ReleaseInterval time.Duration
 	// StartUnready keeps /readyz at 503 after Open until MarkReady, so that
 	// the daemon can first recover the node's own slot from its peers.
 	StartUnready bool
@@ -115,6 +119,7 @@ func DefaultConfig() Config {
 		CommitMaxDelay:     10 * time.Millisecond,
 		CheckpointInterval: 5 * time.Second,
 		ExpiryInterval:     10 * time.Second,
+		ReleaseInterval:    5 * time.Second,
 		CheckpointLogBytes: 128 << 20,
 		QuorumTimeout:      DefaultQuorumTimeout,
 		MaxClockOffset:     DefaultMaxClockOffset,
@@ -154,6 +159,9 @@ func (c *Config) validate() error {
 	}
 	if c.CheckpointLogBytes <= 0 {
 		errs = append(errs, fmt.Errorf("checkpoint log bytes must be positive, got %d", c.CheckpointLogBytes))
+	}
+	if c.ReleaseInterval < 0 {
+		errs = append(errs, fmt.Errorf("release interval must not be negative, got %v", c.ReleaseInterval))
 	}
 	if c.QuorumTimeout < 0 {
 		errs = append(errs, fmt.Errorf("quorum timeout must not be negative, got %v", c.QuorumTimeout))

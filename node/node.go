@@ -69,6 +69,9 @@ type Node struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+	// releaseMu keeps the drops of released copies (write side) apart
+	// from writes of sharded namespaces (read side; copies.go).
+	releaseMu sync.RWMutex
 	closeErr  error
 }
 
@@ -247,6 +250,11 @@ func Open(cfg Config) (*Node, error) {
 			return expirePass(n.baseCtx, n.windows, n.ttl, n.ns, n.ids, ids)
 		})
 	}()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.releaseLoop()
+	}()
 	n.ready.Store(!cfg.StartUnready)
 	n.log.Info("node open",
 		zap.String("name", cfg.Name), zap.String("region", cfg.Region),
@@ -398,7 +406,12 @@ func (n *Node) Incr(ctx context.Context, ns, key string, by int64, opts WriteOpt
 		Consistency: opts.Consistency,
 		Values:      true,
 	}
+	unlock, err := n.guardReleased(ctx, w.Ops)
+	if err != nil {
+		return Result{}, err
+	}
 	res, err := n.writer.Apply(ctx, w)
+	unlock()
 	if res.Values == nil {
 		return Result{}, err
 	}
@@ -420,8 +433,13 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err := n.ns.RefuseBoundedReset(ns, "a reset"); err != nil {
 		return Result{}, err
 	}
+	unlock, err := n.guardReleased(ctx, []BatchOp{{NS: ns, Key: key}})
+	if err != nil {
+		return Result{}, err
+	}
 	pulled, err := n.pullForReset(ctx, ns, key)
 	if err != nil {
+		unlock()
 		return Result{}, err
 	}
 	var before, v int64
@@ -434,6 +452,7 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 		v = e.C.Value()
 		return nil
 	})
+	unlock()
 	if err != nil {
 		return Result{}, err
 	}
@@ -453,8 +472,13 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := n.ns.RefuseBoundedReset(ns, "a delete"); err != nil {
 		return err
 	}
+	unlock, err := n.guardReleased(ctx, []BatchOp{{NS: ns, Key: key}})
+	if err != nil {
+		return err
+	}
 	pulled, err := n.pullForReset(ctx, ns, key)
 	if err != nil {
+		unlock()
 		return err
 	}
 	var before int64
@@ -466,6 +490,7 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 		e.C.SetReset(n.id, 0, true)
 		return nil
 	})
+	unlock()
 	if err != nil {
 		return err
 	}

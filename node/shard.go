@@ -75,11 +75,15 @@ type members struct {
 	byRegion     map[string][]string
 	byName       map[string]exact.Peer
 	regions      []string // sorted
+	// released reports whether this node released copies of its own
+	// changes to shard s: it then reads s from the other owners.
+	released func(s change.Shard) bool
 }
 
 func (n *Node) memberSnapshot() *members {
 	m := &members{self: n.cfg.Name, region: n.cfg.Region,
-		byRegion: map[string][]string{n.cfg.Region: {n.cfg.Name}}, byName: make(map[string]exact.Peer)}
+		byRegion: map[string][]string{n.cfg.Region: {n.cfg.Name}}, byName: make(map[string]exact.Peer),
+		released: func(s change.Shard) bool { return n.rep.ReleasedThrough(s.Space(n.id)) > 0 }}
 	if n.cfg.Peers != nil {
 		for _, p := range n.cfg.Peers.Peers() {
 			// Placement counts the members the mesh routes to: alive ones
@@ -100,9 +104,22 @@ func (n *Node) memberSnapshot() *members {
 }
 
 // owners returns the owners of ns/key other than this node, this region's
-// first, each region's in rank order, and whether this node owns it too.
+// first, each region's in rank order, and whether this node answers for it
+// as an owner: it owns it and holds every change of its own to its shard
+// (it released none of them, release.go).
 func (m *members) owners(ns, key string, replicas int) (local, remote []exact.Peer, self bool) {
 	s := change.ShardOf(ns, key, replicas)
+	local, remote, self = m.shardOwners(s)
+	if self && m.released != nil && m.released(s) {
+		self = false
+	}
+	return local, remote, self
+}
+
+// shardOwners returns the owners of shard s other than this node, this
+// region's first, each region's in rank order, and whether this node owns
+// s too.
+func (m *members) shardOwners(s change.Shard) (local, remote []exact.Peer, self bool) {
 	for _, r := range m.regions {
 		for _, name := range gossip.ShardOwners(s, m.byRegion[r]) {
 			switch {

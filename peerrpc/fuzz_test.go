@@ -71,8 +71,10 @@ func FuzzPeerCalls(f *testing.F) {
 	f.Add(uint8(gossip.MethodLease), encodeArrays(f, ratelimit.LeaseRequest{From: "n2", NS: "api", Key: "u", Window: time.Minute, Limit: 10, Want: 1}))
 	f.Add(uint8(gossip.MethodPushStates), []byte{0x91, 0xdd, 0x7f, 0xff, 0xff, 0xff})
 	f.Add(uint8(gossip.MethodFetchStates), encodeArrays(f, []any{[]any{[]any{"pages", "home"}, []any{"pages", "b"}}}))
+	f.Add(uint8(gossip.MethodCovers), encodeArrays(f, []any{[]any{uint64(1), uint64(crdt.NodeIDFromName("n2"))}, []any{[]any{"pages", "home"}}}))
+	f.Add(uint8(gossip.MethodCovers), encodeArrays(f, []any{[]any{}, []any{[]any{"pages", ""}}}))
 	f.Fuzz(func(t *testing.T, method uint8, body []byte) {
-		h := m.h[gossip.Method(method%6)]
+		h := m.h[gossip.Method(method%7)]
 		if h == nil {
 			return
 		}
@@ -85,7 +87,7 @@ func FuzzPeerCalls(f *testing.F) {
 		_, _ = h(ctx, "n2", dec)
 		c, err := n.Get(context.Background(), "pages", "home", node.ReadOptions{})
 		if err != nil || c.Value < 5 {
-			t.Fatalf("after a %s call the node reads pages/home as %+v, %v", gossip.Method(method%6), c, err)
+			t.Fatalf("after a %s call the node reads pages/home as %+v, %v", gossip.Method(method%7), c, err)
 		}
 	})
 }

@@ -43,6 +43,14 @@ type (
 	fetchManyResp struct {
 		States []crdt.Counter
 	}
+	coversReq struct {
+		Spaces []uint64
+		Keys   []fetchReq
+	}
+	coversResp struct {
+		Upto   []uint64 // per space
+		States []crdt.Counter
+	}
 	wireState struct {
 		NS, Key string
 		State   crdt.Counter
@@ -138,6 +146,29 @@ func (c *Client) FetchStates(ctx context.Context, p node.Peer, keys []node.KeyRe
 	return out.States, nil
 }
 
+// Covers returns p's durable vector entries of spaces and, read after
+// them, its states of keys (node.CoversFetcher).
+func (c *Client) Covers(ctx context.Context, p node.Peer, spaces []crdt.NodeID, keys []node.KeyRef) ([]uint64, []crdt.Counter, error) {
+	if len(keys) > MaxStates || len(spaces) > MaxStates {
+		return nil, nil, fmt.Errorf("%w: %d keys and %d spaces in one call (at most %d each)", ErrInvalid, len(keys), len(spaces), MaxStates)
+	}
+	in := coversReq{Spaces: make([]uint64, len(spaces)), Keys: make([]fetchReq, len(keys))}
+	for i, sp := range spaces {
+		in.Spaces[i] = uint64(sp)
+	}
+	for i, k := range keys {
+		in.Keys[i] = fetchReq{NS: k.NS, Key: k.Key}
+	}
+	var out coversResp
+	if err := c.call(ctx, p.Name, gossip.MethodCovers, in, &out); err != nil {
+		return nil, nil, err
+	}
+	if len(out.Upto) != len(spaces) || len(out.States) != len(keys) {
+		return nil, nil, fmt.Errorf("peerrpc: %s answered %d entries and %d states for %d spaces and %d keys", p.Name, len(out.Upto), len(out.States), len(spaces), len(keys))
+	}
+	return out.Upto, out.States, nil
+}
+
 // PushStates implements node.PeerTransport.
 func (c *Client) PushStates(ctx context.Context, p node.Peer, states []node.CounterState) error {
 	in := pushReq{States: make([]wireState, len(states))}
@@ -202,6 +233,28 @@ func Serve(m Mesh, s Services) {
 			return nil, err
 		}
 		return fetchManyResp{States: sts}, nil
+	})
+	m.Handle(gossip.MethodCovers, func(ctx context.Context, _ string, decode func(any) error) (any, error) {
+		var req coversReq
+		if err := decode(&req); err != nil {
+			return nil, err
+		}
+		if len(req.Keys) > MaxStates || len(req.Spaces) > MaxStates {
+			return nil, fmt.Errorf("%w: %d keys and %d spaces in one call (at most %d each)", ErrInvalid, len(req.Keys), len(req.Spaces), MaxStates)
+		}
+		spaces := make([]crdt.NodeID, len(req.Spaces))
+		for i, sp := range req.Spaces {
+			spaces[i] = crdt.NodeID(sp)
+		}
+		keys := make([]node.KeyRef, len(req.Keys))
+		for i, k := range req.Keys {
+			keys[i] = node.KeyRef{NS: k.NS, Key: k.Key}
+		}
+		upto, sts, err := s.Node.PeerCovers(ctx, spaces, keys)
+		if err != nil {
+			return nil, err
+		}
+		return coversResp{Upto: upto, States: sts}, nil
 	})
 	m.Handle(gossip.MethodPushStates, func(ctx context.Context, from string, decode func(any) error) (any, error) {
 		var req pushReq

@@ -152,6 +152,18 @@ func TestQuorumOverThePeerTransport(t *testing.T) {
 	if err != nil || got.Value() != 0 || len(got.Slots) != 0 {
 		t.Fatalf("fetch of an unknown counter: %+v, %v; want the zero state", got, err)
 	}
+
+	// Covers answers the peer's vector entries of the spaces asked (a1's
+	// id holds its quorum incr's change; an unknown one 0) and the states.
+	a1 := crdt.NodeIDFromName("a1")
+	want := ps[1].node.Replica().VersionVector()[a1]
+	upto, sts, err := ps[0].client.Covers(ctx, node.Peer{Name: "a2"}, []crdt.NodeID{a1, 12345}, []node.KeyRef{{NS: "ns", Key: key}, {NS: "ns", Key: "never"}})
+	if err != nil || len(upto) != 2 || len(sts) != 2 {
+		t.Fatalf("covers: %v, %v, %v", upto, sts, err)
+	}
+	if upto[0] != want || upto[1] != 0 || !sts[0].Equal(st) || len(sts[1].Slots) != 0 {
+		t.Fatalf("covers: entries %v (want [%d 0]), states %+v", upto, want, sts)
+	}
 }
 
 func TestPeerCallsAreBoundToTheCaller(t *testing.T) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/internal/wait"
@@ -34,10 +37,12 @@ type shardProc struct {
 
 // shardRun is what one mesh of runShardMesh measured.
 type shardRun struct {
-	procs   []*shardProc
-	held    map[string]int   // counters of the namespace each node holds (countmesh_cached_counters growth)
-	want    map[string]int   // what it must hold: the counters it owns or wrote
-	dirSize map[string]int64 // bytes of each node's data directory after a graceful stop
+	procs    []*shardProc
+	held     map[string]int   // counters of the namespace each node holds once written (countmesh_cached_counters growth)
+	want     map[string]int   // what it must hold then: the counters it owns or wrote
+	owns     map[string]int   // the counters it owns
+	released map[string]int   // what it holds once it released its copies of the counters it does not own
+	dirSize  map[string]int64 // bytes of each node's data directory at rest, compacted
 }
 
 // TestShardedMeshOfProcesses (issue 13, acceptance 1): a namespace with
@@ -60,11 +65,13 @@ func TestShardedMeshOfProcesses(t *testing.T) {
 	sharded := runShardMesh(t, 1, keys)
 	for _, p := range sharded.procs {
 		got, want := sharded.held[p.name], sharded.want[p.name]
-		// A few internal counters (a namespace's) may come with them.
-		if got < want || got > want+5 {
-			t.Errorf("%s holds %d counters; it owns or wrote %d of the %d", p.name, got, want, keys)
+		// A few internal counters (a namespace's) may come with them. The
+		// copies of what it wrote may be released already.
+		if got < sharded.owns[p.name] || got > want+5 {
+			t.Errorf("%s holds %d counters once written; it owns %d and owns or wrote %d of the %d", p.name, got, sharded.owns[p.name], want, keys)
 		}
-		t.Logf("%s holds %d of %d counters (%.2f); data directory %d bytes", p.name, got, keys, float64(got)/float64(keys), sharded.dirSize[p.name])
+		t.Logf("%s holds %d of %d counters (%.2f) once written, %d (%.2f) once released, and owns %d; data directory %d bytes", p.name, got, keys, float64(got)/float64(keys),
+			sharded.released[p.name], float64(sharded.released[p.name])/float64(keys), sharded.owns[p.name], sharded.dirSize[p.name])
 	}
 	if keys < 50_000 {
 		return
@@ -193,6 +200,78 @@ func createSharded(t *testing.T, procs []*shardProc, ns string, replicas int) {
 
 var cachedCountersRE = regexp.MustCompile(`(?m)^countmesh_cached_counters (\d+)`)
 
+// metricValue returns the value of an unlabelled metric of the node at
+// addr.
+func metricValue(t *testing.T, addr, name string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\d+)`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s/metrics has no %s", addr, name)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// compactedBytes returns the bytes of the sstables that the live entries
+// of the Pebble database in dir (a stopped node's store) take once written
+// into a fresh database and flushed.
+func compactedBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	src, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: quietPebble{}})
+	if err != nil {
+		t.Fatalf("open %s: %v", dir, err)
+	}
+	defer src.Close()
+	out := t.TempDir()
+	dst, err := pebble.Open(out, &pebble.Options{DisableWAL: true, Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := src.NewIter(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := dst.NewBatch()
+	for it.First(); it.Valid(); it.Next() {
+		b.Set(it.Key(), it.Value(), nil)
+		if b.Len() > 4<<20 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				t.Fatal(err)
+			}
+			b = dst.NewBatch()
+		}
+	}
+	if err := errors.Join(it.Close(), b.Commit(pebble.NoSync), dst.Flush()); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var size int64
+	filepath.WalkDir(out, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && filepath.Ext(path) == ".sst" {
+			if fi, err := d.Info(); err == nil {
+				size += fi.Size()
+			}
+		}
+		return nil
+	})
+	return size
+}
+
+// quietPebble drops Pebble's informational lines.
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)         {}
+func (quietPebble) Errorf(string, ...any)        {}
+func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
+
 func cachedCounters(t *testing.T, addr string) int {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -242,7 +321,7 @@ func postJSON(t *testing.T, url string, body any, out any) int {
 
 func runShardMesh(t *testing.T, replicas, keys int) shardRun {
 	t.Helper()
-	run := shardRun{held: map[string]int{}, want: map[string]int{}, dirSize: map[string]int64{}}
+	run := shardRun{held: map[string]int{}, want: map[string]int{}, owns: map[string]int{}, released: map[string]int{}, dirSize: map[string]int64{}}
 	for _, s := range []string{"a1@A", "a2@A", "b1@B", "b2@B", "c1@C", "c2@C"} {
 		name, region, _ := strings.Cut(s, "@")
 		run.procs = append(run.procs, &shardProc{name: name, region: region, dir: t.TempDir(), gossip: freeGossipPort(t)})
@@ -287,6 +366,7 @@ func runShardMesh(t *testing.T, replicas, keys int) shardRun {
 		}
 	}
 	t.Logf("replicas %d: wrote %d counters through random nodes in %v", replicas, keys, time.Since(start).Round(time.Millisecond))
+	owns := map[string]int{}
 	for i := range keys {
 		for _, names := range regions {
 			owners := names
@@ -295,11 +375,13 @@ func runShardMesh(t *testing.T, replicas, keys int) shardRun {
 			}
 			for _, o := range owners {
 				holds[o][i] = true
+				owns[o]++
 			}
 		}
 	}
 	for _, p := range run.procs {
 		run.want[p.name] = len(holds[p.name])
+		run.owns[p.name] = owns[p.name]
 	}
 
 	// Every node reads every counter right, at every level.
@@ -343,29 +425,73 @@ func runShardMesh(t *testing.T, replicas, keys int) shardRun {
 		run.held[p.name] = cachedCounters(t, p.d.addr) - base[p.name]
 	}
 	if replicas > 0 {
+		// A writer drops its copies of the counters it does not own once
+		// every owner holds them (every 5 s).
+		start := time.Now()
+		wait.For(t, 90*time.Second, "every node holds only the counters it owns", func() (bool, string) {
+			for _, p := range run.procs {
+				got := cachedCounters(t, p.d.addr) - base[p.name]
+				if got < run.owns[p.name] || got > run.owns[p.name]+5 {
+					return false, fmt.Sprintf("%s holds %d counters and owns %d", p.name, got, run.owns[p.name])
+				}
+			}
+			return true, ""
+		})
+		for _, p := range run.procs {
+			run.released[p.name] = cachedCounters(t, p.d.addr) - base[p.name]
+		}
+		t.Logf("replicas %d: every node released the copies it does not own within %v", replicas, time.Since(start).Round(time.Millisecond))
+		// And every node still reads every counter right.
+		for _, p := range run.procs {
+			if ok, why := read(p, "local"); !ok {
+				t.Fatalf("after the release: %s", why)
+			}
+		}
 		shardedWritesAtNonOwners(t, run, ns, replicas, regions)
 	}
-	// Graceful stops (a checkpoint, the log dropped), then the sizes.
+	// The sizes at rest: once every node has checkpointed everything (its
+	// operation log holds nothing Pebble lacks), the processes are killed.
+	// A graceful stop would not measure the mesh as it runs: each node
+	// leaving hands its shards to those that stay, which own them then.
+	wait.For(t, 60*time.Second, "every node checkpointed every change", func() (bool, string) {
+		for _, p := range run.procs {
+			if n := metricValue(t, p.d.addr, "countmesh_unsaved_counters"); n != 0 {
+				return false, fmt.Sprintf("%s has %d counters to checkpoint", p.name, n)
+			}
+			if n := metricValue(t, p.d.addr, "countmesh_oplog_bytes"); n != 0 {
+				return false, fmt.Sprintf("%s has %d bytes of operation log since its last checkpoint", p.name, n)
+			}
+		}
+		return true, ""
+	})
 	for _, p := range run.procs {
-		p.d.cmd.Process.Signal(syscall.SIGTERM)
+		p.d.cmd.Process.Signal(syscall.SIGKILL)
 	}
 	for _, p := range run.procs {
 		select {
 		case <-p.d.exit:
 			p.d.exit <- nil // for the cleanup
 		case <-time.After(30 * time.Second):
-			t.Fatalf("%s did not stop within 30 s of SIGTERM", p.name)
+			t.Fatalf("%s did not stop within 30 s of SIGKILL", p.name)
 		}
 		var size int64
-		filepath.WalkDir(p.dir, func(_ string, d fs.DirEntry, err error) error {
+		kinds := map[string]int64{}
+		filepath.WalkDir(p.dir, func(path string, d fs.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				if fi, err := d.Info(); err == nil {
 					size += fi.Size()
+					kinds[filepath.Base(filepath.Dir(path))+"/*"+filepath.Ext(path)] += fi.Size()
 				}
 			}
 			return nil
 		})
-		run.dirSize[p.name] = size
+		// Pebble keeps what was overwritten or deleted (a writer's released
+		// copies among them) and its last WAL until compactions reclaim
+		// them over time, and a compaction may move a file down without
+		// rewriting it: what the node holds is measured as its live
+		// entries written into a fresh Pebble, compacted.
+		run.dirSize[p.name] = compactedBytes(t, p.dir)
+		t.Logf("replicas %d: %s's data directory at rest: %d bytes %v; its live entries compacted: %d bytes", replicas, p.name, size, kinds, run.dirSize[p.name])
 	}
 	return run
 }

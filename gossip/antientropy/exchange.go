@@ -49,6 +49,13 @@ type Hooks struct {
 	// origin (a sequence space of a shard it does not own is withheld);
 	// nil sends everything.
 	Wants func(peer string, origin crdt.NodeID) bool
+	// Floor returns the highest change of origin this node may no longer
+	// hold although its vector covers it (a writer's copies of a sharded
+	// namespace's counters, dropped once their owners held them): a peer
+	// whose vector is below it gets nothing of origin from this node, since
+	// a range from below it would move the peer's vector over changes it
+	// never got. nil: none.
+	Floor func(origin crdt.NodeID) uint64
 }
 
 // Exchanger runs anti-entropy exchanges for one node, as initiator
@@ -61,6 +68,7 @@ type Exchanger struct {
 	reachable func(name string, ok bool)
 	repaired  func(name string, start time.Time)
 	wants     func(peer string, origin crdt.NodeID) bool
+	floor     func(origin crdt.NodeID) uint64
 	sem       chan struct{} // one token per inbound exchange
 
 	// busy holds the peers this node is running an exchange with, in
@@ -79,7 +87,7 @@ type Exchanger struct {
 // New returns an Exchanger over replica that counts in st.
 func New(cfg Config, replica Replica, st *stats.Counters, h Hooks) *Exchanger {
 	return &Exchanger{cfg: cfg, replica: replica, stats: st, dial: h.Dial, reachable: h.Reachable,
-		repaired: h.Repaired, wants: h.Wants, sem: make(chan struct{}, cfg.MaxConcurrent)}
+		repaired: h.Repaired, wants: h.Wants, floor: h.Floor, sem: make(chan struct{}, cfg.MaxConcurrent)}
 }
 
 // ErrBusy is a peer that refused an exchange: it runs one with this node
@@ -308,7 +316,12 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 	} else {
 		mine = e.settled(time.Now())
 	}
-	wanted := func(o crdt.NodeID) bool { return everything || e.wants == nil || e.wants(peer, o) }
+	wanted := func(o crdt.NodeID) bool {
+		if e.floor != nil && theirs[o] < e.floor(o) {
+			return false // released here below their vector: the owners have it
+		}
+		return everything || e.wants == nil || e.wants(peer, o)
+	}
 	// offer[o] is the held-ahead changes of o the other side lacks.
 	offer := make(map[crdt.NodeID]map[uint64]bool)
 	for o, seqs := range mine.held {

@@ -34,6 +34,7 @@ type Replica struct {
 	hook     func(gossip.Batch) error
 	replicas func(ns string) int // nil: no namespace is sharded
 	applied  int
+	floors   map[crdt.NodeID]uint64 // Release
 }
 
 // originIndex is one origin's changes: per counter the highest seq merged,
@@ -263,6 +264,37 @@ func (r *Replica) HeldAhead() map[crdt.NodeID][]uint64 {
 // Held returns origin's single changes held past a gap in the vector.
 func (r *Replica) Held(origin crdt.NodeID) []uint64 {
 	return r.HeldAhead()[origin]
+}
+
+// Release drops the replica's changes of origin up to seq from its index,
+// as a node does with its copies of counters it wrote but does not own
+// (node/replica.DropCopies): its vector still covers them, and it can no
+// longer send them. ReleasedThrough reports seq from then on.
+func (r *Replica) Release(origin crdt.NodeID, seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.floors == nil {
+		r.floors = make(map[crdt.NodeID]uint64)
+	}
+	r.floors[origin] = max(r.floors[origin], seq)
+	if ix := r.index[origin]; ix != nil {
+		for s, k := range ix.bySeq {
+			if s <= seq {
+				delete(ix.bySeq, s)
+				if ix.byKey[k] == s {
+					delete(ix.byKey, k)
+				}
+			}
+		}
+	}
+}
+
+// ReleasedThrough returns the highest change of origin Release dropped
+// (the mesh's anti-entropy floor).
+func (r *Replica) ReleasedThrough(origin crdt.NodeID) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.floors[origin]
 }
 
 // ScanSince implements gossip.Replica. It copies what it will send under

@@ -29,7 +29,11 @@ const (
 	// MethodFetchStates reads many counters' durable states (reads of
 	// sharded namespaces at a node that does not own them).
 	MethodFetchStates Method = 5
-	methodLimit       Method = 6
+	// MethodCovers reads a peer's durable vector entries of sequence
+	// spaces and, after them, counters' states (a writer releasing or
+	// restoring its copies of a sharded namespace's counters).
+	MethodCovers Method = 6
+	methodLimit  Method = 7
 )
 
 func (m Method) String() string {
@@ -44,6 +48,8 @@ func (m Method) String() string {
 		return "lease"
 	case MethodFetchStates:
 		return "fetch-states"
+	case MethodCovers:
+		return "covers"
 	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }

@@ -16,6 +16,8 @@ type Metrics struct {
 	Evictions   prometheus.Counter
 	Shed        prometheus.Counter
 	PeerRefused prometheus.Counter // peer inputs refused as invalid (package node/replica)
+	Released    prometheus.Counter // copies of sharded counters dropped once their owners held them
+	Restored    prometheus.Counter // released counters brought back from an owner before a write
 
 	Replicated        prometheus.Counter
 	Checkpoints       prometheus.Counter
@@ -66,6 +68,12 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		PeerRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countmesh_peer_input_refused_total", Help: "Batches, states and rights messages from peers refused as malformed or out of bounds.",
 		}),
+		Released: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_released_counters_total", Help: "Copies of counters of sharded namespaces this node wrote but does not own, dropped once every owner held their changes.",
+		}),
+		Restored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "countmesh_restored_counters_total", Help: "Released counters brought back from an owner before this node wrote them again.",
+		}),
 		Replicated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "countmesh_replicated_changes_total", Help: "Counter changes merged from peers.",
 		}),
@@ -105,7 +113,7 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		return m
 	}
 	reg.MustRegister(m.BucketDrops, m.Expired, m.Watchers, m.Duplicates, m.Compensations, m.ExpiredIDs, m.RightsGiven, m.RightsReceived)
-	reg.MustRegister(m.Increments, m.Batches, m.Reads, m.ReadThrough, m.Evictions, m.Shed, m.PeerRefused, m.Replicated, m.Checkpoints, m.CheckpointSeconds)
+	reg.MustRegister(m.Increments, m.Batches, m.Reads, m.ReadThrough, m.Evictions, m.Shed, m.PeerRefused, m.Released, m.Restored, m.Replicated, m.Checkpoints, m.CheckpointSeconds)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_pending_changes", Help: "Changed counters waiting for the group committer.",

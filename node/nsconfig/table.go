@@ -3,6 +3,7 @@ package nsconfig
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,21 @@ func (t *Table) Replicas(ns string) int {
 		return (*m)[ns]
 	}
 	return 0
+}
+
+// ReplicaCounts returns the distinct replicas of the sharded namespaces,
+// ascending.
+func (t *Table) ReplicaCounts() []int {
+	var out []int
+	if m := t.replicas.Load(); m != nil {
+		for _, r := range *m {
+			if r > 0 && !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // noteReplicasLocked keeps Replicas up to date with the record of ns; t

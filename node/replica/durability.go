@@ -177,6 +177,9 @@ func (c ckptSource) Saved(num uint64, err error) {
 // reads no more than it must.
 func (r *Replica) Recover() error {
 	start := time.Now()
+	if err := r.loadReleased(); err != nil {
+		return err
+	}
 	keys := r.cfg.Keys
 	saved, records, changes, err := r.cfg.Store.Recover(func(ns, key string, rec store.Record) error {
 		ck := keyspace.Composite(nil, ns, key)

@@ -114,8 +114,9 @@ type Replica struct {
 	ownSeqs   map[crdt.NodeID]uint64
 	publisher atomic.Pointer[Publisher]
 
-	vv     versionVector
-	failed atomic.Pointer[error]
+	vv       versionVector
+	released releaseMarks
+	failed   atomic.Pointer[error]
 }
 
 // New builds the replica and its checkpointer; Recover then restores what
