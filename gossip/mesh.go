@@ -151,7 +151,7 @@ func New(cfg Config, replica Replica) (*Mesh, error) {
 	m.tr.Serve(transport.KindStream, m.streams.Receive)
 	m.ae = antientropy.New(antientropy.Config{IOTimeout: cfg.IOTimeout, Grace: cfg.AntiEntropyGrace,
 		MaxFrameDeltas: cfg.MaxFrameDeltas, MaxConcurrent: cfg.MaxConcurrentAntiEntropy}, learningReplica{replica, m}, &m.stats,
-		antientropy.Hooks{Dial: m.tr.Dial, Reachable: m.setReachable, Repaired: m.markRepaired, Wants: m.wants, Floor: floorOf(replica)})
+		antientropy.Hooks{Dial: m.tr.Dial, Reachable: m.setReachable, Repaired: m.markRepaired, Wants: m.wants, Floor: floorOf(replica), Advertise: m.advertiseFor(replica)})
 	m.tr.Serve(transport.KindAE, m.ae.Serve)
 	m.reach.failing = make(map[string]time.Time)
 	m.reach.probing = make(map[string]bool)

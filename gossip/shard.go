@@ -497,9 +497,42 @@ func (m *Mesh) ShardPeers(s change.Shard) []string {
 }
 
 // releaser is the optional part of a Replica that drops its copies of
-// counters it wrote but does not own (node/replica: ReleasedThrough).
+// counters of shards it does not own once their owners hold them
+// (node/replica, release.go): below a space's release mark it no longer
+// holds every change its vector covers.
 type releaser interface {
 	ReleasedThrough(origin crdt.NodeID) uint64
+}
+
+// refiller is the optional part of a releaser that takes a space back
+// whole once it owns the space's shard again: it names the spaces with a
+// release mark and their shards, and clears a mark once a range of its
+// space from 0 reaches it.
+type refiller interface {
+	ReleasedShards() map[crdt.NodeID]change.Shard
+}
+
+// advertiseFor returns the anti-entropy vector adjustment of replica
+// (antientropy.Hooks.Advertise): a space it released, of a shard this
+// node owns now, is advertised at 0, so that a co-owner hands all of it
+// back. nil when replica never releases.
+func (m *Mesh) advertiseFor(replica Replica) func(map[crdt.NodeID]uint64) {
+	rf, ok := replica.(refiller)
+	if !ok {
+		return nil
+	}
+	return func(vv map[crdt.NodeID]uint64) {
+		released := rf.ReleasedShards()
+		if len(released) == 0 {
+			return
+		}
+		r := m.routes.Load()
+		for sp, s := range released {
+			if r.ownersOf(s).self {
+				vv[sp] = 0
+			}
+		}
+	}
 }
 
 // floorOf returns the anti-entropy floor of replica (antientropy.Hooks.Floor),

@@ -4,31 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/replica"
 	"go.uber.org/zap"
 )
 
-// A writer's copies (docs/scale.md). A node that writes a counter of a
-// sharded namespace it does not own makes the change durable in its own
-// slot and sends it to the owners; it keeps its copy only until the owners
-// hold it. Every ReleaseInterval, releasePass asks the owners of each shard
-// this node wrote to but does not own for their durable vector entries of
-// its sequence space of that shard, and drops the counters whose changes
-// they all hold (replica.DropCopies, which raises the space's release mark
-// first). A shard with fewer than two owners besides this node keeps its
-// copies: dropping one would leave a single one.
+// A node's copies (docs/scale.md). A node keeps the counters of a sharded
+// namespace's shard it does not own only until every owner holds them: the
+// ones it wrote (a write is made durable in the writer's own slot and sent
+// to the owners) and what it holds of other writers (a leaving node's
+// hand-over, a shard that moved away). Every ReleaseInterval,
+// ReleaseCopies asks the owners of each such shard for their durable
+// vector entries of the sequence spaces this node holds of it (peer call
+// covers) and drops the counters whose changes they all hold
+// (replica.DropCopies, after raising the spaces' release marks). A shard
+// with fewer than two owners besides this node keeps its copies: dropping
+// them would leave a single one.
 //
 // A slot is a running total, so a write of a counter this node released
-// must start from the slot's last total: restoreReleased first brings the
-// counter back from an owner whose vector covers the release mark, under
-// releaseMu's read side, which the drops take exclusively. A node that
-// released part of a shard answers no read of it alone, even once it owns
-// the shard again (members.owners).
+// must start from its slot's last total: restoreReleased first brings the
+// counter back from an owner whose vector covers the release mark of the
+// node's space, under releaseMu's read side, which the drops take
+// exclusively. A node with a release mark on a shard answers no read of it
+// alone (members.owners), and once it owns the shard it takes every change
+// back from a co-owner through anti-entropy (node/replica, release.go).
 
 // releaseChunk bounds the counters one drop takes releaseMu for.
 const releaseChunk = 4096
@@ -94,34 +99,56 @@ func (n *Node) ReleaseCopies(ctx context.Context) (int, error) {
 	if !ok || len(counts) == 0 {
 		return 0, nil
 	}
+	// Pebble's index holds every change made so far (SpaceShard and the
+	// drops read it); a counter changed after this is not evictable until
+	// the next checkpoint, and the drops leave it.
+	if err := n.Checkpoint(); err != nil {
+		return 0, err
+	}
 	vv := n.rep.VersionVector()
+	marks := n.rep.ReleaseMarks()
 	m := n.memberSnapshot()
 	type job struct {
 		space  crdt.NodeID
-		upto   uint64 // the owners' vectors cover it, once asked
+		shard  change.Shard
+		upto   uint64 // what every owner covers, once asked
 		failed bool   // an owner did not answer
 	}
 	var jobs []job
 	perPeer := make(map[string][]int) // job indexes
 	peers := make(map[string]exact.Peer)
-	for _, r := range counts {
-		for part := range change.Partitions {
-			s := change.Shard{Replicas: r, Part: part}
-			sp := s.Space(n.id)
-			upto := vv[sp]
-			if upto <= n.rep.ReleasedThrough(sp) {
-				continue
-			}
-			local, remote, self := m.shardOwners(s)
-			if self || len(local)+len(remote) < 2 {
-				continue
-			}
-			j := len(jobs)
-			jobs = append(jobs, job{space: sp, upto: upto})
-			for _, p := range append(local, remote...) {
-				perPeer[p.Name] = append(perPeer[p.Name], j)
-				peers[p.Name] = p
-			}
+	// Every space this node still indexes changes of: what it released is
+	// gone from the index, so this is what it holds, the counters an
+	// earlier pass kept included (one of their changes was not covered yet).
+	for sp := range vv {
+		if sp == n.id {
+			continue
+		}
+		if _, no := n.notSpaces.Load(sp); no {
+			continue
+		}
+		s, space, held, err := n.rep.SpaceShard(sp, 0)
+		if err != nil {
+			return 0, kinderr.New(ErrUnavailable, err, "read index: %v", err)
+		}
+		if held && !space {
+			n.notSpaces.Store(sp, true)
+		}
+		if !space {
+			continue
+		}
+		local, remote, self := m.shardOwners(s)
+		if self || len(local)+len(remote) < 2 {
+			continue
+		}
+		j := len(jobs)
+		// Not capped by this node's own vector: a change it holds past a
+		// gap of its own (a hand-over's) is dropped once the owners hold
+		// the space up to it.
+		jobs = append(jobs, job{space: sp, shard: s, upto: math.MaxUint64})
+		for _, p := range append(local, remote...) {
+			perPeer[p.Name] = append(perPeer[p.Name], j)
+			peers[p.Name] = p
 		}
 	}
 	if len(jobs) == 0 {
@@ -132,45 +159,61 @@ func (n *Node) ReleaseCopies(ctx context.Context) (int, error) {
 		timeout = DefaultQuorumTimeout
 	}
 	for name, js := range perPeer {
-		spaces := make([]crdt.NodeID, len(js))
-		for x, j := range js {
-			spaces[x] = jobs[j].space
-		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		got, _, err := f.Covers(cctx, peers[name], spaces, nil)
-		cancel()
-		if err != nil {
-			n.log.Debug("an owner did not answer for the changes it holds; keeping the copies of its shards", zap.String("peer", name), zap.Error(err))
-		}
-		for x, j := range js {
-			if err != nil {
-				jobs[j].failed = true
-				continue
+		for from := 0; from < len(js); from += MaxGetMany {
+			chunk := js[from:min(from+MaxGetMany, len(js))]
+			spaces := make([]crdt.NodeID, len(chunk))
+			for x, j := range chunk {
+				spaces[x] = jobs[j].space
 			}
-			jobs[j].upto = min(jobs[j].upto, got[x])
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			got, _, err := f.Covers(cctx, peers[name], spaces, nil)
+			cancel()
+			if err != nil {
+				n.log.Debug("an owner did not answer for the changes it holds; keeping the copies of its shards", zap.String("peer", name), zap.Error(err))
+			}
+			for x, j := range chunk {
+				if err != nil {
+					jobs[j].failed = true
+					continue
+				}
+				jobs[j].upto = min(jobs[j].upto, got[x])
+			}
 		}
 	}
-	// Every change the owners hold is in Pebble and its index before the
-	// drops look; a counter changed since is not evictable and stays.
-	if err := n.Checkpoint(); err != nil {
-		return 0, err
-	}
-	total := 0
+	covered := make(map[crdt.NodeID]uint64)
+	raise := make(map[crdt.NodeID]replica.ReleaseMark)
 	for _, jb := range jobs {
-		if jb.failed || jb.upto <= n.rep.ReleasedThrough(jb.space) {
+		if jb.failed || jb.upto == 0 {
 			continue
 		}
-		for {
+		covered[jb.space] = jb.upto
+		if jb.upto > marks[jb.space].Upto {
+			raise[jb.space] = replica.ReleaseMark{Shard: jb.shard, Upto: jb.upto}
+		}
+	}
+	if len(covered) == 0 {
+		return 0, nil
+	}
+	// Every space a dropped counter holds changes of is marked first.
+	if err := n.rep.RaiseReleased(raise); err != nil {
+		return 0, err
+	}
+	// A change at or below an older mark is covered too: the owners held
+	// it when the mark was raised (a counter with changes of two spaces is
+	// dropped in the pass that covers the later one).
+	coveredOf := func(o crdt.NodeID) uint64 { return max(covered[o], marks[o].Upto) }
+	total := 0
+	for _, jb := range jobs {
+		upto, ok := covered[jb.space]
+		for cursor := uint64(0); ok && cursor < upto && ctx.Err() == nil; {
 			n.releaseMu.Lock()
-			dropped, done, err := n.rep.DropCopies(jb.space, jb.upto, releaseChunk)
+			dropped, next, err := n.rep.DropCopies(jb.space, cursor, upto, coveredOf, releaseChunk)
 			n.releaseMu.Unlock()
 			total += dropped
 			if err != nil {
 				return total, err
 			}
-			if done || ctx.Err() != nil {
-				break
-			}
+			cursor = next
 		}
 	}
 	if total > 0 {

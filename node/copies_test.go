@@ -203,12 +203,115 @@ func TestReleaseWaitsForEveryOwner(t *testing.T) {
 	if err != nil || n == 0 {
 		t.Fatalf("released %d counters (%v) once every owner held them", n, err)
 	}
-	// Anti-entropy from a1 gives a peer below the release mark nothing of
-	// the spaces it released (the exchanger's floor), and a peer at the
-	// mark the rest.
-	for sp, mark := range a1.Replica().Released() {
-		if mark == 0 {
+	// Every space it released has a mark.
+	for sp, mark := range a1.Replica().ReleaseMarks() {
+		if mark.Upto == 0 {
 			t.Fatalf("space %d has a release mark of 0", sp)
 		}
+	}
+}
+
+// A node drops what it holds of other writers' changes to shards it does
+// not own (a hand-over, a shard that moved away) once every owner holds
+// them, reads those counters from the owners, and once it owns the shard
+// again takes every change of the space back from a co-owner (a range from
+// 0, as anti-entropy sends it against the 0 the node advertises), which
+// clears the release.
+func TestReleasedOtherWritersCopiesAndRefill(t *testing.T) {
+	q := newQuorumNet()
+	a1 := openQuorumNode(t, q, "a1", "a", 2*time.Second)
+	a2 := openQuorumNode(t, q, "a2", "a", 2*time.Second)
+	b1 := openQuorumNode(t, q, "b1", "b", 2*time.Second)
+	c1 := openQuorumNode(t, q, "c1", "c", 2*time.Second)
+	ctx := context.Background()
+	for _, n := range []*Node{a1, a2, b1, c1} {
+		if _, err := n.PutNamespace(ctx, "sh", NamespacePatch{Replicas: ptr(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := newDirect(t, a2, b1, c1) // a2 gets every change, owner or not
+	a1.SetPublisher(pub)
+	const keys = 200
+	owned := map[string]bool{}
+	m := a2.memberSnapshot()
+	for i := range keys {
+		k := fmt.Sprintf("k%d", i)
+		if _, err := a1.Incr(ctx, "sh", k, int64(i+1), WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		_, _, owned[k] = m.shardOwners(change.ShardOf("sh", k, 1))
+	}
+	if err := a1.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pub.wait()
+	notOwned := 0
+	for _, o := range owned {
+		if !o {
+			notOwned++
+		}
+	}
+	dropped, err := a2.ReleaseCopies(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dropped != notOwned {
+		t.Fatalf("a2 released %d counters, want the %d it does not own", dropped, notOwned)
+	}
+	for i := range keys {
+		k := fmt.Sprintf("k%d", i)
+		if held, _ := a2.Replica().Held("sh", k); held != owned[k] {
+			t.Fatalf("a2 holds %s: %v; owns it: %v", k, held, owned[k])
+		}
+		if v := localValue(t, a2, "sh", k); v != int64(i+1) {
+			t.Fatalf("a2 reads %s = %d after releasing it, want %d", k, v, i+1)
+		}
+	}
+
+	// a1 goes: a2 owns region a's every shard now, and answers for those
+	// it released from the other regions' owners until it takes them back.
+	q.setAlive("a1", false)
+	for i := range keys {
+		k := fmt.Sprintf("k%d", i)
+		if v := localValue(t, a2, "sh", k); v != int64(i+1) {
+			t.Fatalf("a2 reads %s = %d as the owner of a shard it released, want %d", k, v, i+1)
+		}
+	}
+	marks := a2.Replica().ReleaseMarks()
+	if len(marks) == 0 {
+		t.Fatal("a2 has no release marks")
+	}
+	vv := b1.Replica().VersionVector()
+	for sp := range marks {
+		b := change.Batch{Ranges: []change.Range{{Origin: sp, After: 0, Upto: vv[sp]}}}
+		if err := b1.Replica().ScanSince(sp, 0, func(d change.Delta) bool {
+			b.Deltas = append(b.Deltas, d)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a2.Replica().Apply(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left := a2.Replica().ReleaseMarks(); len(left) != 0 {
+		t.Fatalf("a2 still has release marks after taking every space back: %v", left)
+	}
+	for i := range keys {
+		k := fmt.Sprintf("k%d", i)
+		if held, _ := a2.Replica().Held("sh", k); !held {
+			t.Fatalf("a2 does not hold %s after the refill", k)
+		}
+		st, _, err := a2.Replica().CounterState("sh", k)
+		if err != nil || st.Value() != int64(i+1) {
+			t.Fatalf("a2's own state of %s after the refill: %d, %v; want %d", k, st.Value(), err, i+1)
+		}
+	}
+	// It answers from its own state again: with every other owner out of
+	// reach, a local read still works.
+	q.setCut(true, "a2")
+	defer q.setCut(false, "a2")
+	if v := localValue(t, a2, "sh", "k7"); v != 8 {
+		t.Fatalf("a2 reads k7 = %d alone after the refill, want 8", v)
 	}
 }

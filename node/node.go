@@ -72,6 +72,9 @@ type Node struct {
 	// releaseMu keeps the drops of released copies (write side) apart
 	// from writes of sharded namespaces (read side; copies.go).
 	releaseMu sync.RWMutex
+	// notSpaces caches the origins of the vector that are nodes' ids, not
+	// sequence spaces of shards (ReleaseCopies).
+	notSpaces sync.Map
 	closeErr  error
 }
 

@@ -75,15 +75,15 @@ type members struct {
 	byRegion     map[string][]string
 	byName       map[string]exact.Peer
 	regions      []string // sorted
-	// released reports whether this node released copies of its own
-	// changes to shard s: it then reads s from the other owners.
+	// released reports whether this node released changes of shard s
+	// (node/replica, release.go): it then reads s from the other owners.
 	released func(s change.Shard) bool
 }
 
 func (n *Node) memberSnapshot() *members {
 	m := &members{self: n.cfg.Name, region: n.cfg.Region,
 		byRegion: map[string][]string{n.cfg.Region: {n.cfg.Name}}, byName: make(map[string]exact.Peer),
-		released: func(s change.Shard) bool { return n.rep.ReleasedThrough(s.Space(n.id)) > 0 }}
+		released: n.rep.ShardReleased}
 	if n.cfg.Peers != nil {
 		for _, p := range n.cfg.Peers.Peers() {
 			// Placement counts the members the mesh routes to: alive ones
@@ -105,8 +105,8 @@ func (n *Node) memberSnapshot() *members {
 
 // owners returns the owners of ns/key other than this node, this region's
 // first, each region's in rank order, and whether this node answers for it
-// as an owner: it owns it and holds every change of its own to its shard
-// (it released none of them, release.go).
+// as an owner: it owns it and holds every change of its shard that its
+// vector covers (it released none of them, copies.go).
 func (m *members) owners(ns, key string, replicas int) (local, remote []exact.Peer, self bool) {
 	s := change.ShardOf(ns, key, replicas)
 	local, remote, self = m.shardOwners(s)

@@ -56,6 +56,11 @@ type Hooks struct {
 	// a range from below it would move the peer's vector over changes it
 	// never got. nil: none.
 	Floor func(origin crdt.NodeID) uint64
+	// Advertise adjusts, in place, the copy of this node's version vector
+	// that it tells a peer: an entry lowered to 0 makes the peer send every
+	// change of that origin it holds (a node taking back a shard whose
+	// changes it released). nil: the vector as it is.
+	Advertise func(vv map[crdt.NodeID]uint64)
 }
 
 // Exchanger runs anti-entropy exchanges for one node, as initiator
@@ -69,6 +74,7 @@ type Exchanger struct {
 	repaired  func(name string, start time.Time)
 	wants     func(peer string, origin crdt.NodeID) bool
 	floor     func(origin crdt.NodeID) uint64
+	advertise func(vv map[crdt.NodeID]uint64)
 	sem       chan struct{} // one token per inbound exchange
 
 	// busy holds the peers this node is running an exchange with, in
@@ -87,7 +93,17 @@ type Exchanger struct {
 // New returns an Exchanger over replica that counts in st.
 func New(cfg Config, replica Replica, st *stats.Counters, h Hooks) *Exchanger {
 	return &Exchanger{cfg: cfg, replica: replica, stats: st, dial: h.Dial, reachable: h.Reachable,
-		repaired: h.Repaired, wants: h.Wants, floor: h.Floor, sem: make(chan struct{}, cfg.MaxConcurrent)}
+		repaired: h.Repaired, wants: h.Wants, floor: h.Floor, advertise: h.Advertise, sem: make(chan struct{}, cfg.MaxConcurrent)}
+}
+
+// advertised returns the version vector this node tells a peer (see
+// Hooks.Advertise).
+func (e *Exchanger) advertised() map[crdt.NodeID]uint64 {
+	vv := e.replica.VersionVector()
+	if e.advertise != nil {
+		e.advertise(vv)
+	}
+	return vv
 }
 
 // ErrBusy is a peer that refused an exchange: it runs one with this node
@@ -160,7 +176,7 @@ func (e *Exchanger) exchange(ctx context.Context, p transport.Peer, full, everyt
 
 	cfgs := e.replica.Configs()
 	digest := transport.ConfigDigest(cfgs)
-	req := transport.AEReq{VV: transport.ToWireVV(e.replica.VersionVector()), Held: transport.ToWireHeld(e.replica.HeldAhead()), CfgDigest: digest, Full: full}
+	req := transport.AEReq{VV: transport.ToWireVV(e.advertised()), Held: transport.ToWireHeld(e.replica.HeldAhead()), CfgDigest: digest, Full: full}
 	if err := fc.Send(transport.FrameAEReq, &req); err != nil {
 		return err
 	}
@@ -217,7 +233,7 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 		return err
 	}
 	cfgs := e.replica.Configs()
-	resp := transport.AEResp{VV: transport.ToWireVV(e.replica.VersionVector()), Held: transport.ToWireHeld(e.replica.HeldAhead()),
+	resp := transport.AEResp{VV: transport.ToWireVV(e.advertised()), Held: transport.ToWireHeld(e.replica.HeldAhead()),
 		CfgDigest: transport.ConfigDigest(cfgs)}
 	if resp.CfgDigest != req.CfgDigest {
 		resp.Configs = transport.ToWireConfigs(cfgs)

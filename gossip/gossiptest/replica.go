@@ -35,6 +35,8 @@ type Replica struct {
 	replicas func(ns string) int // nil: no namespace is sharded
 	applied  int
 	floors   map[crdt.NodeID]uint64 // Release
+	shards   map[crdt.NodeID]change.Shard
+	refill   map[crdt.NodeID]uint64 // changes from 0 received again, per released origin
 }
 
 // originIndex is one origin's changes: per counter the highest seq merged,
@@ -213,6 +215,7 @@ func (r *Replica) Apply(b gossip.Batch) error {
 			r.vv[rg.Origin] = rg.Upto
 		}
 	}
+	r.noteRefillLocked(rs)
 	// Each delta is a change held, whatever the ranges say: past a gap it
 	// waits in ahead until the vector reaches it.
 	for _, d := range b.Deltas {
@@ -266,25 +269,64 @@ func (r *Replica) Held(origin crdt.NodeID) []uint64 {
 	return r.HeldAhead()[origin]
 }
 
-// Release drops the replica's changes of origin up to seq from its index,
-// as a node does with its copies of counters it wrote but does not own
-// (node/replica.DropCopies): its vector still covers them, and it can no
-// longer send them. ReleasedThrough reports seq from then on.
-func (r *Replica) Release(origin crdt.NodeID, seq uint64) {
+// Release drops the replica's changes of origin up to seq, and the
+// counters they changed, as a node does with its copies of counters of a
+// shard it does not own (node/replica.DropCopies; here a counter goes
+// whatever other origins changed it): its vector still covers them, and it
+// can no longer send them. ReleasedThrough reports seq from then on, and
+// ReleasedShards names s as origin's shard, until a range of origin from 0
+// reaches seq again (the refill, node/replica.noteRefill).
+func (r *Replica) Release(origin crdt.NodeID, s change.Shard, seq uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.floors == nil {
 		r.floors = make(map[crdt.NodeID]uint64)
+		r.shards = make(map[crdt.NodeID]change.Shard)
 	}
 	r.floors[origin] = max(r.floors[origin], seq)
+	r.shards[origin] = s
 	if ix := r.index[origin]; ix != nil {
-		for s, k := range ix.bySeq {
-			if s <= seq {
-				delete(ix.bySeq, s)
-				if ix.byKey[k] == s {
+		for sq, k := range ix.bySeq {
+			if sq <= seq {
+				delete(ix.bySeq, sq)
+				if ix.byKey[k] == sq {
 					delete(ix.byKey, k)
 				}
+				delete(r.counters, k)
 			}
+		}
+	}
+}
+
+// ReleasedShards returns the shard of each origin Release dropped changes
+// of and the replica has not taken back whole.
+func (r *Replica) ReleasedShards() map[crdt.NodeID]change.Shard {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.shards)
+}
+
+// noteRefillLocked clears the release of an origin once ranges of it
+// contiguous from 0 reach its floor.
+func (r *Replica) noteRefillLocked(ranges []gossip.Range) {
+	for _, rg := range ranges {
+		floor, ok := r.floors[rg.Origin]
+		if !ok {
+			continue
+		}
+		if r.refill == nil {
+			r.refill = make(map[crdt.NodeID]uint64)
+		}
+		got, started := r.refill[rg.Origin]
+		if rg.After > 0 && (!started || rg.After > got) {
+			continue
+		}
+		got = max(got, rg.Upto)
+		r.refill[rg.Origin] = got
+		if got >= floor {
+			delete(r.floors, rg.Origin)
+			delete(r.shards, rg.Origin)
+			delete(r.refill, rg.Origin)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
@@ -11,102 +12,224 @@ import (
 	"github.com/countmesh/countmesh/node/internal/nodeerr"
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/store"
+	"go.uber.org/zap"
 )
 
-// Released copies (docs/scale.md, "A writer's copies"). A node that writes
-// a counter of a sharded namespace it does not own keeps it only until
-// every owner holds the change: it then drops its copy (DropCopies), and
-// the sequence space of its changes to that shard gets a release mark, the
-// highest sequence number dropped. Past the mark nothing changes; below it
-// this node no longer holds every change its vector claims, so
+// Released copies (docs/scale.md, "A node's copies"). A node keeps the
+// counters of a sharded namespace's shard it does not own only until every
+// owner holds their changes: its own writes, and what it holds of other
+// writers (a leaving node's hand-over, a shard that moved away). It then
+// drops them (DropCopies); before that, each sequence space dropped from
+// gets a release mark, the highest sequence number that may be gone. Below
+// the mark this node no longer holds every change its vector claims, so
 //
 //   - anti-entropy never hands a peer changes of the space from below the
 //     mark (ReleasedThrough is the exchanger's floor): the owners have them;
-//   - a write of a counter of the shard that is not held here first brings
-//     this node's slot back from an owner that covers the mark (Restore),
-//     since a slot is a running total and a fresh one would count from 0.
+//   - a write of one of its own counters of the shard that is not held here
+//     first brings this node's slot back from an owner that covers the
+//     mark (Restore), since a slot is a running total;
+//   - the node answers no read of the shard alone (ShardReleased), and, once
+//     it owns the shard, advertises 0 for the space in anti-entropy so that
+//     a co-owner hands every change of it back: a range of the space from 0
+//     up to the mark clears the mark (noteRefill).
 //
-// Marks are stored in Pebble under metaReleased and only grow.
+// Marks are stored in Pebble under metaReleased.
 
 const metaReleased = "released"
 
-// releaseMarks is the release mark of each own sequence space.
+// ReleaseMark is the release mark of one sequence space.
+type ReleaseMark struct {
+	Shard change.Shard
+	Upto  uint64
+}
+
+// releaseMarks is the release marks, copied on write.
 type releaseMarks struct {
-	sync.RWMutex
-	m map[crdt.NodeID]uint64
+	sync.Mutex                         // serializes changes
+	cur        atomic.Pointer[markSet] // read without the lock
+	refill     map[crdt.NodeID]uint64  // contiguous changes from 0 received again; guarded by Mutex
+}
+
+type markSet struct {
+	marks  map[crdt.NodeID]ReleaseMark
+	shards map[change.Shard]int // marks per shard
+}
+
+func newMarkSet(marks map[crdt.NodeID]ReleaseMark) *markSet {
+	ms := &markSet{marks: marks, shards: make(map[change.Shard]int)}
+	for _, m := range marks {
+		ms.shards[m.Shard]++
+	}
+	return ms
+}
+
+func (r *Replica) markSet() *markSet {
+	if ms := r.released.cur.Load(); ms != nil {
+		return ms
+	}
+	return &markSet{}
 }
 
 // loadReleased reads the marks the previous run stored.
 func (r *Replica) loadReleased() error {
-	m := map[crdt.NodeID]uint64{}
+	m := map[crdt.NodeID]ReleaseMark{}
 	if _, err := r.cfg.Store.GetMeta(metaReleased, &m); err != nil {
 		return fmt.Errorf("node: read release marks: %w", err)
 	}
-	r.released.Lock()
-	r.released.m = m
-	r.released.Unlock()
+	r.released.cur.Store(newMarkSet(m))
 	return nil
 }
 
 // ReleasedThrough returns the release mark of space: the highest sequence
 // number of it whose counters this node may have dropped (0: none).
 func (r *Replica) ReleasedThrough(space crdt.NodeID) uint64 {
-	r.released.RLock()
-	defer r.released.RUnlock()
-	return r.released.m[space]
+	return r.markSet().marks[space].Upto
 }
 
-// Released returns a copy of every release mark.
-func (r *Replica) Released() map[crdt.NodeID]uint64 {
-	r.released.RLock()
-	defer r.released.RUnlock()
-	return maps.Clone(r.released.m)
+// ReleaseMarks returns a copy of the release marks.
+func (r *Replica) ReleaseMarks() map[crdt.NodeID]ReleaseMark {
+	return maps.Clone(r.markSet().marks)
 }
 
-// raiseReleased stores the mark of space at seq, durably, before anything
-// under it is dropped.
-func (r *Replica) raiseReleased(space crdt.NodeID, seq uint64) error {
+// ReleasedShards returns the shard of each space with a release mark.
+func (r *Replica) ReleasedShards() map[crdt.NodeID]change.Shard {
+	ms := r.markSet()
+	out := make(map[crdt.NodeID]change.Shard, len(ms.marks))
+	for sp, m := range ms.marks {
+		out[sp] = m.Shard
+	}
+	return out
+}
+
+// ShardReleased reports whether this node may have dropped changes of
+// shard s (a space of it has a release mark).
+func (r *Replica) ShardReleased(s change.Shard) bool {
+	return r.markSet().shards[s] > 0
+}
+
+// RaiseReleased stores the given marks (raised, never lowered), durably,
+// before anything under them is dropped.
+func (r *Replica) RaiseReleased(raise map[crdt.NodeID]ReleaseMark) error {
 	r.released.Lock()
 	defer r.released.Unlock()
-	if r.released.m[space] >= seq {
+	next := maps.Clone(r.markSet().marks)
+	if next == nil {
+		next = map[crdt.NodeID]ReleaseMark{}
+	}
+	changed := false
+	for sp, m := range raise {
+		if cur, ok := next[sp]; !ok || m.Upto > cur.Upto {
+			next[sp] = m
+			changed = true
+		}
+	}
+	if !changed {
 		return nil
 	}
-	next := maps.Clone(r.released.m)
-	if next == nil {
-		next = map[crdt.NodeID]uint64{}
-	}
-	next[space] = seq
+	return r.storeMarksLocked(next)
+}
+
+func (r *Replica) storeMarksLocked(next map[crdt.NodeID]ReleaseMark) error {
 	b := r.cfg.Store.NewBatch()
 	defer b.Close()
 	if err := b.PutMeta(metaReleased, next); err != nil {
 		return err
 	}
 	if err := b.Commit(true); err != nil {
-		return kinderr.New(nodeerr.ErrUnavailable, err, "store release mark: %v", err)
+		return kinderr.New(nodeerr.ErrUnavailable, err, "store release marks: %v", err)
 	}
-	r.released.m = next
+	r.released.cur.Store(newMarkSet(next))
 	return nil
 }
 
-// DropCopies drops the counters whose changes this node holds only in
-// space (one of its own sequence spaces) up to through, at most limit of
-// them, once every owner of the space's shard holds through (the caller
-// asked them). A counter still to be checkpointed, or holding a change of
-// another origin or past through, stays. It raises the space's release mark
-// first and returns how many counters it dropped and whether it went all
-// the way to through. The caller checkpointed just before, and keeps this
-// node's writes of the space's counters out until it returns.
-func (r *Replica) DropCopies(space crdt.NodeID, through uint64, limit int) (dropped int, done bool, err error) {
-	mark := r.ReleasedThrough(space)
-	if through <= mark {
-		return 0, true, nil
+// noteRefill clears the marks of spaces whose changes came back whole: a
+// range of the space contiguous from 0 up to the mark (a co-owner's
+// anti-entropy answer to the 0 this node advertised for it). Called after
+// the batch holding the ranges is merged and durable.
+func (r *Replica) noteRefill(ranges []change.Range) {
+	ms := r.markSet()
+	if len(ms.marks) == 0 {
+		return
 	}
+	var done []crdt.NodeID
+	r.released.Lock()
+	defer r.released.Unlock()
+	for _, rg := range ranges {
+		m, ok := ms.marks[rg.Origin]
+		if !ok {
+			continue
+		}
+		if r.released.refill == nil {
+			r.released.refill = make(map[crdt.NodeID]uint64)
+		}
+		got, started := r.released.refill[rg.Origin]
+		if rg.After > 0 && (!started || rg.After > got) {
+			continue // not contiguous from 0 with what came back
+		}
+		got = max(got, rg.Upto)
+		r.released.refill[rg.Origin] = got
+		if got >= m.Upto {
+			done = append(done, rg.Origin)
+		}
+	}
+	if len(done) == 0 {
+		return
+	}
+	next := maps.Clone(r.markSet().marks)
+	for _, sp := range done {
+		delete(next, sp)
+		delete(r.released.refill, sp)
+	}
+	if err := r.storeMarksLocked(next); err != nil {
+		r.cfg.Log.Warn("cannot clear the release marks of refilled spaces; a later exchange retries", zap.Error(err))
+		return
+	}
+	r.cfg.Log.Info("took back every change of sequence spaces this node had released", zap.Int("spaces", len(done)))
+}
+
+// SpaceShard returns the shard of origin from the first change of it this
+// node indexed above after: space is false when origin is a node's id (its
+// changes are of namespaces every node holds), held false when nothing of
+// it is indexed above after.
+func (r *Replica) SpaceShard(origin crdt.NodeID, after uint64) (s change.Shard, space, held bool, err error) {
+	var ns, key string
+	err = r.cfg.Store.ScanIndex(origin, after, func(_ uint64, n, k string) bool {
+		ns, key, held = n, k, true
+		return false
+	})
+	if err != nil || !held {
+		return change.Shard{}, false, held, err
+	}
+	rep := 0
+	if r.cfg.Replicas != nil {
+		rep = r.cfg.Replicas(ns)
+	}
+	if rep <= 0 {
+		return change.Shard{}, false, true, nil
+	}
+	s = change.ShardOf(ns, key, rep)
+	rec, ok, err := r.cfg.Store.GetRecord(ns, key)
+	if err != nil || !ok {
+		return change.Shard{}, false, ok, err
+	}
+	return s, change.CarriesWriter(&rec.Counter, s.Origin(origin)), true, nil
+}
+
+// DropCopies drops, of the counters this node indexed under space after
+// after, up to through, at most limit: those whose every change it holds
+// is covered (at or below covered(origin)) and whose state Pebble holds (a
+// counter still to be checkpointed stays). The caller raised the marks of
+// every space covered answers for, checkpointed just before, and keeps
+// this node's writes of the shard's counters out until it returns. It
+// returns how many it dropped and the seq to continue after (through when
+// the scan is done).
+func (r *Replica) DropCopies(space crdt.NodeID, after, through uint64, covered func(crdt.NodeID) uint64, limit int) (dropped int, next uint64, err error) {
 	type cand struct {
 		seq     uint64
 		ns, key string
 	}
 	var cands []cand
-	err = r.cfg.Store.ScanIndex(space, mark, func(seq uint64, ns, key string) bool {
+	err = r.cfg.Store.ScanIndex(space, after, func(seq uint64, ns, key string) bool {
 		if seq > through {
 			return false
 		}
@@ -114,14 +237,11 @@ func (r *Replica) DropCopies(space crdt.NodeID, through uint64, limit int) (drop
 		return len(cands) < limit
 	})
 	if err != nil {
-		return 0, false, kinderr.New(nodeerr.ErrUnavailable, err, "scan index: %v", err)
+		return 0, after, kinderr.New(nodeerr.ErrUnavailable, err, "scan index: %v", err)
 	}
-	upto := through
+	next = through
 	if len(cands) == limit {
-		upto = cands[len(cands)-1].seq
-	}
-	if err := r.raiseReleased(space, upto); err != nil {
-		return 0, false, err
+		next = cands[len(cands)-1].seq
 	}
 	b := r.cfg.Store.NewBatch()
 	defer b.Close()
@@ -141,7 +261,7 @@ func (r *Replica) DropCopies(space crdt.NodeID, through uint64, limit int) (drop
 			rec, found, err := r.cfg.Store.GetRecord(c.ns, c.key)
 			if err != nil {
 				s.Unlock()
-				return dropped, false, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
+				return dropped, after, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
 			}
 			if !found {
 				s.Unlock()
@@ -149,7 +269,7 @@ func (r *Replica) DropCopies(space crdt.NodeID, through uint64, limit int) (drop
 			}
 			seqs = rec.Seqs
 		}
-		if !onlyIn(seqs, space, through) {
+		if !coveredAll(seqs, covered) {
 			s.Unlock()
 			continue
 		}
@@ -162,18 +282,17 @@ func (r *Replica) DropCopies(space crdt.NodeID, through uint64, limit int) (drop
 		dropped++
 	}
 	// Not synced: a delete lost in a crash leaves a copy that is still
-	// right (the changes it holds are below the mark), only not dropped.
+	// right (the changes it holds are below the marks), only not dropped.
 	if err := b.Commit(false); err != nil {
-		return 0, false, kinderr.New(nodeerr.ErrUnavailable, err, "drop released counters: %v", err)
+		return 0, after, kinderr.New(nodeerr.ErrUnavailable, err, "drop released counters: %v", err)
 	}
-	return dropped, upto == through, nil
+	return dropped, next, nil
 }
 
-// onlyIn reports whether every change seqs records is of space, at or
-// below through.
-func onlyIn(seqs []store.OriginSeq, space crdt.NodeID, through uint64) bool {
+// coveredAll reports whether covered covers every change seqs records.
+func coveredAll(seqs []store.OriginSeq, covered func(crdt.NodeID) uint64) bool {
 	for _, os := range seqs {
-		if os.Origin != space || os.Seq > through {
+		if os.Seq > covered(os.Origin) {
 			return false
 		}
 	}

@@ -285,6 +285,9 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 		r.holdLocked(b.Deltas[i].Origin, b.Deltas[i].Seq)
 	}
 	r.vv.Unlock()
+	if len(b.Ranges) > 0 {
+		r.noteRefill(b.Ranges)
+	}
 	r.cfg.OnReplicated(len(b.Deltas))
 	return nil
 }
