@@ -83,7 +83,11 @@
 // (change.Shard.Space), which every mechanism below treats as an origin;
 // Publish sends them straight to the shard's owners, bridges do not relay
 // them, and anti-entropy gives a peer only the spaces of shards it owns
-// (and a writer its own). See shard.go and docs/scale.md.
+// (and a writer its own). A replica that drops what it holds of shards it
+// does not own (node/replica's release marks) gives anti-entropy a floor
+// below which it sends a space to no one, and advertises 0 for a space it
+// released of a shard it owns again, so that a co-owner hands it all back.
+// See shard.go and docs/scale.md.
 //
 // # Streams and anti-entropy
 //

@@ -26,7 +26,8 @@ import (
 // an owner from what it holds, another node from the nearest owner merged
 // with what it holds itself (its own writes still on their way); quorum and
 // all count the owners. A read merges in memory: a node keeps only the
-// counters it owns or wrote.
+// counters it owns, and those it wrote or was handed until every owner
+// holds them (copies.go).
 
 // ReplicasOf returns the replicas per region of namespace ns: 0 when every
 // node holds its counters (and for a namespace not known here).

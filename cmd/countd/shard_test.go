@@ -220,8 +220,9 @@ func metricValue(t *testing.T, addr, name string) int {
 
 // compactedBytes returns the bytes of the sstables that the live entries
 // of the Pebble database in dir (a stopped node's store) take once written
-// into a fresh database and flushed.
-func compactedBytes(t *testing.T, dir string) int64 {
+// into a fresh database and flushed, and the entries' keys and values
+// uncompressed.
+func compactedBytes(t *testing.T, dir string) (sst, raw int64) {
 	t.Helper()
 	src, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: quietPebble{}})
 	if err != nil {
@@ -239,6 +240,7 @@ func compactedBytes(t *testing.T, dir string) int64 {
 	}
 	b := dst.NewBatch()
 	for it.First(); it.Valid(); it.Next() {
+		raw += int64(len(it.Key()) + len(it.Value()))
 		b.Set(it.Key(), it.Value(), nil)
 		if b.Len() > 4<<20 {
 			if err := b.Commit(pebble.NoSync); err != nil {
@@ -253,16 +255,15 @@ func compactedBytes(t *testing.T, dir string) int64 {
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var size int64
 	filepath.WalkDir(out, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && filepath.Ext(path) == ".sst" {
 			if fi, err := d.Info(); err == nil {
-				size += fi.Size()
+				sst += fi.Size()
 			}
 		}
 		return nil
 	})
-	return size
+	return sst, raw
 }
 
 // quietPebble drops Pebble's informational lines.
@@ -490,8 +491,9 @@ func runShardMesh(t *testing.T, replicas, keys int) shardRun {
 		// them over time, and a compaction may move a file down without
 		// rewriting it: what the node holds is measured as its live
 		// entries written into a fresh Pebble, compacted.
-		run.dirSize[p.name] = compactedBytes(t, p.dir)
-		t.Logf("replicas %d: %s's data directory at rest: %d bytes %v; its live entries compacted: %d bytes", replicas, p.name, size, kinds, run.dirSize[p.name])
+		sst, raw := compactedBytes(t, p.dir)
+		run.dirSize[p.name] = sst
+		t.Logf("replicas %d: %s's data directory at rest: %d bytes %v; its live entries: %d bytes of keys and values, %d bytes compacted", replicas, p.name, size, kinds, raw, sst)
 	}
 	return run
 }
