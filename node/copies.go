@@ -10,6 +10,7 @@ import (
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
+	"github.com/countmesh/countmesh/internal/sabotage"
 	"github.com/countmesh/countmesh/node/exact"
 	"github.com/countmesh/countmesh/node/replica"
 	"go.uber.org/zap"
@@ -49,8 +50,8 @@ type CoversFetcher interface {
 // states of keys, all durable when it returns (a writer drops its copies on
 // the strength of the entries).
 func (n *Node) PeerCovers(ctx context.Context, spaces []crdt.NodeID, keys []KeyRef) ([]uint64, []crdt.Counter, error) {
-	if len(spaces) > MaxGetMany {
-		return nil, nil, fmt.Errorf("%w: %d sequence spaces in one call, more than %d", ErrInvalidArgument, len(spaces), MaxGetMany)
+	if len(spaces) > MaxGetMany || len(keys) > MaxGetMany {
+		return nil, nil, fmt.Errorf("%w: %d sequence spaces and %d keys in one call, more than %d", ErrInvalidArgument, len(spaces), len(keys), MaxGetMany)
 	}
 	if !n.Ready() {
 		return nil, nil, fmt.Errorf("%w: the node is not ready", ErrUnavailable)
@@ -58,15 +59,46 @@ func (n *Node) PeerCovers(ctx context.Context, spaces []crdt.NodeID, keys []KeyR
 	vv := n.rep.VersionVector()
 	upto := make([]uint64, len(spaces))
 	for i, sp := range spaces {
-		upto[i] = vv[sp]
+		// Below a release mark of its own this node does not hold every
+		// change its vector covers: it covers nothing of that space
+		// until it has taken the space back.
+		if n.rep.ReleasedThrough(sp) == 0 {
+			upto[i] = vv[sp]
+		}
 	}
 	// The states are read after the vector, so they hold every change it
-	// covers; PeerStates flushes, so both are durable.
-	states, err := n.PeerStates(ctx, keys)
-	if err != nil {
+	// covers; they are durable once flushed. A state of a shard with a
+	// release mark here is answered too: the entries say which spaces of
+	// it are whole.
+	states := make([]crdt.Counter, len(keys))
+	for i, k := range keys {
+		if err := ValidateNamespace(k.NS); err != nil {
+			return nil, nil, err
+		}
+		if err := validReplicatedKey(k.Key); err != nil {
+			return nil, nil, fmt.Errorf("%w: bad key %q", ErrInvalidArgument, k.Key)
+		}
+		c, _, err := n.rep.CounterState(k.NS, k.Key)
+		if err != nil {
+			return nil, nil, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
+		}
+		states[i] = c
+	}
+	if err := n.Flush(ctx); err != nil {
 		return nil, nil, err
 	}
 	return upto, states, nil
+}
+
+// refuseReleased refuses a peer's read of ns/key when this node released
+// changes of the counter's shard and has not taken them back: its state
+// may lack them (the asker tries another owner).
+func (n *Node) refuseReleased(ns, key string) error {
+	r := n.ReplicasOf(ns)
+	if r == 0 || !n.rep.ShardReleased(change.ShardOf(ns, key, r)) {
+		return nil
+	}
+	return fmt.Errorf("%w: this node released changes of the shard of %s/%q to its owners and has not taken them back yet; ask another owner", ErrUnavailable, ns, key)
 }
 
 // releaseLoop runs releasePass every ReleaseInterval until the node closes.
@@ -239,6 +271,9 @@ func (n *Node) guardReleased(ctx context.Context, ops []BatchOp) (func(), error)
 		return func() {}, nil
 	}
 	n.releaseMu.RLock()
+	if sabotage.ReleaseNoRestore {
+		return n.releaseMu.RUnlock, nil // sabotage (test builds only): the slot restarts from 0
+	}
 	if err := n.restoreReleased(ctx, ops); err != nil {
 		n.releaseMu.RUnlock()
 		return nil, err
@@ -247,7 +282,8 @@ func (n *Node) guardReleased(ctx context.Context, ops []BatchOp) (func(), error)
 }
 
 // restoreReleased brings back, before they are written, the counters of
-// ops that this node released and does not hold: from an owner whose
+// ops that this node may have released (its own space of them has a
+// release mark, and it holds no change of its own past it): from an owner whose
 // vector covers the release mark of the counter's space (so it holds this
 // node's slot at its last total), the nearest first. It fails, restoring
 // what it could and writing nothing, when no owner that answers covers it.
@@ -273,11 +309,15 @@ func (n *Node) restoreReleased(ctx context.Context, ops []BatchOp) error {
 			continue
 		}
 		seen[ref] = true
-		held, err := n.rep.Held(op.NS, op.Key)
+		// A change of its own past the mark says its slot is current: it
+		// was made here after anything was released. A state without one
+		// may be a copy that came back with an older total of its slot (a
+		// hand-over, a refill from a co-owner that lags).
+		own, _, err := n.rep.SeqIn(op.NS, op.Key, sp)
 		if err != nil {
 			return kinderr.New(ErrUnavailable, err, "read counter: %v", err)
 		}
-		if held {
+		if own > mark {
 			continue
 		}
 		if m == nil {

@@ -281,6 +281,25 @@ func TestReleasedOtherWritersCopiesAndRefill(t *testing.T) {
 	if len(marks) == 0 {
 		t.Fatal("a2 has no release marks")
 	}
+	// Meanwhile a2 covers nothing of a space it released (a writer must
+	// not drop a copy on its word) and refuses peers' reads of the shard
+	// (its state may lack what it released).
+	var released string
+	for k, o := range owned {
+		if !o {
+			released = k
+			break
+		}
+	}
+	for sp := range marks {
+		upto, _, err := a2.PeerCovers(ctx, []crdt.NodeID{sp}, nil)
+		if err != nil || upto[0] != 0 {
+			t.Fatalf("a2 covers %v (%v) of space %d it released; want 0", upto, err, sp)
+		}
+	}
+	if _, err := a2.PeerState(ctx, "sh", released); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a2 answers a peer's read of %s, which it released: %v; want ErrUnavailable", released, err)
+	}
 	vv := b1.Replica().VersionVector()
 	for sp := range marks {
 		b := change.Batch{Ranges: []change.Range{{Origin: sp, After: 0, Upto: vv[sp]}}}
@@ -306,6 +325,9 @@ func TestReleasedOtherWritersCopiesAndRefill(t *testing.T) {
 		if err != nil || st.Value() != int64(i+1) {
 			t.Fatalf("a2's own state of %s after the refill: %d, %v; want %d", k, st.Value(), err, i+1)
 		}
+	}
+	if _, err := a2.PeerState(ctx, "sh", released); err != nil {
+		t.Fatalf("a2 refuses a peer's read of %s after taking it back: %v", released, err)
 	}
 	// It answers from its own state again: with every other owner out of
 	// reach, a local read still works.

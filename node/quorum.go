@@ -75,6 +75,9 @@ func (n *Node) PeerState(ctx context.Context, ns, key string) (crdt.Counter, err
 	if !n.Ready() {
 		return crdt.Counter{}, fmt.Errorf("%w: the node is not ready", ErrUnavailable)
 	}
+	if err := n.refuseReleased(ns, key); err != nil {
+		return crdt.Counter{}, err
+	}
 	c, _, err := n.rep.CounterState(ns, key)
 	if err != nil {
 		return crdt.Counter{}, kinderr.New(ErrUnavailable, err, "read counter: %v", err)
@@ -104,6 +107,11 @@ func (n *Node) PeerStates(ctx context.Context, keys []KeyRef) ([]crdt.Counter, e
 	}
 	if !n.Ready() {
 		return nil, fmt.Errorf("%w: the node is not ready", ErrUnavailable)
+	}
+	for _, k := range keys {
+		if err := n.refuseReleased(k.NS, k.Key); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]crdt.Counter, len(keys))
 	for i, k := range keys {

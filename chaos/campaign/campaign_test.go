@@ -186,6 +186,14 @@ func TestChaosCatchesSabotage(t *testing.T) {
 			faults: map[chaos.FaultKind]int{chaos.PartitionRegions: 3, chaos.PartitionNodes: 3, chaos.Kill: 1},
 			work:   map[Work]int{WorkLikesDecr: 6, WorkLikesIncr: 3, WorkLocalRead: 1},
 		},
+		{
+			// A released sharded counter written again from 0: the owners
+			// keep the older total, and the writes are lost. Pauses only:
+			// a node released its copies once every owner answered.
+			tag: "sabotage_release_no_restore", checks: []string{"final", "reads"},
+			faults: map[chaos.FaultKind]int{chaos.Pause: 1},
+			work:   map[Work]int{WorkSharded: 6, WorkLocalRead: 1},
+		},
 	} {
 		t.Run(tt.tag, func(t *testing.T) {
 			countd := buildCountd(t, tt.tag)

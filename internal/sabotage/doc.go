@@ -12,6 +12,9 @@
 //	sabotage_id_twice            IDTwice         node: a retry whose id this node has seen counts again
 //	sabotage_bounds_no_rights    BoundsNoRights  node: a bounded write in an exact namespace goes
 //	                                             through without the rights it needs
+//	sabotage_release_no_restore  ReleaseNoRestore node: a write of a sharded counter the node
+//	                                             released starts its slot from 0, without
+//	                                             bringing it back from an owner
 //
 // The hooks are written `if sabotage.X { ... }`. A production build (no tags)
 // compiles every one of them out, because the constants are false; Active
@@ -55,6 +58,9 @@ func Active() []string {
 	}
 	if BoundsNoRights {
 		out = append(out, "sabotage_bounds_no_rights")
+	}
+	if ReleaseNoRestore {
+		out = append(out, "sabotage_release_no_restore")
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-//go:build !sabotage_ack_before_fsync && !sabotage_drop_delta && !sabotage_id_twice && !sabotage_bounds_no_rights
+//go:build !sabotage_ack_before_fsync && !sabotage_drop_delta && !sabotage_id_twice && !sabotage_bounds_no_rights && !sabotage_release_no_restore
 
 package sabotage
 

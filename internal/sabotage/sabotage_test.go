@@ -6,10 +6,11 @@ import "testing"
 // test checks that Active names it.)
 func TestActiveMatchesConstants(t *testing.T) {
 	want := map[string]bool{
-		"sabotage_ack_before_fsync": AckBeforeFsync,
-		"sabotage_drop_delta":       DropDelta,
-		"sabotage_id_twice":         IDTwice,
-		"sabotage_bounds_no_rights": BoundsNoRights,
+		"sabotage_ack_before_fsync":   AckBeforeFsync,
+		"sabotage_drop_delta":         DropDelta,
+		"sabotage_id_twice":           IDTwice,
+		"sabotage_bounds_no_rights":   BoundsNoRights,
+		"sabotage_release_no_restore": ReleaseNoRestore,
 	}
 	got := map[string]bool{}
 	for _, tag := range Active() {

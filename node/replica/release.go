@@ -302,16 +302,28 @@ func coveredAll(seqs []store.OriginSeq, covered func(crdt.NodeID) uint64) bool {
 // Held reports whether this node holds a state of ns/key (in memory or in
 // Pebble).
 func (r *Replica) Held(ns, key string) (bool, error) {
+	_, held, err := r.SeqIn(ns, key, 0)
+	return held, err
+}
+
+// SeqIn returns the sequence number of this node's latest change of ns/key
+// in space (0: none held), and whether it holds a state of the counter at
+// all. A counter this node released can come back without its own latest
+// change (a leaving node's hand-over carries the other writers' changes and
+// an older total of this node's slot): only a change of its own space says
+// that its slot is current.
+func (r *Replica) SeqIn(ns, key string, space crdt.NodeID) (seq uint64, held bool, err error) {
 	ck := keyspace.Composite(nil, ns, key)
 	s := r.cfg.Keys.StripeOf(ck)
 	s.Lock()
-	e := s.Get(string(ck))
-	s.Unlock()
-	if e != nil {
-		return true, nil
+	if e := s.Get(string(ck)); e != nil {
+		seq = e.SeqOf(space)
+		s.Unlock()
+		return seq, true, nil
 	}
-	_, found, err := r.cfg.Store.GetRecord(ns, key)
-	return found, err
+	s.Unlock()
+	rec, found, err := r.cfg.Store.GetRecord(ns, key)
+	return store.SeqOf(rec.Seqs, space), found, err
 }
 
 // Restore merges c, an owner's state of ns/key, into this node's: a write
