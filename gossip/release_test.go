@@ -2,6 +2,7 @@ package gossip_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,9 +12,10 @@ import (
 
 // A node that released changes it no longer holds (a writer's copies of a
 // sharded namespace's counters, once their owners hold them) gives a peer
-// whose vector is below the release mark nothing of that origin: a range
-// from below the mark would move the peer's vector over changes it never
-// got. A peer at the mark gets the rest.
+// whose vector is below the release mark only the changes above the mark,
+// which the peer holds past its gap: a range from below the mark would move
+// the peer's vector over changes it never got. Once the peer has the rest
+// from elsewhere, its vector covers everything.
 func TestExchangeWithholdsReleasedChanges(t *testing.T) {
 	c := newCluster(t, 7, []string{"x@A", "y@A"}, nil)
 	x, y := c.nodes[0], c.nodes[1]
@@ -40,6 +42,11 @@ func TestExchangeWithholdsReleasedChanges(t *testing.T) {
 	time.Sleep(time.Second) // about ten anti-entropy rounds each way
 	if got := y.rep.VersionVector()[id]; got != 0 {
 		t.Fatalf("y's vector of x is at %d after exchanges with x, which released changes 1-5; want 0", got)
+	}
+	// The changes above the floor did go, held past y's gap: x may be
+	// their only holder (a leaving node's hand-over).
+	if held := y.rep.Held(id); !slices.Equal(held, []uint64{6, 7, 8, 9, 10}) {
+		t.Fatalf("y holds x's changes %v past its gap, want 6-10", held)
 	}
 	// y gets the released changes elsewhere (from the owners); then x
 	// hands it the rest.

@@ -58,13 +58,30 @@ func (n *Node) PeerCovers(ctx context.Context, spaces []crdt.NodeID, keys []KeyR
 	}
 	vv := n.rep.VersionVector()
 	upto := make([]uint64, len(spaces))
+	var m *members
 	for i, sp := range spaces {
 		// Below a release mark of its own this node does not hold every
 		// change its vector covers: it covers nothing of that space
 		// until it has taken the space back.
-		if n.rep.ReleasedThrough(sp) == 0 {
-			upto[i] = vv[sp]
+		if vv[sp] == 0 || n.rep.ReleasedThrough(sp) != 0 {
+			continue
 		}
+		// Nor does it vouch for a shard it does not own in its own view
+		// of the members (it may release it itself): views that disagree
+		// during a membership change must not each rely on the other.
+		s, space, _, err := n.rep.SpaceShard(sp, 0)
+		if err != nil {
+			return nil, nil, kinderr.New(ErrUnavailable, err, "read index: %v", err)
+		}
+		if space {
+			if m == nil {
+				m = n.memberSnapshot()
+			}
+			if _, _, self := m.shardOwners(s); !self {
+				continue
+			}
+		}
+		upto[i] = vv[sp]
 	}
 	// The states are read after the vector, so they hold every change it
 	// covers; they are durable once flushed. A state of a shard with a

@@ -116,7 +116,20 @@ func (n *Node) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Exp
 	return export.Read(ctx, r, export.Target{
 		Allow:     opts.Allow,
 		Namespace: n.imports.Namespace,
-		Counter:   n.imports.Counter,
+		Counter: func(rec *export.Record) error {
+			// A counter of a sharded namespace this node released comes
+			// back from an owner first, as for a write (copies.go): a
+			// dump's older total of this node's slot would otherwise
+			// count as its latest.
+			if rec.Key != "" && n.ReplicasOf(rec.NS) > 0 {
+				unlock, err := n.guardReleased(ctx, []BatchOp{{NS: rec.NS, Key: rec.Key}})
+				if err != nil {
+					return err
+				}
+				defer unlock()
+			}
+			return n.imports.Counter(rec)
+		},
 		Ticket:    n.committer.Ticket,
 		AckError:  n.ackError,
 	})

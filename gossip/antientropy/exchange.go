@@ -50,11 +50,11 @@ type Hooks struct {
 	// nil sends everything.
 	Wants func(peer string, origin crdt.NodeID) bool
 	// Floor returns the highest change of origin this node may no longer
-	// hold although its vector covers it (a writer's copies of a sharded
-	// namespace's counters, dropped once their owners held them): a peer
-	// whose vector is below it gets nothing of origin from this node, since
-	// a range from below it would move the peer's vector over changes it
-	// never got. nil: none.
+	// hold although its vector covers it (copies of a sharded namespace's
+	// counters, dropped once their owners held them): a peer whose vector
+	// is below it gets only the changes above it, with ranges from the
+	// floor, since a range from below it would move the peer's vector over
+	// changes it never got. nil: none.
 	Floor func(origin crdt.NodeID) uint64
 	// Advertise adjusts, in place, the copy of this node's version vector
 	// that it tells a peer: an entry lowered to 0 makes the peer send every
@@ -332,12 +332,7 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 	} else {
 		mine = e.settled(time.Now())
 	}
-	wanted := func(o crdt.NodeID) bool {
-		if e.floor != nil && theirs[o] < e.floor(o) {
-			return false // released here below their vector: the owners have it
-		}
-		return everything || e.wants == nil || e.wants(peer, o)
-	}
+	wanted := func(o crdt.NodeID) bool { return everything || e.wants == nil || e.wants(peer, o) }
 	// offer[o] is the held-ahead changes of o the other side lacks.
 	offer := make(map[crdt.NodeID]map[uint64]bool)
 	for o, seqs := range mine.held {
@@ -368,6 +363,13 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 	sent := 0
 	for _, o := range origins {
 		upto, after := mine.vv[o], theirs[o]
+		if e.floor != nil {
+			// Released here below the floor (the owners have it): the
+			// changes above it go, with ranges from the floor, which a
+			// receiver below it does not follow on from, so it holds them
+			// past its gap without moving its vector over what it lacks.
+			after = max(after, e.floor(o))
+		}
 		var lastOffer uint64
 		for s := range offer[o] {
 			lastOffer = max(lastOffer, s)

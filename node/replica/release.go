@@ -3,6 +3,7 @@ package replica
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -121,6 +122,7 @@ func (r *Replica) RaiseReleased(raise map[crdt.NodeID]ReleaseMark) error {
 		if cur, ok := next[sp]; !ok || m.Upto > cur.Upto {
 			next[sp] = m
 			changed = true
+			delete(r.released.refill, sp) // what came back so far may go again
 		}
 	}
 	if !changed {
@@ -147,13 +149,13 @@ func (r *Replica) storeMarksLocked(next map[crdt.NodeID]ReleaseMark) error {
 // anti-entropy answer to the 0 this node advertised for it). Called after
 // the batch holding the ranges is merged and durable.
 func (r *Replica) noteRefill(ranges []change.Range) {
-	ms := r.markSet()
-	if len(ms.marks) == 0 {
+	if !r.refills(ranges) {
 		return
 	}
 	var done []crdt.NodeID
 	r.released.Lock()
 	defer r.released.Unlock()
+	ms := r.markSet()
 	for _, rg := range ranges {
 		m, ok := ms.marks[rg.Origin]
 		if !ok {
@@ -185,6 +187,21 @@ func (r *Replica) noteRefill(ranges []change.Range) {
 		return
 	}
 	r.cfg.Log.Info("took back every change of sequence spaces this node had released", zap.Int("spaces", len(done)))
+}
+
+// refills reports whether a range of ranges is of a space with a release
+// mark (a refill, possibly).
+func (r *Replica) refills(ranges []change.Range) bool {
+	ms := r.markSet()
+	if len(ms.marks) == 0 {
+		return false
+	}
+	for _, rg := range ranges {
+		if _, ok := ms.marks[rg.Origin]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // SpaceShard returns the shard of origin from the first change of it this
@@ -221,19 +238,23 @@ func (r *Replica) SpaceShard(origin crdt.NodeID, after uint64) (s change.Shard, 
 // counter still to be checkpointed stays). The caller raised the marks of
 // every space covered answers for, checkpointed just before, and keeps
 // this node's writes of the shard's counters out until it returns. It
-// returns how many it dropped and the seq to continue after (through when
-// the scan is done).
+// drops nothing once the space's mark is below through (a refill cleared
+// it meanwhile). It returns how many it dropped and the seq to continue
+// after (through when the scan is done).
 func (r *Replica) DropCopies(space crdt.NodeID, after, through uint64, covered func(crdt.NodeID) uint64, limit int) (dropped int, next uint64, err error) {
-	type cand struct {
-		seq     uint64
-		ns, key string
+	// Held throughout: a refill completing now would clear the mark while
+	// its counters are dropped again.
+	r.released.Lock()
+	defer r.released.Unlock()
+	if r.markSet().marks[space].Upto < through {
+		return 0, through, nil
 	}
-	var cands []cand
+	var cands []dropCand
 	err = r.cfg.Store.ScanIndex(space, after, func(seq uint64, ns, key string) bool {
 		if seq > through {
 			return false
 		}
-		cands = append(cands, cand{seq, ns, key})
+		cands = append(cands, dropCand{seq: seq, ns: ns, key: key})
 		return len(cands) < limit
 	})
 	if err != nil {
@@ -243,50 +264,89 @@ func (r *Replica) DropCopies(space crdt.NodeID, after, through uint64, covered f
 	if len(cands) == limit {
 		next = cands[len(cands)-1].seq
 	}
+	var ck []byte
+	for i := range cands {
+		ck = keyspace.Composite(ck[:0], cands[i].ns, cands[i].key)
+		cands[i].stripe = r.cfg.Keys.StripeIndex(ck)
+	}
+	slices.SortStableFunc(cands, func(a, b dropCand) int { return a.stripe - b.stripe })
+	// Stripe by stripe, the deletes committed before the stripe is
+	// unlocked: a peer's change read in between would bring the counter
+	// back from the record about to go, without its index entries.
+	for from := 0; from < len(cands); {
+		to := from
+		for to < len(cands) && cands[to].stripe == cands[from].stripe {
+			to++
+		}
+		n, err := r.dropStripe(cands[from:to], covered)
+		dropped += n
+		if err != nil {
+			return dropped, after, err
+		}
+		from = to
+	}
+	if dropped > 0 {
+		delete(r.released.refill, space) // what came back so far may be gone again
+	}
+	return dropped, next, nil
+}
+
+// dropCand is a counter DropCopies may drop.
+type dropCand struct {
+	seq     uint64
+	ns, key string
+	stripe  int
+}
+
+// dropStripe drops, of cands (counters of one stripe), those whose every
+// change is covered and whose state Pebble holds, committing the deletes
+// under the stripe's lock.
+func (r *Replica) dropStripe(cands []dropCand, covered func(crdt.NodeID) uint64) (int, error) {
+	var ck []byte
+	ck = keyspace.Composite(ck[:0], cands[0].ns, cands[0].key)
+	s := r.cfg.Keys.StripeOf(ck)
+	s.Lock()
+	defer s.Unlock()
 	b := r.cfg.Store.NewBatch()
 	defer b.Close()
-	var ck []byte
+	dropped := 0
 	for _, c := range cands {
 		ck = keyspace.Composite(ck[:0], c.ns, c.key)
-		s := r.cfg.Keys.StripeOf(ck)
-		s.Lock()
 		var seqs []store.OriginSeq
 		if e := s.Get(string(ck)); e != nil {
 			if !r.cfg.Keys.Evictable(e) {
-				s.Unlock()
 				continue
 			}
 			seqs = e.Seqs()
 		} else {
 			rec, found, err := r.cfg.Store.GetRecord(c.ns, c.key)
 			if err != nil {
-				s.Unlock()
-				return dropped, after, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
+				return 0, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
 			}
 			if !found {
-				s.Unlock()
 				continue
 			}
 			seqs = rec.Seqs
 		}
 		if !coveredAll(seqs, covered) {
-			s.Unlock()
 			continue
 		}
 		s.Remove(string(ck)) // the map's entry or the compact tier's record
-		s.Unlock()
 		b.DeleteCounter(c.ns, c.key)
 		for _, os := range seqs {
 			b.DeleteIndex(os.Origin, os.Seq)
 		}
 		dropped++
 	}
+	if dropped == 0 {
+		return 0, nil
+	}
 	// Not synced: a delete lost in a crash leaves a copy that is still
 	// right (the changes it holds are below the marks), only not dropped.
 	if err := b.Commit(false); err != nil {
-		return 0, after, kinderr.New(nodeerr.ErrUnavailable, err, "drop released counters: %v", err)
+		return 0, kinderr.New(nodeerr.ErrUnavailable, err, "drop released counters: %v", err)
 	}
-	return dropped, next, nil
+	return dropped, nil
 }
 
 // coveredAll reports whether covered covers every change seqs records.

@@ -270,6 +270,9 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 			r.cfg.Log.Warn("dropping a replicated namespace config", zap.String("ns", rec.NS), zap.Error(err))
 		}
 	}
+	// A range of a space with a release mark may complete its refill,
+	// which clears the mark durably: what it brought must be durable first.
+	durable = durable || r.refills(b.Ranges)
 	// The merged counters were marked dirty before the version vector moves
 	// below, so every commit that records the moved vector holds them.
 	if err := r.cfg.Durable(r.cfg.Ctx, durable); err != nil {
