@@ -130,7 +130,7 @@ func (n *Node) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Exp
 			}
 			return n.imports.Counter(rec)
 		},
-		Ticket:    n.committer.Ticket,
-		AckError:  n.ackError,
+		Ticket:   n.committer.Ticket,
+		AckError: n.ackError,
 	})
 }
