@@ -44,6 +44,13 @@ func (m *Mesh) antiEntropyLoop() {
 // node), else from the own region.
 func (m *Mesh) pickAntiEntropyPeer() (peerInfo, bool) {
 	r := m.routes.Load()
+	// A shard this node owns but released changes of is taken back from
+	// a co-owner first (advertiseFor): every other round until it is.
+	if m.randFloat() < 0.5 {
+		if p, ok := m.pickRefillPeer(r); ok {
+			return p, true
+		}
+	}
 	// With sharded namespaces, every other round goes to a co-owner.
 	if m.spaces.seen() && m.randFloat() < 0.5 {
 		if p, ok := m.pickCoOwner(r); ok {

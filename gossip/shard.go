@@ -512,6 +512,26 @@ type refiller interface {
 	ReleasedShards() map[crdt.NodeID]change.Shard
 }
 
+// pickRefillPeer picks a co-owner of a random shard this node owns and
+// released changes of (its replica's ReleasedShards), false when there is
+// none.
+func (m *Mesh) pickRefillPeer(r *routes) (peerInfo, bool) {
+	rf, ok := m.replica.(refiller)
+	if !ok {
+		return peerInfo{}, false
+	}
+	var pool []peerInfo
+	for _, s := range rf.ReleasedShards() {
+		if os := r.ownersOf(s); os.self {
+			pool = append(pool, os.peers...)
+		}
+	}
+	if len(pool) == 0 {
+		return peerInfo{}, false
+	}
+	return pool[m.randN(len(pool))], true
+}
+
 // advertiseFor returns the anti-entropy vector adjustment of replica
 // (antientropy.Hooks.Advertise): a space it released, of a shard this
 // node owns now, is advertised at 0, so that a co-owner hands all of it

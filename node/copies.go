@@ -115,7 +115,7 @@ func (n *Node) refuseReleased(ns, key string) error {
 	if r == 0 || !n.rep.ShardReleased(change.ShardOf(ns, key, r)) {
 		return nil
 	}
-	return fmt.Errorf("%w: this node released changes of the shard of %s/%q to its owners and has not taken them back yet; ask another owner", ErrUnavailable, ns, key)
+	return fmt.Errorf("%w: this node released changes of the shard of %s/%q to its owners and %s; ask another owner", ErrUnavailable, ns, key, releasedRefusal)
 }
 
 // releaseLoop runs releasePass every ReleaseInterval until the node closes.

@@ -300,6 +300,15 @@ func TestReleasedOtherWritersCopiesAndRefill(t *testing.T) {
 	if _, err := a2.PeerState(ctx, "sh", released); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("a2 answers a peer's read of %s, which it released: %v; want ErrUnavailable", released, err)
 	}
+	// A read of every owner does not count the one that released part of
+	// the shard: the others hold it all.
+	for i := range keys {
+		k := fmt.Sprintf("k%d", i)
+		c, err := c1.Get(ctx, "sh", k, ReadOptions{Consistency: ConsistencyAll})
+		if err != nil || c.Value != int64(i+1) {
+			t.Fatalf("c1 reads %s at all with a2's refusal: %+v, %v; want %d", k, c, err, i+1)
+		}
+	}
 	vv := b1.Replica().VersionVector()
 	for sp := range marks {
 		b := change.Batch{Ranges: []change.Range{{Origin: sp, After: 0, Upto: vv[sp]}}}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/countmesh/countmesh/change"
@@ -227,22 +228,57 @@ func (n *Node) shardedState(ctx context.Context, level, ns, key string, replicas
 			results <- fetched{c, err}
 		}()
 	}
-	got, failed := 0, 0
+	// An owner that released part of the shard (and has not taken it back)
+	// refuses, and does not count: every other one the level asks must
+	// answer.
+	got, failed, released := 0, 0, 0
 	var errs []error
-	for got < need && len(targets)-failed >= need {
+	for got < need-released && got+failed < len(targets) {
 		r := <-results
 		if r.err != nil {
 			failed++
 			errs = append(errs, r.err)
+			if strings.Contains(r.err.Error(), releasedRefusal) {
+				released++
+			}
 			continue
 		}
 		state.Merge(r.c)
 		got++
 	}
+	if got > 0 && got >= need-released {
+		return state, nil
+	}
+	if got == 0 && released > 0 && level == ConsistencyQuorum && len(remote) > 0 && !slices.Equal(targets, remote) {
+		// This region's owners all released part of the shard: the
+		// nearest other region's answer, as for a region without an owner.
+		return n.shardedStateFrom(ctx, state, ns, key, remote)
+	}
 	if got < need {
 		return crdt.Counter{}, fmt.Errorf("%w: %s read of %s/%q: %d of the %d owner(s) it needs answered: %w", ErrUnavailable, level, ns, key, got, need, errors.Join(errs...))
 	}
 	return state, nil
+}
+
+// releasedRefusal is in the error of an owner that refuses a read of a
+// shard it released part of (refuseReleased), as a peer's error text.
+const releasedRefusal = "has not taken them back yet"
+
+// shardedStateFrom merges into state the first answer of targets, in order.
+func (n *Node) shardedStateFrom(ctx context.Context, state crdt.Counter, ns, key string, targets []exact.Peer) (crdt.Counter, error) {
+	var errs []error
+	for _, p := range targets {
+		c, err := n.fetchOwnerState(ctx, p, ns, key)
+		if err == nil {
+			state.Merge(c)
+			return state, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return crdt.Counter{}, fmt.Errorf("%w: no owner of %s/%q answered: %w", ErrUnavailable, ns, key, errors.Join(errs...))
 }
 
 // fetchOwnerState asks owner p for its state of ns/key and checks it as
