@@ -301,7 +301,14 @@ func TestReleasedOtherWritersCopiesAndRefill(t *testing.T) {
 		t.Fatalf("a2 answers a peer's read of %s, which it released: %v; want ErrUnavailable", released, err)
 	}
 	// A read of every owner does not count the one that released part of
-	// the shard: the others hold it all.
+	// the shard: the others hold it all. With b1 gone too, c1, an owner
+	// itself, answers from its own state.
+	q.setAlive("b1", false)
+	c, err := c1.Get(ctx, "sh", released, ReadOptions{Consistency: ConsistencyAll})
+	q.setAlive("b1", true)
+	if want := localValue(t, b1, "sh", released); err != nil || c.Value != want {
+		t.Fatalf("c1 reads %s at all with a2 refusing and b1 gone: %+v, %v; want %d", released, c, err, want)
+	}
 	for i := range keys {
 		k := fmt.Sprintf("k%d", i)
 		c, err := c1.Get(ctx, "sh", k, ReadOptions{Consistency: ConsistencyAll})

@@ -202,20 +202,7 @@ func (n *Node) shardedState(ctx context.Context, level, ns, key string, replicas
 		return crdt.Counter{}, fmt.Errorf("%w: %s read of %s/%q needs %d owner(s) of the counter, and %d are alive", ErrUnavailable, level, ns, key, need, len(targets))
 	}
 	if level == ConsistencyLocal {
-		// The nearest owner that answers.
-		var errs []error
-		for _, p := range targets {
-			c, err := n.fetchOwnerState(ctx, p, ns, key)
-			if err == nil {
-				state.Merge(c)
-				return state, nil
-			}
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
-			}
-		}
-		return crdt.Counter{}, fmt.Errorf("%w: no owner of %s/%q answered: %w", ErrUnavailable, ns, key, errors.Join(errs...))
+		return n.shardedStateFrom(ctx, state, ns, key, targets) // the nearest owner that answers
 	}
 	type fetched struct {
 		c   crdt.Counter
@@ -246,7 +233,8 @@ func (n *Node) shardedState(ctx context.Context, level, ns, key string, replicas
 		state.Merge(r.c)
 		got++
 	}
-	if got > 0 && got >= need-released {
+	if got >= need-released && (got > 0 || self) {
+		// This node, an owner holding its shard whole, counts as one.
 		return state, nil
 	}
 	if got == 0 && released > 0 && level == ConsistencyQuorum && len(remote) > 0 && !slices.Equal(targets, remote) {

@@ -198,8 +198,6 @@ func createSharded(t *testing.T, procs []*shardProc, ns string, replicas int) {
 	})
 }
 
-var cachedCountersRE = regexp.MustCompile(`(?m)^countmesh_cached_counters (\d+)`)
-
 // metricValue returns the value of an unlabelled metric of the node at
 // addr.
 func metricValue(t *testing.T, addr, name string) int {
@@ -275,18 +273,7 @@ func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)
 
 func cachedCounters(t *testing.T, addr string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := cachedCountersRE.FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("%s/metrics has no countmesh_cached_counters", addr)
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	return metricValue(t, addr, "countmesh_cached_counters")
 }
 
 func postJSON(t *testing.T, url string, body any, out any) int {
