@@ -23,23 +23,31 @@ func (t netTransport) Covers(ctx context.Context, p Peer, spaces []crdt.NodeID, 
 	return upto, sts, err
 }
 
+// shardedMesh opens a1 and a2 in region a, b1 in b and c1 in c on one
+// quorum net, with the namespace "sh" sharded over one replica per region
+// on each.
+func shardedMesh(t *testing.T) (q *quorumNet, a1, a2, b1, c1 *Node) {
+	t.Helper()
+	q = newQuorumNet()
+	a1 = openQuorumNode(t, q, "a1", "a", 2*time.Second)
+	a2 = openQuorumNode(t, q, "a2", "a", 2*time.Second)
+	b1 = openQuorumNode(t, q, "b1", "b", 2*time.Second)
+	c1 = openQuorumNode(t, q, "c1", "c", 2*time.Second)
+	for _, n := range []*Node{a1, a2, b1, c1} {
+		if _, err := n.PutNamespace(context.Background(), "sh", NamespacePatch{Replicas: ptr(1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return q, a1, a2, b1, c1
+}
+
 // A writer drops its copies of the counters it wrote but does not own once
 // every owner holds them, reads them from the owners, and a later write
 // continues its slot from the owners' state rather than from 0: without the
 // restore, the owners would keep the higher old total and lose the write.
 func TestReleasedCopiesAreDroppedAndRestored(t *testing.T) {
-	q := newQuorumNet()
-	a1 := openQuorumNode(t, q, "a1", "a", 2*time.Second)
-	a2 := openQuorumNode(t, q, "a2", "a", 2*time.Second)
-	b1 := openQuorumNode(t, q, "b1", "b", 2*time.Second)
-	c1 := openQuorumNode(t, q, "c1", "c", 2*time.Second)
-	all := []*Node{a1, a2, b1, c1}
+	q, a1, a2, b1, c1 := shardedMesh(t)
 	ctx := context.Background()
-	for _, n := range all {
-		if _, err := n.PutNamespace(ctx, "sh", NamespacePatch{Replicas: ptr(1)}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	pub := newDirect(t, a2, b1, c1)
 	a1.SetPublisher(pub)
 	const keys = 200
@@ -218,17 +226,8 @@ func TestReleaseWaitsForEveryOwner(t *testing.T) {
 // 0, as anti-entropy sends it against the 0 the node advertises), which
 // clears the release.
 func TestReleasedOtherWritersCopiesAndRefill(t *testing.T) {
-	q := newQuorumNet()
-	a1 := openQuorumNode(t, q, "a1", "a", 2*time.Second)
-	a2 := openQuorumNode(t, q, "a2", "a", 2*time.Second)
-	b1 := openQuorumNode(t, q, "b1", "b", 2*time.Second)
-	c1 := openQuorumNode(t, q, "c1", "c", 2*time.Second)
+	q, a1, a2, b1, c1 := shardedMesh(t)
 	ctx := context.Background()
-	for _, n := range []*Node{a1, a2, b1, c1} {
-		if _, err := n.PutNamespace(ctx, "sh", NamespacePatch{Replicas: ptr(1)}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	pub := newDirect(t, a2, b1, c1) // a2 gets every change, owner or not
 	a1.SetPublisher(pub)
 	const keys = 200

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/countmesh/countmesh/change"
 )
@@ -15,17 +14,8 @@ import (
 // released restarts its slot from 0: the owners keep the older, higher
 // total, and the write is lost.
 func TestSabotageReleaseNoRestoreLosesWrites(t *testing.T) {
-	q := newQuorumNet()
-	a1 := openQuorumNode(t, q, "a1", "a", 2*time.Second)
-	a2 := openQuorumNode(t, q, "a2", "a", 2*time.Second)
-	b1 := openQuorumNode(t, q, "b1", "b", 2*time.Second)
-	c1 := openQuorumNode(t, q, "c1", "c", 2*time.Second)
+	_, a1, a2, b1, c1 := shardedMesh(t)
 	ctx := context.Background()
-	for _, n := range []*Node{a1, a2, b1, c1} {
-		if _, err := n.PutNamespace(ctx, "sh", NamespacePatch{Replicas: ptr(1)}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	pub := newDirect(t, a2, b1, c1)
 	a1.SetPublisher(pub)
 	m := a1.memberSnapshot()
