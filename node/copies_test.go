@@ -100,6 +100,30 @@ func TestReleasedCopiesAreDroppedAndRestored(t *testing.T) {
 	if again, err := a1.ReleaseCopies(ctx); err != nil || again != 0 {
 		t.Fatalf("second release pass: %d, %v; want 0, nil", again, err)
 	}
+	// An owner's anti-entropy may hand a released counter back, a1's slot
+	// at the total a1 dropped: a1 takes it, though no peer may otherwise
+	// raise its slot (and a refusal would fail the whole exchange).
+	for k, o := range owned {
+		if o {
+			continue
+		}
+		st, _, err := b1.Replica().CounterState("sh", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := change.ShardOf("sh", k, 1)
+		b := change.Batch{Deltas: []change.Delta{{NS: "sh", Key: k, Origin: s.Space(a1.ID()), Seq: 1, State: st}}}
+		if err := a1.Replica().Apply(b); err != nil {
+			t.Fatalf("a1 refuses an owner's state of %s it released: %v", k, err)
+		}
+		if v := localValue(t, a1, "sh", k); v != want[k] {
+			t.Fatalf("a1 reads %s = %d after taking it back, want %d", k, v, want[k])
+		}
+		if _, err := a1.ReleaseCopies(ctx); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
 
 	// Writes continue the released slots: the answer and every owner
 	// count all of a1's increments.
@@ -350,5 +374,61 @@ func TestReleasedOtherWritersCopiesAndRefill(t *testing.T) {
 	defer q.setCut(false, "a2")
 	if v := localValue(t, a2, "sh", "k7"); v != 8 {
 		t.Fatalf("a2 reads k7 = %d alone after the refill, want 8", v)
+	}
+}
+
+// The scans of one exchange share a checkpoint: ScanSince checkpoints only
+// when the vector was read since the last one a scan took, and each scan
+// still finds every change the vector read before it covers. A checkpoint
+// per origin (hundreds of sequence spaces with sharding) made exchanges
+// outlast their I/O timeouts under load.
+func TestScansShareOneCheckpoint(t *testing.T) {
+	_, a1, _, _, _ := shardedMesh(t)
+	ctx := context.Background()
+	rep := a1.Replica()
+	spaces := map[crdt.NodeID]string{} // a key of each of a1's spaces
+	for i := range 200 {
+		k := fmt.Sprintf("k%d", i)
+		if _, err := a1.Incr(ctx, "sh", k, 1, WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		spaces[rep.OwnSpace("sh", k, 1)] = k
+	}
+	if len(spaces) < 10 {
+		t.Fatalf("200 keys fell in %d sequence spaces; the test needs many", len(spaces))
+	}
+	if err := a1.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	scanAll := func() {
+		rep.VersionVector()
+		for sp, k := range spaces {
+			// A write between the scans leaves the checkpoint something
+			// to do, were it asked.
+			if _, err := a1.Incr(ctx, "other", k, 1, WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			if err := rep.ScanSince(sp, 0, func(d change.Delta) bool {
+				found = found || d.Key == k
+				return true
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !found {
+				t.Fatalf("the scan of %s's space does not find it", k)
+			}
+		}
+	}
+	before := a1.ckpt.Done()
+	scanAll()
+	if took := a1.ckpt.Done() - before; took != 1 {
+		t.Fatalf("%d scans after one read of the vector took %d checkpoints, want 1", len(spaces), took)
+	}
+	// A new read of the vector needs a new checkpoint.
+	before = a1.ckpt.Done()
+	scanAll()
+	if took := a1.ckpt.Done() - before; took != 1 {
+		t.Fatalf("scans after a second read of the vector took %d checkpoints, want 1", took)
 	}
 }

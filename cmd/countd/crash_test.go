@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -58,6 +59,25 @@ func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 func launchDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	args := append([]string{"--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--gossip-addr", "off", "--node-name", "crash-test", "--log-level", "info"}, extra...)
+	// COUNTD_TEST_LOG_DIR keeps each daemon's log there, named by its
+	// node name (the last --node-name wins), for a failure's diagnosis.
+	var logFile *os.File
+	if dir := os.Getenv("COUNTD_TEST_LOG_DIR"); dir != "" {
+		name := "countd"
+		for i, a := range args[:len(args)-1] {
+			if a == "--node-name" {
+				name = args[i+1]
+			}
+		}
+		f, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logFile = f
+		if os.Getenv("COUNTD_TEST_LOG_DEBUG") != "" {
+			args = append(args, "--log-level", "debug")
+		}
+	}
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "COUNTD_TEST_AS_DAEMON=1")
 	stderr, err := cmd.StderrPipe()
@@ -70,9 +90,15 @@ func launchDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	d := &daemon{cmd: cmd, exit: make(chan error, 1)}
 	addrCh := make(chan string, 1)
 	go func() {
+		if logFile != nil {
+			defer logFile.Close()
+		}
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
+			if logFile != nil {
+				logFile.Write(append(sc.Bytes(), '\n'))
+			}
 			var line struct {
 				Msg      string `json:"msg"`
 				HTTPAddr string `json:"http_addr"`

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,8 +26,10 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/internal/wait"
+	"github.com/countmesh/countmesh/store"
 )
 
 // shardProc is one countd process of a sharded mesh test.
@@ -600,7 +604,9 @@ func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
 	}
 
 	for _, level := range []string{"local", "quorum", "all"} {
-		took := wait.For(t, 60*time.Second, "every acknowledged increment counted on every node at "+level, func() (bool, string) {
+		var badKey string
+		took, err := wait.Poll(context.Background(), 60*time.Second, 10*time.Millisecond, func() (bool, string) {
+			badKey = ""
 			for _, p := range live {
 				var refs []map[string]string
 				for k := range keys {
@@ -612,12 +618,19 @@ func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
 				}
 				for k, v := range out.Values {
 					if v < acked[k].Load() || v > attempted[k].Load() {
+						badKey = fmt.Sprintf("k%04d", k)
 						return false, fmt.Sprintf("%s reads k%04d = %d at %s; acknowledged %d, attempted %d", p.name, k, v, level, acked[k].Load(), attempted[k].Load())
 					}
 				}
 			}
 			return true, ""
 		})
+		if err != nil {
+			if badKey != "" {
+				logStores(t, live, ns, badKey, logHoldings(t, live, ns, badKey))
+			}
+			t.Fatalf("every acknowledged increment counted on every node at %s: %v", level, err)
+		}
 		t.Logf("every node counts every acknowledged increment at %s (%v)", level, took)
 	}
 	// In the end each node holds the counters it owns under the new
@@ -678,4 +691,95 @@ func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// logHoldings logs, for a failed check, what each node holds of ns/key
+// (its export record, slots named by writer) and its /v1/cluster view.
+func logHoldings(t *testing.T, procs []*shardProc, ns, key string) map[string]crdt.NodeID {
+	t.Helper()
+	ids := map[string]crdt.NodeID{}
+	names := map[uint64]string{}
+	for _, s := range []string{"a1", "a2", "a3", "b1", "b2"} {
+		names[uint64(crdt.NodeIDFromName(s))>>32] = s
+	}
+	slotRe := regexp.MustCompile(`"node":"(\d+)"`)
+	for _, p := range procs {
+		resp, err := http.Get("http://" + p.d.addr + "/v1/export?ns=" + ns)
+		if err != nil {
+			t.Logf("%s: export: %v", p.name, err)
+			continue
+		}
+		found := false
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.Contains(line, `"key":"`+key+`"`) {
+				continue
+			}
+			found = true
+			line = slotRe.ReplaceAllStringFunc(line, func(m string) string {
+				id, _ := strconv.ParseUint(slotRe.FindStringSubmatch(m)[1], 10, 64)
+				ids[names[id>>32]] = crdt.NodeID(id)
+				return m + "(" + names[id>>32] + ")"
+			})
+			t.Logf("%s holds %s", p.name, line)
+		}
+		resp.Body.Close()
+		if !found {
+			t.Logf("%s holds no record of %s", p.name, key)
+		}
+		if resp, err := http.Get("http://" + p.d.addr + "/v1/cluster"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			t.Logf("%s sees the cluster as %s", p.name, b)
+		}
+	}
+	return ids
+}
+
+// logStores kills procs (SIGKILL: their disks as they are) and logs, from
+// each one's Pebble directory, its version vector entries, release marks
+// and indexed changes of the spaces of ns/key's shard, one per writer
+// name: what a failed check needs to tell a node that never got a change
+// from one whose vector claims it.
+func logStores(t *testing.T, procs []*shardProc, ns, key string, writers map[string]crdt.NodeID) {
+	t.Helper()
+	s := change.ShardOf(ns, key, 1)
+	for _, p := range procs {
+		p.d.cmd.Process.Kill()
+		<-p.d.exit
+		p.d.exit <- nil
+		st, err := store.Open(store.Config{Dir: p.dir})
+		if err != nil {
+			t.Logf("%s: open store: %v", p.name, err)
+			continue
+		}
+		vvList, _, _, err := st.Recover(func(string, string, store.Record) error { return nil })
+		if err != nil {
+			t.Logf("%s: recover: %v", p.name, err)
+		}
+		vv := map[crdt.NodeID]uint64{}
+		for _, e := range vvList {
+			vv[e.Origin] = e.Seq
+		}
+		var marks map[crdt.NodeID]struct {
+			Shard change.Shard
+			Upto  uint64
+		}
+		st.GetMeta("released", &marks)
+		for w, id := range writers {
+			sp := s.Space(id)
+			var seqs []string
+			st.ScanIndex(sp, 0, func(seq uint64, kns, k string) bool {
+				if kns == ns && k == key {
+					seqs = append(seqs, strconv.FormatUint(seq, 10))
+				}
+				return true
+			})
+			t.Logf("%s: space of %s for %s: vector %d, own-id vector %d, mark %+v, indexed changes of %s at %v",
+				p.name, w, key, vv[sp], vv[id], marks[sp], key, seqs)
+		}
+		st.Close()
+	}
 }

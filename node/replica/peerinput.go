@@ -42,7 +42,10 @@ import (
 //   - Once the node is ready, a state may not set this node's own slot above
 //     what this node holds: only durable data leaves a node, so no peer can
 //     legitimately hold more of it. (Before MarkReady the node is catching up
-//     after a restart and takes max(own disk, peers' copies).)
+//     after a restart and takes max(own disk, peers' copies).) The exception
+//     is a counter of a sharded namespace whose slot this node released to
+//     the counter's owners (release.go): they hold it at totals this node
+//     dropped, and hand them back.
 //   - A reset may move the counter's epoch at most MaxEpochAhead past the
 //     epoch this node holds: epochs grow by one per reset, so a peer ahead by
 //     more has made it up; a forged state cannot carry the epoch to
@@ -203,7 +206,7 @@ func (r *Replica) CheckAgainstLocalLocked(ns, key string, local *crdt.Counter, c
 		}
 	}
 	if r.cfg.Ready() {
-		if theirs := c.Slot(r.cfg.ID); theirs.P > mine.P || theirs.N > mine.N {
+		if theirs := c.Slot(r.cfg.ID); (theirs.P > mine.P || theirs.N > mine.N) && !r.releasedOwnSlot(ns, key) {
 			return invalidPeerData(ns, key, "it sets this node's own slot to P %d, N %d, above the P %d, N %d it holds; only this node writes its slot",
 				theirs.P, theirs.N, mine.P, mine.N)
 		}
@@ -212,6 +215,19 @@ func (r *Replica) CheckAgainstLocalLocked(ns, key string, local *crdt.Counter, c
 		return invalidPeerData(ns, key, "reset epoch %d is more than %d past this node's %d", c.Reset.Epoch, uint64(MaxEpochAhead), epoch)
 	}
 	return nil
+}
+
+// releasedOwnSlot reports whether this node may have dropped its own slot
+// of ns/key, a counter of a sharded namespace, in a release (release.go):
+// its sequence space of the counter's shard has a release mark, so the
+// owners hold its slot at totals it no longer has, and hand them back in
+// anti-entropy (a refill, a co-owner's chunk) and in reads.
+func (r *Replica) releasedOwnSlot(ns, key string) bool {
+	if r.cfg.Replicas == nil {
+		return false
+	}
+	n := r.cfg.Replicas(ns)
+	return n > 0 && r.ReleasedThrough(r.OwnSpace(ns, key, n)) != 0
 }
 
 // needsLocalCheck reports whether CheckAgainstLocalLocked could refuse c,
