@@ -578,8 +578,8 @@ func (m *Mesh) Stats() Stats { return snapshot(&m.stats) }
 // the peers' queues (Publish still works meanwhile), runs a last full
 // exchange with one peer so that every change this node holds is held
 // elsewhere too, announces the leave (the others mark this node "left" and
-// stop retrying it) and stops membership. LeaveTimeout bounds it (0.4 of it
-// for the flush, 0.2 each for the rest). The node still answers
+// stop retrying it) and stops membership. LeaveTimeout bounds it (the flush
+// ends by 0.4 of it, the exchange by 0.6, then 0.2 each for the rest). The node still answers
 // anti-entropy until Close. It is idempotent.
 func (m *Mesh) Leave() error {
 	m.leaveOnce.Do(func() {
@@ -588,13 +588,16 @@ func (m *Mesh) Leave() error {
 			return
 		}
 		lt := m.cfg.LeaveTimeout
+		start := time.Now()
 		close(m.loopDone)
 		m.loopStop()
 		m.loopWG.Wait()
 		m.stopHeals()
-		m.drain(time.Now().Add(lt * 2 / 5))
+		m.drain(start.Add(lt * 2 / 5))
 		m.state.Store(stateLeft) // Publish, Join and SyncOnce stop here
-		m.handOver(lt / 5)
+		// The hand-over keeps what no stream delivered: it gets what the
+		// drain left of its share too.
+		m.handOver(start.Add(lt * 3 / 5))
 		// Announce the leave in the meta first, so that the others record
 		// "left" rather than "dead" and do not try to reconnect.
 		m.setMeta(m.self.ReplAddr, true)
@@ -616,7 +619,10 @@ func (m *Mesh) Leave() error {
 // one), so that what this node holds and no stream delivered (a dropped
 // batch, say) survives its departure. The peer gets the shards it does not
 // own too: the leaving node's own changes of them may be on no owner yet.
-func (m *Mesh) handOver(timeout time.Duration) {
+// It tries the peers in turn until one completes or deadline passes: a
+// peer busy with an exchange with this node refuses at once, and a loaded
+// one may be slow.
+func (m *Mesh) handOver(deadline time.Time) {
 	r := m.routes.Load()
 	pool := r.local
 	if len(pool) == 0 {
@@ -630,19 +636,25 @@ func (m *Mesh) handOver(timeout time.Duration) {
 	pool = slices.Clone(pool)
 	slices.SortFunc(pool, func(a, b peerInfo) int { return strings.Compare(a.name, b.name) })
 	m.shuffle(pool)
-	ctx, cancel := context.WithTimeout(m.ctx, timeout)
+	ctx, cancel := context.WithDeadline(m.ctx, deadline)
 	defer cancel()
-	for _, p := range pool {
-		err := m.ae.HandOver(ctx, p.peer())
-		if err == nil {
-			return
+	for ctx.Err() == nil {
+		for _, p := range pool {
+			err := m.ae.HandOver(ctx, p.peer())
+			if err == nil {
+				return
+			}
+			m.log.Debug("hand-over exchange failed", zap.String("peer", p.name), zap.Error(err))
+			if ctx.Err() != nil {
+				break
+			}
 		}
-		m.log.Debug("hand-over exchange failed", zap.String("peer", p.name), zap.Error(err))
-		if ctx.Err() != nil {
-			break
+		select {
+		case <-ctx.Done():
+		case <-time.After(m.cfg.FlushInterval):
 		}
 	}
-	m.log.Warn("leaving without a final exchange: no peer answered in time; changes that no stream delivered stay on this node's disk only")
+	m.log.Warn("leaving without a final exchange: no peer completed one in time; changes that no stream delivered stay on this node's disk only")
 }
 
 // drain waits until every connected peer has sent and had acknowledged

@@ -385,6 +385,10 @@ func TestLeave(t *testing.T) {
 	if _, err := a2.rep.Add("ns", "quiet", 7); err != nil {
 		t.Fatal(err)
 	}
+	// And one only a1 holds: the leaving node hands over, it takes nothing.
+	if _, err := a1.rep.Add("ns", "a1-only", 5); err != nil {
+		t.Fatal(err)
+	}
 	// Close leaves gracefully: queued changes are flushed first.
 	if err := a2.mesh.Close(); err != nil {
 		t.Fatalf("close: %v", err)
@@ -396,6 +400,9 @@ func TestLeave(t *testing.T) {
 		t.Fatalf("SyncOnce after Close = %v, want ErrClosed", err)
 	}
 	a2.mesh.Publish(gossip.Batch{Deltas: []gossip.Delta{{NS: "x"}}}) // a no-op, not a panic
+	if v := a2.rep.Counter("ns", "a1-only").Value(); v != 0 {
+		t.Fatalf("the leaving node took a1's change in its hand-over: a1-only = %d there", v)
+	}
 	a2.mesh = nil
 	for _, n := range []*tnode{a1, b1} {
 		if !gossiptest.WaitFor(5*time.Second, func() bool {

@@ -649,10 +649,10 @@ func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	// Releases and refills need the owners to agree on who owns what.
-	// Under the race detector (make test) memberlist's views of the
-	// processes disagree for long (suspicions), and both can wait past a
-	// minute: they are asserted without it, logged with it.
+	// Releases and refills need the owners to agree on who owns what, and
+	// anti-entropy exchanges that complete: under the race detector they
+	// once stalled past a minute (docs/scale.md, known gaps), now they
+	// are asserted there too.
 	settle := func(what string, off func(p *shardProc, got int) string) {
 		deadline := time.Now().Add(60 * time.Second)
 		for {
@@ -667,10 +667,6 @@ func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
 				return
 			}
 			if time.Now().After(deadline) {
-				if raceEnabled {
-					t.Logf("under the race detector, not yet after 60 s: %s: %v", what, bad)
-					return
-				}
 				t.Fatalf("not after 60 s: %s: %v", what, bad)
 			}
 			time.Sleep(200 * time.Millisecond)

@@ -149,7 +149,8 @@ func (e *Exchanger) Exchange(ctx context.Context, p transport.Peer, full bool) (
 
 // HandOver is a full Exchange that also gives p what Hooks.Wants would
 // withhold (the shards p does not own): a node that leaves hands p
-// everything only it may hold, for p to pass on to the owners.
+// everything only it may hold, for p to pass on to the owners. It takes
+// nothing back (AEReq.Leaving): p sends no chunks.
 func (e *Exchanger) HandOver(ctx context.Context, p transport.Peer) error {
 	return e.exchange(ctx, p, true, true)
 }
@@ -176,7 +177,7 @@ func (e *Exchanger) exchange(ctx context.Context, p transport.Peer, full, everyt
 
 	cfgs := e.replica.Configs()
 	digest := transport.ConfigDigest(cfgs)
-	req := transport.AEReq{VV: transport.ToWireVV(e.advertised()), Held: transport.ToWireHeld(e.replica.HeldAhead()), CfgDigest: digest, Full: full}
+	req := transport.AEReq{VV: transport.ToWireVV(e.advertised()), Held: transport.ToWireHeld(e.replica.HeldAhead()), CfgDigest: digest, Full: full, Leaving: everything}
 	if err := fc.Send(transport.FrameAEReq, &req); err != nil {
 		return err
 	}
@@ -229,8 +230,10 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 	if err := fc.ReadMsg(e.cfg.IOTimeout, transport.FrameAEReq, &req); err != nil {
 		return err
 	}
-	if _, err := e.sendDiff(fc, h.Name, transport.FromWireVV(req.VV), transport.FromWireHeld(req.Held), req.Full, false); err != nil {
-		return err
+	if !req.Leaving { // a leaving node's hand-over takes nothing
+		if _, err := e.sendDiff(fc, h.Name, transport.FromWireVV(req.VV), transport.FromWireHeld(req.Held), req.Full, false); err != nil {
+			return err
+		}
 	}
 	cfgs := e.replica.Configs()
 	resp := transport.AEResp{VV: transport.ToWireVV(e.advertised()), Held: transport.ToWireHeld(e.replica.HeldAhead()),

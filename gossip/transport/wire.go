@@ -112,6 +112,9 @@ type AEReq struct {
 	// Full asks for every change the initiator lacks, without the grace
 	// (SyncOnce at start-up).
 	Full bool
+	// Leaving is a leaving node's hand-over: it sends what it holds and
+	// takes nothing (the answerer sends no changes).
+	Leaving bool
 }
 
 type AEResp struct {
