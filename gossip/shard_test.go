@@ -100,7 +100,16 @@ func waitShardedHeld(t *testing.T, c *cluster, want map[gossiptest.Key]int64, ti
 // no node holds a vector entry for a space of a shard it neither owns nor
 // wrote, so no vector claims changes its node cannot hand on.
 func TestShardedNamespaceReachesOnlyItsOwners(t *testing.T) {
-	c := newShardedCluster(t, 41, []string{"a1@A", "a2@A", "b1@B", "b2@B", "c1@C", "c2@C"}, nil)
+	// Membership must hold still: a node declared dead for a moment (the
+	// test timings' half second, on a starved machine) moves its shards
+	// to another node, which then rightly holds them. Here no node
+	// fails, so failure detection is slow.
+	c := newShardedCluster(t, 41, []string{"a1@A", "a2@A", "b1@B", "b2@B", "c1@C", "c2@C"}, func(cfg *gossip.Config) {
+		cfg.Membership.ProbeInterval = time.Second
+		cfg.Membership.ProbeTimeout = 500 * time.Millisecond
+		cfg.Membership.SuspicionMult = 6
+		cfg.Membership.SuspicionMaxTimeoutMult = 6
+	})
 	c.startAll()
 	rng := rand.New(rand.NewPCG(41, 1))
 	want := make(map[gossiptest.Key]int64)
