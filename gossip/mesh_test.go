@@ -436,6 +436,36 @@ func TestLeave(t *testing.T) {
 	}
 }
 
+// A leaving node's hand-over retries until its deadline: a peer it cannot
+// reach at first (cut off here, busy or slow under load in production)
+// still gets what no stream delivered once it answers.
+func TestLeaveHandOverRetries(t *testing.T) {
+	c := newCluster(t, 10, []string{"a1@A", "a2@A", "b1@B"}, func(cfg *gossip.Config) {
+		cfg.AntiEntropyInterval = time.Hour // only the leave's own exchange
+		cfg.LeaveTimeout = 3 * time.Second  // the hand-over runs until 1.8 s
+	})
+	c.startAll()
+	a1, a2, b1 := c.nodes[0], c.nodes[1], c.nodes[2]
+	if _, err := a2.rep.Add("ns", "quiet", 7); err != nil { // never published
+		t.Fatal(err)
+	}
+	c.nw.Partition([]string{"a2"})
+	healed := make(chan struct{})
+	go func() {
+		defer close(healed)
+		time.Sleep(300 * time.Millisecond)
+		c.nw.Heal()
+	}()
+	if err := a2.mesh.Close(); err != nil {
+		t.Logf("close: %v", err) // the leave broadcast may be late; the hand-over is what counts
+	}
+	<-healed
+	a2.mesh = nil
+	if a1.rep.Counter("ns", "quiet").Value() != 7 && b1.rep.Counter("ns", "quiet").Value() != 7 {
+		t.Fatal("the unpublished change left with the node: the hand-over gave up while its peer was cut off")
+	}
+}
+
 func TestPartitionHealsByItself(t *testing.T) {
 	c := newCluster(t, 9, []string{"a1@A", "a2@A", "b1@B", "b2@B"}, nil)
 	c.startAll()
