@@ -13,6 +13,7 @@ package campaign
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -281,7 +282,7 @@ func (m *mesh) startLocked(n *member) error {
 	args := []string{"netns", "exec", n.netns, m.bin,
 		"--node-name", n.name, "--region", n.region, "--data-dir", n.dataDir,
 		"--http-addr", fmt.Sprintf("%s:%d", n.ip, httpPort), "--gossip-addr", n.gossip(),
-		"--log-level", "info",
+		"--log-level", cmp.Or(os.Getenv("CHAOS_LOG_LEVEL"), "info"),
 		// A cache past the 1,048,576 entries, so that idle counters are
 		// packed (node/keyspace/compact.go) and unpacked under the faults.
 		"--cache-counters", "2000000"}
