@@ -70,7 +70,7 @@ func (r *Replica) nextSpaceSeq(tok *fillToken, space crdt.NodeID, vv map[crdt.No
 func (r *Replica) Fill(b *store.Batch) (any, error) {
 	id := r.cfg.ID
 	tok := &fillToken{seq: r.fillSeq.Add(1)}
-	vv := r.vvCopy() // not a read a scan must cover
+	vv := r.VersionVector()
 	// Peers may have returned own changes this node had lost (restart
 	// from an older disk); never reuse their sequence numbers.
 	r.ownSeq = max(r.ownSeq, vv[id])
@@ -159,7 +159,7 @@ type ckptSource struct {
 }
 
 // VersionVector implements store.Unsaved.
-func (c ckptSource) VersionVector() []store.OriginSeq { return store.SortedVV(c.r.vvCopy()) }
+func (c ckptSource) VersionVector() []store.OriginSeq { return store.SortedVV(c.r.VersionVector()) }
 
 // Saved implements store.Unsaved.
 func (c ckptSource) Saved(num uint64, err error) {

@@ -117,14 +117,6 @@ type Replica struct {
 	vv       versionVector
 	released releaseMarks
 	failed   atomic.Pointer[error]
-	// scans lets one checkpoint serve every ScanSince of an exchange:
-	// reads counts the reads of the vector (VersionVector, HeldAhead), and
-	// covered is the count read before the start of the last checkpoint a
-	// scan took, so a scan need not checkpoint while covered == reads
-	// (no read since that checkpoint started).
-	scans struct {
-		reads, covered atomic.Uint64
-	}
 }
 
 // New builds the replica and its checkpointer; Recover then restores what
@@ -386,7 +378,6 @@ func (r *Replica) catchUpLocked(origin crdt.NodeID) {
 
 // HeldAhead implements gossip.Replica.
 func (r *Replica) HeldAhead() map[crdt.NodeID][]uint64 {
-	r.scans.reads.Add(1)
 	r.vv.Lock()
 	defer r.vv.Unlock()
 	out := make(map[crdt.NodeID][]uint64, len(r.vv.ahead))
@@ -436,32 +427,19 @@ func SabotageDrops(d *change.Delta) bool {
 
 // VersionVector implements gossip.Replica: a copy of the version vector.
 func (r *Replica) VersionVector() map[crdt.NodeID]uint64 {
-	r.scans.reads.Add(1)
-	return r.vvCopy()
-}
-
-// vvCopy is VersionVector for the checkpoint and the committer, whose
-// reads no scan serves (scans).
-func (r *Replica) vvCopy() map[crdt.NodeID]uint64 {
 	r.vv.Lock()
 	defer r.vv.Unlock()
 	return maps.Clone(r.vv.m)
 }
 
-// ScanSince implements gossip.Replica. The index in Pebble covers the
-// version vector (and the changes held ahead) read before the call: it
-// checkpoints first, unless a checkpoint a scan took started after the
-// last read of them. An exchange reads the vector once and scans every
-// origin it sends; a checkpoint per origin, hundreds of them with sharded
-// namespaces' sequence spaces, made exchanges outlast their I/O timeouts
-// under load.
+// ScanSince implements gossip.Replica. It checkpoints first, so that the
+// index in Pebble covers the version vector read before the call. (One
+// checkpoint per exchange rather than per origin made the chaos campaign
+// diverge, seed 570878282224886433, three runs of three, for a reason not
+// found yet: docs/scale.md, known gaps.)
 func (r *Replica) ScanSince(origin crdt.NodeID, after uint64, fn func(change.Delta) bool) error {
-	if reads := r.scans.reads.Load(); r.scans.covered.Load() != reads {
-		if err := r.ckpt.Checkpoint(); err != nil {
-			return kinderr.New(nodeerr.ErrUnavailable, err, "checkpoint before a scan: %v", err)
-		}
-		// Reads since the load above may not be covered: they count on.
-		r.scans.covered.Store(reads)
+	if err := r.ckpt.Checkpoint(); err != nil {
+		return kinderr.New(nodeerr.ErrUnavailable, err, "checkpoint before a scan: %v", err)
 	}
 	var scanErr error
 	err := r.cfg.Store.ScanIndex(origin, after, func(seq uint64, ns, key string) bool {
