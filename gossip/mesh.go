@@ -579,8 +579,8 @@ func (m *Mesh) Stats() Stats { return snapshot(&m.stats) }
 // exchange with one peer so that every change this node holds is held
 // elsewhere too, announces the leave (the others mark this node "left" and
 // stop retrying it) and stops membership. LeaveTimeout bounds it (the flush
-// ends by 0.4 of it, the exchange by 0.6, then 0.2 each for the rest). The node still answers
-// anti-entropy until Close. It is idempotent.
+// ends by 0.4 of it, the exchange by 0.6, then 0.2 each for the rest). The
+// node still answers anti-entropy until Close. It is idempotent.
 func (m *Mesh) Leave() error {
 	m.leaveOnce.Do(func() {
 		if m.state.Load() != stateStarted {

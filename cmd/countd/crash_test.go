@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -43,6 +44,34 @@ type daemon struct {
 func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	t.Helper()
 	d := launchDaemon(t, dataDir, extra...)
+	waitReady(t, d)
+	return d
+}
+
+// startMeshDaemon is startDaemon for a member of a mesh whose gossip port
+// (and the peer port after it) was found free before the start: args
+// gives the daemon's arguments for a port. A port another process took in
+// between (an earlier daemon's ephemeral port, say) is replaced with a new
+// one, twice at most; *port is the one the daemon got.
+func startMeshDaemon(t *testing.T, dataDir string, port *int, args func(port int) []string) *daemon {
+	t.Helper()
+	for try := 0; ; try++ {
+		d, err := tryLaunchDaemon(t, dataDir, args(*port)...)
+		if err == nil {
+			waitReady(t, d)
+			return d
+		}
+		if !errors.Is(err, errPortTaken) || try == 2 {
+			t.Fatal(err)
+		}
+		t.Logf("gossip port %d was taken before the daemon started; trying another: %v", *port, err)
+		*port = freeGossipPort(t)
+	}
+}
+
+// waitReady waits until d's /readyz answers 200.
+func waitReady(t *testing.T, d *daemon) {
+	t.Helper()
 	wait.Until(t, 20*time.Second, fmt.Sprintf("countd at %s ready", d.addr), func() bool {
 		resp, err := http.Get("http://" + d.addr + "/readyz")
 		if err != nil {
@@ -51,12 +80,27 @@ func startDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	return d
 }
 
 // launchDaemon starts countd on dataDir with a free port and returns once
 // it serves HTTP (ready or not).
 func launchDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
+	t.Helper()
+	d, err := tryLaunchDaemon(t, dataDir, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// errPortTaken is in the error of a daemon that could not listen on the
+// port it was given (another process took it since it was found free).
+var errPortTaken = errors.New("a port it was given is taken")
+
+// tryLaunchDaemon is launchDaemon returning, rather than failing on, a
+// daemon that exits or hangs before it serves; the error holds its last
+// log lines, and wraps errPortTaken when it could not listen.
+func tryLaunchDaemon(t *testing.T, dataDir string, extra ...string) (*daemon, error) {
 	t.Helper()
 	args := append([]string{"--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--gossip-addr", "off", "--node-name", "crash-test", "--log-level", "info"}, extra...)
 	// COUNTD_TEST_LOG_DIR keeps each daemon's log there, named by its
@@ -89,6 +133,10 @@ func launchDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 	}
 	d := &daemon{cmd: cmd, exit: make(chan error, 1)}
 	addrCh := make(chan string, 1)
+	var tail struct {
+		sync.Mutex
+		lines []string // the last 20 log lines
+	}
 	go func() {
 		if logFile != nil {
 			defer logFile.Close()
@@ -99,6 +147,12 @@ func launchDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 			if logFile != nil {
 				logFile.Write(append(sc.Bytes(), '\n'))
 			}
+			tail.Lock()
+			tail.lines = append(tail.lines, sc.Text())
+			if len(tail.lines) > 20 {
+				tail.lines = tail.lines[1:]
+			}
+			tail.Unlock()
 			var line struct {
 				Msg      string `json:"msg"`
 				HTTPAddr string `json:"http_addr"`
@@ -129,11 +183,18 @@ func launchDaemon(t *testing.T, dataDir string, extra ...string) *daemon {
 			d.addr = net.JoinHostPort("127.0.0.1", port)
 		}
 	case err := <-d.exit:
-		t.Fatalf("countd exited before serving: %v", err)
+		d.exit <- err // for the cleanup, which waits for it
+		tail.Lock()
+		defer tail.Unlock()
+		logged := strings.Join(tail.lines, "\n")
+		if strings.Contains(logged, "address already in use") {
+			err = errors.Join(err, errPortTaken)
+		}
+		return nil, fmt.Errorf("countd exited before serving: %w; its last log lines:\n%s", err, logged)
 	case <-time.After(20 * time.Second):
-		t.Fatal("countd did not start serving within 20 s")
+		return nil, errors.New("countd did not start serving within 20 s")
 	}
-	return d
+	return d, nil
 }
 
 func readCounter(t *testing.T, addr, ns, key string) int64 {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -83,11 +84,13 @@ func TestMeshOfProcesses(t *testing.T) {
 		p.gossip = freeGossipPort(t)
 	}
 	start := func(p *proc) {
-		args := []string{"--node-name", p.name, "--region", p.region, "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", p.gossip)}
-		if p != procs[0] {
-			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", procs[0].gossip))
-		}
-		p.d = startDaemon(t, p.dir, args...)
+		p.d = startMeshDaemon(t, p.dir, &p.gossip, func(port int) []string {
+			args := []string{"--node-name", p.name, "--region", p.region, "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", port)}
+			if p != procs[0] {
+				args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", procs[0].gossip))
+			}
+			return args
+		})
 	}
 	for _, p := range procs {
 		start(p)
@@ -212,4 +215,31 @@ func TestMeshOfProcesses(t *testing.T) {
 		}
 		return ok, fmt.Sprintf("want %d, got %v", want+1, got)
 	})
+}
+
+// A gossip port taken between the choice and the start (here on purpose)
+// is replaced, and the daemon starts on another; a start that fails for
+// another reason reports the daemon's last log lines, and the cleanup does
+// not wait forever for a daemon that is gone.
+func TestStartMeshDaemonReplacesATakenPort(t *testing.T) {
+	port := freeGossipPort(t)
+	taken, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	was := port
+	d := startMeshDaemon(t, t.TempDir(), &port, func(port int) []string {
+		return []string{"--node-name", "p1", "--region", "r1", "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", port)}
+	})
+	if port == was {
+		t.Fatalf("the daemon started on the taken port %d", port)
+	}
+	if readCounter(t, d.addr, "ns", "k") != 0 {
+		t.Fatal("a fresh daemon reads a counter as non-zero")
+	}
+	_, err = tryLaunchDaemon(t, t.TempDir(), "--node-name", "p2", "--durability", "never")
+	if err == nil || errors.Is(err, errPortTaken) || !strings.Contains(err.Error(), "durability") {
+		t.Fatalf("a daemon with a bad flag: %v; want its log lines naming the flag", err)
+	}
 }

@@ -319,11 +319,13 @@ func runShardMesh(t *testing.T, replicas, keys int) shardRun {
 		run.procs = append(run.procs, &shardProc{name: name, region: region, dir: t.TempDir(), gossip: freeGossipPort(t)})
 	}
 	for i, p := range run.procs {
-		args := []string{"--node-name", p.name, "--region", p.region, "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", p.gossip)}
-		if i > 0 {
-			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", run.procs[0].gossip))
-		}
-		p.d = startDaemon(t, p.dir, args...)
+		p.d = startMeshDaemon(t, p.dir, &p.gossip, func(port int) []string {
+			args := []string{"--node-name", p.name, "--region", p.region, "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", port)}
+			if i > 0 {
+				args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", run.procs[0].gossip))
+			}
+			return args
+		})
 	}
 	waitAllAlive(t, run.procs)
 	const ns = "sharded"
@@ -502,15 +504,17 @@ func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
 		procs = append(procs, &shardProc{name: name, region: region, dir: t.TempDir(), gossip: freeGossipPort(t)})
 	}
 	start := func(p *shardProc) {
-		args := []string{"--node-name", p.name, "--region", p.region, "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", p.gossip)}
-		switch p {
-		case procs[0]:
-		case procs[4]: // joins after procs[0] has left
-			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", procs[1].gossip))
-		default:
-			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", procs[0].gossip))
-		}
-		p.d = startDaemon(t, p.dir, args...)
+		p.d = startMeshDaemon(t, p.dir, &p.gossip, func(port int) []string {
+			args := []string{"--node-name", p.name, "--region", p.region, "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", port)}
+			switch p {
+			case procs[0]:
+			case procs[4]: // joins after procs[0] has left
+				args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", procs[1].gossip))
+			default:
+				args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", procs[0].gossip))
+			}
+			return args
+		})
 	}
 	late := procs[4]
 	for _, p := range procs[:4] {
