@@ -631,7 +631,7 @@ func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
 		})
 		if err != nil {
 			if badKey != "" {
-				logStores(t, live, ns, badKey, logHoldings(t, live, ns, badKey))
+				logStores(t, live, ns, badKey, logHoldings(t, procs, live, ns, badKey))
 			}
 			t.Fatalf("every acknowledged increment counted on every node at %s: %v", level, err)
 		}
@@ -693,17 +693,18 @@ func TestShardedJoinAndLeaveUnderLoad(t *testing.T) {
 	})
 }
 
-// logHoldings logs, for a failed check, what each node holds of ns/key
-// (its export record, slots named by writer) and its /v1/cluster view.
-func logHoldings(t *testing.T, procs []*shardProc, ns, key string) map[string]crdt.NodeID {
+// logHoldings logs, for a failed check, what each of live holds of ns/key
+// (its export record, slots named by writer among all) and its /v1/cluster
+// view, and returns the writers' slot ids it saw.
+func logHoldings(t *testing.T, all, live []*shardProc, ns, key string) map[string]crdt.NodeID {
 	t.Helper()
 	ids := map[string]crdt.NodeID{}
-	names := map[uint64]string{}
-	for _, s := range []string{"a1", "a2", "a3", "b1", "b2"} {
-		names[uint64(crdt.NodeIDFromName(s))>>32] = s
+	names := map[uint64]string{} // an incarnation's slot id keeps its name's high 32 bits
+	for _, p := range all {
+		names[uint64(crdt.NodeIDFromName(p.name))>>32] = p.name
 	}
 	slotRe := regexp.MustCompile(`"node":"(\d+)"`)
-	for _, p := range procs {
+	for _, p := range live {
 		resp, err := http.Get("http://" + p.d.addr + "/v1/export?ns=" + ns)
 		if err != nil {
 			t.Logf("%s: export: %v", p.name, err)
