@@ -316,6 +316,14 @@ func (lr learningReplica) Apply(b Batch) error { return lr.m.applyFromPeer(b) }
 
 // wants reports whether anti-entropy gives peer the changes of origin: a
 // node's own changes go to everyone, a space's only to its shard's owners.
+//
+// A peer this node does not count among the alive members (it restarted,
+// on an empty disk perhaps, and this node has not seen it back, or not yet
+// verified its name) gets the shards it owns once it is counted: that is
+// the exchange it catches up with before it reports ready. Counted only as
+// the members of this node's view stand, it got none of them, then answered
+// for them from what it had; the chaos campaign lost acknowledged changes
+// for good that way when the other owner of the shard was wiped next.
 func (m *Mesh) wants(peer string, origin crdt.NodeID) bool {
 	if !m.sharding() {
 		return true
@@ -324,12 +332,32 @@ func (m *Mesh) wants(peer string, origin crdt.NodeID) bool {
 	if !ok {
 		return true
 	}
-	if id, ok := m.memberID(peer); ok && s.Origin(origin) == id {
+	rec, known := m.memberInfo(peer)
+	if known && rec.ID != 0 && s.Origin(origin) == rec.ID {
 		// The writer's own changes: a writer restarted on an older or
 		// empty disk must get them back before it writes again.
 		return true
 	}
-	return m.routes.Load().ownersOf(s).has(peer)
+	r := m.routes.Load()
+	if _, alive := r.alive[peer]; alive || !known {
+		return r.ownersOf(s).has(peer)
+	}
+	return ownsCounted(r, s, peer, rec.Region)
+}
+
+// ownsCounted reports whether peer, of region, owns shard s once it is
+// counted among r's alive members.
+func ownsCounted(r *routes, s change.Shard, peer, region string) bool {
+	names := []string{peer}
+	if region == r.region {
+		names = append(names, r.self)
+	}
+	for _, p := range r.alive {
+		if p.region == region {
+			names = append(names, p.name)
+		}
+	}
+	return slices.Contains(ShardOwners(s, names), peer)
 }
 
 // splitSharded takes the changes of sharded namespaces out of b: it returns
@@ -446,13 +474,23 @@ func (m *Mesh) relayable(b Batch, from string) Batch {
 
 // memberID returns the slot id a member advertises.
 func (m *Mesh) memberID(name string) (crdt.NodeID, bool) {
+	info, ok := m.memberInfo(name)
+	if !ok || info.ID == 0 {
+		return 0, false
+	}
+	return info.ID, true
+}
+
+// memberInfo returns what this node knows of the member name, alive or
+// not.
+func (m *Mesh) memberInfo(name string) (Member, bool) {
 	m.members.Lock()
 	defer m.members.Unlock()
 	rec, ok := m.members.m[name]
-	if !ok || rec.info.ID == 0 {
-		return 0, false
+	if !ok {
+		return Member{}, false
 	}
-	return rec.info.ID, true
+	return rec.info, true
 }
 
 // unsharded returns b without the changes of sharded namespaces, as far

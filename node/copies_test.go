@@ -340,10 +340,18 @@ func TestReleasedOtherWritersCopiesAndRefill(t *testing.T) {
 		}
 	}
 	vv := b1.Replica().VersionVector()
+	// a2 reads its vector and scans, as an exchange does, so that the
+	// scans below find no read of the vector since a checkpoint.
+	a2.Replica().VersionVector()
+	if err := a2.Replica().ScanSince(a2.ID(), 0, func(change.Delta) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	refilled := map[crdt.NodeID][]string{}
 	for sp := range marks {
 		b := change.Batch{Ranges: []change.Range{{Origin: sp, After: 0, Upto: vv[sp]}}}
 		if err := b1.Replica().ScanSince(sp, 0, func(d change.Delta) bool {
 			b.Deltas = append(b.Deltas, d)
+			refilled[sp] = append(refilled[sp], d.Key)
 			return true
 		}); err != nil {
 			t.Fatal(err)
@@ -354,6 +362,24 @@ func TestReleasedOtherWritersCopiesAndRefill(t *testing.T) {
 	}
 	if left := a2.Replica().ReleaseMarks(); len(left) != 0 {
 		t.Fatalf("a2 still has release marks after taking every space back: %v", left)
+	}
+	// The refill cleared the marks, so anti-entropy's floor of each space
+	// is 0 now: a scan from there must find what came back, though no
+	// checkpoint has indexed it and the vector was not read again (a range
+	// claiming those changes without them loses them at the receiver).
+	for sp, keys := range refilled {
+		found := map[string]bool{}
+		if err := a2.Replica().ScanSince(sp, a2.Replica().ReleasedThrough(sp), func(d change.Delta) bool {
+			found[d.Key] = true
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if !found[k] {
+				t.Fatalf("a2's scan of space %d after the refill misses %s (found %d of %d)", sp, k, len(found), len(keys))
+			}
+		}
 	}
 	for i := range keys {
 		k := fmt.Sprintf("k%d", i)
