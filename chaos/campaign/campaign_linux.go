@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -237,7 +238,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Path, err = writeHistory(cfg.ResultsDir, h)
 		nemErr = errors.Join(nemErr, err)
 	}
-	if !res.Report.OK() || nemErr != nil {
+	if !res.Report.OK() || nemErr != nil || c.unready > 0 {
+		// A node that stayed unready is a post-mortem too.
 		c.keepLogs()
 	}
 	return res, nemErr
@@ -709,7 +711,8 @@ func (c *campaign) converge(ctx context.Context, h *chaos.History) error {
 		all = append(all, nk{nsSharded, k})
 	}
 	var final map[string]map[string]int64
-	var lastDiff, diffNS, diffKey string
+	var lastDiff string
+	var diffs []string // every key some node reads differently, "ns/key", in the last round
 	err := retry(ctx, 60*time.Second, func() error {
 		final = map[string]map[string]int64{}
 		for _, n := range c.m.members() {
@@ -733,6 +736,7 @@ func (c *campaign) converge(ctx context.Context, h *chaos.History) error {
 		}
 		var ref map[string]int64
 		refName := ""
+		diffs = diffs[:0]
 		for name, vals := range final {
 			if ref == nil {
 				ref, refName = vals, name
@@ -740,34 +744,57 @@ func (c *campaign) converge(ctx context.Context, h *chaos.History) error {
 			}
 			for k, v := range vals {
 				if ref[k] != v {
-					// Every node's reading of the key, for the post-mortem.
-					var all []string
-					for _, n := range names(c.m.members()) {
-						all = append(all, fmt.Sprintf("%s=%d", n, final[n][k]))
+					if !slices.Contains(diffs, k) {
+						diffs = append(diffs, k)
 					}
-					lastDiff = fmt.Sprintf("%s reads %s = %d, %s reads %d (all: %s)", name, k, v, refName, ref[k], strings.Join(all, " "))
-					diffNS, diffKey, _ = strings.Cut(k, "/")
-					return errors.New(lastDiff)
+					if lastDiff == "" || len(diffs) == 1 {
+						// Every node's reading of the key, for the post-mortem.
+						var all []string
+						for _, n := range names(c.m.members()) {
+							all = append(all, fmt.Sprintf("%s=%d", n, final[n][k]))
+						}
+						lastDiff = fmt.Sprintf("%s reads %s = %d, %s reads %d (all: %s)", name, k, v, refName, ref[k], strings.Join(all, " "))
+					}
 				}
 			}
+		}
+		if len(diffs) > 0 {
+			return fmt.Errorf("%s; %d keys differ", lastDiff, len(diffs))
 		}
 		return nil
 	})
 	h.Final = final
 	h.Nodes = names(c.m.members())
 	if err != nil {
-		if diffNS != "" {
-			c.dumpStates(ctx, diffNS, diffKey)
-		}
+		c.dumpDiffs(ctx, diffs)
 		return fmt.Errorf("chaos: the nodes did not converge: %w", err)
 	}
 	return nil
 }
 
+// maxDumpedKeys bounds the keys of one namespace whose states dumpDiffs
+// logs (the exports kept hold every key).
+const maxDumpedKeys = 3
+
+// dumpDiffs runs dumpStates for every namespace of diffs ("ns/key"), with
+// the first keys of each.
+func (c *campaign) dumpDiffs(ctx context.Context, diffs []string) {
+	byNS := map[string][]string{}
+	for _, d := range slices.Sorted(slices.Values(diffs)) {
+		ns, key, _ := strings.Cut(d, "/")
+		if len(byNS[ns]) < maxDumpedKeys {
+			byNS[ns] = append(byNS[ns], key)
+		}
+	}
+	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
+		c.dumpStates(ctx, ns, byNS[ns]...)
+	}
+}
+
 // dumpStates keeps every node's export of namespace ns next to the history
-// and logs each node's CRDT state of key: what a post-mortem of a
+// and logs each node's CRDT state of keys: what a post-mortem of a
 // divergence needs (which slots differ, and on which nodes).
-func (c *campaign) dumpStates(ctx context.Context, ns, key string) {
+func (c *campaign) dumpStates(ctx context.Context, ns string, keys ...string) {
 	for _, n := range c.m.members() {
 		resp, body, err := c.m.do(ctx, n, http.MethodGet, "/v1/export?ns="+url.QueryEscape(ns), nil)
 		if err != nil || resp.StatusCode != http.StatusOK {
@@ -784,8 +811,8 @@ func (c *campaign) dumpStates(ctx context.Context, ns, key string) {
 			var rec struct {
 				Type, NS, Key string
 			}
-			if json.Unmarshal(line, &rec) == nil && rec.Type == "counter" && rec.NS == ns && rec.Key == key {
-				c.cfg.Logf("chaos: %s holds %s/%s as %s", n.name, ns, key, bytes.TrimSpace(line))
+			if json.Unmarshal(line, &rec) == nil && rec.Type == "counter" && rec.NS == ns && slices.Contains(keys, rec.Key) {
+				c.cfg.Logf("chaos: %s holds %s/%s as %s", n.name, ns, rec.Key, bytes.TrimSpace(line))
 			}
 		}
 	}
