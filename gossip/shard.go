@@ -322,8 +322,9 @@ func (lr learningReplica) Apply(b Batch) error { return lr.m.applyFromPeer(b) }
 // verified its name) gets the shards it owns once it is counted: that is
 // the exchange it catches up with before it reports ready. Counted only as
 // the members of this node's view stand, it got none of them, then answered
-// for them from what it had; the chaos campaign lost acknowledged changes
-// for good that way when the other owner of the shard was wiped next.
+// for them from what it had; that is the likely way a chaos run lost
+// acknowledged changes for good when the other owner of the shard was wiped
+// next (docs/chaos.md, twelfth stop).
 func (m *Mesh) wants(peer string, origin crdt.NodeID) bool {
 	if !m.sharding() {
 		return true
