@@ -113,7 +113,7 @@ func Open(cfg Config) (*Store, error) {
 // again and again.
 func pebbleOptions(cfg Config, log *zap.Logger) *pebble.Options {
 	opts := &pebble.Options{
-		FS: cfg.FS,
+		FS: noPreallocFS{cfg.FS},
 		// Pin the on-disk format instead of following Pebble's default,
 		// which may change between releases.
 		FormatMajorVersion: pebble.FormatNewest,
