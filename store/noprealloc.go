@@ -6,11 +6,12 @@ import "github.com/cockroachdb/pebble/v2/vfs"
 // that do not preallocate. Pebble preallocates each write-ahead log to 110 %
 // of the memtable size (70 MiB with the default 64 MiB memtables) and keeps
 // up to MemTableStopWritesThreshold+1 of them for reuse, so a node held
-// about 140 MiB of disk after its first checkpoint and up to about 420 MiB
-// later, whatever it stored: a chaos node on its 384 MiB tmpfs ran out of
-// space 0.7 s after starting on an empty directory. The preallocation only
-// saves a metadata update on the WAL's fsync, which countmesh asks for once
-// per checkpoint (its own operation log carries every acknowledged write).
+// about 140 MiB of disk after its first checkpoint (measured) and could hold
+// about 420 MiB (arithmetic), whatever it stored: a chaos node on its 384 MiB
+// tmpfs ran out of space 0.7 s after starting on an empty directory. The
+// preallocation only saves a file-size update on each WAL fsync, and
+// countmesh syncs that WAL at checkpoints and metadata writes; acknowledged
+// counter changes go to its own operation log.
 type noPreallocFS struct{ vfs.FS }
 
 func (fs noPreallocFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
