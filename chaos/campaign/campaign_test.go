@@ -166,8 +166,11 @@ func TestChaosCatchesSabotage(t *testing.T) {
 			work:   map[Work]int{WorkWindow: 6, WorkLocalRead: 1},
 		},
 		{
-			// A dropped delta shows as diverging nodes or a lost increment.
-			tag: "sabotage_drop_delta", checks: []string{"final", "reads"},
+			// A dropped delta shows as diverging nodes or a lost increment,
+			// or, once a later change of the counter carried its state on,
+			// as a window series that misses its event (CI at a446a1d:
+			// final held, windows found a series total 1 below the value).
+			tag: "sabotage_drop_delta", checks: []string{"final", "reads", "windows"},
 			faults: map[chaos.FaultKind]int{chaos.PartitionRegions: 2, chaos.PartitionNodes: 2, chaos.Pause: 1},
 			work:   map[Work]int{WorkEventual: 6, WorkLinIncr: 3, WorkLinRead: 3, WorkWindow: 2},
 		},
