@@ -182,6 +182,21 @@ func (b *Batch) DeleteIndex(origin crdt.NodeID, seq uint64) {
 	b.n++
 }
 
+// memtableBytes estimates what the batch's Pebble writes take in a
+// memtable: their bytes, and a skiplist node of the greatest height each,
+// as Pebble counts them when it decides whether a batch is large (about 200
+// bytes each; arenaskl.MaxNodeSize).
+func (b *Batch) memtableBytes() int {
+	if b.pb == nil {
+		return 0
+	}
+	return b.pb.Len() + int(b.pb.Count())*memtableNodeBytes
+}
+
+// memtableNodeBytes bounds a skiplist node's size in a Pebble memtable,
+// besides its key and value.
+const memtableNodeBytes = 200
+
 // Len returns the number of writes in the batch (an operation-log record
 // counts as one).
 func (b *Batch) Len() int {

@@ -165,6 +165,7 @@ func (c *Checkpointer) Checkpoint() error {
 		saved++
 	})
 	err = b.PutMeta(metaVV, vv)
+	size := b.memtableBytes() // before the commit, which may take the batch's data
 	if err == nil {
 		err = b.Commit(true)
 	}
@@ -172,6 +173,7 @@ func (c *Checkpointer) Checkpoint() error {
 	if err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
+	c.st.flushLarge(size)
 	c.done.Store(num)
 	if err := c.st.DropLogBefore(cut); err != nil {
 		return fmt.Errorf("drop checkpointed log: %w", err)

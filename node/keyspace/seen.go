@@ -34,6 +34,9 @@ type seen struct {
 const (
 	seenBitsPerKey = 12
 	seenProbes     = 5
+	// filterPlanFloor bounds what a new Set plans its filter for from its
+	// capacity alone; past it the filter grows with the keys it takes.
+	filterPlanFloor = 1 << 20
 )
 
 // newSeen returns a filter planned for capacity keys.

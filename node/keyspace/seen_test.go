@@ -265,3 +265,21 @@ func TestFilterGrowsWithoutLosingKeys(t *testing.T) {
 		t.Fatalf("%d of 2000 lookups of keys never written read Pebble with the grown filter", reads)
 	}
 }
+
+// TestFilterPlanFollowsTheKeysNotTheCache: a fresh Set with room for many
+// more counters than filterPlanFloor plans its filter for the floor (and
+// grows it with the keys, above), not for its capacity: a filter costs 1.5
+// bytes a key it is planned for, and a node started with room for 12 M
+// counters carried 27 MB of filter for its first million.
+func TestFilterPlanFollowsTheKeysNotTheCache(t *testing.T) {
+	st := openStore(t, vfs.NewMem())
+	h := New(Config{Store: st, Stripes: 8, Capacity: 12_000_000})
+	planned, _ := h.FilterStats()
+	if want := uint64(filterPlanFloor) * 3 / 2; planned < want*9/10 || planned > want*11/10 {
+		t.Fatalf("fresh set with room for 12 M counters: filter planned for %d keys, want about %d", planned, want)
+	}
+	small := New(Config{Store: st, Stripes: 8, Capacity: 1000})
+	if p, _ := small.FilterStats(); p > 10_000 {
+		t.Fatalf("set with room for 1,000 counters: filter planned for %d keys", p)
+	}
+}

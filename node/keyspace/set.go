@@ -165,14 +165,19 @@ func New(cfg Config) *Set {
 		h.onEvict = noop
 	}
 	h.stripeCap = max(1, (cfg.Capacity+cfg.Stripes-1)/cfg.Stripes)
-	// Planned for half as much again as what is on disk or fits in
-	// memory, whichever is more, so that the node can grow a while before
-	// the filter is rebuilt bigger.
+	// Planned for half as much again as what is on disk, or as what fits in
+	// memory up to filterPlanFloor, whichever is more, so that the node can
+	// grow a while before the filter is rebuilt bigger. Not for the whole
+	// of a large cache: a filter costs 1.5 bytes a key it is planned for,
+	// resident once keys are added, and a fresh node with room for 12 M
+	// counters carried 27 MB of filter for its first million
+	// (docs/benchmarks.md, "Memory per counter against Redis").
 	var onDisk uint64
 	if cfg.Store != nil {
 		onDisk = cfg.Store.CounterKeysEstimate()
 	}
-	h.filter.init(max(onDisk, uint64(max(cfg.Capacity, 0)+max(cfg.Compact, 0))) * 3 / 2)
+	inMemory := min(uint64(max(cfg.Capacity, 0)+max(cfg.Compact, 0)), filterPlanFloor)
+	h.filter.init(max(onDisk, inMemory) * 3 / 2)
 	d := newDict()
 	base := time.Now().UnixMilli()
 	perStripe := 0
