@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/countmesh/countmesh/node/write"
 )
 
 // After a burst of new counters, a checkpoint saves them and the hot set
@@ -18,7 +20,8 @@ import (
 // seconds, the node collects and returns the free pages at once. A node
 // that keeps evicting (new counters pouring in, or a working set larger
 // than the cache) never goes quiet and never pays for a forced collection;
-// its heap is the garbage collector's to manage.
+// its heap is the garbage collector's to manage. The write path's free
+// scratches, sized for the burst's batches, go first.
 const (
 	releaseAfterEvicted = 1 << 16
 	releaseQuietTicks   = 2
@@ -37,6 +40,7 @@ func releaseHeap(log *zap.Logger) {
 	var before, after runtime.MemStats
 	t0 := time.Now()
 	runtime.ReadMemStats(&before)
+	write.DropFree()
 	debug.FreeOSMemory()
 	runtime.ReadMemStats(&after)
 	log.Debug("returned free heap pages to the kernel after a burst of evictions ended",
