@@ -240,30 +240,36 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	return b.next.RoundTrip(r)
 }
 
-// getJSON GETs path from n and decodes a 200 answer into out.
-func getJSON(ctx context.Context, n *node, path string, out any) error {
+// getText GETs path from n and returns a 200 answer's body.
+func getText(ctx context.Context, n *node, path string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.base+path, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	resp, err := httpc.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s%s: %d %s", n.name, path, resp.StatusCode, bytes.TrimSpace(body))
+		return "", fmt.Errorf("GET %s%s: %d %s", n.name, path, resp.StatusCode, bytes.TrimSpace(body))
 	}
-	if out == nil {
-		return nil
+	return string(body), nil
+}
+
+// getJSON GETs path from n and decodes a 200 answer into out.
+func getJSON(ctx context.Context, n *node, path string, out any) error {
+	body, err := getText(ctx, n, path)
+	if err != nil || out == nil {
+		return err
 	}
-	return json.Unmarshal(body, out)
+	return json.Unmarshal([]byte(body), out)
 }
 
 // value reads one counter from n (consistency local).

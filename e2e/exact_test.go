@@ -11,6 +11,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -285,6 +287,7 @@ func TestRateLimitAcrossTheMesh(t *testing.T) {
 	window := time.Hour // one window for the whole run, unless it straddles an hour
 	var allowed, refused, failed atomic.Int64
 	var wg sync.WaitGroup
+	sharesBefore := shareDecisions(ctx, t, cl)
 	start := time.Now()
 	stop := start.Add(5 * time.Second)
 	for w := range 24 {
@@ -311,8 +314,50 @@ func TestRateLimitAcrossTheMesh(t *testing.T) {
 	if start.Truncate(window) != end.Truncate(window) {
 		t.Skipf("the run straddled a window boundary (%s); the sliding window then admits up to twice the limit", end.Truncate(window))
 	}
-	if a := allowed.Load(); a > 1001 || a < 990 {
-		t.Fatalf("%d admitted, want 990..1001 of a limit of 1,000", a)
+	// A node that cannot reach the limit's owner in time (a lease call
+	// over 250 ms: this machine's two cores are saturated by the 24 clients
+	// and six nodes, and memberlist probes time out then too) decides on
+	// its share, limit / members, against what it admitted itself
+	// (docs/ratelimit.md, "The over-admission bound"). The limit is exact
+	// only when no node did.
+	var fell []string
+	bound := int64(1001)
+	for name, after := range shareDecisions(ctx, t, cl) {
+		if after > sharesBefore[name] {
+			fell = append(fell, fmt.Sprintf("%s (%d)", name, after-sharesBefore[name]))
+			bound += 1000 / int64(len(cl.nodes))
+		}
+	}
+	if len(fell) > 0 {
+		t.Logf("decided on their share of the limit, as the owner was not reached: %v; bound %d", fell, bound)
+	}
+	if a := allowed.Load(); a > bound || a < 990 {
+		t.Fatalf("%d admitted, want 990..%d of a limit of 1,000", a, bound)
 	}
 	writeResult(t, "ratelimit", map[string]any{"admitted": allowed.Load(), "refused": refused.Load(), "failed": failed.Load()})
+}
+
+// shareDecisions reads each node's count of rate-limit decisions taken on
+// its share of a limit (countmesh_ratelimit_decisions_total{source="share"}).
+func shareDecisions(ctx context.Context, t *testing.T, cl *cluster) map[string]int64 {
+	t.Helper()
+	const series = `countmesh_ratelimit_decisions_total{source="share"} `
+	out := make(map[string]int64, len(cl.nodes))
+	for _, n := range cl.nodes {
+		text, err := getText(ctx, n, "/metrics")
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", n.name, err)
+		}
+		i := strings.Index(text, series)
+		if i < 0 {
+			t.Fatalf("metrics of %s lack %s", n.name, strings.TrimSpace(series))
+		}
+		line, _, _ := strings.Cut(text[i+len(series):], "\n")
+		v, err := strconv.ParseFloat(strings.TrimSpace(line), 64)
+		if err != nil {
+			t.Fatalf("metrics of %s: %s%q: %v", n.name, series, line, err)
+		}
+		out[n.name] = int64(v)
+	}
+	return out
 }

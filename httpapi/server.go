@@ -128,7 +128,11 @@ func New(cfg Config) (*Server, error) {
 		Buckets: prometheus.ExponentialBuckets(0.00005, 2, 17), // 50µs .. 3.3s
 	}, []string{"route", "method", "code"})
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.latency, newMeshCollector(s)} {
+		cs := []prometheus.Collector{s.latency, newMeshCollector(s)}
+		if cfg.RateLimit != nil {
+			cs = append(cs, newRateLimitCollector(cfg.RateLimit))
+		}
+		for _, c := range cs {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 			}
