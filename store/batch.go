@@ -184,8 +184,9 @@ func (b *Batch) DeleteIndex(origin crdt.NodeID, seq uint64) {
 
 // memtableBytes estimates what the batch's Pebble writes take in a
 // memtable: their bytes, and a skiplist node of the greatest height each,
-// as Pebble counts them when it decides whether a batch is large (about 200
-// bytes each; arenaskl.MaxNodeSize).
+// as Pebble counts them when it decides whether a batch is large
+// (arenaskl.MaxNodeSize: 195 bytes besides the key and value), never less.
+// Read it before Commit: committing a large batch hands its data to Pebble.
 func (b *Batch) memtableBytes() int {
 	if b.pb == nil {
 		return 0

@@ -53,9 +53,13 @@ type Store struct {
 	log   *zap.Logger
 	oplog *oplog.Log
 	// largeBatch is the batch size, as a memtable counts it, from which a
-	// checkpoint flushes: half Pebble's threshold for keeping a batch apart
-	// (half a memtable, less an empty one's size, by its own count, which
-	// memtableBytes only estimates); see flushLarge.
+	// checkpoint flushes: nine tenths of Pebble's threshold for keeping a
+	// batch apart (half a memtable, less an empty one's size). memtableBytes
+	// counts 203 bytes and the key and value an entry, Pebble 195 and the
+	// key and value (arenaskl.MaxNodeSize), so every batch Pebble keeps
+	// apart is above this. A batch between the two went to the memtable
+	// and flushes it early; a quarter of a memtable did that for many
+	// more. See flushLarge.
 	largeBatch int
 	// stopped is closed when Close begins: background flushes stop
 	// waiting.
@@ -109,7 +113,7 @@ func Open(cfg Config) (*Store, error) {
 		_ = catchFatal(db.Close)
 		return nil, err
 	}
-	s := &Store{db: db, log: log, oplog: ol, largeBatch: int(cfg.MemTableSize / 4), stopped: make(chan struct{})}
+	s := &Store{db: db, log: log, oplog: ol, largeBatch: int(cfg.MemTableSize * 9 / 20), stopped: make(chan struct{})}
 	s.cmu.committers = make(map[*Committer]struct{})
 	log.Info("opened", zap.String("dir", cfg.Dir))
 	return s, nil
