@@ -315,11 +315,11 @@ func TestRateLimitAcrossTheMesh(t *testing.T) {
 		t.Skipf("the run straddled a window boundary (%s); the sliding window then admits up to twice the limit", end.Truncate(window))
 	}
 	// A node that cannot reach the limit's owner in time (a lease call
-	// over 250 ms: this machine's two cores are saturated by the 24 clients
-	// and six nodes, and memberlist probes time out then too) decides on
-	// its share, limit / members, against what it admitted itself
-	// (docs/ratelimit.md, "The over-admission bound"). The limit is exact
-	// only when no node did.
+	// over 250 ms: the 24 clients and six nodes saturate this machine's two
+	// cores; in the run that found this, memberlist's probes were timing
+	// out in the same second) decides on its share, limit / members,
+	// against what it admitted itself (docs/ratelimit.md, "The
+	// over-admission bound"). The limit is exact only when no node did.
 	var fell []string
 	bound := int64(1001)
 	for name, after := range shareDecisions(ctx, t, cl) {
