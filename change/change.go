@@ -33,6 +33,12 @@ type Batch struct {
 	Ranges  []Range
 	Deltas  []Delta
 	Configs []ConfigRecord
+	// Vouched are origins the sending member holds data of (in an
+	// anti-entropy session, the origins of its version vector and of its
+	// changes held past a gap), which the receiver may accept in this
+	// batch although it never heard of them: nodes that left before it
+	// came. Empty on streams. Not a change: Empty ignores it.
+	Vouched []crdt.NodeID
 }
 
 // Empty reports whether b carries nothing.

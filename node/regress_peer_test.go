@@ -15,6 +15,7 @@ import (
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/node/exact"
+	"github.com/countmesh/countmesh/node/replica"
 )
 
 // within runs fn and fails the test when it does not return in time: a
@@ -316,5 +317,51 @@ func TestDataOfAnOriginThatLeftIsAccepted(t *testing.T) {
 	}
 	if got := mustGet(t, n, "ns", "b"); got != 2 {
 		t.Fatalf("ns/b = %d, want 2 (the floor entry adds nothing)", got)
+	}
+}
+
+// An anti-entropy chunk's vouch (the sending member's word that it holds
+// data of those origins) lets a member's change name a node that left
+// before this one came, and this node then knows it: a later input naming
+// it unvouched (a quorum write's full state) is taken. Without the vouch
+// the same chunk is refused whole, and nothing of it is applied.
+func TestVouchedOriginsAreAcceptedAndLearned(t *testing.T) {
+	ctx := context.Background()
+	n := openTest(t, testConfig(t, vfs.NewMem()))
+	gone := crdt.NodeIDFromName("left-before-n1-came")
+	peer := crdt.NodeIDFromName("n2")
+	slots := []crdt.Slot{{Node: peer, P: 2}, {Node: gone, P: 3}}
+	slices.SortFunc(slots, func(a, b crdt.Slot) int { return cmp.Compare(a.Node, b.Node) })
+	chunk := change.Batch{
+		Ranges: []change.Range{{Origin: peer, After: 0, Upto: 1}},
+		Deltas: []change.Delta{{NS: "ns", Key: "v", Origin: peer, Seq: 1, State: crdt.Counter{Slots: slots}}},
+	}
+	if err := n.Replica().Apply(chunk); !errors.Is(err, ErrInvalidPeerData) {
+		t.Fatalf("a chunk naming an unknown node, unvouched: %v, want ErrInvalidPeerData", err)
+	}
+	if got := mustGet(t, n, "ns", "v"); got != 0 {
+		t.Fatalf("ns/v = %d after a refused chunk, want 0", got)
+	}
+	chunk.Vouched = []crdt.NodeID{gone, peer}
+	if err := n.Replica().Apply(chunk); err != nil {
+		t.Fatalf("the same chunk, vouched for: %v", err)
+	}
+	if got := mustGet(t, n, "ns", "v"); got != 5 {
+		t.Fatalf("ns/v = %d, want 5", got)
+	}
+	if !n.Replica().Known(gone) {
+		t.Fatal("the vouched node named by an applied chunk is not known afterwards")
+	}
+	if n.Replica().Known(crdt.NodeIDFromName("vouched-never-named")) {
+		t.Fatal("a vouched node the chunk never named became known")
+	}
+	st := crdt.Counter{Slots: slots}
+	if err := n.MergeStates(ctx, []CounterState{{NS: "ns", Key: "w", State: st}}); err != nil {
+		t.Fatalf("a full state naming the learned node: %v", err)
+	}
+	// A vouch beyond the bound is refused.
+	big := change.Batch{Ranges: chunk.Ranges, Deltas: chunk.Deltas, Vouched: make([]crdt.NodeID, replica.MaxVouched+1)}
+	if err := n.Replica().Apply(big); !errors.Is(err, ErrInvalidPeerData) {
+		t.Fatalf("a vouch of %d origins: %v, want ErrInvalidPeerData", len(big.Vouched), err)
 	}
 }

@@ -27,6 +27,15 @@
 // for good, a gap in its sequence may never fill, and changes past it
 // would otherwise stay on the nodes that happened to receive them.
 //
+// A side's first chunk vouches for every origin it holds data of (its
+// vector's and its held changes' origins, change.Batch.Vouched), and the
+// receiver takes that vouch for every chunk and the config records of the
+// session: a node that comes back empty has never heard of the nodes that
+// left before, and a chunk may name one before, or without, that origin's
+// range (a held change goes without one; a range may have no changes left
+// to carry). Without the vouch the receiver refused such a chunk, and with
+// it the whole exchange, on every retry from every peer that held it.
+//
 // Two exchanges between the same pair of nodes never run at once (the
 // second is refused with ErrBusy), and a node answers at most
 // MaxConcurrent exchanges at a time.

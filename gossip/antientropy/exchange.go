@@ -182,10 +182,11 @@ func (e *Exchanger) exchange(ctx context.Context, p transport.Peer, full, everyt
 		return err
 	}
 	var resp transport.AEResp
-	if err := e.receiveChunks(fc, transport.FrameAEResp, &resp); err != nil {
+	vouched, err := e.receiveChunks(fc, transport.FrameAEResp, &resp)
+	if err != nil {
 		return err
 	}
-	if err := e.applyConfigs(resp.Configs); err != nil {
+	if err := e.applyConfigs(resp.Configs, vouched); err != nil {
 		return err
 	}
 	if _, err := e.sendDiff(fc, p.Name, transport.FromWireVV(resp.VV), transport.FromWireHeld(resp.Held), full, everything); err != nil {
@@ -245,10 +246,11 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 		return err
 	}
 	var end transport.AEEnd
-	if err := e.receiveChunks(fc, transport.FrameAEEnd, &end); err != nil {
+	vouched, err := e.receiveChunks(fc, transport.FrameAEEnd, &end)
+	if err != nil {
 		return err
 	}
-	if err := e.applyConfigs(end.Configs); err != nil {
+	if err := e.applyConfigs(end.Configs, vouched); err != nil {
 		return err
 	}
 	if err := fc.Send(transport.FrameAEFin, nil); err != nil {
@@ -260,12 +262,13 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 }
 
 // applyConfigs applies the config records the other side sent (none when
-// the digests agreed).
-func (e *Exchanger) applyConfigs(wc []transport.WireConfig) error {
+// the digests agreed), with the origins its chunks vouched for: a record's
+// writer may have left before this node came.
+func (e *Exchanger) applyConfigs(wc []transport.WireConfig, vouched []crdt.NodeID) error {
 	if len(wc) == 0 {
 		return nil
 	}
-	if err := e.replica.Apply(change.Batch{Configs: transport.FromWireConfigs(wc)}); err != nil {
+	if err := e.replica.Apply(change.Batch{Configs: transport.FromWireConfigs(wc), Vouched: vouched}); err != nil {
 		e.stats.ApplyErrors.Add(1)
 		return fmt.Errorf("gossip: apply configs: %w", err)
 	}
@@ -273,34 +276,43 @@ func (e *Exchanger) applyConfigs(wc []transport.WireConfig) error {
 }
 
 // receiveChunks applies the chunks the other side sends until a frame of
-// type last arrives, which it decodes into v.
-func (e *Exchanger) receiveChunks(fc *transport.Conn, last byte, v any) error {
+// type last arrives, which it decodes into v. It returns the origins the
+// other side vouched for.
+func (e *Exchanger) receiveChunks(fc *transport.Conn, last byte, v any) ([]crdt.NodeID, error) {
+	var vouched []crdt.NodeID
 	for {
 		typ, body, err := fc.ReadFrame(e.cfg.IOTimeout)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		switch typ {
 		case transport.FrameAEChunk:
 			var w transport.WireBatch
 			if err := transport.Decode(body, &w); err != nil {
-				return err
+				return nil, err
 			}
 			b, err := transport.FromWire(w)
 			if err != nil {
-				return err
+				return nil, err
+			}
+			// The sender vouches once, in its first chunk, for every
+			// chunk of the session.
+			if len(b.Vouched) > 0 {
+				vouched = b.Vouched
+			} else {
+				b.Vouched = vouched
 			}
 			if err := e.replica.Apply(b); err != nil {
 				e.stats.ApplyErrors.Add(1)
-				return fmt.Errorf("gossip: apply anti-entropy chunk: %w", err)
+				return nil, fmt.Errorf("gossip: apply anti-entropy chunk: %w", err)
 			}
 			e.stats.AEDeltasReceived.Add(uint64(len(b.Deltas)))
 		case last:
-			return transport.Decode(body, v)
+			return vouched, transport.Decode(body, v)
 		case transport.FrameAEBusy:
-			return ErrBusy
+			return nil, ErrBusy
 		default:
-			return fmt.Errorf("%w: frame type %d in an anti-entropy session", transport.ErrProtocol, typ)
+			return nil, fmt.Errorf("%w: frame type %d in an anti-entropy session", transport.ErrProtocol, typ)
 		}
 	}
 }
@@ -363,6 +375,14 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 		}
 	}
 	slices.Sort(origins)
+	// The first chunk vouches for every origin this node holds data of:
+	// the receiver may never have heard of an origin that left before it
+	// came, and a chunk can name it before (or without) that origin's
+	// range: a slot in another origin's change, a change held past a gap
+	// (sent without a range), a range whose changes were all superseded.
+	// The current ones, not the settled: a change sent may name an
+	// origin learned since.
+	vouched := false
 	sent := 0
 	for _, o := range origins {
 		upto, after := mine.vv[o], theirs[o]
@@ -389,6 +409,13 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 			}
 			if b.Empty() {
 				return
+			}
+			if !vouched {
+				cur := mine
+				if !full {
+					cur = vvSnapshot{vv: e.replica.VersionVector(), held: e.replica.HeldAhead()}
+				}
+				b.Vouched, vouched = vouchedOrigins(cur), true
 			}
 			w := transport.ToWire(b)
 			if werr = fc.WriteFrame(transport.FrameAEChunk, &w); werr == nil {
@@ -424,6 +451,22 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 		}
 	}
 	return sent, nil
+}
+
+// vouchedOrigins returns, sorted, the origins of snapshot s: those of its
+// vector and of its held-ahead changes.
+func vouchedOrigins(s vvSnapshot) []crdt.NodeID {
+	out := make([]crdt.NodeID, 0, len(s.vv)+len(s.held))
+	for o := range s.vv {
+		out = append(out, o)
+	}
+	for o := range s.held {
+		if _, ok := s.vv[o]; !ok {
+			out = append(out, o)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // vvSnapshot is the replica's version vector and held-ahead changes at a

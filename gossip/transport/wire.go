@@ -27,8 +27,9 @@ var ErrProtocol = errors.New("gossip: protocol error")
 // ProtoVersion is the replication protocol spoken on streams and
 // anti-entropy sessions; a hello with another version is refused (structs
 // travel as arrays, so a message with a field more does not decode on a
-// node that lacks it). Version 2: AEReq and AEResp carry Held.
-const ProtoVersion = 2
+// node that lacks it). Version 2: AEReq and AEResp carry Held. Version 3:
+// WireBatch carries Vouch.
+const ProtoVersion = 3
 
 // Frame types. A frame is a 4-byte big-endian length n, then n bytes: one
 // type byte and a msgpack body, with structs encoded as arrays (fields in
@@ -136,6 +137,8 @@ type WireBatch struct {
 	Ranges  []wireRange
 	Groups  []wireGroup
 	Configs []WireConfig
+	// Vouch is change.Batch.Vouched (ProtoVersion 3).
+	Vouch []uint64
 }
 
 type wireRange struct {
@@ -235,6 +238,9 @@ func ToWire(b change.Batch) WireBatch {
 	for _, r := range b.Ranges {
 		w.Ranges = append(w.Ranges, wireRange{Origin: uint64(r.Origin), After: r.After, Upto: r.Upto})
 	}
+	for _, id := range b.Vouched {
+		w.Vouch = append(w.Vouch, uint64(id))
+	}
 	if len(b.Deltas) == 0 {
 		return w
 	}
@@ -265,6 +271,9 @@ func FromWire(w WireBatch) (change.Batch, error) {
 	b := change.Batch{Configs: FromWireConfigs(w.Configs)}
 	for _, r := range w.Ranges {
 		b.Ranges = append(b.Ranges, change.Range{Origin: crdt.NodeID(r.Origin), After: r.After, Upto: r.Upto})
+	}
+	for _, id := range w.Vouch {
+		b.Vouched = append(b.Vouched, crdt.NodeID(id))
 	}
 	n := 0
 	for _, g := range w.Groups {

@@ -29,6 +29,7 @@ func TestWireBatchRoundTrip(t *testing.T) {
 			{NS: "ns1", Key: "w", Origin: b, Seq: 1, State: c.Delta(true, b)},
 		},
 		Configs: []change.ConfigRecord{{NS: "ns1", HLC: 42, Origin: b, Payload: []byte(`{"type":"eventual"}`)}},
+		Vouched: []crdt.NodeID{a, b, 77},
 	}
 	w := ToWire(in)
 	raw, err := Marshal(&w)
@@ -43,8 +44,8 @@ func TestWireBatchRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(out.Ranges, in.Ranges) || !reflect.DeepEqual(out.Configs, in.Configs) {
-		t.Fatalf("ranges/configs differ: %+v vs %+v", out, in)
+	if !reflect.DeepEqual(out.Ranges, in.Ranges) || !reflect.DeepEqual(out.Configs, in.Configs) || !reflect.DeepEqual(out.Vouched, in.Vouched) {
+		t.Fatalf("ranges/configs/vouched differ: %+v vs %+v", out, in)
 	}
 	if len(out.Deltas) != len(in.Deltas) {
 		t.Fatalf("%d deltas, want %d", len(out.Deltas), len(in.Deltas))

@@ -34,11 +34,19 @@ import (
 //   - Every node whose slot adds to the value (the delta's origin, every
 //     slot but those equal to their reset floor entry, which add nothing) is
 //     a known origin: this node, an origin of its version vector (it has
-//     held data of it before), a current member (Config.Members), or an
+//     held data of it before), a current member (Config.Members), an
 //     origin the batch carries a range of (the sending member holds that
-//     origin's changes: how a node that joins learns the origins that left
-//     before it came). A made-up node would add a slot nobody can ever take
-//     back. The node that did a reset is not checked: it adds no count.
+//     origin's changes), or an origin the batch vouches for
+//     (change.Batch.Vouched: in anti-entropy, every origin the sending
+//     member holds data of). The last two are how a node that joins, or
+//     comes back empty, learns the origins that left before it came; the
+//     vouch covers what a range cannot: a change held past a gap (sent
+//     without a range), a range whose changes the sender no longer holds,
+//     a slot named before its origin's chunk. Vouched origins a batch
+//     names are known from then on. A made-up node would add a slot nobody
+//     can ever take back; a member could name one either way (a change and
+//     a range of it), so the vouch trusts a member no further. The node
+//     that did a reset is not checked: it adds no count.
 //   - Once the node is ready, a state may not set this node's own slot above
 //     what this node holds: only durable data leaves a node, so no peer can
 //     legitimately hold more of it. (Before MarkReady the node is catching up
@@ -242,17 +250,30 @@ func (r *Replica) needsLocalCheck(c *crdt.Counter) bool {
 
 // checkBatch checks a batch from a peer before anything of it is applied:
 // every rule above, for every delta and config record. Deltas with a bad
-// name are skipped here as in Apply (which drops them).
-func (r *Replica) checkBatch(b *change.Batch) error {
+// name are skipped here as in Apply (which drops them). It returns the
+// origins the batch may name (nil for an empty batch), for the config
+// records' install.
+func (r *Replica) checkBatch(b *change.Batch) (Origins, error) {
 	if len(b.Deltas) == 0 && len(b.Configs) == 0 && len(b.Ranges) == 0 {
-		return nil
+		return nil, nil
+	}
+	if len(b.Vouched) > MaxVouched {
+		return nil, fmt.Errorf("%w: %d origins vouched for, more than %d", nodeerr.ErrInvalidPeerData, len(b.Vouched), MaxVouched)
 	}
 	known := r.knownOrigins()
+	// The origins the sending member vouches for (anti-entropy: every
+	// origin it holds data of) are known for this batch, and those it
+	// names are learned once it is applied (learnVouched).
+	for _, id := range b.Vouched {
+		if id != 0 {
+			known[id] = struct{}{}
+		}
+	}
 	// A range of an origin this node does not know, sent with changes of
 	// that origin, is the sending member's word that it holds them: that
 	// is how a node that joins learns the origins that left before it
 	// came (anti-entropy sends each origin's chunks with their ranges). A
-	// range alone vouches for nothing.
+	// range alone vouches for nothing; the batch's vouch does.
 	carried := make(map[crdt.NodeID]bool)
 	for i := range b.Deltas {
 		carried[b.Deltas[i].Origin] = true
@@ -288,10 +309,10 @@ func (r *Replica) checkBatch(b *change.Batch) error {
 	}
 	for _, rg := range b.Ranges {
 		if !known.Has(rg.Origin) {
-			return fmt.Errorf("%w: range of origin %d, which is neither this node, an origin it holds data of, a member, nor an origin whose changes the batch carries", nodeerr.ErrInvalidPeerData, rg.Origin)
+			return nil, fmt.Errorf("%w: range of origin %d, which is neither this node, an origin it holds data of, a member, nor an origin whose changes the batch carries", nodeerr.ErrInvalidPeerData, rg.Origin)
 		}
 		if rg.After > rg.Upto {
-			return fmt.Errorf("%w: range of origin %d ends (%d) before it starts (%d)", nodeerr.ErrInvalidPeerData, rg.Origin, rg.Upto, rg.After)
+			return nil, fmt.Errorf("%w: range of origin %d ends (%d) before it starts (%d)", nodeerr.ErrInvalidPeerData, rg.Origin, rg.Upto, rg.After)
 		}
 	}
 	for i := range b.Deltas {
@@ -300,7 +321,7 @@ func (r *Replica) checkBatch(b *change.Batch) error {
 			continue
 		}
 		if err := r.CheckPeerState(known, d.NS, d.Key, d.Origin, &d.State); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for i := range b.Configs {
@@ -308,7 +329,7 @@ func (r *Replica) checkBatch(b *change.Batch) error {
 			continue
 		}
 		if err := r.cfg.Namespaces.Check(known.Has, &b.Configs[i]); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// The rules that need the local state, for the deltas they could
@@ -322,10 +343,61 @@ func (r *Replica) checkBatch(b *change.Batch) error {
 		}
 		buf = keyspace.Composite(buf[:0], d.NS, d.Key)
 		if err := r.checkLocal(buf, d.NS, d.Key, &d.State); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return known, nil
+}
+
+// MaxVouched bounds the origins one batch may vouch for: every node and
+// sequence space that ever wrote, far above what a mesh holds.
+const MaxVouched = 1 << 20
+
+// learnVouched makes known the origins of an applied batch b that only its
+// sender vouched for, as the nodes its changes name (origins, ranges,
+// slots and reset floors): a change held past a gap moves no vector, yet
+// its origin's slot is now held here, and later inputs (a quorum write's
+// full state, a peer's stream) may name it without a vouch.
+func (r *Replica) learnVouched(b *change.Batch) {
+	if len(b.Vouched) == 0 {
+		return
+	}
+	known := r.knownOrigins()
+	vouched := make(Origins, len(b.Vouched))
+	for _, id := range b.Vouched {
+		if !known.Has(id) {
+			vouched[id] = struct{}{}
+		}
+	}
+	if len(vouched) == 0 {
+		return
+	}
+	var learn []crdt.NodeID
+	note := func(id crdt.NodeID) {
+		if vouched.Has(id) {
+			learn = append(learn, id)
+			delete(vouched, id)
+		}
+	}
+	for _, rg := range b.Ranges {
+		note(rg.Origin)
+	}
+	for i := range b.Configs {
+		note(b.Configs[i].Origin)
+	}
+	for i := range b.Deltas {
+		d := &b.Deltas[i]
+		note(d.Origin)
+		for _, s := range d.State.Slots {
+			note(s.Node)
+		}
+		if rs := d.State.Reset; rs != nil {
+			for _, f := range rs.Floor {
+				note(f.Node)
+			}
+		}
+	}
+	r.VouchFor(learn...)
 }
 
 // checkLocal runs CheckAgainstLocalLocked under the counter's stripe.

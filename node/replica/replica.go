@@ -188,7 +188,8 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 	if errp := r.failed.Load(); errp != nil {
 		return kinderr.New(nodeerr.ErrUnavailable, *errp, "storage failed: %v", *errp)
 	}
-	if err := r.checkBatch(&b); err != nil {
+	known, err := r.checkBatch(&b)
+	if err != nil {
 		r.cfg.OnRefused()
 		return err
 	}
@@ -264,7 +265,7 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 	for _, rec := range b.Configs {
 		err := r.cfg.ValidNamespace(rec.NS)
 		if err == nil {
-			err = r.cfg.Namespaces.Install(r.knownOrigins().Has, rec)
+			err = r.cfg.Namespaces.Install(known.Has, rec)
 		}
 		if err != nil {
 			r.cfg.Log.Warn("dropping a replicated namespace config", zap.String("ns", rec.NS), zap.Error(err))
@@ -288,6 +289,7 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 		r.holdLocked(b.Deltas[i].Origin, b.Deltas[i].Seq)
 	}
 	r.vv.Unlock()
+	r.learnVouched(&b)
 	if len(b.Ranges) > 0 {
 		r.noteRefill(b.Ranges)
 	}
