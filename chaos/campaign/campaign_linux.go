@@ -142,6 +142,12 @@ type Result struct {
 	// Unready counts the cycles after which some node was not ready
 	// within the settle bound.
 	Unready int
+	// Refusals counts the lines of the nodes' logs that report peer input
+	// refused as invalid ("invalid peer data"). Nothing in a campaign
+	// forges peer input, so each is a node refusing a peer's honest data:
+	// not a check (the counts are checked as above), but the trace that
+	// led to the lost shard of docs/chaos.md.
+	Refusals int
 }
 
 // campaign is one run: the mesh, the nemesis state and the clients' ops.
@@ -231,7 +237,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := c.finalSeries(ctx, h); err != nil {
 		nemErr = errors.Join(nemErr, err)
 	}
-	res := &Result{History: h, Cycles: cycles, PartitionHeld: c.held, Unready: c.unready}
+	res := &Result{History: h, Cycles: cycles, PartitionHeld: c.held, Unready: c.unready, Refusals: c.refusals()}
 	res.Report = chaos.Check(h)
 	res.Summary = c.summary(h, res)
 	if cfg.ResultsDir != "" {
@@ -884,8 +890,27 @@ func (c *campaign) summary(h *chaos.History, r *Result) string {
 			held = "held"
 		}
 	}
-	return fmt.Sprintf("chaos: seed=%d secure=%v cycles=%d faults{%s} ops{ok=%d fail=%d unknown=%d} partition-check=%s unready-cycles=%d | %s",
-		h.Seed, c.cfg.Secure, r.Cycles, strings.Join(kinds, " "), oc[chaos.OK], oc[chaos.Fail], oc[chaos.Unknown], held, r.Unready, r.Report.Summary())
+	return fmt.Sprintf("chaos: seed=%d secure=%v cycles=%d faults{%s} ops{ok=%d fail=%d unknown=%d} partition-check=%s unready-cycles=%d peer-refusals=%d | %s",
+		h.Seed, c.cfg.Secure, r.Cycles, strings.Join(kinds, " "), oc[chaos.OK], oc[chaos.Fail], oc[chaos.Unknown], held, r.Unready, r.Refusals, r.Report.Summary())
+}
+
+// refusals counts the lines of the nodes' logs (every incarnation's)
+// that report peer input refused as invalid.
+func (c *campaign) refusals() int {
+	logs, _ := filepath.Glob(filepath.Join(c.m.work, "*.log"))
+	n := 0
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		for line := range bytes.Lines(b) {
+			if bytes.Contains(line, []byte("invalid peer data")) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // keepLogs copies the nodes' logs next to the history.

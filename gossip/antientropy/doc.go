@@ -28,7 +28,8 @@
 // would otherwise stay on the nodes that happened to receive them.
 //
 // A side's first chunk vouches for every origin it holds data of (its
-// vector's and its held changes' origins, change.Batch.Vouched), and the
+// vector's and its held changes' origins, change.Batch.Vouched) that the
+// other side's vector lacks, and the
 // receiver takes that vouch for every chunk and the config records of the
 // session: a node that comes back empty has never heard of the nodes that
 // left before, and a chunk may name one before, or without, that origin's

@@ -375,9 +375,9 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 		}
 	}
 	slices.Sort(origins)
-	// The first chunk vouches for every origin this node holds data of:
-	// the receiver may never have heard of an origin that left before it
-	// came, and a chunk can name it before (or without) that origin's
+	// The first chunk vouches for every origin this node holds data of
+	// and the receiver's vector lacks: it may never have heard of an
+	// origin that left before it came, and a chunk can name it before (or without) that origin's
 	// range: a slot in another origin's change, a change held past a gap
 	// (sent without a range), a range whose changes were all superseded.
 	// The current ones, not the settled: a change sent may name an
@@ -415,7 +415,7 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 				if !full {
 					cur = vvSnapshot{vv: e.replica.VersionVector(), held: e.replica.HeldAhead()}
 				}
-				b.Vouched, vouched = vouchedOrigins(cur), true
+				b.Vouched, vouched = vouchedOrigins(cur, theirs), true
 			}
 			w := transport.ToWire(b)
 			if werr = fc.WriteFrame(transport.FrameAEChunk, &w); werr == nil {
@@ -453,15 +453,20 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 	return sent, nil
 }
 
-// vouchedOrigins returns, sorted, the origins of snapshot s: those of its
-// vector and of its held-ahead changes.
-func vouchedOrigins(s vvSnapshot) []crdt.NodeID {
-	out := make([]crdt.NodeID, 0, len(s.vv)+len(s.held))
+// vouchedOrigins returns, sorted, the origins of snapshot s (those of its
+// vector and of its held-ahead changes) that are not in the receiver's
+// vector theirs: it knows those already, so a session between nodes that
+// know the same origins vouches for none.
+func vouchedOrigins(s vvSnapshot, theirs map[crdt.NodeID]uint64) []crdt.NodeID {
+	var out []crdt.NodeID
 	for o := range s.vv {
-		out = append(out, o)
+		if _, ok := theirs[o]; !ok {
+			out = append(out, o)
+		}
 	}
 	for o := range s.held {
-		if _, ok := s.vv[o]; !ok {
+		_, mine := s.vv[o]
+		if _, ok := theirs[o]; !ok && !mine {
 			out = append(out, o)
 		}
 	}
