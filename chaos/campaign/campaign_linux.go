@@ -795,6 +795,33 @@ func (c *campaign) dumpDiffs(ctx context.Context, diffs []string) {
 	for _, ns := range slices.Sorted(maps.Keys(byNS)) {
 		c.dumpStates(ctx, ns, byNS[ns]...)
 	}
+	c.dumpViews(ctx)
+}
+
+// dumpViews logs each node's view of the mesh (GET /v1/cluster): which
+// members it counts in which state. Owners of a sharded namespace's
+// counter follow each node's view, so a divergence of one needs them.
+func (c *campaign) dumpViews(ctx context.Context) {
+	for _, n := range c.m.members() {
+		resp, body, err := c.m.do(ctx, n, http.MethodGet, "/v1/cluster", nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			c.cfg.Logf("chaos: the view of %s: %v %s", n.name, err, body)
+			continue
+		}
+		var view struct {
+			Node    struct{ Name, Region string }
+			Members []struct{ Name, Region, State string }
+		}
+		if err := json.Unmarshal(body, &view); err != nil {
+			c.cfg.Logf("chaos: the view of %s: %v", n.name, err)
+			continue
+		}
+		var ms []string
+		for _, m := range view.Members {
+			ms = append(ms, fmt.Sprintf("%s(%s)=%s", m.Name, m.Region, m.State))
+		}
+		c.cfg.Logf("chaos: %s (%s) sees %s", view.Node.Name, view.Node.Region, strings.Join(ms, " "))
+	}
 }
 
 // dumpStates keeps every node's export of namespace ns next to the history
