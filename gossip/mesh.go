@@ -572,7 +572,11 @@ func (m *Mesh) Status() Status {
 }
 
 // Stats returns the cumulative counters.
-func (m *Mesh) Stats() Stats { return snapshot(&m.stats) }
+func (m *Mesh) Stats() Stats {
+	s := snapshot(&m.stats)
+	s.InboundConns, s.MaxInboundConns = m.tr.InboundConns(), m.cfg.MaxInboundConns
+	return s
+}
 
 // Leave leaves the mesh gracefully: it stops the background loops, flushes
 // the peers' queues (Publish still works meanwhile), runs a last full

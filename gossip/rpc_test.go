@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/gossip/gossiptest"
 	"github.com/countmesh/countmesh/gossip/transport"
+	"github.com/countmesh/countmesh/internal/wait"
 )
 
 type echoReq struct {
@@ -187,12 +191,71 @@ func TestPeerListenerConnectionCap(t *testing.T) {
 	if got := b.mesh.Stats().RefusedConns; got < 12 {
 		t.Fatalf("RefusedConns = %d, want at least 12", got)
 	}
+	if len(held) < 4 {
+		t.Fatalf("b's listener held %d of the outsider's connections with a cap of 8; the members cannot hold the rest", len(held))
+	}
+	// The metrics show the listener at its cap and the refusals.
+	// (The members' own connections come and go: a's exchanges.)
+	if got := metricValue(t, b.mesh, "countmesh_peer_inbound_connections"); got < float64(len(held)) || got > 8 {
+		t.Errorf("countmesh_peer_inbound_connections = %v with %d of the outsider's held and a cap of 8", got, len(held))
+	}
+	if got := metricValue(t, b.mesh, "countmesh_peer_inbound_connections_max"); got != 8 {
+		t.Errorf("countmesh_peer_inbound_connections_max = %v, want 8", got)
+	}
+	if got := metricValue(t, b.mesh, "countmesh_peer_connections_refused_total", "reason", "limit"); got < 12 {
+		t.Errorf("countmesh_peer_connections_refused_total{reason=limit} = %v, want at least 12", got)
+	}
 	for _, conn := range held {
 		conn.Close()
 	}
 	// Once the outsider's connections are gone, members get through again.
 	c.add(c.node("a"), "ns", "k", 1)
 	c.waitConverged(15 * time.Second)
+	wait.For(t, 10*time.Second, "b's listener letting the outsider's connections go", func() (bool, string) {
+		got := metricValue(t, b.mesh, "countmesh_peer_inbound_connections")
+		return got < float64(len(held)), fmt.Sprintf("%v held", got)
+	})
+	if got := metricValue(t, b.mesh, "countmesh_stream_deltas_total", "direction", "received"); got < 1 {
+		t.Errorf("countmesh_stream_deltas_total{direction=received} = %v on b after a's add reached it, want at least 1", got)
+	}
+}
+
+// metricValue gathers m's Collector and returns the value of the metric
+// name with the given label pairs (0 when there is none).
+func metricValue(t *testing.T, m *gossip.Mesh, name string, labels ...string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(gossip.NewCollector(m)); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, mt := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range mt.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			if mt.GetCounter() != nil {
+				return mt.GetCounter().GetValue()
+			}
+			return mt.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 func isTimeout(err error) bool {

@@ -134,4 +134,8 @@ type Stats struct {
 	// Reconnects counts background joins that reached a failed member or a
 	// join address.
 	Reconnects uint64
+	// InboundConns is the connections the peer listener holds now, of at
+	// most MaxInboundConns (Config): at the limit, new ones are closed as
+	// they arrive (RefusedConns), probes of this node's name among them.
+	InboundConns, MaxInboundConns int
 }

@@ -350,6 +350,7 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) (err error) {
 			return err
 		}
 		peers.Attach(mesh)
+		reg.MustRegister(gossip.NewCollector(mesh))
 	}
 	apiCfg := httpapi.Config{Node: n, Registerer: reg, Gatherer: reg, Logger: log, Tokens: sec.tokens}
 	if mesh != nil {

@@ -158,6 +158,13 @@ func (t *Transport) Close() {
 	})
 }
 
+// InboundConns returns the connections the peer listener holds now.
+func (t *Transport) InboundConns() int {
+	t.inbound.Lock()
+	defer t.inbound.Unlock()
+	return len(t.inbound.conns)
+}
+
 // acceptLoop accepts replication connections until the listener closes.
 func (t *Transport) acceptLoop() {
 	defer t.wg.Done()
