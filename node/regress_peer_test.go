@@ -6,10 +6,12 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/countmesh/countmesh/change"
@@ -363,5 +365,43 @@ func TestVouchedOriginsAreAcceptedAndLearned(t *testing.T) {
 	big := change.Batch{Ranges: chunk.Ranges, Deltas: chunk.Deltas, Vouched: make([]crdt.NodeID, replica.MaxVouched+1)}
 	if err := n.Replica().Apply(big); !errors.Is(err, ErrInvalidPeerData) {
 		t.Fatalf("a vouch of %d origins: %v, want ErrInvalidPeerData", len(big.Vouched), err)
+	}
+}
+
+// A node catching up after a restart (not ready) has not learned every
+// node a peer may name: a quorum write's full state naming an incarnation
+// that left before is refused as unavailable, not as invalid peer input
+// (which the metric counts and an alert reports as a faulty or hostile
+// peer). Once the node is ready the same state is invalid input.
+func TestUnknownNodeBeforeReadyIsUnavailableNotInvalid(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t, vfs.NewMem())
+	cfg.StartUnready = true
+	n := openTest(t, cfg)
+	gone := crdt.NodeIDFromName("left-before-the-restart")
+	st := []CounterState{{NS: "ns", Key: "k", State: crdt.Counter{Slots: []crdt.Slot{{Node: gone, P: 3}}}}}
+	refused := testutil.ToFloat64(n.metrics.PeerRefused)
+	err := n.MergeStates(ctx, st)
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalidPeerData) || strings.Contains(err.Error(), "invalid") {
+		t.Fatalf("before ready: %v, want ErrUnavailable and not ErrInvalidPeerData (nor its words)", err)
+	}
+	if got := testutil.ToFloat64(n.metrics.PeerRefused) - refused; got != 0 {
+		t.Fatalf("before ready the refusal counted %v invalid peer inputs, want 0", got)
+	}
+	// Malformed input is invalid whether or not the node is ready.
+	bad := []CounterState{{NS: "ns", Key: "k", State: crdt.Counter{Slots: []crdt.Slot{{Node: 9, P: 1}, {Node: 9, P: 2}}}}}
+	if err := n.MergeStates(ctx, bad); !errors.Is(err, ErrInvalidPeerData) {
+		t.Fatalf("duplicate slots before ready: %v, want ErrInvalidPeerData", err)
+	}
+	n.MarkReady()
+	refused = testutil.ToFloat64(n.metrics.PeerRefused)
+	if err := n.MergeStates(ctx, st); !errors.Is(err, ErrInvalidPeerData) {
+		t.Fatalf("once ready: %v, want ErrInvalidPeerData", err)
+	}
+	if got := testutil.ToFloat64(n.metrics.PeerRefused) - refused; got != 1 {
+		t.Fatalf("once ready the refusal counted %v invalid peer inputs, want 1", got)
+	}
+	if got := mustGet(t, n, "ns", "k"); got != 0 {
+		t.Fatalf("ns/k = %d after refused merges, want 0", got)
 	}
 }

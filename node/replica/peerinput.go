@@ -1,8 +1,10 @@
 package replica
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/countmesh/countmesh/change"
@@ -46,7 +48,10 @@ import (
 //     names are known from then on. A made-up node would add a slot nobody
 //     can ever take back; a member could name one either way (a change and
 //     a range of it), so the vouch trusts a member no further. The node
-//     that did a reset is not checked: it adds no count.
+//     that did a reset is not checked: it adds no count. A node that is
+//     not ready refuses a node it does not know as unavailable, not as
+//     invalid input: catching up, it may not have learned it yet
+//     (notYetKnown).
 //   - Once the node is ready, a state may not set this node's own slot above
 //     what this node holds: only durable data leaves a node, so no peer can
 //     legitimately hold more of it. (Before MarkReady the node is catching up
@@ -125,6 +130,30 @@ func coveredByFloor(rs *crdt.Reset, s crdt.Slot) bool {
 	return false
 }
 
+// unknownNodeError is a refusal of peer input that names a node this node
+// does not know. Before the node is ready it may simply not have learned
+// that node yet (it came back empty and its catch-up has not named it):
+// applyBatch then answers unavailable, not invalid (notYetKnown).
+type unknownNodeError struct{ error }
+
+func (e unknownNodeError) Unwrap() error { return e.error }
+
+// notYetKnown returns the error applyBatch answers for a batch checkBatch
+// refused with err when the refusal is not invalid peer input (nil when it
+// is): a node that is not ready refuses what names a node it has not
+// learned yet as unavailable. After every restart on an empty disk, quorum
+// writes push full states naming incarnations that left before, and the
+// chaos campaigns saw each such push counted as malformed input (the
+// metric, and the alert on it), as if from a faulty or hostile peer.
+func (r *Replica) notYetKnown(err error) error {
+	var unknown unknownNodeError
+	if r.cfg.Ready() || !errors.As(err, &unknown) {
+		return nil
+	}
+	detail := strings.TrimPrefix(unknown.Error(), nodeerr.ErrInvalidPeerData.Error()+": ")
+	return kinderr.New(nodeerr.ErrUnavailable, nil, "this node is catching up after a restart and does not know yet every node the peer names (%s); retry", detail)
+}
+
 // invalidPeerData builds the error of a refused peer input.
 func invalidPeerData(ns, key, format string, args ...any) error {
 	return fmt.Errorf("%w: %s/%q: %s", nodeerr.ErrInvalidPeerData, ns, key, fmt.Sprintf(format, args...))
@@ -159,11 +188,11 @@ func (r *Replica) CheckPeerState(known Origins, ns, key string, origin crdt.Node
 		return invalidPeerData(ns, key, "%v", err)
 	}
 	if !known.Has(origin) && !known.Has(r.writerOf(ns, key, origin, c)) {
-		return invalidPeerData(ns, key, "origin %d is neither this node, an origin it holds data of, a member, an origin the batch carries a range of, nor the sequence space of one", origin)
+		return unknownNodeError{invalidPeerData(ns, key, "origin %d is neither this node, an origin it holds data of, a member, an origin the batch carries a range of or vouches for, nor the sequence space of one", origin)}
 	}
 	for _, s := range c.Slots {
 		if !known.Has(s.Node) && !coveredByFloor(c.Reset, s) {
-			return invalidPeerData(ns, key, "slot of node %d, which is neither this node, an origin it holds data of, nor a member", s.Node)
+			return unknownNodeError{invalidPeerData(ns, key, "slot of node %d, which is neither this node, an origin it holds data of, a member, nor an origin the batch vouches for", s.Node)}
 		}
 	}
 	switch key[0] {
@@ -309,7 +338,7 @@ func (r *Replica) checkBatch(b *change.Batch) (Origins, error) {
 	}
 	for _, rg := range b.Ranges {
 		if !known.Has(rg.Origin) {
-			return nil, fmt.Errorf("%w: range of origin %d, which is neither this node, an origin it holds data of, a member, nor an origin whose changes the batch carries", nodeerr.ErrInvalidPeerData, rg.Origin)
+			return nil, unknownNodeError{fmt.Errorf("%w: range of origin %d, which is neither this node, an origin it holds data of, a member, nor an origin whose changes the batch carries or that it vouches for", nodeerr.ErrInvalidPeerData, rg.Origin)}
 		}
 		if rg.After > rg.Upto {
 			return nil, fmt.Errorf("%w: range of origin %d ends (%d) before it starts (%d)", nodeerr.ErrInvalidPeerData, rg.Origin, rg.Upto, rg.After)

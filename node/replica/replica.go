@@ -190,6 +190,9 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 	}
 	known, err := r.checkBatch(&b)
 	if err != nil {
+		if e := r.notYetKnown(err); e != nil {
+			return e
+		}
 		r.cfg.OnRefused()
 		return err
 	}
