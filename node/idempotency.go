@@ -29,9 +29,6 @@ func ValidateID(id string) error {
 // idKey returns the internal key of the id record of (id, key).
 func idKey(id, key string) string { return idem.Key(id, key) }
 
-// parseIDKey undoes idKey.
-func parseIDKey(k string) (id, key string, ok bool) { return idem.ParseKey(k) }
-
 // zigzag maps by to the body of an id record's slot (less one).
 func zigzag(by int64) uint64 { return idem.Zigzag(by) }
 

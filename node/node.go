@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -777,9 +776,4 @@ func validateConsistency(c string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: consistency must be local, quorum or all; got %q", ErrInvalidArgument, c)
-}
-
-// clampAdd reports whether v+by stays in int64.
-func clampAdd(v, by int64) bool {
-	return !((by > 0 && v > math.MaxInt64-by) || (by < 0 && v < math.MinInt64-by))
 }

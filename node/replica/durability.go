@@ -80,8 +80,8 @@ func (r *Replica) Fill(b *store.Batch) (any, error) {
 	enc.Reset()
 	unsaved := r.cfg.Keys.Drain(func(ns, key string, e *keyspace.Entry) {
 		if e.Own {
-			origin, seq := id, uint64(0)
-			if origin = r.originFor(ns, key); origin == id {
+			origin, seq := r.originFor(ns, key), uint64(0)
+			if origin == id {
 				r.ownSeq++
 				seq = r.ownSeq
 			} else {
