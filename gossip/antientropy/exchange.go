@@ -376,12 +376,12 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 	}
 	slices.Sort(origins)
 	// The first chunk vouches for every origin this node holds data of
-	// and the receiver's vector lacks: it may never have heard of an
-	// origin that left before it came, and a chunk can name it before (or without) that origin's
-	// range: a slot in another origin's change, a change held past a gap
-	// (sent without a range), a range whose changes were all superseded.
-	// The current ones, not the settled: a change sent may name an
-	// origin learned since.
+	// and the receiver's vector lacks: the receiver may never have heard
+	// of an origin that left before it came, and a chunk can name one
+	// before, or without, that origin's range (a slot in another origin's
+	// change, a change held past a gap, which goes without a range, a
+	// range whose changes this node no longer holds). The current vector,
+	// not the settled one: a change sent may name an origin learned since.
 	vouched := false
 	sent := 0
 	for _, o := range origins {
