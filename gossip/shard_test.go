@@ -185,6 +185,49 @@ func ownersOfShard(c *cluster, s change.Shard) []string {
 	return out
 }
 
+// shardedWithLateJoiner starts every node of c but late, writes 450
+// changes of "sh" on them and waits until the owners hold them; then it
+// starts late, has it join, writes 150 more and waits again. It returns
+// what each counter must read, who wrote it, and how many counters late
+// owns (none fails the test, which would prove nothing).
+func shardedWithLateJoiner(t *testing.T, c *cluster, late *tnode, rng *rand.Rand) (want map[gossiptest.Key]int64, writers map[gossiptest.Key]map[string]bool, owned int) {
+	t.Helper()
+	var first *tnode
+	for _, n := range c.nodes {
+		if n == late {
+			continue
+		}
+		c.start(n)
+		if first == nil {
+			first = n
+		} else if _, err := n.mesh.Join([]string{first.host.GossipAddr()}); err != nil {
+			t.Fatalf("join %s: %v", n.name, err)
+		}
+	}
+	c.waitMembership(10 * time.Second)
+	want = make(map[gossiptest.Key]int64)
+	writers = make(map[gossiptest.Key]map[string]bool)
+	shardedWrites(c, rng, "sh", 150, 450, want, writers)
+	waitShardedHeld(t, c, want, 10*time.Second)
+
+	c.start(late)
+	if _, err := late.mesh.Join([]string{first.host.GossipAddr()}); err != nil {
+		t.Fatalf("join %s: %v", late.name, err)
+	}
+	c.waitMembership(10 * time.Second)
+	for k := range want {
+		if slices.Contains(c.owners(k.NS, k.Key), late.name) {
+			owned++
+		}
+	}
+	if owned == 0 {
+		t.Fatalf("the joining node %s owns none of the counters; the test proves nothing", late.name)
+	}
+	shardedWrites(c, rng, "sh", 150, 150, want, writers)
+	waitShardedHeld(t, c, want, 15*time.Second)
+	return want, writers, owned
+}
+
 // A node that joins becomes an owner of some partitions and receives
 // their counters from the other owners by anti-entropy; when a node leaves,
 // the partitions it owned move to the node left in its region, which gets
@@ -192,40 +235,8 @@ func ownersOfShard(c *cluster, s change.Shard) []string {
 // after each change.
 func TestShardedOwnershipMovesWithMembership(t *testing.T) {
 	c := newShardedCluster(t, 43, []string{"a1@A", "a2@A", "b1@B", "b2@B", "a3@A"}, nil)
-	late := c.node("a3")
-	for _, n := range c.nodes {
-		if n != late {
-			c.start(n)
-		}
-	}
-	for _, n := range c.nodes[1:4] {
-		if _, err := n.mesh.Join([]string{c.nodes[0].host.GossipAddr()}); err != nil {
-			t.Fatalf("join %s: %v", n.name, err)
-		}
-	}
-	c.waitMembership(10 * time.Second)
 	rng := rand.New(rand.NewPCG(43, 1))
-	want := make(map[gossiptest.Key]int64)
-	writers := make(map[gossiptest.Key]map[string]bool)
-	shardedWrites(c, rng, "sh", 150, 450, want, writers)
-	waitShardedHeld(t, c, want, 10*time.Second)
-
-	c.start(late)
-	if _, err := late.mesh.Join([]string{c.nodes[0].host.GossipAddr()}); err != nil {
-		t.Fatalf("join a3: %v", err)
-	}
-	c.waitMembership(10 * time.Second)
-	owned := 0
-	for k := range want {
-		if slices.Contains(c.owners(k.NS, k.Key), "a3") {
-			owned++
-		}
-	}
-	if owned == 0 {
-		t.Fatal("the joining node owns none of the counters; the test proves nothing")
-	}
-	shardedWrites(c, rng, "sh", 150, 150, want, writers)
-	waitShardedHeld(t, c, want, 15*time.Second)
+	want, writers, owned := shardedWithLateJoiner(t, c, c.node("a3"), rng)
 	t.Logf("a3 joined and got the %d of %d counters it now owns", owned, len(want))
 
 	// a1 leaves: its partitions move to a2 or a3.

@@ -2,7 +2,6 @@ package gossip_test
 
 import (
 	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 
@@ -19,39 +18,8 @@ import (
 func TestShardedOwnerWipedBeforeItsFailureIsSeen(t *testing.T) {
 	c := newShardedCluster(t, 61, []string{"a1@A", "a2@A", "b1@B", "b2@B", "a3@A"}, nil)
 	late := c.node("a3")
-	for _, n := range c.nodes {
-		if n != late {
-			c.start(n)
-		}
-	}
-	for _, n := range c.nodes[1:4] {
-		if _, err := n.mesh.Join([]string{c.nodes[0].host.GossipAddr()}); err != nil {
-			t.Fatalf("join %s: %v", n.name, err)
-		}
-	}
-	c.waitMembership(10 * time.Second)
 	rng := rand.New(rand.NewPCG(61, 1))
-	want := make(map[gossiptest.Key]int64)
-	writers := make(map[gossiptest.Key]map[string]bool)
-	shardedWrites(c, rng, "sh", 150, 450, want, writers)
-	waitShardedHeld(t, c, want, 10*time.Second)
-
-	c.start(late)
-	if _, err := late.mesh.Join([]string{c.nodes[0].host.GossipAddr()}); err != nil {
-		t.Fatalf("join a3: %v", err)
-	}
-	c.waitMembership(10 * time.Second)
-	owned := 0
-	for k := range want {
-		if slices.Contains(c.owners(k.NS, k.Key), "a3") {
-			owned++
-		}
-	}
-	if owned == 0 {
-		t.Fatal("the joining node owns none of the counters; the test proves nothing")
-	}
-	shardedWrites(c, rng, "sh", 150, 150, want, writers)
-	waitShardedHeld(t, c, want, 15*time.Second)
+	want, writers, owned := shardedWithLateJoiner(t, c, late, rng)
 
 	// a3's disk is lost; it is back at once, as a new incarnation.
 	c.stop(late, true)

@@ -46,19 +46,7 @@ func startPeerNodes(t *testing.T, nw *fakenet.Network, region string, names ...s
 			t.Fatal(err)
 		}
 		pn.node = n
-		h := nw.Host(name, region)
-		gcfg := gossip.DefaultConfig()
-		gcfg.Name, gcfg.Region = name, region
-		gcfg.GossipAddr, gcfg.ReplAddr = h.GossipAddr(), h.ReplAddr()
-		gcfg.Network, gcfg.Transport = h, h.NewTransport()
-		gcfg.FlushInterval = 10 * time.Millisecond
-		gcfg.DialTimeout = 500 * time.Millisecond
-		gcfg.LeaveTimeout = 300 * time.Millisecond
-		gcfg.Membership.ProbeInterval = 200 * time.Millisecond
-		gcfg.Membership.ProbeTimeout = 100 * time.Millisecond
-		gcfg.Membership.GossipInterval = 20 * time.Millisecond
-		gcfg.Membership.Tune = func(mc *memberlist.Config) { mc.EnableCompression = false }
-		m, err := gossip.New(gcfg, n.Replica())
+		m, err := gossip.New(testMeshConfig(nw.Host(name, region), name, region), n.Replica())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,6 +81,23 @@ func startPeerNodes(t *testing.T, nw *fakenet.Network, region string, names ...s
 		})
 	}
 	return out
+}
+
+// testMeshConfig is the mesh config of a test node on host h: fast
+// flushes and failure detection.
+func testMeshConfig(h *fakenet.Host, name, region string) gossip.Config {
+	gcfg := gossip.DefaultConfig()
+	gcfg.Name, gcfg.Region = name, region
+	gcfg.GossipAddr, gcfg.ReplAddr = h.GossipAddr(), h.ReplAddr()
+	gcfg.Network, gcfg.Transport = h, h.NewTransport()
+	gcfg.FlushInterval = 10 * time.Millisecond
+	gcfg.DialTimeout = 500 * time.Millisecond
+	gcfg.LeaveTimeout = 300 * time.Millisecond
+	gcfg.Membership.ProbeInterval = 200 * time.Millisecond
+	gcfg.Membership.ProbeTimeout = 100 * time.Millisecond
+	gcfg.Membership.GossipInterval = 20 * time.Millisecond
+	gcfg.Membership.Tune = func(mc *memberlist.Config) { mc.EnableCompression = false }
+	return gcfg
 }
 
 func alive(m *gossip.Mesh) int {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/hashicorp/memberlist"
 	"go.uber.org/zap"
 
 	"github.com/countmesh/countmesh/gossip"
@@ -43,20 +42,9 @@ func startShardNode(t *testing.T, nw *fakenet.Network, name, region string, inc 
 		t.Fatal(err)
 	}
 	sn.node = n
-	h := nw.Host(name, region)
-	gcfg := gossip.DefaultConfig()
-	gcfg.Name, gcfg.Region, gcfg.NodeID = name, region, n.ID()
-	gcfg.GossipAddr, gcfg.ReplAddr = h.GossipAddr(), h.ReplAddr()
-	gcfg.Network, gcfg.Transport = h, h.NewTransport()
-	gcfg.Replicas = n.ReplicasOf
-	gcfg.FlushInterval = 10 * time.Millisecond
+	gcfg := testMeshConfig(nw.Host(name, region), name, region)
+	gcfg.NodeID, gcfg.Replicas = n.ID(), n.ReplicasOf
 	gcfg.AntiEntropyInterval = 200 * time.Millisecond
-	gcfg.DialTimeout = 500 * time.Millisecond
-	gcfg.LeaveTimeout = 300 * time.Millisecond
-	gcfg.Membership.ProbeInterval = 200 * time.Millisecond
-	gcfg.Membership.ProbeTimeout = 100 * time.Millisecond
-	gcfg.Membership.GossipInterval = 20 * time.Millisecond
-	gcfg.Membership.Tune = func(mc *memberlist.Config) { mc.EnableCompression = false }
 	m, err := gossip.New(gcfg, n.Replica())
 	if err != nil {
 		t.Fatal(err)
