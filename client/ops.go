@@ -124,6 +124,26 @@ func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
 	return out, err
 }
 
+// Forgotten answers Forget.
+type Forgotten struct {
+	Node       string          `json:"node"`
+	Index      int             `json:"index"`
+	IDs        []uint64        `json:"ids"`
+	Generation uint64          `json:"generation"`
+	Raw        json.RawMessage `json:"-"`
+}
+
+// Forget forgets the node called name for good: every node folds its
+// slots into the retired slot (slot compaction). It needs an admin token;
+// the node must be gone and every other member alive.
+// POST /v1/cluster/forget.
+func (c *Client) Forget(ctx context.Context, name string) (Forgotten, error) {
+	var out Forgotten
+	raw, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/forget"}, map[string]string{"node": name}, &out)
+	out.Raw = raw
+	return out, err
+}
+
 // Healthz returns nil while the node's process is alive. GET /healthz.
 func (c *Client) Healthz(ctx context.Context) error {
 	_, err := c.do(ctx, request{method: http.MethodGet, path: "/healthz"})

@@ -44,22 +44,19 @@ type Reset struct {
 // value is a counter that reads 0. Slots are sorted by Node with no
 // duplicates; every method keeps that invariant, and every floor entry is
 // dominated by the slot of the same node.
+//
+// A state's retired generation (Gen, see Fold) is not a field: it is the id
+// of the state's retired slot, one of the slots, so whatever carries the
+// slots carries it. At generation 0 (no slot of an id in 1..MaxRetiredGen)
+// the state is exactly what it was before retirement existed.
 type Counter struct {
 	Slots []Slot
 	Reset *Reset
-	// Gen is the retired generation: how many ids of the cluster's retired
-	// list the state has folded into the retired slot (see Fold). At 0 the
-	// state is exactly what it was before retirement existed; above 0, the
-	// slot of RetiredNode is the retired slot. Gen is not encoded by the
-	// reflection-based msgpack codecs (structs as arrays would change shape
-	// even for 0); a codec that carries states of Gen > 0 must encode it
-	// explicitly.
-	Gen uint64 `json:",omitempty" msgpack:"-"`
 }
 
 // Clone returns a deep copy of c.
 func (c Counter) Clone() Counter {
-	out := Counter{Slots: slices.Clone(c.Slots), Gen: c.Gen}
+	out := Counter{Slots: slices.Clone(c.Slots)}
 	if c.Reset != nil {
 		r := *c.Reset
 		r.Floor = slices.Clone(c.Reset.Floor)
@@ -137,12 +134,14 @@ func (c Counter) Live() bool {
 // Add applies an increment of by (a decrement when negative) to node's slot
 // and returns the resulting value. It refuses, changing nothing, an update
 // that would take the value out of the int64 range or a slot total past
-// MaxSlotTotal, and, with ErrRetired, an update of the retired slot (node
-// RetiredNode of a state with Gen > 0).
+// MaxSlotTotal, and, with ErrRetired, an update of a retired id (IsRetiredID,
+// 1..MaxRetiredGen): no node has one, and a slot of one is a retired slot,
+// which would set (or change) the state's generation. Node 0 is an ordinary
+// slot.
 func (c *Counter) Add(node NodeID, by int64) (int64, error) {
 	cur, ok := c.value()
-	if node == RetiredNode && c.Gen > 0 {
-		return cur, fmt.Errorf("%w: node %d is the retired slot, which no node writes", ErrRetired, node)
+	if IsRetiredID(node) {
+		return cur, fmt.Errorf("%w: node %d is a retired slot's id (1..%d), which no node writes", ErrRetired, node, MaxRetiredGen)
 	}
 	if !ok {
 		// The merged state is already out of range; allow only updates
@@ -202,7 +201,10 @@ func (c *Counter) SetReset(node NodeID, value int64, deleted bool) *Reset {
 
 // Merge joins other into c. It is commutative, associative and idempotent,
 // and never moves any slot total backwards. Both states must be at the same
-// retired generation (Gen); MergeRetired joins states of any generations.
+// retired generation (Gen), or one of them at generation 0 and holding no
+// slot of an id the other has folded; MergeRetired joins states of any
+// generations. Merge does not check it: two states of different retired
+// slots merge into one that holds both, which Validate refuses.
 func (c *Counter) Merge(other Counter) {
 	c.Slots = mergeSlots(c.Slots, other.Slots)
 	if other.Reset == nil {
@@ -232,13 +234,14 @@ func (c *Counter) Merge(other Counter) {
 // other before they are sent: with the reset it also holds, for every node
 // of the reset's floor, a slot at least as high as the floor entry.
 //
-// A delta has c's retired generation, and above generation 0 it always
-// carries the retired slot: a state of generation g holds the whole total of
-// the ids folded up to g, which MergeRetired relies on.
+// A delta has c's retired generation: above generation 0 it always carries
+// the retired slot, RetiredID(c.Gen()), which is what says the generation,
+// and a state of generation g holds the whole total of the ids folded up to
+// g, which MergeRetired relies on.
 func (c Counter) Delta(withReset bool, nodes ...NodeID) Counter {
-	d := Counter{Gen: c.Gen}
-	if c.Gen > 0 {
-		nodes = append(slices.Clip(nodes), RetiredNode)
+	var d Counter
+	if g := c.Gen(); g > 0 {
+		nodes = append(slices.Clip(nodes), RetiredID(g))
 	}
 	for _, n := range nodes {
 		if i, ok := findSlot(c.Slots, n); ok {
@@ -260,9 +263,10 @@ func (c Counter) Delta(withReset bool, nodes ...NodeID) Counter {
 	return d
 }
 
-// Equal reports whether c and other hold the same state.
+// Equal reports whether c and other hold the same state (the same retired
+// generation included: it is the id of a slot).
 func (c Counter) Equal(other Counter) bool {
-	if c.Gen != other.Gen || !slices.Equal(c.Slots, other.Slots) {
+	if !slices.Equal(c.Slots, other.Slots) {
 		return false
 	}
 	if (c.Reset == nil) != (other.Reset == nil) {

@@ -367,9 +367,11 @@ func drawOps(t *rapid.T, amount *rapid.Generator[int64], maxOps int, label strin
 }
 
 // nodePool holds the candidate node ids: both ends of the range (ties
-// between concurrent resets break on node) and hashed names.
+// between concurrent resets break on node) and hashed names. The low end is
+// 0 and the lowest id above the retired ones (1..MaxRetiredGen), which no
+// node writes (Add refuses them).
 var nodePool = []crdt.NodeID{
-	0, 1, math.MaxUint64, math.MaxUint64 - 1,
+	0, crdt.NodeID(crdt.MaxRetiredGen) + 1, math.MaxUint64, math.MaxUint64 - 1,
 	crdt.NodeIDFromName("a"), crdt.NodeIDFromName("b"), crdt.NodeIDFromName("c"),
 }
 

@@ -29,9 +29,12 @@
 // A counter keeps a slot for every node that ever wrote it, and a node that
 // lost its disk comes back under a new slot (NodeIDOf), so slots pile up.
 // Retirement folds the slots of nodes that have left for good into one
-// retired slot, of the reserved id RetiredNode (0). The cluster agrees on an
-// append-only list of forgotten ids; a state's Gen says how many of them it
-// has folded. Counter.Fold removes their slots and floor entries and adds
+// retired slot. The cluster agrees on an append-only list of forgotten ids;
+// a state's generation (Counter.Gen) says how many of them it has folded,
+// and is the id of its retired slot (RetiredID: the ids 1..MaxRetiredGen are
+// reserved for retired slots, and no node has one), so the generation
+// travels with the slots in every encoding. Counter.Fold removes their
+// slots and floor entries and adds
 // them, per component, into the retired slot and its floor entry, so the
 // value formula and the value stay as they were. Counter.MergeRetired folds
 // the lower-generation side up first and then merges as Merge does (Merge
@@ -42,7 +45,8 @@
 // folds it only once it holds every reset made before the cut. Folded
 // floors are sums, and sums built from different resets would merge by
 // maximum below the per-node maxima. Counter.ValidateRetired checks a state
-// against the list. A state of generation 0 behaves, and encodes, as before.
+// against the list. A state of generation 0 (no retired slot) behaves as
+// before.
 //
 // Nothing in this package does I/O, starts goroutines or locks. Values are not
 // safe for concurrent use: callers (package node) serialise access.

@@ -1,6 +1,7 @@
 package crdt_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/big"
@@ -136,10 +137,12 @@ func ropGen(weights ropWeights, sparse bool) *rapid.Generator[rop] {
 	})
 }
 
-// retirePool holds the candidate node ids: never RetiredNode, both ends of
-// the rest of the range, and hashed names.
+// retirePool holds the candidate node ids: never a retired id (1..
+// MaxRetiredGen), the lowest ids above them and the top of the range, 0 (an
+// ordinary slot, sorted before the retired slot, but never retired: its
+// replica does not leave), and hashed names.
 var retirePool = []crdt.NodeID{
-	1, 2, math.MaxUint64, math.MaxUint64 - 1,
+	0, crdt.NodeID(crdt.MaxRetiredGen) + 1, crdt.NodeID(crdt.MaxRetiredGen) + 2, math.MaxUint64, math.MaxUint64 - 1,
 	crdt.NodeIDFromName("a"), crdt.NodeIDFromName("b"), crdt.NodeIDFromName("c"),
 	crdt.NodeIDOf("a", 1), crdt.NodeIDOf("a", 2),
 }
@@ -219,7 +222,10 @@ func (s *rsim) knowsResetsBefore(k knowledge, n int) bool {
 // resets merge by maximum below the per-node maxima
 // (TestFoldNeedsEveryResetBeforeTheCut spells one case out).
 func (s *rsim) maxFold(r int) uint64 {
-	g := s.reps[r].Gen
+	// A state that folded ids none of which it held a slot of is at
+	// generation 0 (Counter.Gen); its knowledge has only grown since, so
+	// counting again from its Gen gets as far.
+	g := s.reps[r].Gen()
 	for g < uint64(len(s.retired)) && s.knowsAllIncs(s.know[r], s.retired[g]) && s.knowsResetsBefore(s.know[r], s.cut[g]) {
 		g++
 	}
@@ -287,8 +293,8 @@ func (s *rsim) step(t *rapid.T, o rop) {
 	case ropLeave:
 		r := o.R % n
 		l := s.live()
-		if s.left[r] || len(l) < 2 {
-			return
+		if s.left[r] || len(l) < 2 || s.ids[r] == 0 {
+			return // node 0 never leaves: a retired list may not name it
 		}
 		// Messages of the departing node stay pooled: its last state and a
 		// delta of its own slot may arrive anywhere, late.
@@ -319,17 +325,21 @@ func (s *rsim) step(t *rapid.T, o rop) {
 		return
 	case ropFold:
 		r := s.liveIndex(o.R)
-		cur, top := s.reps[r].Gen, s.maxFold(r)
+		cur, top := s.reps[r].Gen(), s.maxFold(r)
 		gen := top
 		if o.Gen >= 0 {
 			gen = cur + uint64(o.Gen)%(top-cur+1)
+		}
+		want := gen
+		if cur == 0 && !slices.ContainsFunc(s.reps[r].Slots, func(sl crdt.Slot) bool { return s.folded(gen, sl.Node) }) {
+			want = 0 // nothing to fold: no retired slot is made
 		}
 		before := s.reps[r].Value()
 		if err := s.reps[r].Fold(s.retired, gen); err != nil {
 			t.Fatalf("Fold(%d) of r%d at generation %d: %v", gen, r, cur, err)
 		}
-		if s.reps[r].Gen != gen {
-			t.Fatalf("Fold(%d) left generation %d", gen, s.reps[r].Gen)
+		if got := s.reps[r].Gen(); got != want {
+			t.Fatalf("Fold(%d) from generation %d left generation %d, want %d\nstate %s", gen, cur, got, want, describe(s.reps[r]))
 		}
 		if after := s.reps[r].Value(); after != before {
 			t.Fatalf("Fold(%d) changed the value from %d to %d", gen, before, after)
@@ -359,7 +369,7 @@ func (s *rsim) send(t *rapid.T, src int, full, withReset bool, bits uint8) {
 		// increment of the nodes folded at the state's generation.
 		m = message{
 			c: c.Delta(withReset, nodes...),
-			k: s.h.delta(s.know[src], withReset, append(nodes, s.retired[:c.Gen]...)),
+			k: s.h.delta(s.know[src], withReset, append(nodes, s.retired[:c.Gen()]...)),
 		}
 	}
 	s.pool = append(s.pool, m)
@@ -415,13 +425,14 @@ func (s *rsim) checkState(t *rapid.T, what string, c crdt.Counter, k knowledge) 
 	if got, want := c.Live(), s.h.live(k); got != want {
 		t.Fatalf("%s: Live() = %v, model %v\nstate %s", what, got, want, describe(c))
 	}
+	gen := c.Gen()
 	sumP, sumN := new(big.Int), new(big.Int)
 	anyFolded := false
 	for _, id := range s.ids {
 		p, n := s.h.totals(k, id)
-		if s.folded(c.Gen, id) {
+		if s.folded(gen, id) {
 			if slices.ContainsFunc(c.Slots, func(sl crdt.Slot) bool { return sl.Node == id }) {
-				t.Fatalf("%s: slot of node %d, folded at generation %d\nstate %s", what, id, c.Gen, describe(c))
+				t.Fatalf("%s: slot of node %d, folded at generation %d\nstate %s", what, id, gen, describe(c))
 			}
 			sumP.Add(sumP, p)
 			sumN.Add(sumN, n)
@@ -433,16 +444,21 @@ func (s *rsim) checkState(t *rapid.T, what string, c crdt.Counter, k knowledge) 
 			t.Fatalf("%s: Slot(%d) = %+v, model P=%v N=%v\nstate %s", what, id, sl, p, n, describe(c))
 		}
 	}
-	hasRetired := len(c.Slots) > 0 && c.Slots[0].Node == crdt.RetiredNode // the lowest id
-	if hasRetired != anyFolded {
+	if hasRetired := gen > 0; hasRetired != anyFolded {
 		t.Fatalf("%s: retired slot present %v, folded nodes with increments %v\nstate %s", what, hasRetired, anyFolded, describe(c))
 	}
-	if rs := c.Slot(crdt.RetiredNode); new(big.Int).SetUint64(rs.P).Cmp(sumP) != 0 || new(big.Int).SetUint64(rs.N).Cmp(sumN) != 0 {
-		t.Fatalf("%s: retired slot %+v, model sums P=%v N=%v\nstate %s", what, rs, sumP, sumN, describe(c))
+	if gen > uint64(len(s.retired)) {
+		t.Fatalf("%s: generation %d beyond the %d retired ids\nstate %s", what, gen, len(s.retired), describe(c))
+	}
+	if gen > 0 {
+		rs := c.Slot(crdt.RetiredID(gen))
+		if new(big.Int).SetUint64(rs.P).Cmp(sumP) != 0 || new(big.Int).SetUint64(rs.N).Cmp(sumN) != 0 {
+			t.Fatalf("%s: retired slot %+v, model sums P=%v N=%v\nstate %s", what, rs, sumP, sumN, describe(c))
+		}
 	}
 	for _, sl := range c.Slots {
-		if sl.Node != crdt.RetiredNode && !slices.Contains(s.ids, sl.Node) {
-			t.Fatalf("%s: slot of unknown node %d", what, sl.Node)
+		if sl.Node != crdt.RetiredID(gen) && !slices.Contains(s.ids, sl.Node) {
+			t.Fatalf("%s: slot of unknown node %d\nstate %s", what, sl.Node, describe(c))
 		}
 	}
 }
@@ -553,7 +569,12 @@ func TestPropRetireMatchesModel(t *testing.T) {
 			c := s.reps[r]
 			var want []crdt.NodeID
 			if slices.ContainsFunc(s.retired, func(id crdt.NodeID) bool { return s.hasIncs(s.know[r], id) }) {
-				want = append(want, crdt.RetiredNode)
+				want = append(want, crdt.RetiredID(all))
+				if c.Gen() != all {
+					t.Fatalf("replica %d folded up to %d is at generation %d: %s", r, all, c.Gen(), describe(c))
+				}
+			} else if c.Gen() != 0 {
+				t.Fatalf("replica %d folded up to %d without a departed writer's increments is at generation %d: %s", r, all, c.Gen(), describe(c))
 			}
 			for _, l := range live {
 				if s.hasIncs(s.know[r], s.ids[l]) {
@@ -603,7 +624,7 @@ func TestPropMergeRetiredLaws(t *testing.T) {
 			return s.states[rapid.IntRange(0, len(s.states)-1).Draw(t, label)].Clone()
 		}
 		a, b, c := pick("a"), pick("b"), pick("c")
-		t.Logf("generations %d %d %d of %d", a.Gen, b.Gen, c.Gen, len(ret))
+		t.Logf("generations %d %d %d of %d", a.Gen(), b.Gen(), c.Gen(), len(ret))
 		a0 := a.Clone()
 		requireEqual(t, "a⊔b != b⊔a", mergedRetired(t, a, b, ret), mergedRetired(t, b, a, ret))
 		requireEqual(t, "MergeRetired modified its receiver's source", a, a0)
@@ -611,10 +632,71 @@ func TestPropMergeRetiredLaws(t *testing.T) {
 			mergedRetired(t, mergedRetired(t, a, b, ret), c, ret), mergedRetired(t, a, mergedRetired(t, b, c, ret), ret))
 		requireEqual(t, "a⊔a != a", mergedRetired(t, a, a, ret), a)
 		ab := mergedRetired(t, a, b, ret)
+		if got, want := ab.Gen(), max(a.Gen(), b.Gen()); got != want {
+			t.Fatalf("a⊔b at generation %d, want %d (the higher side's)\n%s", got, want, describe(ab))
+		}
 		requireEqual(t, "(a⊔b)⊔b != a⊔b", mergedRetired(t, ab, b, ret), ab)
 		requireEqual(t, "(a⊔b)⊔a != a⊔b", mergedRetired(t, ab, a, ret), ab)
 		if err := ab.ValidateRetired(crdt.Limits{}, ret); err != nil {
 			t.Fatalf("a⊔b does not validate: %v", err)
+		}
+	})
+}
+
+// plainCopy is what every codec keeps of a state: its slots and its reset,
+// copied field by field into a fresh Counter.
+func plainCopy(c crdt.Counter) crdt.Counter {
+	out := crdt.Counter{Slots: make([]crdt.Slot, 0, len(c.Slots))}
+	for _, s := range c.Slots {
+		out.Slots = append(out.Slots, crdt.Slot{Node: s.Node, P: s.P, N: s.N})
+	}
+	if r := c.Reset; r != nil {
+		out.Reset = &crdt.Reset{Epoch: r.Epoch, Node: r.Node, Value: r.Value, Deleted: r.Deleted, Floor: slices.Clone(r.Floor)}
+	}
+	return out
+}
+
+// The retired generation travels with the slots: a state rebuilt from its
+// slots and reset alone (as every codec carries them), or through JSON, is
+// at the same generation, validates against the list as the original does,
+// and merges across generations (MergeRetired, either side copied) exactly
+// as the original.
+func TestPropRetiredGenTravelsWithTheSlots(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(t *rapid.T) {
+		s := runToEnd(t)
+		ret := s.retired
+		pick := func(label string) crdt.Counter {
+			return s.states[rapid.IntRange(0, len(s.states)-1).Draw(t, label)].Clone()
+		}
+		a, b := pick("a"), pick("b")
+		fromJSON := func(c crdt.Counter) crdt.Counter {
+			data, err := json.Marshal(c)
+			if err != nil {
+				t.Fatalf("json.Marshal: %v", err)
+			}
+			var out crdt.Counter
+			if err := json.Unmarshal(data, &out); err != nil {
+				t.Fatalf("json.Unmarshal(%s): %v", data, err)
+			}
+			return out
+		}
+		for name, cp := range map[string]func(crdt.Counter) crdt.Counter{"plain copy": plainCopy, "JSON": fromJSON} {
+			ca, cb := cp(a), cp(b)
+			if ca.Gen() != a.Gen() || !ca.Equal(a) {
+				t.Fatalf("%s: generation %d, state %s; the original is at %d, %s", name, ca.Gen(), describe(ca), a.Gen(), describe(a))
+			}
+			if (ca.ValidateRetired(crdt.Limits{}, ret) == nil) != (a.ValidateRetired(crdt.Limits{}, ret) == nil) {
+				t.Fatalf("%s: ValidateRetired %v, the original %v", name, ca.ValidateRetired(crdt.Limits{}, ret), a.ValidateRetired(crdt.Limits{}, ret))
+			}
+			want := mergedRetired(t, a, b, ret)
+			requireEqual(t, name+": copy(a)⊔copy(b) != a⊔b", mergedRetired(t, ca, cb, ret), want)
+			requireEqual(t, name+": copy(a)⊔b != a⊔b", mergedRetired(t, ca, b, ret), want)
+			requireEqual(t, name+": a⊔copy(b) != a⊔b", mergedRetired(t, a, cb, ret), want)
+			requireEqual(t, name+": copy(b)⊔copy(a) != a⊔b", mergedRetired(t, cb, ca, ret), want)
+			if got := cp(want); got.Gen() != want.Gen() {
+				t.Fatalf("%s of a⊔b at generation %d, a⊔b at %d", name, got.Gen(), want.Gen())
+			}
 		}
 	})
 }

@@ -60,13 +60,15 @@ func (l Limits) withDefaults() Limits {
 // lim: slots strictly sorted by node (so no duplicates), every total within
 // lim.MaxTotal, and a reset record with an epoch within lim.MaxEpoch and a
 // floor strictly sorted by node, each entry dominated by the slot of the same
-// node (Merge and Delta keep that invariant; without it the value wraps).
-// It returns an error wrapping ErrInvalid that says what is wrong. It never
-// panics, whatever c holds. Merging two states that pass Validate yields one
-// that passes it too, given room for both states' slots. Validate does not
-// know the retired list: above generation 0 the slot of RetiredNode is held
-// to the same rules as any slot, and ValidateRetired adds the checks that
-// need the list.
+// node (Merge and Delta keep that invariant; without it the value wraps);
+// and at most one retired slot (an id in 1..MaxRetiredGen, see Gen), the
+// only retired id a floor entry may name. It returns an error wrapping
+// ErrInvalid that says what is wrong. It never panics, whatever c holds.
+// Merging two states that pass Validate yields one that passes it too, given
+// room for both states' slots, when they are of the same retired generation
+// or one of them is of generation 0 (as Merge requires). Validate does not
+// know the retired list: the retired slot is held to the same rules as any
+// slot, and ValidateRetired adds the checks that need the list.
 func (c Counter) Validate(lim Limits) error {
 	lim = lim.withDefaults()
 	if err := validSlots("slot", c.Slots, lim); err != nil {
@@ -74,6 +76,9 @@ func (c Counter) Validate(lim Limits) error {
 	}
 	r := c.Reset
 	if r == nil {
+		if err := c.retiredShape(); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 		return nil
 	}
 	if r.Epoch > lim.MaxEpoch {
@@ -91,6 +96,9 @@ func (c Counter) Validate(lim Limits) error {
 			return fmt.Errorf("%w: reset floor entry of node %d (P %d, N %d) is above its slot (P %d, N %d)",
 				ErrInvalid, f.Node, f.P, f.N, c.Slots[s].P, c.Slots[s].N)
 		}
+	}
+	if err := c.retiredShape(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return nil
 }

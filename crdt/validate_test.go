@@ -10,7 +10,9 @@ import (
 )
 
 func TestValidate(t *testing.T) {
-	a, b, c := crdt.NodeID(1), crdt.NodeID(2), crdt.NodeID(3)
+	// The lowest ids above the retired ones (1..MaxRetiredGen).
+	a, b, c := crdt.NodeID(crdt.MaxRetiredGen)+1, crdt.NodeID(crdt.MaxRetiredGen)+2, crdt.NodeID(crdt.MaxRetiredGen)+3
+	r1, r2 := crdt.RetiredID(1), crdt.RetiredID(2)
 	tests := []struct {
 		name    string
 		c       crdt.Counter
@@ -33,6 +35,12 @@ func TestValidate(t *testing.T) {
 		{"floor unsorted", crdt.Counter{Slots: []crdt.Slot{{a, 5, 0}, {b, 5, 0}}, Reset: &crdt.Reset{Epoch: 1, Floor: []crdt.Slot{{b, 1, 0}, {a, 1, 0}}}}, crdt.Limits{}, true},
 		{"floor above its slot", crdt.Counter{Slots: []crdt.Slot{{a, 5, 0}}, Reset: &crdt.Reset{Epoch: 1, Floor: []crdt.Slot{{a, 6, 0}}}}, crdt.Limits{}, true},
 		{"floor without a slot", crdt.Counter{Reset: &crdt.Reset{Epoch: 1, Floor: []crdt.Slot{{a, 1, 0}}}}, crdt.Limits{}, true},
+		{"node 0", crdt.Counter{Slots: []crdt.Slot{{0, 1, 0}, {a, 1, 0}}}, crdt.Limits{}, false},
+		{"a retired slot", crdt.Counter{Slots: []crdt.Slot{{0, 1, 0}, {r2, 1, 0}, {a, 1, 0}}, Reset: &crdt.Reset{Epoch: 1, Floor: []crdt.Slot{{r2, 1, 0}}}}, crdt.Limits{}, false},
+		{"two retired slots", crdt.Counter{Slots: []crdt.Slot{{r1, 1, 0}, {r2, 1, 0}, {a, 1, 0}}}, crdt.Limits{}, true},
+		{"two retired slots after node 0", crdt.Counter{Slots: []crdt.Slot{{0, 1, 0}, {r1, 1, 0}, {crdt.NodeID(crdt.MaxRetiredGen), 1, 0}}}, crdt.Limits{}, true},
+		{"retired floor entry without its slot", crdt.Counter{Slots: []crdt.Slot{{a, 1, 0}}, Reset: &crdt.Reset{Epoch: 1, Floor: []crdt.Slot{{r1, 1, 0}}}}, crdt.Limits{}, true},
+		{"floor entry of another retired id", crdt.Counter{Slots: []crdt.Slot{{r2, 1, 0}}, Reset: &crdt.Reset{Epoch: 1, Floor: []crdt.Slot{{r1, 1, 0}}}}, crdt.Limits{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,7 +59,7 @@ func TestValidate(t *testing.T) {
 // still validates.
 func TestSetResetEpochDoesNotWrap(t *testing.T) {
 	c := crdt.Counter{Reset: &crdt.Reset{Epoch: crdt.MaxEpoch}}
-	r := c.SetReset(1, 7, false)
+	r := c.SetReset(crdt.NodeIDFromName("a"), 7, false)
 	if r.Epoch != crdt.MaxEpoch {
 		t.Fatalf("epoch after a reset at MaxEpoch = %d, want %d", r.Epoch, uint64(crdt.MaxEpoch))
 	}
@@ -64,11 +72,12 @@ func TestSetResetEpochDoesNotWrap(t *testing.T) {
 // always validate.
 func TestAddStopsAtMaxSlotTotal(t *testing.T) {
 	var c crdt.Counter
-	if _, err := c.Add(1, math.MinInt64); err != nil { // N = 2^63, exactly the bound
+	a := crdt.NodeIDFromName("a")
+	if _, err := c.Add(a, math.MinInt64); err != nil { // N = 2^63, exactly the bound
 		t.Fatalf("Add(MinInt64): %v", err)
 	}
-	c.SetReset(1, 0, false)
-	if _, err := c.Add(1, -1); !errors.Is(err, crdt.ErrOverflow) {
+	c.SetReset(a, 0, false)
+	if _, err := c.Add(a, -1); !errors.Is(err, crdt.ErrOverflow) {
 		t.Fatalf("Add past MaxSlotTotal: err = %v, want ErrOverflow", err)
 	}
 	if err := c.Validate(crdt.Limits{}); err != nil {
@@ -76,11 +85,21 @@ func TestAddStopsAtMaxSlotTotal(t *testing.T) {
 	}
 }
 
-// fuzzReader decodes counters from fuzz bytes: node ids 0..7 (so that
-// states share nodes), and totals and epochs that hit the bounds often.
+// fuzzNodes are the node ids of fuzzed states: 0, the retired ids of
+// generations 1 and 2, and the lowest node ids above the retired ones (so
+// that states share nodes), the last two of which fuzzRetired lists.
+var fuzzNodes = []crdt.NodeID{0, crdt.RetiredID(1), crdt.RetiredID(2),
+	crdt.NodeID(crdt.MaxRetiredGen) + 1, crdt.NodeID(crdt.MaxRetiredGen) + 2, crdt.NodeID(crdt.MaxRetiredGen) + 3,
+	crdt.NodeID(crdt.MaxRetiredGen) + 4, crdt.NodeID(crdt.MaxRetiredGen) + 5}
+
+// fuzzRetired is the retired list MergeRetired is fuzzed with.
+var fuzzRetired = fuzzNodes[6:]
+
+// fuzzReader decodes counters from fuzz bytes: node ids of fuzzNodes, and
+// totals and epochs that hit the bounds often.
 func fuzzReader(data []byte) *crdtfuzz.Reader {
 	return &crdtfuzz.Reader{B: data, MaxSlots: 6,
-		Nodes: []crdt.NodeID{0, 1, 2, 3, 4, 5, 6, 7},
+		Nodes: fuzzNodes,
 		Edges: []uint64{
 			crdt.MaxSlotTotal - 1, crdt.MaxSlotTotal, crdt.MaxSlotTotal + 1, math.MaxUint64,
 			crdt.MaxEpoch - 1, crdt.MaxEpoch, crdt.MaxEpoch + 1, math.MaxInt64,
@@ -95,9 +114,13 @@ func mergedCopy(a, b crdt.Counter) crdt.Counter {
 }
 
 // FuzzValidateMerge: Validate never panics and refuses with ErrInvalid;
-// on states it accepts, Merge is commutative and idempotent, its result
-// validates (given room for both states' slots), and updates on it neither
-// panic nor produce a state that fails Validate.
+// on states it accepts, of one retired generation or one of them of
+// generation 0 (as Merge requires), Merge is commutative and idempotent,
+// its result validates (given room for both states' slots), and updates on
+// it neither panic nor produce a state that fails Validate. Valid states of
+// two retired generations merge with MergeRetired instead, commutatively
+// and into a state that validates, or are refused alike in both orders
+// (a retired total that would overflow).
 func FuzzValidateMerge(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{2, 1, 5, 0, 2, 3, 0, 1, 0, 1, 1, 1, 1, 4, 0})
@@ -115,6 +138,29 @@ func FuzzValidateMerge(f *testing.F) {
 			}
 		}
 		if errA != nil || errB != nil {
+			return
+		}
+		if g, h := a.Gen(), b.Gen(); g != h && g != 0 && h != 0 {
+			ab, ba := a.Clone(), b.Clone()
+			errAB, errBA := ab.MergeRetired(b, fuzzRetired), ba.MergeRetired(a, fuzzRetired)
+			if (errAB == nil) != (errBA == nil) {
+				t.Fatalf("MergeRetired in one order %v, in the other %v", errAB, errBA)
+			}
+			if errAB != nil {
+				if !errors.Is(errAB, crdt.ErrOverflow) {
+					t.Fatalf("MergeRetired = %v, want nil or ErrOverflow", errAB)
+				}
+				return
+			}
+			if !ab.Equal(ba) {
+				t.Fatalf("MergeRetired not commutative:\n a⊔b = %+v\n b⊔a = %+v", ab, ba)
+			}
+			if err := ab.Validate(crdt.Limits{MaxSlots: 2 * lim.MaxSlots}); err != nil {
+				t.Fatalf("MergeRetired of valid states does not validate: %v\n%+v", err, ab)
+			}
+			if ab.Gen() != max(g, h) {
+				t.Fatalf("MergeRetired of generations %d and %d is at %d", g, h, ab.Gen())
+			}
 			return
 		}
 		ab, ba := mergedCopy(a, b), mergedCopy(b, a)

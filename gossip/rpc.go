@@ -29,6 +29,11 @@ const (
 	// MethodCovers reads durable vector entries of sequence spaces, then
 	// counters' states (a writer's copies of sharded counters).
 	MethodCovers = transport.MethodCovers
+	// MethodRetirePrepare, MethodRetireAccept and MethodRetireSync decide
+	// and spread the retired list (countctl cluster forget).
+	MethodRetirePrepare = transport.MethodRetirePrepare
+	MethodRetireAccept  = transport.MethodRetireAccept
+	MethodRetireSync    = transport.MethodRetireSync
 )
 
 // Handler answers a peer call (see transport.Handler).

@@ -70,6 +70,7 @@ func (s *Server) routes(cfg Config, dashboard http.HandlerFunc) []route {
 		{"GET", "/v1/namespaces/{ns}/aggregate", needRead, s.getAggregate},
 		{"GET", "/v1/namespaces/{ns}/watch", needRead, s.watchNamespace},
 		{"GET", "/v1/cluster", needRead, s.getCluster},
+		{"POST", "/v1/cluster/forget", needAdmin, s.forget},
 		{"POST", "/v1/ratelimit/{ns}/{key}", needWrite, s.rateLimit(cfg.RateLimit)},
 		// Backup and restore; a token limited to some namespaces exports
 		// and imports those only (export.go).

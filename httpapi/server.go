@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -35,6 +36,9 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 	// Cluster answers GET /v1/cluster; nil for a node without the mesh.
 	Cluster Cluster
+	// Forget forgets a node for good (POST /v1/cluster/forget: slot
+	// compaction, docs/operations.md); nil answers 503 (no mesh).
+	Forget func(ctx context.Context, name string) (ForgetResult, error)
 	// RateLimit decides POST /v1/ratelimit/{ns}/{key} and answers the other
 	// nodes' lease calls; nil answers 503 there.
 	RateLimit *ratelimit.Limiter
@@ -104,6 +108,8 @@ type Server struct {
 	fast fastRoutes
 	// limiter decides POST /v1/ratelimit (nil: not configured).
 	limiter *ratelimit.Limiter
+	// forgetNode runs POST /v1/cluster/forget (nil: no mesh).
+	forgetNode func(ctx context.Context, name string) (ForgetResult, error)
 	// noFast turns off the fast path and the fast decoding and encoding of
 	// the hot handlers, so that the tests can compare them with the general
 	// code. Only tests set it, before serving.
@@ -120,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{node: cfg.Node, cluster: cfg.Cluster, log: cfg.Logger, closing: make(chan struct{}),
+	s := &Server{node: cfg.Node, cluster: cfg.Cluster, forgetNode: cfg.Forget, log: cfg.Logger, closing: make(chan struct{}),
 		tokens: cfg.Tokens, maxWatchers: int64(cfg.MaxWatchStreams)}
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "countmesh_http_request_duration_seconds",

@@ -281,8 +281,8 @@ func TestImportRefusesBadLines(t *testing.T) {
 			fmt.Sprintf(`{"type":"namespace","namespace":"pv","config":{"type":"eventual"},"hlc":%d}`, uint64(future.UnixNano())<<16)},
 			"line 2: namespace \"pv\"", 0, 0},
 		{"id applied in the future", []string{lines[0], lines[1], lines[2],
-			fmt.Sprintf(`{"type":"counter","ns":"pv","kind":"id","raw_key":"BHgAYg==","slots":[{"node":"9","p":3,"n":%d}]}`, future.Unix()<<1)},
-			"line 4: pv/\"\\x04x\\x00b\": id record slot of node 9 was applied at", 2, 0},
+			fmt.Sprintf(`{"type":"counter","ns":"pv","kind":"id","raw_key":"BHgAYg==","slots":[{"node":"1048585","p":3,"n":%d}]}`, future.Unix()<<1)},
+			"line 4: pv/\"\\x04x\\x00b\": id record slot of node 1048585 was applied at", 2, 0},
 		{"bad key", []string{lines[0], lines[1], `{"type":"counter","ns":"pv","key":"a\u0001b","slots":[]}`}, "line 3: pv: ", 0, 0},
 	}
 	for _, tc := range cases {

@@ -149,7 +149,7 @@ func TestLostDiskComesBackUnderANewSlot(t *testing.T) {
 // names leave it alone (found by the wipe-heavy chaos campaign: ids counted
 // twice after wipes).
 func TestIncarnationTakesBackItsPredecessorsDuplicate(t *testing.T) {
-	winner, old := crdt.NodeID(1), crdt.NodeIDOf("n1", 12345)
+	winner, old := crdt.NodeID(crdt.MaxRetiredGen)+1, crdt.NodeIDOf("n1", 12345)
 	if !crdt.SameName(old, crdt.NodeIDOf("n1", 777)) || crdt.SameName(old, crdt.NodeIDFromName("n3")) {
 		t.Fatal("incarnations of n1 must share their high bits, and only they")
 	}

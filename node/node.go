@@ -22,6 +22,7 @@ import (
 	"github.com/countmesh/countmesh/node/nsconfig"
 	"github.com/countmesh/countmesh/node/query"
 	"github.com/countmesh/countmesh/node/replica"
+	"github.com/countmesh/countmesh/node/retire"
 	"github.com/countmesh/countmesh/node/series"
 	"github.com/countmesh/countmesh/node/watch"
 	"github.com/countmesh/countmesh/node/write"
@@ -59,6 +60,9 @@ type Node struct {
 	seriesCaps *series.Caps      // label series per key, for Config.MaxSeriesPerKey
 	writer     *write.Writer     // the one write path of Incr and Batch
 	imports    *export.Merger    // the checks and merges of imported records
+
+	retired *retire.List // the retired list: the nodes forgotten for good
+	folds   retiredState // how far this node folds their slots (retired.go)
 
 	ns   *nsconfig.Table // the namespaces and their configs
 	feed changeFeed      // where every change of a counter's state is told
@@ -134,6 +138,10 @@ func Open(cfg Config) (*Node, error) {
 		MaxClockOffset:    cfg.MaxClockOffset,
 	})
 	if err := n.ns.Load(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if n.retired, err = openRetired(n); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -252,10 +260,14 @@ func Open(cfg Config) (*Node, error) {
 			return expirePass(n.baseCtx, n.windows, n.ttl, n.ns, n.ids, ids)
 		})
 	}()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
 		n.releaseLoop()
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.foldLoop()
 	}()
 	n.ready.Store(!cfg.StartUnready)
 	n.log.Info("node open",
@@ -435,6 +447,9 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	if err := n.ns.RefuseBoundedReset(ns, "a reset"); err != nil {
 		return Result{}, err
 	}
+	if err := n.checkResetAfterForget(ns, key, "a reset"); err != nil {
+		return Result{}, err
+	}
 	unlock, err := n.guardReleased(ctx, []BatchOp{{NS: ns, Key: key}})
 	if err != nil {
 		return Result{}, err
@@ -447,7 +462,9 @@ func (n *Node) Reset(ctx context.Context, ns, key string, value int64) (Result, 
 	var before, v int64
 	sync, err := n.update(ns, key, true, func(e *keyspace.Entry) error {
 		if pulled != nil {
-			e.C.Merge(*pulled)
+			if err := retire.Merge(&e.C, *pulled, n.retired.IDs()); err != nil {
+				return kinderr.New(ErrUnavailable, err, "merge the owners' state of %s/%q: %v; retry once the retired list has reached this node", ns, key, err)
+			}
 		}
 		before = e.C.Value()
 		e.C.SetReset(n.id, value, false)
@@ -474,6 +491,9 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	if err := n.ns.RefuseBoundedReset(ns, "a delete"); err != nil {
 		return err
 	}
+	if err := n.checkResetAfterForget(ns, key, "a delete"); err != nil {
+		return err
+	}
 	unlock, err := n.guardReleased(ctx, []BatchOp{{NS: ns, Key: key}})
 	if err != nil {
 		return err
@@ -486,7 +506,9 @@ func (n *Node) Delete(ctx context.Context, ns, key string) error {
 	var before int64
 	sync, err := n.update(ns, key, pulled != nil, func(e *keyspace.Entry) error {
 		if pulled != nil {
-			e.C.Merge(*pulled)
+			if err := retire.Merge(&e.C, *pulled, n.retired.IDs()); err != nil {
+				return kinderr.New(ErrUnavailable, err, "merge the owners' state of %s/%q: %v; retry once the retired list has reached this node", ns, key, err)
+			}
 		}
 		before = e.C.Value()
 		e.C.SetReset(n.id, 0, true)

@@ -58,6 +58,7 @@ func newQuorum(n *Node) *exact.Quorum {
 		OnRefused:     func() { n.metrics.PeerRefused.Inc() },
 		Merge:         func(states []CounterState) error { return n.rep.ApplyDurable(statesBatch(n.id, states)) },
 		CheckReadable: func() error { return readable(n.ready.Load()) },
+		Retired:       func() []crdt.NodeID { return n.retired.IDs() },
 	})
 }
 

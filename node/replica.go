@@ -75,6 +75,11 @@ func newReplica(n *Node) *replica.Replica {
 		Saved:        n.recent.rotate,
 		OnRefused:    func() { n.metrics.PeerRefused.Inc() },
 		OnReplicated: func(k int) { n.metrics.Replicated.Add(float64(k)) },
+		Retired:      n.retired,
+		FoldLocked: func(ns, key string, c *crdt.Counter) {
+			n.foldLocked(ns, key, c)
+		},
+		RetiredBehind: func() { n.folds.behind.Store(true) },
 	})
 }
 

@@ -18,7 +18,7 @@ import (
 // so anti-entropy (which sends only what lies beyond it) never repairs them.
 func TestSabotageDropDeltaLeavesCountersUnapplied(t *testing.T) {
 	n := openTest(t, testConfig(t, vfs.NewMem()))
-	const origin = crdt.NodeID(7777)
+	const origin = crdt.NodeID(crdt.MaxRetiredGen) + 7777
 	var b change.Batch
 	wantDropped := 0
 	for i := range 200 {

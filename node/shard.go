@@ -15,6 +15,7 @@ import (
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/exact"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/retire"
 	"go.uber.org/zap"
 )
 
@@ -230,7 +231,11 @@ func (n *Node) shardedState(ctx context.Context, level, ns, key string, replicas
 			}
 			continue
 		}
-		state.Merge(r.c)
+		if err := retire.Merge(&state, r.c, n.retired.IDs()); err != nil {
+			failed++
+			errs = append(errs, err)
+			continue
+		}
 		got++
 	}
 	if got >= need-released && (got > 0 || self) {
@@ -258,7 +263,9 @@ func (n *Node) shardedStateFrom(ctx context.Context, state crdt.Counter, ns, key
 	for _, p := range targets {
 		c, err := n.fetchOwnerState(ctx, p, ns, key)
 		if err == nil {
-			state.Merge(c)
+			err = retire.Merge(&state, c, n.retired.IDs())
+		}
+		if err == nil {
 			return state, nil
 		}
 		errs = append(errs, err)
@@ -377,7 +384,9 @@ func (n *Node) getManySharded(ctx context.Context, keys []KeyRef, idx []int, lev
 					n.metrics.PeerRefused.Inc()
 					continue
 				}
-				states[j].Merge(a.states[x])
+				if err := retire.Merge(&states[j], a.states[x], n.retired.IDs()); err != nil {
+					continue
+				}
 				got[j]++
 			}
 		}

@@ -19,6 +19,11 @@ func newTTL(n *Node) *series.TTL {
 			if err := n.checkWritable(0); err != nil {
 				return err
 			}
+			// An expiry is a delete: it waits, as one does, for the fold
+			// of the nodes the mesh forgot (checkResetAfterForget).
+			if err := n.checkResetAfterForget("", "", "an expiry"); err != nil {
+				return err
+			}
 			return n.Checkpoint()
 		},
 		Modify: func(ns, key string, fn func(e *keyspace.Entry) error) error {

@@ -303,4 +303,5 @@ func Serve(m Mesh, s Services) {
 		req.From = from
 		return s.Limiter.HandleLease(ctx, req)
 	})
+	serveRetire(m, s.Node)
 }

@@ -26,7 +26,7 @@ type shardNode struct {
 	client       *peerrpc.Client
 }
 
-func startShardNode(t *testing.T, nw *fakenet.Network, name, region string, inc uint64, join string) *shardNode {
+func startShardNode(t *testing.T, nw *fakenet.Network, name, region string, inc uint64, join string, tune ...func(*gossip.Config)) *shardNode {
 	t.Helper()
 	sn := &shardNode{name: name, region: region, client: new(peerrpc.Client)}
 	cfg := node.DefaultConfig()
@@ -45,6 +45,9 @@ func startShardNode(t *testing.T, nw *fakenet.Network, name, region string, inc 
 	gcfg := testMeshConfig(nw.Host(name, region), name, region)
 	gcfg.NodeID, gcfg.Replicas = n.ID(), n.ReplicasOf
 	gcfg.AntiEntropyInterval = 200 * time.Millisecond
+	for _, f := range tune {
+		f(&gcfg)
+	}
 	m, err := gossip.New(gcfg, n.Replica())
 	if err != nil {
 		t.Fatal(err)

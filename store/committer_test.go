@@ -163,7 +163,7 @@ func TestCommitterGroupsConcurrentWriters(t *testing.T) {
 				wg.Go(func() {
 					// Each writer owns one slot, so it knows what the store
 					// must hold at least once its ticket completes.
-					node := crdt.NodeID(w + 1)
+					node := crdt.NodeID(crdt.MaxRetiredGen) + crdt.NodeID(w+1)
 					mine := map[string]uint64{}
 					for i := range perWriter {
 						key := fmt.Sprintf("k%d", (w+i)%keys)
@@ -214,7 +214,7 @@ func TestCommitterGroupsConcurrentWriters(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					total += got.Slot(crdt.NodeID(w + 1)).P
+					total += got.Slot(crdt.NodeID(crdt.MaxRetiredGen)+crdt.NodeID(w+1)).P
 				}
 				if total != perWriter {
 					t.Errorf("writer %d: %d increments stored, want %d", w, total, perWriter)

@@ -68,9 +68,11 @@ func sampleCounters() map[string]crdt.Counter {
 
 	var many crdt.Counter
 	for i := range 300 {
-		many.Add(crdt.NodeID(i*7919+1), int64(i)-150)
+		if _, err := many.Add(crdt.NodeID(crdt.MaxRetiredGen)+crdt.NodeID(i*7919+1), int64(i)-150); err != nil {
+			panic(err)
+		}
 	}
-	many.SetReset(crdt.NodeID(3), 1<<62, false)
+	many.SetReset(crdt.NodeID(crdt.MaxRetiredGen)+3, 1<<62, false)
 
 	return map[string]crdt.Counter{
 		"zero":              {},

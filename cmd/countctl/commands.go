@@ -390,7 +390,10 @@ func (c *cli) ratelimit(ctx context.Context) error {
 }
 
 func (c *cli) cluster(ctx context.Context) error {
-	if err := c.nargs(0, 0, "no arguments"); err != nil {
+	if len(c.args) > 0 && c.args[0] == "forget" {
+		return c.forget(ctx)
+	}
+	if err := c.nargs(0, 0, "no arguments, or forget NODE"); err != nil {
 		return err
 	}
 	ci, err := c.c.Cluster(ctx)
@@ -417,6 +420,24 @@ func (c *cli) cluster(ctx context.Context) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing output: %w", err)
 	}
+	return nil
+}
+
+// forget runs "cluster forget NODE".
+func (c *cli) forget(ctx context.Context) error {
+	if len(c.args) != 2 {
+		return usagef("cluster forget takes NODE, the name of a node that left for good")
+	}
+	f, err := c.c.Forget(ctx, c.args[1])
+	if err != nil {
+		return err
+	}
+	if c.json {
+		c.printJSON(f.Raw)
+		return nil
+	}
+	fmt.Fprintf(c.out, "forgot %s (entry %d of the retired list, %d slot id(s)); every node folds its slots once it has caught up (retired generation %d)\n",
+		f.Node, f.Index, len(f.IDs), f.Generation)
 	return nil
 }
 

@@ -54,6 +54,7 @@ Other:
   import FILE                 merge an export into the node (FILE - for stdin);
                               importing twice changes nothing; newer state is kept
   cluster                     this node, the members and replication lag
+  cluster forget NODE         forget a node that left for good: its slots fold into one (admin)
   health                      liveness and readiness
   version                     print countctl's version
 Security (local, no node needed):

@@ -355,6 +355,26 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) (err error) {
 	apiCfg := httpapi.Config{Node: n, Registerer: reg, Gatherer: reg, Logger: log, Tokens: sec.tokens}
 	if mesh != nil {
 		apiCfg.Cluster = mesh
+		apiCfg.Forget = func(ctx context.Context, name string) (httpapi.ForgetResult, error) {
+			e, index, err := peerrpc.Forget(ctx, peers, n, name)
+			if err != nil {
+				return httpapi.ForgetResult{}, err
+			}
+			res := httpapi.ForgetResult{Node: e.Name, Index: index}
+			for i, got := range n.Retired() {
+				res.Generation += uint64(len(got.IDs))
+				if i == index {
+					break
+				}
+			}
+			for _, id := range e.IDs {
+				res.IDs = append(res.IDs, uint64(id))
+			}
+			return res, nil
+		}
+		syncDone := make(chan struct{})
+		defer close(syncDone)
+		go peerrpc.SyncRetired(syncDone, peers, n)
 	}
 	// Rate limits: one owner per limit among the mesh's live members (this
 	// node alone without the mesh); leases travel over the peer transport.

@@ -11,10 +11,18 @@ import (
 
 // deltaKey identifies what coalescing keeps one of: an origin's slot of a
 // counter.
+// Deltas of one counter and origin at different retired generations
+// (crdt.Counter.Gen: one built before the counter was folded, one after,
+// possibly by different nodes) are queued apart: Merge needs equal
+// generations, and the queue does not hold the retired list that
+// MergeRetired needs. The receiver merges both.
 type deltaKey struct {
 	ns, key string
 	origin  crdt.NodeID
+	gen     uint64
 }
+
+func keyOf(d *change.Delta) deltaKey { return deltaKey{d.NS, d.Key, d.Origin, d.State.Gen()} }
 
 // queued is a delta waiting in a peer's queue.
 type queued struct {
@@ -98,7 +106,7 @@ func (q *outQueue) add(b change.Batch, at time.Time, limit int) bool {
 	for i := range b.Deltas {
 		d := &b.Deltas[i]
 		s := deltaSize(d)
-		if e, ok := q.deltas[deltaKey{d.NS, d.Key, d.Origin}]; ok {
+		if e, ok := q.deltas[keyOf(d)]; ok {
 			growth += max(0, s-e.size)
 		} else {
 			growth += s
@@ -140,7 +148,7 @@ func (q *outQueue) requeue(c *content) {
 }
 
 func (q *outQueue) addDelta(n queued) {
-	k := deltaKey{n.d.NS, n.d.Key, n.d.Origin}
+	k := keyOf(&n.d)
 	e, ok := q.deltas[k]
 	if !ok {
 		n.size = deltaSize(&n.d)
@@ -232,7 +240,7 @@ func (q *outQueue) take(maxDeltas int) content {
 		c.deltas = make([]queued, 0, maxDeltas)
 		for _, e := range all[:maxDeltas] {
 			c.deltas = append(c.deltas, *e)
-			delete(q.deltas, deltaKey{e.d.NS, e.d.Key, e.d.Origin})
+			delete(q.deltas, keyOf(&e.d))
 			q.bytes -= e.size
 			c.bytes += e.size
 		}

@@ -33,7 +33,14 @@ const (
 	// spaces and, after them, counters' states (a writer releasing or
 	// restoring its copies of a sharded namespace's counters).
 	MethodCovers Method = 6
-	methodLimit  Method = 7
+	// MethodRetirePrepare and MethodRetireAccept are the two phases of
+	// deciding an entry of the retired list (countctl cluster forget;
+	// package node/retire); MethodRetireSync sends the caller's stable
+	// retired list and answers with the callee's.
+	MethodRetirePrepare Method = 7
+	MethodRetireAccept  Method = 8
+	MethodRetireSync    Method = 9
+	methodLimit         Method = 10
 )
 
 func (m Method) String() string {
@@ -50,6 +57,12 @@ func (m Method) String() string {
 		return "fetch-states"
 	case MethodCovers:
 		return "covers"
+	case MethodRetirePrepare:
+		return "retire-prepare"
+	case MethodRetireAccept:
+		return "retire-accept"
+	case MethodRetireSync:
+		return "retire-sync"
 	}
 	return fmt.Sprintf("method(%d)", uint8(m))
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/internal/kinderr"
 	"github.com/countmesh/countmesh/node/internal/nodeerr"
+	"github.com/countmesh/countmesh/node/retire"
 )
 
 // Consistency levels of a read or a write (docs/api.md, "Consistency").
@@ -105,6 +106,10 @@ type Config struct {
 	Merge func(states []CounterState) error
 	// CheckReadable refuses a read on a node that is not ready.
 	CheckReadable func() error
+	// Retired returns the retired list's ids (package node/retire), with
+	// which the answers of a read merge across retired generations; nil:
+	// none.
+	Retired func() []crdt.NodeID
 }
 
 // Quorum runs the quorum and all consistency levels: it pushes a write's
@@ -329,8 +334,14 @@ func (q *Quorum) Gather(ctx context.Context, level, ns, key string) (crdt.Counte
 		return crdt.Counter{}, kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
 	}
 	merged := local.Clone()
+	var retired []crdt.NodeID
+	if q.cfg.Retired != nil {
+		retired = q.cfg.Retired()
+	}
 	for _, f := range got {
-		merged.Merge(f.state)
+		if err := retire.Merge(&merged, f.state, retired); err != nil {
+			return crdt.Counter{}, kinderr.New(nodeerr.ErrUnavailable, err, "merge a peer's state of %s/%q: %v; retry once the retired list has reached this node", ns, key, err)
+		}
 	}
 	if !merged.Equal(local) {
 		if err := q.cfg.Merge([]CounterState{{NS: ns, Key: key, State: merged}}); err != nil {

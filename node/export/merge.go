@@ -121,7 +121,9 @@ func (m *Merger) Counter(rec *Record) error {
 	}
 	ids := make([]crdt.NodeID, 0, len(c.Slots))
 	for _, s := range c.Slots {
-		ids = append(ids, s.Node)
+		if !crdt.IsRetiredID(s.Node) {
+			ids = append(ids, s.Node)
+		}
 	}
 	m.cfg.Replica.VouchFor(ids...)
 	return m.merge(rec.NS, key, &c, rec.UpdatedMs)
@@ -146,7 +148,9 @@ func (m *Merger) merge(ns, key string, c *crdt.Counter, updatedMs int64) error {
 	}
 	old := e.C.Clone()
 	before, wasLive := old.Value(), old.Live()
-	e.C.Merge(*c)
+	if err := m.cfg.Replica.MergeState(ns, key, &e.C, *c); err != nil {
+		return err
+	}
 	if e.C.Equal(old) && updatedMs <= e.Updated {
 		return nil // nothing new: importing twice changes nothing
 	}

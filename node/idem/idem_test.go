@@ -26,7 +26,7 @@ func TestZigzag(t *testing.T) {
 }
 
 func TestReadPicksTheSmallestApplier(t *testing.T) {
-	const self, lo, hi = crdt.NodeID(50), crdt.NodeID(10), crdt.NodeID(90)
+	const self, lo, hi = crdt.NodeID(crdt.MaxRetiredGen) + 50, crdt.NodeID(crdt.MaxRetiredGen) + 10, crdt.NodeID(crdt.MaxRetiredGen) + 90
 	c := crdt.Counter{Slots: []crdt.Slot{
 		{Node: hi, P: Zigzag(4) + 1, N: 300 << 1},
 		{Node: self, P: Zigzag(4) + 1, N: 200<<1 | 1},

@@ -140,7 +140,7 @@ var errCompactCorrupt = errors.New("compact record does not decode")
 // put packs e's state under ck, and reports whether it did. The caller
 // holds the stripe, and e is evictable: Pebble holds this very state.
 func (c *compact) put(hash uint64, ck string, e *Entry) bool {
-	if c.limit <= 0 || e.C.Reset != nil || e.C.Gen != 0 {
+	if c.limit <= 0 || e.C.Reset != nil || e.C.Gen() != 0 {
 		return false
 	}
 	i := strings.IndexByte(ck, 0)

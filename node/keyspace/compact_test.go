@@ -49,10 +49,10 @@ func TestCompactMatchesModel(t *testing.T) {
 		genEntry := rapid.Custom(func(t *rapid.T) *Entry {
 			e := &Entry{Updated: rapid.Int64Range(1_600_000_000_000, 1_800_000_000_000).Draw(t, "upd")}
 			for i := range rapid.IntRange(0, 4).Draw(t, "slots") {
-				e.C.Slots = append(e.C.Slots, crdt.Slot{Node: crdt.NodeID(uint64(i)*1e15 + 3), P: rapid.Uint64().Draw(t, "p"), N: rapid.Uint64Range(0, 1000).Draw(t, "n")})
+				e.C.Slots = append(e.C.Slots, crdt.Slot{Node: crdt.NodeID(uint64(i)*1e15 + crdt.MaxRetiredGen + 3), P: rapid.Uint64().Draw(t, "p"), N: rapid.Uint64Range(0, 1000).Draw(t, "n")})
 			}
 			for i := range rapid.IntRange(0, 3).Draw(t, "seqs") {
-				e.seqs = append(e.seqs, store.OriginSeq{Origin: crdt.NodeID(uint64(i)*1e15 + 3), Seq: rapid.Uint64().Draw(t, "seq")})
+				e.seqs = append(e.seqs, store.OriginSeq{Origin: crdt.NodeID(uint64(i)*1e15 + crdt.MaxRetiredGen + 3), Seq: rapid.Uint64().Draw(t, "seq")})
 			}
 			return e
 		})
@@ -120,7 +120,7 @@ func TestCompactRefusesOtherShapes(t *testing.T) {
 	if c.put(maphash.String(seed, ck), ck, &Entry{C: crdt.Counter{Reset: &crdt.Reset{Epoch: 1}}}) {
 		t.Error("a counter with a reset was packed")
 	}
-	if c.put(maphash.String(seed, ck), ck, &Entry{C: crdt.Counter{Gen: 1}}) {
+	if c.put(maphash.String(seed, ck), ck, &Entry{C: crdt.Counter{Slots: []crdt.Slot{{Node: crdt.RetiredID(1), P: 1}}}}) {
 		t.Error("a counter of retired generation 1 was packed")
 	}
 	if (&compact{d: newDict()}).put(maphash.String(seed, ck), ck, &Entry{}) {
@@ -193,7 +193,7 @@ func TestCompactFullArenaDropsOldest(t *testing.T) {
 	c := compact{d: newDict(), limit: 1 << 30}
 	defer c.release()
 	long := strings.Repeat("x", 480)
-	e := &Entry{C: crdt.Counter{Slots: []crdt.Slot{{Node: 1, P: 2}}}}
+	e := &Entry{C: crdt.Counter{Slots: []crdt.Slot{{Node: crdt.NodeID(crdt.MaxRetiredGen) + 1, P: 2}}}}
 	perChunk := chunkSize / 500
 	total := maxChunks*perChunk + perChunk
 	for i := range total {

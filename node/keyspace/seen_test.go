@@ -18,7 +18,7 @@ type ckptSource struct{ *Set }
 
 func (ckptSource) VersionVector() []store.OriginSeq { return nil }
 
-const testNode crdt.NodeID = 7
+const testNode = crdt.NodeID(crdt.MaxRetiredGen) + 7
 
 // write adds by to ns/key through h, as the write path does, creating the
 // counter when needed.

@@ -12,6 +12,7 @@ import (
 	"github.com/countmesh/countmesh/change"
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/retire"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -190,7 +191,9 @@ func (r *Replica) Recover() error {
 		if err != nil {
 			return err
 		}
-		e.C.Merge(rec.Counter)
+		if err := retire.Merge(&e.C, rec.Counter, r.retiredIDs()); err != nil {
+			return fmt.Errorf("%s/%q: %w", ns, key, err)
+		}
 		e.Updated = max(e.Updated, rec.UpdatedMs)
 		for _, os := range rec.Seqs {
 			e.RaiseSeq(os.Origin, os.Seq)

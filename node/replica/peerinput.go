@@ -13,6 +13,8 @@ import (
 	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/internal/nodeerr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/retire"
+	"go.uber.org/zap"
 )
 
 // Validation of what peers send.
@@ -187,10 +189,16 @@ func (r *Replica) CheckPeerState(known Origins, ns, key string, origin crdt.Node
 	if err := c.Validate(lim); err != nil {
 		return invalidPeerData(ns, key, "%v", err)
 	}
+	if err := r.checkRetired(ns, key, c); err != nil {
+		return err
+	}
 	if !known.Has(origin) && !known.Has(r.writerOf(ns, key, origin, c)) {
 		return unknownNodeError{invalidPeerData(ns, key, "origin %d is neither this node, an origin it holds data of, a member, an origin the batch carries a range of or vouches for, nor the sequence space of one", origin)}
 	}
 	for _, s := range c.Slots {
+		if crdt.IsRetiredID(s.Node) {
+			continue // checkRetired: a generation this node's list holds
+		}
 		if !known.Has(s.Node) && !coveredByFloor(c.Reset, s) {
 			return unknownNodeError{invalidPeerData(ns, key, "slot of node %d, which is neither this node, an origin it holds data of, a member, nor an origin the batch vouches for", s.Node)}
 		}
@@ -202,6 +210,55 @@ func (r *Replica) CheckPeerState(known Origins, ns, key string, origin crdt.Node
 		if len(key) < 10 {
 			return invalidPeerData(ns, key, "a rights record's key is its receiver (8 bytes) and a key")
 		}
+	}
+	return nil
+}
+
+// retiredBehindError refuses a state folded at a retired generation beyond
+// the retired list this node holds: the list has not reached it yet.
+// applyBatch answers it unavailable and asks for the list
+// (Config.RetiredBehind).
+type retiredBehindError struct{ error }
+
+func (e retiredBehindError) Unwrap() error { return e.error }
+
+// checkRetired applies the rules of retired slots (package node/retire): a
+// state folded at generation g holds the retired slot of g and no slot or
+// floor entry of an id folded by g, g is within this node's retired list
+// (else retiredBehindError), and id and rights records are never folded.
+func (r *Replica) checkRetired(ns, key string, c *crdt.Counter) error {
+	gen := c.Gen()
+	if gen == 0 {
+		return nil
+	}
+	if key[0] == keyspace.KindID || key[0] == keyspace.KindRights {
+		return invalidPeerData(ns, key, "an id or rights record holds the retired slot of generation %d; those records are never folded", gen)
+	}
+	ids := r.retiredIDs()
+	if gen > uint64(len(ids)) {
+		return retiredBehindError{kinderr.New(nodeerr.ErrUnavailable, nil, "%s/%q: folded at retired generation %d, beyond the %d retired ids this node holds; retry once the retired list has reached it", ns, key, gen, len(ids))}
+	}
+	if err := c.ValidateRetired(peerLimits, ids); err != nil {
+		return invalidPeerData(ns, key, "%v", err)
+	}
+	return nil
+}
+
+// checkForgotten refuses a change that a forgotten node made after its
+// entry's cut: the forget was a mistake (the node was not gone), and
+// counting what it writes now would count its folded total twice.
+func (r *Replica) checkForgotten(d *change.Delta) error {
+	if r.cfg.Retired == nil || len(r.retiredIDs()) == 0 {
+		return nil
+	}
+	e, ok := r.cfg.Retired.Forgotten(d.Origin)
+	if !ok {
+		return nil
+	}
+	if cut := retire.CutOf(e, d.Origin); d.Seq > cut {
+		r.cfg.Log.Error("forgotten node is writing: refusing its change made after it was forgotten; the forget was a mistake",
+			zap.String("node", e.Name), zap.Uint64("seq", d.Seq), zap.Uint64("cut", cut))
+		return invalidPeerData(d.NS, d.Key, "change %d of node %q (id %d), forgotten with its changes up to %d", d.Seq, e.Name, d.Origin, cut)
 	}
 	return nil
 }
@@ -350,6 +407,9 @@ func (r *Replica) checkBatch(b *change.Batch) (Origins, error) {
 			continue
 		}
 		if err := r.CheckPeerState(known, d.NS, d.Key, d.Origin, &d.State); err != nil {
+			return nil, err
+		}
+		if err := r.checkForgotten(d); err != nil {
 			return nil, err
 		}
 	}

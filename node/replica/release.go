@@ -399,7 +399,9 @@ func (r *Replica) Restore(ns, key string, c crdt.Counter) error {
 	if err != nil {
 		return kinderr.New(nodeerr.ErrUnavailable, err, "read counter: %v", err)
 	}
-	e.C.Merge(c)
+	if err := r.MergeState(ns, key, &e.C, c); err != nil {
+		return err
+	}
 	r.cfg.Keys.MarkDirty(s, e)
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/internal/nodeerr"
 	"github.com/countmesh/countmesh/node/keyspace"
+	"github.com/countmesh/countmesh/node/retire"
 	"github.com/countmesh/countmesh/store"
 )
 
@@ -97,6 +98,38 @@ type Config struct {
 	Saved        func()
 	OnRefused    func()    // a peer's input was refused
 	OnReplicated func(int) // deltas applied
+	// Retired is the retired list (package node/retire); nil: none. States
+	// merge across retired generations with its ids, and a change of a
+	// forgotten node past its entry's cut is refused (peerinput.go).
+	Retired *retire.List
+	// FoldLocked folds ns/key's merged state up to the generation this
+	// node folds to (nil: never); the caller holds the counter's stripe.
+	FoldLocked func(ns, key string, c *crdt.Counter)
+	// RetiredBehind runs when a peer sent a state folded at a generation
+	// beyond this node's retired list (nil: nothing): the node asks its
+	// peers for the list.
+	RetiredBehind func()
+}
+
+// retiredIDs returns the retired list's ids (nil without a list).
+func (r *Replica) retiredIDs() []crdt.NodeID {
+	if r.cfg.Retired == nil {
+		return nil
+	}
+	return r.cfg.Retired.IDs()
+}
+
+// MergeState merges c into dst across retired generations. It fails,
+// changing nothing, when c or dst is at a generation beyond the retired
+// list this node holds (it has not reached this node yet): unavailable.
+func (r *Replica) MergeState(ns, key string, dst *crdt.Counter, c crdt.Counter) error {
+	if err := retire.Merge(dst, c, r.retiredIDs()); err != nil {
+		return kinderr.New(nodeerr.ErrUnavailable, err, "%s/%q: %v; retry once the retired list has reached this node", ns, key, err)
+	}
+	if r.cfg.FoldLocked != nil {
+		r.cfg.FoldLocked(ns, key, dst)
+	}
+	return nil
 }
 
 // Replica is the replica side of a node. It is safe for concurrent use.
@@ -190,6 +223,13 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 	}
 	known, err := r.checkBatch(&b)
 	if err != nil {
+		var behind retiredBehindError
+		if errors.As(err, &behind) {
+			if r.cfg.RetiredBehind != nil {
+				r.cfg.RetiredBehind()
+			}
+			return behind.error
+		}
 		if e := r.notYetKnown(err); e != nil {
 			return e
 		}
@@ -235,7 +275,10 @@ func (r *Replica) applyBatch(b change.Batch, durable bool) error {
 			return err
 		}
 		before, wasLive := e.C.Value(), e.C.Live()
-		e.C.Merge(d.State) // Merge copies what it keeps
+		if err := r.MergeState(d.NS, d.Key, &e.C, d.State); err != nil { // copies what it keeps
+			s.Unlock()
+			return err
+		}
 		e.RaiseSeq(d.Origin, d.Seq)
 		if e.C.Value() != before || e.C.Live() != wasLive {
 			e.Updated = now

@@ -1,0 +1,194 @@
+package peerrpc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/countmesh/countmesh/change"
+	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/gossip"
+	"github.com/countmesh/countmesh/gossip/fakenet"
+	"github.com/countmesh/countmesh/internal/wait"
+	"github.com/countmesh/countmesh/node"
+	"github.com/countmesh/countmesh/peerrpc"
+)
+
+// retiredShape returns how many retired slots and live slots a state holds.
+func retiredShape(c crdt.Counter) (retired, live int) {
+	for _, s := range c.Slots {
+		if crdt.IsRetiredID(s.Node) {
+			retired++
+		} else {
+			live++
+		}
+	}
+	return retired, live
+}
+
+// Slot compaction (issue 13, acceptance 4): a counter written by 50 nodes
+// that then left for good, and by the live nodes, reads the same value with
+// one retired slot plus the live writers' slots on every node once the
+// mesh forgot them; a node that joins afterwards ends up with the same
+// shape; a late change of a forgotten node is folded without counting
+// twice, and one made after it was forgotten is refused.
+func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
+	const writers = 50
+	nw := fakenet.New(13, 0)
+	ctx := context.Background()
+	l1 := startShardNode(t, nw, "l1", "a", 0, "")
+	t.Cleanup(l1.close)
+	seed := nw.Host("l1", "a").GossipAddr()
+	l2 := startShardNode(t, nw, "l2", "a", 0, seed)
+	t.Cleanup(l2.close)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	for _, sn := range []*shardNode{l1, l2} {
+		go peerrpc.SyncRetired(done, sn.client, sn.node)
+	}
+
+	value := func(n *node.Node) int64 { return mustValue(t, n, "ns", "k") }
+	var want int64
+	incr := func(n *node.Node, by int64) {
+		t.Helper()
+		if _, err := n.Incr(ctx, "ns", "k", by, node.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want += by
+	}
+	incr(l1.node, 1000)
+	names := make([]string, writers)
+	for i := range writers {
+		names[i] = fmt.Sprintf("w%02d", i)
+		w := startShardNode(t, nw, names[i], "a", 0, seed, func(c *gossip.Config) { c.LeaveTimeout = 3 * time.Second })
+		incr(w.node, int64(i+1))
+		for _, l := range []*shardNode{l1, l2} {
+			wait.For(t, 10*time.Second, names[i]+"'s increment at "+l.name, func() (bool, string) {
+				v := value(l.node)
+				return v == want, fmt.Sprint(v)
+			})
+		}
+		if i == writers/2 {
+			// A reset in the middle: its floor holds the first writers'
+			// slots, which fold with them.
+			if _, err := l2.node.Reset(ctx, "ns", "k", 7); err != nil {
+				t.Fatal(err)
+			}
+			want = 7
+			wait.For(t, 10*time.Second, "the reset at l1", func() (bool, string) {
+				v := value(l1.node)
+				return v == want, fmt.Sprint(v)
+			})
+		}
+		if err := w.mesh.Leave(); err != nil {
+			t.Fatal(err)
+		}
+		w.close()
+	}
+	incr(l2.node, 2000)
+	for _, l := range []*shardNode{l1, l2} {
+		wait.For(t, 10*time.Second, "the live writers' increments at "+l.name, func() (bool, string) {
+			v := value(l.node)
+			return v == want, fmt.Sprint(v)
+		})
+		c, _, err := l.node.Replica().CounterState("ns", "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, live := retiredShape(c); r != 0 || live != writers+2 {
+			t.Fatalf("%s holds %d retired and %d live slots before the forget, want 0 and %d", l.name, r, live, writers+2)
+		}
+	}
+
+	// Refused, changing nothing: a live member, this node, a name that
+	// never wrote.
+	for _, name := range []string{"l2", "l1", "never-here"} {
+		if _, _, err := peerrpc.Forget(ctx, l1.client, l1.node, name); err == nil {
+			t.Fatalf("forget %s: no error", name)
+		}
+	}
+	if got := l1.node.Retired(); len(got) != 0 {
+		t.Fatalf("refused forgets left %d entries", len(got))
+	}
+
+	// Forget them, half at each live node.
+	for i, name := range names {
+		coord := l1
+		if i%2 == 1 {
+			coord = l2
+		}
+		e, index, err := peerrpc.Forget(ctx, coord.client, coord.node, name)
+		if err != nil {
+			t.Fatalf("forget %s: %v", name, err)
+		}
+		if e.Name != name || index != i || len(e.IDs) != 1 || e.IDs[0] != crdt.NodeIDFromName(name) {
+			t.Fatalf("forget %s: entry %d %+v", name, index, e)
+		}
+	}
+	again, index, err := peerrpc.Forget(ctx, l2.client, l2.node, names[3])
+	if err != nil || index != 3 || again.Name != names[3] {
+		t.Fatalf("forgetting %s twice: entry %d %+v, %v; want its entry 3", names[3], index, again, err)
+	}
+
+	folded := func(l *shardNode) {
+		t.Helper()
+		wait.For(t, 20*time.Second, l.name+" folding the forgotten writers", func() (bool, string) {
+			c, _, err := l.node.Replica().CounterState("ns", "k")
+			if err != nil {
+				return false, err.Error()
+			}
+			r, live := retiredShape(c)
+			return r == 1 && live == 2 && c.Gen() == writers, fmt.Sprintf("fold generation %d, state at %d: %d retired and %d live slots", l.node.FoldGen(), c.Gen(), r, live)
+		})
+		if v := value(l.node); v != want {
+			t.Fatalf("%s reads %d after the fold, want %d", l.name, v, want)
+		}
+	}
+	folded(l1)
+	folded(l2)
+
+	// A node that joins afterwards catches up from folded states.
+	// It asks for the retired list when a peer's chunk is folded beyond
+	// its own, so its list's sync runs before it joins, as in countd.
+	l3 := startShardNode(t, nw, "l3", "a", 0, "")
+	t.Cleanup(l3.close)
+	go peerrpc.SyncRetired(done, l3.client, l3.node)
+	if _, err := l3.mesh.Join([]string{seed}); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, 20*time.Second, "l3's retired list", func() (bool, string) {
+		return len(l3.node.Retired()) == writers, fmt.Sprint(len(l3.node.Retired()))
+	})
+	folded(l3)
+	for _, l := range []*shardNode{l1, l2, l3} {
+		if v := value(l.node); v != want {
+			t.Fatalf("%s reads %d, want %d", l.name, v, want)
+		}
+	}
+
+	// A late change of a forgotten writer (its one change, as a peer held
+	// it) is folded on receipt: nothing counts twice.
+	w3 := crdt.NodeIDFromName(names[3])
+	late := change.Batch{Deltas: []change.Delta{{NS: "ns", Key: "k", Origin: w3, Seq: 1,
+		State: crdt.Counter{Slots: []crdt.Slot{{Node: w3, P: 4}}}}}}
+	if err := l2.node.Replica().Apply(late); err != nil {
+		t.Fatalf("a late change of a forgotten writer: %v", err)
+	}
+	c, _, err := l2.node.Replica().CounterState("ns", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, live := retiredShape(c); r != 1 || live != 2 || c.Value() != want {
+		t.Fatalf("after a late change: %d retired, %d live slots, value %d; want 1, 2, %d", r, live, c.Value(), want)
+	}
+	// One it made after it was forgotten is refused.
+	late.Deltas[0].Seq, late.Deltas[0].State.Slots[0].P = 2, 100
+	if err := l2.node.Replica().Apply(late); !errors.Is(err, node.ErrInvalidPeerData) {
+		t.Fatalf("a change of a forgotten writer after its cut: %v, want ErrInvalidPeerData", err)
+	}
+	if v := value(l2.node); v != want {
+		t.Fatalf("l2 reads %d after the refused change, want %d", v, want)
+	}
+}
