@@ -54,7 +54,7 @@ func openRetired(n *Node) (*retire.List, error) {
 	if _, err := n.store.GetMeta(metaRetired, &st); err != nil {
 		return nil, fmt.Errorf("node: load the retired list: %w", err)
 	}
-	return retire.New(st, func(st retire.State) error {
+	return retire.New(n.id, st, func(st retire.State) error {
 		b := n.store.NewBatch()
 		defer b.Close()
 		if err := b.PutMeta(metaRetired, st); err != nil {
@@ -269,9 +269,6 @@ func (n *Node) RetirePrepare(index uint64, b retire.Ballot, stable []retire.Entr
 // RetireAccept answers a coordinator's accept. It refuses an entry that
 // names this node.
 func (n *Node) RetireAccept(index uint64, b retire.Ballot, e retire.Entry) (bool, []retire.Entry, error) {
-	if _, ok := slices.BinarySearch(e.IDs, n.id); ok {
-		return false, nil, fmt.Errorf("%w: the entry forgets %q, this node (it is alive)", ErrInvalidArgument, e.Name)
-	}
 	return n.retired.Accept(index, b, e)
 }
 

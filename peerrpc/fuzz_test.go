@@ -13,6 +13,7 @@ import (
 	"github.com/countmesh/countmesh/crdt"
 	"github.com/countmesh/countmesh/gossip"
 	"github.com/countmesh/countmesh/node"
+	"github.com/countmesh/countmesh/node/retire"
 	"github.com/countmesh/countmesh/peerrpc"
 	"github.com/countmesh/countmesh/ratelimit"
 )
@@ -73,8 +74,14 @@ func FuzzPeerCalls(f *testing.F) {
 	f.Add(uint8(gossip.MethodFetchStates), encodeArrays(f, []any{[]any{[]any{"pages", "home"}, []any{"pages", "b"}}}))
 	f.Add(uint8(gossip.MethodCovers), encodeArrays(f, []any{[]any{uint64(1), uint64(crdt.NodeIDFromName("n2"))}, []any{[]any{"pages", "home"}}}))
 	f.Add(uint8(gossip.MethodCovers), encodeArrays(f, []any{[]any{}, []any{[]any{"pages", ""}}}))
+	entry := retire.Entry{Name: "gone", IDs: []crdt.NodeID{crdt.NodeIDFromName("gone")}, Cut: []retire.OriginSeq{{Origin: crdt.NodeIDFromName("gone"), Seq: 3}}}
+	f.Add(uint8(gossip.MethodRetirePrepare), encodeArrays(f, []any{uint64(0), retire.Ballot{Round: 1, Node: 2}, []retire.Entry{}}))
+	f.Add(uint8(gossip.MethodRetireAccept), encodeArrays(f, []any{uint64(0), retire.Ballot{Round: 1, Node: 2}, entry}))
+	f.Add(uint8(gossip.MethodRetireSync), encodeArrays(f, []any{[]retire.Entry{entry}}))
+	self := retire.Entry{Name: "n1", IDs: []crdt.NodeID{crdt.NodeIDFromName("n1")}}
+	f.Add(uint8(gossip.MethodRetireSync), encodeArrays(f, []any{[]retire.Entry{self}}))
 	f.Fuzz(func(t *testing.T, method uint8, body []byte) {
-		h := m.h[gossip.Method(method%7)]
+		h := m.h[gossip.Method(method%10)]
 		if h == nil {
 			return
 		}
@@ -87,7 +94,7 @@ func FuzzPeerCalls(f *testing.F) {
 		_, _ = h(ctx, "n2", dec)
 		c, err := n.Get(context.Background(), "pages", "home", node.ReadOptions{})
 		if err != nil || c.Value < 5 {
-			t.Fatalf("after a %s call the node reads pages/home as %+v, %v", gossip.Method(method%7), c, err)
+			t.Fatalf("after a %s call the node reads pages/home as %+v, %v", gossip.Method(method%10), c, err)
 		}
 	})
 }

@@ -58,6 +58,18 @@ type Entry struct {
 	Cut  []OriginSeq   // sorted by origin, no duplicates
 }
 
+// validate checks e's shape, and that it does not name this node: a node
+// alive to receive the list was not forgotten.
+func (l *List) validate(e Entry) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	if _, ok := slices.BinarySearch(e.IDs, l.self); ok {
+		return fmt.Errorf("%w: entry %q names this node's own id %d", ErrInvalid, e.Name, l.self)
+	}
+	return nil
+}
+
 // Equal reports whether e and o are the same entry.
 func (e Entry) Equal(o Entry) bool {
 	return e.Name == o.Name && slices.Equal(e.IDs, o.IDs) && slices.Equal(e.Cut, o.Cut)
@@ -132,21 +144,22 @@ type Promise struct {
 // List is a node's retired list. Its methods are safe for concurrent use.
 type List struct {
 	mu   sync.Mutex
+	self crdt.NodeID // this node: no entry may name it
 	st   State
 	save func(State) error // durably, before an answer leaves
 
 	ids atomic.Pointer[[]crdt.NodeID] // the stable entries' ids, in order
 }
 
-// New returns the list loaded from st; save persists it (synchronously).
-// It refuses a state whose entries break the rules.
-func New(st State, save func(State) error) (*List, error) {
+// New returns the list of node self loaded from st; save persists it
+// (synchronously). It refuses a state whose entries break the rules.
+func New(self crdt.NodeID, st State, save func(State) error) (*List, error) {
+	l := &List{self: self, st: st, save: save}
 	for _, e := range st.Stable {
-		if err := e.Validate(); err != nil {
+		if err := l.validate(e); err != nil {
 			return nil, err
 		}
 	}
-	l := &List{st: st, save: save}
 	l.publishLocked()
 	return l, nil
 }
@@ -228,7 +241,7 @@ func CutOf(e Entry, id crdt.NodeID) uint64 {
 // It reports how many entries were added.
 func (l *List) Install(entries []Entry) (int, error) {
 	for _, e := range entries {
-		if err := e.Validate(); err != nil {
+		if err := l.validate(e); err != nil {
 			return 0, err
 		}
 	}
@@ -292,7 +305,7 @@ func (l *List) Prepare(index uint64, b Ballot, stable []Entry) (Promise, error) 
 // promised a higher ballot. decided is set when the index is decided
 // already.
 func (l *List) Accept(index uint64, b Ballot, e Entry) (ok bool, decided []Entry, err error) {
-	if err := e.Validate(); err != nil {
+	if err := l.validate(e); err != nil {
 		return false, nil, err
 	}
 	l.mu.Lock()
