@@ -43,11 +43,6 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 	seed := nw.Host("l1", "a").GossipAddr()
 	l2 := startShardNode(t, nw, "l2", "a", 0, seed)
 	t.Cleanup(l2.close)
-	done := make(chan struct{})
-	t.Cleanup(func() { close(done) })
-	for _, sn := range []*shardNode{l1, l2} {
-		go peerrpc.SyncRetired(done, sn.client, sn.node)
-	}
 
 	value := func(n *node.Node) int64 { return mustValue(t, n, "ns", "k") }
 	var want int64
@@ -132,6 +127,7 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 		t.Fatalf("forgetting %s twice: entry %d %+v, %v; want its entry 3", names[3], index, again, err)
 	}
 
+	gen := uint64(writers)
 	folded := func(l *shardNode) {
 		t.Helper()
 		wait.For(t, 20*time.Second, l.name+" folding the forgotten writers", func() (bool, string) {
@@ -140,7 +136,7 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 				return false, err.Error()
 			}
 			r, live := retiredShape(c)
-			return r == 1 && live == 2 && c.Gen() == writers, fmt.Sprintf("fold generation %d, state at %d: %d retired and %d live slots", l.node.FoldGen(), c.Gen(), r, live)
+			return r == 1 && live == 2 && c.Gen() == gen, fmt.Sprintf("fold generation %d, state at %d: %d retired and %d live slots", l.node.FoldGen(), c.Gen(), r, live)
 		})
 		if v := value(l.node); v != want {
 			t.Fatalf("%s reads %d after the fold, want %d", l.name, v, want)
@@ -151,13 +147,9 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 
 	// A node that joins afterwards catches up from folded states.
 	// It asks for the retired list when a peer's chunk is folded beyond
-	// its own, so its list's sync runs before it joins, as in countd.
-	l3 := startShardNode(t, nw, "l3", "a", 0, "")
+	// its own.
+	l3 := startShardNode(t, nw, "l3", "a", 0, seed)
 	t.Cleanup(l3.close)
-	go peerrpc.SyncRetired(done, l3.client, l3.node)
-	if _, err := l3.mesh.Join([]string{seed}); err != nil {
-		t.Fatal(err)
-	}
 	wait.For(t, 20*time.Second, "l3's retired list", func() (bool, string) {
 		return len(l3.node.Retired()) == writers, fmt.Sprint(len(l3.node.Retired()))
 	})
@@ -191,4 +183,27 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 	if v := value(l2.node); v != want {
 		t.Fatalf("l2 reads %d after the refused change, want %d", v, want)
 	}
+
+	// A name comes back (a new incarnation: a new slot), writes and leaves
+	// for good again: forgetting it again forgets its new slot.
+	w := startShardNode(t, nw, names[0], "a", 1, seed, func(c *gossip.Config) { c.LeaveTimeout = 3 * time.Second })
+	incr(w.node, 11)
+	for _, l := range []*shardNode{l1, l2, l3} {
+		wait.For(t, 10*time.Second, "the new incarnation's increment at "+l.name, func() (bool, string) {
+			v := value(l.node)
+			return v == want, fmt.Sprint(v)
+		})
+	}
+	if err := w.mesh.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	w.close()
+	second, index, err := peerrpc.Forget(ctx, l3.client, l3.node, names[0])
+	if err != nil || index != writers || len(second.IDs) != 1 || second.IDs[0] != crdt.NodeIDOf(names[0], 1) {
+		t.Fatalf("forgetting %s's second life: entry %d %+v, %v", names[0], index, second, err)
+	}
+	gen++
+	folded(l1)
+	folded(l2)
+	folded(l3)
 }

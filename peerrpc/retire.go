@@ -105,11 +105,6 @@ func Forget(ctx context.Context, c *Client, n *node.Node, name string) (retire.E
 		return retire.Entry{}, 0, fmt.Errorf("%w: %q is this node", ErrForget, name)
 	}
 	for attempt := 0; attempt < forgetAttempts; attempt++ {
-		for i, e := range n.Retired() {
-			if e.Name == name {
-				return e, i, nil
-			}
-		}
 		targets, err := forgetTargets(c, n, name)
 		if err != nil {
 			return retire.Entry{}, 0, err
@@ -191,7 +186,14 @@ func forgetRound(ctx context.Context, c *Client, n *node.Node, name string, targ
 	}
 	if best != nil {
 		e = *best // an earlier coordinator's entry may have been chosen: complete it
-	} else if e, err = proposal(n, name, resps); err != nil {
+	} else if e, err = proposal(n, name, stable, resps); err != nil {
+		if errors.Is(err, errForgotten) {
+			for i := len(stable) - 1; i >= 0; i-- {
+				if stable[i].Name == name {
+					return stable[i], i, true, nil
+				}
+			}
+		}
 		return e, index, false, err
 	}
 
@@ -231,12 +233,24 @@ func forgetRound(ctx context.Context, c *Client, n *node.Node, name string, targ
 	return e, index, true, nil
 }
 
+// errForgotten is proposal's answer when every id of the name is forgotten
+// already.
+var errForgotten = errors.New("already forgotten")
+
 // proposal builds this coordinator's entry for name from the members'
 // vectors: the ids are every origin of that name's (crdt.SameName) that a
-// member holds changes of, and the cut is the element-wise maximum of the
-// vectors.
-func proposal(n *node.Node, name string, resps []retirePrepareResp) (retire.Entry, error) {
+// member holds changes of and no entry of stable names yet (a name may be
+// reused: a node that lost its disk comes back as a new incarnation), and
+// the cut is the element-wise maximum of the vectors.
+func proposal(n *node.Node, name string, stable []retire.Entry, resps []retirePrepareResp) (retire.Entry, error) {
 	base := crdt.NodeIDFromName(name)
+	forgotten := make(map[crdt.NodeID]bool)
+	for _, e := range stable {
+		for _, id := range e.IDs {
+			forgotten[id] = true
+		}
+	}
+	named := false
 	cut := make(map[crdt.NodeID]uint64)
 	for _, r := range resps {
 		for _, os := range r.VV {
@@ -246,9 +260,15 @@ func proposal(n *node.Node, name string, resps []retirePrepareResp) (retire.Entr
 	e := retire.Entry{Name: name}
 	for o, s := range cut {
 		if crdt.SameName(o, base) && s > 0 {
-			e.IDs = append(e.IDs, o)
+			named = true
+			if !forgotten[o] {
+				e.IDs = append(e.IDs, o)
+			}
 		}
 		e.Cut = append(e.Cut, retire.OriginSeq{Origin: o, Seq: s})
+	}
+	if len(e.IDs) == 0 && named {
+		return e, errForgotten
 	}
 	if len(e.IDs) == 0 {
 		return e, fmt.Errorf("%w: no member holds a change of a node called %q; there is nothing to forget", ErrForget, name)

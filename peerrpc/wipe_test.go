@@ -59,6 +59,11 @@ func startShardNode(t *testing.T, nw *fakenet.Network, name, region string, inc 
 	n.SetPublisher(m)
 	sn.client.Attach(m)
 	peerrpc.Serve(m, peerrpc.Services{Node: n})
+	// The retired list's sync runs from the start, as in countd: a node
+	// catching up from folded states asks for the list.
+	done := make(chan struct{})
+	go peerrpc.SyncRetired(done, sn.client, n)
+	t.Cleanup(func() { close(done) })
 	if join != "" {
 		if _, err := m.Join([]string{join}); err != nil {
 			t.Fatal(err)
