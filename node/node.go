@@ -165,13 +165,15 @@ func Open(cfg Config) (*Node, error) {
 		},
 	})
 	n.metrics = metrics.New(cfg.Registerer, metrics.Sources{
-		Pending:   n.keys.Pending,
-		Unsaved:   n.keys.UnsavedCount,
-		LogBytes:  st.LogBytes,
-		Cached:    func() int { return n.keys.Count("") },
-		Packed:    n.keys.PackedCount,
-		Commits:   func() store.CommitterStats { return n.committer.Stats() },
-		DiskBytes: st.DiskUsage,
+		Pending:    n.keys.Pending,
+		Unsaved:    n.keys.UnsavedCount,
+		LogBytes:   st.LogBytes,
+		Cached:     func() int { return n.keys.Count("") },
+		Packed:     n.keys.PackedCount,
+		Commits:    func() store.CommitterStats { return n.committer.Stats() },
+		DiskBytes:  st.DiskUsage,
+		RetiredIDs: func() int { return len(n.retired.IDs()) },
+		FoldGen:    n.FoldGen,
 	})
 	n.rep = newReplica(n)
 	n.imports = export.NewMerger(export.MergeConfig{

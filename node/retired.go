@@ -106,6 +106,7 @@ func (n *Node) foldLocked(ns, key string, c *crdt.Counter) bool {
 		n.log.Error("cannot fold a counter's retired slots; it keeps them", zap.String("ns", ns), zap.String("key", key), zap.Error(err))
 		return false
 	}
+	n.metrics.Folded.Inc()
 	return true
 }
 
@@ -229,6 +230,7 @@ func (n *Node) foldPass(gen uint64) (int, error) {
 						return err
 					}
 					n.keys.MarkDirty(s, e)
+					n.metrics.Folded.Inc()
 					folded++
 					return nil
 				})

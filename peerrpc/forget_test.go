@@ -13,6 +13,7 @@ import (
 	"github.com/countmesh/countmesh/gossip/fakenet"
 	"github.com/countmesh/countmesh/internal/wait"
 	"github.com/countmesh/countmesh/node"
+	"github.com/countmesh/countmesh/node/retire"
 	"github.com/countmesh/countmesh/peerrpc"
 )
 
@@ -206,4 +207,54 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 	folded(l1)
 	folded(l2)
 	folded(l3)
+}
+
+// A coordinator that stopped after some members accepted its entry
+// leaves it to the next forget, which completes that entry first (one
+// value per index), then decides its own at the next index.
+func TestForgetCompletesAnAcceptedEntryFirst(t *testing.T) {
+	nw := fakenet.New(17, 0)
+	ctx := context.Background()
+	l1 := startShardNode(t, nw, "l1", "a", 0, "")
+	t.Cleanup(l1.close)
+	seed := nw.Host("l1", "a").GossipAddr()
+	l2 := startShardNode(t, nw, "l2", "a", 0, seed)
+	t.Cleanup(l2.close)
+	for _, name := range []string{"x", "y"} {
+		w := startShardNode(t, nw, name, "a", 0, seed, func(c *gossip.Config) { c.LeaveTimeout = 3 * time.Second })
+		if _, err := w.node.Incr(ctx, "ns", name, 1, node.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range []*shardNode{l1, l2} {
+			wait.For(t, 10*time.Second, name+"'s write at "+l.name, func() (bool, string) {
+				v := mustValue(t, l.node, "ns", name)
+				return v == 1, fmt.Sprint(v)
+			})
+		}
+		if err := w.mesh.Leave(); err != nil {
+			t.Fatal(err)
+		}
+		w.close()
+	}
+	// The stopped coordinator's entry for index 0, forgetting x, as l2
+	// accepted it under the coordinator's ballot.
+	x := crdt.NodeIDFromName("x")
+	accepted := retire.Entry{Name: "x", IDs: []crdt.NodeID{x}, Cut: []retire.OriginSeq{{Origin: x, Seq: 1}}}
+	ballot := retire.Ballot{Round: 1, Node: 12345}
+	if _, _, err := l2.node.RetirePrepare(0, ballot, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := l2.node.RetireAccept(0, ballot, accepted); !ok || err != nil {
+		t.Fatalf("l2 accepting: %v, %v", ok, err)
+	}
+	e, index, err := peerrpc.Forget(ctx, l1.client, l1.node, "y")
+	if err != nil || index != 1 || e.Name != "y" {
+		t.Fatalf("forget y: entry %d %+v, %v; want index 1, after x", index, e, err)
+	}
+	for _, l := range []*shardNode{l1, l2} {
+		got := l.node.Retired()
+		if len(got) != 2 || !got[0].Equal(accepted) || got[1].Name != "y" {
+			t.Fatalf("%s's list: %+v, want x (the accepted entry, as accepted), then y", l.name, got)
+		}
+	}
 }

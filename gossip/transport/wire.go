@@ -28,8 +28,11 @@ var ErrProtocol = errors.New("gossip: protocol error")
 // anti-entropy sessions; a hello with another version is refused (structs
 // travel as arrays, so a message with a field more does not decode on a
 // node that lacks it). Version 2: AEReq and AEResp carry Held. Version 3:
-// WireBatch carries Vouch.
-const ProtoVersion = 3
+// WireBatch carries Vouch. Version 4: a slot of an id in 1..2^20 is the
+// retired slot of that generation (crdt.RetiredID; the retired list's
+// calls, countctl cluster forget): a node of version 3 would read it as a
+// node's slot and count the forgotten nodes twice.
+const ProtoVersion = 4
 
 // Frame types. A frame is a 4-byte big-endian length n, then n bytes: one
 // type byte and a msgpack body, with structs encoded as arrays (fields in

@@ -31,6 +31,7 @@ type Metrics struct {
 	BucketDrops    prometheus.Counter
 	Expired        prometheus.Counter
 	Watchers       prometheus.Gauge
+	Folded         prometheus.Counter // counters whose forgotten nodes' slots this node folded
 }
 
 // Sources are the node's state that gauges read when scraped.
@@ -42,6 +43,11 @@ type Sources struct {
 	Packed    func() int                  // of them, those packed (not entries)
 	Commits   func() store.CommitterStats // the group committer's counts
 	DiskBytes func() uint64               // bytes the store uses on disk
+	// RetiredIDs is the number of slot ids of the retired list's stable
+	// entries, FoldGen the generation this node folds to (equal once it has
+	// caught up with every forget).
+	RetiredIDs func() int
+	FoldGen    func() uint64
 }
 
 // New returns the metrics, registered with reg when it is not nil.
@@ -109,11 +115,14 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 			Name: "countmesh_watch_subscriptions", Help: "Open watch subscriptions.",
 		}),
 	}
+	m.Folded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "countmesh_retired_folds_total", Help: "Counters whose forgotten nodes' slots this node folded into the retired slot (countctl cluster forget).",
+	})
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(m.BucketDrops, m.Expired, m.Watchers, m.Duplicates, m.Compensations, m.ExpiredIDs, m.RightsGiven, m.RightsReceived)
-	reg.MustRegister(m.Increments, m.Batches, m.Reads, m.ReadThrough, m.Evictions, m.Shed, m.PeerRefused, m.Released, m.Restored, m.Replicated, m.Checkpoints, m.CheckpointSeconds)
+	reg.MustRegister(m.Increments, m.Batches, m.Reads, m.ReadThrough, m.Evictions, m.Shed, m.PeerRefused, m.Released, m.Restored, m.Replicated, m.Checkpoints, m.CheckpointSeconds, m.Folded)
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_pending_changes", Help: "Changed counters waiting for the group committer.",
@@ -142,6 +151,12 @@ func New(reg prometheus.Registerer, src Sources) *Metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "countmesh_disk_bytes", Help: "Bytes the store uses on disk.",
 		}, func() float64 { return float64(src.DiskBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "countmesh_retired_ids", Help: "Slot ids of the nodes the mesh forgot for good (the retired list's stable entries).",
+		}, func() float64 { return float64(src.RetiredIDs()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "countmesh_retired_fold_generation", Help: "Of them, how many this node folds (below countmesh_retired_ids while it catches up with their last changes).",
+		}, func() float64 { return float64(src.FoldGen()) }),
 	)
 	return m
 }
