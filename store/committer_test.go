@@ -214,7 +214,7 @@ func TestCommitterGroupsConcurrentWriters(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					total += got.Slot(crdt.NodeID(crdt.MaxRetiredGen)+crdt.NodeID(w+1)).P
+					total += got.Slot(crdt.NodeID(crdt.MaxRetiredGen) + crdt.NodeID(w+1)).P
 				}
 				if total != perWriter {
 					t.Errorf("writer %d: %d increments stored, want %d", w, total, perWriter)
