@@ -26,6 +26,7 @@ type (
 	retirePrepareResp struct {
 		Promise retire.Promise
 		VV      []retire.OriginSeq
+		Self    crdt.NodeID // the member's slot id: never forgotten
 	}
 	retireAcceptReq struct {
 		Index  uint64
@@ -55,7 +56,7 @@ func serveRetire(m Mesh, n *node.Node) {
 		if err != nil {
 			return nil, err
 		}
-		return retirePrepareResp{Promise: p, VV: vv}, nil
+		return retirePrepareResp{Promise: p, VV: vv, Self: n.ID()}, nil
 	})
 	m.Handle(gossip.MethodRetireAccept, func(ctx context.Context, _ string, decode func(any) error) (any, error) {
 		var req retireAcceptReq
@@ -92,17 +93,16 @@ const forgetAttempts = 8
 
 // Forget forgets the node called name for good: it decides the next entry
 // of the retired list with every member (package node/retire) and spreads
-// it. It refuses when name is this node or a member that is alive or
-// suspect, when another member is not alive (a forget needs every member's
-// vector), or when no member holds data of any slot of that name. It
-// returns the entry and its index; a name already forgotten returns its
-// entry.
+// it. The entry names every slot of that name (its incarnations) that a
+// member holds changes of, but that of a live member: with name alive
+// again as a new incarnation (it lost its disk), its earlier ones are
+// forgotten. It refuses when another member is suspect or dead (a forget needs every member's vector), or when no
+// member holds data of a slot of that name it may forget. It returns the
+// entry and its index; a name whose slots are all forgotten already returns
+// its last entry.
 func Forget(ctx context.Context, c *Client, n *node.Node, name string) (retire.Entry, int, error) {
 	if name == "" {
 		return retire.Entry{}, 0, fmt.Errorf("%w: a node name is required", node.ErrInvalidArgument)
-	}
-	if name == n.Name() {
-		return retire.Entry{}, 0, fmt.Errorf("%w: %q is this node", ErrForget, name)
 	}
 	for attempt := 0; attempt < forgetAttempts; attempt++ {
 		targets, err := forgetTargets(c, n, name)
@@ -128,7 +128,11 @@ func Forget(ctx context.Context, c *Client, n *node.Node, name string) (retire.E
 }
 
 // forgetTargets returns the members that must take part (every member but
-// this node and those that left), refusing as Forget says.
+// this node and those that left), refusing as Forget says. A member called
+// name that is alive is a new incarnation of it: its earlier incarnations
+// may be forgotten, never its own slot, which it names in its answer to
+// the prepare (the id gossip advertises for a member that came back under
+// its name can lag its restart).
 func forgetTargets(c *Client, n *node.Node, name string) ([]string, error) {
 	ref := c.mesh.Load()
 	if ref == nil {
@@ -138,9 +142,7 @@ func forgetTargets(c *Client, n *node.Node, name string) ([]string, error) {
 	for _, m := range ref.m.Status().Members {
 		switch {
 		case m.Name == n.Name() || m.State == gossip.StateLeft:
-		case m.Name == name && m.State != gossip.StateDead:
-			return nil, fmt.Errorf("%w: %q is a member (%s); stop it for good, or let it leave, first", ErrForget, name, m.State)
-		case m.Name == name:
+		case m.Name == name && m.State == gossip.StateDead:
 		case m.State != gossip.StateAlive:
 			return nil, fmt.Errorf("%w: member %q is %s; a forget needs every member alive (each one's version vector makes the cut), or gone (left)", ErrForget, m.Name, m.State)
 		default:
@@ -164,7 +166,7 @@ func forgetRound(ctx context.Context, c *Client, n *node.Node, name string, targ
 	if err != nil {
 		return e, index, false, err
 	}
-	resps[0] = retirePrepareResp{Promise: p, VV: vv}
+	resps[0] = retirePrepareResp{Promise: p, VV: vv, Self: n.ID()}
 	if err := each(targets, func(i int, to string) error {
 		return c.call(ctx, to, gossip.MethodRetirePrepare, prep, &resps[i+1])
 	}); err != nil {
@@ -186,7 +188,14 @@ func forgetRound(ctx context.Context, c *Client, n *node.Node, name string, targ
 	}
 	if best != nil {
 		e = *best // an earlier coordinator's entry may have been chosen: complete it
-	} else if e, err = proposal(n, name, stable, resps); err != nil {
+	} else {
+		live := make(map[crdt.NodeID]bool, len(resps))
+		for _, r := range resps {
+			live[r.Self] = true
+		}
+		e, err = proposal(name, stable, live, resps)
+	}
+	if err != nil {
 		if errors.Is(err, errForgotten) {
 			for i := len(stable) - 1; i >= 0; i-- {
 				if stable[i].Name == name {
@@ -239,10 +248,11 @@ var errForgotten = errors.New("already forgotten")
 
 // proposal builds this coordinator's entry for name from the members'
 // vectors: the ids are every origin of that name's (crdt.SameName) that a
-// member holds changes of and no entry of stable names yet (a name may be
-// reused: a node that lost its disk comes back as a new incarnation), and
-// the cut is the element-wise maximum of the vectors.
-func proposal(n *node.Node, name string, stable []retire.Entry, resps []retirePrepareResp) (retire.Entry, error) {
+// member holds changes of, that is not a live member's slot, and that no
+// entry of stable names yet (a name may be reused: a node that lost its
+// disk comes back as a new incarnation), and the cut is the element-wise
+// maximum of the vectors.
+func proposal(name string, stable []retire.Entry, live map[crdt.NodeID]bool, resps []retirePrepareResp) (retire.Entry, error) {
 	base := crdt.NodeIDFromName(name)
 	forgotten := make(map[crdt.NodeID]bool)
 	for _, e := range stable {
@@ -259,7 +269,7 @@ func proposal(n *node.Node, name string, stable []retire.Entry, resps []retirePr
 	}
 	e := retire.Entry{Name: name}
 	for o, s := range cut {
-		if crdt.SameName(o, base) && s > 0 {
+		if crdt.SameName(o, base) && s > 0 && !live[o] {
 			named = true
 			if !forgotten[o] {
 				e.IDs = append(e.IDs, o)
@@ -271,7 +281,7 @@ func proposal(n *node.Node, name string, stable []retire.Entry, resps []retirePr
 		return e, errForgotten
 	}
 	if len(e.IDs) == 0 {
-		return e, fmt.Errorf("%w: no member holds a change of a node called %q; there is nothing to forget", ErrForget, name)
+		return e, fmt.Errorf("%w: no member holds a change of a node called %q that may be forgotten (a live member's own slot never is); there is nothing to forget", ErrForget, name)
 	}
 	slices.Sort(e.IDs)
 	slices.SortFunc(e.Cut, func(a, b retire.OriginSeq) int {
@@ -283,9 +293,6 @@ func proposal(n *node.Node, name string, stable []retire.Entry, resps []retirePr
 		}
 		return 0
 	})
-	if slices.Contains(e.IDs, n.ID()) {
-		return e, fmt.Errorf("%w: %q shares this node's slot id", ErrForget, name)
-	}
 	return e, e.Validate()
 }
 

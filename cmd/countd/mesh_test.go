@@ -215,6 +215,57 @@ func TestMeshOfProcesses(t *testing.T) {
 		}
 		return ok, fmt.Sprintf("want %d, got %v", want+1, got)
 	})
+
+	// n2's first incarnation is gone for good: forget it (countctl cluster
+	// forget). Every node folds its slot into the retired slot, and no
+	// value moves.
+	ctx := context.Background()
+	f, err := wc.Forget(ctx, "n2")
+	if err != nil || len(f.IDs) != 1 || f.Index != 0 || f.Generation != 1 {
+		t.Fatalf("forget n2's first incarnation: %+v, %v", f, err)
+	}
+	for _, p := range procs {
+		pc, err := client.New(client.Config{BaseURL: "http://" + p.d.addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait.For(t, 10*time.Second, p.name+" folding n2's first incarnation", func() (bool, string) {
+			var buf strings.Builder
+			if _, err := pc.Export(ctx, "mesh", &buf); err != nil {
+				return false, err.Error()
+			}
+			retired, old, counters := 0, 0, 0
+			for line := range strings.Lines(buf.String()) {
+				var rec struct {
+					Type  string
+					Slots []struct {
+						Node uint64 `json:"node,string"`
+					}
+				}
+				if err := json.Unmarshal([]byte(line), &rec); err != nil {
+					return false, err.Error()
+				}
+				if rec.Type != "counter" {
+					continue
+				}
+				counters++
+				for _, s := range rec.Slots {
+					switch s.Node {
+					case 1:
+						retired++
+					case f.IDs[0]:
+						old++
+					}
+				}
+			}
+			gen := metricValue(t, p.d.addr, "countmesh_retired_fold_generation")
+			return gen == 1 && old == 0 && retired == counters && counters == 3,
+				fmt.Sprintf("fold generation %d; %d counters, %d with the retired slot, %d with n2's first slot", gen, counters, retired, old)
+		})
+		if got := total(p); got != want+1 {
+			t.Fatalf("%s reads %d after the fold, want %d", p.name, got, want+1)
+		}
+	}
 }
 
 // A gossip port taken between the choice and the start (here on purpose)
