@@ -102,6 +102,10 @@ const (
 	ClockSkew        FaultKind = "clock-skew"        // Nodes run Skew off, from Start to End
 	DiskFull         FaultKind = "disk-full"         // the data disk filled at Start, freed and the node restarted at End
 	FsyncError       FaultKind = "fsync-error"       // fsyncs fail from Start; the node restarted at End
+	// Forget: countctl cluster forget Nodes[0] (a node that left for good,
+	// or the earlier incarnations of a wiped one), sent to Nodes[1]; no
+	// count may move. Skew is unused; End is when the answer came.
+	Forget FaultKind = "forget"
 )
 
 // Fault is one fault the nemesis injected and healed.

@@ -68,6 +68,7 @@ var DefaultWorkload = map[Work]int{
 var DefaultFaults = map[chaos.FaultKind]int{
 	chaos.PartitionRegions: 3, chaos.PartitionNodes: 3, chaos.PartitionOneWay: 2, chaos.Kill: 3, chaos.Pause: 2,
 	chaos.Wipe: 1, chaos.Join: 1, chaos.Leave: 1, chaos.ClockSkew: 1, chaos.DiskFull: 1, chaos.FsyncError: 1,
+	chaos.Forget: 1,
 }
 
 // The namespaces and keys of the workload: small key sets, so that bounds
@@ -148,6 +149,10 @@ type Result struct {
 	// not a check (the counts are checked as above), but the trace that
 	// led to the lost shard of docs/chaos.md.
 	Refusals int
+	// Forgets counts the forget faults by answer: done (200), refused
+	// (409 or 503: a member down or cut off, nothing to forget) and failed
+	// (no answer: the node went down or was cut off meanwhile).
+	Forgets struct{ Done, Refused, Failed int }
 }
 
 // campaign is one run: the mesh, the nemesis state and the clients' ops.
@@ -162,6 +167,8 @@ type campaign struct {
 	probeKey string
 	held     bool
 	unready  int
+	// forgets counts the forget faults by answer.
+	forgets struct{ done, refused, failed int }
 }
 
 // Run runs a campaign: a mesh of 5 nodes in 3 regions, clients, a nemesis
@@ -238,6 +245,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		nemErr = errors.Join(nemErr, err)
 	}
 	res := &Result{History: h, Cycles: cycles, PartitionHeld: c.held, Unready: c.unready, Refusals: c.refusals()}
+	res.Forgets.Done, res.Forgets.Refused, res.Forgets.Failed = c.forgets.done, c.forgets.refused, c.forgets.failed
 	res.Report = chaos.Check(h)
 	res.Summary = c.summary(h, res)
 	if cfg.ResultsDir != "" {
@@ -501,6 +509,7 @@ func (c *campaign) inject(rng *rand.Rand, kind chaos.FaultKind) (chaos.Fault, fu
 		f.Start = time.Now()
 		if err = m.stop(target, syscall.SIGKILL, down, 5*time.Second); err == nil {
 			err = os.RemoveAll(target.dataDir)
+			m.markWiped(target)
 		}
 		heal = func() error { return m.start(target) }
 	case chaos.Join:
@@ -535,6 +544,34 @@ func (c *campaign) inject(rng *rand.Rand, kind chaos.FaultKind) (chaos.Fault, fu
 				return err
 			}
 			return restartClean()
+		}
+	case chaos.Forget:
+		// A node gone for good, or one wiped since the start (its earlier
+		// incarnations): what an operator forgets. Refused (409) while a
+		// member is down or cut off, which the faults make common.
+		cands := m.forgettable()
+		if len(cands) == 0 {
+			cands = []string{target.name} // nothing to forget: refused
+		}
+		f.Nodes = []string{cands[rng.IntN(len(cands))], target.name}
+		f.Start = time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		var resp *http.Response
+		var body []byte
+		resp, body, err = m.do(ctx, target, http.MethodPost, "/v1/cluster/forget", []byte(fmt.Sprintf(`{"node":%q}`, f.Nodes[0])))
+		cancel()
+		f.End = time.Now()
+		switch {
+		case err != nil:
+			c.forgets.failed++ // the node was cut off or went down meanwhile
+			err = nil
+		case resp.StatusCode == http.StatusOK:
+			c.forgets.done++
+			c.cfg.Logf("chaos: forgot %s at %s: %s", f.Nodes[0], target.name, strings.TrimSpace(string(body)))
+		case resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusServiceUnavailable:
+			c.forgets.refused++
+		default:
+			err = fmt.Errorf("forget %s at %s: %d %s", f.Nodes[0], target.name, resp.StatusCode, body)
 		}
 	case chaos.FsyncError:
 		f.Nodes = []string{target.name}
@@ -917,8 +954,9 @@ func (c *campaign) summary(h *chaos.History, r *Result) string {
 			held = "held"
 		}
 	}
-	return fmt.Sprintf("chaos: seed=%d secure=%v cycles=%d faults{%s} ops{ok=%d fail=%d unknown=%d} partition-check=%s unready-cycles=%d peer-refusals=%d | %s",
-		h.Seed, c.cfg.Secure, r.Cycles, strings.Join(kinds, " "), oc[chaos.OK], oc[chaos.Fail], oc[chaos.Unknown], held, r.Unready, r.Refusals, r.Report.Summary())
+	return fmt.Sprintf("chaos: seed=%d secure=%v cycles=%d faults{%s} ops{ok=%d fail=%d unknown=%d} partition-check=%s unready-cycles=%d peer-refusals=%d forgets{done=%d refused=%d failed=%d} | %s",
+		h.Seed, c.cfg.Secure, r.Cycles, strings.Join(kinds, " "), oc[chaos.OK], oc[chaos.Fail], oc[chaos.Unknown], held, r.Unready, r.Refusals,
+		r.Forgets.Done, r.Forgets.Refused, r.Forgets.Failed, r.Report.Summary())
 }
 
 // refusals counts the lines of the nodes' logs (every incarnation's)

@@ -70,6 +70,7 @@ type member struct {
 	exited chan struct{}
 	state  state
 	env    []string // extra environment of the next start (clock offset)
+	wiped  bool     // its data directory was removed at least once
 }
 
 func (m *member) url(path string) string {
@@ -403,6 +404,20 @@ func (m *mesh) members() []*member {
 	return out
 }
 
+// forgettable returns the names an operator could forget: members gone
+// for good, and members wiped at least once (their earlier incarnations).
+func (m *mesh) forgettable() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, n := range m.mu.members {
+		if n.state == gone || n.wiped {
+			out = append(out, n.name)
+		}
+	}
+	return out
+}
+
 // regions maps every member the run ever had, gone ones too, to its
 // region.
 func (m *mesh) regions() map[string]string {
@@ -638,4 +653,11 @@ func sweep(only int, logf func(string, ...any)) {
 			}
 		}
 	}
+}
+
+// markWiped records that n's data directory was removed.
+func (m *mesh) markWiped(n *member) {
+	m.mu.Lock()
+	n.wiped = true
+	m.mu.Unlock()
 }
