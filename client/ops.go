@@ -124,6 +124,11 @@ func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
 	return out, err
 }
 
+type forgetBody struct {
+	Node string `json:"node"`
+	Dead bool   `json:"dead,omitempty"`
+}
+
 // Forgotten answers Forget.
 type Forgotten struct {
 	Node       string          `json:"node"`
@@ -135,11 +140,13 @@ type Forgotten struct {
 
 // Forget forgets the node called name for good: every node folds its
 // slots into the retired slot (slot compaction). It needs an admin token;
-// the node must be gone and every other member alive.
+// the node must be gone and every other member alive. dead also forgets a
+// node the mesh sees as dead (not left): say so only when it is gone for
+// good, since a node forgotten and back is refused by every node.
 // POST /v1/cluster/forget.
-func (c *Client) Forget(ctx context.Context, name string) (Forgotten, error) {
+func (c *Client) Forget(ctx context.Context, name string, dead bool) (Forgotten, error) {
 	var out Forgotten
-	raw, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/forget"}, map[string]string{"node": name}, &out)
+	raw, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/forget"}, forgetBody{Node: name, Dead: dead}, &out)
 	out.Raw = raw
 	return out, err
 }

@@ -21,16 +21,18 @@ type ForgetResult struct {
 	Generation uint64   `json:"generation"`
 }
 
-// forgetTimeout bounds one forget: two rounds over every member.
-const forgetTimeout = 30 * time.Second
+// forgetTimeout bounds one forget (rounds over every member), below
+// countd's 30 s write timeout so that the answer goes out.
+const forgetTimeout = 20 * time.Second
 
-// forget answers POST /v1/cluster/forget {"node": NAME}: the mesh forgets
+// forget answers POST /v1/cluster/forget {"node": NAME, "dead": bool}: the mesh forgets
 // that node for good, and every node folds its slots into the retired slot
 // once it has caught up (slot compaction). 409 when the node is alive, a
 // member is not, or nothing of it is held; 503 without the mesh.
 func (s *Server) forget(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Node string `json:"node"`
+		Dead bool   `json:"dead"`
 	}
 	if err := decodeJSON(w, r, &body); err != nil {
 		s.writeError(w, r, err)
@@ -46,7 +48,7 @@ func (s *Server) forget(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), forgetTimeout)
 	defer cancel()
-	res, err := s.forgetNode(ctx, body.Node)
+	res, err := s.forgetNode(ctx, body.Node, body.Dead)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,7 +102,7 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 	// Refused, changing nothing: a live member, this node, a name that
 	// never wrote.
 	for _, name := range []string{"l2", "l1", "never-here"} {
-		if _, _, err := peerrpc.Forget(ctx, l1.client, l1.node, name); err == nil {
+		if _, _, err := peerrpc.Forget(ctx, l1.client, l1.node, name, false); err == nil {
 			t.Fatalf("forget %s: no error", name)
 		}
 	}
@@ -115,7 +116,7 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 		if i%2 == 1 {
 			coord = l2
 		}
-		e, index, err := peerrpc.Forget(ctx, coord.client, coord.node, name)
+		e, index, err := peerrpc.Forget(ctx, coord.client, coord.node, name, false)
 		if err != nil {
 			t.Fatalf("forget %s: %v", name, err)
 		}
@@ -123,7 +124,7 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 			t.Fatalf("forget %s: entry %d %+v", name, index, e)
 		}
 	}
-	again, index, err := peerrpc.Forget(ctx, l2.client, l2.node, names[3])
+	again, index, err := peerrpc.Forget(ctx, l2.client, l2.node, names[3], false)
 	if err != nil || index != 3 || again.Name != names[3] {
 		t.Fatalf("forgetting %s twice: entry %d %+v, %v; want its entry 3", names[3], index, again, err)
 	}
@@ -199,7 +200,7 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.close()
-	second, index, err := peerrpc.Forget(ctx, l3.client, l3.node, names[0])
+	second, index, err := peerrpc.Forget(ctx, l3.client, l3.node, names[0], false)
 	if err != nil || index != writers || len(second.IDs) != 1 || second.IDs[0] != crdt.NodeIDOf(names[0], 1) {
 		t.Fatalf("forgetting %s's second life: entry %d %+v, %v", names[0], index, second, err)
 	}
@@ -247,7 +248,7 @@ func TestForgetCompletesAnAcceptedEntryFirst(t *testing.T) {
 	if ok, _, err := l2.node.RetireAccept(0, ballot, accepted); !ok || err != nil {
 		t.Fatalf("l2 accepting: %v, %v", ok, err)
 	}
-	e, index, err := peerrpc.Forget(ctx, l1.client, l1.node, "y")
+	e, index, err := peerrpc.Forget(ctx, l1.client, l1.node, "y", false)
 	if err != nil || index != 1 || e.Name != "y" {
 		t.Fatalf("forget y: entry %d %+v, %v; want index 1, after x", index, e, err)
 	}
@@ -256,5 +257,50 @@ func TestForgetCompletesAnAcceptedEntryFirst(t *testing.T) {
 		if len(got) != 2 || !got[0].Equal(accepted) || got[1].Name != "y" {
 			t.Fatalf("%s's list: %+v, want x (the accepted entry, as accepted), then y", l.name, got)
 		}
+	}
+}
+
+// A node the mesh sees as dead, not left, may come back with its data, and
+// would then have what it writes refused by every node: forgetting it needs
+// the dead flag.
+func TestForgetDeadNodeNeedsTheDeadFlag(t *testing.T) {
+	nw := fakenet.New(19, 0)
+	ctx := context.Background()
+	l1 := startShardNode(t, nw, "l1", "a", 0, "")
+	t.Cleanup(l1.close)
+	seed := nw.Host("l1", "a").GossipAddr()
+	l2 := startShardNode(t, nw, "l2", "a", 0, seed)
+	t.Cleanup(l2.close)
+	z := startShardNode(t, nw, "z", "a", 0, seed)
+	if _, err := z.node.Incr(ctx, "ns", "k", 1, node.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []*shardNode{l1, l2} {
+		wait.For(t, 10*time.Second, "z's write at "+l.name, func() (bool, string) {
+			v := mustValue(t, l.node, "ns", "k")
+			return v == 1, fmt.Sprint(v)
+		})
+	}
+	nw.Host("z", "a").Down() // crashed: no leave
+	t.Cleanup(z.close)
+	wait.For(t, 10*time.Second, "z dead at l1 and l2", func() (bool, string) {
+		for _, l := range []*shardNode{l1, l2} {
+			for _, m := range l.mesh.Status().Members {
+				if m.Name == "z" && m.State != gossip.StateDead {
+					return false, l.name + " sees z " + m.State
+				}
+			}
+		}
+		return true, ""
+	})
+	if _, _, err := peerrpc.Forget(ctx, l1.client, l1.node, "z", false); err == nil || !strings.Contains(err.Error(), "dead, not gone") {
+		t.Fatalf("forgetting a dead node without the flag: %v", err)
+	}
+	if got := l1.node.Retired(); len(got) != 0 {
+		t.Fatalf("a refused forget left %+v", got)
+	}
+	e, _, err := peerrpc.Forget(ctx, l1.client, l1.node, "z", true)
+	if err != nil || e.Name != "z" {
+		t.Fatalf("forgetting a dead node with the flag: %+v, %v", e, err)
 	}
 }

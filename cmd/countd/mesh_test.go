@@ -220,7 +220,7 @@ func TestMeshOfProcesses(t *testing.T) {
 	// forget). Every node folds its slot into the retired slot, and no
 	// value moves.
 	ctx := context.Background()
-	f, err := wc.Forget(ctx, "n2")
+	f, err := wc.Forget(ctx, "n2", false)
 	if err != nil || len(f.IDs) != 1 || f.Index != 0 || f.Generation != 1 {
 		t.Fatalf("forget n2's first incarnation: %+v, %v", f, err)
 	}
