@@ -126,7 +126,7 @@ func (c *Client) Cluster(ctx context.Context) (ClusterInfo, error) {
 
 type forgetBody struct {
 	Node string `json:"node"`
-	Dead bool   `json:"dead,omitempty"`
+	Gone bool   `json:"gone,omitempty"`
 }
 
 // Forgotten answers Forget.
@@ -140,13 +140,13 @@ type Forgotten struct {
 
 // Forget forgets the node called name for good: every node folds its
 // slots into the retired slot (slot compaction). It needs an admin token;
-// the node must be gone and every other member alive. dead also forgets a
-// node the mesh sees as dead (not left): say so only when it is gone for
-// good, since a node forgotten and back is refused by every node.
+// every other member must be alive. gone also forgets a node the mesh
+// still lists as dead or left (for a day after): say so only when it is
+// gone for good, since a node forgotten and back is refused by every node.
 // POST /v1/cluster/forget.
-func (c *Client) Forget(ctx context.Context, name string, dead bool) (Forgotten, error) {
+func (c *Client) Forget(ctx context.Context, name string, gone bool) (Forgotten, error) {
 	var out Forgotten
-	raw, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/forget"}, forgetBody{Node: name, Dead: dead}, &out)
+	raw, err := c.call(ctx, request{method: http.MethodPost, path: "/v1/cluster/forget"}, forgetBody{Node: name, Gone: gone}, &out)
 	out.Raw = raw
 	return out, err
 }

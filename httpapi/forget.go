@@ -25,14 +25,14 @@ type ForgetResult struct {
 // countd's 30 s write timeout so that the answer goes out.
 const forgetTimeout = 20 * time.Second
 
-// forget answers POST /v1/cluster/forget {"node": NAME, "dead": bool}: the mesh forgets
+// forget answers POST /v1/cluster/forget {"node": NAME, "gone": bool}: the mesh forgets
 // that node for good, and every node folds its slots into the retired slot
 // once it has caught up (slot compaction). 409 when the node is alive, a
 // member is not, or nothing of it is held; 503 without the mesh.
 func (s *Server) forget(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Node string `json:"node"`
-		Dead bool   `json:"dead"`
+		Gone bool   `json:"gone"`
 	}
 	if err := decodeJSON(w, r, &body); err != nil {
 		s.writeError(w, r, err)
@@ -48,7 +48,7 @@ func (s *Server) forget(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), forgetTimeout)
 	defer cancel()
-	res, err := s.forgetNode(ctx, body.Node, body.Dead)
+	res, err := s.forgetNode(ctx, body.Node, body.Gone)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

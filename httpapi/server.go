@@ -38,7 +38,7 @@ type Config struct {
 	Cluster Cluster
 	// Forget forgets a node for good (POST /v1/cluster/forget: slot
 	// compaction, docs/operations.md); nil answers 503 (no mesh).
-	Forget func(ctx context.Context, name string, dead bool) (ForgetResult, error)
+	Forget func(ctx context.Context, name string, gone bool) (ForgetResult, error)
 	// RateLimit decides POST /v1/ratelimit/{ns}/{key} and answers the other
 	// nodes' lease calls; nil answers 503 there.
 	RateLimit *ratelimit.Limiter
@@ -109,7 +109,7 @@ type Server struct {
 	// limiter decides POST /v1/ratelimit (nil: not configured).
 	limiter *ratelimit.Limiter
 	// forgetNode runs POST /v1/cluster/forget (nil: no mesh).
-	forgetNode func(ctx context.Context, name string, dead bool) (ForgetResult, error)
+	forgetNode func(ctx context.Context, name string, gone bool) (ForgetResult, error)
 	// noFast turns off the fast path and the fast decoding and encoding of
 	// the hot handlers, so that the tests can compare them with the general
 	// code. Only tests set it, before serving.

@@ -110,13 +110,19 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 		t.Fatalf("refused forgets left %d entries", len(got))
 	}
 
+	// A node that left may come back (a restart leaves too): the mesh
+	// lists it for a day, and forgetting it needs the operator's word.
+	if _, _, err := peerrpc.Forget(ctx, l1.client, l1.node, names[0], false); err == nil || !strings.Contains(err.Error(), "may come back") {
+		t.Fatalf("forgetting a node that left, without gone: %v", err)
+	}
+
 	// Forget them, half at each live node.
 	for i, name := range names {
 		coord := l1
 		if i%2 == 1 {
 			coord = l2
 		}
-		e, index, err := peerrpc.Forget(ctx, coord.client, coord.node, name, false)
+		e, index, err := peerrpc.Forget(ctx, coord.client, coord.node, name, true)
 		if err != nil {
 			t.Fatalf("forget %s: %v", name, err)
 		}
@@ -124,7 +130,7 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 			t.Fatalf("forget %s: entry %d %+v", name, index, e)
 		}
 	}
-	again, index, err := peerrpc.Forget(ctx, l2.client, l2.node, names[3], false)
+	again, index, err := peerrpc.Forget(ctx, l2.client, l2.node, names[3], true)
 	if err != nil || index != 3 || again.Name != names[3] {
 		t.Fatalf("forgetting %s twice: entry %d %+v, %v; want its entry 3", names[3], index, again, err)
 	}
@@ -200,7 +206,7 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.close()
-	second, index, err := peerrpc.Forget(ctx, l3.client, l3.node, names[0], false)
+	second, index, err := peerrpc.Forget(ctx, l3.client, l3.node, names[0], true)
 	if err != nil || index != writers || len(second.IDs) != 1 || second.IDs[0] != crdt.NodeIDOf(names[0], 1) {
 		t.Fatalf("forgetting %s's second life: entry %d %+v, %v", names[0], index, second, err)
 	}
@@ -248,7 +254,7 @@ func TestForgetCompletesAnAcceptedEntryFirst(t *testing.T) {
 	if ok, _, err := l2.node.RetireAccept(0, ballot, accepted); !ok || err != nil {
 		t.Fatalf("l2 accepting: %v, %v", ok, err)
 	}
-	e, index, err := peerrpc.Forget(ctx, l1.client, l1.node, "y", false)
+	e, index, err := peerrpc.Forget(ctx, l1.client, l1.node, "y", true)
 	if err != nil || index != 1 || e.Name != "y" {
 		t.Fatalf("forget y: entry %d %+v, %v; want index 1, after x", index, e, err)
 	}
@@ -260,10 +266,10 @@ func TestForgetCompletesAnAcceptedEntryFirst(t *testing.T) {
 	}
 }
 
-// A node the mesh sees as dead, not left, may come back with its data, and
-// would then have what it writes refused by every node: forgetting it needs
-// the dead flag.
-func TestForgetDeadNodeNeedsTheDeadFlag(t *testing.T) {
+// A node the mesh sees as dead may come back with its data, and would then
+// have what it writes refused by every node: forgetting it needs the
+// operator's word that it is gone.
+func TestForgetDeadNodeNeedsGone(t *testing.T) {
 	nw := fakenet.New(19, 0)
 	ctx := context.Background()
 	l1 := startShardNode(t, nw, "l1", "a", 0, "")
@@ -293,14 +299,14 @@ func TestForgetDeadNodeNeedsTheDeadFlag(t *testing.T) {
 		}
 		return true, ""
 	})
-	if _, _, err := peerrpc.Forget(ctx, l1.client, l1.node, "z", false); err == nil || !strings.Contains(err.Error(), "dead, not gone") {
-		t.Fatalf("forgetting a dead node without the flag: %v", err)
+	if _, _, err := peerrpc.Forget(ctx, l1.client, l1.node, "z", false); err == nil || !strings.Contains(err.Error(), "may come back") {
+		t.Fatalf("forgetting a dead node without gone: %v", err)
 	}
 	if got := l1.node.Retired(); len(got) != 0 {
 		t.Fatalf("a refused forget left %+v", got)
 	}
 	e, _, err := peerrpc.Forget(ctx, l1.client, l1.node, "z", true)
 	if err != nil || e.Name != "z" {
-		t.Fatalf("forgetting a dead node with the flag: %+v, %v", e, err)
+		t.Fatalf("forgetting a dead node with gone: %+v, %v", e, err)
 	}
 }

@@ -97,17 +97,18 @@ const forgetAttempts = 8
 // member holds changes of, but that of a live member: with name alive
 // again as a new incarnation (it lost its disk), its earlier ones are
 // forgotten. It refuses when another member is suspect or dead (a forget
-// needs every member's vector), when a member called name is dead (not
-// left) and dead is not set (a node forgotten and back would have what it
-// writes refused by every node), or when no member holds data of a slot of
+// needs every member's vector), when the mesh still lists a member called
+// name as dead or left (it may come back: a crash, a restart) and gone is
+// not set (a node forgotten and back would have what it writes refused by
+// every node), or when no member holds data of a slot of
 // that name it may forget. It returns the entry and its index; a name
 // whose slots are all forgotten already returns its last entry.
-func Forget(ctx context.Context, c *Client, n *node.Node, name string, dead bool) (retire.Entry, int, error) {
+func Forget(ctx context.Context, c *Client, n *node.Node, name string, gone bool) (retire.Entry, int, error) {
 	if name == "" {
 		return retire.Entry{}, 0, fmt.Errorf("%w: a node name is required", node.ErrInvalidArgument)
 	}
 	for attempt := 0; attempt < forgetAttempts; attempt++ {
-		targets, err := forgetTargets(c, n, name, dead)
+		targets, err := forgetTargets(c, n, name, gone)
 		if err != nil {
 			return retire.Entry{}, 0, err
 		}
@@ -135,7 +136,7 @@ func Forget(ctx context.Context, c *Client, n *node.Node, name string, dead bool
 // may be forgotten, never its own slot, which it names in its answer to
 // the prepare (the id gossip advertises for a member that came back under
 // its name can lag its restart).
-func forgetTargets(c *Client, n *node.Node, name string, dead bool) ([]string, error) {
+func forgetTargets(c *Client, n *node.Node, name string, gone bool) ([]string, error) {
 	ref := c.mesh.Load()
 	if ref == nil {
 		return nil, fmt.Errorf("%w: this node is not in a mesh", ErrForget)
@@ -143,9 +144,9 @@ func forgetTargets(c *Client, n *node.Node, name string, dead bool) ([]string, e
 	var targets []string
 	for _, m := range ref.m.Status().Members {
 		switch {
+		case m.Name == name && (m.State == gossip.StateDead || m.State == gossip.StateLeft) && !gone:
+			return nil, fmt.Errorf("%w: %q is %s, and the mesh lists it for a day after: it may come back with its data (a crash, a restart), and every node would then refuse what it writes. If it is gone for good, say so: countctl cluster forget --gone %s", ErrForget, name, m.State, name)
 		case m.Name == n.Name() || m.State == gossip.StateLeft:
-		case m.Name == name && m.State == gossip.StateDead && !dead:
-			return nil, fmt.Errorf("%w: %q is dead, not gone: it may come back with its data, and every node would then refuse what it writes. If it is gone for good, forget it with dead set (countctl cluster forget --dead %s)", ErrForget, name, name)
 		case m.Name == name && m.State == gossip.StateDead:
 		case m.State != gossip.StateAlive:
 			return nil, fmt.Errorf("%w: member %q is %s; a forget needs every member alive (each one's version vector makes the cut), or gone (left)", ErrForget, m.Name, m.State)

@@ -554,11 +554,14 @@ func (c *campaign) inject(rng *rand.Rand, kind chaos.FaultKind) (chaos.Fault, fu
 			cands = []string{target.name} // nothing to forget: refused
 		}
 		f.Nodes = []string{cands[rng.IntN(len(cands))], target.name}
+		// The nemesis knows which nodes left for good, as an operator
+		// would: it says "gone" for those only.
+		gone := !slices.Contains(names(m.members()), f.Nodes[0])
 		f.Start = time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 		var resp *http.Response
 		var body []byte
-		resp, body, err = m.do(ctx, target, http.MethodPost, "/v1/cluster/forget", []byte(fmt.Sprintf(`{"node":%q}`, f.Nodes[0])))
+		resp, body, err = m.do(ctx, target, http.MethodPost, "/v1/cluster/forget", []byte(fmt.Sprintf(`{"node":%q,"gone":%v}`, f.Nodes[0], gone)))
 		cancel()
 		f.End = time.Now()
 		switch {

@@ -393,8 +393,8 @@ func (c *cli) cluster(ctx context.Context) error {
 	if len(c.args) > 0 && c.args[0] == "forget" {
 		return c.forget(ctx)
 	}
-	if c.fl.has("dead") {
-		return usagef("--dead goes with cluster forget")
+	if c.fl.has("gone") {
+		return usagef("--gone goes with cluster forget")
 	}
 	if err := c.nargs(0, 0, "no arguments, or forget NODE"); err != nil {
 		return err
@@ -431,7 +431,7 @@ func (c *cli) forget(ctx context.Context) error {
 	if len(c.args) != 2 {
 		return usagef("cluster forget takes NODE, the name of a node that left for good")
 	}
-	f, err := c.c.Forget(ctx, c.args[1], c.fl.has("dead"))
+	f, err := c.c.Forget(ctx, c.args[1], c.fl.has("gone"))
 	if err != nil {
 		return err
 	}

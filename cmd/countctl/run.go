@@ -54,9 +54,9 @@ Other:
   import FILE                 merge an export into the node (FILE - for stdin);
                               importing twice changes nothing; newer state is kept
   cluster                     this node, the members and replication lag
-  cluster forget [--dead] NODE
-                              forget a node that left for good: its slots fold
-                              into one (admin); --dead: it is dead, and gone
+  cluster forget [--gone] NODE
+                              forget a node gone for good: its slots fold into
+                              one (admin); --gone while the mesh lists it
   health                      liveness and readiness
   version                     print countctl's version
 Security (local, no node needed):
@@ -99,7 +99,7 @@ var flagSpec = map[string]bool{
 	"window": true, "prefix": true, "group-by": true,
 	"from": true, "to": true, "step": true,
 	"interval": true, "count": true, "n": true,
-	"cost": true, "dead": false,
+	"cost": true, "gone": false,
 	"token": true, "ca": true,
 }
 
@@ -120,7 +120,7 @@ var commandFlags = map[string][]string{
 	"aggregate": {"prefix", "window", "group-by"},
 	"ns":        nil,
 	"ratelimit": {"cost"},
-	"cluster":   {"dead"},
+	"cluster":   {"gone"},
 	"export":    nil,
 	"import":    nil,
 	"health":    nil,

@@ -355,8 +355,8 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) (err error) {
 	apiCfg := httpapi.Config{Node: n, Registerer: reg, Gatherer: reg, Logger: log, Tokens: sec.tokens}
 	if mesh != nil {
 		apiCfg.Cluster = mesh
-		apiCfg.Forget = func(ctx context.Context, name string, dead bool) (httpapi.ForgetResult, error) {
-			e, index, err := peerrpc.Forget(ctx, peers, n, name, dead)
+		apiCfg.Forget = func(ctx context.Context, name string, gone bool) (httpapi.ForgetResult, error) {
+			e, index, err := peerrpc.Forget(ctx, peers, n, name, gone)
 			if err != nil {
 				return httpapi.ForgetResult{}, err
 			}
