@@ -133,7 +133,7 @@ type forgetBody struct {
 type Forgotten struct {
 	Node       string          `json:"node"`
 	Index      int             `json:"index"`
-	IDs        []uint64        `json:"ids"`
+	IDs        []string        `json:"ids"` // decimal slot ids
 	Generation uint64          `json:"generation"`
 	Raw        json.RawMessage `json:"-"`
 }

@@ -12,12 +12,13 @@ import (
 // ForgetResult answers POST /v1/cluster/forget.
 type ForgetResult struct {
 	// Node is the name forgotten, Index its entry in the retired list,
-	// IDs its slot ids (one per incarnation), and Generation the retired
-	// generation once this entry is folded (the ids of the list up to
-	// and including it).
+	// IDs its slot ids (one per incarnation; decimal strings, as the
+	// export's node ids: they use all 64 bits, beyond what a JSON number
+	// keeps in most readers), and Generation the retired generation once
+	// this entry is folded (the ids of the list up to and including it).
 	Node       string   `json:"node"`
 	Index      int      `json:"index"`
-	IDs        []uint64 `json:"ids"`
+	IDs        []string `json:"ids"`
 	Generation uint64   `json:"generation"`
 }
 

@@ -368,7 +368,7 @@ func serve(o options, log *zap.Logger, stop <-chan struct{}) (err error) {
 				}
 			}
 			for _, id := range e.IDs {
-				res.IDs = append(res.IDs, uint64(id))
+				res.IDs = append(res.IDs, strconv.FormatUint(uint64(id), 10))
 			}
 			return res, nil
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -224,6 +225,10 @@ func TestMeshOfProcesses(t *testing.T) {
 	if err != nil || len(f.IDs) != 1 || f.Index != 0 || f.Generation != 1 {
 		t.Fatalf("forget n2's first incarnation: %+v, %v", f, err)
 	}
+	old0, err := strconv.ParseUint(f.IDs[0], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range procs {
 		pc, err := client.New(client.Config{BaseURL: "http://" + p.d.addr})
 		if err != nil {
@@ -253,7 +258,7 @@ func TestMeshOfProcesses(t *testing.T) {
 					switch s.Node {
 					case 1:
 						retired++
-					case f.IDs[0]:
+					case old0:
 						old++
 					}
 				}
