@@ -253,19 +253,62 @@ func (n *Node) foldPass(gen uint64) (int, error) {
 }
 
 // RetirePrepare answers a coordinator's prepare for index of the retired
-// list (package node/retire), with this node's version vector restricted to
+// list (package node/retire), with this node's version vector and, per
+// origin, the highest change it holds past a gap in it, both restricted to
 // nodes' own origins (the sequence spaces of sharded namespaces left out:
 // their counters are not folded).
-func (n *Node) RetirePrepare(index uint64, b retire.Ballot, stable []retire.Entry) (retire.Promise, []retire.OriginSeq, error) {
-	p, err := n.retired.Prepare(index, b, stable)
+func (n *Node) RetirePrepare(index uint64, b retire.Ballot, stable []retire.Entry) (p retire.Promise, vv, held []retire.OriginSeq, err error) {
+	// A node catching up does not hold yet what its vector will say: its
+	// vector would make the cut too low.
+	if !n.Ready() {
+		return p, nil, nil, fmt.Errorf("%w: this node is catching up with its peers; a forget needs every member's version vector: retry", ErrUnavailable)
+	}
+	p, err = n.retired.Prepare(index, b, stable)
 	if err != nil || !p.OK {
-		return p, nil, err
+		return p, nil, nil, err
 	}
-	vv, err := n.plainVector()
+	if vv, err = n.plainVector(); err != nil {
+		return retire.Promise{}, nil, nil, err
+	}
+	for o, seqs := range n.rep.HeldAhead() {
+		if len(seqs) > 0 && n.isPlain(o) {
+			held = append(held, retire.OriginSeq{Origin: o, Seq: seqs[len(seqs)-1]})
+		}
+	}
+	sortOrigins(held)
+	return p, vv, held, nil
+}
+
+// isPlain reports whether origin o is a node's own sequence, not a
+// sequence space of a sharded namespace (an origin this node holds nothing
+// indexed of counts as a node's).
+func (n *Node) isPlain(o crdt.NodeID) bool {
+	if o == n.id {
+		return true
+	}
+	if _, plain := n.notSpaces.Load(o); plain {
+		return true
+	}
+	_, space, held, err := n.rep.SpaceShard(o, 0)
 	if err != nil {
-		return retire.Promise{}, nil, err
+		return true // kept: a cut too high only delays a fold
 	}
-	return p, vv, nil
+	if held && !space {
+		n.notSpaces.Store(o, true)
+	}
+	return !space
+}
+
+func sortOrigins(s []retire.OriginSeq) {
+	slices.SortFunc(s, func(a, b retire.OriginSeq) int {
+		switch {
+		case a.Origin < b.Origin:
+			return -1
+		case a.Origin > b.Origin:
+			return 1
+		}
+		return 0
+	})
 }
 
 // RetireAccept answers a coordinator's accept. It refuses an entry that
@@ -311,14 +354,6 @@ func (n *Node) plainVector() ([]retire.OriginSeq, error) {
 		}
 		out = append(out, retire.OriginSeq{Origin: o, Seq: s})
 	}
-	slices.SortFunc(out, func(a, b retire.OriginSeq) int {
-		switch {
-		case a.Origin < b.Origin:
-			return -1
-		case a.Origin > b.Origin:
-			return 1
-		}
-		return 0
-	})
+	sortOrigins(out)
 	return out, nil
 }

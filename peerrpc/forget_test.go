@@ -248,7 +248,7 @@ func TestForgetCompletesAnAcceptedEntryFirst(t *testing.T) {
 	x := crdt.NodeIDFromName("x")
 	accepted := retire.Entry{Name: "x", IDs: []crdt.NodeID{x}, Cut: []retire.OriginSeq{{Origin: x, Seq: 1}}}
 	ballot := retire.Ballot{Round: 1, Node: 12345}
-	if _, _, err := l2.node.RetirePrepare(0, ballot, nil); err != nil {
+	if _, _, _, err := l2.node.RetirePrepare(0, ballot, nil); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _, err := l2.node.RetireAccept(0, ballot, accepted); !ok || err != nil {

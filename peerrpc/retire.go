@@ -26,7 +26,8 @@ type (
 	retirePrepareResp struct {
 		Promise retire.Promise
 		VV      []retire.OriginSeq
-		Self    crdt.NodeID // the member's slot id: never forgotten
+		Self    crdt.NodeID        // the member's slot id: never forgotten
+		Held    []retire.OriginSeq // per origin, the highest change held past a gap in VV
 	}
 	retireAcceptReq struct {
 		Index  uint64
@@ -52,11 +53,11 @@ func serveRetire(m Mesh, n *node.Node) {
 		if err := decode(&req); err != nil {
 			return nil, err
 		}
-		p, vv, err := n.RetirePrepare(req.Index, req.Ballot, req.Stable)
+		p, vv, held, err := n.RetirePrepare(req.Index, req.Ballot, req.Stable)
 		if err != nil {
 			return nil, err
 		}
-		return retirePrepareResp{Promise: p, VV: vv, Self: n.ID()}, nil
+		return retirePrepareResp{Promise: p, VV: vv, Self: n.ID(), Held: held}, nil
 	})
 	m.Handle(gossip.MethodRetireAccept, func(ctx context.Context, _ string, decode func(any) error) (any, error) {
 		var req retireAcceptReq
@@ -167,11 +168,11 @@ func forgetRound(ctx context.Context, c *Client, n *node.Node, name string, targ
 	// Prepare.
 	prep := retirePrepareReq{Index: uint64(index), Ballot: b, Stable: stable}
 	resps := make([]retirePrepareResp, len(targets)+1)
-	p, vv, err := n.RetirePrepare(prep.Index, b, stable)
+	p, vv, held, err := n.RetirePrepare(prep.Index, b, stable)
 	if err != nil {
 		return e, index, false, err
 	}
-	resps[0] = retirePrepareResp{Promise: p, VV: vv, Self: n.ID()}
+	resps[0] = retirePrepareResp{Promise: p, VV: vv, Self: n.ID(), Held: held}
 	if err := each(targets, func(i int, to string) error {
 		return c.call(ctx, to, gossip.MethodRetirePrepare, prep, &resps[i+1])
 	}); err != nil {
@@ -198,7 +199,7 @@ func forgetRound(ctx context.Context, c *Client, n *node.Node, name string, targ
 		for _, r := range resps {
 			live[r.Self] = true
 		}
-		e, err = proposal(name, stable, live, resps)
+		e, err = proposal(name, stable, live, append([]string{n.Name()}, targets...), resps)
 	}
 	if err != nil {
 		if errors.Is(err, errForgotten) {
@@ -256,8 +257,12 @@ var errForgotten = errors.New("already forgotten")
 // member holds changes of, that is not a live member's slot, and that no
 // entry of stable names yet (a name may be reused: a node that lost its
 // disk comes back as a new incarnation), and the cut is the element-wise
-// maximum of the vectors.
-func proposal(name string, stable []retire.Entry, live map[crdt.NodeID]bool, resps []retirePrepareResp) (retire.Entry, error) {
+// maximum of the vectors and of the changes held past their gaps. It
+// refuses while a member's vector lacks a change of those ids that another
+// member holds: every change a forgotten id made must be in the cut, or it
+// would be refused when it arrives (a campaign forgot a node that had just
+// left while its last changes were on their way).
+func proposal(name string, stable []retire.Entry, live map[crdt.NodeID]bool, members []string, resps []retirePrepareResp) (retire.Entry, error) {
 	base := crdt.NodeIDFromName(name)
 	forgotten := make(map[crdt.NodeID]bool)
 	for _, e := range stable {
@@ -269,6 +274,9 @@ func proposal(name string, stable []retire.Entry, live map[crdt.NodeID]bool, res
 	cut := make(map[crdt.NodeID]uint64)
 	for _, r := range resps {
 		for _, os := range r.VV {
+			cut[os.Origin] = max(cut[os.Origin], os.Seq)
+		}
+		for _, os := range r.Held {
 			cut[os.Origin] = max(cut[os.Origin], os.Seq)
 		}
 	}
@@ -289,6 +297,13 @@ func proposal(name string, stable []retire.Entry, live map[crdt.NodeID]bool, res
 		return e, fmt.Errorf("%w: no member holds a change of a node called %q that may be forgotten (a live member's own slot never is); there is nothing to forget", ErrForget, name)
 	}
 	slices.Sort(e.IDs)
+	for _, id := range e.IDs {
+		for i, r := range resps {
+			if got := seqOf(r.VV, id); got < cut[id] {
+				return e, fmt.Errorf("%w: not every member holds the last changes of %q yet (%s holds its slot %d up to change %d of %d); anti-entropy brings them within seconds: retry", ErrForget, name, members[i], id, got, cut[id])
+			}
+		}
+	}
 	slices.SortFunc(e.Cut, func(a, b retire.OriginSeq) int {
 		switch {
 		case a.Origin < b.Origin:
@@ -299,6 +314,24 @@ func proposal(name string, stable []retire.Entry, live map[crdt.NodeID]bool, res
 		return 0
 	})
 	return e, e.Validate()
+}
+
+// seqOf returns the sequence of origin in s (sorted by origin), 0 when
+// absent.
+func seqOf(s []retire.OriginSeq, origin crdt.NodeID) uint64 {
+	i, ok := slices.BinarySearchFunc(s, origin, func(x retire.OriginSeq, o crdt.NodeID) int {
+		switch {
+		case x.Origin < o:
+			return -1
+		case x.Origin > o:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return 0
+	}
+	return s[i].Seq
 }
 
 // each calls f for every target at once and returns the first error.
