@@ -13,7 +13,6 @@ import (
 	"github.com/countmesh/countmesh/node/idem"
 	"github.com/countmesh/countmesh/node/internal/nodeerr"
 	"github.com/countmesh/countmesh/node/keyspace"
-	"github.com/countmesh/countmesh/node/retire"
 	"go.uber.org/zap"
 )
 
@@ -248,19 +247,16 @@ func (r *Replica) checkRetired(ns, key string, c *crdt.Counter) error {
 // entry's cut: the forget was a mistake (the node was not gone), and
 // counting what it writes now would count its folded total twice.
 func (r *Replica) checkForgotten(d *change.Delta) error {
-	if r.cfg.Retired == nil || len(r.retiredIDs()) == 0 {
+	if r.cfg.Retired == nil {
 		return nil
 	}
-	e, ok := r.cfg.Retired.Forgotten(d.Origin)
-	if !ok {
+	f, ok := r.cfg.Retired.ForgottenID(d.Origin)
+	if !ok || d.Seq <= f.Cut {
 		return nil
 	}
-	if cut := retire.CutOf(e, d.Origin); d.Seq > cut {
-		r.cfg.Log.Error("forgotten node is writing: refusing its change made after it was forgotten; the forget was a mistake",
-			zap.String("node", e.Name), zap.Uint64("seq", d.Seq), zap.Uint64("cut", cut))
-		return invalidPeerData(d.NS, d.Key, "change %d of node %q (id %d), forgotten with its changes up to %d", d.Seq, e.Name, d.Origin, cut)
-	}
-	return nil
+	r.cfg.Log.Error("forgotten node is writing: refusing its change made after it was forgotten; the forget was a mistake",
+		zap.String("node", f.Name), zap.Uint64("seq", d.Seq), zap.Uint64("cut", f.Cut))
+	return invalidPeerData(d.NS, d.Key, "change %d of node %q (id %d), forgotten with its changes up to %d", d.Seq, f.Name, d.Origin, f.Cut)
 }
 
 // checkIDRecord applies the rules of id records.

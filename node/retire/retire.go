@@ -148,7 +148,15 @@ type List struct {
 	st   State
 	save func(State) error // durably, before an answer leaves
 
-	ids atomic.Pointer[[]crdt.NodeID] // the stable entries' ids, in order
+	ids  atomic.Pointer[[]crdt.NodeID]         // the stable entries' ids, in order
+	cuts atomic.Pointer[map[crdt.NodeID]Forgot] // each forgotten id's own cut
+}
+
+// Forgot is what the list says of one forgotten id: the name of its entry
+// and the highest of its own changes the entry's cut holds.
+type Forgot struct {
+	Name string
+	Cut  uint64
 }
 
 // New returns the list of node self loaded from st; save persists it
@@ -166,10 +174,26 @@ func New(self crdt.NodeID, st State, save func(State) error) (*List, error) {
 
 func (l *List) publishLocked() {
 	var ids []crdt.NodeID
+	cuts := make(map[crdt.NodeID]Forgot)
 	for _, e := range l.st.Stable {
 		ids = append(ids, e.IDs...)
+		for _, id := range e.IDs {
+			cuts[id] = Forgot{Name: e.Name, Cut: CutOf(e, id)}
+		}
 	}
 	l.ids.Store(&ids)
+	l.cuts.Store(&cuts)
+}
+
+// ForgottenID reports whether id is forgotten, with its entry's name and
+// its own cut. It takes no lock (the write path asks it for every change).
+func (l *List) ForgottenID(id crdt.NodeID) (Forgot, bool) {
+	p := l.cuts.Load()
+	if p == nil {
+		return Forgot{}, false
+	}
+	f, ok := (*p)[id]
+	return f, ok
 }
 
 // IDs returns the ids of the stable entries in list order: the list that
@@ -201,18 +225,6 @@ func (l *List) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.st.Stable)
-}
-
-// Forgotten returns the entry that names id, and whether one does.
-func (l *List) Forgotten(id crdt.NodeID) (Entry, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, e := range l.st.Stable {
-		if _, ok := slices.BinarySearch(e.IDs, id); ok {
-			return e, true
-		}
-	}
-	return Entry{}, false
 }
 
 // CutOf returns, when id is forgotten, the highest sequence of id's own
