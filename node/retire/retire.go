@@ -148,7 +148,7 @@ type List struct {
 	st   State
 	save func(State) error // durably, before an answer leaves
 
-	ids  atomic.Pointer[[]crdt.NodeID]         // the stable entries' ids, in order
+	ids  atomic.Pointer[[]crdt.NodeID]          // the stable entries' ids, in order
 	cuts atomic.Pointer[map[crdt.NodeID]Forgot] // each forgotten id's own cut
 }
 
