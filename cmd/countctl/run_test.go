@@ -83,7 +83,7 @@ func TestCommands(t *testing.T) {
 		"GET /v1/counters/likes":                {body: `{"items":[{"key":"a","value":1},{"key":"bb","value":22}],"next_cursor":""}`},
 		"GET /v1/namespaces/likes/top":          {body: `{"items":[{"key":"hot","value":99}],"exact":false}`},
 		"GET /v1/counters/likes/p/series":       {body: `{"step":"1m","points":[{"t":"2024-05-06T07:08:00Z","delta":3}],"total":3}`},
-		"POST /v1/cluster/forget": {body: `{"node":"n7","index":2,"ids":["626987743699368300"],"generation":4}`},
+		"POST /v1/cluster/forget":               {body: `{"node":"n7","index":2,"ids":["626987743699368300"],"generation":4}`},
 		"GET /v1/cluster": {body: `{"node":{"name":"n1","region":"eu","http_addr":"a:1","gossip_addr":"a:2"},
 			"members":[{"name":"n2","region":"us","state":"alive","http_addr":"b:1"}],"replication":[{"peer":"n2","region":"us","lag_ms":4}]}`},
 		"GET /v1/namespaces":                 {body: `{"namespaces":[{"name":"likes","type":"exact"},{"name":"views","type":"eventual"}]}`},
