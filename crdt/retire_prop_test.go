@@ -603,6 +603,11 @@ func TestPropRetireMatchesModel(t *testing.T) {
 	})
 }
 
+// pickState draws a copy of one of states.
+func pickState(t *rapid.T, states []crdt.Counter, label string) crdt.Counter {
+	return states[rapid.IntRange(0, len(states)-1).Draw(t, label)].Clone()
+}
+
 func mergedRetired(t *rapid.T, a, b crdt.Counter, retired []crdt.NodeID) crdt.Counter {
 	t.Helper()
 	out := a.Clone()
@@ -620,9 +625,7 @@ func TestPropMergeRetiredLaws(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		s := runToEnd(t)
 		ret := s.retired
-		pick := func(label string) crdt.Counter {
-			return s.states[rapid.IntRange(0, len(s.states)-1).Draw(t, label)].Clone()
-		}
+		pick := func(label string) crdt.Counter { return pickState(t, s.states, label) }
 		a, b, c := pick("a"), pick("b"), pick("c")
 		t.Logf("generations %d %d %d of %d", a.Gen(), b.Gen(), c.Gen(), len(ret))
 		a0 := a.Clone()
@@ -666,9 +669,7 @@ func TestPropRetiredGenTravelsWithTheSlots(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		s := runToEnd(t)
 		ret := s.retired
-		pick := func(label string) crdt.Counter {
-			return s.states[rapid.IntRange(0, len(s.states)-1).Draw(t, label)].Clone()
-		}
+		pick := func(label string) crdt.Counter { return pickState(t, s.states, label) }
 		a, b := pick("a"), pick("b")
 		fromJSON := func(c crdt.Counter) crdt.Counter {
 			data, err := json.Marshal(c)

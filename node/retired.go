@@ -275,7 +275,7 @@ func (n *Node) RetirePrepare(index uint64, b retire.Ballot, stable []retire.Entr
 			held = append(held, retire.OriginSeq{Origin: o, Seq: seqs[len(seqs)-1]})
 		}
 	}
-	sortOrigins(held)
+	retire.SortOrigins(held)
 	return p, vv, held, nil
 }
 
@@ -297,18 +297,6 @@ func (n *Node) isPlain(o crdt.NodeID) bool {
 		n.notSpaces.Store(o, true)
 	}
 	return !space
-}
-
-func sortOrigins(s []retire.OriginSeq) {
-	slices.SortFunc(s, func(a, b retire.OriginSeq) int {
-		switch {
-		case a.Origin < b.Origin:
-			return -1
-		case a.Origin > b.Origin:
-			return 1
-		}
-		return 0
-	})
 }
 
 // RetireAccept answers a coordinator's accept. It refuses an entry that
@@ -354,6 +342,6 @@ func (n *Node) plainVector() ([]retire.OriginSeq, error) {
 		}
 		out = append(out, retire.OriginSeq{Origin: o, Seq: s})
 	}
-	sortOrigins(out)
+	retire.SortOrigins(out)
 	return out, nil
 }

@@ -30,6 +30,34 @@ func retiredShape(c crdt.Counter) (retired, live int) {
 	return retired, live
 }
 
+// twoLiveNodes starts l1 and l2 in region a of a new fake network.
+func twoLiveNodes(t *testing.T, seed uint64) (*fakenet.Network, *shardNode, *shardNode) {
+	t.Helper()
+	nw := fakenet.New(seed, 0)
+	l1 := startShardNode(t, nw, "l1", "a", 0, "")
+	t.Cleanup(l1.close)
+	l2 := startShardNode(t, nw, "l2", "a", 0, nw.Host("l1", "a").GossipAddr())
+	t.Cleanup(l2.close)
+	return nw, l1, l2
+}
+
+// writeOnce starts node name, joining l1, increments ns/key by 1 there and
+// waits until every node of live reads 1.
+func writeOnce(t *testing.T, nw *fakenet.Network, name, key string, live ...*shardNode) *shardNode {
+	t.Helper()
+	w := startShardNode(t, nw, name, "a", 0, nw.Host("l1", "a").GossipAddr(), func(c *gossip.Config) { c.LeaveTimeout = 3 * time.Second })
+	if _, err := w.node.Incr(context.Background(), "ns", key, 1, node.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range live {
+		wait.For(t, 10*time.Second, name+"'s write at "+l.name, func() (bool, string) {
+			v := mustValue(t, l.node, "ns", key)
+			return v == 1, fmt.Sprint(v)
+		})
+	}
+	return w
+}
+
 // Slot compaction (issue 13, acceptance 4): a counter written by 50 nodes
 // that then left for good, and by the live nodes, reads the same value with
 // one retired slot plus the live writers' slots on every node once the
@@ -220,24 +248,10 @@ func TestForgottenWritersFoldIntoOneRetiredSlot(t *testing.T) {
 // leaves it to the next forget, which completes that entry first (one
 // value per index), then decides its own at the next index.
 func TestForgetCompletesAnAcceptedEntryFirst(t *testing.T) {
-	nw := fakenet.New(17, 0)
 	ctx := context.Background()
-	l1 := startShardNode(t, nw, "l1", "a", 0, "")
-	t.Cleanup(l1.close)
-	seed := nw.Host("l1", "a").GossipAddr()
-	l2 := startShardNode(t, nw, "l2", "a", 0, seed)
-	t.Cleanup(l2.close)
+	nw, l1, l2 := twoLiveNodes(t, 17)
 	for _, name := range []string{"x", "y"} {
-		w := startShardNode(t, nw, name, "a", 0, seed, func(c *gossip.Config) { c.LeaveTimeout = 3 * time.Second })
-		if _, err := w.node.Incr(ctx, "ns", name, 1, node.WriteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range []*shardNode{l1, l2} {
-			wait.For(t, 10*time.Second, name+"'s write at "+l.name, func() (bool, string) {
-				v := mustValue(t, l.node, "ns", name)
-				return v == 1, fmt.Sprint(v)
-			})
-		}
+		w := writeOnce(t, nw, name, name, l1, l2)
 		if err := w.mesh.Leave(); err != nil {
 			t.Fatal(err)
 		}
@@ -270,23 +284,9 @@ func TestForgetCompletesAnAcceptedEntryFirst(t *testing.T) {
 // have what it writes refused by every node: forgetting it needs the
 // operator's word that it is gone.
 func TestForgetDeadNodeNeedsGone(t *testing.T) {
-	nw := fakenet.New(19, 0)
 	ctx := context.Background()
-	l1 := startShardNode(t, nw, "l1", "a", 0, "")
-	t.Cleanup(l1.close)
-	seed := nw.Host("l1", "a").GossipAddr()
-	l2 := startShardNode(t, nw, "l2", "a", 0, seed)
-	t.Cleanup(l2.close)
-	z := startShardNode(t, nw, "z", "a", 0, seed)
-	if _, err := z.node.Incr(ctx, "ns", "k", 1, node.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range []*shardNode{l1, l2} {
-		wait.For(t, 10*time.Second, "z's write at "+l.name, func() (bool, string) {
-			v := mustValue(t, l.node, "ns", "k")
-			return v == 1, fmt.Sprint(v)
-		})
-	}
+	nw, l1, l2 := twoLiveNodes(t, 19)
+	z := writeOnce(t, nw, "z", "k", l1, l2)
 	nw.Host("z", "a").Down() // crashed: no leave
 	t.Cleanup(z.close)
 	wait.For(t, 10*time.Second, "z dead at l1 and l2", func() (bool, string) {

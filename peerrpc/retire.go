@@ -299,39 +299,13 @@ func proposal(name string, stable []retire.Entry, live map[crdt.NodeID]bool, mem
 	slices.Sort(e.IDs)
 	for _, id := range e.IDs {
 		for i, r := range resps {
-			if got := seqOf(r.VV, id); got < cut[id] {
+			if got := retire.SeqOf(r.VV, id); got < cut[id] {
 				return e, fmt.Errorf("%w: not every member holds the last changes of %q yet (%s holds its slot %d up to change %d of %d); anti-entropy brings them within seconds: retry", ErrForget, name, members[i], id, got, cut[id])
 			}
 		}
 	}
-	slices.SortFunc(e.Cut, func(a, b retire.OriginSeq) int {
-		switch {
-		case a.Origin < b.Origin:
-			return -1
-		case a.Origin > b.Origin:
-			return 1
-		}
-		return 0
-	})
+	retire.SortOrigins(e.Cut)
 	return e, e.Validate()
-}
-
-// seqOf returns the sequence of origin in s (sorted by origin), 0 when
-// absent.
-func seqOf(s []retire.OriginSeq, origin crdt.NodeID) uint64 {
-	i, ok := slices.BinarySearchFunc(s, origin, func(x retire.OriginSeq, o crdt.NodeID) int {
-		switch {
-		case x.Origin < o:
-			return -1
-		case x.Origin > o:
-			return 1
-		}
-		return 0
-	})
-	if !ok {
-		return 0
-	}
-	return s[i].Seq
 }
 
 // each calls f for every target at once and returns the first error.

@@ -22,6 +22,7 @@
 package retire
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -229,20 +230,20 @@ func (l *List) Len() int {
 
 // CutOf returns, when id is forgotten, the highest sequence of id's own
 // changes that its entry's cut holds.
-func CutOf(e Entry, id crdt.NodeID) uint64 {
-	i, ok := slices.BinarySearchFunc(e.Cut, id, func(c OriginSeq, id crdt.NodeID) int {
-		switch {
-		case c.Origin < id:
-			return -1
-		case c.Origin > id:
-			return 1
-		}
-		return 0
-	})
+func CutOf(e Entry, id crdt.NodeID) uint64 { return SeqOf(e.Cut, id) }
+
+// SeqOf returns origin's sequence in s (sorted by origin), 0 when absent.
+func SeqOf(s []OriginSeq, origin crdt.NodeID) uint64 {
+	i, ok := slices.BinarySearchFunc(s, origin, func(x OriginSeq, o crdt.NodeID) int { return cmp.Compare(x.Origin, o) })
 	if !ok {
 		return 0
 	}
-	return e.Cut[i].Seq
+	return s[i].Seq
+}
+
+// SortOrigins sorts s by origin.
+func SortOrigins(s []OriginSeq) {
+	slices.SortFunc(s, func(a, b OriginSeq) int { return cmp.Compare(a.Origin, b.Origin) })
 }
 
 // Install takes a peer's stable entries (its whole list, from index 0):
