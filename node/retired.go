@@ -111,19 +111,25 @@ func (n *Node) foldLocked(ns, key string, c *crdt.Counter) bool {
 }
 
 // checkResetAfterForget refuses a reset or delete of a foldable counter
-// while this node knows of a forgotten node it has not folded yet (its
-// vector does not cover the entry's cut, or the entry is accepted and not
-// yet known stable): a reset's floor records what the resetting node saw
-// of every slot, and one that saw a forgotten node's slot short of its
-// final total would, once folded, be summed with others into the retired
-// floor and count the difference twice (crdt.Counter.Fold's
-// precondition). The node catches up within anti-entropy's period.
+// while this node lacks some of the changes a forgotten node made up to its
+// entry's cut: a reset's floor records what the resetting node saw of every
+// slot, and one that saw a forgotten node's slot short of its final total
+// would, once folded, be summed with others into the retired floor and
+// count the difference twice (the first half of crdt.Counter.Fold's
+// precondition). A forget waits until every member holds those changes, so
+// this refuses only a node that came back or joined since and has not
+// caught up yet.
 func (n *Node) checkResetAfterForget(ns, key, what string) error {
-	if !n.foldable(ns, key) {
+	if len(n.retired.IDs()) == 0 || !n.foldable(ns, key) {
 		return nil
 	}
-	if n.retired.Pending() || uint64(len(n.retired.IDs())) > n.folds.gen.Load() {
-		return fmt.Errorf("%w: %s of %s/%q must wait until this node has caught up with the last changes of the nodes the mesh forgot (countctl cluster forget); retry in a few seconds, or at another node", ErrUnavailable, what, ns, key)
+	vv := n.rep.VersionVector()
+	for _, e := range n.retired.Stable() {
+		for _, id := range e.IDs {
+			if cut := retire.CutOf(e, id); vv[id] < cut {
+				return fmt.Errorf("%w: %s of %s/%q must wait until this node holds the last changes of %s, which the mesh forgot (countctl cluster forget); retry in a few seconds, or at another node", ErrUnavailable, what, ns, key, e.Name)
+			}
+		}
 	}
 	return nil
 }

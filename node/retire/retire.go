@@ -213,14 +213,6 @@ func (l *List) Stable() []Entry {
 	return slices.Clone(l.st.Stable)
 }
 
-// Pending reports whether this node accepted an entry that it does not
-// know to be stable yet (its coordinator's commit has not reached it).
-func (l *List) Pending() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.st.Accepted != nil
-}
-
 // Len returns how many entries are stable.
 func (l *List) Len() int {
 	l.mu.Lock()
