@@ -101,9 +101,9 @@ const forgetAttempts = 8
 // needs every member's vector), when the mesh still lists a member called
 // name as dead or left (it may come back: a crash, a restart) and gone is
 // not set (a node forgotten and back would have what it writes refused by
-// every node), or when no member holds data of a slot of
-// that name it may forget. It returns the entry and its index; a name
-// whose slots are all forgotten already returns its last entry.
+// every node), or when no member holds data of a slot of that name it may
+// forget. It returns the entry and its index; a name whose slots are all
+// forgotten already returns its last entry.
 func Forget(ctx context.Context, c *Client, n *node.Node, name string, gone bool) (retire.Entry, int, error) {
 	if name == "" {
 		return retire.Entry{}, 0, fmt.Errorf("%w: a node name is required", node.ErrInvalidArgument)
