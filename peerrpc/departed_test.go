@@ -129,3 +129,44 @@ func mustValue(t *testing.T, n *node.Node, ns, key string) int64 {
 	}
 	return c.Value
 }
+
+// A node that starts empty takes the namespace config written by a node
+// that left before it came and never wrote a counter: the exchange's only
+// news is the config, and no chunk vouched for its writer, so the receiver
+// refused the record, and with it the whole exchange, on every retry. The
+// config's sender now vouches for its configs' writers.
+func TestCatchUpTakesAConfigOfANodeThatLeftBeforeIt(t *testing.T) {
+	nw := fakenet.New(23, 0)
+	ctx := context.Background()
+	src := startShardNode(t, nw, "s1", "a", 0, "")
+	t.Cleanup(src.close)
+	if _, err := src.node.PutNamespace(ctx, "cfg", node.NamespacePatch{}); err != nil {
+		t.Fatal(err)
+	}
+	// The config as a node that left wrote it: its record, under a departed
+	// writer and a later clock.
+	_, gone := departedAbove(t, src.node.ID(), "cfg-writer")
+	var rec change.ConfigRecord
+	for _, cr := range src.node.Replica().Configs() {
+		if cr.NS == "cfg" {
+			rec = cr
+		}
+	}
+	if rec.NS == "" {
+		t.Fatal("no config record of cfg")
+	}
+	rec.Origin, rec.HLC = gone, rec.HLC+1
+	if err := src.node.Replica().Apply(change.Batch{Configs: []change.ConfigRecord{rec}, Vouched: []crdt.NodeID{gone}}); err != nil {
+		t.Fatal(err)
+	}
+	// An empty node catches up from src (startShardNode waits for its
+	// first complete exchange) and holds the departed writer's record.
+	dst := startShardNode(t, nw, "s2", "a", 0, nw.Host("s1", "a").GossipAddr())
+	t.Cleanup(dst.close)
+	for _, cr := range dst.node.Replica().Configs() {
+		if cr.NS == "cfg" && cr.Origin == gone && cr.HLC == rec.HLC {
+			return
+		}
+	}
+	t.Fatalf("s2's configs %+v lack the departed writer's record of cfg", dst.node.Replica().Configs())
+}

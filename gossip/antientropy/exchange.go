@@ -186,15 +186,17 @@ func (e *Exchanger) exchange(ctx context.Context, p transport.Peer, full, everyt
 	if err != nil {
 		return err
 	}
-	if err := e.applyConfigs(resp.Configs, vouched); err != nil {
+	if err := e.applyConfigs(resp.Configs, append(vouched, fromWireIDs(resp.Vouch)...)); err != nil {
 		return err
 	}
-	if _, err := e.sendDiff(fc, p.Name, transport.FromWireVV(resp.VV), transport.FromWireHeld(resp.Held), full, everything); err != nil {
+	theirs := transport.FromWireVV(resp.VV)
+	if _, err := e.sendDiff(fc, p.Name, theirs, transport.FromWireHeld(resp.Held), full, everything); err != nil {
 		return err
 	}
 	var end transport.AEEnd
 	if resp.CfgDigest != digest {
 		end.Configs = transport.ToWireConfigs(cfgs)
+		end.Vouch = e.configVouch(cfgs, theirs)
 	}
 	if err := fc.Send(transport.FrameAEEnd, &end); err != nil {
 		return err
@@ -241,6 +243,7 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 		CfgDigest: transport.ConfigDigest(cfgs)}
 	if resp.CfgDigest != req.CfgDigest {
 		resp.Configs = transport.ToWireConfigs(cfgs)
+		resp.Vouch = e.configVouch(cfgs, transport.FromWireVV(req.VV))
 	}
 	if err := fc.Send(transport.FrameAEResp, &resp); err != nil {
 		return err
@@ -250,7 +253,7 @@ func (e *Exchanger) Serve(fc *transport.Conn, h transport.Hello) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := e.applyConfigs(end.Configs, vouched); err != nil {
+	if err := e.applyConfigs(end.Configs, append(vouched, fromWireIDs(end.Vouch)...)); err != nil {
 		return err
 	}
 	if err := fc.Send(transport.FrameAEFin, nil); err != nil {
@@ -451,6 +454,36 @@ func (e *Exchanger) sendDiff(fc *transport.Conn, peer string, theirs map[crdt.No
 		}
 	}
 	return sent, nil
+}
+
+// configVouch returns what this side vouches for with its config records
+// cfgs: the origins it holds data of that the receiver's vector theirs
+// lacks (as a first chunk vouches), and the records' writers. Without it,
+// an exchange whose only news was a config written by a node that left
+// before the receiver came, and never wrote a counter, was refused whole.
+func (e *Exchanger) configVouch(cfgs []change.ConfigRecord, theirs map[crdt.NodeID]uint64) []uint64 {
+	ids := vouchedOrigins(vvSnapshot{vv: e.replica.VersionVector(), held: e.replica.HeldAhead()}, theirs)
+	for _, c := range cfgs {
+		if c.Origin != 0 {
+			ids = append(ids, c.Origin)
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	out := make([]uint64, len(ids))
+	for i, id := range ids {
+		out[i] = uint64(id)
+	}
+	return out
+}
+
+// fromWireIDs converts a vouch from the wire.
+func fromWireIDs(w []uint64) []crdt.NodeID {
+	out := make([]crdt.NodeID, len(w))
+	for i, id := range w {
+		out[i] = crdt.NodeID(id)
+	}
+	return out
 }
 
 // vouchedOrigins returns, sorted, the origins of snapshot s (those of its

@@ -31,7 +31,8 @@ var ErrProtocol = errors.New("gossip: protocol error")
 // WireBatch carries Vouch. Version 4: a slot of an id in 1..2^20 is the
 // retired slot of that generation (crdt.RetiredID; the retired list's
 // calls, countctl cluster forget): a node of version 3 would read it as a
-// node's slot and count the forgotten nodes twice.
+// node's slot and count the forgotten nodes twice; AEResp and AEEnd carry
+// Vouch.
 const ProtoVersion = 4
 
 // Frame types. A frame is a 4-byte big-endian length n, then n bytes: one
@@ -128,10 +129,16 @@ type AEResp struct {
 	// Configs are the responder's config records, sent when the digests
 	// differ.
 	Configs []WireConfig
+	// Vouch is what the responder vouches for with its configs: the
+	// origins it holds data of and the configs' writers (a config's writer
+	// may have left before the receiver came, having written no counter).
+	// ProtoVersion 4.
+	Vouch []uint64
 }
 
 type AEEnd struct {
 	Configs []WireConfig
+	Vouch   []uint64 // as in AEResp (ProtoVersion 4)
 }
 
 // WireBatch is a change.Batch on the wire: deltas grouped by (namespace, origin)
