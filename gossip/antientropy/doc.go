@@ -35,7 +35,11 @@
 // left before, and a chunk may name one before, or without, that origin's
 // range (a held change goes without one; a range may have no changes left
 // to carry). Without the vouch the receiver refused such a chunk, and with
-// it the whole exchange, on every retry from every peer that held it.
+// it the whole exchange, on every retry from every peer that held it. The
+// config records a side sends (AEResp, AEEnd) carry the same vouch, with
+// the records' writers added: an exchange whose only news is a config
+// written by a node that left before, and never wrote a counter, has no
+// chunk to vouch for it.
 //
 // Two exchanges between the same pair of nodes never run at once (the
 // second is refused with ErrBusy), and a node answers at most
