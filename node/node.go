@@ -228,6 +228,8 @@ func Open(cfg Config) (*Node, error) {
 		defer t.Stop()
 		var evicted int64 // since the last release
 		quiet := 0        // ticks without an eviction
+		var followAt []int // ticks since the last big release that release again
+		sinceBig := 0
 		for {
 			select {
 			case <-n.done:
@@ -242,9 +244,22 @@ func Open(cfg Config) (*Node, error) {
 				} else {
 					quiet++
 				}
-				if evicted >= releaseAfterEvicted && quiet >= releaseQuietTicks {
+				sinceBig++
+				switch {
+				case quiet < releaseQuietTicks:
+				case evicted >= releaseAfterEvicted:
+					evicted, sinceBig = 0, 0
+					followAt = releaseFollowUps[:]
+					releaseHeap(n.log, n.keys)
+				case len(followAt) > 0 && sinceBig >= followAt[0]:
+					// What the burst left in motion (the walks that
+					// pack its last entries, the last checkpoint's
+					// memtable flush) makes garbage after the release
+					// that nothing else would collect while the node
+					// is idle.
+					followAt = followAt[1:]
 					evicted = 0
-					releaseHeap(n.log)
+					releaseHeap(n.log, n.keys)
 				}
 			}
 		}

@@ -48,9 +48,21 @@ func (e *LogEncoder) writeHead(vv []OriginSeq) {
 	e.head = appendSeqs(e.head, vv)
 }
 
-// Reset empties the encoder, keeping its buffers.
+// logEncoderKeep is the body capacity a LogEncoder keeps however little
+// its last record used.
+const logEncoderKeep = 64 << 10
+
+// Reset empties the encoder, keeping its buffers, unless the body grew in
+// a burst to more than 16 times what the record just encoded needed: then
+// it is let go, so that a group commit of a million counters does not pin
+// its megabytes for the life of the node (a committer's records are small
+// again once the burst is over).
 func (e *LogEncoder) Reset() {
-	e.body = e.body[:0]
+	if cap(e.body) > logEncoderKeep && len(e.body) < cap(e.body)/16 {
+		e.body = nil
+	} else {
+		e.body = e.body[:0]
+	}
 	e.n = 0
 }
 

@@ -211,6 +211,35 @@ func TestLogCrashKeepsAcknowledgedRecords(t *testing.T) {
 	}
 }
 
+// TestLogEncoderLetsABurstsRoomGo: Reset keeps the body's room while
+// records stay about as large, and lets it go after a record that used
+// less than a sixteenth of it; records encode the same either way.
+func TestLogEncoderLetsABurstsRoomGo(t *testing.T) {
+	e := NewLogEncoder()
+	c := crdt.Counter{Slots: []crdt.Slot{{Node: 1 << 30, P: 5}}}
+	for i := range 20000 {
+		e.Add("ns", fmt.Sprintf("k%06d", i), Record{Counter: c})
+	}
+	big := cap(e.body)
+	if big <= logEncoderKeep {
+		t.Fatalf("a burst of 20,000 counters grew the body to %d bytes, want more than %d", big, logEncoderKeep)
+	}
+	e.Reset()
+	if cap(e.body) != big {
+		t.Fatalf("Reset after a full record: room %d, want %d kept", cap(e.body), big)
+	}
+	e.Add("ns", "small", Record{Counter: c})
+	want := e.Encode(nil)
+	e.Reset()
+	if cap(e.body) != 0 {
+		t.Fatalf("Reset after a small record: room %d, want the burst's %d let go", cap(e.body), big)
+	}
+	e.Add("ns", "small", Record{Counter: c})
+	if got := e.Encode(nil); string(got) != string(want) {
+		t.Fatalf("record after the room went: %x, want %x", got, want)
+	}
+}
+
 func TestLogRecordRoundTrip(t *testing.T) {
 	e := NewLogEncoder()
 	a := crdt.Counter{Slots: []crdt.Slot{{Node: 1, P: 5, N: 2}}}

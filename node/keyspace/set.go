@@ -591,6 +591,33 @@ func (h *Set) PackIdle(idle uint32) {
 	}
 }
 
+// scratchKeep is the capacity of a stripe's empty change list that
+// DropScratch leaves alone.
+const scratchKeep = 256
+
+// DropScratch lets go of the room the stripes' change lists grew to in a
+// burst: a list of a million new counters' entries, spread over the
+// stripes, keeps about 8 MB of pointer arrays after it is drained, and the
+// next burst grows them again. Lists in use (not empty) are left as they
+// are. The node calls it when a burst is over, before it returns free
+// memory to the kernel.
+func (h *Set) DropScratch() {
+	drop := func(l []*Entry) []*Entry {
+		if len(l) == 0 && cap(l) > scratchKeep {
+			return nil
+		}
+		return l
+	}
+	for i := range h.stripes {
+		s := &h.stripes[i]
+		s.mu.Lock()
+		s.dirty = drop(s.dirty)
+		s.unsaved = drop(s.unsaved)
+		s.saving = drop(s.saving)
+		s.mu.Unlock()
+	}
+}
+
 // TakeEvicted returns how many entries were evicted (or packed) since the
 // last call.
 func (h *Set) TakeEvicted() int64 { return h.evicted.Swap(0) }
