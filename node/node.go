@@ -226,8 +226,8 @@ func Open(cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		var evicted int64 // since the last release
-		quiet := 0        // ticks without an eviction
+		var evicted int64  // since the last release
+		quiet := 0         // ticks without an eviction
 		var followAt []int // ticks since the last big release that release again
 		sinceBig := 0
 		for {

@@ -26,7 +26,6 @@ import (
 const (
 	releaseAfterEvicted = 1 << 16
 	releaseQuietTicks   = 2
-
 )
 
 // releaseFollowUps are the ticks after a release for a burst at which the
