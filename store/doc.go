@@ -65,8 +65,8 @@
 // about 40. With its key ('c' + namespace + 0x00 + key) a one-slot counter
 // under a 13-byte key in a 9-byte namespace is 39 bytes of key and value
 // before Pebble's prefix and block compression; measured on disk after a flush (TestDiskBytesPerCounter):
-// about 17 bytes per one-slot counter under a 13-byte key sharing prefixes,
-// about 35 bytes per three-slot counter under a random 21-byte key. Encoding
+// about 18 bytes per one-slot counter under a 13-byte key sharing prefixes,
+// about 41 bytes per three-slot counter under a random 21-byte key. Encoding
 // uses no reflection and allocates nothing (about 50 ns for one slot;
 // BenchmarkEncodeCounter). Decoders skip fields appended to the outer or the
 // reset array, so fields can be added within version 1.
@@ -130,6 +130,6 @@
 // memtables and an L0 stop-writes threshold of 32 sublevels (a burst
 // compacts late rather than stalling writes), Lbase at four memtables, bloom
 // filters on every level (cold point reads, and reads of counters never
-// written, mostly skip the data blocks), fast compression in the upper
-// levels and zstd at the bottom. See pebbleOptions for the reasoning.
+// written, mostly skip the data blocks), and the fastest compression on
+// every level. See pebbleOptions for the reasoning.
 package store
