@@ -250,7 +250,7 @@ func Open(cfg Config) (*Node, error) {
 				case evicted >= releaseAfterEvicted:
 					evicted, sinceBig = 0, 0
 					followAt = releaseFollowUps[:]
-					releaseHeap(n.log, n.keys)
+					releaseHeap(n.log, n.keys, n.store)
 				case len(followAt) > 0 && sinceBig >= followAt[0]:
 					// What the burst left in motion (the walks that
 					// pack its last entries, the last checkpoint's
@@ -259,7 +259,7 @@ func Open(cfg Config) (*Node, error) {
 					// is idle.
 					followAt = followAt[1:]
 					evicted = 0
-					releaseHeap(n.log, n.keys)
+					releaseHeap(n.log, n.keys, n.store)
 				}
 			}
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/countmesh/countmesh/node/keyspace"
 	"github.com/countmesh/countmesh/node/write"
+	"github.com/countmesh/countmesh/store"
 )
 
 // After a burst of new counters, a checkpoint saves them and the hot set
@@ -45,10 +46,14 @@ const (
 )
 
 // releaseHeap collects garbage and returns the free pages to the kernel,
-// after the write path's and the hot set's scratch room is let go.
-func releaseHeap(log *zap.Logger, keys *keyspace.Set) {
+// after Pebble let go of a large checkpoint's batch (store.ReleaseLarge)
+// and the write path's and the hot set's scratch room is let go.
+func releaseHeap(log *zap.Logger, keys *keyspace.Set, st *store.Store) {
 	var before, after runtime.MemStats
 	t0 := time.Now()
+	if err := st.ReleaseLarge(); err != nil {
+		log.Warn("flushing the memtables after a burst failed; a large checkpoint's batch stays in memory until later writes", zap.Error(err))
+	}
 	runtime.ReadMemStats(&before)
 	write.DropFree()
 	keys.DropScratch()

@@ -54,10 +54,13 @@ func heapInUse() uint64 {
 }
 
 // TestLargeCheckpointLetsItsBatchGo checks that a checkpoint too large for
-// Pebble's memtable does not stay in the heap once written. Before
-// flushLarge the batch of 200,000 new counters (its data and the room it was
-// given, 33 MB of heap here) stayed reachable until later writes rotated
-// Pebble's memtables; with one forced flush instead of two it still did.
+// Pebble's memtable does not stay in the heap once the writes stop. Without
+// ReleaseLarge the batch of 200,000 new counters (its data and the room it
+// was given, 33 MB of heap here) stayed reachable until later writes
+// rotated Pebble's memtables; with one forced flush instead of two it still
+// did. The flushes wait for the next checkpoint that has nothing (or little)
+// to write: made after every large checkpoint, they cost compactions while
+// the burst goes on.
 func TestLargeCheckpointLetsItsBatchGo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: writes a checkpoint of 200,000 counters")
@@ -82,6 +85,20 @@ func TestLargeCheckpointLetsItsBatchGo(t *testing.T) {
 	c := s.NewCheckpointer(CheckpointConfig{}, &manyNew{n: n})
 	if err := c.Checkpoint(); err != nil {
 		t.Fatal(err)
+	}
+	// No flush yet: the burst may go on.
+	if f := s.db.Metrics().Flush.Count; f != 0 {
+		t.Fatalf("%d flushes right after the large checkpoint, want none until the writes stop", f)
+	}
+	if s.largeUnflushed.Load() != 1 {
+		t.Fatal("the large checkpoint was not noted for ReleaseLarge")
+	}
+	// The next checkpoint finds nothing to write: the burst is over.
+	if err := c.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if f := s.db.Metrics().Flush.Count; f < 2 {
+		t.Fatalf("%d flushes after a checkpoint with nothing to write, want the 2 of ReleaseLarge", f)
 	}
 	var queued int64
 	var after uint64

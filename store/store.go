@@ -53,7 +53,7 @@ type Store struct {
 	log   *zap.Logger
 	oplog *oplog.Log
 	// largeBatch is the batch size, as a memtable counts it, from which a
-	// checkpoint flushes: nine tenths of Pebble's threshold for keeping a
+	// checkpoint is left for ReleaseLarge to flush: nine tenths of Pebble's threshold for keeping a
 	// batch apart (half a memtable, less an empty one's size). memtableBytes
 	// counts 203 bytes and the key and value an entry, Pebble 195 and the
 	// key and value (arenaskl.MaxNodeSize), so every batch Pebble keeps
@@ -61,9 +61,9 @@ type Store struct {
 	// and flushes it early; a quarter of a memtable did that for many
 	// more. See flushLarge.
 	largeBatch int
-	// stopped is closed when Close begins: background flushes stop
-	// waiting.
-	stopped chan struct{}
+	// largeUnflushed counts the checkpoints of largeBatch or more since
+	// the last ReleaseLarge.
+	largeUnflushed atomic.Int32
 	// pebbleUnsynced is set by a NoSync Pebble commit and cleared by the
 	// WAL fsync that covers it.
 	pebbleUnsynced atomic.Bool
@@ -113,7 +113,7 @@ func Open(cfg Config) (*Store, error) {
 		_ = catchFatal(db.Close)
 		return nil, err
 	}
-	s := &Store{db: db, log: log, oplog: ol, largeBatch: int(cfg.MemTableSize * 9 / 20), stopped: make(chan struct{})}
+	s := &Store{db: db, log: log, oplog: ol, largeBatch: int(cfg.MemTableSize * 9 / 20)}
 	s.cmu.committers = make(map[*Committer]struct{})
 	log.Info("opened", zap.String("dir", cfg.Dir))
 	return s, nil
@@ -250,7 +250,6 @@ func catchFatal(fn func() error) (err error) {
 // closes Pebble. It is idempotent and returns the first error.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		close(s.stopped)
 		s.cmu.Lock()
 		s.cmu.closing = true
 		committers := make([]*Committer, 0, len(s.cmu.committers))
@@ -482,58 +481,62 @@ func (s *Store) Flush() error {
 	return nil
 }
 
-// flushLarge flushes the memtables twice in the background when a batch of
-// size bytes (as a memtable counts them) was just committed that Pebble may
-// have kept apart as a flushable batch: one of about half a memtable or
-// more, a large checkpoint's.
+// flushLarge is told the size of every checkpoint's batch, in bytes as a
+// memtable counts them. One of largeBatch or more (about half a memtable or
+// more) Pebble may have kept apart as a flushable batch; flushLarge notes
+// it, and lets it go (ReleaseLarge) at the first checkpoint under a quarter
+// of that size, a sign that the burst of writes is over.
 //
 // Pebble writes such a batch to a table by itself, but it drops flushed
 // entries from the front of its queue by slicing (compaction.go,
 // `queue = queue[n:]`), so the slice's array keeps the batch reachable, with
 // the data the batch was given room for, until an append to the queue
-// outgrows that array; the appends are memtable rotations, which only
-// later writes (or flushes) make. After 1,000,000 new counters and no
-// writes since, that batch and the WAL writer's blocks that carried it were
-// 88 MB of a 153 MB heap (docs/benchmarks.md, "Memory per counter against
-// Redis"). One forced flush left the batch there in
-// TestLargeCheckpointLetsItsBatchGo, two let it go; in the daemon two did in
-// most runs measured, not all (one still had 107 MB of heap in use 40 s
-// after a burst, not profiled). A queue whose array grew bigger may need
-// more rotations, which the next writes make anyway.
+// outgrows that array; the appends are memtable rotations, which later
+// writes make. While writes go on that costs nothing; after 1,000,000 new
+// counters and no writes since, that batch and the WAL writer's blocks that
+// carried it were 88 MB of a 153 MB heap (docs/benchmarks.md, "Memory per
+// counter against Redis").
+//
+// The flushes used to be made here, after every large checkpoint; but each
+// one also wrote the memtable, with the hot counters it had absorbed, to a
+// small table of its own, and the compactions of those tables cost 7-17 %
+// of countd's CPU under random-key INCRs (docs/benchmarks.md, "Issue 11 on
+// a quiet box").
 func (s *Store) flushLarge(size int) {
-	if size < s.largeBatch {
-		return
-	}
-	ch, err := s.asyncFlush()
-	if err != nil {
-		s.log.Warn("flush after a large checkpoint failed; its batch stays in memory until the next flush", zap.Error(err))
-		return
-	}
-	go func() {
-		select {
-		case <-ch:
-		case <-s.stopped:
-			return
+	switch {
+	case size >= s.largeBatch:
+		s.largeUnflushed.Add(1)
+	case size < s.largeBatch/4:
+		if err := s.ReleaseLarge(); err != nil {
+			s.log.Warn("flush after a burst of large checkpoints failed; the last one's batch stays in memory until later writes", zap.Error(err))
 		}
-		if _, err := s.asyncFlush(); err != nil && !errors.Is(err, ErrClosed) {
-			s.log.Warn("second flush after a large checkpoint failed; its batch stays in memory until the next flush", zap.Error(err))
-		}
-	}()
+	}
 }
 
-// asyncFlush starts a flush of the memtables; the channel is closed once it
-// is done.
-func (s *Store) asyncFlush() (<-chan struct{}, error) {
-	if err := s.readLock(); err != nil {
-		return nil, err
+// maxReleaseFlushes bounds the flushes of one ReleaseLarge.
+const maxReleaseFlushes = 16
+
+// ReleaseLarge lets the batches of large checkpoints go once the writes
+// have stopped (see flushLarge): when n were committed since the last call,
+// it flushes the memtables 2n times (at most maxReleaseFlushes) and waits
+// for each. One forced flush left a batch reachable in
+// TestLargeCheckpointLetsItsBatchGo, two let it go; a queue that held
+// several batches may keep them over more rotations (its array is replaced
+// only when an append outgrows it), and a flush of an empty memtable costs
+// little. It does nothing otherwise. Checkpoints call it (a small one, or one with
+// nothing to write), and so does the node when a burst is over, before it
+// returns free memory to the kernel.
+func (s *Store) ReleaseLarge() error {
+	n := s.largeUnflushed.Swap(0)
+	if n <= 0 {
+		return nil
 	}
-	defer s.mu.RUnlock()
-	var ch <-chan struct{}
-	err := catchFatal(func() (err error) {
-		ch, err = s.db.AsyncFlush()
-		return err
-	})
-	return ch, err
+	for range min(2*int(n), maxReleaseFlushes) {
+		if err := s.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // apply commits pb. Any Pebble error makes the store refuse later writes
