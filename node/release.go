@@ -33,8 +33,8 @@ const (
 // node releases again if it is still quiet: the walks that pack the
 // burst's last entries (idle packIdleAfter ticks, walked every
 // packIdleEvery) and the flushes of its last checkpoints make garbage
-// after the first release. One run of 1,000,000 new counters measured 57
-// bytes a counter of resident growth with a second release, 72 with one.
+// after the first release, and nothing else collects it while the node
+// is idle (docs/benchmarks.md, "Issue 11 on a quiet box").
 var releaseFollowUps = [...]int{7, 17}
 
 // An entry of the hot set idle for packIdleAfter seconds is packed (when

@@ -53,8 +53,9 @@ type Store struct {
 	log   *zap.Logger
 	oplog *oplog.Log
 	// largeBatch is the batch size, as a memtable counts it, from which a
-	// checkpoint is left for ReleaseLarge to flush: nine tenths of Pebble's threshold for keeping a
-	// batch apart (half a memtable, less an empty one's size). memtableBytes
+	// checkpoint is left for ReleaseLarge to flush out: nine tenths of
+	// Pebble's threshold for keeping a batch apart (half a memtable, less
+	// an empty one's size). memtableBytes
 	// counts 203 bytes and the key and value an entry, Pebble 195 and the
 	// key and value (arenaskl.MaxNodeSize), so every batch Pebble keeps
 	// apart is above this. A batch between the two went to the memtable
@@ -533,6 +534,9 @@ func (s *Store) ReleaseLarge() error {
 	}
 	for range min(2*int(n), maxReleaseFlushes) {
 		if err := s.Flush(); err != nil {
+			if errors.Is(err, ErrClosed) {
+				return nil // closing: Pebble lets the batch go with the rest
+			}
 			return err
 		}
 	}
