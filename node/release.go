@@ -51,9 +51,7 @@ const (
 func releaseHeap(log *zap.Logger, keys *keyspace.Set, st *store.Store) {
 	var before, after runtime.MemStats
 	t0 := time.Now()
-	if err := st.ReleaseLarge(); err != nil {
-		log.Warn("flushing the memtables after a burst failed; a large checkpoint's batch stays in memory until later writes", zap.Error(err))
-	}
+	st.ReleaseLarge()
 	runtime.ReadMemStats(&before)
 	write.DropFree()
 	keys.DropScratch()

@@ -55,9 +55,8 @@ type Store struct {
 	// largeBatch is the batch size, as a memtable counts it, from which a
 	// checkpoint is left for ReleaseLarge to flush out: nine tenths of
 	// Pebble's threshold for keeping a batch apart (half a memtable, less
-	// an empty one's size). memtableBytes
-	// counts 203 bytes and the key and value an entry, Pebble 195 and the
-	// key and value (arenaskl.MaxNodeSize), so every batch Pebble keeps
+	// an empty one's size). memtableBytes counts 203 bytes and the key and
+	// value an entry, Pebble 195 and the key and value (arenaskl.MaxNodeSize), so every batch Pebble keeps
 	// apart is above this. A batch between the two went to the memtable
 	// and flushes it early; a quarter of a memtable did that for many
 	// more. See flushLarge.
@@ -180,7 +179,7 @@ func pebbleOptions(cfg Config, log *zap.Logger) *pebble.Options {
 	// in the bottom level, so every compaction paid for zstd: it was 10 %
 	// of countd's CPU under random-key INCRs, and writing 5,000,000 new
 	// counters cost 5.0 against 4.1 us of CPU a counter
-	// (docs/benchmarks.md, "Compression").
+	// (docs/benchmarks.md, "Issue 11 on a quiet box").
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	return opts
 }
@@ -470,7 +469,7 @@ func (s *Store) DiskUsage() uint64 {
 }
 
 // Flush writes the memtables to sstables and waits for it. Benchmarks use
-// it before measuring DiskUsage; normal operation never needs it.
+// it before measuring DiskUsage, and ReleaseLarge after a burst.
 func (s *Store) Flush() error {
 	if err := s.readLock(); err != nil {
 		return err
@@ -508,9 +507,7 @@ func (s *Store) flushLarge(size int) {
 	case size >= s.largeBatch:
 		s.largeUnflushed.Add(1)
 	case size < s.largeBatch/4:
-		if err := s.ReleaseLarge(); err != nil {
-			s.log.Warn("flush after a burst of large checkpoints failed; the last one's batch stays in memory until later writes", zap.Error(err))
-		}
+		s.ReleaseLarge()
 	}
 }
 
@@ -524,23 +521,20 @@ const maxReleaseFlushes = 16
 // TestLargeCheckpointLetsItsBatchGo, two let it go; a queue that held
 // several batches may keep them over more rotations (its array is replaced
 // only when an append outgrows it), and a flush of an empty memtable costs
-// little. It does nothing otherwise. Checkpoints call it (a small one, or one with
-// nothing to write), and so does the node when a burst is over, before it
-// returns free memory to the kernel.
-func (s *Store) ReleaseLarge() error {
+// little. It does nothing otherwise. Checkpoints call it (a small one, or
+// one with nothing to write), and so does the node when a burst is over,
+// before it returns free memory to the kernel. A failed flush is logged:
+// the batch then stays in memory until later writes rotate the memtables.
+func (s *Store) ReleaseLarge() {
 	n := s.largeUnflushed.Swap(0)
-	if n <= 0 {
-		return nil
-	}
 	for range min(2*int(n), maxReleaseFlushes) {
 		if err := s.Flush(); err != nil {
-			if errors.Is(err, ErrClosed) {
-				return nil // closing: Pebble lets the batch go with the rest
+			if !errors.Is(err, ErrClosed) { // closing: Pebble lets the batch go with the rest
+				s.log.Warn("flush after a burst of large checkpoints failed; the last one's batch stays in memory until later writes", zap.Error(err))
 			}
-			return err
+			return
 		}
 	}
-	return nil
 }
 
 // apply commits pb. Any Pebble error makes the store refuse later writes
