@@ -133,6 +133,7 @@ func tryLaunchDaemon(t *testing.T, dataDir string, extra ...string) (*daemon, er
 	}
 	d := &daemon{cmd: cmd, exit: make(chan error, 1)}
 	addrCh := make(chan string, 1)
+	scanned := make(chan struct{}) // closed once stderr is read to its end
 	var tail struct {
 		sync.Mutex
 		lines []string // the last 20 log lines
@@ -169,8 +170,15 @@ func tryLaunchDaemon(t *testing.T, dataDir string, extra ...string) (*daemon, er
 			}
 		}
 		io.Copy(io.Discard, stderr)
+		close(scanned)
 	}()
-	go func() { d.exit <- cmd.Wait() }()
+	// Wait closes stderr once the process exits, so it waits for the
+	// reader: called at once, it lost a daemon's last lines now and then,
+	// and a failed start reported none.
+	go func() {
+		<-scanned
+		d.exit <- cmd.Wait()
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-d.exit
