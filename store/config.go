@@ -22,6 +22,11 @@ type Config struct {
 	// default (64 MiB). Larger memtables absorb more overwrites of hot
 	// counters before anything reaches an sstable.
 	MemTableSize uint64
+	// LogWriteAhead is the most bytes a segment of the operation log is
+	// zeroed for before appends reach it (see "Write ahead" in the package
+	// documentation); 0 means the default (16 MiB), a negative value turns
+	// zeroing off.
+	LogWriteAhead int64
 	// Logger receives Pebble's messages and the store's own; nil means
 	// zap.NewNop().
 	Logger *zap.Logger
@@ -35,6 +40,11 @@ const (
 	// per miss, measured on 3M keys.
 	defaultCacheSize    = 256 << 20
 	defaultMemTableSize = 64 << 20
+	// 16 MiB: under a million increments a second a segment fills in a
+	// second or two, so the next one is zeroed (in the background, from
+	// half full) long before it is needed; at most two segments' room is
+	// held ahead.
+	defaultLogWriteAhead = 16 << 20
 	// maxMemTableSize is Pebble's limit: memtable arenas are addressed with
 	// 32-bit offsets.
 	maxMemTableSize = 4<<30 - 1
@@ -58,6 +68,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MemTableSize == 0 {
 		c.MemTableSize = defaultMemTableSize
+	}
+	if c.LogWriteAhead == 0 {
+		c.LogWriteAhead = defaultLogWriteAhead
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

@@ -210,13 +210,19 @@ func TestDiskFailure(t *testing.T) {
 // record in the middle of the log (which would fail the next start with
 // ErrCorrupt).
 func TestLogTornTailIsCutOff(t *testing.T) {
+	for _, mode := range writeAheadModes {
+		t.Run(mode.name, func(t *testing.T) { testLogTornTailIsCutOff(t, mode.bytes) })
+	}
+}
+
+func testLogTornTailIsCutOff(t *testing.T, writeAhead int64) {
 	fs := vfs.NewMem()
-	s := openLogStore(t, fs)
+	s := openLogStoreAhead(t, fs, writeAhead)
 	replayAll(t, s)
 	appendLog(t, s, "one", true)
 	appendLog(t, s, "two", true)
 	s.Close()
-	rewriteSegment(t, fs, 1, func(d []byte) []byte { return d[:len(d)-1] })
+	rewriteSegment(t, fs, 1, func(d []byte) []byte { return tear(d, 1) })
 	// A crash while a previous cut was being written leaves a temporary file.
 	stale, err := fs.Create(fs.PathJoin("db", oplog.Dir, fmt.Sprintf("%020d%s%s", 1, oplog.Ext, oplog.TmpExt)), vfs.WriteCategoryUnspecified)
 	if err != nil {
@@ -226,7 +232,7 @@ func TestLogTornTailIsCutOff(t *testing.T) {
 	stale.Close()
 
 	for i, want := range []string{"[one]", "[one three]", "[one three four]"} {
-		s = openLogStore(t, fs)
+		s = openLogStoreAhead(t, fs, writeAhead)
 		if got := fmt.Sprint(replayAll(t, s)); got != want {
 			t.Fatalf("start %d: replayed %s, want %s", i, got, want)
 		}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,9 +20,17 @@ import (
 
 func openLogStore(t *testing.T, fs vfs.FS) *Store {
 	t.Helper()
+	return openLogStoreAhead(t, fs, 0)
+}
+
+// openLogStoreAhead opens a store whose log zeroes segments ahead for up
+// to writeAhead bytes (0: the default, negative: not at all).
+func openLogStoreAhead(t *testing.T, fs vfs.FS, writeAhead int64) *Store {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Dir = "db"
 	cfg.FS = fs
+	cfg.LogWriteAhead = writeAhead
 	cfg.Logger = zaptest.NewLogger(t)
 	s, err := Open(cfg)
 	if err != nil {
@@ -105,6 +114,39 @@ func TestLogRefusesAppendBeforeReplay(t *testing.T) {
 	}
 }
 
+// writeAheadModes are the two forms of segment a test of the log's files
+// runs over: zeroed ahead (the default) and grown by each append.
+var writeAheadModes = []struct {
+	name  string
+	bytes int64
+}{{"zeroed", 0}, {"growing", -1}}
+
+// recordsEnd is where the records in a segment's content end: the first
+// zero header of a segment zeroed ahead, else the content's end.
+func recordsEnd(d []byte) int {
+	off := 0
+	for off+oplog.HeaderSize <= len(d) {
+		size := int(binary.LittleEndian.Uint32(d[off:]))
+		if size == 0 {
+			break
+		}
+		off += oplog.HeaderSize + size
+	}
+	return min(off, len(d))
+}
+
+// tear makes the last n bytes of a segment's last record what a crash in
+// the middle of its write leaves: missing from a segment that grows, still
+// zero in a segment zeroed ahead.
+func tear(d []byte, n int) []byte {
+	end := recordsEnd(d)
+	if end == len(d) {
+		return d[:end-n]
+	}
+	clear(d[end-n : end])
+	return d
+}
+
 // rewriteSegment replaces a segment's content with f(content).
 func rewriteSegment(t *testing.T, fs vfs.FS, n uint64, f func([]byte) []byte) {
 	t.Helper()
@@ -124,45 +166,61 @@ func rewriteSegment(t *testing.T, fs vfs.FS, n uint64, f func([]byte) []byte) {
 }
 
 func TestLogTornTailAndCorruption(t *testing.T) {
-	fs := vfs.NewMem()
-	s := openLogStore(t, fs)
-	replayAll(t, s)
-	appendLog(t, s, "one", true)
-	s.RotateLog()
-	appendLog(t, s, "two", true)
-	appendLog(t, s, "three", true)
-	s.Close()
+	for _, mode := range writeAheadModes {
+		t.Run(mode.name, func(t *testing.T) {
+			fs := vfs.NewMem()
+			s := openLogStoreAhead(t, fs, mode.bytes)
+			replayAll(t, s)
+			appendLog(t, s, "one", true)
+			s.RotateLog()
+			appendLog(t, s, "two", true)
+			appendLog(t, s, "three", true)
+			s.Close()
 
-	// A torn last record in the last segment ends the replay quietly.
-	rewriteSegment(t, fs, 2, func(d []byte) []byte { return d[:len(d)-2] })
-	s = openLogStore(t, fs)
-	if got := fmt.Sprint(replayAll(t, s)); got != "[one two]" {
-		t.Fatalf("replay with a torn tail = %s, want [one two]", got)
-	}
-	s.Close()
+			// A torn last record in the last segment ends the replay quietly.
+			rewriteSegment(t, fs, 2, func(d []byte) []byte { return tear(d, 2) })
+			s = openLogStoreAhead(t, fs, mode.bytes)
+			if got := fmt.Sprint(replayAll(t, s)); got != "[one two]" {
+				t.Fatalf("replay with a torn tail = %s, want [one two]", got)
+			}
+			s.Close()
 
-	// A bad checksum in an earlier segment is corruption.
-	rewriteSegment(t, fs, 1, func(d []byte) []byte { d[len(d)-1] ^= 0xff; return d })
-	s = openLogStore(t, fs)
-	defer s.Close()
-	_, err := s.ReplayLog(func([]byte) error { return nil })
-	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("replay over a corrupt middle segment: %v, want ErrCorrupt", err)
+			// A bad checksum in an earlier segment is corruption.
+			rewriteSegment(t, fs, 1, func(d []byte) []byte { d[recordsEnd(d)-1] ^= 0xff; return d })
+			s = openLogStoreAhead(t, fs, mode.bytes)
+			defer s.Close()
+			_, err := s.ReplayLog(func([]byte) error { return nil })
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("replay over a corrupt middle segment: %v, want ErrCorrupt", err)
+			}
+		})
 	}
 }
 
 // Crash in the middle of synced appends and rotations: every acknowledged
-// record is replayed, in order, and nothing is invented.
+// record is replayed, in order, and nothing is invented. Records of 8 KiB
+// fill segments zeroed ahead, so that crashes also fall while the next
+// segment is being zeroed and after appends switched to it.
 func TestLogCrashKeepsAcknowledgedRecords(t *testing.T) {
 	seeds := 30
 	if testing.Short() {
 		seeds = 5
 	}
+	for _, mode := range writeAheadModes {
+		for _, pad := range []int{0, 8 << 10} {
+			t.Run(fmt.Sprintf("%s/pad=%d", mode.name, pad), func(t *testing.T) {
+				testLogCrash(t, seeds, mode.bytes, strings.Repeat("x", pad))
+			})
+		}
+	}
+}
+
+func testLogCrash(t *testing.T, seeds int, writeAhead int64, pad string) {
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(seed), 99))
 			fs := vfs.NewCrashableMem()
-			s := openLogStore(t, fs)
+			s := openLogStoreAhead(t, fs, writeAhead)
 			replayAll(t, s)
 			var mu sync.Mutex
 			acked := -1
@@ -174,7 +232,7 @@ func TestLogCrashKeepsAcknowledgedRecords(t *testing.T) {
 					break
 				}
 				b := s.NewBatch()
-				b.AppendLog([]byte(fmt.Sprintf("r%05d", i)))
+				b.AppendLog([]byte(fmt.Sprintf("r%05d%s", i, pad)))
 				sync := rng.IntN(4) != 0
 				if err := b.Commit(sync); err != nil {
 					t.Fatal(err)
@@ -196,12 +254,12 @@ func TestLogCrashKeepsAcknowledgedRecords(t *testing.T) {
 			}
 			clone := <-crashed
 			s.Close()
-			s2 := openLogStore(t, clone)
+			s2 := openLogStoreAhead(t, clone, writeAhead)
 			defer s2.Close()
 			got := replayAll(t, s2)
 			for i, p := range got {
-				if want := fmt.Sprintf("r%05d", i); p != want {
-					t.Fatalf("record %d = %q, want %q", i, p, want)
+				if want := fmt.Sprintf("r%05d%s", i, pad); p != want {
+					t.Fatalf("record %d = %.6q (%d bytes), want %.6q (%d bytes)", i, p, len(p), want, len(want))
 				}
 			}
 			if len(got) < acked+1 {

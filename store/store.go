@@ -108,7 +108,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %q: %w", cfg.Dir, err)
 	}
-	ol, err := oplog.Open(cfg.FS, cfg.Dir, log)
+	ol, err := oplog.Open(cfg.FS, cfg.Dir, log, max(cfg.LogWriteAhead, 0))
 	if err != nil {
 		_ = catchFatal(db.Close)
 		return nil, err
