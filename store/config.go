@@ -23,9 +23,11 @@ type Config struct {
 	// counters before anything reaches an sstable.
 	MemTableSize uint64
 	// LogWriteAhead is the most bytes a segment of the operation log is
-	// zeroed for before appends reach it (see "Write ahead" in the package
-	// documentation); 0 means the default (16 MiB), a negative value turns
-	// zeroing off.
+	// zeroed for before appends reach it (package store/internal/oplog,
+	// "Write ahead"); a negative value turns zeroing off. 0 means the
+	// default: 16 MiB on the operating system's file system, and off on
+	// any other, such as the in-memory ones of tests, where an fsync costs
+	// nothing to spare (and a crashable one copies the whole file).
 	LogWriteAhead int64
 	// Logger receives Pebble's messages and the store's own; nil means
 	// zap.NewNop().
@@ -70,7 +72,10 @@ func (c Config) withDefaults() Config {
 		c.MemTableSize = defaultMemTableSize
 	}
 	if c.LogWriteAhead == 0 {
-		c.LogWriteAhead = defaultLogWriteAhead
+		c.LogWriteAhead = -1
+		if vfs.Root(c.FS) == vfs.Default {
+			c.LogWriteAhead = defaultLogWriteAhead
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

@@ -131,5 +131,8 @@
 // compacts late rather than stalling writes), Lbase at four memtables, bloom
 // filters on every level (cold point reads, and reads of counters never
 // written, mostly skip the data blocks), and the fastest compression on
-// every level. See pebbleOptions for the reasoning.
+// every level. See pebbleOptions for the reasoning. The operation log's
+// segments are zeroed ahead of the appends (Config.LogWriteAhead), so that
+// the fsync a sync write waits for does not also commit a new file size to
+// the file system's journal (package store/internal/oplog, "Write ahead").
 package store

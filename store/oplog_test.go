@@ -24,7 +24,8 @@ func openLogStore(t *testing.T, fs vfs.FS) *Store {
 }
 
 // openLogStoreAhead opens a store whose log zeroes segments ahead for up
-// to writeAhead bytes (0: the default, negative: not at all).
+// to writeAhead bytes (0: the default, which is off in memory; negative:
+// not at all).
 func openLogStoreAhead(t *testing.T, fs vfs.FS, writeAhead int64) *Store {
 	t.Helper()
 	cfg := DefaultConfig()
@@ -115,11 +116,12 @@ func TestLogRefusesAppendBeforeReplay(t *testing.T) {
 }
 
 // writeAheadModes are the two forms of segment a test of the log's files
-// runs over: zeroed ahead (the default) and grown by each append.
+// runs over: zeroed ahead (the default on a disk) and grown by each append
+// (the default on the in-memory file systems of tests).
 var writeAheadModes = []struct {
 	name  string
 	bytes int64
-}{{"zeroed", 0}, {"growing", -1}}
+}{{"zeroed", 16 << 20}, {"growing", -1}}
 
 // recordsEnd is where the records in a segment's content end: the first
 // zero header of a segment zeroed ahead, else the content's end.

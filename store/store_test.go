@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/countmesh/countmesh/crdt"
+	"github.com/countmesh/countmesh/internal/faultfs"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -426,5 +427,25 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Open: %v", err)
 			}
 		})
+	}
+}
+
+// TestLogWriteAheadDefault: segments are zeroed ahead by default on the
+// operating system's file system (also behind a wrapper), and not in memory.
+func TestLogWriteAheadDefault(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fs   vfs.FS
+		want int64
+	}{
+		{"os", vfs.Default, defaultLogWriteAhead},
+		{"os behind a wrapper that unwraps", faultfs.New(vfs.Default, func(string) bool { return false }), defaultLogWriteAhead},
+		{"memory", vfs.NewMem(), -1},
+	} {
+		cfg := DefaultConfig()
+		cfg.FS = c.fs
+		if got := cfg.withDefaults().LogWriteAhead; got != c.want {
+			t.Errorf("%s: LogWriteAhead = %d, want %d", c.name, got, c.want)
+		}
 	}
 }

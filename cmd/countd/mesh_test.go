@@ -220,8 +220,15 @@ func TestMeshOfProcesses(t *testing.T) {
 	// n2's first incarnation is gone for good: forget it (countctl cluster
 	// forget). Every node folds its slot into the retired slot, and no
 	// value moves.
+	// The members may still hold n2 as suspect from the SIGKILL for a few
+	// gossip rounds after it is back; a forget refuses until they see it
+	// alive, and the operator retries, as here.
 	ctx := context.Background()
-	f, err := wc.Forget(ctx, "n2", false)
+	var f client.Forgotten
+	wait.For(t, 10*time.Second, "a forget that no member refuses because n2 is suspect", func() (bool, string) {
+		f, err = wc.Forget(ctx, "n2", false)
+		return err == nil || !strings.Contains(err.Error(), "is suspect"), fmt.Sprint(err)
+	})
 	if err != nil || len(f.IDs) != 1 || f.Index != 0 || f.Generation != 1 {
 		t.Fatalf("forget n2's first incarnation: %+v, %v", f, err)
 	}
