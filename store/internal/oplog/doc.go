@@ -19,10 +19,10 @@
 // An fdatasync after an append that grows a file must also commit the
 // file's new size to the file system's journal; one after an append that
 // overwrites bytes already written and synced need not. On this project's
-// ext4 disk write plus fdatasync took 0.23 ms and 70 µs of CPU the second
-// way against 0.32 ms and 102 µs the first (docs/benchmarks.md, "The
-// operation log zeroed ahead"), and every sync increment waits for that
-// fsync. So a new segment is first zeroed and synced for room of its own,
+// ext4 disk an append of 200 bytes and its fsync took 0.15 ms and 54-66 µs
+// of CPU the second way against 0.20-0.21 ms and 101 µs the first
+// (BenchmarkAppendSync; docs/benchmarks.md, "The operation log zeroed
+// ahead"), and every sync increment waits for that fsync. So a new segment is first zeroed and synced for room of its own,
 // and appends overwrite the zeros: from MinWriteAhead (256 KiB) up to the
 // store's LogWriteAhead (16 MiB by default), twice what the segment before
 // it took. Once a segment is half full the next one is zeroed in the

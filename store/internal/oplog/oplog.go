@@ -165,17 +165,27 @@ func (l *Log) Replay(fn func(payload []byte) error) (records int, err error) {
 // nothing, so the one before it is still the end of the log.
 func (l *Log) emptyAfter(i int) bool {
 	for _, n := range l.segments[i+1:] {
-		f, err := l.fs.Open(l.path(n))
-		if err != nil {
-			return false
-		}
-		data, err := io.ReadAll(f)
-		f.Close()
-		if err != nil || !allZero(data) {
+		if !l.allZero(n) {
 			return false
 		}
 	}
 	return true
+}
+
+// allZero reports whether segment n holds only zeros; it reads no more
+// than the first header of a segment that holds a record.
+func (l *Log) allZero(n uint64) bool {
+	f, err := l.fs.Open(l.path(n))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [HeaderSize]byte
+	if k, err := f.ReadAt(head[:], 0); k > 0 && !allZero(head[:k]) || err != nil && err != io.EOF {
+		return false
+	}
+	data, err := io.ReadAll(f)
+	return err == nil && allZero(data)
 }
 
 func allZero(b []byte) bool {
