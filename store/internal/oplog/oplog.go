@@ -215,6 +215,9 @@ func (l *Log) replaySegment(n uint64, last bool, fn func([]byte) error) (int, er
 		var payload []byte
 		switch {
 		case len(data)-off < HeaderSize:
+			if allZero(data[off:]) {
+				return records, nil // the end of a zeroed segment's room
+			}
 			bad = "truncated header"
 		default:
 			size := int(binary.LittleEndian.Uint32(data[off:]))
