@@ -229,3 +229,32 @@ func TestReplayOfZeroedSegments(t *testing.T) {
 		}
 	})
 }
+
+// TestSegmentFullToWithinAHeader: records that leave fewer zero bytes than
+// a header at the end of a segment's room, the next record going to the
+// next segment; the earlier segment then ends in those few zeros, which
+// replay must read as its end, not as a truncated record (in a segment
+// that is not the last, that would be corruption).
+func TestSegmentFullToWithinAHeader(t *testing.T) {
+	fs := vfs.NewMem()
+	l := openLog(t, fs, 1<<20)
+	replayed(t, l)
+	// 4 records of 65,535 bytes with their headers fill 256 KiB but 4.
+	payload := bytes.Repeat([]byte{'y'}, 65535-HeaderSize)
+	for range 6 {
+		if err := l.Append(payload, true); err != nil {
+			t.Fatal(err)
+		}
+		if sp := l.spare; sp != nil {
+			<-sp.done
+		}
+	}
+	if len(l.segments) != 2 || fileSize(t, fs, l, 1) != MinWriteAhead {
+		t.Fatalf("segments %v, the first of %d bytes; want 2, the first of %d", l.segments, fileSize(t, fs, l, 1), MinWriteAhead)
+	}
+	l.Close()
+	got, err := replayed(t, openLog(t, fs, 1<<20))
+	if err != nil || len(got) != 6 {
+		t.Fatalf("replay: %d records, %v; want 6 and no error", len(got), err)
+	}
+}
