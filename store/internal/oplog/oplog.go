@@ -35,8 +35,7 @@ const (
 	zeroChunk = 256 << 10
 )
 
-// zeros is written to zero new segments; it is never written to, so its
-// pages stay the kernel's shared zero page.
+// zeros is written to zero new segments; nothing writes into it.
 var zeros = make([]byte, zeroChunk)
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
