@@ -164,21 +164,40 @@ func (b *Batch) PutIndex(origin crdt.NodeID, seq uint64, ns, key string) {
 	if !b.usable() {
 		return
 	}
-	k := appendIndexKey(b.keyBuf(), uint64(origin), seq)
-	b.sc.key = k
 	b.sc.val = append(append(append(b.sc.val[:0], ns...), sep), key...)
-	_ = b.pb.Set(k, b.sc.val, nil)
+	b.setIndexKey(uint64(origin), seq, b.sc.val)
+}
+
+// setIndexKey sets the index entry (origin, seq) to nsKey (ns 0x00 key).
+func (b *Batch) setIndexKey(origin, seq uint64, nsKey []byte) {
+	if !b.usable() {
+		return
+	}
+	b.sc.key = appendIndexKey(b.keyBuf(), origin, seq)
+	_ = b.pb.Set(b.sc.key, nsKey, nil)
 	b.n++
 }
 
 // DeleteIndex removes an index entry superseded by a later change.
 func (b *Batch) DeleteIndex(origin crdt.NodeID, seq uint64) {
+	b.deleteIndexKey(uint64(origin), seq)
+}
+
+func (b *Batch) deleteIndexKey(origin, seq uint64) {
 	if !b.usable() {
 		return
 	}
-	k := appendIndexKey(b.keyBuf(), uint64(origin), seq)
-	b.sc.key = k
-	_ = b.pb.Delete(k, nil)
+	b.sc.key = appendIndexKey(b.keyBuf(), origin, seq)
+	_ = b.pb.Delete(b.sc.key, nil)
+	b.n++
+}
+
+// setRaw sets key, already in the store's layout, to value.
+func (b *Batch) setRaw(key, value []byte) {
+	if !b.usable() {
+		return
+	}
+	_ = b.pb.Set(key, value, nil) // Set copies both
 	b.n++
 }
 
