@@ -61,8 +61,9 @@ type Checkpointer struct {
 	kick chan struct{}
 	done atomic.Uint64 // the last checkpoint committed to Pebble
 
-	mu  sync.Mutex // serialises checkpoints; guards seq
-	seq uint64     // the last checkpoint started
+	mu    sync.Mutex       // serialises checkpoints; guards seq and stage
+	seq   uint64           // the last checkpoint started
+	stage *checkpointStage // kept between the checkpoints of a burst; nil else
 }
 
 // checkpointBytesPerCounter is about what a checkpoint writes to its batch
@@ -132,8 +133,9 @@ func (c *Checkpointer) Checkpoint() error {
 	if dirty == 0 && unsaved == 0 && c.seq > 0 {
 		// Nothing changed since the last checkpoint: anti-entropy scans
 		// ask for one, and most find nothing to do. The writes have
-		// stopped, so a large checkpoint's batch can go.
+		// stopped, so a large checkpoint's batch can go, and the stage.
 		c.st.ReleaseLarge()
+		c.stage = nil
 		return nil
 	}
 	start := time.Now()
@@ -152,7 +154,12 @@ func (c *Checkpointer) Checkpoint() error {
 	room := int(min(dirty+unsaved, 1<<20))
 	b := c.st.NewBatchSized(room * checkpointBytesPerCounter)
 	defer b.Close()
-	st := newCheckpointStage(room)
+	st := c.stage
+	if st == nil {
+		st = newCheckpointStage(room)
+	} else {
+		st.reset(room)
+	}
 	var saved int64
 	c.src.Collect(num, func(ns, key string, r Record, indexed []OriginSeq) {
 		ref := st.putRecord(ns, key, r)
@@ -168,7 +175,11 @@ func (c *Checkpointer) Checkpoint() error {
 		}
 		saved++
 	})
-	err = st.addTo(b) // the batch holds a copy: the stage is garbage from here
+	err = st.addTo(b) // the batch holds a copy
+	c.stage = nil
+	if st.worthKeeping() {
+		c.stage = st
+	}
 	if err == nil {
 		err = b.PutMeta(metaVV, vv)
 	}
