@@ -29,7 +29,8 @@ type checkpointStage struct {
 	data     []byte // each counter's key, then its record
 	counters []stagedCounter
 	index    []stagedIndex
-	err      error // the first refused write; nothing is written then
+	spare    []stagedIndex // sortIndex's second array
+	err      error         // the first refused write; nothing is written then
 }
 
 // stagedCounter is a counter key and its record in data. Offsets grow with
@@ -75,6 +76,7 @@ func (st *checkpointStage) reset(n int) {
 		st.data = make([]byte, 0, n*stagedBytesPerCounter)
 		st.counters = make([]stagedCounter, 0, n)
 		st.index = make([]stagedIndex, 0, n)
+		st.spare = nil
 		return
 	}
 	st.data, st.counters, st.index = st.data[:0], st.counters[:0], st.index[:0]
@@ -134,7 +136,7 @@ func (st *checkpointStage) addTo(b *Batch) error {
 	if st.err != nil {
 		return st.err
 	}
-	sortIndex(st.index)
+	st.spare = sortIndex(st.index, st.spare)
 	data := st.data
 	st.abbreviate()
 	slices.SortFunc(st.counters, func(x, y stagedCounter) int {
@@ -214,10 +216,13 @@ const radixOrigins = 64
 // counting pass; both are stable, which keeps writes to the same key in
 // the order they were staged. On a comparison sort this was 9 % of a
 // benchmark checkpoint's CPU.
-func sortIndex(a []stagedIndex) {
+//
+// spare is room for a second array of a's length, which sortIndex returns
+// (grown when it was shorter) for the next sort.
+func sortIndex(a, spare []stagedIndex) []stagedIndex {
 	if len(a) < 1024 {
 		slices.SortFunc(a, compareIndex)
-		return
+		return spare
 	}
 	var origins []uint64
 	lo, hi := a[0].seq, a[0].seq
@@ -227,7 +232,7 @@ func sortIndex(a []stagedIndex) {
 			if !slices.Contains(origins, e.origin) {
 				if len(origins) == radixOrigins {
 					slices.SortFunc(a, compareIndex)
-					return
+					return spare
 				}
 				origins = append(origins, e.origin)
 			}
@@ -236,7 +241,10 @@ func sortIndex(a []stagedIndex) {
 	slices.Sort(origins)
 	const digitBits = 11
 	const digits = 1 << digitBits
-	src, dst := a, make([]stagedIndex, len(a))
+	if cap(spare) < len(a) {
+		spare = make([]stagedIndex, len(a), cap(a))
+	}
+	src, dst := a, spare[:len(a)]
 	var pos [digits]int
 	scatter := func(digit func(stagedIndex) int) {
 		clear(pos[:])
@@ -267,4 +275,5 @@ func sortIndex(a []stagedIndex) {
 	if &src[0] != &a[0] {
 		copy(a, src)
 	}
+	return spare
 }

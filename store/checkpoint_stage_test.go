@@ -49,14 +49,21 @@ func TestSortIndexIsAStableSortByKey(t *testing.T) {
 						}
 						return cmpU64(x.seq, y.seq)
 					})
-					sortIndex(a)
-					if !slices.Equal(a, want) {
+					shuffled := slices.Clone(a)
+					spare := sortIndex(a, nil)
+					check := func(a []stagedIndex) {
+						t.Helper()
 						for i := range a {
 							if a[i] != want[i] {
 								t.Fatalf("at %d of %d: got %+v, want %+v", i, n, a[i], want[i])
 							}
 						}
 					}
+					check(a)
+					// Again, with the spare array the first sort left (its
+					// contents are that sort's leftovers).
+					sortIndex(shuffled, spare)
+					check(shuffled)
 				})
 			}
 		}

@@ -1,6 +1,10 @@
 package store
 
-import "github.com/countmesh/countmesh/internal/kinderr"
+import (
+	"slices"
+
+	"github.com/countmesh/countmesh/internal/kinderr"
+)
 
 // A log record written by package node is a header followed by changed
 // counters. The header is a msgpack array [logFormatV2, [origin, seq, ...]]
@@ -24,6 +28,17 @@ func (e *LogEncoder) Add(ns, key string, r Record) {
 	e.body = appendRecord(appendString(appendString(e.body, ns), key), r)
 	e.n++
 }
+
+// Grow makes room for about n more counters, so that a large record is
+// not built by growing its buffer again and again (the copies were a fifth
+// of the bytes a node allocated under pipelined INCRs of random keys).
+func (e *LogEncoder) Grow(n int) {
+	e.body = slices.Grow(e.body, n*logBytesPerCounter)
+}
+
+// logBytesPerCounter is about what a counter of one slot takes in a log
+// record: its namespace and key (about 20 bytes) and its record (about 50).
+const logBytesPerCounter = 80
 
 // Len reports the counters added since the last Reset.
 func (e *LogEncoder) Len() int { return e.n }

@@ -79,6 +79,8 @@ func (r *Replica) Fill(b *store.Batch) (any, error) {
 	publish := r.publisher.Load() != nil
 	enc := r.logEnc
 	enc.Reset()
+	dirty, _ := r.cfg.Keys.Changed()
+	enc.Grow(int(dirty))
 	unsaved := r.cfg.Keys.Drain(func(ns, key string, e *keyspace.Entry) {
 		if e.Own {
 			origin, seq := r.originFor(ns, key), uint64(0)
