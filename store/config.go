@@ -19,9 +19,8 @@ type Config struct {
 	// default (64 MiB).
 	CacheSize int64
 	// MemTableSize is the size of one Pebble memtable in bytes; 0 means the
-	// default (16 MiB). Larger memtables absorb more overwrites of hot
-	// counters before anything reaches an sstable, and cost their size in
-	// memory each (see defaultMemTableSize).
+	// default (64 MiB). Larger memtables absorb more overwrites of hot
+	// counters before anything reaches an sstable.
 	MemTableSize uint64
 	// LogWriteAhead is the most bytes a segment of the operation log is
 	// zeroed for before appends reach it (package store/internal/oplog,
@@ -41,17 +40,8 @@ const (
 	// bloom filter block (megabytes for a large table) was never cached and
 	// every point read of a cold counter re-read it: 33 µs instead of 2 µs
 	// per miss, measured on 3M keys.
-	defaultCacheSize = 256 << 20
-	// 16 MiB: a checkpoint already folds every change a counter had since
-	// the last one into one write, so a memtable absorbs few overwrites,
-	// while its room stays in memory. Pebble doubles each new memtable's
-	// size up to this one at every rotation (each large checkpoint and each
-	// flush makes one), allocates it in the Go heap in a build without cgo,
-	// and keeps a flushed one of full size for reuse: with 64 MiB, a node
-	// held 8 MB of memtables after its first million counters in some runs
-	// and 64 MB in others (two of 32 MiB), 50 or 93 bytes of RSS a counter
-	// (docs/benchmarks.md, "The checkpoint in key order").
-	defaultMemTableSize = 16 << 20
+	defaultCacheSize    = 256 << 20
+	defaultMemTableSize = 64 << 20
 	// 16 MiB: under a million increments a second a segment fills in a
 	// second or two, so the next one is zeroed (in the background, from
 	// half full) long before it is needed; at most two segments' room is

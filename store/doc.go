@@ -79,12 +79,6 @@
 // log segments that state covers. It runs every CheckpointConfig.Interval, or
 // sooner when the log grows past LogBytes or the caller kicks it.
 //
-// The hot set hands counters out in the order of its hash stripes; a
-// checkpoint stages their records and index entries first and adds them to
-// the batch in key order (checkpoint_stage.go), so that Pebble, which sorts
-// a large batch before it writes it, finds it sorted. Writes to the same
-// key keep their order.
-//
 // # Group commit
 //
 // A Committer batches the writes of many requests into one Pebble commit.
@@ -131,11 +125,10 @@
 // # Tuning
 //
 // Pebble is set up for many small keys written far more often than read
-// from disk, with hot keys overwritten again and again (the checkpoints
-// fold a hot counter's changes into one write, so memtables are 16 MiB,
-// which a node keeps in memory), up to 4 queued memtables and an L0
-// stop-writes threshold of 32 sublevels (a burst compacts late rather than
-// stalling writes), Lbase at 256 MiB, bloom
+// from disk, with hot keys overwritten again and again: 64 MiB memtables
+// (overwrites of a hot counter collapse before a flush), up to 4 queued
+// memtables and an L0 stop-writes threshold of 32 sublevels (a burst
+// compacts late rather than stalling writes), Lbase at four memtables, bloom
 // filters on every level (cold point reads, and reads of counters never
 // written, mostly skip the data blocks), and the fastest compression on
 // every level. See pebbleOptions for the reasoning. The operation log's

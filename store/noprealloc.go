@@ -4,7 +4,7 @@ import "github.com/cockroachdb/pebble/v2/vfs"
 
 // noPreallocFS is the file system Pebble writes through: fs, with files
 // that do not preallocate. Pebble preallocates each write-ahead log to 110 %
-// of the memtable size (70 MiB with 64 MiB memtables, the default then) and keeps
+// of the memtable size (70 MiB with the default 64 MiB memtables) and keeps
 // up to MemTableStopWritesThreshold+1 of them for reuse, so a node held
 // about 140 MiB of disk after its first checkpoint (measured) and could hold
 // about 420 MiB (arithmetic), whatever it stored: a chaos node on its 384 MiB

@@ -144,10 +144,9 @@ func pebbleOptions(cfg Config, log *zap.Logger) *pebble.Options {
 		// before Pebble would.
 		L0CompactionThreshold: 4,
 		L0StopWritesThreshold: 32,
-		// Lbase at 256 MiB (Pebble's default is 64 MiB), so that
-		// L0->Lbase compactions do not rewrite Lbase for every flush; it
-		// was four memtables of 64 MiB, and stayed when they shrank.
-		LBaseMaxBytes: max(256<<20, 4*int64(cfg.MemTableSize)),
+		// Lbase sized like a few memtable flushes (default 64 MiB), so that
+		// L0->Lbase compactions do not rewrite Lbase for every flush.
+		LBaseMaxBytes: 4 * int64(cfg.MemTableSize),
 		// Let compactions use up to 4 cores when they fall behind; one
 		// in the steady state.
 		CompactionConcurrencyRange: func() (int, int) {
