@@ -56,8 +56,8 @@ func (s *shuffled) VersionVector() []OriginSeq { return []OriginSeq{{Origin: 7, 
 // BenchmarkCheckpoint measures one checkpoint of 300,000 counters handed
 // out in a random order (the shape of a checkpoint after pipelined INCRs of
 // random keys): new counters (a record and an index entry each) and
-// updated ones (the old index entry deleted too). Pebble's memtable is the
-// default 64 MiB, so the batch is large and Pebble sorts it on its own
+// updated ones (the old index entry deleted too). The batch is far larger
+// than half a memtable (the default size), so Pebble sorts it on its own
 // (newFlushableBatch). The file system is in memory: the numbers are CPU.
 //
 //	go test ./store/ -run '^$' -bench Checkpoint -benchtime 5x -count 3

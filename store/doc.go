@@ -79,6 +79,12 @@
 // log segments that state covers. It runs every CheckpointConfig.Interval, or
 // sooner when the log grows past LogBytes or the caller kicks it.
 //
+// The hot set hands counters out in the order of its hash stripes; a
+// checkpoint stages their records and index entries first and adds them to
+// the batch in key order (checkpoint_stage.go), so that Pebble, which sorts
+// a large batch before it writes it, finds it sorted. Writes to the same
+// key keep their order.
+//
 // # Group commit
 //
 // A Committer batches the writes of many requests into one Pebble commit.
