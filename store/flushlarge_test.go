@@ -106,7 +106,7 @@ func TestLargeCheckpointLetsItsBatchGo(t *testing.T) {
 		queued = s.db.Metrics().MemTable.Count
 		after = heapInUse()
 		// Without the flushes the heap kept 33 MB more (the batch's
-		// data and the room it was given), and 30 MB more when the
+		// data and the room it was given), and 32 MB more when the
 		// checkpointer kept its stage; what stays is the memtable
 		// Pebble starts with (256 KB, doubling) and the runtime's own.
 		if queued == 1 && after < before+8<<20 {
