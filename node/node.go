@@ -220,6 +220,8 @@ func Open(cfg Config) (*Node, error) {
 				n.log.Info("key filter ready", zap.Uint64("keys", scanned),
 					zap.Uint64("planned_keys", planned), zap.Duration("took", took))
 			}
+		}, func(layers int, planned uint64) {
+			n.log.Info("key filter grew a layer", zap.Int("layers", layers), zap.Uint64("planned_keys", planned))
 		})
 	}()
 	go func() { // the coarse clock of eviction recency

@@ -2,6 +2,7 @@ package keyspace
 
 import (
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func buildFilter(t *testing.T, h *Set) uint64 {
 				t.Error(err)
 			}
 			builds <- scanned
-		})
+		}, nil)
 	}()
 	t.Cleanup(func() { close(stop); <-done })
 	select {
@@ -195,7 +196,7 @@ func TestFilterBuildStops(t *testing.T) {
 			t.Error(err)
 		}
 		keys = scanned
-	})
+	}, nil)
 	if h2.FilterComplete() || keys >= 250_000 {
 		t.Fatalf("stopped build: complete %v after %d keys", h2.FilterComplete(), keys)
 	}
@@ -213,7 +214,7 @@ func TestFilterGrowsWithoutLosingKeys(t *testing.T) {
 	st := openStore(t, vfs.NewMem())
 	h := New(Config{Store: st, Stripes: 8, Capacity: 500})
 	buildFilter(t, h)
-	planned0, _ := h.FilterStats()
+	planned0, _, _ := h.FilterStats()
 	const writers, per = 4, 20_000
 	var wg sync.WaitGroup
 	var mu sync.Mutex // checkpoints run one at a time
@@ -235,7 +236,7 @@ func TestFilterGrowsWithoutLosingKeys(t *testing.T) {
 	checkpoint(t, st, h)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		planned, added := h.FilterStats()
+		planned, added, _ := h.FilterStats()
 		if planned > planned0 && added <= planned && h.FilterComplete() {
 			break
 		}
@@ -257,7 +258,8 @@ func TestFilterGrowsWithoutLosingKeys(t *testing.T) {
 	h2 := New(Config{Store: st, Stripes: 8, Capacity: 500, OnReadThrough: func() { reads++ }})
 	h2.filter = filter{}
 	h2.filter.init(1)
-	h2.filter.cur.Store(h.filter.cur.Load())
+	h2.filter.layers.Store(h.filter.layers.Load())
+	h2.filter.complete.Store(true)
 	for i := range 2000 {
 		read(t, h2, "g", fmt.Sprintf("never-%d", i))
 	}
@@ -274,12 +276,111 @@ func TestFilterGrowsWithoutLosingKeys(t *testing.T) {
 func TestFilterPlanFollowsTheKeysNotTheCache(t *testing.T) {
 	st := openStore(t, vfs.NewMem())
 	h := New(Config{Store: st, Stripes: 8, Capacity: 12_000_000})
-	planned, _ := h.FilterStats()
+	planned, _, _ := h.FilterStats()
 	if want := uint64(filterPlanFloor) * 3 / 2; planned < want*9/10 || planned > want*11/10 {
 		t.Fatalf("fresh set with room for 12 M counters: filter planned for %d keys, want about %d", planned, want)
 	}
 	small := New(Config{Store: st, Stripes: 8, Capacity: 1000})
-	if p, _ := small.FilterStats(); p > 10_000 {
+	if p, _, _ := small.FilterStats(); p > 10_000 {
 		t.Fatalf("set with room for 1,000 counters: filter planned for %d keys", p)
 	}
+}
+
+// TestFilterGrowsWithoutReadingPebble: the filter grows by layers, not by
+// scanning the store again (which read the whole store at each doubling and
+// filled Pebble's block cache with it): with the store closed after the
+// first build (a scan would fail), adding many more keys than the filter was
+// planned for still adds layers, each planned for as many keys as those before it; every
+// key created is still seen, and keys never created mostly look absent
+// with seven layers.
+func TestFilterGrowsWithoutReadingPebble(t *testing.T) {
+	st, err := store.Open(store.Config{Dir: "d", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.ReplayLog(func([]byte) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	h := New(Config{Store: st, Stripes: 8, Capacity: 500})
+	stop := make(chan struct{})
+	built := make(chan error, 1)
+	grew := make(chan uint64, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.RunFilter(stop, func(_, _ uint64, _ time.Duration, _ bool, err error) { built <- err },
+			func(layers int, planned uint64) { grew <- planned })
+	}()
+	defer func() { close(stop); <-done }()
+	if err := <-built; err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	planned0, _, layers0 := h.FilterStats()
+	const n = 170_000
+	for i := range n {
+		// What LookupEvict does for a key it creates (a lookup through the
+		// Set would read Pebble for each false positive).
+		h.filter.add(maphash.Bytes(seed, Composite(nil, "g", fmt.Sprintf("k%07d", i))))
+		if i%1000 == 999 {
+			// Let RunFilter keep up, as it does with writers that wait
+			// for requests: a layer that takes many more keys than
+			// planned before the next is added has more false positives.
+			for d := time.Now().Add(10 * time.Second); time.Now().Before(d); time.Sleep(time.Millisecond) {
+				ls := *h.filter.layers.Load()
+				if last := ls[len(ls)-1]; last.added.Load() <= last.capacity()+1000 {
+					break
+				}
+			}
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		planned, added, layers := h.FilterStats()
+		ls := *h.filter.layers.Load()
+		last := ls[len(ls)-1]
+		if last.added.Load() <= last.capacity() {
+			if layers0 != 1 || layers < 6 || planned < added || planned > 4*added {
+				t.Fatalf("after %d new keys: %d layers (%d at first) planned for %d keys (%d at first), %d added",
+					n, layers, layers0, planned, planned0, added)
+			}
+			for i := 1; i < len(ls); i++ {
+				var before uint64
+				for _, l := range ls[:i] {
+					before += l.capacity()
+				}
+				if c := ls[i].capacity(); c < before || c > before+before/100+100 {
+					t.Fatalf("layer %d planned for %d keys, the %d before it for %d", i, c, i, before)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("filter planned for %d keys in %d layers with %d added: it did not grow", planned, layers, added)
+		}
+		select {
+		case err := <-built:
+			t.Fatalf("the filter was built again: %v", err)
+		default:
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range n {
+		if h.filter.absent(maphash.Bytes(seed, Composite(nil, "g", fmt.Sprintf("k%07d", i)))) {
+			t.Fatalf("k%07d, created, looks absent", i)
+		}
+	}
+	const probes = 20_000
+	var fp int
+	for i := range probes {
+		if !h.filter.absent(maphash.Bytes(seed, Composite(nil, "g", fmt.Sprintf("never-%d", i)))) {
+			fp++
+		}
+	}
+	if _, _, layers := h.FilterStats(); fp > probes*layers/100 {
+		t.Fatalf("%d of %d keys never created look seen with %d layers; want at most 1 %% a layer", fp, probes, layers)
+	}
+	t.Logf("%d of %d keys never created look seen", fp, probes)
 }
