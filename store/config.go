@@ -16,11 +16,12 @@ type Config struct {
 	// vfs.NewMem() or vfs.NewCrashableMem().
 	FS vfs.FS
 	// CacheSize is the Pebble block cache size in bytes; 0 means the
-	// default (64 MiB).
+	// default (256 MiB).
 	CacheSize int64
 	// MemTableSize is the size of one Pebble memtable in bytes; 0 means the
-	// default (64 MiB). Larger memtables absorb more overwrites of hot
-	// counters before anything reaches an sstable.
+	// default (8 MiB). Larger memtables absorb more overwrites of counters
+	// written in small checkpoints before anything reaches an sstable, and
+	// cost that much more resident memory.
 	MemTableSize uint64
 	// LogWriteAhead is the most bytes a segment of the operation log is
 	// zeroed for before appends reach it (package store/internal/oplog,
@@ -41,7 +42,14 @@ const (
 	// every point read of a cold counter re-read it: 33 µs instead of 2 µs
 	// per miss, measured on 3M keys.
 	defaultCacheSize    = 256 << 20
-	defaultMemTableSize = 64 << 20
+	// 8 MiB: a memtable's arena is resident whole from its allocation in
+	// a build without cgo (the Go heap zeroes it), and Pebble doubles each
+	// new one up to this size and keeps one for reuse, so with 64 MiB a
+	// node held 16 to 64 MB of arenas after its first million counters,
+	// depending on how many checkpoints the burst took: 50 or 93 bytes of
+	// resident memory a counter in runs of the same benchmark
+	// (docs/benchmarks.md, "The key filter grows in layers").
+	defaultMemTableSize = 8 << 20
 	// 16 MiB: under a million increments a second a segment fills in a
 	// second or two, so the next one is zeroed (in the background, from
 	// half full) long before it is needed; at most two segments' room is

@@ -130,13 +130,18 @@ func pebbleOptions(cfg Config, log *zap.Logger) *pebble.Options {
 		// which may change between releases.
 		FormatMajorVersion: pebble.FormatNewest,
 		CacheSize:          cfg.CacheSize,
-		// A large memtable absorbs repeated overwrites of hot counters:
-		// only the last version of a key in a memtable reaches L0, so
-		// flushes carry distinct keys only and write amplification drops.
+		// Small memtables (8 MiB, see defaultMemTableSize): a build
+		// without cgo allocates each memtable's arena in the Go heap,
+		// which zeroes it, so the whole arena is resident from the start,
+		// and Pebble keeps the mutable one and one for reuse. Checkpoints
+		// of half a memtable or more (the bulk of a busy node's writes)
+		// are not copied into memtables anyway: Pebble keeps each such
+		// batch apart and flushes it to a table of its own.
 		MemTableSize: cfg.MemTableSize,
-		// Up to 4 memtables (one mutable, three flushing) before writes
-		// stall, so that a burst can ride out a slow flush.
-		MemTableStopWritesThreshold: 4,
+		// Writes stall once 32 memtables' worth of memtables and large
+		// batches wait to be flushed (256 MiB at the default size), so
+		// that a burst of large checkpoints can ride out a slow flush.
+		MemTableStopWritesThreshold: 32,
 		// Compact L0 once it has 4 sublevels (Pebble's default) to keep
 		// read amplification of cold reads low, but only stall writes at 32
 		// (default 12): with a write-heavy load a brief compaction backlog
@@ -144,9 +149,9 @@ func pebbleOptions(cfg Config, log *zap.Logger) *pebble.Options {
 		// before Pebble would.
 		L0CompactionThreshold: 4,
 		L0StopWritesThreshold: 32,
-		// Lbase sized like a few memtable flushes (default 64 MiB), so that
-		// L0->Lbase compactions do not rewrite Lbase for every flush.
-		LBaseMaxBytes: 4 * int64(cfg.MemTableSize),
+		// Lbase of 256 MiB (default 64 MiB), so that L0->Lbase compactions
+		// do not rewrite Lbase for every flush of a large checkpoint.
+		LBaseMaxBytes: 256 << 20,
 		// Let compactions use up to 4 cores when they fall behind; one
 		// in the steady state.
 		CompactionConcurrencyRange: func() (int, int) {
