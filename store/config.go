@@ -41,7 +41,7 @@ const (
 	// bloom filter block (megabytes for a large table) was never cached and
 	// every point read of a cold counter re-read it: 33 µs instead of 2 µs
 	// per miss, measured on 3M keys.
-	defaultCacheSize    = 256 << 20
+	defaultCacheSize = 256 << 20
 	// 8 MiB: a memtable's arena is resident whole from its allocation in
 	// a build without cgo (the Go heap zeroes it), and Pebble doubles each
 	// new one up to this size and keeps one for reuse, so with 64 MiB a
