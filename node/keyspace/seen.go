@@ -193,7 +193,8 @@ func (h *Set) RunFilter(stop <-chan struct{},
 	}
 	t0 := time.Now()
 	n, err := h.scanInto(stop, growIfFull)
-	_, planned, _ := h.filter.growIfFull()
+	growIfFull()
+	planned := h.filter.planned(*h.filter.layers.Load())
 	if err != nil || stopped(stop) {
 		built(n, planned, time.Since(t0), false, err)
 		return

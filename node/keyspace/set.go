@@ -167,7 +167,7 @@ func New(cfg Config) *Set {
 	h.stripeCap = max(1, (cfg.Capacity+cfg.Stripes-1)/cfg.Stripes)
 	// Planned for half as much again as what is on disk, or as what fits in
 	// memory up to filterPlanFloor, whichever is more, so that the node can
-	// grow a while before the filter is rebuilt bigger. Not for the whole
+	// grow a while before the filter adds a layer. Not for the whole
 	// of a large cache: a filter costs 1.5 bytes a key it is planned for,
 	// resident once keys are added, and a fresh node with room for 12 M
 	// counters carried 27 MB of filter for its first million
