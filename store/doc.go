@@ -131,15 +131,14 @@
 // # Tuning
 //
 // Pebble is set up for many small keys written far more often than read
-// from disk, with hot keys overwritten again and again: 8 MiB memtables
-// (a pure-Go build holds each arena resident whole; large checkpoints skip
-// the memtables anyway), writes stalled only once 256 MiB of memtables
-// and large batches wait to be flushed, an L0 stop-writes threshold of 32
+// from disk, with hot keys overwritten again and again: 8 MiB memtables (a
+// pure-Go build holds each arena resident whole; large checkpoints skip the
+// memtables anyway), writes stalled only once 256 MiB of memtables and
+// large batches wait to be flushed, an L0 stop-writes threshold of 32
 // sublevels (a burst compacts late rather than stalling writes), Lbase at
-// 256 MiB, bloom
-// filters on every level (cold point reads, and reads of counters never
-// written, mostly skip the data blocks), and the fastest compression on
-// every level. See pebbleOptions for the reasoning. The operation log's
+// 256 MiB, bloom filters on every level (cold point reads, and reads of
+// counters never written, mostly skip the data blocks), and the fastest
+// compression on every level. See pebbleOptions for the reasoning. The operation log's
 // segments are zeroed ahead of the appends (Config.LogWriteAhead), so that
 // the fsync a sync write waits for does not also commit a new file size to
 // the file system's journal (package store/internal/oplog, "Write ahead").
