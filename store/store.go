@@ -138,10 +138,11 @@ func pebbleOptions(cfg Config, log *zap.Logger) *pebble.Options {
 		// are not copied into memtables anyway: Pebble keeps each such
 		// batch apart and flushes it to a table of its own.
 		MemTableSize: cfg.MemTableSize,
-		// Writes stall once 32 memtables' worth of memtables and large
-		// batches wait to be flushed (256 MiB at the default size), so
-		// that a burst of large checkpoints can ride out a slow flush.
-		MemTableStopWritesThreshold: 32,
+		// Writes stall once about 256 MiB of memtables and large batches
+		// wait to be flushed (32 memtables at the default size, at least
+		// 4), so that a burst of large checkpoints can ride out a slow
+		// flush.
+		MemTableStopWritesThreshold: stopWritesMemTables(cfg.MemTableSize),
 		// Compact L0 once it has 4 sublevels (Pebble's default) to keep
 		// read amplification of cold reads low, but only stall writes at 32
 		// (default 12): with a write-heavy load a brief compaction backlog
@@ -187,6 +188,14 @@ func pebbleOptions(cfg Config, log *zap.Logger) *pebble.Options {
 	// (docs/benchmarks.md, "Issue 11 on a quiet box").
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	return opts
+}
+
+// stopWritesMemTables returns the memtables' worth of memtables and large
+// batches waiting to be flushed at which Pebble stalls writes: about
+// 256 MiB, between 4 and 32 memtables. Pebble also keeps that many write-ahead
+// logs (one more) for reuse, hence the cap for small memtables.
+func stopWritesMemTables(memTableSize uint64) int {
+	return int(min(max((256<<20)/max(memTableSize, 1), 4), 32))
 }
 
 // eventListener logs the Pebble events an operator needs to see.

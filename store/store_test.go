@@ -449,3 +449,17 @@ func TestLogWriteAheadDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestStopWritesMemTables: writes stall at about 256 MiB of queued
+// memtables and large batches whatever the memtable size, within 4 to 32
+// memtables.
+func TestStopWritesMemTables(t *testing.T) {
+	for _, c := range []struct {
+		size uint64
+		want int
+	}{{0, 32}, {1 << 20, 32}, {8 << 20, 32}, {16 << 20, 16}, {64 << 20, 4}, {1 << 30, 4}} {
+		if got := stopWritesMemTables(c.size); got != c.want {
+			t.Errorf("memtables of %d bytes: writes stall at %d of them, want %d", c.size, got, c.want)
+		}
+	}
+}
