@@ -45,7 +45,7 @@ const (
 	// 8 MiB: a memtable's arena is resident whole from its allocation in
 	// a build without cgo (the Go heap zeroes it), and Pebble doubles each
 	// new one up to this size and keeps one for reuse, so with 64 MiB a
-	// node held 16 to 64 MB of arenas after its first million counters,
+	// node held 8 to 64 MB of arenas after its first million counters,
 	// depending on how many checkpoints the burst took: 50 or 93 bytes of
 	// resident memory a counter in runs of the same benchmark
 	// (docs/benchmarks.md, "The key filter grows in layers").
