@@ -138,8 +138,9 @@
 // sublevels (a burst compacts late rather than stalling writes), Lbase at
 // 256 MiB, bloom filters on every level (cold point reads, and reads of
 // counters never written, mostly skip the data blocks), and the fastest
-// compression on every level. See pebbleOptions for the reasoning. The operation log's
-// segments are zeroed ahead of the appends (Config.LogWriteAhead), so that
-// the fsync a sync write waits for does not also commit a new file size to
-// the file system's journal (package store/internal/oplog, "Write ahead").
+// compression on every level. See pebbleOptions for the reasoning. The
+// operation log's segments are zeroed ahead of the appends
+// (Config.LogWriteAhead), so that the fsync a sync write waits for does not
+// also commit a new file size to the file system's journal (package
+// store/internal/oplog, "Write ahead").
 package store
